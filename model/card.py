@@ -1,0 +1,93 @@
+"""The model card: everything serving needs to know about a model, carried inside the ONNX file.
+
+Export writes it as JSON into the ONNX metadata (key `MODEL_CARD_KEY`); serving reads it back and never
+looks at training code. Unknown or missing fields are errors, so a card from a newer or broken
+exporter fails loudly instead of being half-understood.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+
+MODEL_CARD_KEY = "refurbgrade.model_card"
+CARD_SCHEMA_VERSION = 1
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    defect_types: tuple[str, ...] = DEFECT_CHANNELS
+    zones: tuple[str, ...] = ZONE_CHANNELS
+    views: tuple[str, ...] = VIEW_CLASSES
+    qualities: tuple[str, ...] = QUALITY_CLASSES
+
+
+class Thresholds(BaseModel):
+    """Decision thresholds, calibrated on validation data (never on test data)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Per defect type: a pixel belongs to a defect when its probability reaches this.
+    defect_pixel: dict[str, float]
+    # Per defect type: temperature applied to an instance's peak logit to make its confidence calibrated.
+    confidence_temperature: dict[str, float] = Field(default_factory=dict)
+    # Instances whose calibrated confidence is below this are dropped before grading.
+    min_instance_confidence: float = Field(default=0.05, ge=0, le=1)
+    # needs_review is raised when the top grade's probability is below this.
+    needs_review_below: float = Field(default=0.8, ge=0, le=1)
+
+    @field_validator("defect_pixel")
+    @classmethod
+    def _in_unit_interval(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, t in value.items():
+            if not 0.0 < t < 1.0:
+                raise ValueError(f"defect_pixel[{name}] must be in (0, 1), got {t}")
+        return value
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = CARD_SCHEMA_VERSION
+    name: str
+    version: str
+    architecture: str
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    input_size: int = Field(gt=0, description="square letterbox side in pixels")
+    mask_stride: int = Field(gt=0)
+    taxonomy: Taxonomy = Field(default_factory=Taxonomy)
+    output_names: tuple[str, ...] = OUTPUT_NAMES
+    thresholds: Thresholds
+    metrics: dict[str, float] = Field(default_factory=dict)
+    training_data_hash: str
+    git_commit: str
+    quantized: bool = False
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _matches_contract(self) -> ModelCard:
+        if self.schema_version != CARD_SCHEMA_VERSION:
+            raise ValueError(
+                f"model card schema_version {self.schema_version}, expected {CARD_SCHEMA_VERSION}"
+            )
+        if set(self.output_names) != set(OUTPUT_NAMES):
+            raise ValueError(f"output_names {self.output_names} do not match the contract {OUTPUT_NAMES}")
+        unknown = set(self.thresholds.defect_pixel) - set(self.taxonomy.defect_types)
+        if unknown:
+            raise ValueError(f"thresholds for unknown defect types: {sorted(unknown)}")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model card") -> ModelCard:
+        try:
+            return cls.model_validate(json.loads(text))
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{source}: invalid model card: {exc}") from exc

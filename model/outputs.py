@@ -1,0 +1,28 @@
+"""The network's output contract, torch-free: names, order and meaning of every ONNX output.
+
+The torch network returns a NamedTuple with exactly these fields (`model.network.NetOutputs`), export
+uses these names for the ONNX outputs, and serving reads outputs by these names. Masks come out at
+the model's input resolution divided by `MASK_STRIDE`.
+"""
+
+from __future__ import annotations
+
+from model.taxonomy import DefectType, PhotoQuality, View, Zone
+
+INPUT_NAME = "image"  # uint8 RGB, NCHW, letterboxed to the model's input size
+
+# Channel order of each output = member order of the taxonomy enum.
+DEFECT_CHANNELS: tuple[str, ...] = tuple(t.value for t in DefectType)
+# Zone channel 0 is "background" (not the device); the rest follow Zone's order.
+ZONE_CHANNELS: tuple[str, ...] = ("background", *(z.value for z in Zone))
+VIEW_CLASSES: tuple[str, ...] = tuple(v.value for v in View)
+QUALITY_CLASSES: tuple[str, ...] = tuple(q.value for q in PhotoQuality)
+
+# name -> (description, shape); N = batch, H, W = mask height and width.
+OUTPUTS: dict[str, tuple[str, str]] = {
+    "defect_probs": ("per-pixel probability of each defect type (sigmoid)", "N x n_defect x H x W"),
+    "zone_probs": ("per-pixel zone distribution, channel 0 = background (softmax)", "N x (1+n_zone) x H x W"),
+    "view_probs": ("distribution over views (softmax)", "N x n_view"),
+    "quality_probs": ("distribution over photo-quality verdicts (softmax)", "N x n_quality"),
+}
+OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUTS)

@@ -1,0 +1,140 @@
+"""Photo preprocessing shared by training, evaluation and serving — the one place its constants live.
+
+decode: bytes or path -> RGB uint8 HxWx3, EXIF orientation applied, JPEGs decoded at reduced scale
+(libjpeg's DCT scaling via Pillow's `draft`) when the model needs far fewer pixels, any mode (CMYK,
+16-bit, alpha, grayscale, palette) converted to RGB, a pixel limit against decompression bombs.
+letterbox: keep the aspect ratio, pad to a square of the model's input size with `PAD_VALUE`.
+Normalisation (`MEAN`, `STD`) happens inside the ONNX graph, so serving feeds uint8.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# ImageNet statistics, in 0..255 units: the pretrained backbone expects them.
+MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+PAD_VALUE = 114  # neutral grey letterbox padding
+MAX_PIXELS = 60_000_000  # ~50 MP phone photos pass; decompression bombs do not
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"})
+
+try:  # HEIC photos from iPhones; optional so that a minimal install still decodes JPEG/PNG
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - the serve extra always has it
+    pass
+
+
+class DecodeError(ValueError):
+    """A photo that cannot be used; `code` is machine-readable (the API returns it)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a photo was placed in the model's square input, to map results back to its pixels."""
+
+    scale: float  # model pixels per decoded-photo pixel
+    pad_x: int
+    pad_y: int
+    width: int  # decoded photo size (after EXIF transpose, before draft scaling is undone)
+    height: int
+    draft_factor: float = 1.0  # original pixels per decoded pixel (JPEG reduced-scale decode)
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        """Model-input coordinates -> coordinates in the original, full-size photo."""
+        out = (np.asarray(xy, dtype=float) - (self.pad_x, self.pad_y)) / self.scale
+        return out * self.draft_factor
+
+
+def _open(data: bytes | str | Path) -> Image.Image:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(data, bytes | bytearray):
+                if not data:
+                    raise DecodeError("empty_file", "the file is empty")
+                img = Image.open(io.BytesIO(data))
+            else:
+                img = Image.open(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("too_many_pixels", f"the image has more than {MAX_PIXELS} pixels") from exc
+    except UnidentifiedImageError as exc:
+        raise DecodeError("not_an_image", "the file is not an image in a supported format") from exc
+    if img.format not in SUPPORTED_FORMATS:
+        raise DecodeError(
+            "unsupported_format", f"{img.format} images are not supported (use JPEG, PNG, WebP, HEIC)"
+        )
+    if img.width * img.height > MAX_PIXELS:
+        raise DecodeError("too_many_pixels", f"the image has more than {MAX_PIXELS} pixels")
+    return img
+
+
+def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a photo to RGB uint8. With `target`, JPEGs may decode at 1/2, 1/4 or 1/8 scale as long as
+    the longer side stays at least `target`. Returns the array and the draft factor (>= 1)."""
+    img = _open(data)
+    full_w, full_h = img.size
+    if target is not None and img.format in {"JPEG", "MPO"}:
+        # draft keeps both sides >= the requested box, so ask for the box of the longer side.
+        scale = target / max(full_w, full_h)
+        img.draft("RGB", (max(1, int(full_w * scale)), max(1, int(full_h * scale))))
+    draft_factor = full_w / img.size[0]  # draft sets the reduced size before any pixel is decoded
+    try:
+        img = ImageOps.exif_transpose(img) or img
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise DecodeError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from exc
+    return _to_rgb(img), draft_factor
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in {"I;16", "I;16B", "I;16L", "I"}:
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+        # Composite transparent areas on white, as a marketplace would display them.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def letterbox(rgb: np.ndarray, size: int, draft_factor: float = 1.0) -> tuple[np.ndarray, Letterbox]:
+    """Fit `rgb` into a size x size canvas, keeping the aspect ratio, centred, padded with PAD_VALUE."""
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    canvas[py : py + nh, px : px + nw] = resized
+    return canvas, Letterbox(scale=scale, pad_x=px, pad_y=py, width=w, height=h, draft_factor=draft_factor)
+
+
+def prepare(data: bytes | str | Path, size: int) -> tuple[np.ndarray, Letterbox]:
+    """decode + letterbox: the model input (size x size x 3 uint8) for one photo."""
+    rgb, factor = decode(data, target=size)
+    return letterbox(rgb, size, factor)
+
+
+def to_nchw(batch_hwc: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) or (H, W, 3) uint8 -> (N, 3, H, W) uint8, contiguous."""
+    if batch_hwc.ndim == 3:
+        batch_hwc = batch_hwc[None]
+    return np.ascontiguousarray(batch_hwc.transpose(0, 3, 1, 2))

@@ -1,0 +1,252 @@
+"""Applying a standard to a device's defect instances: the grade, the reasons, the probabilities.
+
+Semantics of a limit (they make grading monotone — more or larger defects never improve a grade):
+a limit holds when every instance it selects is within its size bounds and there are at most
+`max_count` of them. A grade is admitted when all its limits hold; the device gets the best admitted
+grade (the last grade admits anything).
+
+The deterministic grade counts the instances whose confidence is at least `present_at` (0.5). The
+probabilities treat each instance as real with its confidence, independently: exact enumeration for
+up to `EXACT_MAX` uncertain instances, otherwise Monte Carlo with a fixed seed. Both paths share one
+vectorised evaluator, so they cannot disagree on what a set of instances grades as.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from model.instances import DefectInstance
+from model.rules.schema import GRADED_TYPES, Limit, Standard, load_standard
+from model.taxonomy import DefectType, DeviceKind, Zone, plural
+
+EXACT_MAX = 12  # 2**12 = 4096 subsets: still a few milliseconds
+N_SAMPLES = 4096
+SEED = 20261125
+
+ZONE_WORDS = {Zone.SCREEN: "screen", Zone.BODY: "back", Zone.FRAME: "frame", Zone.CAMERA: "camera"}
+
+
+class GradeResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    standard: str
+    standard_version: str
+    grade: str
+    listable: bool
+    # For every grade better than `grade`: why it was barred, in words a refurbisher understands.
+    barred: dict[str, list[str]]
+    probabilities: dict[str, float]
+    needs_review: bool
+    review_threshold: float
+    method: str  # "exact" or "sampled (N)"
+    scale_known: bool
+    advice: list[str]
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """An instance's sizes in mm (estimated from the reference length when the scale is unknown)."""
+
+    length: float
+    width: float
+    area: float
+    rel: tuple[float, float, float] | None  # relative sizes, when that is how it was measured
+
+
+def _sizes(inst: DefectInstance, ref_mm: float) -> _Sized:
+    m = inst.measurement
+    if m.units == "mm":
+        return _Sized(m.length, m.width, m.area, None)
+    return _Sized(m.length * ref_mm, m.width * ref_mm, m.area * ref_mm**2, (m.length, m.width, m.area))
+
+
+def _oversize(limit: Limit, s: _Sized) -> bool:
+    """Whether one instance exceeds a limit's size bounds (relative bounds first when unscaled)."""
+    checks = (
+        (limit.max_length_rel, limit.max_length_mm, 0, s.length),
+        (limit.max_width_rel, limit.max_width_mm, 1, s.width),
+        (limit.max_area_rel, limit.max_area_mm2, 2, s.area),
+    )
+    for rel_bound, mm_bound, k, value_mm in checks:
+        if s.rel is not None and rel_bound is not None:
+            if s.rel[k] > rel_bound:
+                return True
+        elif mm_bound is not None and value_mm > mm_bound:
+            return True
+    return False
+
+
+class _Compiled:
+    """A standard applied to one list of instances, as boolean matrices for fast evaluation."""
+
+    def __init__(self, std: Standard, instances: Sequence[DefectInstance], ref_mm: float):
+        self.std = std
+        self.instances = list(instances)
+        self.sized = [_sizes(i, ref_mm) for i in self.instances]
+        self.limits: list[tuple[int, Limit]] = [
+            (g, lim) for g, grade in enumerate(std.grades) for lim in grade.limits
+        ]
+        n, m = len(self.instances), len(self.limits)
+        self.matched = np.zeros((n, m), dtype=bool)
+        self.oversize = np.zeros((n, m), dtype=bool)
+        for j, (_, lim) in enumerate(self.limits):
+            for i, inst in enumerate(self.instances):
+                if inst.type in lim.types and inst.zone in lim.zones:
+                    self.matched[i, j] = True
+                    self.oversize[i, j] = _oversize(lim, self.sized[i])
+        self.max_count = np.array(
+            [lim.max_count if lim.max_count is not None else np.iinfo(np.int32).max for _, lim in self.limits]
+        )
+        self.grade_of_limit = np.array([g for g, _ in self.limits], dtype=int)
+
+    def best_grade(self, present: np.ndarray) -> np.ndarray:
+        """present: (S, n) booleans, one row per hypothetical set of real instances -> (S,) grade index."""
+        p = present.astype(np.int32)
+        counts = p @ self.matched.astype(np.int32)  # (S, m)
+        big = (p @ self.oversize.astype(np.int32)) > 0
+        holds = (counts <= self.max_count) & ~big  # (S, m)
+        n_grades = len(self.std.grades)
+        admitted = np.ones((present.shape[0], n_grades), dtype=bool)
+        for g in range(n_grades):
+            cols = self.grade_of_limit == g
+            if cols.any():
+                admitted[:, g] = holds[:, cols].all(axis=1)
+        return admitted.argmax(axis=1)  # first admitted; the last grade always is
+
+    def reasons(self, present: np.ndarray, grade_index: int) -> list[str]:
+        """Why grade `grade_index` is not admitted by the instances marked present."""
+        out = []
+        grade = self.std.grades[grade_index]
+        for j, (g, lim) in enumerate(self.limits):
+            if g != grade_index:
+                continue
+            sel = [i for i in range(len(self.instances)) if present[i] and self.matched[i, j]]
+            too_many = lim.max_count is not None and len(sel) > lim.max_count
+            big = [i for i in sel if self.oversize[i, j]]
+            if too_many or big:
+                out.append(_describe(self, sel, big, lim, grade.name))
+        return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_name: str) -> str:
+    by_type: dict[DefectType, int] = {}
+    for i in sel:
+        by_type[c.instances[i].type] = by_type.get(c.instances[i].type, 0) + 1
+    what = " and ".join(plural(t, n) for t, n in by_type.items())
+    zones = sorted({c.instances[i].zone for i in sel}, key=list(Zone).index)
+    where = " and ".join(ZONE_WORDS[z] for z in zones)
+    estimated = any(c.sized[i].rel is not None for i in sel)
+    approx = "≈" if estimated else ""
+    longest = max(c.sized[i].length for i in sel)
+    widest = max(c.sized[i].width for i in sel)
+    found = f"{what} on the {where}"
+    if lim.max_length_mm is not None or lim.max_count != 0:
+        found += f", the longest {approx}{_fmt(longest)} mm"
+    if lim.max_width_mm is not None and any(c.sized[i].width > lim.max_width_mm for i in big):
+        found += f", the widest {approx}{_fmt(widest)} mm"
+    if lim.is_bar:
+        allowed = f"{grade_name} allows none"
+    else:
+        parts = []
+        if lim.max_count is not None:
+            parts.append(f"at most {lim.max_count}")
+        sizes = []
+        if lim.max_length_mm is not None:
+            sizes.append(f"{_fmt(lim.max_length_mm)} mm long")
+        if lim.max_width_mm is not None:
+            sizes.append(f"{_fmt(lim.max_width_mm)} mm wide")
+        if lim.max_area_mm2 is not None:
+            sizes.append(f"{_fmt(lim.max_area_mm2)} mm²")
+        if sizes:
+            parts.append("each up to " + ", ".join(sizes))
+        allowed = f"{grade_name} allows " + ", ".join(parts)
+    note = " (sizes estimated: the device's scale is unknown)" if estimated else ""
+    return f"{found}; {allowed}{note}"
+
+
+def _relevant(instances: Sequence[DefectInstance]) -> list[DefectInstance]:
+    return [i for i in instances if i.type in GRADED_TYPES and i.confidence > 0]
+
+
+def _resolve(standard: Standard | str) -> Standard:
+    return load_standard(standard) if isinstance(standard, str) else standard
+
+
+def grade_probabilities(
+    instances: Sequence[DefectInstance],
+    standard: Standard | str,
+    device_kind: DeviceKind | str = DeviceKind.PHONE,
+) -> tuple[dict[str, float], str]:
+    """Probability of each grade given each instance's confidence, and the method used."""
+    std = _resolve(standard)
+    insts = _relevant(instances)
+    c = _Compiled(std, insts, std.reference_length_mm[DeviceKind(device_kind)])
+    conf = np.array([i.confidence for i in insts], dtype=float)
+    sure = conf >= 1.0
+    unsure = np.flatnonzero(~sure)
+    k = len(unsure)
+    if k <= EXACT_MAX:
+        # All 2**k subsets of the uncertain instances, with their exact probabilities.
+        bits = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+        present = np.tile(sure, (2**k, 1))
+        present[:, unsure] = bits
+        pu = conf[unsure]
+        weights = np.prod(np.where(bits, pu, 1 - pu), axis=1) if k else np.ones(1)
+        method = "exact"
+    else:
+        rng = np.random.default_rng(SEED)
+        present = rng.random((N_SAMPLES, len(insts))) < conf[None, :]
+        weights = np.full(N_SAMPLES, 1.0 / N_SAMPLES)
+        method = f"sampled ({N_SAMPLES})"
+    idx = c.best_grade(present)
+    probs = np.bincount(idx, weights=weights, minlength=len(std.grades))
+    probs = probs / probs.sum()
+    return {name: float(p) for name, p in zip(std.grade_names, probs, strict=True)}, method
+
+
+def grade(
+    instances: Sequence[DefectInstance],
+    standard: Standard | str,
+    *,
+    device_kind: DeviceKind | str = DeviceKind.PHONE,
+    review_threshold: float | None = None,
+    present_at: float = 0.5,
+) -> GradeResult:
+    """Grade one device from the instances found on all its photos."""
+    std = _resolve(standard)
+    insts = _relevant(instances)
+    c = _Compiled(std, insts, std.reference_length_mm[DeviceKind(device_kind)])
+    present = np.array([i.confidence >= present_at for i in insts], dtype=bool)
+    g = int(c.best_grade(present[None, :])[0])
+    barred = {std.grades[b].name: c.reasons(present, b) for b in range(g)}
+    probs, method = grade_probabilities(instances, std, device_kind)
+    threshold = std.review_threshold if review_threshold is None else review_threshold
+    chosen = std.grades[g]
+    advice = []
+    smudged = sorted(
+        {i.photo_index for i in instances if i.type is DefectType.SMUDGE and i.confidence >= present_at}
+    )
+    if smudged:
+        photos = ", ".join(str(p + 1) for p in smudged)
+        advice.append(f"smudges on photo {photos}: clean the device and retake, dirt can hide defects")
+    return GradeResult(
+        standard=std.standard,
+        standard_version=std.version,
+        grade=chosen.name,
+        listable=chosen.listable,
+        barred=barred,
+        probabilities=probs,
+        needs_review=probs[chosen.name] < threshold,
+        review_threshold=threshold,
+        method=method,
+        scale_known=all(i.scaled for i in insts),
+        advice=advice,
+    )

@@ -1,0 +1,1 @@
+"""The `refurbgrade` console script: one entry point whose subcommands live in their owning packages."""

@@ -1,0 +1,5 @@
+"""`python -m refurbgrade` runs the console script."""
+
+from refurbgrade.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Training side of refurbgrade: data (manifests, importers, synthetic generator), training, evaluation."""
