@@ -147,9 +147,7 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
     approx = "≈" if estimated else ""
     longest = max(c.sized[i].length for i in sel)
     widest = max(c.sized[i].width for i in sel)
-    found = f"{what} on the {where}"
-    if lim.max_length_mm is not None or lim.max_count != 0:
-        found += f", the longest {approx}{_fmt(longest)} mm"
+    found = f"{what} on the {where}, the longest {approx}{_fmt(longest)} mm"
     if lim.max_width_mm is not None and any(c.sized[i].width > lim.max_width_mm for i in big):
         found += f", the widest {approx}{_fmt(widest)} mm"
     if lim.is_bar:

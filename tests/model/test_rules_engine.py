@@ -1,0 +1,211 @@
+"""The grading rules engine: documented examples, monotonicity, probabilities, reasons, bad files."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model.instances import DefectInstance, Measurement, mm
+from model.rules import StandardError, grade, grade_probabilities, list_standards, load_standard
+from model.rules.engine import EXACT_MAX
+from model.rules.schema import load_standard_file
+from model.taxonomy import DefectType, Zone
+
+STANDARDS = list_standards()
+GRADED = [t for t in DefectType if t is not DefectType.SMUDGE]
+
+
+def test_bundled_standards_are_the_three_named_ones():
+    assert STANDARDS == ["backmarket", "ctia", "r2"]
+    assert load_standard("backmarket").grade_names == ("Premium", "Excellent", "Good", "Fair", "Unlistable")
+    assert load_standard("ctia").grade_names == ("A", "B", "C", "D", "E")
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [(s, ex) for s in STANDARDS for ex in load_standard(s).examples],
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_documented_examples_grade_as_documented(name, example):
+    instances = [mm(d.type, d.zone, d.length_mm, d.width_mm, d.area_mm2) for d in example.defects]
+    assert grade(instances, name).grade == example.expect
+
+
+instance_strategy = st.builds(
+    lambda t, z, length, width, conf: mm(t, z, length, width, confidence=conf),
+    st.sampled_from(GRADED),
+    st.sampled_from(list(Zone)),
+    st.floats(0.05, 60.0),
+    st.floats(0.01, 2.0),
+    st.sampled_from([1.0, 0.9, 0.7]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(instance_strategy, max_size=8), instance_strategy, st.sampled_from(STANDARDS))
+def test_adding_a_defect_never_improves_the_grade(instances, extra, name):
+    std = load_standard(name)
+    before = std.index(grade(instances, std).grade)
+    after = std.index(grade([*instances, extra], std).grade)
+    assert after >= before
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(instance_strategy, min_size=1, max_size=8), st.data(), st.sampled_from(STANDARDS))
+def test_enlarging_a_defect_never_improves_the_grade(instances, data, name):
+    std = load_standard(name)
+    i = data.draw(st.integers(0, len(instances) - 1))
+    factor = data.draw(st.floats(1.0, 5.0))
+    m = instances[i].measurement
+    bigger = instances[i].model_copy(
+        update={
+            "measurement": Measurement(
+                units="mm", length=m.length * factor, width=m.width * factor, area=m.area * factor**2
+            )
+        }
+    )
+    enlarged = [*instances[:i], bigger, *instances[i + 1 :]]
+    assert std.index(grade(enlarged, std).grade) >= std.index(grade(instances, std).grade)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(instance_strategy, max_size=16), st.sampled_from(STANDARDS))
+def test_probabilities_sum_to_one_and_cover_every_grade(instances, name):
+    probs, method = grade_probabilities(instances, name)
+    assert list(probs) == list(load_standard(name).grade_names)
+    assert sum(probs.values()) == pytest.approx(1.0)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    uncertain = sum(1 for i in instances if i.confidence < 1.0)
+    assert method == ("exact" if uncertain <= EXACT_MAX else "sampled (4096)")
+
+
+@pytest.mark.parametrize("name", STANDARDS)
+def test_no_defect_gives_the_best_grade_with_certainty(name):
+    std = load_standard(name)
+    result = grade([], std)
+    assert result.grade == std.grade_names[0]
+    assert result.barred == {}
+    assert result.probabilities[std.grade_names[0]] == 1.0
+    assert not result.needs_review
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(instance_strategy, max_size=6), st.floats(0.5, 80), st.floats(0.5, 1.0))
+def test_a_cracked_screen_is_never_listable_on_back_market(instances, length, conf):
+    crack = mm("crack", "screen", length, 0.2, confidence=conf)
+    result = grade([*instances, crack], "backmarket")
+    assert result.grade == "Unlistable"
+    assert not result.listable
+
+
+def test_smudges_never_lower_a_grade_but_ask_for_a_clean_retake():
+    smudges = [mm("smudge", z, 30.0, 20.0, photo_index=2) for z in Zone]
+    result = grade(smudges, "backmarket")
+    assert result.grade == "Premium"
+    assert result.advice and "photo 3" in result.advice[0]
+
+
+def test_reasons_say_what_was_found_and_what_the_grade_allows():
+    scratches = [
+        mm("scratch", "body", 6.2, 0.2),
+        mm("scratch", "body", 2.0, 0.1),
+        mm("scratch", "body", 1.0, 0.1),
+    ]
+    result = grade(scratches, "backmarket")
+    assert result.grade == "Good"
+    (reason,) = result.barred["Excellent"]
+    assert reason.startswith("3 scratches on the back, the longest 6.2 mm")
+    assert "Excellent allows at most 5, each up to 3.0 mm long" in reason
+    assert set(result.barred) == {"Premium", "Excellent"}
+
+
+def test_a_bar_is_worded_as_allowing_none():
+    result = grade([mm("crack", "screen", 30.0)], "backmarket")
+    assert "1 crack on the screen, the longest 30.0 mm; Fair allows none" in result.barred["Fair"]
+
+
+def test_exact_probabilities_match_a_hand_computation():
+    # One certain 2 mm scratch (Excellent) and one 70%-likely 6 mm scratch (would make it Good).
+    insts = [mm("scratch", "body", 2.0, 0.1), mm("scratch", "body", 6.0, 0.2, confidence=0.7)]
+    result = grade(insts, "backmarket")
+    assert result.grade == "Good"
+    assert result.probabilities["Good"] == pytest.approx(0.7)
+    assert result.probabilities["Excellent"] == pytest.approx(0.3)
+    assert result.needs_review  # 0.7 < 0.8
+    assert not grade(insts, "backmarket", review_threshold=0.6).needs_review
+
+
+def test_sampled_probabilities_are_deterministic_and_close_to_exact():
+    # 20 uncertain hairlines (sampled) vs the binomial truth: Premium admits at most 2.
+    insts = [mm("scratch", "body", 0.5, 0.03, confidence=0.1) for _ in range(20)]
+    p1, method = grade_probabilities(insts, "backmarket")
+    p2, _ = grade_probabilities(insts, "backmarket")
+    assert method.startswith("sampled") and p1 == p2
+    from math import comb
+
+    premium = sum(comb(20, k) * 0.1**k * 0.9 ** (20 - k) for k in range(3))
+    assert p1["Premium"] == pytest.approx(premium, abs=0.025)
+
+
+def test_relative_measurements_use_relative_fallbacks_and_say_so():
+    rel = DefectInstance(
+        type="scratch",
+        zone="body",
+        measurement=Measurement(units="relative", length=0.04, width=0.001, area=4e-5),
+    )
+    result = grade([rel], "backmarket")  # 0.04 x 150 mm reference = 6 mm
+    assert result.grade == "Good"
+    assert not result.scale_known
+    assert "≈6.0 mm" in result.barred["Excellent"][0]
+    assert "scale is unknown" in result.barred["Excellent"][0]
+
+
+def test_malformed_standard_names_file_field_and_problem(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(
+        "standard: mine\ntitle: t\nversion: '1'\nsource: s\ngrades:\n"
+        "  - name: A\n    summary: s\n    limits:\n      - {zones: [screen], types: [scratch], max_cout: 0}\n"
+        "  - name: B\n    summary: s\n"
+    )
+    with pytest.raises(StandardError) as info:
+        load_standard_file(bad)
+    message = str(info.value)
+    assert str(bad) in message
+    assert "grades.0.limits.0" in message
+    assert "max_cout" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            "grades: [{name: A, summary: s, limits: [{zones: [screen], types: [smudge], max_count: 0}]}, {name: B, summary: s}]",
+            "smudge",
+        ),
+        (
+            "grades: [{name: A, summary: s}, {name: B, summary: s, limits: [{zones: any, types: [crack], max_count: 0}]}]",
+            "last grade",
+        ),
+        (
+            "grades: [{name: A, summary: s, limits: [{zones: [lid], types: [crack], max_count: 0}]}, {name: B, summary: s}]",
+            "zones",
+        ),
+        (
+            "grades: [{name: A, summary: s, limits: [{zones: [body], types: [dent]}]}, {name: B, summary: s}]",
+            "max_count",
+        ),
+        ("grades: [{name: A, summary: s}, {name: A, summary: s}]", "unique"),
+        ("grades: [: broken", "not valid YAML"),
+    ],
+)
+def test_each_malformed_standard_is_rejected_with_its_problem(tmp_path, body, problem):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"standard: bad\ntitle: t\nversion: '1'\nsource: s\n{body}\n")
+    with pytest.raises(StandardError, match=problem):
+        load_standard_file(path)
+
+
+def test_unknown_bundled_standard_lists_the_known_ones():
+    with pytest.raises(StandardError, match="backmarket, ctia, r2"):
+        load_standard("nope")
