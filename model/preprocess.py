@@ -60,19 +60,18 @@ class Letterbox:
 
 def _open(data: bytes | str | Path) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    if isinstance(data, bytes | bytearray) and not data:
+        raise DecodeError("empty_file", "the file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(data, bytes | bytearray):
-                if not data:
-                    raise DecodeError("empty_file", "the file is empty")
-                img = Image.open(io.BytesIO(data))
-            else:
-                img = Image.open(data)
+            img = Image.open(io.BytesIO(data)) if isinstance(data, bytes | bytearray) else Image.open(data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DecodeError("too_many_pixels", f"the image has more than {MAX_PIXELS} pixels") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError("not_an_image", "the file is not an image in a supported format") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated inside the header
+        raise DecodeError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from exc
     if img.format not in SUPPORTED_FORMATS:
         raise DecodeError(
             "unsupported_format", f"{img.format} images are not supported (use JPEG, PNG, WebP, HEIC)"
