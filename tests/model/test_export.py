@@ -1,0 +1,99 @@
+"""ONNX export verifies itself: checker, card round trip, ORT vs PyTorch parity; INT8 stays close."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from skimage import data
+
+from model.card import ModelCard, Thresholds
+from model.export import (
+    OPSET,
+    ExportVerificationError,
+    export_onnx,
+    quantize_int8,
+    read_card,
+    run_onnx,
+    stack_nchw,
+    torch_outputs,
+    verify,
+)
+from model.outputs import INPUT_NAME, OUTPUT_NAMES
+from model.preprocess import letterbox
+from model.registry import create_model
+
+
+def _card(size: int = 64) -> ModelCard:
+    return ModelCard(
+        name="tiny",
+        version="0.0.1",
+        architecture="tiny",
+        input_size=size,
+        mask_stride=4,
+        thresholds=Thresholds(defect_pixel={"scratch": 0.4, "crack": 0.6}),
+        training_data_hash="0" * 64,
+        git_commit="test",
+    )
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    # Real photos (scikit-image samples) plus a synthetic one: parity must hold on natural statistics.
+    rng = np.random.default_rng(0)
+    synth = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return stack_nchw([letterbox(p, 64)[0] for p in (data.chelsea(), data.coffee(), synth)])
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, photos):
+    torch.manual_seed(0)
+    net = create_model("tiny").eval()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export_onnx(net, path, _card(), photos)
+    return net, path, report
+
+
+def test_export_writes_contract_graph_with_card(exported, photos):
+    net, path, report = exported
+    m = onnx.load(str(path))
+    assert m.opset_import[0].version == OPSET
+    assert [i.name for i in m.graph.input] == [INPUT_NAME]
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert tuple(o.name for o in m.graph.output) == OUTPUT_NAMES
+    assert read_card(path).thresholds.defect_pixel == {"scratch": 0.4, "crack": 0.6}
+    assert report.n_images == 3 and max(report.max_abs.values()) < 1e-4
+    # Dynamic batch: 5 photos in, 5 results out, each equal to PyTorch's.
+    batch = np.concatenate([photos, photos[:2]])
+    got = run_onnx(path, batch)
+    ref = torch_outputs(net, batch)
+    for name in OUTPUT_NAMES:
+        np.testing.assert_allclose(got[name], ref[name], atol=1e-4)
+
+
+def test_verification_fails_loudly_when_onnx_differs_from_torch(exported, photos):
+    _, path, _ = exported
+    other = create_model("tiny").eval()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    with pytest.raises(ExportVerificationError, match="parity failed"):
+        verify(path, other, photos)
+
+
+def test_verification_rejects_a_card_that_does_not_round_trip(exported, photos):
+    net, path, _ = exported
+    with pytest.raises(ExportVerificationError, match="model card"):
+        verify(path, net, photos, _card().model_copy(update={"version": "9"}))
+
+
+def test_int8_quantization_is_checked_against_fp32(exported, photos, tmp_path):
+    _, path, _ = exported
+    out = tmp_path / "tiny.int8.onnx"
+    report = quantize_int8(path, out, photos, photos)
+    card = read_card(out)
+    assert card.quantized and card.version.endswith("-int8")
+    assert report.argmax_agreement["zone_probs"] >= 0.9
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
