@@ -1,0 +1,92 @@
+"""The FastAPI application: `create_app(settings)` wires storage, model, batcher, metrics and routes.
+
+Nothing heavy happens at import or in `create_app`: the lifespan runs the migrations, opens the blob
+store, loads and verifies the model and starts the batcher; shutdown drains the batcher and closes
+the database. OpenAPI at /docs.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from serving import errors
+from serving.batching import MicroBatcher
+from serving.blobs import BlobStore
+from serving.db import make_engine, migrate, session_factory
+from serving.deps import AppState
+from serving.limits import BodyLimitMiddleware
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.predictor import ModelSlot, load_model
+from serving.routes import gradings, keys, models, ops
+from serving.service import GradingService
+from serving.settings import Settings, get_settings
+
+API_DESCRIPTION = """Cosmetic grading of used phones, tablets and laptops from photos.
+
+Authenticate with an API key: `Authorization: Bearer <key>` (create one with
+`refurbgrade keys create --role refurbisher --tenant NAME`). Every error is JSON
+`{"code": "...", "message": "..."}`.
+"""
+
+
+def build_state(settings: Settings, metrics: Metrics) -> AppState:
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    blobs = BlobStore(settings.blob_dir)
+    model = load_model(settings.model_path, settings.intra_op_threads, settings.inter_op_threads)
+    metrics.model_info.labels(model.card.name, model.card.version).set(1)
+    slot = ModelSlot(model)
+    batcher = MicroBatcher(
+        max_batch=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000.0,
+        max_queue=settings.max_queue_photos,
+        on_batch=metrics.on_batch,
+        on_queue_depth=metrics.queue_depth.set,
+    )
+    service = GradingService(settings, sessions, blobs, slot, batcher, metrics)
+    return AppState(settings, engine, sessions, blobs, slot, batcher, metrics, service)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        s = settings or get_settings()
+        state = build_state(s, metrics)
+        app.state.svc = state
+        try:
+            yield
+        finally:
+            app.state.svc = None
+            state.batcher.stop()
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="refurbgrade",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.svc = None
+    app.state.metrics = metrics
+    errors.install(app)
+    for router in (gradings.router, models.router, keys.router, ops.router):
+        app.include_router(router)
+    max_request = _max_request_bytes(settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _max_request_bytes(settings: Settings | None) -> int:
+    if settings is None:
+        try:
+            settings = get_settings()
+        except Exception:  # settings errors surface in the lifespan, with their full message
+            return 12 * 30 * 1024 * 1024 + (1 << 20)
+    return settings.max_photos * settings.max_photo_bytes + (1 << 20)

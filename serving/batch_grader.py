@@ -1,0 +1,153 @@
+"""Offline batch grading: `refurbgrade grade PATH...` with the service's predictor and pipeline.
+
+Each photo is its own device unless `--device-per-folder` groups a folder's photos into one device.
+One JSON line per device: file(s), grades, grade_probabilities, needs_review, reasons, photo verdicts
+and defects. A file that cannot be decoded is reported on stderr and skipped; the exit code is 1 when
+any file was skipped, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from serving.pipeline import (
+    PhotoError,
+    RequestError,
+    grade_device,
+    resolve_device,
+    resolve_standards,
+    run_direct,
+)
+from serving.predictor import load_model
+from serving.schemas import defect_out
+
+
+def _record(files: list[Path], graded) -> dict:
+    photos = []
+    for f, p in zip(files, graded.photos, strict=True):
+        photos.append(
+            {
+                "file": str(f),
+                "view": p.view.value,
+                "quality": p.quality.value,
+                "message": p.message,
+                "device_found": p.device_found,
+                "defects": [defect_out(i) for i in p.instances],
+            }
+        )
+    rec = {
+        "file": str(files[0]) if len(files) == 1 else str(files[0].parent),
+        "files": [str(f) for f in files],
+        "grades": {n: g.grade for n, g in graded.grades.items()},
+        "grade_probabilities": {n: g.probabilities for n, g in graded.grades.items()},
+        "needs_review": graded.needs_review,
+        "review_reasons": graded.review_reasons,
+        "reasons": {n: g.barred for n, g in graded.grades.items()},
+        "rules_versions": {n: g.standard_version for n, g in graded.grades.items()},
+        "model_version": graded.model_version,
+        "scale": graded.scale_units,
+        "photos": photos,
+        "photo": {"view": photos[0]["view"], "quality": photos[0]["quality"]},
+        "defects": [d for p in photos for d in p["defects"]],
+    }
+    return rec
+
+
+def run_batch(
+    *,
+    paths: list[Path],
+    files: list[tuple[Path, Path]],
+    standard: str | None,
+    device_model: str | None,
+    device_kind: str | None,
+    jsonl: Path | None,
+    overlays: Path | None,
+    device_per_folder: bool,
+    model_path: Path | None,
+    threads: int = 2,
+) -> int:
+    from tqdm import tqdm
+
+    from serving.settings import Settings
+
+    def err(msg: str) -> None:
+        tqdm.write(msg, file=sys.stderr)
+
+    try:
+        device = resolve_device(device_model, device_kind)
+        standards = resolve_standards(standard)
+    except RequestError as exc:
+        err(f"error: {exc}")
+        return 2
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        err(f"skipped {p}: no such file or folder")
+    path = model_path or Settings.model_fields["model_path"].default
+    try:
+        model = load_model(path, intra_op_threads=threads)
+    except ValueError as exc:
+        err(f"error: {exc}")
+        return 2
+    groups: dict[Path, list[Path]] = defaultdict(list)
+    units: list[list[Path]] = []
+    for f, folder in files:
+        if device_per_folder:
+            groups[folder].append(f)
+        else:
+            units.append([f])
+    units += list(groups.values())
+    if overlays is not None:
+        overlays.mkdir(parents=True, exist_ok=True)
+    out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
+    skipped = len(missing)
+    n_photos = sum(len(u) for u in units)
+    try:
+        with tqdm(total=n_photos, unit="photo", file=sys.stderr, disable=None) as bar:
+            for unit in units:
+                datas, kept = [], []
+                for f in unit:
+                    try:
+                        datas.append(f.read_bytes())
+                        kept.append(f)
+                    except OSError as exc:
+                        err(f"skipped {f}: cannot read: {exc.strerror}")
+                        skipped += 1
+                        bar.update(1)
+                # A bad photo is dropped from its device and the rest graded.
+                while kept:
+                    try:
+                        graded = grade_device(
+                            run_direct,
+                            model,
+                            datas,
+                            device=device,
+                            standards=standards,
+                            filenames=[str(f) for f in kept],
+                        )
+                        break
+                    except PhotoError as exc:
+                        err(f"skipped {kept[exc.index]}: {exc.code}: {str(exc).split(': ', 1)[-1]}")
+                        skipped += 1
+                        bar.update(1)
+                        del kept[exc.index], datas[exc.index]
+                if not kept:
+                    continue
+                rec = _record(kept, graded)
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+                if overlays is not None:
+                    from serving.overlays import render_overlay
+
+                    for f, data, photo in zip(kept, datas, rec["photos"], strict=True):
+                        name = f"{f.parent.name}__{f.stem}.png" if device_per_folder else f"{f.stem}.png"
+                        (overlays / name).write_bytes(render_overlay(data, photo["defects"]))
+                bar.update(len(kept))
+    finally:
+        if jsonl is not None:
+            out.close()
+    if skipped:
+        err(f"{skipped} file(s) skipped")
+    return 1 if skipped else 0

@@ -1,0 +1,160 @@
+"""The gradings database: tables (SQLAlchemy ORM), engine set-up, and Alembic migrations at start-up.
+
+SQLite (a file under the data directory) by default, PostgreSQL when `REFURBGRADE_DATABASE_URL` points
+at one. The schema is changed only through Alembic revisions in `serving/migrations` (a test checks
+that they match these tables).
+
+A grading's result is stored once, as the JSON body first answered, and never rewritten; what happens
+to a grading afterwards (reviews, disputes, overrides: issue 6) is appended to `grading_events`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public part of the token
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the whole token
+    role: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Grading(Base):
+    __tablename__ = "gradings"
+    __table_args__ = (
+        UniqueConstraint("tenant", "idempotency_key", name="uq_gradings_tenant_idempotency_key"),
+        Index("ix_gradings_tenant_created", "tenant", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(32))  # api key id
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    external_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    device_model: Mapped[str | None] = mapped_column(String(100))
+    device_kind: Mapped[str] = mapped_column(String(16))
+    needs_review: Mapped[bool] = mapped_column(Boolean, index=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    rules_versions: Mapped[dict] = mapped_column(JSON)
+    body: Mapped[dict] = mapped_column(JSON)  # the response as first answered, without URLs
+
+    photos: Mapped[list[GradingPhoto]] = relationship(
+        back_populates="grading", order_by="GradingPhoto.idx", lazy="selectin"
+    )
+    grades: Mapped[list[GradingGrade]] = relationship(back_populates="grading", lazy="selectin")
+
+
+class GradingPhoto(Base):
+    __tablename__ = "grading_photos"
+
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(Integer)
+    overlay_sha256: Mapped[str | None] = mapped_column(String(64))  # rendered on first request
+
+    grading: Mapped[Grading] = relationship(back_populates="photos")
+
+
+class GradingGrade(Base):
+    """One row per standard of a grading, so lists can filter on grades."""
+
+    __tablename__ = "grading_grades"
+    __table_args__ = (Index("ix_grading_grades_standard_grade", "standard", "grade"),)
+
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), primary_key=True)
+    standard: Mapped[str] = mapped_column(String(50), primary_key=True)
+    grade: Mapped[str] = mapped_column(String(50))
+    version: Mapped[str] = mapped_column(String(50))
+
+    grading: Mapped[Grading] = relationship(back_populates="grades")
+
+
+class GradingEvent(Base):
+    """Append-only history of a grading: 'graded' at creation; reviews and disputes later (issue 6)."""
+
+    __tablename__ = "grading_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(32))  # api key id
+    kind: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
+            cur = dbapi_conn.cursor()
+            # WAL lets readers run while a grading commits; synchronous=FULL makes a commit durable.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "serving:migrations")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision."""
+    from alembic import command
+
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        from pathlib import Path
+
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

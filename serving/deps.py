@@ -1,0 +1,83 @@
+"""FastAPI dependencies: the app's shared state, the database session, the caller's identity and role.
+
+Handlers declare what they need with the `Annotated` aliases below (`StateDep`, `PrincipalDep`,
+`AdminDep`, ...), which keeps them thin and makes every route's access rule visible in its signature.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from serving.auth import Principal, Role, authenticate
+from serving.batching import MicroBatcher
+from serving.blobs import BlobStore
+from serving.errors import ApiError
+from serving.metrics import Metrics
+from serving.predictor import ModelSlot
+from serving.service import GradingService
+from serving.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    blobs: BlobStore
+    slot: ModelSlot
+    batcher: MicroBatcher
+    metrics: Metrics
+    service: GradingService
+    swap_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def get_state(request: Request) -> AppState:
+    state = getattr(request.app.state, "svc", None)
+    if state is None:
+        raise ApiError(503, "not_ready", "the service is starting", {"Retry-After": "1"})
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `refurbgrade keys create --role ROLE`")
+
+
+def get_principal(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise ApiError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'", challenge)
+    with state.sessions() as s:
+        principal = authenticate(s, credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", challenge)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role):
+    def _check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            allowed = " or ".join(r.value for r in roles)
+            raise ApiError(
+                403, "forbidden", f"this needs the {allowed} role; your key is {principal.role.value}"
+            )
+        return principal
+
+    return _check
+
+
+RefurbisherDep = Annotated[Principal, Depends(require(Role.REFURBISHER))]
+ReaderDep = Annotated[Principal, Depends(require(Role.REFURBISHER, Role.AUDITOR, Role.ADMIN))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]

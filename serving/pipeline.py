@@ -1,0 +1,297 @@
+"""From photo bytes to a graded device: decode, model, post-processing, grading rules.
+
+Shared by the API and the offline batch grader, so both grade identically. Decoding and letterboxing
+are `model.preprocess.prepare` — the same function training uses (a parity test checks it). The model
+runs through a `MicroBatcher` in the service and directly in the offline grader.
+
+Photo verdicts: the model's quality class, except that a photo in which post-processing finds no
+device is always `no_device`. Such photos are flagged, not refused: they contribute no defects, the
+grading is still answered (201) and `needs_review` is raised, with the actionable message in the
+photo's verdict. A photo that cannot be decoded at all is refused (`PhotoError`, a 422 in the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.catalogue import lookup_device
+from model.instances import DefectInstance
+from model.postprocess import estimate_scale, extract_instances
+from model.preprocess import DecodeError, Letterbox, prepare
+from model.rules import GradeResult, grade, list_standards, load_standard
+from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
+from serving.predictor import Model
+
+# runs a model on letterboxed photos -> per-photo outputs (no batch axis)
+RunFn = Callable[[Model, Sequence[np.ndarray]], list[dict[str, np.ndarray]]]
+
+
+class PhotoError(ValueError):
+    """A photo of a request that cannot be graded: which one, and the decoder's code."""
+
+    def __init__(self, index: int, filename: str | None, error: DecodeError):
+        self.index = index
+        self.code = error.code
+        name = f" ({filename})" if filename else ""
+        super().__init__(f"photo {index}{name}: {error}")
+
+
+class RequestError(ValueError):
+    """A grading request whose options are unusable (unknown standard, device model, views)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the caller told us about the device, resolved against the catalogue."""
+
+    kind: DeviceKind = DeviceKind.PHONE
+    model_name: str | None = None  # the catalogue's name when known
+    length_mm: float | None = None
+
+
+@dataclass
+class PhotoResult:
+    index: int
+    width: int  # original photo size, EXIF orientation applied
+    height: int
+    view: View
+    view_source: str  # "caller" or "model"
+    view_confidence: float
+    quality: PhotoQuality
+    quality_confidence: float
+    device_found: bool
+    instances: list[DefectInstance] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.quality is PhotoQuality.USABLE
+
+    @property
+    def message(self) -> str:
+        return QUALITY_MESSAGES[self.quality]
+
+
+@dataclass
+class DeviceGrading:
+    photos: list[PhotoResult]
+    grades: dict[str, GradeResult]
+    device: Device
+    model_version: str
+    model_name: str
+    model_sha256: str
+
+    @property
+    def instances(self) -> list[DefectInstance]:
+        return [i for p in self.photos for i in p.instances]
+
+    @property
+    def review_reasons(self) -> list[str]:
+        out = [
+            f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
+            f"< {g.review_threshold:.2f}"
+            for name, g in self.grades.items()
+            if g.needs_review
+        ]
+        out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
+        return out
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review_reasons)
+
+    @property
+    def scale_units(self) -> str:
+        return "mm" if self.device.length_mm is not None else "relative"
+
+
+def resolve_device(device_model: str | None, device_kind: str | None) -> Device:
+    """Catalogue lookup; raises RequestError for an unknown model or kind."""
+    kind = None
+    if device_kind:
+        try:
+            kind = DeviceKind(device_kind.strip().lower())
+        except ValueError as exc:
+            raise RequestError(
+                "invalid_device_kind",
+                f"device_kind must be one of {', '.join(k.value for k in DeviceKind)}, got {device_kind!r}",
+            ) from exc
+    if device_model and device_model.strip():
+        try:
+            spec = lookup_device(device_model)
+        except KeyError as exc:  # UnknownDeviceError, with suggestions in its message
+            raise RequestError("unknown_device_model", str(exc)) from exc
+        return Device(kind=kind or spec.kind, model_name=spec.name, length_mm=spec.length)
+    return Device(kind=kind or DeviceKind.PHONE)
+
+
+def resolve_standards(standard: str | None) -> list[str]:
+    """A comma-separated list of standard names (all bundled standards when empty)."""
+    known = list_standards()
+    if not standard or not standard.strip():
+        return known
+    names = [s.strip().lower() for s in standard.split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise RequestError(
+            "unknown_standard", f"unknown standard {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def resolve_views(views: str | None, n_photos: int) -> list[View | None]:
+    """Comma-separated views, one per photo, in upload order (empty entries: the model decides)."""
+    if not views or not views.strip():
+        return [None] * n_photos
+    parts = [v.strip().lower() for v in views.split(",")]
+    if len(parts) != n_photos:
+        raise RequestError("invalid_views", f"views lists {len(parts)} entries for {n_photos} photos")
+    out: list[View | None] = []
+    for p in parts:
+        if not p:
+            out.append(None)
+            continue
+        try:
+            out.append(View(p))
+        except ValueError as exc:
+            raise RequestError(
+                "invalid_views", f"unknown view {p!r}; known: {', '.join(v.value for v in View)}"
+            ) from exc
+    return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    image: np.ndarray  # letterboxed model input, (S, S, 3) uint8
+    letterbox: Letterbox
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        lb = self.letterbox
+        return round(lb.width * lb.draft_factor), round(lb.height * lb.draft_factor)
+
+
+def prepare_photos(datas: Sequence[bytes], size: int, filenames: Sequence[str | None] = ()) -> list[Prepared]:
+    out = []
+    for k, data in enumerate(datas):
+        try:
+            image, lb = prepare(data, size)
+        except DecodeError as exc:
+            raise PhotoError(k, filenames[k] if k < len(filenames) else None, exc) from exc
+        out.append(Prepared(image, lb))
+    return out
+
+
+def analyse_photo(
+    outputs: dict[str, np.ndarray],
+    prepared: Prepared,
+    model: Model,
+    device: Device,
+    index: int,
+    view: View | None = None,
+) -> PhotoResult:
+    """One photo's model outputs -> its verdict and measured defects."""
+    card = model.card
+    size = card.input_size
+    scale = estimate_scale(outputs["zone_probs"], prepared.letterbox, size, device.length_mm)
+    view_probs = outputs["view_probs"]
+    if view is None:
+        k = int(np.argmax(view_probs))
+        view_res, view_source, view_conf = View(card.taxonomy.views[k]), "model", float(view_probs[k])
+    else:
+        k = card.taxonomy.views.index(view.value)
+        view_res, view_source, view_conf = view, "caller", 1.0
+    q_probs = outputs["quality_probs"]
+    q = int(np.argmax(q_probs))
+    quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
+    if not scale.device_found:
+        quality = PhotoQuality.NO_DEVICE
+        q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))
+    instances: list[DefectInstance] = []
+    if scale.device_found:
+        instances = extract_instances(
+            outputs["defect_probs"],
+            outputs["zone_probs"],
+            prepared.letterbox,
+            card.thresholds,
+            scale,
+            size,
+            photo_index=index,
+            view=view_res,
+        )
+    w, h = prepared.original_size
+    return PhotoResult(
+        index=index,
+        width=w,
+        height=h,
+        view=view_res,
+        view_source=view_source,
+        view_confidence=view_conf,
+        quality=quality,
+        quality_confidence=q_conf,
+        device_found=scale.device_found,
+        instances=instances,
+    )
+
+
+def grade_instances(
+    instances: Sequence[DefectInstance],
+    standards: Sequence[str],
+    device: Device,
+    review_threshold: float,
+) -> dict[str, GradeResult]:
+    return {
+        name: grade(
+            instances, load_standard(name), device_kind=device.kind, review_threshold=review_threshold
+        )
+        for name in standards
+    }
+
+
+def grade_device(
+    run: RunFn,
+    model: Model,
+    datas: Sequence[bytes],
+    *,
+    device: Device,
+    standards: Sequence[str],
+    views: Sequence[View | None] | None = None,
+    filenames: Sequence[str | None] = (),
+    review_threshold: float | None = None,
+) -> DeviceGrading:
+    """Grade one device from its photos (raises PhotoError for an undecodable photo)."""
+    prepared = prepare_photos(datas, model.input_size, filenames)
+    outputs = run(model, [p.image for p in prepared])
+    views = list(views) if views is not None else [None] * len(datas)
+    photos = [
+        analyse_photo(out, p, model, device, k, views[k])
+        for k, (out, p) in enumerate(zip(outputs, prepared, strict=True))
+    ]
+    threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
+    instances = [i for p in photos for i in p.instances]
+    return DeviceGrading(
+        photos=photos,
+        grades=grade_instances(instances, standards, device, threshold),
+        device=device,
+        model_version=model.version,
+        model_name=model.card.name,
+        model_sha256=model.sha256,
+    )
+
+
+def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:
+    """Run the model without the micro-batcher (offline grading), in chunks of `max_batch`."""
+    from model.preprocess import to_nchw
+
+    out: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(images), max_batch):
+        chunk = np.stack(images[start : start + max_batch])
+        res = model.run(to_nchw(chunk))
+        out += [{k: v[i] for k, v in res.items()} for i in range(len(chunk))]
+    return out

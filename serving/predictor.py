@@ -1,0 +1,137 @@
+"""The ONNX Runtime predictor: loads a model file, verifies it against the contract, runs batches.
+
+Everything serving knows about a model comes from the file itself: the model card (JSON in the ONNX
+metadata under `MODEL_CARD_KEY`) gives the input size, mask stride, taxonomy and calibrated
+thresholds; output names come from `model.outputs`. `load_model` refuses a file that does not honour
+the contract (missing card, wrong input, missing outputs, wrong output shapes on a test run), so a
+broken file never replaces a working one. One `InferenceSession` is shared by all threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from model.card import MODEL_CARD_KEY, ModelCard
+from model.outputs import INPUT_NAME, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A verified, loaded model: session + card. Immutable, so swapping one for another is atomic."""
+
+    path: Path
+    sha256: str
+    card: ModelCard
+    session: ort.InferenceSession
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def run(self, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, 3, S, S) uint8 -> the contract's outputs by name, each with a leading N axis."""
+        outs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch_nchw})
+        return dict(zip(OUTPUT_NAMES, outs, strict=True))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+def load_model(path: str | Path, intra_op_threads: int = 2, inter_op_threads: int = 1) -> Model:
+    """Load and verify a model file; raises ModelLoadError when it cannot be served."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    try:
+        session = ort.InferenceSession(
+            str(path),
+            sess_options=session_options(intra_op_threads, inter_op_threads),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # ORT raises its own exception types for every kind of broken file
+        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    if MODEL_CARD_KEY not in meta:
+        raise ModelLoadError(f"{path}: no model card in the ONNX metadata (key {MODEL_CARD_KEY!r})")
+    try:
+        card = ModelCard.from_json(meta[MODEL_CARD_KEY], source=str(path))
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    model = Model(path=path, sha256=_file_sha256(path), card=card, session=session)
+    verify(model)
+    return model
+
+
+def verify(model: Model) -> None:
+    """The input/outputs match the contract and a test run gives well-formed outputs."""
+    inputs = {i.name: i for i in model.session.get_inputs()}
+    if INPUT_NAME not in inputs or inputs[INPUT_NAME].type != "tensor(uint8)":
+        raise ModelLoadError(f"{model.path}: needs a uint8 input named {INPUT_NAME!r}, has {list(inputs)}")
+    outputs = {o.name for o in model.session.get_outputs()}
+    missing = set(OUTPUT_NAMES) - outputs
+    if missing:
+        raise ModelLoadError(f"{model.path}: missing outputs {sorted(missing)}")
+    s, stride = model.card.input_size, model.card.mask_stride
+    try:
+        out = model.run(np.full((2, 3, s, s), 114, dtype=np.uint8))
+    except Exception as exc:
+        raise ModelLoadError(f"{model.path}: a test run failed: {exc}") from exc
+    m = s // stride
+    tax = model.card.taxonomy
+    expected = {
+        "defect_probs": (2, len(tax.defect_types), m, m),
+        "zone_probs": (2, len(ZONE_CHANNELS), m, m),
+        "view_probs": (2, len(VIEW_CLASSES)),
+        "quality_probs": (2, len(QUALITY_CLASSES)),
+    }
+    for name, shape in expected.items():
+        if out[name].shape != shape:
+            raise ModelLoadError(f"{model.path}: output {name} has shape {out[name].shape}, expected {shape}")
+        if not np.isfinite(out[name]).all():
+            raise ModelLoadError(f"{model.path}: output {name} is not finite on a grey test image")
+
+
+class ModelSlot:
+    """The model in service. Readers take `current` once per unit of work; `swap` replaces it atomically."""
+
+    def __init__(self, model: Model):
+        self._model = model
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Model:
+        return self._model
+
+    def swap(self, model: Model) -> Model:
+        with self._lock:
+            old, self._model = self._model, model
+        return old

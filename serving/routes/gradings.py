@@ -1,0 +1,177 @@
+"""/v1/gradings: grade a device from photos, read gradings back, their photos and overlays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from serving.deps import ReaderDep, RefurbisherDep, StateDep
+from serving.errors import ApiError
+from serving.overlays import render_overlay
+from serving.schemas import ErrorOut, GradingOut, GradingPage, GradingSummary
+from serving.service import GradingRequest, Upload
+
+router = APIRouter(prefix="/v1/gradings", tags=["gradings"])
+
+_ERRORS = {
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
+PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based, in upload order")]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=GradingOut,
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorOut, "description": "Idempotency-Key reused for a different request"},
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "queue full: retry after Retry-After seconds"},
+    },
+    summary="Grade one device from 1-12 photos",
+)
+def create_grading(
+    state: StateDep,
+    principal: RefurbisherDep,
+    response: Response,
+    photos: Annotated[
+        list[UploadFile], File(description="1 to 12 photos of one device (JPEG, PNG, WebP, HEIC)")
+    ],
+    device_model: Annotated[
+        str | None, Form(max_length=100, description="e.g. 'iPhone 13': gives sizes in mm")
+    ] = None,
+    device_kind: Annotated[str | None, Form(max_length=20, description="phone, tablet or laptop")] = None,
+    external_ref: Annotated[
+        str | None, Form(max_length=200, description="your reference (SKU, IMEI, ...)")
+    ] = None,
+    standard: Annotated[
+        str | None, Form(max_length=200, description="comma-separated standards (default: all)")
+    ] = None,
+    views: Annotated[
+        str | None, Form(max_length=200, description="comma-separated view per photo (front, back, ...)")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="a retry with the same key returns the first result")
+    ] = None,
+) -> dict:
+    uploads = [Upload(f.file.read(), f.filename, f.content_type) for f in photos]
+    req = GradingRequest(device_model, device_kind, external_ref, standard, views)
+    body, replayed = state.service.create(principal, uploads, req, idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/gradings/{body['id']}"
+    return body
+
+
+@router.get("", response_model=GradingPage, responses=_ERRORS, summary="List gradings (newest first)")
+def list_gradings(
+    state: StateDep,
+    principal: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    tenant: Annotated[str | None, Query(max_length=100, description="auditors and admins only")] = None,
+    needs_review: bool | None = None,
+    external_ref: Annotated[str | None, Query(max_length=200)] = None,
+    device_model: Annotated[str | None, Query(max_length=100)] = None,
+    standard: Annotated[str | None, Query(max_length=50)] = None,
+    grade: Annotated[str | None, Query(max_length=50, description="with `standard`: e.g. Good")] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> GradingPage:
+    def utc(d: datetime | None) -> datetime | None:
+        if d is None:
+            return None
+        return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+    rows, total = state.service.list(
+        principal,
+        limit=limit,
+        offset=offset,
+        tenant=tenant,
+        needs_review=needs_review,
+        external_ref=external_ref,
+        device_model=device_model,
+        standard=standard,
+        grade=grade,
+        created_after=utc(created_after),
+        created_before=utc(created_before),
+    )
+    items = [
+        GradingSummary(
+            id=r.id,
+            created_at=r.body["created_at"],
+            tenant=r.tenant,
+            external_ref=r.external_ref,
+            device_model=r.device_model,
+            needs_review=r.needs_review,
+            grades={g.standard: g.grade for g in r.grades},
+            n_photos=len(r.photos),
+            url=f"/v1/gradings/{r.id}",
+        )
+        for r in rows
+    ]
+    return GradingPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{grading_id}", response_model=GradingOut, responses=_ERRORS, summary="One grading")
+def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) -> dict:
+    return state.service.get(principal, grading_id)
+
+
+def _photo_row(state, principal, grading_id: str, n: int):
+    with state.sessions() as s:
+        row = state.service.get_row(s, principal, grading_id)
+        photo = next((p for p in row.photos if p.idx == n), None)
+        if photo is None:
+            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo {n}")
+        return row, photo
+
+
+@router.get(
+    "/{grading_id}/photos/{n}",
+    response_class=FileResponse,
+    responses={**_ERRORS, 200: {"content": {"image/*": {}}}},
+    summary="A grading's photo, as uploaded",
+)
+def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
+    _, photo = _photo_row(state, principal, grading_id, n)
+    return FileResponse(
+        state.blobs.path(photo.sha256),
+        media_type=photo.content_type
+        if (photo.content_type or "").startswith("image/")
+        else "application/octet-stream",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"},
+    )
+
+
+@router.get(
+    "/{grading_id}/overlays/{n}",
+    response_class=Response,
+    responses={**_ERRORS, 200: {"content": {"image/png": {}}}},
+    summary="A grading's photo with its defects outlined and labelled (PNG)",
+)
+def get_overlay(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> Response:
+    row, photo = _photo_row(state, principal, grading_id, n)
+    if photo.overlay_sha256 and state.blobs.exists(photo.overlay_sha256):
+        png = state.blobs.get(photo.overlay_sha256)
+    else:
+        defects = row.body["photos"][n]["defects"]
+        png = render_overlay(state.blobs.get(photo.sha256), defects, state.settings.overlay_max_side)
+        sha = state.blobs.put(png)
+        with state.sessions() as s:
+            from serving.db import GradingPhoto
+
+            stored = s.get(GradingPhoto, (grading_id, n))
+            if stored is not None:
+                stored.overlay_sha256 = sha
+                s.commit()
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})

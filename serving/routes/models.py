@@ -1,0 +1,69 @@
+"""/v1/models: the model in service, and (admins) activating another model file without a restart.
+
+Activation loads and verifies the new file first (model card, input, outputs, a test run); only a
+model that passes replaces the running one, in a single reference swap, so in-flight gradings finish
+on the model they started with and a broken file leaves the old model serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from serving.deps import AdminDep, ReaderDep, StateDep
+from serving.errors import ApiError
+from serving.predictor import Model, ModelLoadError, load_model
+from serving.schemas import ActivateIn, ErrorOut, ModelInfo, ModelsOut
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
+
+
+def model_info(m: Model, active: bool = True) -> ModelInfo:
+    return ModelInfo(
+        name=m.card.name,
+        version=m.card.version,
+        sha256=m.sha256,
+        path=m.path.name,
+        input_size=m.card.input_size,
+        architecture=m.card.architecture,
+        created=m.card.created,
+        metrics=m.card.metrics,
+        active=active,
+    )
+
+
+@router.get(
+    "", response_model=ModelsOut, responses=_ERRORS, summary="The active model and the files available"
+)
+def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
+    folder = state.settings.models_dir
+    available = sorted(p.name for p in folder.glob("*.onnx")) if folder and folder.is_dir() else []
+    return ModelsOut(active=model_info(state.slot.current), available=available)
+
+
+@router.post(
+    "/activate",
+    response_model=ModelInfo,
+    responses={**_ERRORS, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    summary="Load, verify and atomically activate another model file (admin)",
+)
+def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> ModelInfo:
+    folder = state.settings.models_dir.resolve()
+    candidate = Path(body.path)
+    candidate = (candidate if candidate.is_absolute() else folder / candidate).resolve()
+    if folder not in candidate.parents or candidate.suffix != ".onnx":
+        raise ApiError(422, "invalid_model_path", f"the model must be a .onnx file inside {folder.name}/")
+    if not candidate.is_file():
+        raise ApiError(404, "model_not_found", f"no model file {candidate.name}")
+    s = state.settings
+    with state.swap_lock:
+        try:
+            model = load_model(candidate, s.intra_op_threads, s.inter_op_threads)
+        except ModelLoadError as exc:
+            raise ApiError(422, "invalid_model", str(exc)) from exc
+        old = state.slot.swap(model)
+        state.metrics.model_info.remove(old.card.name, old.card.version)
+        state.metrics.model_info.labels(model.card.name, model.card.version).set(1)
+    return model_info(model)

@@ -1,0 +1,48 @@
+"""Operations endpoints, no auth: /livez (the process answers), /readyz (model loaded, database
+reachable), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from serving.schemas import ErrorOut, HealthOut
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/livez", response_model=HealthOut)
+def livez() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@router.get("/readyz", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def readyz(request: Request):
+    state = getattr(request.app.state, "svc", None)
+    checks: dict[str, str] = {}
+    if state is None:
+        checks["model"] = "not loaded"
+        checks["database"] = "not connected"
+    else:
+        checks["model"] = f"ok ({state.slot.current.version})"
+        try:
+            with state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any driver error means not ready
+            checks["database"] = f"error: {type(exc).__name__}"
+        if not state.batcher._thread.is_alive():
+            checks["batcher"] = "stopped"
+    ok = all(v.startswith("ok") for v in checks.values())
+    body = HealthOut(status="ok" if ok else "unavailable", checks=checks)
+    return body if ok else JSONResponse(body.model_dump(), status_code=503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, 503: {"model": ErrorOut}},
+)
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,239 @@
+"""The API's response and request bodies (pydantic), and the conversion from a graded device to them.
+
+A grading's body is stored as JSON exactly as first answered (minus URLs, which depend on where the
+service runs), so GET returns what POST returned and later review events never rewrite it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.instances import DefectInstance
+from serving.pipeline import DeviceGrading
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="machine-readable error code", examples=["not_an_image"])
+    message: str = Field(description="what went wrong, for a person")
+
+
+class DefectOut(BaseModel):
+    type: str
+    zone: str
+    confidence: float
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in the photo's pixels")
+    polygon: list[tuple[float, float]]
+    units: Literal["mm", "relative"]
+    length: float
+    width: float
+    area: float
+    length_mm: float | None = Field(description="when the device's size is known")
+    length_rel: float | None = Field(description="fraction of the device's length, when its size is unknown")
+
+
+class PhotoOut(BaseModel):
+    index: int
+    filename: str | None
+    content_type: str | None
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    view: str
+    view_source: Literal["caller", "model"]
+    view_confidence: float
+    quality: str
+    quality_confidence: float
+    usable: bool
+    message: str = Field(description="actionable verdict, e.g. 'too blurry, retake ...'")
+    device_found: bool
+    defects: list[DefectOut]
+    photo_url: str | None = None
+    overlay_url: str | None = None
+
+
+class StandardGradeOut(BaseModel):
+    standard: str
+    version: str
+    grade: str
+    listable: bool
+    probabilities: dict[str, float]
+    needs_review: bool
+    review_threshold: float
+    reasons: dict[str, list[str]] = Field(description="for each better grade: why it was barred")
+    advice: list[str]
+    method: str
+    scale_known: bool
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class GradingOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    created_at: datetime
+    tenant: str
+    external_ref: str | None
+    device_model: str | None
+    device_kind: str
+    scale: Literal["mm", "relative"]
+    needs_review: bool
+    review_reasons: list[str]
+    grades: dict[str, StandardGradeOut]
+    photos: list[PhotoOut]
+    model: ModelRef
+    rules_versions: dict[str, str]
+
+
+class GradingSummary(BaseModel):
+    id: str
+    created_at: datetime
+    tenant: str
+    external_ref: str | None
+    device_model: str | None
+    needs_review: bool
+    grades: dict[str, str]
+    n_photos: int
+    url: str
+
+
+class GradingPage(BaseModel):
+    items: list[GradingSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    sha256: str
+    path: str
+    input_size: int
+    architecture: str
+    created: datetime
+    metrics: dict[str, float]
+    active: bool
+
+
+class ModelsOut(BaseModel):
+    active: ModelInfo
+    available: list[str] = Field(description="model files in the models folder that an admin may activate")
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="a .onnx file in the models folder (name or path)", max_length=500)
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["refurbisher", "auditor", "admin"]
+    tenant: str | None = Field(default=None, max_length=100)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class KeyOut(BaseModel):
+    id: str
+    role: str
+    tenant: str | None
+    name: str | None
+    created_at: datetime
+    token: str | None = Field(default=None, description="the bearer token; shown once, at creation")
+
+
+def defect_out(inst: DefectInstance) -> dict:
+    m = inst.measurement
+    return DefectOut(
+        type=inst.type.value,
+        zone=inst.zone.value,
+        confidence=round(inst.confidence, 4),
+        box=tuple(round(v, 1) for v in inst.box),
+        polygon=[(round(x, 1), round(y, 1)) for x, y in inst.polygon],
+        units=m.units,
+        length=m.length,
+        width=m.width,
+        area=m.area,
+        length_mm=m.length if m.units == "mm" else None,
+        length_rel=m.length if m.units == "relative" else None,
+    ).model_dump(mode="json")
+
+
+def grading_body(
+    g: DeviceGrading,
+    *,
+    grading_id: str,
+    created_at: datetime,
+    tenant: str,
+    external_ref: str | None,
+    photo_meta: list[dict],
+) -> dict:
+    """The stored JSON body of a new grading. photo_meta: per photo filename, content_type, sha256, bytes."""
+    photos = []
+    for p, meta in zip(g.photos, photo_meta, strict=True):
+        photos.append(
+            {
+                "index": p.index,
+                **meta,
+                "width": p.width,
+                "height": p.height,
+                "view": p.view.value,
+                "view_source": p.view_source,
+                "view_confidence": round(p.view_confidence, 4),
+                "quality": p.quality.value,
+                "quality_confidence": round(p.quality_confidence, 4),
+                "usable": p.usable,
+                "message": p.message,
+                "device_found": p.device_found,
+                "defects": [defect_out(i) for i in p.instances],
+            }
+        )
+    grades = {
+        name: {
+            "standard": r.standard,
+            "version": r.standard_version,
+            "grade": r.grade,
+            "listable": r.listable,
+            "probabilities": {k: round(v, 4) for k, v in r.probabilities.items()},
+            "needs_review": r.needs_review,
+            "review_threshold": r.review_threshold,
+            "reasons": r.barred,
+            "advice": r.advice,
+            "method": r.method,
+            "scale_known": r.scale_known,
+        }
+        for name, r in g.grades.items()
+    }
+    body = {
+        "id": grading_id,
+        "created_at": created_at.isoformat(),
+        "tenant": tenant,
+        "external_ref": external_ref,
+        "device_model": g.device.model_name,
+        "device_kind": g.device.kind.value,
+        "scale": g.scale_units,
+        "needs_review": g.needs_review,
+        "review_reasons": g.review_reasons,
+        "grades": grades,
+        "photos": photos,
+        "model": {"name": g.model_name, "version": g.model_version, "sha256": g.model_sha256},
+        "rules_versions": {name: r.standard_version for name, r in g.grades.items()},
+    }
+    return GradingOut.model_validate(body).model_dump(mode="json")

@@ -1,0 +1,82 @@
+"""The service's settings: typed, validated at start-up, read from `REFURBGRADE_*` environment variables.
+
+`get_settings()` is cached; tests build a `Settings(...)` themselves and hand it to `create_app`, or
+override the `get_settings` dependency. Validation fails start-up loudly (a missing model file, a
+non-positive limit) instead of failing the first request.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REFURBGRADE_", extra="forbid", validate_default=True)
+
+    # The model served at start-up, and the folder from which admins may activate others.
+    model_path: Path = Path("models/default.onnx")
+    models_dir: Path | None = None  # default: the model file's folder
+    # Gradings database and photo blobs. Without a database URL: SQLite under data_dir.
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+
+    # ONNX Runtime threads: intra-op parallelism inside one run, inter-op across graph branches.
+    intra_op_threads: int = Field(default=2, ge=1, le=256)
+    inter_op_threads: int = Field(default=1, ge=1, le=256)
+    # Micro-batching: photos of concurrent requests share one model run.
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_batch_wait_ms: float = Field(default=3.0, ge=0, le=1000)
+    # Photos waiting for the model; beyond this, requests get 503 + Retry-After instead of waiting.
+    max_queue_photos: int = Field(default=64, ge=1)
+    # Gradings being processed at once; beyond this, 503 + Retry-After.
+    max_inflight_requests: int = Field(default=32, ge=1)
+    retry_after_s: int = Field(default=1, ge=1)
+
+    # Upload limits.
+    max_photos: int = Field(default=12, ge=1, le=100)
+    max_photo_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+
+    # needs_review when a standard's top grade is less likely than this (default: the card's value).
+    review_threshold: float | None = Field(default=None, ge=0, le=1)
+    # Longest side of overlay PNGs.
+    overlay_max_side: int = Field(default=1280, ge=64)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.model_path.is_file():
+            raise ValueError(
+                f"model file {self.model_path} does not exist (set REFURBGRADE_MODEL_PATH to an exported .onnx)"
+            )
+        if self.models_dir is None:
+            self.models_dir = self.model_path.resolve().parent
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'refurbgrade.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+class StorageSettings(BaseSettings):
+    """The subset the `keys` command needs: it must work without a model file."""
+
+    model_config = SettingsConfigDict(env_prefix="REFURBGRADE_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'refurbgrade.db').resolve()}"

@@ -1,0 +1,133 @@
+"""Fixtures for the service tests: a tiny ONNX model file, settings on a temporary data dir, a running
+app (TestClient, lifespan included), API keys for every role, and photos the tiny model understands."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from serving.settings import Settings
+from tests.serving.tiny_model import build_tiny_model, device_photo
+
+POSTGRES_URL = os.environ.get("REFURBGRADE_TEST_POSTGRES_URL")
+
+
+def encode(rgb: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}) | kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> os.PathLike:
+    d = tmp_path_factory.mktemp("models")
+    build_tiny_model(d / "tiny.onnx")
+    return d
+
+
+@pytest.fixture(scope="session")
+def model_path(model_dir):
+    return model_dir / "tiny.onnx"
+
+
+@pytest.fixture(scope="session")
+def jpeg() -> bytes:
+    return encode(device_photo())
+
+
+@pytest.fixture(scope="session")
+def clean_jpeg() -> bytes:
+    return encode(device_photo(scratch=False))
+
+
+def reset_postgres(url: str) -> None:
+    """Drop every table of a PostgreSQL test database, so each test starts from the migrations."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(request) -> str | None:
+    """None (SQLite under the test's data dir) unless a test asks for PostgreSQL with `pg_and_sqlite`."""
+    if getattr(request, "param", "sqlite") != "postgres":
+        return None
+    if not POSTGRES_URL:
+        pytest.skip("REFURBGRADE_TEST_POSTGRES_URL is not set (scripts/ensure_postgres.sh sets it up)")
+    reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+# Runs a test twice: on SQLite and on the PostgreSQL server of REFURBGRADE_TEST_POSTGRES_URL.
+pg_and_sqlite = pytest.mark.parametrize(
+    "database_url",
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def settings(tmp_path, model_path, model_dir, database_url) -> Settings:
+    return Settings(
+        model_path=model_path,
+        models_dir=model_dir,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        intra_op_threads=1,
+        max_batch_wait_ms=1,
+    )
+
+
+@dataclass
+class Keys:
+    a: str  # refurbisher, tenant "acme"
+    b: str  # refurbisher, tenant "bolt"
+    auditor: str
+    admin: str
+
+    @staticmethod
+    def h(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(settings) -> Iterator[TestClient]:
+    from serving.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def keys(client) -> Keys:
+    from serving.auth import create_key
+
+    state = client.app.state.svc
+    with state.sessions() as s:
+        return Keys(
+            a=create_key(s, "refurbisher", "acme")[1],
+            b=create_key(s, "refurbisher", "bolt")[1],
+            auditor=create_key(s, "auditor")[1],
+            admin=create_key(s, "admin")[1],
+        )
+
+
+def post_grading(client, token, photos, data=None, headers=None):
+    files = [("photos", (name, content, ctype)) for name, content, ctype in photos]
+    return client.post(
+        "/v1/gradings",
+        files=files,
+        data=data or {},
+        headers={"Authorization": f"Bearer {token}", **(headers or {})},
+    )
