@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -47,8 +48,28 @@ def clean_jpeg() -> bytes:
     return encode(device_photo(scratch=False))
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of its own for this pytest session, on the server of REFURBGRADE_TEST_POSTGRES_URL."""
+    if not POSTGRES_URL:
+        pytest.skip("REFURBGRADE_TEST_POSTGRES_URL is not set (run scripts/ensure_postgres.sh to get one)")
+    from sqlalchemy import create_engine, make_url, text
+
+    base = make_url(POSTGRES_URL)
+    name = f"refurbgrade_t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def reset_postgres(url: str) -> None:
-    """Drop every table of a PostgreSQL test database, so each test starts from the migrations."""
+    """Drop every table, so each test starts from the migrations."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -63,10 +84,9 @@ def database_url(request) -> str | None:
     """None (SQLite under the test's data dir) unless a test asks for PostgreSQL with `pg_and_sqlite`."""
     if getattr(request, "param", "sqlite") != "postgres":
         return None
-    if not POSTGRES_URL:
-        pytest.skip("REFURBGRADE_TEST_POSTGRES_URL is not set (scripts/ensure_postgres.sh sets it up)")
-    reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    url = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return url
 
 
 # Runs a test twice: on SQLite and on the PostgreSQL server of REFURBGRADE_TEST_POSTGRES_URL.
