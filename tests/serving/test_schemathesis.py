@@ -55,7 +55,7 @@ def test_no_input_gives_a_server_error(client, keys):
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        def fuzz(case):
+        def fuzz(case, method=method, path=path, auth=auth):
             r = _send(client, case.as_transport_kwargs(base_url="http://testserver", headers=auth))
             if r is None:
                 return
