@@ -43,28 +43,32 @@ def test_no_input_gives_a_server_error(client, keys):
     operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 10
     for op in operations:
-        method, path = op.method.upper(), op.path
-        prefix = next((p for p in token if path.startswith(p)), None)
-        auth = Keys.h(token[prefix]) if prefix else {}
-
-        @given(case=op.as_strategy())
-        @settings(
-            max_examples=EXAMPLES.get((method, path), DEFAULT_EXAMPLES),
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def fuzz(case, method=method, path=path, auth=auth):
-            r = _send(client, case.as_transport_kwargs(base_url="http://testserver", headers=auth))
-            if r is None:
-                return
-            if r.status_code >= 500:
-                failures.append((method, path, r.status_code, r.text[:200]))
-            elif r.status_code >= 400:
-                body = r.json()
-                assert {"code", "message"} <= set(body), (method, path, body)
-
-        fuzz()
+        _fuzz(client, op, token, failures)
     assert failures == []
     assert client.get("/readyz").status_code == 200
+
+
+def _fuzz(client, op, token: dict[str, str], failures: list) -> None:
+    method, path = op.method.upper(), op.path
+    prefix = next((p for p in token if path.startswith(p)), None)
+    auth = Keys.h(token[prefix]) if prefix else {}
+
+    @given(case=op.as_strategy())
+    @settings(
+        max_examples=EXAMPLES.get((method, path), DEFAULT_EXAMPLES),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case):
+        r = _send(client, case.as_transport_kwargs(base_url="http://testserver", headers=auth))
+        if r is None:
+            return
+        if r.status_code >= 500:
+            failures.append((method, path, r.status_code, r.text[:200]))
+        elif r.status_code >= 400:
+            body = r.json()
+            assert {"code", "message"} <= set(body), (method, path, body)
+
+    fuzz()
