@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run serve test lint format clean
+.PHONY: venv run serve test lint format clean manifests
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,21 @@ test: $(STAMP) lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Ready-made manifests of the shared real photos (datasets/real/*.jsonl, committed). Each import's
+# report of skipped labels goes beside its manifest (*.import.txt): the sets have known bad labels.
+REAL ?= ../shared/data/real
+IMPORT := $(BIN)/refurbgrade import
+manifests: $(STAMP)
+	$(IMPORT) csv $(REAL)/msd/labels.csv --out datasets/real/msd.jsonl --source msd \
+	  --class-map datasets/real/msd.classes.yaml --groups datasets/real/msd_groups.csv --split regroup \
+	  --view front --device-kind phone \
+	  --license "Apache-2.0 (github.com/CCCccc33/Mobile-Phone-Screen-Defect-Recognition); upstream MSD: cite FDSNet" \
+	  2> datasets/real/msd.import.txt
+	$(IMPORT) yolo $(REAL)/cracked_screens --out datasets/real/cracked_screens.jsonl --source cracked_screens \
+	  --class-map datasets/real/cracked_screens.classes.yaml --image-labels $(REAL)/cracked_screens/labels.csv \
+	  --label-map $(REAL)/cracked_screens/test_label_map.csv --allow-skips \
+	  2> datasets/real/cracked_screens.import.txt
+	$(IMPORT) yolo $(REAL)/laptop_scratch --out datasets/real/laptop_scratch.jsonl --source laptop_scratch \
+	  --class-map datasets/real/laptop_scratch.classes.yaml --device-kind laptop --group-by runs:1 --split regroup --allow-skips \
+	  2> datasets/real/laptop_scratch.import.txt

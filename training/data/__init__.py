@@ -1,0 +1,1 @@
+"""Data layer: manifests, importers of common dataset formats, and grouping into leak-free splits."""
