@@ -189,7 +189,12 @@ def polygon_outside(points: list[tuple[float, float]], width: int, height: int, 
 
 
 def clip_polygon(points: list[tuple[float, float]], width: int, height: int) -> list[tuple[float, float]]:
-    return [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in points]
+    """Clip into the image; round to 1/100 px (normalised YOLO floats carry noise digits that only bloat
+    the manifest)."""
+    return [
+        (round(min(max(x, 0.0), float(width)), 2), round(min(max(y, 0.0), float(height)), 2))
+        for x, y in points
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
