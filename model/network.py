@@ -80,6 +80,7 @@ class Lite0Encoder(nn.Module):
     ):
         super().__init__()
         net = imagenet_classifier(pretrained)
+        self.pretrained = pretrained
         self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish  # ReLU6 for Lite
         self.blocks = net._blocks
         self.strides = strides
@@ -137,6 +138,7 @@ class TinyEncoder(nn.Module):
     def __init__(self, strides: tuple[int, ...] = (4, 8, 16, 32), width: int = 8):
         super().__init__()
         self.strides = strides
+        self.pretrained = False
         stages, cin, chans = [], 3, []
         for i in range(5):  # strides 2, 4, 8, 16, 32
             cout = width * (i + 1)

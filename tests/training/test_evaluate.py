@@ -1,0 +1,118 @@
+"""Evaluation and calibration: metric definitions on hand-made cases, then the report on a toy model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model.instances import mm
+from training.calibrate import fit_temperature, pixel_thresholds
+from training.metrics import GtInstance, coverage_curve, ece, match_instances, pick_review_threshold, prf
+
+
+def _line_mask(x0, x1, y=20, size=64):
+    m = np.zeros((size, size), bool)
+    m[y, x0:x1] = True
+    return m
+
+
+def test_matching_counts_tp_fp_fn_per_type():
+    gts = [
+        GtInstance("scratch", _line_mask(5, 30), 10.0),
+        GtInstance("scratch", _line_mask(40, 60, y=50), 5.0),
+    ]
+    preds = [mm("scratch", "screen", 9.0), mm("crack", "screen", 3.0)]
+    pred_masks = [_line_mask(6, 29, y=21), _line_mask(40, 60, y=50)]  # the crack sits on the 2nd scratch
+    matches = match_instances(preds, pred_masks, gts, radius=2)
+    table = prf(matches)
+    assert table["scratch"]["tp"] == 1 and table["scratch"]["fn"] == 1 and table["scratch"]["fp"] == 0
+    assert table["crack"]["fp"] == 1 and table["crack"]["precision"] == 0.0
+    pair = next(m for m in matches if m.pred is not None and m.gt is not None)
+    assert pair.gt.length_mm == 10.0 and pair.pred.measurement.length == 9.0
+
+
+def test_ece_and_coverage_curve():
+    conf = np.array([0.9] * 10 + [0.6] * 10)
+    correct = np.array([1] * 9 + [0] + [1] * 6 + [0] * 4, dtype=float)
+    e, _bins = ece(conf, correct)
+    assert e == pytest.approx(0.0, abs=1e-9)  # 90% right at 0.9, 60% right at 0.6: perfectly calibrated
+    overconfident, _ = ece(np.full(10, 0.95), np.r_[np.ones(5), np.zeros(5)])
+    assert overconfident == pytest.approx(0.45)
+    curve = coverage_curve(conf, correct)
+    at_07 = next(c for c in curve if c["threshold"] == 0.7)
+    assert at_07["coverage"] == 0.5 and at_07["accuracy"] == 0.9
+    assert pick_review_threshold(curve, 0.85) == 0.62  # lowest cut whose accepted devices are >= 85% right
+
+
+def test_temperature_fit_softens_overconfident_instances():
+    rng = np.random.default_rng(0)
+    peaks = np.full(400, 0.99)
+    real = (rng.random(400) < 0.7).astype(float)  # 99% confident, 70% right
+    T = fit_temperature(peaks, real)
+    calibrated = 1 / (1 + np.exp(-np.log(0.99 / 0.01) / T))
+    assert T > 1 and calibrated == pytest.approx(real.mean(), abs=0.03)
+
+
+def test_pixel_threshold_maximises_f1(tmp_path):
+    from model.manifest import read_manifest
+    from training.dataset import Item
+    from training.predict import Prediction
+    from training.toydata import write_toy_manifest
+
+    path = write_toy_manifest(tmp_path, n=6, size=64, real_like=False)
+    recs = [r for r in read_manifest(path) if r.instances]
+    preds = []
+    from training.dataset import build_targets
+
+    for r in recs:
+        item = Item(r, path, str(path))
+        t = build_targets(item, 64)
+        target = t["defects"].reshape(16, 4, 16, 4, 6).max(axis=(1, 3)).transpose(2, 0, 1).astype(np.float32)
+        # A model that is right but timid: defect pixels at 0.3, background at 0.1.
+        probs = 0.1 + 0.2 * target
+        preds.append(Prediction(item, t["image"], None, {"defect_probs": probs}))
+    cut, _ = pixel_thresholds(preds, 64, 4)
+    present = {i.type.value for r in recs for i in r.instances}
+    for name in present:
+        assert 0.1 < cut[name] <= 0.3
+    assert all(cut[n] == 0.5 for n in cut if n not in present)
+
+
+@pytest.mark.slow
+def test_evaluate_report_on_a_toy_model(tmp_path):
+    from training.config import load_config
+    from training.evaluate import run_evaluation
+    from training.toydata import write_toy_manifest
+    from training.train import run_training
+
+    toy = write_toy_manifest(tmp_path / "toy", n=20, size=64, seed=3)
+    cfg = load_config(
+        None,
+        [
+            f"data.train=[{{manifest: {toy}}}]",
+            f"data.val=[{{manifest: {toy}, splits: [val]}}]",
+            "model.name=tiny",
+            "optim.epochs=1",
+            f"run_dir={tmp_path / 'run'}",
+            "progress=false",
+        ],
+    )
+    best = run_training(cfg)
+    m = run_evaluation(best, [str(toy)], tmp_path / "rep", splits=("test",))
+    report = (tmp_path / "rep" / "report.md").read_text()
+    for section in (
+        "## Headline",
+        "## Grades: backmarket",
+        "## Zones",
+        "## Scratch length",
+        "Image-level AUROC",
+    ):
+        assert section in report
+    g = m["grades"]["backmarket"]
+    assert sum(map(sum, g["confusion"])) == g["devices"] > 0
+    assert 0 <= g["accuracy"] <= 1 and -1 <= g["qwk"] <= 1
+    assert (tmp_path / "rep" / "confusion_backmarket.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert saved["n_photos"] == m["n_photos"] and (tmp_path / "rep" / "photos.jsonl").exists()

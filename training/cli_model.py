@@ -1,0 +1,180 @@
+"""`refurbgrade train | evaluate | export`: the model commands. Torch-free at import (each command imports
+what it needs), so `refurbgrade --help` stays fast and serving installs can list commands."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sample_photos(manifests: list[str], splits: tuple[str, ...], n: int, size: int, seed: int = 0):
+    """Up to n photos per manifest, letterboxed to the model size, N x 3 x S x S uint8."""
+    import numpy as np
+
+    from model.export import stack_nchw
+    from model.manifest import resolve
+    from model.preprocess import prepare
+    from training.dataset import load_items
+
+    out = []
+    for m in manifests:
+        items = load_items(m, splits)
+        rng = np.random.default_rng(seed)
+        for i in rng.permutation(len(items))[:n]:
+            it = items[int(i)]
+            out.append(prepare(resolve(it.manifest, it.record.image), size)[0])
+    return stack_nchw(out) if out else np.zeros((0, 3, size, size), np.uint8)
+
+
+def skimage_photos(size: int):
+    """Real photographs that ship with scikit-image (a dev dependency): parity on natural images."""
+    try:
+        from skimage import data
+    except ImportError:
+        return []
+    from model.preprocess import letterbox
+
+    return [letterbox(img, size)[0] for img in (data.chelsea(), data.coffee(), data.astronaut())]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        config: Annotated[
+            Path, typer.Option("--config", "-c", exists=True, dir_okay=False, help="YAML config")
+        ],
+        overrides: Annotated[
+            list[str] | None, typer.Option("--set", help="override, e.g. optim.lr=3e-4")
+        ] = None,
+    ) -> None:
+        """Train the defect network (single process, or under torchrun for DDP)."""
+        from training.config import ConfigError, load_config, resolve_paths
+        from training.train import run_training
+
+        try:
+            cfg = resolve_paths(load_config(config, overrides or []), config.parent)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        best = run_training(cfg)
+        typer.echo(f"best checkpoint: {best}")
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or .onnx")],
+        manifest: Annotated[list[Path], typer.Option("--manifest", "-m", exists=True, help="repeatable")],
+        report: Annotated[Path, typer.Option("--report", help="folder for report.md, plots, metrics.json")],
+        split: Annotated[
+            list[str] | None, typer.Option("--split", help="splits to use (default: test)")
+        ] = None,
+        compare: Annotated[
+            Path | None, typer.Option("--compare", help="a second model, e.g. the INT8 file")
+        ] = None,
+        limit: Annotated[int | None, typer.Option(help="at most this many photos")] = None,
+    ) -> None:
+        """Evaluate on a manifest through serving's post-processing and the rules engine; write a report."""
+        from training.evaluate import headline, run_evaluation
+
+        metrics = run_evaluation(
+            model, [str(m) for m in manifest], report, tuple(split or ["test"]), compare, limit
+        )
+        for k, v in headline(metrics).items():
+            typer.echo(f"{k}: {v:.4f}")
+        typer.echo(f"report: {report / 'report.md'}")
+
+    @app.command("export")
+    def export_cmd(
+        checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+        out: Annotated[Path, typer.Option("--out", "-o", help="the .onnx file to write")],
+        int8: Annotated[
+            bool, typer.Option("--int8", help="also write OUT with .int8.onnx, statically quantized")
+        ] = False,
+        verify_manifest: Annotated[
+            list[Path] | None,
+            typer.Option("--verify-manifest", help="photos for the parity check (default: val)"),
+        ] = None,
+        metrics: Annotated[
+            Path | None, typer.Option(help="evaluate's metrics.json: headline goes into the card")
+        ] = None,
+        version: Annotated[str, typer.Option(help="model version in the card")] = "0.1.0",
+        name: Annotated[str, typer.Option(help="model name in the card")] = "refurbgrade-defects",
+    ) -> None:
+        """Export to ONNX with the model card inside; verify (checker + ORT vs PyTorch); optionally INT8."""
+        import json
+
+        import numpy as np
+
+        from model.card import ModelCard, Thresholds
+        from model.export import export_onnx, quantize_int8, stack_nchw, summary
+        from training.config import TrainConfig
+        from training.evaluate import headline
+        from training.predict import default_thresholds
+        from training.train import load_checkpoint
+
+        net, ckpt = load_checkpoint(checkpoint)
+        cfg = TrainConfig.model_validate(ckpt["config"])
+        cal = ckpt.get("calibration")
+        if cal is None:
+            typer.echo("warning: checkpoint has no calibration; using 0.5 thresholds", err=True)
+        thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else default_thresholds()
+        card_metrics = {
+            k: float(v) for k, v in ckpt["history"][-1].items() if k.startswith("val_") and v == v
+        }
+        if metrics is not None:
+            card_metrics |= {
+                f"test_{k}": float(v)
+                for k, v in headline(json.loads(metrics.read_text())).items()
+                if v is not None
+            }
+        card = ModelCard(
+            name=name,
+            version=version,
+            architecture=f"{ckpt['model_name']} {json.dumps(ckpt['model_overrides'], sort_keys=True)}",
+            input_size=net.input_size,
+            mask_stride=net.mask_stride,
+            thresholds=thresholds,
+            metrics=card_metrics,
+            training_data_hash=ckpt.get("training_data_hash", "unknown"),
+            git_commit=git_commit(),
+            notes="thresholds calibrated on validation data; metrics: val_* from training, test_* from evaluate",
+        )
+        size = net.input_size
+        manifests = (
+            [str(m) for m in verify_manifest] if verify_manifest else [s.manifest for s in cfg.data.val]
+        )
+        photos = sample_photos(manifests, ("train", "val", "test"), 6, size)
+        real = skimage_photos(size)
+        images = np.concatenate([photos, stack_nchw(real)]) if real else photos
+        if len(images) == 0:
+            typer.echo("no photos to verify the export on (give --verify-manifest)", err=True)
+            raise typer.Exit(2)
+        rep = export_onnx(net, out, card, images)
+        typer.echo(
+            f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); ORT vs PyTorch on {len(images)} photos:"
+        )
+        typer.echo(summary(rep))
+        if int8:
+            calib = sample_photos([s.manifest for s in cfg.data.train], ("train",), 64, size, seed=1)
+            q = out.with_suffix(".int8.onnx")
+            rep8 = quantize_int8(out, q, calib, images)
+            typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.1f} MB); INT8 vs FP32:")
+            typer.echo(summary(rep8))

@@ -1,0 +1,135 @@
+"""The training configuration: typed, strict (a YAML typo is an error), overridable from the command line.
+
+`load_config(path, ["optim.lr=3e-4", "data.batch_size=8"])` reads the YAML, applies dotted overrides
+(values parsed as YAML, so numbers and lists keep their types), and validates the result. The resolved
+config (after overrides) is what runs save next to their metrics and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Strict):
+    """One manifest and how much of each epoch it supplies."""
+
+    manifest: str
+    weight: float = Field(default=1.0, gt=0, description="share of sampled photos, relative to other sources")
+    splits: list[Literal["train", "val", "test"]] = ["train"]
+    limit: int | None = Field(default=None, gt=0, description="use at most this many records (smoke runs)")
+
+
+class DataConfig(Strict):
+    train: list[SourceConfig]
+    val: list[SourceConfig] = []
+    batch_size: int = Field(default=8, gt=0)
+    num_workers: int = Field(default=0, ge=0)
+    samples_per_epoch: int | None = Field(default=None, gt=0, description="default: all training records")
+    augment: bool = True
+    cache_images: bool = Field(default=False, description="keep decoded, letterboxed photos in memory")
+
+
+class ModelConfig(Strict):
+    name: str = "lite0_fpn"
+    overrides: dict[str, Any] = {}
+
+
+class OptimConfig(Strict):
+    epochs: int = Field(default=10, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    backbone_lr_scale: float = Field(default=0.1, gt=0, description="pretrained encoder learns slower")
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_steps: int = Field(default=50, ge=0)
+    grad_clip: float = Field(default=5.0, gt=0)
+    max_steps_per_epoch: int | None = Field(default=None, gt=0)
+
+
+class LossConfig(Strict):
+    defect: float = Field(default=1.0, ge=0)
+    defect_dice: float = Field(default=1.0, ge=0)
+    defect_pos_weight: float = Field(default=3.0, gt=0, description="BCE weight of defect pixels (sparse)")
+    image_level: float = Field(default=0.5, ge=0, description="max-pooled defect map vs image labels")
+    zone: float = Field(default=1.0, ge=0)
+    view: float = Field(default=0.2, ge=0)
+    quality: float = Field(default=0.2, ge=0)
+
+
+class TrainConfig(Strict):
+    run_dir: str = "runs/default"
+    seed: int = 0
+    threads: int | None = Field(default=None, gt=0, description="torch intra-op threads (default: torch's)")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    early_stopping_patience: int | None = Field(default=5, gt=0, description="epochs without val improvement")
+    monitor: Literal["val_loss"] = "val_loss"
+    resume: str | None = Field(
+        default=None, description="checkpoint to resume from (model, optimizer, epoch)"
+    )
+    calibrate: bool = Field(
+        default=True, description="calibrate thresholds on the val sources after training"
+    )
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _val_needed(self) -> TrainConfig:
+        if self.early_stopping_patience is not None and not self.data.val:
+            raise ValueError("early stopping needs data.val sources (or set early_stopping_patience: null)")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; names the file."""
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML ("3" -> 3, "[a, b]" -> list)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not key=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {p} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the config must be a mapping")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from exc
+
+
+def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
+    """Manifest paths relative to the config file's folder become absolute (runs start anywhere)."""
+    base = Path(base)
+
+    def fix(sources: list[SourceConfig]) -> list[SourceConfig]:
+        return [
+            s.model_copy(
+                update={"manifest": str(p if (p := Path(s.manifest)).is_absolute() else (base / p).resolve())}
+            )
+            for s in sources
+        ]
+
+    data = cfg.data.model_copy(update={"train": fix(cfg.data.train), "val": fix(cfg.data.val)})
+    return cfg.model_copy(update={"data": data})

@@ -1,0 +1,184 @@
+"""Training samples from manifests: photos through the serving preprocessing, targets, and what each supervises.
+
+Every photo is loaded with `model.preprocess.prepare` (decode + letterbox), exactly as serving loads
+it; masks and polygons go through the same letterbox. Sources differ in what they know, so each sample
+carries validity flags and the losses use only what is known:
+
+- synthetic records (instance masks, complete): every defect channel per pixel, zones, view, quality;
+- real records with polygons (Roboflow exports): per pixel only for the defect types annotated in that
+  photo (an empty label file does not mean "no defect", see the data card);
+- real records with image-level labels (MSD, cracked-screen kinds): trained through the max-pooled
+  defect map (image-level BCE);
+- screen polygons (cracked_screens): the screen zone inside them; outside is unknown (ignored).
+
+Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
+would swap meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model.manifest import ManifestRecord, read_manifest, resolve
+from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
+from model.preprocess import PAD_VALUE, Letterbox, prepare
+
+IGNORE = 255  # zone target value for unknown pixels
+IGNORE_INDEX = -100  # class target for unknown view / quality
+N_DEFECT = len(DEFECT_CHANNELS)
+
+
+@dataclass(frozen=True)
+class Item:
+    record: ManifestRecord
+    manifest: Path
+    source: str  # manifest path, for per-source sampling weights
+
+
+def load_items(
+    manifest: str | Path, splits: list[str] | tuple[str, ...], limit: int | None = None
+) -> list[Item]:
+    manifest = Path(manifest)
+    items = [Item(r, manifest, str(manifest)) for r in read_manifest(manifest) if r.split in splits]
+    return items[:limit] if limit else items
+
+
+def letterbox_mask(mask: np.ndarray, lb: Letterbox, size: int) -> np.ndarray:
+    """A label mask in original-photo pixels -> the model's letterboxed frame (nearest, padded with 0)."""
+    # lb.scale maps decoded pixels; a full-resolution mask is draft_factor times larger than decoded.
+    s = lb.scale / lb.draft_factor
+    nw, nh = max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s))
+    if mask.ndim == 2 and mask.max() <= 1 and s < 1:
+        # Thin defects must survive downscaling: area-average then any coverage counts.
+        small = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) > 0.05
+        small = small.astype(mask.dtype)
+    else:
+        small = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    out = np.zeros((size, size), dtype=mask.dtype)
+    h, w = min(nh, size - lb.pad_y), min(nw, size - lb.pad_x)
+    out[lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w] = small[:h, :w]
+    return out
+
+
+def polygon_to_model(poly, lb: Letterbox) -> np.ndarray:
+    pts = np.asarray(poly, dtype=np.float64) / lb.draft_factor * lb.scale + (lb.pad_x, lb.pad_y)
+    return np.round(pts).astype(np.int32)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise FileNotFoundError(f"cannot read mask {path}")
+    return m if m.ndim == 2 else m[..., 0]
+
+
+def build_targets(item: Item, size: int) -> dict[str, np.ndarray]:
+    """Photo and targets at model-input resolution, with validity flags."""
+    rec = item.record
+    image, lb = prepare(resolve(item.manifest, rec.image), size)
+    defects = np.zeros((size, size, N_DEFECT), dtype=np.uint8)
+    pixel_valid = np.zeros(N_DEFECT, dtype=np.float32)
+    for inst in rec.instances:
+        d = DEFECT_CHANNELS.index(inst.type.value)
+        if inst.mask is not None:
+            m = (read_mask(resolve(item.manifest, inst.mask)) > 0).astype(np.uint8)
+            defects[..., d] |= letterbox_mask(m, lb, size)
+        else:
+            layer = np.ascontiguousarray(defects[..., d])
+            cv2.fillPoly(layer, [polygon_to_model(inst.polygon, lb)], 1)
+            defects[..., d] = layer
+        pixel_valid[d] = 1.0
+    if rec.instances_complete:
+        pixel_valid[:] = 1.0
+    image_label = np.zeros(N_DEFECT, dtype=np.float32)
+    image_valid = pixel_valid.copy()
+    image_label[:] = defects.reshape(-1, N_DEFECT).max(axis=0)
+    for dtype, present in rec.image_labels.items():
+        d = DEFECT_CHANNELS.index(dtype.value)
+        image_label[d], image_valid[d] = float(present), 1.0
+    # Unknown zones are ignored, except the letterbox padding, which is background by construction.
+    zone = np.zeros((size, size), dtype=np.uint8)
+    nw, nh = round(lb.width * lb.scale), round(lb.height * lb.scale)
+    zone[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = IGNORE
+    if rec.zone_mask is not None:
+        zone = letterbox_mask(read_mask(resolve(item.manifest, rec.zone_mask)).astype(np.uint8), lb, size)
+    elif rec.screen_polygons:
+        for poly in rec.screen_polygons:
+            if len(poly) >= 3:
+                cv2.fillPoly(zone, [polygon_to_model(poly, lb)], 1)  # 1 = screen (ZONE_CHANNELS[1])
+    return {
+        "image": image,
+        "defects": defects,
+        "zone": zone,
+        "pixel_valid": pixel_valid,
+        "image_label": image_label,
+        "image_valid": image_valid,
+        "view": np.int64(VIEW_CLASSES.index(rec.view.value) if rec.view else IGNORE_INDEX),
+        "quality": np.int64(QUALITY_CLASSES.index(rec.quality.value) if rec.quality else IGNORE_INDEX),
+    }
+
+
+def train_augment() -> A.Compose:
+    return A.Compose(
+        [
+            A.Affine(
+                scale=(0.85, 1.15),
+                translate_percent=(-0.06, 0.06),
+                rotate=(-12, 12),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=PAD_VALUE,
+                fill_mask=0,
+                p=0.7,
+            ),
+            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.6),
+            A.HueSaturationValue(hue_shift_limit=6, sat_shift_limit=15, val_shift_limit=0, p=0.4),
+            A.GaussNoise(std_range=(0.01, 0.04), p=0.3),
+            A.ImageCompression(quality_range=(60, 95), p=0.3),
+        ],
+        additional_targets={"zone": "mask"},
+    )
+
+
+class ManifestDataset(Dataset):
+    """Items -> tensors: image uint8 3xSxS, defects float DxSxS, zone long SxS, flags and labels."""
+
+    def __init__(self, items: list[Item], size: int, augment: bool = False, cache: bool = False):
+        self.items = items
+        self.size = size
+        self.augment = train_augment() if augment else None
+        self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _targets(self, i: int) -> dict[str, np.ndarray]:
+        if self._cache is None:
+            return build_targets(self.items[i], self.size)
+        if i not in self._cache:
+            self._cache[i] = build_targets(self.items[i], self.size)
+        return self._cache[i]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        t = dict(self._targets(i))
+        if self.augment is not None:
+            out = self.augment(image=t["image"], mask=t["defects"], zone=t["zone"])
+            # Pixels the affine brings in from outside the frame are filled with 0: background, known.
+            t["image"], t["defects"], t["zone"] = out["image"], out["mask"], out["zone"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(t["image"].transpose(2, 0, 1))),
+            "defects": torch.from_numpy(np.ascontiguousarray(t["defects"].transpose(2, 0, 1))).float(),
+            "zone": torch.from_numpy(np.ascontiguousarray(t["zone"])).long(),
+            "pixel_valid": torch.from_numpy(t["pixel_valid"]),
+            "image_label": torch.from_numpy(t["image_label"]),
+            "image_valid": torch.from_numpy(t["image_valid"]),
+            "view": torch.tensor(t["view"]),
+            "quality": torch.tensor(t["quality"]),
+            "index": torch.tensor(i),
+        }

@@ -1,0 +1,256 @@
+"""Evaluation metrics, numpy/sklearn only: instance matching, measurement error, grades, calibration.
+
+Shared by calibration (thresholds on validation data) and the evaluation report, so both judge the
+model on the same definitions:
+
+- instances: serving's instances (`model.postprocess.extract_instances`) are rasterised back into the
+  model frame and matched greedily, per defect type, to ground-truth instances by mask IoU after both
+  are dilated by the mask stride (a stride-s mask cannot place an edge better than s pixels, and a
+  hairline's true mask is thinner than one cell); a match needs IoU >= `MATCH_IOU`;
+- scale: from the device outline and the catalogue length when the device model is known (what serving
+  does); otherwise from the record's true mm per pixel (flagged in the report);
+- grades: all photos of a device pooled, graded by `model.rules.grade`, compared to the manifest's grades.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from model.catalogue import UnknownDeviceError, lookup_device
+from model.instances import DefectInstance
+from model.manifest import resolve
+from model.postprocess import Scale, estimate_scale, extract_instances
+from model.preprocess import Letterbox
+from model.taxonomy import DefectType
+from training.dataset import letterbox_mask, polygon_to_model, read_mask
+
+MATCH_IOU = 0.2
+
+
+@dataclass
+class GtInstance:
+    type: str
+    mask: np.ndarray  # bool, model-input frame
+    length_mm: float | None
+
+
+def gt_instances(pred, size: int) -> list[GtInstance]:
+    out = []
+    for inst in pred.item.record.instances:
+        if inst.mask is not None:
+            m = (read_mask(resolve(pred.item.manifest, inst.mask)) > 0).astype(np.uint8)
+            mask = letterbox_mask(m, pred.lb, size).astype(bool)
+        else:
+            layer = np.zeros((size, size), np.uint8)
+            cv2.fillPoly(layer, [polygon_to_model(inst.polygon, pred.lb)], 1)
+            mask = layer.astype(bool)
+        if mask.any():
+            out.append(GtInstance(inst.type.value, mask, inst.length_mm))
+    return out
+
+
+def instance_mask(inst: DefectInstance, lb: Letterbox, size: int) -> np.ndarray:
+    layer = np.zeros((size, size), np.uint8)
+    pts = polygon_to_model(inst.polygon, lb)
+    cv2.fillPoly(layer, [pts], 1)
+    cv2.polylines(layer, [pts], True, 1)  # thin outlines have no interior
+    return layer.astype(bool)
+
+
+def photo_scale(pred, size: int) -> tuple[Scale, str]:
+    rec = pred.item.record
+    length = None
+    if rec.device_model:
+        try:
+            length = lookup_device(rec.device_model).length
+        except UnknownDeviceError:
+            length = None
+    if length is not None:
+        return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, length), "catalogue"
+    if rec.mm_per_px:
+        return Scale("mm", rec.mm_per_px, True), "true"
+    return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, None), "relative"
+
+
+def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+
+
+@dataclass
+class Match:
+    type: str
+    pred: DefectInstance | None
+    gt: GtInstance | None
+
+
+def match_instances(
+    preds: list[DefectInstance], pred_masks: list[np.ndarray], gts: list[GtInstance], radius: int
+) -> list[Match]:
+    """Greedy per-type matching by dilated-mask IoU; unmatched preds are FPs, unmatched GTs FNs."""
+    out: list[Match] = []
+    types = {p.type.value for p in preds} | {g.type for g in gts}
+    for t in types:
+        pi = [i for i, p in enumerate(preds) if p.type.value == t]
+        gi = [j for j, g in enumerate(gts) if g.type == t]
+        pd = {i: dilate(pred_masks[i], radius) for i in pi}
+        gd = {j: dilate(gts[j].mask, radius) for j in gi}
+        pairs = []
+        for i in pi:
+            for j in gi:
+                inter = (pd[i] & gd[j]).sum()
+                if inter:
+                    pairs.append((inter / (pd[i] | gd[j]).sum(), i, j))
+        used_p, used_g = set(), set()
+        for iou, i, j in sorted(pairs, reverse=True):
+            if iou < MATCH_IOU or i in used_p or j in used_g:
+                continue
+            used_p.add(i)
+            used_g.add(j)
+            out.append(Match(t, preds[i], gts[j]))
+        out += [Match(t, preds[i], None) for i in pi if i not in used_p]
+        out += [Match(t, None, gts[j]) for j in gi if j not in used_g]
+    return out
+
+
+@dataclass
+class PhotoResult:
+    pred: object
+    instances: list[DefectInstance]
+    matches: list[Match] = field(default_factory=list)
+    scale_source: str = ""
+
+
+def photo_result(pred, thresholds, size: int, stride: int, photo_index: int = 0) -> PhotoResult:
+    scale, source = photo_scale(pred, size)
+    insts = extract_instances(
+        pred.outputs["defect_probs"],
+        pred.outputs["zone_probs"],
+        pred.lb,
+        thresholds,
+        scale,
+        size,
+        photo_index,
+    )
+    res = PhotoResult(pred, insts, scale_source=source)
+    if pred.item.record.instances_complete or pred.item.record.instances:
+        gts = gt_instances(pred, size)
+        masks = [instance_mask(i, pred.lb, size) for i in insts]
+        res.matches = match_instances(insts, masks, gts, radius=stride)
+        if not pred.item.record.instances_complete:
+            # Incomplete labels: an unmatched prediction of an unannotated type is not known to be wrong.
+            annotated = {g.type for g in gts}
+            res.matches = [m for m in res.matches if m.gt is not None or m.type in annotated]
+    return res
+
+
+def prf(matches: list[Match]) -> dict[str, dict[str, float]]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tp, fp, fn
+    for m in matches:
+        c = counts[m.type]
+        if m.pred is not None and m.gt is not None:
+            c[0] += 1
+        elif m.pred is not None:
+            c[1] += 1
+        else:
+            c[2] += 1
+    out = {}
+    for t, (tp, fp, fn) in sorted(counts.items()):
+        p = tp / (tp + fp) if tp + fp else float("nan")
+        r = tp / (tp + fn) if tp + fn else float("nan")
+        f = 2 * p * r / (p + r) if tp else 0.0
+        out[t] = {"precision": p, "recall": r, "f1": f, "tp": tp, "fp": fp, "fn": fn}
+    return out
+
+
+def length_errors(matches: list[Match], types=("scratch",)) -> list[tuple[float, float]]:
+    """(true mm, measured mm) of matched instances of `types` whose true length is known."""
+    return [
+        (m.gt.length_mm, m.pred.measurement.length)
+        for m in matches
+        if m.pred is not None
+        and m.gt is not None
+        and m.type in types
+        and m.gt.length_mm
+        and m.pred.measurement.units == "mm"
+    ]
+
+
+def ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> tuple[float, list[dict]]:
+    bins = []
+    total = 0.0
+    edges = np.linspace(0, 1, n_bins + 1)
+    for lo, hi in itertools.pairwise(edges):
+        sel = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
+        n = int(sel.sum())
+        if n:
+            acc, conf = float(correct[sel].mean()), float(confidence[sel].mean())
+            total += n / len(confidence) * abs(acc - conf)
+        else:
+            acc = conf = float("nan")
+        bins.append({"lo": float(lo), "hi": float(hi), "n": n, "accuracy": acc, "confidence": conf})
+    return float(total), bins
+
+
+def coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:
+    """Graded-without-review share and its accuracy, for each needs-review threshold."""
+    out = []
+    for t in np.round(np.arange(0.3, 1.0001, 0.02), 2):
+        keep = confidence >= t
+        out.append(
+            {
+                "threshold": float(t),
+                "coverage": float(keep.mean()) if len(keep) else 0.0,
+                "accuracy": float(correct[keep].mean()) if keep.any() else float("nan"),
+            }
+        )
+    return out
+
+
+def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> float:
+    """Lowest threshold (most coverage) whose accepted photos reach `target_accuracy`."""
+    ok = [c for c in curve if c["accuracy"] == c["accuracy"] and c["accuracy"] >= target_accuracy]
+    return min(c["threshold"] for c in ok) if ok else 0.95
+
+
+def grade_devices(results: list[PhotoResult], standards: list[str]) -> list[dict]:
+    """One row per device with true grades: predicted grade, its probability, per standard."""
+    from model.rules import grade
+
+    by_device: dict[str, list[PhotoResult]] = defaultdict(list)
+    for r in results:
+        by_device[r.pred.item.record.device_id].append(r)
+    rows = []
+    for device, photos in by_device.items():
+        truth = {}
+        for p in photos:
+            truth.update(p.pred.item.record.grades)
+        if not truth:
+            continue
+        kind = next(
+            (p.pred.item.record.device_kind for p in photos if p.pred.item.record.device_kind), "phone"
+        )
+        insts = [i.model_copy(update={"photo_index": k}) for k, p in enumerate(photos) for i in p.instances]
+        for std in standards:
+            if std not in truth:
+                continue
+            g = grade(insts, std, device_kind=kind)
+            rows.append(
+                {
+                    "device": device,
+                    "standard": std,
+                    "true": truth[std],
+                    "pred": g.grade,
+                    "confidence": g.probabilities[g.grade],
+                }
+            )
+    return rows
+
+
+def is_graded_type(t: str) -> bool:
+    return DefectType(t) is not DefectType.SMUDGE

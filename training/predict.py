@@ -1,0 +1,97 @@
+"""Running a model over manifest photos, the way serving does: PyTorch checkpoint or ONNX file, same outputs.
+
+`load_predictor(path)` accepts a `.pt` checkpoint or an `.onnx` file and returns a callable on uint8
+N x 3 x S x S batches giving the contract's outputs as numpy arrays, plus the thresholds to use
+(calibrated ones from the checkpoint or the card; defaults otherwise). `predict(items, predictor)`
+yields one `Prediction` per photo with its letterbox, so `model.postprocess` can map results back to the
+photo's pixels and millimetres exactly as serving does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from model.card import Thresholds
+from model.manifest import resolve
+from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES
+from model.preprocess import Letterbox, prepare
+from training.dataset import Item
+
+
+@dataclass
+class Predictor:
+    run: object  # callable: uint8 NCHW -> dict name -> array
+    input_size: int
+    mask_stride: int
+    thresholds: Thresholds
+    kind: str  # "torch" or "onnx"
+    name: str
+    seconds: list[float] = field(default_factory=list)  # per-batch inference time
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.run(batch)
+        self.seconds.append((time.perf_counter() - t0) / len(batch))
+        return out
+
+
+def default_thresholds() -> Thresholds:
+    return Thresholds(defect_pixel={name: 0.5 for name in DEFECT_CHANNELS})
+
+
+def torch_predictor(net, thresholds: Thresholds | None = None, name: str = "model") -> Predictor:
+    import torch
+
+    net = net.eval()
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = net(torch.from_numpy(batch))
+        return {k: v.numpy() for k, v in out._asdict().items()}
+
+    return Predictor(run, net.input_size, net.mask_stride, thresholds or default_thresholds(), "torch", name)
+
+
+def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from model.export import _session, read_card
+
+        card = read_card(path)
+        sess = _session(path, threads)
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            from model.outputs import INPUT_NAME
+
+            return dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True))
+
+        return Predictor(run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name)
+    from training.train import load_checkpoint
+
+    net, ckpt = load_checkpoint(path)
+    cal = ckpt.get("calibration")
+    thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
+    return torch_predictor(net, thresholds, path.name)
+
+
+@dataclass
+class Prediction:
+    item: Item
+    image: np.ndarray  # letterboxed model input, H x W x 3 uint8
+    lb: Letterbox
+    outputs: dict[str, np.ndarray]  # this photo's outputs, no batch axis
+
+
+def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Iterator[Prediction]:
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        prepared = [prepare(resolve(it.manifest, it.record.image), predictor.input_size) for it in chunk]
+        batch = np.ascontiguousarray(np.stack([p[0] for p in prepared]).transpose(0, 3, 1, 2))
+        out = predictor(batch)
+        for i, (it, (img, lb)) in enumerate(zip(chunk, prepared, strict=True)):
+            yield Prediction(it, img, lb, {k: v[i] for k, v in out.items()})
