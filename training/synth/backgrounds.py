@@ -117,5 +117,7 @@ def background(
     rng: np.random.Generator, h: int, w: int, real_files: tuple[str, ...], p_real: float
 ) -> tuple[np.ndarray, str]:
     if real_files and rng.random() < p_real:
-        return real(rng, h, w, real_files)
-    return procedural(rng, h, w)
+        img, name = real(rng, h, w, real_files)
+    else:
+        img, name = procedural(rng, h, w)
+    return np.ascontiguousarray(img, dtype=np.float32), name

@@ -70,10 +70,14 @@ class Placer:
         self.zone = flat.zone
         # Shapes must stay a pixel clear of a zone's border, so a thin stroke's mask does not spill
         # over it; the thin rim of a front or back is the exception (checked by fraction instead).
-        k = np.ones((3, 3), np.uint8)
-        same = (cv2.erode(flat.zone, k) == flat.zone) & (cv2.dilate(flat.zone, k) == flat.zone)
-        self.core = np.where(same, flat.zone, 0).astype(np.uint8)
-        self._coords: dict[Zone, np.ndarray] = {}
+        # Cached on the flat: the generator re-plans a device several times to meet a target grade.
+        if "placer_core" not in flat.extras:
+            k = np.ones((3, 3), np.uint8)
+            same = (cv2.erode(flat.zone, k) == flat.zone) & (cv2.dilate(flat.zone, k) == flat.zone)
+            flat.extras["placer_core"] = np.where(same, flat.zone, 0).astype(np.uint8)
+            flat.extras["placer_coords"] = {}
+        self.core = flat.extras["placer_core"]
+        self._coords: dict[Zone, np.ndarray] = flat.extras["placer_coords"]
 
     def has(self, zone: Zone) -> bool:
         if zone is Zone.FRAME and self.flat.design.view in (View.FRONT, View.BACK):
@@ -420,44 +424,41 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
 # drawing
 
 
-def _coverage(shape: tuple[int, int], plan: DefectPlan, ppm: float) -> np.ndarray:
-    """Anti-aliased coverage (uint8) of one defect's geometry on the flat plane: where it is drawn."""
-    cov = np.zeros(shape, np.uint8)
+def _geometry_box(plan: DefectPlan, ppm: float, shape: tuple[int, int]) -> tuple[slice, slice]:
+    pts = np.concatenate(plan.lines) if plan.lines else plan.poly
+    pad = 3 + max(1, round(plan.width_mm * ppm))
+    h, w = shape
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + pad + 1
+    return slice(max(0, y0), min(h, y1)), slice(max(0, x0), min(w, x1))
+
+
+def _coverage(plan: DefectPlan, ppm: float, box: tuple[slice, slice]) -> np.ndarray:
+    """Anti-aliased coverage (uint8) of one defect's geometry inside `box` of the flat plane."""
+    ys, xs = box
+    cov = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8)
+    off = np.array([xs.start, ys.start], np.float64)
     if plan.lines:
         thick = max(1, round(plan.width_mm * ppm))
-        cv2.polylines(
-            cov,
-            [to_cv(ln) for ln in plan.lines],
-            False,
-            255,
-            thickness=thick,
-            lineType=cv2.LINE_AA,
-            shift=SHIFT,
-        )
+        lines = [to_cv(ln - off) for ln in plan.lines]
+        cv2.polylines(cov, lines, False, 255, thickness=thick, lineType=cv2.LINE_AA, shift=SHIFT)
     else:
-        cv2.fillPoly(cov, [to_cv(plan.poly)], 255, lineType=cv2.LINE_AA, shift=SHIFT)
+        cv2.fillPoly(cov, [to_cv(plan.poly - off)], 255, lineType=cv2.LINE_AA, shift=SHIFT)
     return cov
-
-
-def _bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, slice]:
-    ys, xs = np.nonzero(mask)
-    h, w = mask.shape
-    return slice(max(0, ys.min() - pad), min(h, ys.max() + pad + 1)), slice(
-        max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
-    )
 
 
 def draw_defects(flat: Flat, plans: list[DefectPlan], rng: np.random.Generator, light_angle: float) -> None:
     """Draw every plan on `flat.rgb` (in place), before the flat device is lit and photographed."""
-    shape = flat.zone.shape
     for plan in plans:
-        cov = _coverage(shape, plan, flat.ppm)
+        box = _geometry_box(plan, flat.ppm, flat.zone.shape)
+        if box[0].stop <= box[0].start or box[1].stop <= box[1].start:
+            continue
+        cov = _coverage(plan, flat.ppm, box)
         if not cov.any():
             continue
-        ys, xs = _bbox(cov)
-        a = cov[ys, xs].astype(np.float32) / 255.0
-        region = flat.rgb[ys, xs]
-        _DRAW[plan.type](flat, plan, region, a, rng, light_angle, (ys, xs))
+        a = cov.astype(np.float32) / 255.0
+        region = flat.rgb[box]
+        _DRAW[plan.type](flat, plan, region, a, rng, light_angle, box)
 
 
 def photo_mask(plan: DefectPlan, hmat: np.ndarray, ppm: float, out_w: int, out_h: int) -> np.ndarray:

@@ -21,6 +21,17 @@ from model.taxonomy import PhotoQuality
 from training.synth.devices import Flat
 from training.synth.geometry import apply_h, camera_homography
 
+
+def scale3(img: np.ndarray, m: np.ndarray, gains=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """img (HxWx3 float32) times a per-pixel map m (HxW) and per-channel gains.
+
+    cv2.multiply on a merged map is about 4x faster than numpy's `img * m[..., None]` broadcast,
+    and this runs on every full-size photo several times.
+    """
+    m = m.astype(np.float32, copy=False)
+    return cv2.multiply(img.astype(np.float32, copy=False), cv2.merge([m * np.float32(g) for g in gains]))
+
+
 MAX_TILT = 0.05  # at the half length; the local scale goes as 1/(1+t)^2 there, so up to about ±10%
 
 
@@ -76,16 +87,18 @@ def light_flat(flat: Flat, rng: np.random.Generator, light_angle: float) -> dict
     xs = (np.arange(w, dtype=np.float32) - cx) / half
     ys = (np.arange(h, dtype=np.float32) - cy) / half
     g = float(rng.uniform(0.0, 0.25))
-    grad = 1.0 + g * (xs[None, :] * math.cos(light_angle) + ys[:, None] * math.sin(light_angle))
-    flat.rgb *= grad[..., None]
+    grad = np.float32(1.0) + np.float32(g) * (
+        xs[None, :] * np.float32(math.cos(light_angle)) + ys[:, None] * np.float32(math.sin(light_angle))
+    )
+    flat.rgb = scale3(flat.rgb, grad)
     # glare: a soft band where the light source mirrors in the surface
     band_angle = rng.uniform(0, math.pi)
     off = rng.uniform(-0.8, 0.8)
     dist = xs[None, :] * math.cos(band_angle) + ys[:, None] * math.sin(band_angle) - off
     width = rng.uniform(0.05, 0.35)
     strength = float(rng.uniform(0.0, 0.45)) if rng.random() < 0.8 else 0.0
-    glare = strength * np.exp(-((dist / width) ** 2)) * flat.gloss
-    flat.rgb += glare[..., None] * np.array([1.0, 0.99, 0.97], np.float32)
+    glare = (strength * np.exp(-((dist / width) ** 2)) * flat.gloss).astype(np.float32)
+    flat.rgb = cv2.add(flat.rgb, cv2.merge([glare * np.float32(c) for c in (1.0, 0.99, 0.97)]))
     np.clip(flat.rgb, 0, 1, out=flat.rgb)
     return {"light_gradient": round(g, 3), "glare": round(strength, 3)}
 
@@ -94,7 +107,7 @@ def warp_layers(
     flat: Flat, hmat: np.ndarray, out_w: int, out_h: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Premultiplied colour, coverage and zone map of the device in photo pixels."""
-    pre = flat.rgb * flat.alpha[..., None]
+    pre = scale3(flat.rgb, flat.alpha)
     rgb = cv2.warpPerspective(pre, hmat, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0)
     alpha = cv2.warpPerspective(flat.alpha, hmat, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=0)
     zone = cv2.warpPerspective(flat.zone, hmat, (out_w, out_h), flags=cv2.INTER_NEAREST, borderValue=0)
@@ -112,7 +125,15 @@ def cast_shadow(bg: np.ndarray, alpha: np.ndarray, rng: np.random.Generator, lig
     small = cv2.warpAffine(small, m, (sw, sh))
     small = cv2.GaussianBlur(small, (0, 0), max(0.8, rng.uniform(0.006, 0.025) * max(sw, sh)))
     shadow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    bg *= (1.0 - rng.uniform(0.25, 0.6) * shadow)[..., None]
+    bg[:] = scale3(bg, 1.0 - rng.uniform(0.25, 0.6) * shadow)
+
+
+@cache
+def _radius2(h: int, w: int) -> np.ndarray:
+    """Squared distance from the photo centre, 1 at the middle of each edge (for vignetting)."""
+    yy = (np.arange(h, dtype=np.float32) - h / 2) / (h / 2)
+    xx = (np.arange(w, dtype=np.float32) - w / 2) / (w / 2)
+    return yy[:, None] ** 2 + xx[None, :] ** 2
 
 
 @cache
@@ -133,13 +154,10 @@ def sensor(
     if quality is PhotoQuality.BAD_EXPOSURE:
         gain = float(rng.uniform(0.1, 0.25)) if rng.random() < 0.6 else float(rng.uniform(2.4, 4.0))
     meta["exposure"] = round(gain, 3)
-    img = img * (wb * gain)
-    # vignetting
+    # white balance, exposure and vignetting in one pass over the photo
     v = float(rng.uniform(0.0, 0.35))
-    if v > 0:
-        yy = (np.arange(h, dtype=np.float32) - h / 2) / (h / 2)
-        xx = (np.arange(w, dtype=np.float32) - w / 2) / (w / 2)
-        img *= (1.0 - v * 0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))[..., None]
+    falloff = 1.0 - (v * 0.5) * _radius2(h, w)
+    img = scale3(img.astype(np.float32, copy=False), falloff, wb * gain)
     blur = "none"
     if quality is PhotoQuality.BLURRY:
         if rng.random() < 0.5:
@@ -162,10 +180,10 @@ def sensor(
         sigma_n *= 2.5  # dark photos are pushed in the camera: noisier
     bank = _noise_bank(h, w)
     oy, ox = int(rng.integers(64)), int(rng.integers(64))
-    img = img + bank[oy : oy + h, ox : ox + w] * sigma_n
+    img = cv2.scaleAdd(bank[oy : oy + h, ox : ox + w], sigma_n, img.astype(np.float32, copy=False))
     meta["noise"] = round(sigma_n, 4)
-    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return out, meta
+    _, img = cv2.threshold(img, 0.0, 0.0, cv2.THRESH_TOZERO)  # negatives -> 0 (convertScaleAbs takes |x|)
+    return cv2.convertScaleAbs(img, alpha=255.0), meta  # rounds and saturates at 255
 
 
 def _motion(img: np.ndarray, rng: np.random.Generator, length: float) -> tuple[np.ndarray, str]:
