@@ -61,14 +61,20 @@ def procedural(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, st
         base = _colour(rng, [(0.55, 0.36, 0.2), (0.7, 0.52, 0.33), (0.35, 0.22, 0.13), (0.8, 0.68, 0.5)])
         yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
         ang = rng.uniform(0, math.pi)
-        u = xx * math.cos(ang) + yy * math.sin(ang)
-        warp = _low_noise(rng, sh, sw, 3) * rng.uniform(4, 12)
-        grain = np.sin((u + warp) * rng.uniform(0.25, 0.6)) * 0.5 + 0.5
-        fine = cv2.GaussianBlur(rng.normal(0, 1, (sh, sw)).astype(np.float32), (0, 0), 0.7)
-        v = 0.82 + 0.14 * grain + 0.04 * fine
-        if rng.random() < 0.5:  # planks
-            period = rng.uniform(20, 60)
-            v *= np.where((np.mod(u, period) < 0.8), 0.6, 1.0)
+        # grain: a random 1-D profile across the boards, sampled along slightly wavy lines
+        u0 = -xx * math.sin(ang) + yy * math.cos(ang)
+        u = u0 + _low_noise(rng, sh, sw, 3) * rng.uniform(1.5, 5.0)
+        n = int(np.ceil(np.abs(u).max())) * 2 + 8
+        profile = cv2.GaussianBlur(
+            rng.normal(0, 1, (1, n)).astype(np.float32), (0, 0), rng.uniform(0.6, 1.5)
+        )[0]
+        profile += 0.6 * cv2.GaussianBlur(rng.normal(0, 1, (1, n)).astype(np.float32), (0, 0), 6.0)[0] * 3
+        idx = np.clip((u + n / 2).astype(np.int32), 0, n - 1)
+        v = 0.86 + 0.05 * profile[idx]
+        if rng.random() < 0.5:  # planks: dark seams across the grain direction's normal
+            period = rng.uniform(25, 70)
+            seam = np.abs(np.mod(u0 + period * 10, period) - period / 2) > period / 2 - 0.6
+            v = np.where(seam, v * 0.6, v)
         img = v[..., None] * base
     elif kind == "cloth":
         base = _colour(

@@ -504,8 +504,10 @@ def _draw_scratch(flat, plan, region, a, rng, light_angle, box):
     angle = math.atan2(d[1], d[0])
     # A scratch's groove scatters light sideways: it shows most when it runs across the light.
     light = 0.35 + 0.65 * abs(math.sin(angle - light_angle))
-    subpixel = min(1.0, max(0.45, plan.width_mm * flat.ppm))
-    k = (plan.contrast * light * subpixel * a)[..., None]
+    subpixel = min(1.0, max(0.6, plan.width_mm * flat.ppm))
+    # never fainter than a floor: a labelled defect the camera cannot show teaches the model nothing
+    floor = 0.5 if plan.style == "gouge" else 0.3
+    k = (max(floor, plan.contrast * light) * subpixel * a)[..., None]
     base = _luma(region)
     if plan.style == "gouge":
         # a deep gouge: a dark groove with a bright lip
@@ -514,7 +516,7 @@ def _draw_scratch(flat, plan, region, a, rng, light_angle, box):
         lip = cv2.GaussianBlur(a, (3, 3), 0.8)[..., None] * 0.5 * plan.contrast
         region[:] = np.clip(region + lip * (0.25 if base > 0.5 else 0.45), 0, 1)
     else:
-        target = np.full(3, 0.92 if base < 0.55 else max(0.0, base - 0.35), np.float32)
+        target = np.full(3, 0.92 if base < 0.55 else max(0.0, base - 0.45), np.float32)
         region[:] = region * (1 - k) + target * k
 
 
@@ -551,7 +553,11 @@ def _draw_dent(flat, plan, region, a, rng, light_angle, box):
 def _draw_stain(flat, plan, region, a, rng, light_angle, box):
     soft = cv2.GaussianBlur(a, (0, 0), max(0.8, 0.15 * plan.width_mm * flat.ppm)) * a
     k = (plan.contrast * soft)[..., None]
-    region[:] = region * (1 - k) + np.asarray(plan.colour, np.float32) * k
+    colour = np.asarray(plan.colour, np.float32)
+    base = _luma(region)
+    if abs(float(colour.mean()) - base) < 0.25:  # a white mineral stain on silver would be invisible
+        colour = np.array([0.42, 0.32, 0.18] if base > 0.5 else [0.85, 0.84, 0.8], np.float32)
+    region[:] = region * (1 - k) + colour * k
 
 
 def _draw_smudge(flat, plan, region, a, rng, light_angle, box):
@@ -564,7 +570,9 @@ def _draw_smudge(flat, plan, region, a, rng, light_angle, box):
         mottled *= 0.6 + 0.4 * np.sin(rad * 2 * math.pi / max(1.5, 0.45 * flat.ppm))
     haze = (soft * mottled * 0.09 * plan.contrast / 0.55)[..., None]
     tint = np.array([1.0, 0.97, 1.03], np.float32)  # oil films are faintly iridescent
-    region[:] = np.clip(region + haze * tint, 0, 1)
+    # oil lifts dark glass (it scatters light) and dulls bright metal
+    sign = 1.0 if _luma(region) < 0.5 else -0.8
+    region[:] = np.clip(region + sign * haze * tint, 0, 1)
 
 
 _DRAW = {

@@ -326,7 +326,26 @@ def render_flat(design: Design, ppm: float, rng: np.random.Generator, pad_px: in
         _draw_front(flat, trng, rng)
     else:
         _draw_back(flat, trng)
+        _edge_light(flat, w_px, h_px, corner)
+    if design.view is View.FRONT:
+        _edge_light(flat, w_px, h_px, corner)
     return flat
+
+
+def _edge_light(flat: Flat, w_px: float, h_px: float, corner_mm: float) -> None:
+    """The rounded edge seen from above: a dark outer contour and a thin highlight just inside it."""
+    cx, cy = flat.centre
+    ppm = flat.ppm
+    t = max(1, round(0.3 * ppm))
+    cov = np.zeros(flat.zone.shape, np.uint8)
+    cv2.polylines(cov, [to_cv(flat.outline)], True, 255, thickness=t, lineType=cv2.LINE_AA, shift=SHIFT)
+    dark = cov.astype(np.float32) * (0.45 / 255)
+    d = max(1.0, 0.5 * ppm)
+    inner = rounded_rect(cx, cy, w_px - 2 * d, h_px - 2 * d, max(0.0, corner_mm * ppm - d), 12)
+    cov[:] = 0
+    cv2.polylines(cov, [to_cv(inner)], True, 255, thickness=1, lineType=cv2.LINE_AA, shift=SHIFT)
+    bright = cov.astype(np.float32) * (0.18 / 255)
+    flat.rgb[:] = np.clip(flat.rgb * (1.0 - dark)[..., None] + bright[..., None], 0, 1)
 
 
 def _draw_front(flat: Flat, trng: np.random.Generator, rng: np.random.Generator) -> None:
