@@ -44,6 +44,8 @@ def _fit(img: np.ndarray, tile: int) -> np.ndarray:
 def overlay(sample: Sample) -> np.ndarray:
     img = sample.image.astype(np.float32) * 0.55
     for i, z in enumerate(Zone):
+        if sample.zone is None:  # composites onto real photos have no zone map
+            break
         m = sample.zone == i + 1
         img[m] = img[m] * 0.7 + np.asarray(ZONE_TINT[z], np.float32) * 0.3
     k = max(1, round(max(sample.image.shape[:2]) / 256))
@@ -70,6 +72,8 @@ def draw_gallery(cfg: SynthConfig, n: int, path: Path, cols: int = 4, tile: int 
         counts: dict[str, int] = {}
         for p in s.plans:
             counts[p.type.value] = counts.get(p.type.value, 0) + 1
+        if s.composite:
+            model = f"composite on real {s.meta.get('source_set')}"
         _caption(a, [f"#{i} {s.view.value if s.view else '-'} | {s.quality.value}", model[:34]])
         _caption(
             b,

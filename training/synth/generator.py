@@ -26,7 +26,7 @@ from model.catalogue import DeviceSpec
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from model.rules import grade, list_standards, load_standard
 from model.taxonomy import DeviceKind, PhotoQuality, View, Zone
-from training.synth import backgrounds
+from training.synth import backgrounds, compositing
 from training.synth.defects import DefectPlan, draw_defects, photo_mask, plan_device
 from training.synth.devices import Flat, pick_spec, render_flat, sample_design
 from training.synth.geometry import apply_h
@@ -78,6 +78,9 @@ class SynthConfig(BaseModel):
     aspect_mix: dict[str, float] = Field(default_factory=lambda: {"1:1": 0.4, "4:3": 0.3, "3:4": 0.3})
     split_mix: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     p_real_background: float = Field(default=0.3, ge=0, le=1)
+    # Share of photos that are synthetic defects composited onto real device photos (compositing.py);
+    # needs the committed real manifests and the shared photos, else those photos are procedural.
+    p_composite: float = Field(default=0.1, ge=0, le=1)
     real_root: str | None = (
         None  # shared real data folder; None = look for it (backgrounds.default_real_root)
     )
@@ -125,7 +128,7 @@ class Sample:
     """One generated photo in memory, with everything its manifest record needs."""
 
     image: np.ndarray  # HxWx3 uint8 RGB
-    zone: np.ndarray  # HxW uint8
+    zone: np.ndarray | None  # HxW uint8 (None: unknown, composites)
     masks: list[np.ndarray]  # HxW uint8 0/1, one per instance
     plans: list[DefectPlan]
     quality: PhotoQuality
@@ -138,6 +141,12 @@ class Sample:
     screen_polygons: list[list[tuple[float, float]]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     jpeg_quality: int = 90
+    # Composites onto real photos (compositing.py) differ: no zone map, no true sizes, no grade, the
+    # real photo's own (partial) labels, and the real photo's device id and kind.
+    composite: bool = False
+    real_instances: list[LabelledInstance] = field(default_factory=list)
+    device_id: str | None = None
+    device_kind: DeviceKind | None = None
 
 
 def _out_size(rng: np.random.Generator, cfg: SynthConfig) -> tuple[int, int]:
@@ -197,6 +206,32 @@ def make_sample(
     meta: dict = {"generator": GENERATOR_VERSION, "seed": cfg.seed, "index": index, "background": bg_name}
     jpeg_q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
     scale = max(out_w, out_h) / 512
+
+    if quality is PhotoQuality.USABLE and rng.random() < cfg.p_composite and planner is None and spec is None:
+        sources = compositing.load_sources(tuple(str(p) for p in compositing.default_manifests()))
+        if sources:
+            c = compositing.composite(rng, cfg.size, sources)
+            meta.update(c.meta)
+            meta.pop("background")
+            return Sample(
+                c.image,
+                None,
+                c.masks,
+                c.plans,
+                quality,
+                None,
+                c.record.view,
+                None,
+                {},
+                c.record.split,
+                c.record.license,
+                meta=meta,
+                jpeg_quality=jpeg_q,
+                composite=True,
+                real_instances=c.real,
+                device_id=c.record.device_id,
+                device_kind=c.record.device_kind,
+            )
 
     if quality is PhotoQuality.NO_DEVICE:
         image, smeta = sensor(bg, rng, quality, scale)
@@ -305,33 +340,33 @@ def write_sample(sample: Sample, out_dir: Path, index: int, seed: int) -> Manife
     for k, (plan, m) in enumerate(zip(sample.plans, sample.masks, strict=True)):
         rel = f"masks/{stem}_{k:02d}.png"
         (out_dir / rel).write_bytes(_png(m * np.uint8(255), bilevel=True))
-        instances.append(
-            LabelledInstance(
-                type=plan.type,
-                zone=plan.zone,
-                mask=rel,
-                length_mm=round(plan.length_mm, 4),
-                width_mm=round(plan.width_mm, 4),
-                area_mm2=round(plan.area_mm2, 4),
-            )
-        )
-    zone_rel = f"zones/{stem}.png"
-    (out_dir / zone_rel).write_bytes(_png(sample.zone))
+        sizes = {}
+        if not sample.composite:
+            sizes = {
+                "length_mm": round(plan.length_mm, 4),
+                "width_mm": round(plan.width_mm, 4),
+                "area_mm2": round(plan.area_mm2, 4),
+            }
+        instances.append(LabelledInstance(type=plan.type, zone=plan.zone, mask=rel, **sizes))
+    zone_rel = None
+    if sample.zone is not None:
+        zone_rel = f"zones/{stem}.png"
+        (out_dir / zone_rel).write_bytes(_png(sample.zone))
     return ManifestRecord(
         image=f"images/{stem}.jpg",
-        device_id=f"synth-s{seed}-{stem}",
+        device_id=sample.device_id or f"synth-s{seed}-{stem}",
         split=sample.split,
-        source="synthetic",
+        source="composite" if sample.composite else "synthetic",
         license=sample.license,
         width=w,
         height=h,
         view=sample.view,
-        device_kind=sample.spec.kind if sample.spec else None,
+        device_kind=sample.device_kind or (sample.spec.kind if sample.spec else None),
         device_model=sample.spec.name if sample.spec else None,
         mm_per_px=sample.mm_per_px,
         quality=sample.quality,
-        instances=instances,
-        instances_complete=True,
+        instances=instances + sample.real_instances,
+        instances_complete=not sample.composite,
         zone_mask=zone_rel,
         screen_polygons=sample.screen_polygons,
         grades=sample.grades,
