@@ -36,7 +36,9 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     migrate(engine)
     sessions = session_factory(engine)
     blobs = BlobStore(settings.blob_dir)
-    model = load_model(settings.model_path, settings.intra_op_threads, settings.inter_op_threads)
+    model = load_model(
+        settings.model_path, settings.intra_op_threads, settings.inter_op_threads, settings.ort_spinning
+    )
     metrics.model_info.labels(model.card.name, model.card.version).set(1)
     slot = ModelSlot(model)
     batcher = MicroBatcher(
@@ -52,6 +54,7 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
+    _keep_uploads_in_memory(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.svc = None
             state.batcher.stop()
+            state.service.close()
             state.engine.dispose()
 
     app = FastAPI(
@@ -81,6 +85,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _keep_uploads_in_memory(settings: Settings | None) -> None:
+    """Starlette spools uploads over 1 MB to a temporary file, one thread hop per 64 kB chunk; a phone
+    photo is 2-8 MB and is read into memory right after, so keep it there (a process-wide class attribute:
+    Starlette offers no per-app setting)."""
+    from starlette.formparsers import MultiPartParser
+
+    limit = settings.spool_max_bytes if settings is not None else Settings.model_fields["spool_max_bytes"].default
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limit)
 
 
 def _max_request_bytes(settings: Settings | None) -> int:

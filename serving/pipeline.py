@@ -13,6 +13,7 @@ photo's verdict. A photo that cannot be decoded at all is refused (`PhotoError`,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -264,15 +265,28 @@ def grade_device(
     views: Sequence[View | None] | None = None,
     filenames: Sequence[str | None] = (),
     review_threshold: float | None = None,
+    on_decoded: Callable[[], None] | None = None,
+    cpu_slot: AbstractContextManager | None = None,
 ) -> DeviceGrading:
-    """Grade one device from its photos (raises PhotoError for an undecodable photo)."""
-    prepared = prepare_photos(datas, model.input_size, filenames)
+    """Grade one device from its photos (raises PhotoError for an undecodable photo).
+
+    `on_decoded` is called once every photo has decoded, before the model runs: the service starts
+    storing the photos there, so the disk writes overlap the inference instead of following it.
+    `cpu_slot` (a semaphore, say) is held around the CPU-heavy steps but not while waiting for the model,
+    so many concurrent requests do not thrash a few cores while their batch forms.
+    """
+    slot = cpu_slot if cpu_slot is not None else nullcontext()
+    with slot:
+        prepared = prepare_photos(datas, model.input_size, filenames)
+    if on_decoded is not None:
+        on_decoded()
     outputs = run(model, [p.image for p in prepared])
     views = list(views) if views is not None else [None] * len(datas)
-    photos = [
-        analyse_photo(out, p, model, device, k, views[k])
-        for k, (out, p) in enumerate(zip(outputs, prepared, strict=True))
-    ]
+    with slot:
+        photos = [
+            analyse_photo(out, p, model, device, k, views[k])
+            for k, (out, p) in enumerate(zip(outputs, prepared, strict=True))
+        ]
     threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]
     return DeviceGrading(

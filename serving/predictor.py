@@ -56,8 +56,11 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, inter_op_threads: int, spin: bool = False) -> ort.SessionOptions:
     opts = ort.SessionOptions()
+    # Spinning worker threads burn the cores that decoding and the other requests need; off by default.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = inter_op_threads
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -66,7 +69,9 @@ def session_options(intra_op_threads: int, inter_op_threads: int) -> ort.Session
     return opts
 
 
-def load_model(path: str | Path, intra_op_threads: int = 2, inter_op_threads: int = 1) -> Model:
+def load_model(
+    path: str | Path, intra_op_threads: int = 2, inter_op_threads: int = 1, spin: bool = False
+) -> Model:
     """Load and verify a model file; raises ModelLoadError when it cannot be served."""
     path = Path(path)
     if not path.is_file():
@@ -74,7 +79,7 @@ def load_model(path: str | Path, intra_op_threads: int = 2, inter_op_threads: in
     try:
         session = ort.InferenceSession(
             str(path),
-            sess_options=session_options(intra_op_threads, inter_op_threads),
+            sess_options=session_options(intra_op_threads, inter_op_threads, spin),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # ORT raises its own exception types for every kind of broken file

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -104,6 +106,12 @@ class GradingService:
         self._idem_locks = [threading.Lock() for _ in range(64)]
         self._inflight = 0
         self._inflight_lock = threading.Lock()
+        # Photo writes (fsync) run here, overlapping the model run of the same request.
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refurbgrade-blobs")
+        self._cpu = threading.BoundedSemaphore(settings.cpu_workers or os.cpu_count() or 2)
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
 
     # -- creation -------------------------------------------------------------------------------
 
@@ -205,6 +213,13 @@ class GradingService:
         except RequestError as exc:
             raise ApiError(422, exc.code, str(exc)) from exc
         self._admit()
+        writes: list[Future] = []
+
+        def store_photos() -> None:  # called once the photos decoded: garbage never reaches the store
+            writes.extend(
+                self._io.submit(self.blobs.put, u.data, sha) for u, sha in zip(uploads, shas, strict=True)
+            )
+
         try:
             model = self.slot.current
             try:
@@ -217,6 +232,8 @@ class GradingService:
                     views=views,
                     filenames=[u.filename for u in uploads],
                     review_threshold=self.settings.review_threshold,
+                    on_decoded=store_photos,
+                    cpu_slot=self._cpu,
                 )
             except PhotoError as exc:
                 raise ApiError(422, exc.code, str(exc)) from exc
@@ -236,8 +253,8 @@ class GradingService:
             external_ref=req.external_ref,
             photo_meta=photo_meta,
         )
-        for u, sha in zip(uploads, shas, strict=True):
-            self.blobs.put(u.data, sha)
+        for w in writes:  # the photos are durably stored before the record that points at them
+            w.result()
         with self.sessions() as s:
             s.add(
                 Grading(

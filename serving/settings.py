@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # ONNX Runtime threads: intra-op parallelism inside one run, inter-op across graph branches.
     intra_op_threads: int = Field(default=2, ge=1, le=256)
     inter_op_threads: int = Field(default=1, ge=1, le=256)
+    # Let idle ORT threads spin: lower latency on an otherwise idle machine, wasted cores under load.
+    ort_spinning: bool = False
     # Micro-batching: photos of concurrent requests share one model run.
     max_batch_size: int = Field(default=8, ge=1, le=256)
     max_batch_wait_ms: float = Field(default=3.0, ge=0, le=1000)
@@ -35,10 +37,15 @@ class Settings(BaseSettings):
     # Gradings being processed at once; beyond this, 503 + Retry-After.
     max_inflight_requests: int = Field(default=32, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
+    # Requests decoding or post-processing at once (default: the number of cores); the rest wait their
+    # turn instead of thrashing the cores the model also needs.
+    cpu_workers: int | None = Field(default=None, ge=1, le=256)
 
     # Upload limits.
     max_photos: int = Field(default=12, ge=1, le=100)
     max_photo_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+    # Uploaded files up to this size stay in memory while the form is parsed (larger ones spool to disk).
+    spool_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
     # needs_review when a standard's top grade is less likely than this (default: the card's value).
     review_threshold: float | None = Field(default=None, ge=0, le=1)

@@ -60,7 +60,7 @@ def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> Model
     s = state.settings
     with state.swap_lock:
         try:
-            model = load_model(candidate, s.intra_op_threads, s.inter_op_threads)
+            model = load_model(candidate, s.intra_op_threads, s.inter_op_threads, s.ort_spinning)
         except ModelLoadError as exc:
             raise ApiError(422, "invalid_model", str(exc)) from exc
         old = state.slot.swap(model)

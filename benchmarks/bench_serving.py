@@ -1,0 +1,426 @@
+"""Grading-service benchmark: latency and throughput of POST /v1/gradings on 127.0.0.1, against baselines
+measured in the same run on the same cores.
+
+    .venv/bin/python benchmarks/bench_serving.py [--model PATH] [--requests 40] [--seconds 20]
+
+What it measures (one 12-megapixel JPEG per grading, 4000 x 3000, camera-like noise so it has a realistic
+size of a few MB):
+
+1. naive baseline, in-process: full-size decode (Pillow, EXIF transpose, RGB) + letterbox + the PyTorch
+   network in eager mode (`model.registry.create_model("lite0_fpn")`, torch threads = cores) + the same
+   post-processing and rules — what a straightforward implementation does per photo;
+2. in-process limit: decode (reduced-scale JPEG draft) + ONNX Runtime + post-processing + rules in a
+   tight loop, with 1 and with 2 worker threads sharing one session; the better one is "the limit";
+3. the service (`refurbgrade serve`, uvicorn, one process) on 127.0.0.1: sequential latency (p50/p99),
+   then 16 concurrent clients for `--seconds` (throughput, p50/p99, errors, mean batch size from /metrics,
+   the server's peak RSS from /proc/PID/status VmHWM).
+
+The served model is `--model`, else models/default.onnx, else the registry's lite0_fpn network (ImageNet
+encoder, untrained heads: same compute as the trained one) exported here with `model.export`. The
+benchmark may import torch; the service it starts never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def make_photo(width: int = 4000, height: int = 3000) -> bytes:
+    """A 12 MP JPEG like a phone camera's: a dark phone on a table, a scratch, sensor noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = np.full((height, width, 3), (205, 200, 190), np.float32)
+    img += np.linspace(-20, 20, width, dtype=np.float32)[None, :, None]  # uneven light
+    x0, x1, y0, y1 = int(width * 0.35), int(width * 0.65), int(height * 0.1), int(height * 0.9)
+    img[y0:y1, x0:x1] = (25, 25, 30)
+    cy = (y0 + y1) // 2
+    img[cy - 6 : cy + 6, x0 + 200 : x1 - 300] = (200, 30, 30)
+    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def ensure_model(path: Path | None, workdir: Path) -> Path:
+    if path is not None:
+        return path
+    default = ROOT / "models" / "default.onnx"
+    if default.is_file():
+        return default
+    out = workdir / "lite0_fpn_untrained.onnx"
+    if out.is_file():
+        return out
+    import torch
+
+    from model.card import ModelCard, Thresholds
+    from model.export import export_onnx
+    from model.outputs import DEFECT_CHANNELS
+    from model.preprocess import prepare, to_nchw
+    from model.registry import create_model
+
+    torch.manual_seed(0)
+    net = create_model("lite0_fpn").eval()
+    card = ModelCard(
+        name="lite0_fpn",
+        version="bench-untrained",
+        architecture="lite0_fpn",
+        input_size=net.input_size,
+        mask_stride=net.mask_stride,
+        thresholds=Thresholds(defect_pixel=dict.fromkeys(DEFECT_CHANNELS, 0.5)),
+        training_data_hash="none",
+        git_commit="none",
+        notes="exported by benchmarks/bench_serving.py: pretrained encoder, untrained heads",
+    )
+    imgs = to_nchw(np.stack([prepare(make_photo(800, 600), net.input_size)[0]] * 2))
+    print(f"exporting lite0_fpn to {out} (no models/default.onnx yet) ...", flush=True)
+    export_onnx(net, out, card, imgs)
+    return out
+
+
+def make_baseline(model_path: Path):
+    """Full-size decode + PyTorch eager + post-processing + rules, per photo: returns a function of the
+    photo's bytes."""
+    import torch
+    from PIL import Image, ImageOps
+
+    from model.preprocess import letterbox, to_nchw
+    from model.registry import create_model
+    from serving.pipeline import Device, Prepared, analyse_photo, grade_instances
+    from serving.predictor import load_model
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    card_model = load_model(model_path, intra_op_threads=1)  # for the card (thresholds, taxonomy)
+    net = create_model("lite0_fpn", input_size=card_model.input_size, pretrained=False).eval()
+
+    def grade_naively(photo: bytes) -> None:
+        img = ImageOps.exif_transpose(Image.open(io.BytesIO(photo)))
+        rgb = np.asarray(img.convert("RGB"))
+        canvas, lb = letterbox(rgb, card_model.input_size)
+        with torch.inference_mode():
+            out = net(torch.from_numpy(to_nchw(canvas)))
+        outs = {k: v[0].numpy() for k, v in out._asdict().items()}
+        p = analyse_photo(outs, Prepared(canvas, lb), card_model, Device(), 0)
+        grade_instances(p.instances, STANDARDS, Device(), 0.8)
+
+    return grade_naively
+
+
+STANDARDS = ["backmarket", "ctia", "r2"]
+
+
+def bench_in_process(photo: bytes, model, seconds: float, workers: int) -> dict:
+    """decode (draft) + ORT + post-processing + rules in a tight loop on `workers` threads."""
+    from serving.pipeline import Device, grade_device, run_direct
+
+    dev = Device()
+    times: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    def loop() -> None:
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            grade_device(run_direct, model, [photo], device=dev, standards=STANDARDS)
+            times.append(time.perf_counter() - t)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(workers) as pool:
+        for f in [pool.submit(loop) for _ in range(workers)]:
+            f.result()
+    elapsed = time.perf_counter() - t0
+    return {"n": len(times), "elapsed": elapsed, "times": times, "cpu": time.process_time() - c0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    model_path: Path, data_dir: Path, port: int, overrides: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFURBGRADE_")}
+    env.update(
+        REFURBGRADE_MODEL_PATH=str(model_path),
+        REFURBGRADE_DATA_DIR=str(data_dir),
+        REFURBGRADE_INTRA_OP_THREADS=str(os.cpu_count() or 2),
+    )
+    env.update(overrides or {})
+    cli = [sys.executable, "-m", "refurbgrade"]
+    token = subprocess.run(
+        [*cli, "keys", "create", "--role", "refurbisher", "--tenant", "bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    proc = subprocess.Popen(
+        [*cli, "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, token
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(proc.stderr.read().decode()[-2000:])
+
+
+BOUNDARY = "refurbgrade-bench-boundary-7d1f"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+_HEAD = (
+    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="photos"; filename="photo.jpg"\r\n'
+    "Content-Type: image/jpeg\r\n\r\n"
+).encode()
+_TAIL = f"\r\n--{BOUNDARY}--\r\n".encode()
+_counter = iter(range(1 << 62))
+
+
+def multipart(photo: bytes) -> bytes:
+    """One request body. Each photo gets a unique JPEG comment, so every upload is a new blob that the
+    service must really store (identical uploads would be deduplicated by the content-addressed store)."""
+    tag = f"bench {next(_counter):016d}".encode()
+    com = b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag
+    return b"".join((_HEAD, photo[:2], com, photo[2:], _TAIL))
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client on the standard library: the load generator shares the server's
+    cores, so it must cost little CPU per request (httpx costs several times more)."""
+
+    def __init__(self, port: int, token: str, timeout: float = 120):
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": CONTENT_TYPE}
+
+    def post(self, body: bytes) -> tuple[int, float]:
+        import http.client
+
+        t = time.perf_counter()
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", "/v1/gradings", body=body, headers=self.headers)
+                r = self.conn.getresponse()
+                r.read()
+                return r.status, time.perf_counter() - t
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # the server closed an idle keep-alive connection before this request reached it
+                self.conn.close()
+                if attempt == 2:
+                    raise
+                t = time.perf_counter()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def bench_latency(
+    port: int, token: str, photo: bytes, n: int, baseline
+) -> tuple[list[float], list[float], int]:
+    """Alternate one naive baseline grading and one request to the service, so that both see the same
+    machine (its other tenants come and go)."""
+    service, base, errors = [], [], 0
+    c = Client(port, token)
+    try:
+        for _ in range(3):  # warm-up
+            c.post(multipart(photo))
+        baseline(photo)
+        for _ in range(n):
+            t = time.perf_counter()
+            baseline(photo)
+            base.append(time.perf_counter() - t)
+            status, dt = c.post(multipart(photo))
+            service.append(dt)
+            errors += status != 201
+    finally:
+        c.close()
+    return service, base, errors
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_load(port: int, token: str, photo: bytes, clients: int, seconds: float, pid: int) -> dict:
+    times: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker() -> None:
+        c = Client(port, token)
+        try:
+            while time.perf_counter() < stop:
+                try:
+                    status, dt = c.post(multipart(photo))
+                except OSError:
+                    status, dt = -1, 0.0
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == 201:
+                        times.append(dt)
+        finally:
+            c.close()
+
+    t0, s0, c0 = time.perf_counter(), cpu_seconds(pid), time.process_time()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    n = max(len(times), 1)
+    return {
+        "rps": len(times) / elapsed,
+        "elapsed": elapsed,
+        "times": times,
+        "statuses": statuses,
+        "server_cpu": (cpu_seconds(pid) - s0) / n,
+        "client_cpu": (time.process_time() - c0) / n,
+    }
+
+
+def scrape(url: str) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics").text
+    out = {}
+    for name in ("refurbgrade_batch_size_sum", "refurbgrade_batch_size_count"):
+        m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+        out[name] = float(m.group(1)) if m else float("nan")
+    return out
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path)
+    ap.add_argument("--pairs", type=int, default=20, help="latency: baseline/service request pairs")
+    ap.add_argument("--rounds", type=int, default=4, help="throughput: in-process/service round pairs")
+    ap.add_argument("--seconds", type=float, default=8, help="duration of each throughput round")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="service setting, e.g. MAX_BATCH_SIZE=4",
+    )
+    args = ap.parse_args()
+    overrides = {f"REFURBGRADE_{k.upper()}": v for k, v in (kv.split("=", 1) for kv in args.set)}
+
+    from serving.predictor import load_model
+
+    cores = os.cpu_count() or 2
+    work = Path(tempfile.mkdtemp(prefix="refurbgrade-bench-"))
+    photo = make_photo()
+    model_path = ensure_model(args.model, Path(tempfile.gettempdir()) / "refurbgrade-bench-models")
+    print(
+        f"cores: {cores}  photo: 4000x3000 JPEG, {len(photo) / 1e6:.1f} MB  model: {model_path}", flush=True
+    )
+    baseline = make_baseline(model_path)
+    model = load_model(model_path, intra_op_threads=cores)
+    bench_in_process(photo, model, 1, 1)  # warm-up
+
+    port = _free_port()
+    proc, token = start_server(model_path, work / "data", port, overrides)
+    rounds = []
+    try:
+        lat, base, lat_err = bench_latency(port, token, photo, args.pairs, baseline)
+        for r in range(args.rounds):
+            inproc = bench_in_process(photo, model, args.seconds, cores)
+            load = bench_load(port, token, photo, args.clients, args.seconds, proc.pid)
+            rounds.append((inproc, load))
+            print(
+                f"round {r + 1}: in-process {inproc['n'] / inproc['elapsed']:.2f}/s, "
+                f"service {load['rps']:.2f}/s ({100 * load['rps'] * inproc['elapsed'] / inproc['n']:.0f} %)",
+                flush=True,
+            )
+        metrics = scrape(f"http://127.0.0.1:{port}")
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+    p50, p99, b50 = pct(lat, 50), pct(lat, 99), pct(base, 50)
+    limit = sum(i["n"] for i, _ in rounds) / sum(i["elapsed"] for i, _ in rounds)
+    served = sum(len(lo["times"]) for _, lo in rounds)
+    rps = served / sum(lo["elapsed"] for _, lo in rounds)
+    times = [t for _, lo in rounds for t in lo["times"]]
+    lp50, lp99 = pct(times, 50), pct(times, 99)
+    statuses: dict[int, int] = {}
+    for _, lo in rounds:
+        for k, v in lo["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    errors = sum(v for k, v in statuses.items() if k != 201) + lat_err
+    mean_batch = metrics["refurbgrade_batch_size_sum"] / max(metrics["refurbgrade_batch_size_count"], 1)
+    cpu_in = sum(i["cpu"] for i, _ in rounds) / max(sum(i["n"] for i, _ in rounds), 1)
+    cpu_srv = sum(lo["server_cpu"] * len(lo["times"]) for _, lo in rounds) / max(served, 1)
+    cpu_cli = sum(lo["client_cpu"] * len(lo["times"]) for _, lo in rounds) / max(served, 1)
+    rows = [
+        (f"e2e latency p50 ({args.pairs} sequential)", f"{1000 * p50:.0f} ms", "< 150 ms", p50 < 0.150),
+        ("e2e latency p99", f"{1000 * p99:.0f} ms", "", None),
+        ("naive baseline p50 / p99", f"{1000 * b50:.0f} / {1000 * pct(base, 99):.0f} ms", "", None),
+        ("speed-up vs baseline (p50)", f"{b50 / p50:.1f}x", ">= 3x", b50 / p50 >= 3),
+        (f"throughput, {args.clients} clients", f"{rps:.2f} gradings/s", "", None),
+        (f"in-process limit ({cores} threads)", f"{limit:.2f} photos/s", "", None),
+        ("throughput / limit", f"{100 * rps / limit:.0f} %", ">= 85 %", rps / limit >= 0.85),
+        (
+            "under load p50 / p99",
+            f"{1000 * lp50:.0f} / {1000 * lp99:.0f} ms",
+            "p99 < 3x p50",
+            lp99 < 3 * lp50,
+        ),
+        ("errors", f"{errors} {statuses}", "0", errors == 0),
+        ("mean batch size under load", f"{mean_batch:.2f}", "", None),
+        ("CPU per photo, in-process", f"{1000 * cpu_in:.0f} ms", "", None),
+        ("CPU per grading, server", f"{1000 * cpu_srv:.0f} ms", "", None),
+        ("CPU per grading, load generator", f"{1000 * cpu_cli:.0f} ms", "", None),
+        ("server peak RSS (VmHWM)", f"{rss:.0f} MB", "", None),
+    ]
+    print()
+    for name, value, target, ok in rows:
+        verdict = "" if ok is None else ("ok" if ok else "MISSED")
+        print(f"{name:34s} {value:>26s}  {target:>14s} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
