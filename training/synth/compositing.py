@@ -64,6 +64,7 @@ class Composite:
     real: list[LabelledInstance]  # the source photo's own labelled instances, rescaled
     record: ManifestRecord  # the source record
     meta: dict
+    image_labels: dict[DefectType, bool]
 
 
 def _clean_map(grey: np.ndarray, source: str, real_mask: np.ndarray) -> np.ndarray:
@@ -76,11 +77,12 @@ def _clean_map(grey: np.ndarray, source: str, real_mask: np.ndarray) -> np.ndarr
     std = np.sqrt(np.maximum(var, 0))
     ok = np.zeros((h, w), bool)
     ok[h // 10 : h - h // 10, w // 10 : w - w // 10] = True
-    ok &= mean > 18  # Roboflow's rotation augmentation leaves black corners: not the device
     if source == "msd":
         # the display-off glass is the dark part of the phone; the grey table is not the device
         ok &= mean < np.percentile(mean, 45)
-    elif real_mask.any():
+    else:
+        ok &= mean > 18  # Roboflow's rotation augmentation leaves black corners: not the device
+    if source != "msd" and real_mask.any():
         # laptop photos also show desks and boxes; the lid is where its labelled defects are
         pts = cv2.findNonZero(real_mask)
         hull = cv2.convexHull(pts)
@@ -104,13 +106,18 @@ def _inside(ok: np.ndarray, pts: np.ndarray) -> bool:
     return bool(ok[yi, xi].all())
 
 
-def _plan(rng: np.random.Generator, ok: np.ndarray, zone: Zone, ppm: float) -> DefectPlan | None:
+def _plan(
+    rng: np.random.Generator, ok: np.ndarray, zone: Zone, ppm: float, avoid: frozenset[DefectType]
+) -> DefectPlan | None:
     ys, xs = np.nonzero(ok)
     if len(xs) < 50:
         return None
     kinds = [DefectType.SCRATCH, DefectType.SCRATCH, DefectType.STAIN, DefectType.SMUDGE]
     if zone is Zone.SCREEN:
         kinds.append(DefectType.CRACK)
+    kinds = [k for k in kinds if k not in avoid]
+    if not kinds:
+        return None
     dtype = kinds[int(rng.integers(len(kinds)))]
     for _ in range(30):
         i = int(rng.integers(len(xs)))
@@ -175,8 +182,12 @@ def composite(
     plans, masks = [], []
     flat = SimpleNamespace(ppm=ppm)
     light_angle = float(rng.uniform(-math.pi, math.pi))
+    # A type the photo is known to show but not where (MSD's image-level labels) is left out: a synthetic
+    # mask of that type would make the real, unlocalised defect read as a labelled negative.
+    located = {i.type for i in rec.instances}
+    avoid = frozenset(t for t, present in rec.image_labels.items() if present and t not in located)
     for _ in range(int(rng.integers(1, 5))):
-        plan = _plan(rng, ok, zone, ppm)
+        plan = _plan(rng, ok, zone, ppm, avoid)
         if plan is None:
             continue
         m = photo_mask(plan, np.eye(3), ppm, w, h)
@@ -209,4 +220,6 @@ def composite(
     out = np.clip(before + delta * gain[..., None], 0, 1)
     image = (out * 255 + 0.5).astype(np.uint8)
     meta = {"composite_of": Path(rec.image).name, "source_set": rec.source, "scale": "unknown"}
-    return Composite(image, plans, masks, real, rec, meta)
+    labels = dict(rec.image_labels)
+    labels.update({p.type: True for p in plans})
+    return Composite(image, plans, masks, real, rec, meta, labels)

@@ -147,6 +147,7 @@ class Sample:
     real_instances: list[LabelledInstance] = field(default_factory=list)
     device_id: str | None = None
     device_kind: DeviceKind | None = None
+    image_labels: dict = field(default_factory=dict)
 
 
 def _out_size(rng: np.random.Generator, cfg: SynthConfig) -> tuple[int, int]:
@@ -209,8 +210,8 @@ def make_sample(
 
     if quality is PhotoQuality.USABLE and rng.random() < cfg.p_composite and planner is None and spec is None:
         sources = compositing.load_sources(tuple(str(p) for p in compositing.default_manifests()))
-        if sources:
-            c = compositing.composite(rng, cfg.size, sources)
+        c = compositing.composite(rng, cfg.size, sources) if sources else None
+        if c is not None and c.plans:  # else (no room for a defect on any photo tried): a procedural one
             meta.update(c.meta)
             meta.pop("background")
             return Sample(
@@ -231,6 +232,7 @@ def make_sample(
                 real_instances=c.real,
                 device_id=c.record.device_id,
                 device_kind=c.record.device_kind,
+                image_labels=c.image_labels,
             )
 
     if quality is PhotoQuality.NO_DEVICE:
@@ -366,6 +368,7 @@ def write_sample(sample: Sample, out_dir: Path, index: int, seed: int) -> Manife
         mm_per_px=sample.mm_per_px,
         quality=sample.quality,
         instances=instances + sample.real_instances,
+        image_labels=sample.image_labels,
         instances_complete=not sample.composite,
         zone_mask=zone_rel,
         screen_polygons=sample.screen_polygons,
