@@ -40,6 +40,9 @@ def synth(
         typer.Option("--quality-mix", help="e.g. 'usable=0.85,blurry=0.05,bad_exposure=0.05,no_device=0.05'"),
     ] = "",
     p_real_background: Annotated[float, typer.Option(help="share of real background photos")] = 0.3,
+    p_composite: Annotated[
+        float, typer.Option(help="share of photos made by compositing defects onto real device photos")
+    ] = 0.1,
     gallery: Annotated[
         Path | None, typer.Option("--gallery", help="draw a contact sheet of N samples to this PNG instead")
     ] = None,
@@ -53,6 +56,7 @@ def synth(
             "size": size,
             "target_standard": standard,
             "p_real_background": p_real_background,
+            "p_composite": p_composite,
         }
         if grade_mix:
             kwargs["grade_mix"] = parse_mix(grade_mix)
