@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.auth import Principal
-from serving.batching import MicroBatcher
+from serving.batching import BatcherStoppedError, MicroBatcher, QueueFullError
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent, GradingGrade, GradingPhoto
 from serving.errors import ApiError
@@ -237,6 +237,14 @@ class GradingService:
                 )
             except PhotoError as exc:
                 raise ApiError(422, exc.code, str(exc)) from exc
+            except (QueueFullError, BatcherStoppedError) as exc:
+                self.metrics.rejected.labels("queue_full").inc()
+                raise ApiError(
+                    503,
+                    "queue_full" if isinstance(exc, QueueFullError) else "shutting_down",
+                    f"the model is busy ({exc}); retry shortly",
+                    {"Retry-After": str(self.settings.retry_after_s)},
+                ) from exc
         finally:
             self._release()
         grading_id = str(uuid.uuid4())

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"model file {self.model_path} does not exist (set REFURBGRADE_MODEL_PATH to an exported .onnx)"
             )
+        if self.max_queue_photos < self.max_photos:
+            raise ValueError(
+                f"max_queue_photos ({self.max_queue_photos}) must hold one request's photos (max_photos {self.max_photos})"
+            )
         if self.models_dir is None:
             self.models_dir = self.model_path.resolve().parent
         return self

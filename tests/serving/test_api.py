@@ -4,6 +4,7 @@ overlays, models, health and metrics — against SQLite, and PostgreSQL where ma
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -44,7 +45,8 @@ def test_grading_measures_the_scratch_and_grades_every_standard(client, keys, jp
     assert photo["photo_url"].endswith("/photos/0") and photo["overlay_url"].endswith("/overlays/0")
 
     got = client.get(f"/v1/gradings/{body['id']}", headers=H(keys.a))
-    assert got.status_code == 200 and got.json() == body
+    # GET answers what POST answered, plus the review state that disputes and reviews fold in (issue 6).
+    assert got.status_code == 200 and got.json() == body | {"review": got.json()["review"]}
 
 
 def test_clean_device_gets_the_best_grade(client, keys, clean_jpeg):
@@ -240,3 +242,83 @@ def test_openapi_documents_every_route(client):
         spec["paths"]
     )
     assert client.get("/docs").status_code == 200
+
+
+def test_full_queue_answers_503_with_retry_after(tmp_path, model_path, model_dir, jpeg):
+    """The model is held busy; the queue (4 photos) fills; the next request is refused at once."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.auth import create_key
+    from serving.settings import Settings
+
+    settings = Settings(
+        model_path=model_path,
+        models_dir=model_dir,
+        data_dir=tmp_path / "d",
+        max_queue_photos=4,
+        max_photos=4,
+        max_batch_size=1,
+        retry_after_s=2,
+    )
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.svc
+        with state.sessions() as s:
+            token = create_key(s, "refurbisher", "acme")[1]
+        gate = threading.Event()
+        model = state.slot.current
+        session = model.session
+
+        class Held:
+            """The real session, whose runs wait for the gate."""
+
+            def run(self, *a, **k):
+                gate.wait(10)
+                return session.run(*a, **k)
+
+        object.__setattr__(model, "session", Held())  # Model is a frozen dataclass
+        try:
+            four = [("photos", (f"{k}.jpg", jpeg, "image/jpeg")) for k in range(4)]
+            first = threading.Thread(
+                target=lambda: client.post("/v1/gradings", files=four, headers=Keys.h(token))
+            )
+            first.start()
+            deadline = time.monotonic() + 10
+            while state.batcher.depth < 3 and time.monotonic() < deadline:  # 1 running, 3 waiting
+                time.sleep(0.01)
+            r = client.post("/v1/gradings", files=four[:2], headers=Keys.h(token))
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+            assert r.json()["code"] == "queue_full"
+        finally:
+            gate.set()
+            first.join(10)
+            object.__setattr__(model, "session", session)
+        assert client.post("/v1/gradings", files=four[:1], headers=Keys.h(token)).status_code == 201
+        assert "refurbgrade_rejected_total" in client.get("/metrics").text
+
+
+def test_too_many_gradings_in_flight_answer_503(client, keys, jpeg):
+    svc = client.app.state.svc.service
+    svc._inflight = svc.settings.max_inflight_requests  # as if that many were being graded
+    try:
+        r = client.post(
+            "/v1/gradings", files=[("photos", ("a.jpg", jpeg, "image/jpeg"))], headers=Keys.h(keys.a)
+        )
+        assert r.status_code == 503 and r.json()["code"] == "overloaded" and r.headers["retry-after"] == "1"
+    finally:
+        svc._inflight = 0
+
+
+def test_settings_validate_at_start_up(tmp_path, model_path):
+    from pydantic import ValidationError
+
+    from serving.settings import Settings
+
+    with pytest.raises(ValidationError, match="does not exist"):
+        Settings(model_path=tmp_path / "missing.onnx")
+    with pytest.raises(ValidationError):
+        Settings(model_path=model_path, max_batch_size=0)
+    with pytest.raises(ValidationError, match="max_queue_photos"):
+        Settings(model_path=model_path, max_queue_photos=4)
