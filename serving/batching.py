@@ -63,6 +63,10 @@ class MicroBatcher:
     def depth(self) -> int:
         return len(self._items)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, model: Model, images: Sequence[np.ndarray]) -> list[Future]:
         """Queue all of one request's photos, or none of them (QueueFullError)."""
         with self._cv:

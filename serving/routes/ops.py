@@ -32,7 +32,7 @@ def readyz(request: Request):
             checks["database"] = "ok"
         except Exception as exc:  # any driver error means not ready
             checks["database"] = f"error: {type(exc).__name__}"
-        if not state.batcher._thread.is_alive():
+        if not state.batcher.alive:
             checks["batcher"] = "stopped"
     ok = all(v.startswith("ok") for v in checks.values())
     body = HealthOut(status="ok" if ok else "unavailable", checks=checks)

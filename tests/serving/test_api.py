@@ -322,3 +322,12 @@ def test_settings_validate_at_start_up(tmp_path, model_path):
         Settings(model_path=model_path, max_batch_size=0)
     with pytest.raises(ValidationError, match="max_queue_photos"):
         Settings(model_path=model_path, max_queue_photos=4)
+
+
+def test_unknown_routes_and_methods_answer_json_errors(client, keys):
+    r = client.get("/v2/nothing-here")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = client.delete("/v1/gradings", headers=Keys.h(keys.a))
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    r = client.get("/v1/gradings", params={"limit": 0}, headers=Keys.h(keys.a))
+    assert r.status_code == 422 and r.json()["code"] == "invalid_request" and "limit" in r.json()["message"]
