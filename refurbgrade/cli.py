@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Packages whose cli module registers commands, in help order.
-COMMAND_MODULES = ("model.cli", "serving.cli", "training.cli")
+COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "training.cli")
 
 
 def build() -> typer.Typer:

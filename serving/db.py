@@ -108,6 +108,7 @@ class GradingEvent(Base):
     """Append-only history of a grading: 'graded' at creation; reviews and disputes later (issue 6)."""
 
     __tablename__ = "grading_events"
+    __table_args__ = (Index("ix_grading_events_grading_kind", "grading_id", "kind"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), index=True)
@@ -115,6 +116,20 @@ class GradingEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(32))  # api key id
     kind: Mapped[str] = mapped_column(String(50))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ReviewSession(Base):
+    """A signed-in review-pages session (issue 6): the cookie holds a random token, only its hash is
+    stored; signing out or revoking the API key ends it. Each session has its own CSRF token."""
+
+    __tablename__ = "review_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie token
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 def make_engine(url: str) -> Engine:

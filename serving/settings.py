@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     review_threshold: float | None = Field(default=None, ge=0, le=1)
     # Longest side of overlay PNGs.
     overlay_max_side: int = Field(default=1280, ge=64)
+    # Review pages (issue 6): the session cookie's Secure flag (off only for plain-http localhost tests)
+    # and how long a sign-in lasts.
+    review_secure_cookie: bool = True
+    review_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from serving.deps import ReaderDep, RefurbisherDep, StateDep
 from serving.errors import ApiError
 from serving.overlays import render_overlay
+from serving.review.schemas import GradingReviewedOut, review_of
 from serving.schemas import ErrorOut, GradingOut, GradingPage, GradingSummary
 from serving.service import GradingRequest, Upload
 
@@ -122,9 +123,11 @@ def list_gradings(
     return GradingPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{grading_id}", response_model=GradingOut, responses=_ERRORS, summary="One grading")
+@router.get("/{grading_id}", response_model=GradingReviewedOut, responses=_ERRORS, summary="One grading")
 def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) -> dict:
-    return state.service.get(principal, grading_id)
+    body = state.service.get(principal, grading_id)
+    body["review"] = review_of(state.sessions, body)  # disputes and their resolution (issue 6)
+    return body
 
 
 def _photo_row(state, principal, grading_id: str, n: int):

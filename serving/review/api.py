@@ -1,0 +1,136 @@
+"""/v1 API of issue 6: disputes (`POST /v1/gradings/{id}/disputes`) and the admin's review export.
+
+A dispute may come from the refurbisher who owns the grading (another tenant's grading is 404, as for
+every read) or from an auditor/admin; it carries a reason and optionally extra photos (stored in the blob
+store, referenced from the event) and puts the grading in the review queue until a reviewer confirms
+or overrules it. The export answers a zip of `reviews export`'s folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from serving.deps import AdminDep, ReaderDep, StateDep
+from serving.errors import ApiError
+from serving.review import events
+from serving.review.export import export_reviews
+from serving.review.schemas import DisputeOut, dispute_out
+from serving.routes.gradings import GradingId
+from serving.schemas import ErrorOut
+from serving.service import ACCEPTED_TYPES
+
+router = APIRouter(tags=["review"])
+
+_ERRORS = {
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+MAX_DISPUTE_PHOTOS = 6
+
+
+def _check_photo(k: int, data: bytes, content_type: str | None, max_bytes: int) -> None:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_TYPES:
+        raise ApiError(415, "unsupported_media_type", f"photo {k}: content type {ctype!r} is not a photo")
+    if not data:
+        raise ApiError(422, "empty_file", f"photo {k}: the file is empty")
+    if len(data) > max_bytes:
+        raise ApiError(413, "file_too_large", f"photo {k}: {len(data)} bytes; at most {max_bytes}")
+    from model.preprocess import decode
+
+    try:
+        decode(data, target=64)
+    except Exception as exc:  # every decoder failure means the same to the caller
+        raise ApiError(422, "not_an_image", f"photo {k}: not a readable photo") from exc
+
+
+@router.post(
+    "/v1/gradings/{grading_id}/disputes",
+    status_code=201,
+    response_model=DisputeOut,
+    responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    summary="Dispute a grading: it goes to the quality team's review queue",
+)
+def create_dispute(
+    state: StateDep,
+    principal: ReaderDep,
+    grading_id: GradingId,
+    reason: Annotated[str, Form(min_length=3, max_length=2000, description="why the grade is wrong")],
+    photos: Annotated[
+        list[UploadFile] | None, File(description=f"up to {MAX_DISPUTE_PHOTOS} extra photos (optional)")
+    ] = None,
+) -> DisputeOut:
+    if not reason.strip():
+        raise ApiError(422, "invalid_request", "reason: give a reason")
+    photos = [p for p in photos or [] if p.filename or p.size]
+    if len(photos) > MAX_DISPUTE_PHOTOS:
+        raise ApiError(422, "too_many_photos", f"at most {MAX_DISPUTE_PHOTOS} extra photos per dispute")
+    with state.sessions() as s:
+        row = state.service.get_row(s, principal, grading_id)  # 404 for another tenant's grading
+        uploads = [(f, f.file.read()) for f in photos]
+        for k, (f, data) in enumerate(uploads):
+            _check_photo(k, data, f.content_type, state.settings.max_photo_bytes)
+        stored = []
+        for f, data in uploads:
+            sha = state.blobs.put(data, hashlib.sha256(data).hexdigest())
+            name = (f.filename or "")[:255] or None
+            stored.append(
+                {"sha256": sha, "filename": name, "content_type": f.content_type, "bytes": len(data)}
+            )
+        event = events.dispute(s, row, principal.key_id, principal.role.value, reason, stored)
+        d = next(d for d in events.load_state(s, row).disputes if d.event_id == event.id)
+    return dispute_out(grading_id, d)
+
+
+def _utc(d: datetime | None) -> datetime | None:
+    if d is None:
+        return None
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+@router.get(
+    "/v1/reviews/export",
+    response_class=FileResponse,
+    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    summary="Reviewed gradings as a training manifest plus photos (zip; admins)",
+)
+def export(
+    state: StateDep,
+    _admin: AdminDep,
+    background: BackgroundTasks,
+    since: Annotated[datetime, Query(description="reviews at or after this time (UTC if no zone)")],
+    until: Annotated[datetime | None, Query(description="reviews before this time")] = None,
+    val_fraction: Annotated[float, Query(ge=0, le=1, description="share of gradings put in val")] = 0.1,
+) -> FileResponse:
+    work = Path(tempfile.mkdtemp(prefix="refurbgrade-export-"))
+    background.add_task(shutil.rmtree, work, True)
+    try:
+        summary = export_reviews(
+            state.sessions, state.blobs, work / "export", _utc(since), _utc(until), val_fraction
+        )
+        archive = work / "reviews.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+            for path in sorted((work / "export").rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(work / "export").as_posix())
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return FileResponse(
+        archive,
+        media_type="application/zip",
+        filename=f"reviews-{stamp}.zip",
+        headers={"X-Export-Gradings": str(summary.gradings), "X-Export-Photos": str(summary.photos)},
+    )

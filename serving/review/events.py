@@ -1,0 +1,481 @@
+"""Review and dispute events of a grading, and the grading's current state folded from them.
+
+A grading's stored body (the model's answer) is never rewritten. Everything people do to it afterwards
+is appended to `grading_events` as one event each — who (API key id), when, what (kind), before and
+after — and the current state is always `fold(body, events)`: the original plus the events, in order.
+This module owns the event kinds and payloads, appending them (with an optimistic check that nobody
+else changed the grading in between), folding them, and the review queue's SQL.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy.orm import Session
+
+from model.taxonomy import DefectType, Zone
+from serving.db import ApiKey, Grading, GradingEvent, GradingGrade
+
+GRADED = "graded"
+DISPUTED = "disputed"
+CONFIRMED = "review_confirmed"
+OVERRULED = "grade_overruled"
+DEFECT_REJECTED = "defect_rejected"
+DEFECT_RETYPED = "defect_retyped"
+DEFECT_ADDED = "defect_added"
+
+VERDICTS = (CONFIRMED, OVERRULED)
+REVIEW_KINDS = (CONFIRMED, OVERRULED, DEFECT_REJECTED, DEFECT_RETYPED, DEFECT_ADDED)
+
+DEFECT_TYPES = tuple(t.value for t in DefectType)
+ZONES = tuple(z.value for z in Zone)
+
+
+def aware(d: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+class ReviewConflict(Exception):
+    """The grading changed since the reviewer loaded it (another reviewer's event came first)."""
+
+
+class ReviewInvalid(ValueError):
+    """A review action that does not fit the grading (unknown defect, grade, photo, ...)."""
+
+
+@dataclass
+class Defect:
+    id: str  # "p<photo>-d<k>" for the model's k-th defect of a photo, "p<photo>-a<hex>" for added ones
+    photo: int
+    type: str
+    zone: str | None
+    box: tuple[float, float, float, float]
+    polygon: list[tuple[float, float]]
+    confidence: float | None  # None: drawn by a reviewer
+    size: str  # for people: "3.1 mm × 0.2 mm", "4.0% of length", "120 × 14 px (drawn)"
+    origin: str = "model"  # "model" or "reviewer"
+    status: str = "kept"  # "kept" or "false"
+    original_type: str | None = None  # set once a reviewer changed the type
+
+    @property
+    def corrected(self) -> bool:
+        return self.origin == "reviewer" or self.status == "false" or self.original_type is not None
+
+
+@dataclass
+class Dispute:
+    event_id: int
+    created_at: datetime
+    actor: str | None
+    role: str | None
+    reason: str
+    photos: list[dict]
+    resolution: dict | None = None  # {event_id, kind, created_at, actor, outcome, grades, reason}
+
+    @property
+    def open(self) -> bool:
+        return self.resolution is None
+
+
+@dataclass
+class GradeState:
+    standard: str
+    grade: str  # current
+    original: str  # the model's
+    choices: list[str]  # the standard's grades, best first
+
+    @property
+    def overruled(self) -> bool:
+        return self.grade != self.original
+
+
+@dataclass
+class ReviewState:
+    grades: dict[str, GradeState]
+    defects: dict[int, list[Defect]]
+    disputes: list[Dispute]
+    events: list[GradingEvent]
+    needs_review: bool
+    verdict: GradingEvent | None = None  # the latest confirm/overrule
+    reviewers: list[str] = field(default_factory=list)
+
+    @property
+    def last_event_id(self) -> int:
+        return max((e.id for e in self.events), default=0)
+
+    @property
+    def open_disputes(self) -> list[Dispute]:
+        return [d for d in self.disputes if d.open]
+
+    @property
+    def reviewed(self) -> bool:
+        return any(e.kind in REVIEW_KINDS for e in self.events)
+
+    @property
+    def status(self) -> str:
+        """disputed, overruled, confirmed, in_review (defects corrected, no verdict yet), needs_review, graded."""
+        if self.open_disputes:
+            return "disputed"
+        if self.verdict is not None:
+            return "overruled" if any(g.overruled for g in self.grades.values()) else "confirmed"
+        if self.reviewed:
+            return "in_review"
+        return "needs_review" if self.needs_review else "graded"
+
+    def current_grades(self) -> dict[str, str]:
+        return {name: g.grade for name, g in self.grades.items()}
+
+    def find_defect(self, defect_id: str) -> Defect:
+        for defects in self.defects.values():
+            for d in defects:
+                if d.id == defect_id:
+                    return d
+        raise ReviewInvalid(f"no defect {defect_id}")
+
+
+def _size(d: dict) -> str:
+    if d.get("units") == "mm" or d.get("length_mm") is not None:
+        length = d.get("length_mm", d.get("length"))
+        return f"{length:.1f} mm × {d.get('width', 0):.1f} mm"
+    if d.get("length_rel") is not None or d.get("units") == "relative":
+        rel = d.get("length_rel", d.get("length")) or 0.0
+        return f"{100 * rel:.1f}% of length"
+    return ""
+
+
+def _drawn_size(box) -> str:
+    x0, y0, x1, y1 = box
+    return f"{x1 - x0:.0f} × {y1 - y0:.0f} px (drawn)"
+
+
+def fold(body: dict, events: list[GradingEvent]) -> ReviewState:
+    """The grading's current state: its stored body with every event applied in order."""
+    grades = {
+        name: GradeState(name, g["grade"], g["grade"], list(g.get("probabilities") or [g["grade"]]))
+        for name, g in body["grades"].items()
+    }
+    defects: dict[int, list[Defect]] = {}
+    for p in body["photos"]:
+        defects[p["index"]] = [
+            Defect(
+                id=f"p{p['index']}-d{k}",
+                photo=p["index"],
+                type=d["type"],
+                zone=d.get("zone"),
+                box=tuple(d["box"]),
+                polygon=[tuple(xy) for xy in d.get("polygon") or []],
+                confidence=d.get("confidence"),
+                size=_size(d),
+            )
+            for k, d in enumerate(p["defects"])
+        ]
+    state = ReviewState(grades, defects, [], sorted(events, key=lambda e: e.id), bool(body["needs_review"]))
+    for e in state.events:
+        p = e.payload or {}
+        if e.kind in REVIEW_KINDS and e.actor and e.actor not in state.reviewers:
+            state.reviewers.append(e.actor)
+        if e.kind == DISPUTED:
+            state.disputes.append(
+                Dispute(e.id, e.created_at, e.actor, p.get("role"), p.get("reason", ""), p.get("photos", []))
+            )
+        elif e.kind in VERDICTS:
+            for name, grade in (p.get("after") or {}).items():
+                if name in grades:
+                    grades[name].grade = grade
+            state.verdict = e
+            resolution = {
+                "event_id": e.id,
+                "kind": e.kind,
+                "created_at": e.created_at,
+                "actor": e.actor,
+                "outcome": "overruled" if e.kind == OVERRULED else "confirmed",
+                "grades": dict(p.get("after") or {}),
+                "reason": p.get("reason") or p.get("note") or "",
+            }
+            for d in state.disputes:
+                if d.open:
+                    d.resolution = resolution
+        elif e.kind == DEFECT_REJECTED:
+            _find(state, p.get("defect")).status = "false"
+        elif e.kind == DEFECT_RETYPED:
+            d = _find(state, p.get("defect"))
+            if d.original_type is None:
+                d.original_type = d.type
+            d.type = (p.get("after") or {}).get("type", d.type)
+        elif e.kind == DEFECT_ADDED:
+            a = p.get("after") or {}
+            photo = int(p.get("photo", 0))
+            box = tuple(a["box"])
+            state.defects.setdefault(photo, []).append(
+                Defect(
+                    id=p["defect"],
+                    photo=photo,
+                    type=a["type"],
+                    zone=a.get("zone"),
+                    box=box,
+                    polygon=[tuple(xy) for xy in a.get("polygon") or []],
+                    confidence=None,
+                    size=_drawn_size(box),
+                    origin="reviewer",
+                )
+            )
+    return state
+
+
+def _find(state: ReviewState, defect_id: str | None) -> Defect:
+    try:
+        return state.find_defect(str(defect_id))
+    except ReviewInvalid:  # an event that names an unknown defect cannot change anything: show as-is
+        return Defect("?", -1, "?", None, (0, 0, 0, 0), [], None, "")
+
+
+# -- reading and appending ----------------------------------------------------------------------
+
+
+def events_of(s: Session, grading_id: str) -> list[GradingEvent]:
+    return list(
+        s.scalars(select(GradingEvent).where(GradingEvent.grading_id == grading_id).order_by(GradingEvent.id))
+    )
+
+
+def load_state(s: Session, row: Grading) -> ReviewState:
+    return fold(row.body, events_of(s, row.id))
+
+
+def actor_names(s: Session, key_ids) -> dict[str, str]:
+    """API key id -> 'name (role)' for display; the id itself where the key has no name."""
+    ids = {k for k in key_ids if k}
+    if not ids:
+        return {}
+    out = {}
+    for k in s.scalars(select(ApiKey).where(ApiKey.id.in_(ids))):
+        who = k.name or f"key {k.id}"
+        out[k.id] = f"{who} ({k.role}{', ' + k.tenant if k.tenant else ''})"
+    return out
+
+
+def append(
+    s: Session, row: Grading, actor: str, kind: str, payload: dict[str, Any], expected_last: int | None
+) -> GradingEvent:
+    """Append one event; with `expected_last`, refuse (ReviewConflict) if another event came after it."""
+    if expected_last is not None:
+        last = s.scalar(select(func.max(GradingEvent.id)).where(GradingEvent.grading_id == row.id)) or 0
+        if last != expected_last:
+            raise ReviewConflict(f"grading {row.id} changed since it was loaded")
+    event = GradingEvent(
+        grading_id=row.id, created_at=datetime.now(UTC), actor=actor, kind=kind, payload=payload
+    )
+    s.add(event)
+    s.commit()
+    return event
+
+
+def confirm(s: Session, row: Grading, actor: str, note: str, expected_last: int | None) -> GradingEvent:
+    state = load_state(s, row)
+    grades = state.current_grades()
+    payload = {
+        "before": grades,
+        "after": grades,
+        "note": note.strip(),
+        "resolves": [d.event_id for d in state.open_disputes],
+    }
+    return append(s, row, actor, CONFIRMED, payload, expected_last)
+
+
+def overrule(
+    s: Session, row: Grading, actor: str, new_grades: dict[str, str], reason: str, expected_last: int | None
+) -> GradingEvent:
+    reason = reason.strip()
+    if not reason:
+        raise ReviewInvalid("overruling a grade needs a reason")
+    state = load_state(s, row)
+    before = state.current_grades()
+    for name, grade in new_grades.items():
+        if name not in state.grades:
+            raise ReviewInvalid(f"this grading has no {name} grade")
+        if grade not in state.grades[name].choices:
+            raise ReviewInvalid(f"{grade!r} is not a {name} grade")
+    after = {**before, **new_grades}
+    if after == before:
+        raise ReviewInvalid("pick at least one grade that differs from the current one (or confirm instead)")
+    payload = {
+        "before": {k: before[k] for k in before if before[k] != after[k]},
+        "after": {k: after[k] for k in after if before[k] != after[k]},
+        "reason": reason,
+        "resolves": [d.event_id for d in state.open_disputes],
+    }
+    return append(s, row, actor, OVERRULED, payload, expected_last)
+
+
+def _defect_dict(d: Defect) -> dict:
+    return {"type": d.type, "zone": d.zone, "box": list(d.box), "confidence": d.confidence}
+
+
+def reject_defect(
+    s: Session, row: Grading, actor: str, defect_id: str, reason: str, expected_last: int | None
+) -> GradingEvent:
+    d = load_state(s, row).find_defect(defect_id)
+    if d.status == "false":
+        raise ReviewInvalid(f"defect {defect_id} is already marked false")
+    payload = {
+        "photo": d.photo,
+        "defect": d.id,
+        "before": _defect_dict(d),
+        "after": None,
+        "reason": reason.strip(),
+    }
+    return append(s, row, actor, DEFECT_REJECTED, payload, expected_last)
+
+
+def retype_defect(
+    s: Session, row: Grading, actor: str, defect_id: str, new_type: str, expected_last: int | None
+) -> GradingEvent:
+    if new_type not in DEFECT_TYPES:
+        raise ReviewInvalid(f"{new_type!r} is not a defect type")
+    d = load_state(s, row).find_defect(defect_id)
+    if d.type == new_type:
+        raise ReviewInvalid(f"defect {defect_id} is already a {new_type}")
+    payload = {"photo": d.photo, "defect": d.id, "before": {"type": d.type}, "after": {"type": new_type}}
+    return append(s, row, actor, DEFECT_RETYPED, payload, expected_last)
+
+
+def add_defect(
+    s: Session,
+    row: Grading,
+    actor: str,
+    photo: int,
+    defect_type: str,
+    zone: str | None,
+    box: tuple[float, float, float, float],
+    reason: str,
+    expected_last: int | None,
+) -> GradingEvent:
+    if defect_type not in DEFECT_TYPES:
+        raise ReviewInvalid(f"{defect_type!r} is not a defect type")
+    if zone is not None and zone not in ZONES:
+        raise ReviewInvalid(f"{zone!r} is not a zone")
+    photos = {p["index"]: p for p in row.body["photos"]}
+    if photo not in photos:
+        raise ReviewInvalid(f"this grading has no photo {photo}")
+    w, h = photos[photo]["width"], photos[photo]["height"]
+    x0, y0, x1, y1 = box
+    x0, x1 = sorted((max(0.0, min(w, x0)), max(0.0, min(w, x1))))
+    y0, y1 = sorted((max(0.0, min(h, y0)), max(0.0, min(h, y1))))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ReviewInvalid("draw a box at least 2 pixels wide and high inside the photo")
+    box = (round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1))
+    polygon = [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]
+    payload = {
+        "photo": photo,
+        "defect": f"p{photo}-a{secrets.token_hex(4)}",
+        "before": None,
+        "after": {"type": defect_type, "zone": zone, "box": list(box), "polygon": [list(p) for p in polygon]},
+        "reason": reason.strip(),
+    }
+    return append(s, row, actor, DEFECT_ADDED, payload, expected_last)
+
+
+def dispute(s: Session, row: Grading, actor: str, role: str, reason: str, photos: list[dict]) -> GradingEvent:
+    payload = {
+        "before": None,
+        "after": {"status": "disputed"},
+        "reason": reason.strip(),
+        "role": role,
+        "photos": photos,
+    }
+    return append(s, row, actor, DISPUTED, payload, None)
+
+
+# -- the queue ----------------------------------------------------------------------------------
+
+QUEUES = ("review", "disputed", "recent")
+
+
+def _last(kinds) -> Any:
+    return (
+        select(func.max(GradingEvent.id))
+        .where(GradingEvent.grading_id == Grading.id, GradingEvent.kind.in_(kinds))
+        .correlate(Grading)
+        .scalar_subquery()
+    )
+
+
+def queue_conditions():
+    last_verdict, last_dispute = _last(VERDICTS), _last((DISPUTED,))
+    open_dispute = and_(last_dispute.is_not(None), or_(last_verdict.is_(None), last_dispute > last_verdict))
+    return {
+        "review": and_(Grading.needs_review.is_(True), last_verdict.is_(None), not_(open_dispute)),
+        "disputed": open_dispute,
+        "recent": None,
+    }
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    tenant: str | None = None
+    standard: str | None = None
+    grade: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None  # exclusive
+    model_version: str | None = None
+
+    def apply(self, stmt):
+        if self.tenant:
+            stmt = stmt.where(Grading.tenant == self.tenant)
+        if self.model_version:
+            stmt = stmt.where(Grading.model_version == self.model_version)
+        if self.date_from:
+            stmt = stmt.where(Grading.created_at >= self.date_from)
+        if self.date_to:
+            stmt = stmt.where(Grading.created_at < self.date_to)
+        if self.grade:
+            sub = select(GradingGrade.grading_id).where(GradingGrade.grade == self.grade)
+            if self.standard:
+                sub = sub.where(GradingGrade.standard == self.standard)
+            stmt = stmt.where(Grading.id.in_(sub))
+        return stmt
+
+
+def queue_counts(s: Session, filters: QueueFilters) -> dict[str, int]:
+    out = {}
+    for name, cond in queue_conditions().items():
+        stmt = filters.apply(select(func.count()).select_from(Grading))
+        if cond is not None:
+            stmt = stmt.where(cond)
+        out[name] = s.scalar(stmt) or 0
+    return out
+
+
+def queue_page(s: Session, queue: str, filters: QueueFilters, limit: int, offset: int) -> list[Grading]:
+    """One page of a queue: work queues oldest first (first in, first reviewed), 'recent' newest first."""
+    cond = queue_conditions()[queue]
+    stmt = filters.apply(select(Grading))
+    if cond is not None:
+        stmt = stmt.where(cond)
+    order = Grading.created_at.desc() if queue == "recent" else Grading.created_at.asc()
+    return list(s.scalars(stmt.order_by(order, Grading.id).limit(limit).offset(offset)))
+
+
+def states_of(s: Session, rows: list[Grading]) -> dict[str, ReviewState]:
+    """Folded state of several gradings with one query for their events."""
+    ids = [r.id for r in rows]
+    by_id: dict[str, list[GradingEvent]] = {i: [] for i in ids}
+    if ids:
+        for e in s.scalars(select(GradingEvent).where(GradingEvent.grading_id.in_(ids))):
+            by_id[e.grading_id].append(e)
+    return {r.id: fold(r.body, by_id[r.id]) for r in rows}
+
+
+def filter_choices(s: Session) -> dict[str, list[str]]:
+    """Values the queue's filter menus offer (tenants, model versions, standards, grades)."""
+    return {
+        "tenants": sorted(t for t in s.scalars(select(Grading.tenant).distinct()) if t),
+        "model_versions": sorted(s.scalars(select(Grading.model_version).distinct())),
+        "standards": sorted(s.scalars(select(GradingGrade.standard).distinct())),
+        "grades": sorted(s.scalars(select(GradingGrade.grade).distinct())),
+    }

@@ -1,0 +1,97 @@
+"""API bodies of review and disputes: a grading's review state (added to GET /v1/gradings/{id}), disputes.
+
+`GradingReviewedOut` extends the grading body with one optional field, `review`, so clients written
+against `GradingOut` keep working; the stored body is never changed, `review` is folded from events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from serving.review.events import Dispute, ReviewState, aware
+from serving.schemas import GradingOut
+
+ReviewStatus = Literal["graded", "needs_review", "in_review", "disputed", "confirmed", "overruled"]
+
+
+class DisputePhotoOut(BaseModel):
+    sha256: str
+    filename: str | None
+    content_type: str | None
+    bytes: int
+
+
+class ResolutionOut(BaseModel):
+    outcome: Literal["confirmed", "overruled"]
+    resolved_at: datetime
+    grades: dict[str, str] = Field(description="the grade per standard after the review")
+    reason: str = Field(description="the reviewer's reason (overrule) or note (confirm)")
+
+
+class DisputeOut(BaseModel):
+    id: int
+    grading_id: str
+    created_at: datetime
+    reason: str
+    photos: list[DisputePhotoOut]
+    status: Literal["open", "resolved"]
+    resolution: ResolutionOut | None = None
+
+
+class ReviewOut(BaseModel):
+    status: ReviewStatus = Field(
+        description="graded / needs_review (nobody looked yet), in_review (defects corrected, no verdict), "
+        "disputed (an open dispute), confirmed, overruled"
+    )
+    grades: dict[str, str] = Field(description="the grade per standard now: the model's unless overruled")
+    overruled: list[str] = Field(description="standards whose grade a reviewer changed")
+    reviewed_at: datetime | None
+    disputes: list[DisputeOut]
+
+
+class GradingReviewedOut(GradingOut):
+    review: ReviewOut | None = Field(
+        default=None, description="what quality review and disputes did to this grading (issue 6)"
+    )
+
+
+def dispute_out(grading_id: str, d: Dispute) -> DisputeOut:
+    res = d.resolution
+    return DisputeOut(
+        id=d.event_id,
+        grading_id=grading_id,
+        created_at=aware(d.created_at),
+        reason=d.reason,
+        photos=[DisputePhotoOut(**p) for p in d.photos],
+        status="open" if res is None else "resolved",
+        resolution=None
+        if res is None
+        else ResolutionOut(
+            outcome=res["outcome"],
+            resolved_at=aware(res["created_at"]),
+            grades=res["grades"],
+            reason=res["reason"],
+        ),
+    )
+
+
+def review_out(grading_id: str, state: ReviewState) -> ReviewOut:
+    verdict = state.verdict
+    return ReviewOut(
+        status=state.status,
+        grades=state.current_grades(),
+        overruled=sorted(n for n, g in state.grades.items() if g.overruled),
+        reviewed_at=aware(verdict.created_at) if verdict is not None else None,
+        disputes=[dispute_out(grading_id, d) for d in state.disputes],
+    )
+
+
+def review_of(sessions, body: dict) -> ReviewOut:
+    """The review part of GET /v1/gradings/{id}, for a body the caller may already read."""
+    from serving.review.events import events_of, fold
+
+    with sessions() as s:
+        return review_out(body["id"], fold(body, events_of(s, body["id"])))
