@@ -1,0 +1,255 @@
+"""The review pages in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+The app runs under uvicorn in a thread on 127.0.0.1 and a free port. One walk through a reviewer's day:
+sign in, the queue, a grading, toggle its overlay, draw a missed defect, overrule the grade with a
+reason, see the event in the history, sign out; and a refurbisher's key is refused. Screenshots go to
+test-artifacts/review/ (git-ignored) for people to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "review"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: run scripts/ensure_chromium.sh (CI does)"
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(settings):
+    import uvicorn
+
+    from serving.app import create_app
+
+    app = create_app(settings.model_copy(update={"review_secure_cookie": False}))
+    port = _free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def world(server, jpeg, clean_jpeg):
+    from serving.auth import create_key
+
+    app, base = server
+    with app.state.svc.sessions() as s:
+        refurbisher = create_key(s, "refurbisher", "acme", "Acme intake")[1]
+        auditor = create_key(s, "auditor", None, "Dana (QA)")[1]
+    auth = {"Authorization": f"Bearer {refurbisher}"}
+    ids = []
+    for k, (photo, model) in enumerate(
+        [(jpeg, "iPhone 13"), (clean_jpeg, "Galaxy S21"), (jpeg, "iPad Air (5th generation)")]
+    ):
+        r = httpx.post(
+            f"{base}/v1/gradings",
+            files=[("photos", (f"front-{k}.jpg", photo, "image/jpeg"))],
+            data={"device_model": model, "external_ref": f"SKU-{1000 + k}"},
+            headers=auth,
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    r = httpx.post(
+        f"{base}/v1/gradings/{ids[0]}/disputes",
+        data={"reason": "The device is mint; the red mark is a sticker."},
+        files=[("photos", ("closeup.jpg", clean_jpeg, "image/jpeg"))],
+        headers=auth,
+    )
+    assert r.status_code == 201, r.text
+    return base, refurbisher, auditor, ids
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _unlabelled_controls(page) -> list[str]:
+    return page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+              .filter(el => el.type !== 'hidden')
+              .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                            && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+              .map(el => el.outerHTML.slice(0, 80))"""
+    )
+
+
+def test_a_reviewer_overrules_a_disputed_grade_in_the_browser(world, browser):
+    from playwright.sync_api import expect
+
+    base, refurbisher, auditor, ids = world
+    gid = ids[0]
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # Sign-in: the key field has the focus; Enter submits.
+    page.goto(f"{base}/review/queue")
+    expect(page).to_have_url(f"{base}/review/signin?next=%2Freview%2Fqueue")
+    assert page.evaluate("document.activeElement.id") == "api_key"
+    _shot(page, "01-signin")
+    page.keyboard.type(auditor)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{base}/review/queue")
+    page.keyboard.press("Tab")  # the first Tab reaches the skip link
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    cookie = next(c for c in ctx.cookies() if c["name"] == "rg_review")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/review"
+
+    # The queue: needs-review, disputed (our dispute), recent.
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+    page.get_by_role("link", name="Disputed").click()
+    expect(page.get_by_role("link", name="Disputed")).to_have_attribute("aria-current", "page")
+    expect(page.locator("table.queue tbody tr")).to_have_count(1)
+    page.get_by_role("link", name="Recent").click()
+    expect(page.locator("table.queue tbody tr")).to_have_count(3)
+    assert _unlabelled_controls(page) == []
+    _shot(page, "02-queue")
+
+    # A grading's page, photos with overlay outlines.
+    page.get_by_role("link", name="iPhone 13").click()
+    expect(page).to_have_url(re.compile(rf"/review/gradings/{gid}\?back=/review/queue%3Fview%3Drecent$"))
+    expect(page.get_by_role("heading", name="iPhone 13")).to_be_visible()
+    img = page.locator("#stage-0 img")
+    expect(img).to_be_visible()
+    assert page.evaluate("document.querySelector('#stage-0 img').naturalWidth") == 800
+    outline = page.locator("#stage-0 .defect").first
+    expect(outline).to_be_visible()
+    assert _unlabelled_controls(page) == []
+    _shot(page, "03-grading")
+
+    # Toggle the overlay off and on again, by keyboard.
+    toggle = page.get_by_label("Show defect outlines")
+    toggle.focus()
+    page.keyboard.press("Space")
+    expect(toggle).not_to_be_checked()
+    expect(outline).to_be_hidden()
+    _shot(page, "04-overlay-off")
+    page.keyboard.press("Space")
+    expect(outline).to_be_visible()
+
+    # Draw a missed defect: the script fills the form's box in photo pixels.
+    box = page.locator("#stage-0").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.70, box["y"] + box["height"] * 0.30)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.80, box["y"] + box["height"] * 0.45, steps=5)
+    page.mouse.up()
+    form = page.locator('.add-form[data-photo="0"]')
+    expect(form).to_be_visible()
+    x0 = float(form.locator('[name="x0"]').input_value())
+    x1 = float(form.locator('[name="x1"]').input_value())
+    assert 540 <= x0 <= 580 and 620 <= x1 <= 660, (x0, x1)  # 800 px wide photo
+    form.get_by_label("Type").select_option("dent")
+    form.get_by_label("Zone").select_option("screen")
+    _shot(page, "05-draw-box")
+    form.get_by_role("button", name="Add defect").click()
+    expect(page.get_by_role("status")).to_have_text("Missed defect added.")
+    expect(page.locator("#stage-0 .defect.o-reviewer")).to_have_count(1)
+
+    # Overrule the CTIA grade with a reason; the event shows in the history.
+    select = page.get_by_label("ctia", exact=True)
+    current = select.input_value()
+    choice = next(
+        v for v in select.locator("option").evaluate_all("os => os.map(o => o.value)") if v != current
+    )
+    select.select_option(choice)
+    page.get_by_role("button", name="Overrule grade").click()  # empty reason: the browser refuses
+    expect(page).to_have_url(f"{base}/review/gradings/{gid}?msg=defect_added#photos")
+    page.get_by_label("Reason").fill("Hairline crack visible at an angle; see the dispute photo.")
+    page.get_by_role("button", name="Overrule grade").click()
+    expect(page.get_by_role("status")).to_contain_text("Grade overruled")
+    history = page.locator("#history")
+    first = history.locator("li.event").first
+    expect(first).to_contain_text("Grade overruled")
+    expect(first).to_contain_text("Dana (QA)")
+    expect(first).to_contain_text("Hairline crack visible at an angle")
+    expect(first).to_contain_text(f"{current}")
+    expect(first).to_contain_text(choice)
+    expect(page.locator(".badge-lg")).to_have_text("Overruled")
+    expect(page.locator(".dispute").first).to_contain_text("Resolved: overruled")
+    _shot(page, "06-overruled")
+
+    # The refurbisher sees the resolution through the API.
+    r = httpx.get(f"{base}/v1/gradings/{gid}", headers={"Authorization": f"Bearer {refurbisher}"})
+    review = r.json()["review"]
+    assert review["status"] == "overruled" and review["grades"]["ctia"] == choice
+    assert review["disputes"][0]["resolution"]["outcome"] == "overruled"
+
+    # Sign out: back to the sign-in page, and the queue needs a new sign-in.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    page.goto(f"{base}/review/queue")
+    expect(page).to_have_url(f"{base}/review/signin?next=%2Freview%2Fqueue")
+    assert errors == []
+    ctx.close()
+
+
+def test_review_pages_refuse_a_refurbisher_key_in_the_browser(world, browser):
+    from playwright.sync_api import expect
+
+    base, refurbisher, _auditor, ids = world
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = ctx.new_page()
+    page.goto(f"{base}/review/gradings/{ids[0]}")
+    page.get_by_label("API key").fill(refurbisher)
+    with page.expect_response(lambda r: r.url.endswith("/review/signin")) as resp:
+        page.get_by_role("button", name="Sign in").click()
+    assert resp.value.status == 403
+    expect(page.get_by_role("alert")).to_contain_text("belongs to a refurbisher")
+    _shot(page, "07-refurbisher-refused")
+    assert not [c for c in ctx.cookies() if c["name"] == "rg_review"]
+    page.goto(f"{base}/review/gradings/{ids[0]}")
+    expect(page.get_by_role("heading", name="Sign in to review gradings")).to_be_visible()
+    ctx.close()
