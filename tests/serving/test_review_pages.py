@@ -8,7 +8,7 @@ import re
 import pytest
 
 from serving.db import Grading, GradingEvent
-from tests.serving.conftest import post_grading
+from tests.serving.conftest import pg_and_sqlite, post_grading
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 VERSION = re.compile(r'name="version" value="(\d+)"')
@@ -183,6 +183,7 @@ def test_grading_page_shows_photos_defects_grades_versions_and_history(auditor, 
     assert missing.status_code == 404 and "Grading not found" in missing.text
 
 
+@pg_and_sqlite
 def test_overrule_needs_a_reason_and_is_an_event_with_before_and_after(auditor, graded, keys):
     gid = graded["id"]
     ctia = graded["grades"]["ctia"]["grade"]
@@ -277,6 +278,7 @@ def test_confirm_and_defect_corrections_fold_into_the_current_state(auditor, gra
     )
 
 
+@pg_and_sqlite
 def test_queue_tabs_counts_filters_and_pages(auditor, client, keys, jpeg, clean_jpeg, monkeypatch):
     from serving.review import web
 
@@ -318,3 +320,33 @@ def test_queue_tabs_counts_filters_and_pages(auditor, client, keys, jpeg, clean_
     assert f"Showing 3–{total} of {total}" in p2 and 'rel="prev"' in p2
     newest_first = re.findall(r"/review/gradings/([0-9a-f-]{36})", p1 + p2)
     assert len(set(newest_first)) == total
+
+
+def test_dispute_photos_and_static_files(auditor, client, graded, keys, clean_jpeg):
+    gid = graded["id"]
+    r = client.post(
+        f"/v1/gradings/{gid}/disputes",
+        data={"reason": "see the close-up"},
+        files=[("photos", ("close.jpg", clean_jpeg, "image/jpeg"))],
+        headers=keys.h(keys.a),
+    )
+    event_id = r.json()["id"]
+    html = auditor.get(f"/review/gradings/{gid}").text
+    url = f"/review/gradings/{gid}/disputes/{event_id}/photos/0"
+    assert url in html and "see the close-up" in html
+    assert auditor.get(url).content == clean_jpeg
+    assert auditor.get(f"/review/gradings/{gid}/disputes/{event_id}/photos/1").status_code == 404
+    assert auditor.get(f"/review/gradings/{'0' * 36}/disputes/{event_id}/photos/0").status_code == 404
+    for name, ctype in [
+        ("review.css", "text/css"),
+        ("review.js", "text/javascript"),
+        ("favicon.svg", "image/svg+xml"),
+    ]:
+        r = auditor.get(f"/review/static/{name}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(ctype)
+    assert auditor.get("/review/static/..%2Fapp.py").status_code == 404
+    assert auditor.get("/review/static/review.html").status_code == 404
+    # the photo routes need a session too
+    client.cookies.clear()
+    assert client.get(url, follow_redirects=False).status_code == 303
+    assert client.get(f"/review/gradings/{gid}/photos/0", follow_redirects=False).status_code == 303

@@ -14,7 +14,7 @@ from model.manifest import read_manifest, resolve
 from serving.db import ApiKey, Grading, GradingEvent
 from serving.review import events
 from serving.review.export import export_reviews
-from tests.serving.conftest import Keys, post_grading
+from tests.serving.conftest import Keys, pg_and_sqlite, post_grading
 
 H = Keys.h
 
@@ -50,6 +50,7 @@ def reviewed(client, keys, jpeg, clean_jpeg):
     return ids
 
 
+@pg_and_sqlite
 def test_export_writes_corrections_as_labels(client, reviewed, tmp_path, jpeg):
     svc = client.app.state.svc
     since = datetime.now(UTC) - timedelta(hours=1)
