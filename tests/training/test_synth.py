@@ -221,7 +221,7 @@ def test_unknown_grade_in_the_mix_is_an_error():
 
 
 def test_quality_classes_are_produced_and_look_their_part():
-    cfg = SynthConfig(seed=2, size=192, **BASE)
+    cfg = SynthConfig(seed=2, size=256, **BASE)
 
     def sharpness(img):  # edge energy after a light denoise (sensor noise would dominate otherwise)
         grey = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (0, 0), 1.0)

@@ -134,8 +134,15 @@ def _tangent_at(outline: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def plan_scratch(
-    pl: Placer, zone: Zone, length_mm: float, width_mm: float, tries: int = 25
+    pl: Placer,
+    zone: Zone,
+    length_mm: float,
+    width_mm: float,
+    tries: int = 25,
+    near: tuple[np.ndarray, float] | None = None,
 ) -> DefectPlan | None:
+    """A curved scratch of exactly `length_mm`. `near` = (point, direction): start within a few mm of
+    the point, running about parallel (wear comes in clusters: a key, sand in a pocket)."""
     if not pl.has(zone):
         return None
     ppm = pl.flat.ppm
@@ -143,7 +150,11 @@ def plan_scratch(
     narrow = zone is Zone.FRAME and pl.flat.design.view in (View.FRONT, View.BACK)
     for _ in range(tries):
         start = pl.point(zone)
-        if narrow:  # the frame is a thin band around the outline: scratch along it
+        if near is not None and not narrow:
+            start = near[0] + pl.rng.normal(0, 2.5 * ppm, 2)
+            direction = near[1] + pl.rng.normal(0, 0.15)
+            bend = pl.rng.uniform(0.0, 0.15)
+        elif narrow:  # the frame is a thin band around the outline: scratch along it
             direction, _ = _tangent_at(pl.flat.outline, start)
             direction += pl.rng.choice([0.0, math.pi])
             bend = 0.01
@@ -352,10 +363,18 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
         return Zone.BODY if (Zone.BODY in wear and rng.random() < 0.8) else wear[-1]
 
     def scratches(n, lmin, lmax, wmin, wmax, zone=None):
+        cluster = rng.random() < 0.3  # a cluster of near-parallel scratches, else scattered ones
+        first: DefectPlan | None = None
         for _ in range(n):
-            z = zone or wear_zone()
+            z = first.zone if (cluster and first is not None) else (zone or wear_zone())
             if pl.has(z):
-                plans.append(plan_scratch(pl, z, _u(rng, lmin, lmax), _u(rng, wmin, wmax)))
+                near = None
+                if cluster and first is not None:
+                    a, b = first.lines[0][0], first.lines[0][-1]
+                    near = (a, math.atan2(b[1] - a[1], b[0] - a[0]))
+                p = plan_scratch(pl, z, _u(rng, lmin, lmax), _u(rng, wmin, wmax), near=near)
+                first = first or p
+                plans.append(p)
 
     # Smudges at any level: they never change a grade but the model must learn to tell them apart.
     smudge_zones = [z for z in (Zone.SCREEN, Zone.BODY) if pl.has(z)]

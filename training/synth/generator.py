@@ -195,7 +195,7 @@ def make_sample(
     rng = np.random.default_rng([cfg.seed, index])
     out_w, out_h = _out_size(rng, cfg)
     split = _pick(rng, cfg.split_mix)
-    quality = quality or _pick(rng, cfg.quality_mix)
+    quality = PhotoQuality(quality or _pick(rng, cfg.quality_mix))
     real_root = cfg.real_root if cfg.real_root is not None else backgrounds.default_real_root()
     real_files = backgrounds.real_background_files(str(real_root) if real_root else None)
     bg, bg_name = backgrounds.background(rng, out_h, out_w, real_files, cfg.p_real_background)
@@ -254,9 +254,9 @@ def make_sample(
             jpeg_quality=jpeg_q,
         )
 
-    kind = _pick(rng, cfg.kind_mix)
+    kind = DeviceKind(_pick(rng, cfg.kind_mix))
     spec = spec or pick_spec(rng, kind)
-    view = view or _pick(rng, cfg.view_mix)
+    view = View(view or _pick(rng, cfg.view_mix))
     design = sample_design(rng, spec, view)
     pose = choose_pose(rng, design.plane_mm(), out_w, out_h, flat_tilt=flat_pose)
     if flat_pose:

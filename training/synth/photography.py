@@ -161,11 +161,11 @@ def sensor(
     blur = "none"
     if quality is PhotoQuality.BLURRY:
         if rng.random() < 0.5:
-            sigma = float(rng.uniform(2.5, 5.0) * scale)
+            sigma = float(rng.uniform(3.0, 6.0) * scale)
             img = cv2.GaussianBlur(img, (0, 0), sigma)
             blur = f"defocus:{sigma:.1f}"
         else:
-            img, blur = _motion(img, rng, float(rng.uniform(10, 24) * scale))
+            img, blur = _motion(img, rng, float(rng.uniform(12, 28) * scale))
     else:
         r = rng.random()
         if r < 0.35:
