@@ -60,7 +60,8 @@ def yolo(tmp_path):
         "0 0.1 0.1 0.5 0.1 0.5 0.5\n"  # scratch polygon
         "1 0.5 0.5 0.2 0.2 0.3 0.4\n"  # oil -> smudge
         "7 0.1 0.1 0.2 0.2 0.3 0.3\n"  # line 3: unknown class id
-        "0 0.1 0.1 1.6 0.1 0.5 0.5\n",  # line 4: outside the image
+        "0 0.1 0.1 1.6 0.1 0.5 0.5\n"  # line 4: outside the image
+        "0 nan 0.1 0.5 0.1 0.5 0.5\n",  # line 5: not a number
     )
     _write(src / "train" / "labels" / "a_jpg.rf.222.txt", "2 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n")
     _write(src / "train" / "labels" / "b_jpg.rf.333.txt", "")
@@ -80,6 +81,7 @@ def test_yolo_round_trip_and_problem_report(yolo, tmp_path):
     labels = src / "train" / "labels"
     assert f"{labels / 'a_jpg.rf.111.txt'}:3: unknown class id 7" in text
     assert f"{labels / 'a_jpg.rf.111.txt'}:4: label outside the image" in text
+    assert f"{labels / 'a_jpg.rf.111.txt'}:5: not a YOLO label line" in text
     assert f"{labels / 'ghost_jpg.rf.555.txt'}: missing image" in text
     assert "c_jpg.rf.666.jpg: corrupt image" in text
     records = {Path(r.image).name: r for r in read_manifest(out)}

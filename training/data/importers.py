@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 from xml.parsers import expat
@@ -254,6 +255,8 @@ def import_yolo(src: Path, cmap: ClassMap, label_map: Path | None = None) -> Imp
             try:
                 cls = int(tokens[0])
                 nums = [float(t) for t in tokens[1:]]
+                if not all(math.isfinite(v) for v in nums):
+                    raise ValueError("non-finite coordinate")
             except ValueError:
                 result.skip(lab, lineno, f"not a YOLO label line: {line.strip()[:60]!r}: skipped")
                 continue
@@ -381,7 +384,7 @@ def import_voc(src: Path, cmap: ClassMap) -> ImportResult:
                     poly = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
                 else:
                     raise ValueError("no bndbox or polygon")
-                if any(v != v for p in poly for v in p) or len(poly) < 3:
+                if not all(math.isfinite(v) for p in poly for v in p) or len(poly) < 3:
                     raise ValueError("incomplete coordinates")
             except (ValueError, TypeError) as exc:
                 result.skip(xml_path, obj.line, f"object without a valid box/polygon ({exc}): skipped")
@@ -462,7 +465,13 @@ def import_coco(src: Path, cmap: ClassMap, images_dir: Path | None = None) -> Im
             if len(poly) < 3:
                 result.skip(*where, f"polygon with {len(poly)} points: skipped")
                 continue
-            poly = [(float(x), float(y)) for x, y in poly]
+            try:
+                poly = [(float(x), float(y)) for x, y in poly]
+            except (TypeError, ValueError):
+                poly = [(math.nan, math.nan)]
+            if not all(math.isfinite(v) for p in poly for v in p):
+                result.skip(*where, "non-numeric or non-finite coordinates: annotation skipped")
+                continue
             if polygon_outside(poly, w, h, tol=1.0):
                 result.skip(*where, "label outside the image: annotation skipped")
                 continue
