@@ -44,7 +44,10 @@ def synth(
         float, typer.Option(help="share of photos made by compositing defects onto real device photos")
     ] = 0.1,
     gallery: Annotated[
-        Path | None, typer.Option("--gallery", help="draw a contact sheet of N samples to this PNG instead")
+        Path | None,
+        typer.Option(
+            "--gallery", help="draw a contact sheet of N samples to this image (.png or .jpg) instead"
+        ),
     ] = None,
 ) -> None:
     """Generate synthetic device photos with exact defect masks, mm sizes, zones and grades."""
