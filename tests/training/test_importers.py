@@ -116,9 +116,9 @@ def test_yolo_round_trip_and_problem_report(yolo, tmp_path):
 
 def test_yolo_boxes_in_a_detection_set(tmp_path):
     src = tmp_path / "det"
-    _write(src / "data.yaml", "names: {0: scratch}\ntrain: train/images\n")
-    _jpg(src / "train" / "images" / "x.jpg", 200, 100)
-    _write(src / "train" / "labels" / "x.txt", "0 0.5 0.5 0.2 0.4\n")
+    _write(src / "data.yaml", "path: ds\nnames: {0: scratch}\ntrain: images/train\n")  # Ultralytics layout
+    _jpg(src / "ds" / "images" / "train" / "x.jpg", 200, 100)
+    _write(src / "ds" / "labels" / "train" / "x.txt", "0 0.5 0.5 0.2 0.4\n")
     out = tmp_path / "det.jsonl"
     assert _cli("yolo", src, "--out", out)[0] == 0
     (r,) = read_manifest(out)

@@ -206,7 +206,11 @@ def import_yolo(src: Path, cmap: ClassMap, label_map: Path | None = None) -> Imp
     for key in ("train", "val", "test"):
         if key not in data:
             continue
-        images_dir = _resolve_yolo_dir(yaml_path.parent, str(data[key]), key)
+        # Ultralytics' optional `path:` is the dataset root the split paths are relative to
+        root = yaml_path.parent / str(data["path"]) if data.get("path") else yaml_path.parent
+        images_dir = _resolve_yolo_dir(root, str(data[key]), key) or _resolve_yolo_dir(
+            yaml_path.parent, str(data[key]), key
+        )
         if images_dir is None:
             # a split named in data.yaml but absent is common (laptop_scratch): nothing is lost
             result.notes.append(f"{yaml_path}: split {key!r} ({data[key]}) not found")
