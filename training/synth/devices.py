@@ -481,7 +481,6 @@ def _draw_back(flat: Flat, trng: np.random.Generator) -> None:
         by = top + 0.16 * (hmm - 2 * rim) * ppm
         poly = rounded_rect(cx, by, (wmm - 2 * rim) * ppm + 2, bh, bh / 2, 10)
         _fill(flat.zone, poly, ZONE_VALUE[Zone.CAMERA])
-        _fill(flat.zone, poly, ZONE_VALUE[Zone.CAMERA])
         _fill(flat.rgb, poly, (0.05, 0.05, 0.06))
         flat.gloss[_mask_of((H, W), poly)] = 1.0
         for i in range(d.n_lenses):
