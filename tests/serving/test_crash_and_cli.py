@@ -193,3 +193,11 @@ def test_batch_grader_cli(tmp_path, model_path):
     assert len(lines) == 2
     dev = next(x for x in lines if len(x["files"]) == 2)
     assert list(dev["grades"]) == ["ctia"] and len(dev["defects"]) == 1
+
+
+def test_serve_refuses_to_start_without_a_model(tmp_path):
+    env = _env(tmp_path / "data", tmp_path / "missing.onnx")
+    r = subprocess.run(
+        [*CLI, "serve", "--port", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "missing.onnx does not exist" in r.stderr
