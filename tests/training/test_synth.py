@@ -264,3 +264,34 @@ def test_composites_on_real_photos_keep_the_real_group_and_split(tmp_path):
             assert m.shape == (r.height, r.width) and m.any()
     again = generate(cfg, 6, tmp_path / "d", progress=False)
     assert again.read_bytes() == manifest.read_bytes()
+
+
+def test_edge_dent_deforms_the_silhouette_and_its_mask_stays_on_the_frame():
+    from training.synth.defects import plan_edge_dent
+
+    def planner(flat, rng):
+        plan = plan_edge_dent(Placer(flat, rng), 8.0)
+        assert plan is not None
+        return [plan]
+
+    spec = lookup_device("iPhone 15 Pro Max")
+    cfg = SynthConfig(seed=3, size=900, **BASE)
+    s = make_sample(
+        cfg, 0, spec=spec, view=View.LEFT, quality=PhotoQuality.USABLE, planner=planner, flat_pose=True
+    )
+    plain = make_sample(
+        cfg,
+        0,
+        spec=spec,
+        view=View.LEFT,
+        quality=PhotoQuality.USABLE,
+        planner=lambda f, r: [],
+        flat_pose=True,
+    )
+    (plan,), (m,) = s.plans, s.masks
+    assert plan.length_mm == pytest.approx(8.0, rel=0.01) and plan.zone is Zone.FRAME
+    frame = list(Zone).index(Zone.FRAME) + 1
+    assert (s.zone[m > 0] == frame).mean() > 0.9  # the dented metal is device frame
+    notch = (plain.zone > 0) & (s.zone == 0)  # where the silhouette moved in
+    assert notch.sum() > 5
+    assert m.sum() * s.mm_per_px**2 == pytest.approx(plan.area_mm2, rel=0.15)

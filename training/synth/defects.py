@@ -10,7 +10,8 @@ geometry in millimetres:
   thinner than a pixel: the mask is then 1 px wide and the stroke is drawn at reduced contrast);
   area = length x width.
 - chip, dent, stain, smudge: area = polygon area; length and width = sides of its minimum-area
-  rectangle (the post-processing's measure for blobs).
+  rectangle (the post-processing's measure for blobs). A dent in the edge of a side view also pushes
+  the silhouette in (a notch that becomes background); its instance is the dented crescent around it.
 
 An instance's mask is the same geometry mapped through the camera and rasterised in the photo
 (`photo_mask`), so masks and drawn pixels share one source of truth.
@@ -53,6 +54,7 @@ class DefectPlan:
     area_mm2: float = 0.0
     contrast: float = 1.0
     colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    notch: np.ndarray | None = None  # flat px polygon pushed out of the silhouette (edge dents)
 
     def instance(self) -> DefectInstance:
         return mm(self.type, self.zone, self.length_mm, self.width_mm, self.area_mm2)
@@ -331,6 +333,47 @@ def plan_chip(pl: Placer, zone: Zone, size_mm: float, tries: int = 25) -> Defect
     return None
 
 
+def plan_edge_dent(pl: Placer, size_mm: float) -> DefectPlan | None:
+    """A dent in the edge of a side view: the silhouette is pushed in (a notch) and the dented metal
+    around it is a crescent. The crescent is the instance (it is what remains on the device); the
+    notch becomes background. Length = the dent's span along the edge, width = its depth."""
+    flat, rng = pl.flat, pl.rng
+    if flat.design.view in (View.FRONT, View.BACK):
+        return None
+    ppm = flat.ppm
+    cx, cy = flat.centre
+    wmm, hmm = flat.design.plane_mm()
+    a = size_mm / 2 * ppm
+    end = (hmm + size_mm / 2 + 2) * ppm  # keep clear of the rounded ends
+    lo, hi = cx - wmm * ppm / 2 + end, cx + wmm * ppm / 2 - end
+    if hi <= lo:
+        return None
+    x = rng.uniform(lo, hi)
+    sign = 1.0 if rng.random() < 0.5 else -1.0  # top edge (inside is +y) or bottom edge
+    y_edge = cy - sign * hmm * ppm / 2
+    depth = min(rng.uniform(0.25, 0.45) * hmm, 0.9 * size_mm / 2) * ppm  # dented metal, from the edge
+    notch = depth * rng.uniform(0.2, 0.35)  # how far the silhouette moves in
+    if depth - notch < 2.0 or notch < 1.0:  # too small to draw at this resolution: a plain dent instead
+        return None
+    t = np.linspace(0, math.pi, 25)
+    outer = np.stack([x + a * np.cos(t), y_edge + sign * depth * np.sin(t)], axis=1)
+    inner = np.stack([x + a * np.cos(t[::-1]), y_edge + sign * notch * np.sin(t[::-1])], axis=1)
+    poly = np.concatenate([outer, inner[1:-1]])
+    notch_poly = np.concatenate([inner, np.stack([x + a * np.cos(t), y_edge - sign * 2 + 0 * t], axis=1)])
+    length, width = extent(poly)
+    return DefectPlan(
+        DefectType.DENT,
+        Zone.FRAME,
+        "edge_dent",
+        poly=poly,
+        notch=notch_poly,
+        length_mm=length / ppm,
+        width_mm=width / ppm,
+        area_mm2=polygon_area(poly) / ppm**2,
+        contrast=float(rng.uniform(0.45, 0.8)),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # a whole device's defects, by severity
 
@@ -361,6 +404,13 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
             return Zone.FRAME
         # the back panel is most of the surface; the front's frame is a thin rim
         return Zone.BODY if (Zone.BODY in wear and rng.random() < 0.8) else wear[-1]
+
+    def dent(side_view: bool, size: float) -> DefectPlan | None:
+        if side_view and rng.random() < 0.5:
+            edge = plan_edge_dent(pl, size)
+            if edge is not None:
+                return edge
+        return plan_blob(pl, DefectType.DENT, Zone.FRAME if side_view else wear_zone(), size)
 
     def scratches(n, lmin, lmax, wmin, wmax, zone=None):
         cluster = rng.random() < 0.3  # a cluster of near-parallel scratches, else scattered ones
@@ -399,9 +449,7 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
             for _ in range(int(rng.integers(1, 3))):
                 plans.append(plan_chip(pl, Zone.FRAME, _u(rng, 0.6, 1.5)))
         if rng.random() < 0.3 and (side or kind is DeviceKind.LAPTOP):
-            plans.append(
-                plan_blob(pl, DefectType.DENT, Zone.FRAME if side else wear_zone(), _u(rng, 1.5, 3.0))
-            )
+            plans.append(dent(side, _u(rng, 1.5, 3.0)))
         if Zone.BODY in wear and rng.random() < 0.4:
             plans.append(plan_blob(pl, DefectType.STAIN, Zone.BODY, _u(rng, 2, 5)))
         if Zone.SCREEN in glass_zones and rng.random() < 0.2:
@@ -414,9 +462,7 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
             for _ in range(int(rng.integers(1, 4))):
                 plans.append(plan_chip(pl, Zone.FRAME, _u(rng, 1.6, 5.0)))
         if rng.random() < 0.4 and (side or kind is DeviceKind.LAPTOP or flat.design.back_material == "metal"):
-            plans.append(
-                plan_blob(pl, DefectType.DENT, Zone.FRAME if side else wear_zone(), _u(rng, 3.5, 10))
-            )
+            plans.append(dent(side, _u(rng, 3.5, 10)))
         if Zone.BODY in wear and rng.random() < 0.4:
             plans.append(plan_blob(pl, DefectType.STAIN, Zone.BODY, _u(rng, 6, 15)))
     else:
@@ -430,9 +476,7 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
                 for _ in range(int(rng.integers(1, 3))):
                     plans.append(plan_chip(pl, Zone.FRAME, _u(rng, 5.5, 10)))
             elif choice == 1:
-                plans.append(
-                    plan_blob(pl, DefectType.DENT, Zone.FRAME if side else wear_zone(), _u(rng, 11, 25))
-                )
+                plans.append(dent(side, _u(rng, 11, 25)))
             else:
                 scratches(int(rng.integers(1, 4)), 42.0, 80.0, 0.3, 0.8)
         scratches(int(rng.integers(0, 8)), 2.0, 20.0, 0.05, 0.5)
@@ -567,6 +611,15 @@ def _draw_dent(flat, plan, region, a, rng, light_angle, box):
     t = ((xx - c[0]) * math.cos(light_angle) + (yy - c[1]) * math.sin(light_angle)) / r
     shade = 1.0 + plan.contrast * 0.6 * np.clip(t, -1, 1) * a
     region[:] = np.clip(region * shade[..., None], 0, 1)
+    if plan.notch is not None:  # the deformed silhouette: the notch is no longer device
+        # rasterised like the instance masks (half coverage), so the notch and the crescent's mask
+        # share their boundary instead of overlapping
+        fh, fw = flat.zone.shape
+        gone = photo_mask(
+            DefectPlan(plan.type, plan.zone, "notch", poly=plan.notch), np.eye(3), flat.ppm, fw, fh
+        )
+        flat.alpha[gone > 0] = 0.0
+        flat.zone[gone > 0] = 0
 
 
 def _draw_stain(flat, plan, region, a, rng, light_angle, box):
