@@ -331,3 +331,18 @@ def test_unknown_routes_and_methods_answer_json_errors(client, keys):
     assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
     r = client.get("/v1/gradings", params={"limit": 0}, headers=Keys.h(keys.a))
     assert r.status_code == 422 and r.json()["code"] == "invalid_request" and "limit" in r.json()["message"]
+
+
+def test_get_settings_reads_the_environment_once(monkeypatch, model_path, tmp_path):
+    from serving.settings import get_settings
+
+    monkeypatch.setenv("REFURBGRADE_MODEL_PATH", str(model_path))
+    monkeypatch.setenv("REFURBGRADE_DATA_DIR", str(tmp_path / "env-data"))
+    monkeypatch.setenv("REFURBGRADE_MAX_BATCH_SIZE", "3")
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        assert s.model_path == model_path and s.max_batch_size == 3 and get_settings() is s
+        assert s.db_url == f"sqlite:///{(tmp_path / 'env-data' / 'refurbgrade.db').resolve()}"
+    finally:
+        get_settings.cache_clear()
