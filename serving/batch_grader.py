@@ -9,6 +9,7 @@ any file was skipped, 0 otherwise.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -85,7 +86,9 @@ def run_batch(
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         err(f"skipped {p}: no such file or folder")
-    path = model_path or Settings.model_fields["model_path"].default
+    path = model_path or Path(
+        os.environ.get("REFURBGRADE_MODEL_PATH") or Settings.model_fields["model_path"].default
+    )
     try:
         model = load_model(path, intra_op_threads=threads)
     except ValueError as exc:

@@ -73,7 +73,10 @@ def grade(
     device_per_folder: Annotated[
         bool, typer.Option("--device-per-folder", help="grade each folder's photos as one device")
     ] = False,
-    model: Annotated[Path | None, typer.Option(help="model file (default REFURBGRADE_MODEL_PATH)")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else models/default.onnx)"),
+    ] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads")] = 2,
 ) -> None:
     """Grade photos offline with the service's predictor; bad files are reported and skipped."""

@@ -182,6 +182,8 @@ def test_batch_grader_cli(tmp_path, model_path):
     assert by_file["clean.jpg"]["grades"]["ctia"] == "A"
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["back.png", "clean.png", "front.png"]
 
+    # without --model: REFURBGRADE_MODEL_PATH, as for the service
+    args = args[: args.index("--model")]
     r = subprocess.run(
         [*args, "--device-per-folder", "--standard", "ctia"],
         cwd=ROOT,
