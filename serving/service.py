@@ -8,6 +8,7 @@ answer. Reads apply tenant scoping: a refurbisher's query never sees another ten
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -195,7 +196,7 @@ class GradingService:
                     "idempotency_key_reused",
                     "this Idempotency-Key was used for a different request (other photos or options)",
                 )
-            return with_urls(dict(row.body))
+            return with_urls(copy.deepcopy(row.body))
 
     def _grade_and_store(
         self,
@@ -336,7 +337,7 @@ class GradingService:
 
     def get(self, principal: Principal, grading_id: str) -> dict:
         with self.sessions() as s:
-            return with_urls(dict(self.get_row(s, principal, grading_id).body))
+            return with_urls(copy.deepcopy(self.get_row(s, principal, grading_id).body))
 
     def list(
         self,
