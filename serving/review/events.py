@@ -264,6 +264,8 @@ def append(
 ) -> GradingEvent:
     """Append one event; with `expected_last`, refuse (ReviewConflict) if another event came after it."""
     if expected_last is not None:
+        # PostgreSQL: lock the grading row so two reviewers' check-then-append cannot interleave.
+        s.execute(select(Grading.id).where(Grading.id == row.id).with_for_update())
         last = s.scalar(select(func.max(GradingEvent.id)).where(GradingEvent.grading_id == row.id)) or 0
         if last != expected_last:
             raise ReviewConflict(f"grading {row.id} changed since it was loaded")

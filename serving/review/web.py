@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -273,6 +273,17 @@ def _queue_item(row: Grading, state: events.ReviewState) -> dict:
         "disputes": len(state.open_disputes),
         "model_version": row.model_version,
     }
+
+
+@router.get("/next")
+def next_in_queue(state: StateDep, _reviewer: ReviewerDep, view: str = "review") -> RedirectResponse:
+    """The first grading of a work queue (oldest first), or the queue itself when it is empty."""
+    view = view if view in ("review", "disputed") else "review"
+    with state.sessions() as s:
+        rows = events.queue_page(s, view, events.QueueFilters(), 1, 0)
+    if not rows:
+        return see_other(f"/review/queue?view={view}")
+    return see_other(f"/review/gradings/{rows[0].id}?back={quote(f'/review/queue?view={view}')}")
 
 
 # -- a grading ----------------------------------------------------------------------------------

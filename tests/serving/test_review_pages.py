@@ -350,3 +350,31 @@ def test_dispute_photos_and_static_files(auditor, client, graded, keys, clean_jp
     client.cookies.clear()
     assert client.get(url, follow_redirects=False).status_code == 303
     assert client.get(f"/review/gradings/{gid}/photos/0", follow_redirects=False).status_code == 303
+
+
+def test_user_text_is_escaped_and_next_in_queue_walks_the_oldest_first(auditor, client, keys, jpeg, graded):
+    gid = graded["id"]
+    later = post_grading(client, keys.b, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
+    for g, token in ((later, keys.b), (gid, keys.a)):
+        r = client.post(
+            f"/v1/gradings/{g}/disputes",
+            data={"reason": "<script>alert(1)</script> & <b>bold</b>"},
+            headers=keys.h(token),
+        )
+        assert r.status_code == 201
+    html = auditor.get(f"/review/gradings/{gid}").text
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in html
+    assert 'href="/review/next?view=disputed"' in auditor.get("/review/queue?view=disputed").text
+    r = auditor.get("/review/next?view=disputed", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith(
+        f"/review/gradings/{gid}?back="
+    )  # oldest
+    tok = form_tokens(auditor.get(f"/review/gradings/{gid}").text)
+    r = auditor.post(f"/review/gradings/{gid}/confirm", data=tok)
+    assert "Next disputed" in r.text  # after a verdict, the way on
+    r = auditor.get("/review/next?view=disputed", follow_redirects=False)
+    assert r.headers["location"].startswith(f"/review/gradings/{later}?")
+    tok = form_tokens(auditor.get(f"/review/gradings/{later}").text)
+    auditor.post(f"/review/gradings/{later}/confirm", data=tok)
+    r = auditor.get("/review/next?view=disputed", follow_redirects=False)
+    assert r.headers["location"] == "/review/queue?view=disputed"
