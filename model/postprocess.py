@@ -94,8 +94,17 @@ def ribbon_length_width(area: float, perimeter: float) -> tuple[float, float]:
     return length, (area / length if length > 0 else 0.0)
 
 
-def measure_component(comp: np.ndarray, linear: bool) -> tuple[float, float, float, np.ndarray]:
-    """Length, width, area (model pixels) and the outer contour of one component mask (uint8)."""
+def measure_component(
+    comp: np.ndarray, linear: bool, footprint: float = 0.0
+) -> tuple[float, float, float, np.ndarray]:
+    """Length, width, area (model pixels) and the outer contour of one component mask (uint8).
+
+    `footprint`: the width, in model pixels, that the mask grid gives a line of zero width (one mask
+    cell when masks are coarser than the input). A hairline 0.2 mm wide is a fraction of a pixel, yet
+    its upsampled mask is a band about a cell wide; that band is the grid's, not the defect's, so it
+    is taken off the width (0 = thinner than the grid resolves; the grading rules' width limits are
+    then not what decides). Length is unaffected: on coverage maps the band's ends fade below the
+    threshold, so the ribbon length is already the defect's (tests/model/test_postprocess.py)."""
     contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     contour = max(contours, key=cv2.contourArea)
     area = float(comp.sum())
@@ -108,6 +117,8 @@ def measure_component(comp: np.ndarray, linear: bool) -> tuple[float, float, flo
         (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
         length = max(length, max(rw, rh))  # a straight line cannot be shorter than its extent
         width = area / length if length else 0.0
+        if footprint > 0:
+            width = max(width - footprint, 0.0)
     else:
         (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
         length, width = max(rw, rh, 1.0), max(min(rw, rh), 1.0)
@@ -129,6 +140,7 @@ def extract_instances(
     zones = upsample(zone_probs.astype(np.float32), input_size).argmax(axis=0)
     px_to_orig = lb.draft_factor / lb.scale  # model-input pixel -> original pixel
     unit = scale.per_px * px_to_orig  # model-input pixel -> mm (or device lengths)
+    cell = input_size / defect_probs.shape[-1]  # model pixels per mask cell
     out: list[DefectInstance] = []
     for d, name in enumerate(DEFECT_CHANNELS):
         dtype = DefectType(name)
@@ -141,7 +153,9 @@ def extract_instances(
             if stats[k, cv2.CC_STAT_AREA] < MIN_COMPONENT_PX:
                 continue
             comp = (labels == k).astype(np.uint8)
-            length, width, area, contour = measure_component(comp, dtype in LINEAR_DEFECT_TYPES)
+            length, width, area, contour = measure_component(
+                comp, dtype in LINEAR_DEFECT_TYPES, cell if cell > 1 else 0.0
+            )
             zone_votes = np.bincount(zones[comp.astype(bool)], minlength=len(ZONES) + 1)[1:]
             zone = ZONES[int(zone_votes.argmax())] if zone_votes.any() else Zone.BODY
             peak = float(probs[d][comp.astype(bool)].max())

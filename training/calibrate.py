@@ -1,7 +1,7 @@
 """Threshold calibration on validation data (never test data): what goes into the model card's `Thresholds`.
 
-1. Defect pixel threshold per type: the probability cut that maximises pixel F1 at mask resolution on
-   validation photos whose pixels are labelled for that type (0.5 where validation has no positives).
+1. Defect pixel threshold per type: the probability cut whose instances best match the truth (F1,
+   serving's post-processing, validation photos with instance labels).
 2. Confidence temperature per type: serving's instances at those thresholds are matched to the truth;
    a temperature on each instance's peak logit is fitted by grid search to minimise the log-loss of
    "this instance is real" (1.0 where there are no instances to fit on).
@@ -18,47 +18,40 @@ import numpy as np
 from model.card import Thresholds
 from model.outputs import DEFECT_CHANNELS
 from model.rules import list_standards
-from training.dataset import Item, build_targets
-from training.metrics import coverage_curve, grade_devices, photo_result, pick_review_threshold
+from training.dataset import Item
+from training.metrics import coverage_curve, grade_devices, photo_result, pick_review_threshold, prf
 from training.predict import Prediction, default_thresholds, predict, torch_predictor
 
 TARGET_ACCURACY = 0.95
-GRID = np.round(np.arange(0.1, 0.91, 0.05), 2)
+GRID = np.round(np.arange(0.1, 0.61, 0.05), 2)
 TEMPERATURES = np.exp(np.linspace(math.log(0.25), math.log(10.0), 61))
 
 
-def _pool(mask: np.ndarray, s: int) -> np.ndarray:
-    """(S, S, D) 0/1 -> (D, S/s, S/s) max over s x s cells (the training target)."""
-    S = mask.shape[0]
-    return mask.reshape(S // s, s, S // s, s, -1).max(axis=(1, 3)).transpose(2, 0, 1)
-
-
 def pixel_thresholds(preds: list[Prediction], size: int, stride: int) -> tuple[dict[str, float], dict]:
-    tp = np.zeros((len(DEFECT_CHANNELS), len(GRID)))
-    fp = np.zeros_like(tp)
-    fn = np.zeros_like(tp)
-    for p in preds:
-        t = build_targets(p.item, size)
-        target = _pool(t["defects"], stride).astype(bool)
-        probs = p.outputs["defect_probs"]
-        for d in np.flatnonzero(t["pixel_valid"]):
-            pos = probs[d][None] >= GRID[:, None, None]
-            tp[d] += (pos & target[d]).sum(axis=(1, 2))
-            fp[d] += (pos & ~target[d]).sum(axis=(1, 2))
-            fn[d] += (~pos & target[d]).sum(axis=(1, 2))
+    """Per type, the probability cut whose instances (after serving's post-processing) best match the
+    truth by F1. Coverage maps make the cut also decide where a defect ends, so instance F1 -- what
+    grading consumes -- is the criterion rather than pixel F1. Types without validation instances get
+    the median cut of the others."""
+    f1 = {name: [] for name in DEFECT_CHANNELS}
+    for t in GRID:
+        th = Thresholds(defect_pixel={n: float(t) for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
+        table = prf([m for p in preds for m in photo_result(p, th, size, stride).matches])
+        for name in DEFECT_CHANNELS:
+            v = table.get(name)
+            f1[name].append(v["f1"] if v and v["tp"] + v["fn"] > 0 else float("nan"))
     out, figures = {}, {}
-    for d, name in enumerate(DEFECT_CHANNELS):
-        if tp[d].sum() + fn[d].sum() == 0:
-            out[name] = 0.5
+    for name, scores in f1.items():
+        arr = np.array(scores)
+        if np.isnan(arr).all():
             continue
-        f1 = 2 * tp[d] / np.maximum(2 * tp[d] + fp[d] + fn[d], 1)
-        k = int(f1.argmax())
+        k = int(np.nanargmax(arr))
         out[name] = float(GRID[k])
         figures[name] = {
-            "pixel_f1": float(f1[k]),
-            "pixel_f1_at_0.5": float(f1[int(np.argmin(abs(GRID - 0.5)))]),
+            "instance_f1": float(arr[k]),
+            "instance_f1_by_threshold": dict(zip(map(float, GRID), map(float, arr), strict=True)),
         }
-    return out, figures
+    fallback = float(np.median(list(out.values()))) if out else 0.5
+    return {name: out.get(name, fallback) for name in DEFECT_CHANNELS}, figures
 
 
 def fit_temperature(peaks: np.ndarray, real: np.ndarray) -> float:

@@ -9,7 +9,8 @@ carries validity flags and the losses use only what is known:
   photo (an empty label file does not mean "no defect", see the data card);
 - real records with image-level labels (MSD, cracked-screen kinds): trained through the max-pooled
   defect map (image-level BCE);
-- screen polygons (cracked_screens): the screen zone inside them; outside is unknown (ignored).
+- screen polygons (cracked_screens): the screen zone inside them; outside is unknown (ignored);
+- photos marked `quality: no_device`: no defect anywhere and every pixel background.
 
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
 would swap meaning.
@@ -29,6 +30,7 @@ from torch.utils.data import Dataset
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
 from model.preprocess import PAD_VALUE, Letterbox, prepare
+from model.taxonomy import PhotoQuality
 
 IGNORE = 255  # zone target value for unknown pixels
 IGNORE_INDEX = -100  # class target for unknown view / quality
@@ -95,7 +97,8 @@ def build_targets(item: Item, size: int) -> dict[str, np.ndarray]:
             cv2.fillPoly(layer, [polygon_to_model(inst.polygon, lb)], 1)
             defects[..., d] = layer
         pixel_valid[d] = 1.0
-    if rec.instances_complete:
+    no_device = rec.quality is PhotoQuality.NO_DEVICE
+    if rec.instances_complete or no_device:  # a photo without a device has no defect anywhere
         pixel_valid[:] = 1.0
     image_label = np.zeros(N_DEFECT, dtype=np.float32)
     image_valid = pixel_valid.copy()
@@ -109,6 +112,8 @@ def build_targets(item: Item, size: int) -> dict[str, np.ndarray]:
     zone[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = IGNORE
     if rec.zone_mask is not None:
         zone = letterbox_mask(read_mask(resolve(item.manifest, rec.zone_mask)).astype(np.uint8), lb, size)
+    elif no_device:
+        zone[:] = 0  # all background
     elif rec.screen_polygons:
         for poly in rec.screen_polygons:
             if len(poly) >= 3:

@@ -4,8 +4,10 @@ Losses work on logits (`forward_logits`) and respect each sample's validity flag
 `training.dataset`): per-pixel defect BCE + soft Dice where masks are known; image-level BCE on the
 max-pooled defect logits (max-pooling logits = the logit of the most confident pixel), which is how
 photos with only image-level labels train the mask head; zone cross-entropy ignoring unknown pixels;
-view and quality cross-entropy ignoring unknown labels. Targets are brought to mask resolution by
-max-pooling, so a 1-pixel hairline still marks its stride-4 cell as defect.
+view and quality cross-entropy ignoring unknown labels. Defect targets are brought to mask resolution
+by area averaging: a cell's target is the share of it that is defect, the coverage map that
+`model.postprocess` measures (its threshold then finds a defect's true extent, see
+tests/model/test_postprocess.py). The stride-s mask of a 1-px hairline is a faint but non-zero band.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _base(model: nn.Module) -> nn.Module:
 
 
 def mask_targets(batch: dict[str, Tensor], stride: int) -> tuple[Tensor, Tensor]:
-    defects = F.max_pool2d(batch["defects"], stride) if stride > 1 else batch["defects"]
+    defects = F.avg_pool2d(batch["defects"], stride) if stride > 1 else batch["defects"]
     zone = batch["zone"][:, stride // 2 :: stride, stride // 2 :: stride]  # nearest: cell centres
     return defects, zone
 
@@ -137,13 +139,13 @@ def train_one_epoch(
 def evaluate(
     model: nn.Module, loader: Iterable[dict[str, Tensor]], loss_weights: LossConfig
 ) -> dict[str, float]:
-    """Validation losses and quick metrics: defect pixel IoU at 0.5, zone mIoU, view/quality accuracy."""
+    """Validation losses and quick metrics: defect soft IoU, zone mIoU, view/quality accuracy."""
     model.eval()
     net = _base(model)
     stride = net.mask_stride
     sums: dict[str, float] = defaultdict(float)
     inter = np.zeros(6)
-    union = np.zeros(6)
+    union = np.zeros(6)  # soft IoU: sum(min(p, t)) / sum(max(p, t)), threshold-free on coverage maps
     zinter, zunion = defaultdict(float), defaultdict(float)
     correct = {"view": [0, 0], "quality": [0, 0]}
     n = 0
@@ -153,10 +155,10 @@ def evaluate(
             sums[k] += v.item()
         n += 1
         defects, zone = mask_targets(batch, stride)
-        pred = (logits.defect_probs > 0).float()  # logit 0 = probability 0.5
+        pred = torch.sigmoid(logits.defect_probs)
         valid = batch["pixel_valid"][:, :, None, None]
-        inter += ((pred * defects) * valid).sum(dim=(0, 2, 3)).numpy()
-        union += (((pred + defects) > 0).float() * valid).sum(dim=(0, 2, 3)).numpy()
+        inter += (torch.minimum(pred, defects) * valid).sum(dim=(0, 2, 3)).numpy()
+        union += (torch.maximum(pred, defects) * valid).sum(dim=(0, 2, 3)).numpy()
         zpred = logits.zone_probs.argmax(dim=1)
         known = zone != IGNORE
         for c in range(logits.zone_probs.shape[1]):

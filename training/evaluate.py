@@ -4,8 +4,8 @@ Everything goes through serving's path: `model.preprocess.prepare`, the model's 
 `model.postprocess` (scale from the device outline and catalogue, instances with mm sizes), then the
 rules engine per standard on all photos of a device. Metrics (definitions in `training.metrics`):
 
-- per defect type: instance precision / recall / F1 (dilated-mask IoU matching) and pixel IoU at mask
-  resolution (target max-pooled to the mask grid, as in training);
+- per defect type: instance precision / recall / F1 (dilated-mask IoU matching) and soft pixel IoU at
+  mask resolution (sum of min / sum of max of probability and coverage target, as trained);
 - zone mIoU, view accuracy, photo-quality accuracy;
 - scratch length error (synthetic photos, where the true length is known);
 - per standard: grade accuracy, confusion matrix, quadratic weighted kappa, reliability diagram and
@@ -25,6 +25,7 @@ import numpy as np
 
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
+from model.taxonomy import PhotoQuality
 from training.dataset import IGNORE, build_targets, load_items
 from training.metrics import coverage_curve, ece, grade_devices, length_errors, photo_result, prf
 from training.predict import load_predictor, predict
@@ -34,7 +35,7 @@ HEADLINE_STANDARD = "backmarket"
 
 def _pool(mask: np.ndarray, s: int) -> np.ndarray:
     S = mask.shape[0]
-    return mask.reshape(S // s, s, S // s, s, -1).max(axis=(1, 3)).transpose(2, 0, 1)
+    return mask.reshape(S // s, s, S // s, s, -1).astype(np.float32).mean(axis=(1, 3)).transpose(2, 0, 1)
 
 
 def _nan_to_none(x):
@@ -74,12 +75,11 @@ def compute_metrics(
                 m.gt.mask = None  # keep memory flat on big test sets
         scale_sources[res.scale_source] += 1
         t = build_targets(pred.item, size)
-        target = _pool(t["defects"], stride).astype(bool)
+        target = _pool(t["defects"], stride)  # coverage, as trained
         probs = pred.outputs["defect_probs"]
         for d in np.flatnonzero(t["pixel_valid"]):
-            p = probs[d] >= predictor.thresholds.defect_pixel.get(DEFECT_CHANNELS[d], 0.5)
-            inter[d] += (p & target[d]).sum()
-            union[d] += (p | target[d]).sum()
+            inter[d] += np.minimum(probs[d], target[d]).sum()
+            union[d] += np.maximum(probs[d], target[d]).sum()
         zone = t["zone"][stride // 2 :: stride, stride // 2 :: stride]
         known = zone != IGNORE
         if known.any():
@@ -94,7 +94,7 @@ def compute_metrics(
                 QUALITY_CLASSES[int(pred.outputs["quality_probs"].argmax())] == rec.quality.value
             )
         labels = {k.value: v for k, v in rec.image_labels.items()}
-        if rec.instances_complete:
+        if rec.instances_complete or rec.quality is PhotoQuality.NO_DEVICE:  # no device: no defect
             present = {i.type.value for i in rec.instances}
             labels = {name: name in present for name in DEFECT_CHANNELS} | labels
         peak = probs.reshape(len(DEFECT_CHANNELS), -1).max(axis=1)
@@ -238,7 +238,7 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
     if inst:
         lines += [
             "",
-            "## Defect instances (matched by dilated-mask IoU >= 0.2) and pixel IoU",
+            "## Defect instances (matched by dilated-mask IoU >= 0.2) and soft pixel IoU",
             "",
             "| type | precision | recall | F1 | TP | FP | FN | pixel IoU |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",

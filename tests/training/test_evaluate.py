@@ -55,29 +55,29 @@ def test_temperature_fit_softens_overconfident_instances():
     assert T > 1 and calibrated == pytest.approx(real.mean(), abs=0.03)
 
 
-def test_pixel_threshold_maximises_f1(tmp_path):
-    from model.manifest import read_manifest
-    from training.dataset import Item
+def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
+    from model.manifest import resolve
+    from model.preprocess import prepare
+    from training.dataset import build_targets, load_items
     from training.predict import Prediction
     from training.toydata import write_toy_manifest
 
-    path = write_toy_manifest(tmp_path, n=6, size=64, real_like=False)
-    recs = [r for r in read_manifest(path) if r.instances]
+    path = write_toy_manifest(tmp_path, n=10, size=64, real_like=False)
     preds = []
-    from training.dataset import build_targets
-
-    for r in recs:
-        item = Item(r, path, str(path))
+    for item in [it for it in load_items(path, ["train", "val", "test"]) if it.record.instances]:
         t = build_targets(item, 64)
-        target = t["defects"].reshape(16, 4, 16, 4, 6).max(axis=(1, 3)).transpose(2, 0, 1).astype(np.float32)
-        # A model that is right but timid: defect pixels at 0.3, background at 0.1.
-        probs = 0.1 + 0.2 * target
-        preds.append(Prediction(item, t["image"], None, {"defect_probs": probs}))
-    cut, _ = pixel_thresholds(preds, 64, 4)
-    present = {i.type.value for r in recs for i in r.instances}
-    for name in present:
-        assert 0.1 < cut[name] <= 0.3
-    assert all(cut[n] == 0.5 for n in cut if n not in present)
+        cover = t["defects"].reshape(16, 4, 16, 4, 6).astype(np.float32).mean(axis=(1, 3)).transpose(2, 0, 1)
+        zone = np.eye(5, dtype=np.float32)[t["zone"][2::4, 2::4].clip(0, 4)].transpose(2, 0, 1)
+        _, lb = prepare(resolve(item.manifest, item.record.image), 64)
+        preds.append(Prediction(item, t["image"], lb, {"defect_probs": cover, "zone_probs": zone}))
+    cut, figures = pixel_thresholds(preds, 64, 4)
+    present = {i.type.value for p in preds for i in p.item.record.instances}
+    assert present and set(figures) == present
+    for name in present:  # a perfect coverage map: instances are found almost exactly
+        assert figures[name]["instance_f1"] >= 0.75, (name, figures[name])
+        assert 0.1 <= cut[name] <= 0.6
+    absent = set(cut) - present
+    assert all(cut[n] == float(np.median([cut[p] for p in present])) for n in absent)
 
 
 @pytest.mark.slow

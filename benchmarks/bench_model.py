@@ -1,0 +1,178 @@
+"""Model benchmarks that print comparable figures (not timed tests).
+
+python benchmarks/bench_model.py latency models/default.onnx [models/default.int8.onnx ...]
+    ONNX Runtime per-photo latency at batch 1 on `--threads` intra-op threads (default 2, the
+    target machine): warm-up, then median / p90 over `--runs` runs of real letterboxed photos.
+python benchmarks/bench_model.py oracle --manifest datasets/generated/synth_test/manifest.jsonl
+    The resolution study behind the choice of input size and mask stride: for each (size, stride)
+    a *perfect* network's masks (the ground truth's coverage of each mask cell, exactly the training
+    target) go through serving's post-processing; it prints the share of scratches that survive
+    and the median scratch-length error. That is the floor no training can beat at that setting.
+    With `--latency`, it also exports an untrained network at each setting and times it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _photos(size: int, n: int = 8) -> np.ndarray:
+    from skimage import data
+
+    from model.export import stack_nchw
+    from model.preprocess import letterbox
+
+    base = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
+    return stack_nchw([letterbox(base[i % len(base)], size)[0] for i in range(n)])
+
+
+def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, float]:
+    from model.export import _session, read_card
+    from model.outputs import INPUT_NAME
+
+    card = read_card(path)
+    sess = _session(path, threads)
+    photos = _photos(card.input_size)
+    for i in range(5):
+        sess.run(None, {INPUT_NAME: photos[i % len(photos) : i % len(photos) + 1]})
+    times = []
+    for i in range(runs):
+        x = photos[i % len(photos) : i % len(photos) + 1]
+        t0 = time.perf_counter()
+        sess.run(None, {INPUT_NAME: x})
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "median_ms": statistics.median(times),
+        "p90_ms": times[int(0.9 * len(times)) - 1],
+        "min_ms": times[0],
+    }
+
+
+def latency(paths: list[str], threads: int, runs: int) -> None:
+    results = {}
+    for p in paths:
+        results[p] = time_onnx(p, threads, runs)
+        r = results[p]
+        print(
+            f"{p}: median {r['median_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, min {r['min_ms']:.1f} ms "
+            f"per photo (batch 1, {threads} threads, {runs} runs)"
+        )
+    if len(paths) >= 2:
+        a, b = results[paths[0]]["median_ms"], results[paths[1]]["median_ms"]
+        print(f"speed-up of {paths[1]} over {paths[0]}: {a / b:.2f}x (medians)")
+
+
+def oracle(
+    manifest: str, sizes: list[int], strides: list[int], limit: int, with_latency: bool, cut: float
+) -> None:
+    from model.card import Thresholds
+    from model.manifest import resolve
+    from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+    from model.postprocess import extract_instances
+    from model.preprocess import prepare
+    from model.rules import grade
+    from training.dataset import build_targets, load_items
+    from training.metrics import gt_instances, instance_mask, length_errors, match_instances, photo_scale
+    from training.predict import Prediction
+
+    # Every photo with a grade (clean ones too: a false defect costs a grade as much as a missed one).
+    items = [it for it in load_items(manifest, ["train", "val", "test"]) if it.record.grades][:limit]
+    thresholds = Thresholds(defect_pixel={n: cut for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
+    print(f"{len(items)} graded photos from {manifest}")
+    print(
+        "size stride | scratches found | median length error | median |error| mm | BM grade acc | ORT ms (untrained)"
+    )
+    for size in sizes:
+        for s in strides:
+            pairs, n_true, n_found, graded_ok = [], 0, 0, []
+            for it in items:
+                t = build_targets(it, size)
+                g = size // s
+                cells = t["defects"].reshape(g, s, g, s, -1).astype(np.float32)
+                defect = cells.mean(axis=(1, 3)).transpose(2, 0, 1)  # coverage: the training target
+                zone = t["zone"][s // 2 :: s, s // 2 :: s].astype(int)
+                zone_probs = np.eye(len(ZONE_CHANNELS), dtype=np.float32)[np.clip(zone, 0, 4)].transpose(
+                    2, 0, 1
+                )
+                _, lb = prepare(resolve(it.manifest, it.record.image), size)
+                pred = Prediction(it, t["image"], lb, {"defect_probs": defect, "zone_probs": zone_probs})
+                scale, _ = photo_scale(pred, size)
+                insts = extract_instances(defect, zone_probs, lb, thresholds, scale, size)
+                gts = gt_instances(pred, size)
+                matches = match_instances(insts, [instance_mask(i, lb, size) for i in insts], gts, radius=s)
+                n_true += sum(1 for x in gts if x.type == "scratch")
+                n_found += sum(
+                    1 for m in matches if m.type == "scratch" and m.pred is not None and m.gt is not None
+                )
+                pairs += length_errors(matches, ("scratch",))
+                kind = it.record.device_kind or "phone"
+                graded_ok.append(
+                    grade(insts, "backmarket", device_kind=kind).grade == it.record.grades["backmarket"]
+                )
+            rel = [abs(m - t) / t for t, m in pairs]
+            ms = ""
+            if with_latency:
+                ms = f"{_untrained_latency(size, s):.1f}"
+            print(
+                f"{size:4d} {s:6d} | {n_found}/{n_true} ({n_found / max(n_true, 1):.0%}) | "
+                f"{statistics.median(rel) if rel else float('nan'):.3f} | "
+                f"{statistics.median([abs(m - t) for t, m in pairs]) if pairs else float('nan'):.2f} | "
+                f"{np.mean(graded_ok):.3f} | {ms}"
+            )
+
+
+def _untrained_latency(size: int, stride: int) -> float:
+    import torch
+
+    from model.card import ModelCard, Thresholds
+    from model.export import export_onnx
+    from model.registry import create_model
+
+    torch.manual_seed(0)
+    net = create_model("lite0_fpn", input_size=size, mask_stride=stride, pretrained=False).eval()
+    card = ModelCard(
+        name="bench",
+        version="0",
+        architecture="lite0_fpn",
+        input_size=size,
+        mask_stride=stride,
+        thresholds=Thresholds(defect_pixel={}),
+        training_data_hash="-",
+        git_commit="-",
+    )
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        export_onnx(net, path, card, _photos(size, 2))
+        return time_onnx(path, runs=20)["median_ms"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("latency")
+    a.add_argument("models", nargs="+")
+    a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--runs", type=int, default=50)
+    o = sub.add_parser("oracle")
+    o.add_argument("--manifest", required=True)
+    o.add_argument("--sizes", type=int, nargs="+", default=[320, 384, 512])
+    o.add_argument("--strides", type=int, nargs="+", default=[2, 4, 8])
+    o.add_argument("--limit", type=int, default=150)
+    o.add_argument("--latency", action="store_true")
+    o.add_argument("--cut", type=float, default=0.15, help="pixel threshold on the coverage maps")
+    args = ap.parse_args()
+    if args.cmd == "latency":
+        latency(args.models, args.threads, args.runs)
+    else:
+        oracle(args.manifest, args.sizes, args.strides, args.limit, args.latency, args.cut)
+
+
+if __name__ == "__main__":
+    main()
