@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
@@ -418,6 +419,39 @@ def grading(request: Request, state: StateDep, reviewer: ReviewerDep, grading_id
     return _grading_page(request, state, reviewer, grading_id)
 
 
+# Served as uploaded when a browser shows them as they are; anything else (HEIC from iPhones, TIFF,
+# BMP, very large files) as a JPEG rendition, EXIF orientation applied, so every photo displays and the
+# defect outlines (in EXIF-oriented pixels) stay aligned.
+BROWSER_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+MAX_ORIGINAL_BYTES = 8 * 1024 * 1024
+RENDITION_MAX_SIDE = 2400
+
+
+@lru_cache(maxsize=32)
+def _rendition(path: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    from model.preprocess import decode
+
+    rgb, _draft = decode(path.read_bytes(), target=RENDITION_MAX_SIDE)
+    img = Image.fromarray(rgb)
+    if max(img.size) > RENDITION_MAX_SIDE:
+        img.thumbnail((RENDITION_MAX_SIDE, RENDITION_MAX_SIDE), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
+def _displayable(state, meta: dict) -> Response:
+    ctype = (meta.get("content_type") or "").split(";")[0].strip().lower()
+    if ctype in BROWSER_TYPES and meta.get("bytes", 0) <= MAX_ORIGINAL_BYTES:
+        return _blob(state, meta["sha256"], ctype)
+    data = _rendition(state.blobs.path(meta["sha256"]))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
 @router.get("/gradings/{grading_id}/photos/{n}")
 def photo(state: StateDep, _reviewer: ReviewerDep, grading_id: str, n: int) -> Response:
     with state.sessions() as s:
@@ -425,7 +459,7 @@ def photo(state: StateDep, _reviewer: ReviewerDep, grading_id: str, n: int) -> R
         meta = next((p for p in row.body["photos"] if p["index"] == n), None) if row else None
     if meta is None:
         raise HTTPException(404, "no such photo")
-    return _blob(state, meta["sha256"], meta.get("content_type"))
+    return _displayable(state, meta)
 
 
 @router.get("/gradings/{grading_id}/disputes/{event_id}/photos/{k}")
@@ -438,7 +472,7 @@ def dispute_photo(
     found = (ev.payload.get("photos") or []) if ok else []
     if not 0 <= k < len(found):
         raise HTTPException(404, "no such photo")
-    return _blob(state, found[k]["sha256"], found[k].get("content_type"))
+    return _displayable(state, found[k])
 
 
 def _blob(state, sha: str, content_type: str | None) -> FileResponse:

@@ -378,3 +378,18 @@ def test_user_text_is_escaped_and_next_in_queue_walks_the_oldest_first(auditor, 
     auditor.post(f"/review/gradings/{later}/confirm", data=tok)
     r = auditor.get("/review/next?view=disputed", follow_redirects=False)
     assert r.headers["location"] == "/review/queue?view=disputed"
+
+
+def test_photos_browsers_cannot_show_are_served_as_jpeg_renditions(auditor, client, keys):
+    import io
+
+    from PIL import Image
+
+    from tests.serving.conftest import encode
+    from tests.serving.tiny_model import device_photo
+
+    tiff = encode(device_photo(), "TIFF")
+    gid = post_grading(client, keys.a, [("scan.tif", tiff, "image/tiff")]).json()["id"]
+    r = auditor.get(f"/review/gradings/{gid}/photos/0")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(r.content)).size == (800, 600)  # the size the outlines are drawn in
