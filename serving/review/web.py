@@ -337,7 +337,7 @@ def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryE
             ]
         elif e.kind == events.CONFIRMED:
             title = "Grades confirmed"
-            changes = [(std, g, g) for std, g in (p.get("after") or {}).items()]
+            changes = [(std, "", g) for std, g in (p.get("after") or {}).items()]
         elif e.kind == events.OVERRULED:
             title = "Grade overruled"
             changes = [

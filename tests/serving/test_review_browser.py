@@ -220,6 +220,9 @@ def test_a_reviewer_overrules_a_disputed_grade_in_the_browser(world, browser):
     expect(page.locator(".badge-lg")).to_have_text("Overruled")
     expect(page.locator(".dispute").first).to_contain_text("Resolved: overruled")
     _shot(page, "06-overruled")
+    page.set_viewport_size({"width": 1366, "height": 768})  # a small laptop: two columns still fit
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+    _shot(page, "06b-overruled-1366")
 
     # The refurbisher sees the resolution through the API.
     r = httpx.get(f"{base}/v1/gradings/{gid}", headers={"Authorization": f"Bearer {refurbisher}"})
