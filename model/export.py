@@ -101,6 +101,19 @@ def _set_card(m: onnx.ModelProto, card: ModelCard) -> None:
     )
 
 
+def update_card(path: str | Path, **changes) -> ModelCard:
+    """Rewrite only the card in an exported file (e.g. test metrics measured after export). The graph and
+    weights are untouched, so the parity verified at export still holds; `metrics` are merged."""
+    card = read_card(path)
+    if "metrics" in changes:
+        changes["metrics"] = {**card.metrics, **changes["metrics"]}
+    new = ModelCard.model_validate({**card.model_dump(), **changes})
+    m = onnx.load(str(path))
+    _set_card(m, new)
+    onnx.save(m, str(path))
+    return new
+
+
 def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], margin: float = 0.0) -> ParityReport:
     """Differences of `got` from `ref`; decisions are compared where `ref`'s top-2 margin >= `margin`."""
     rep = ParityReport(n_images=len(next(iter(ref.values()))))

@@ -81,7 +81,9 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_cmd(
         model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or .onnx")],
-        manifest: Annotated[list[Path], typer.Option("--manifest", "-m", exists=True, help="repeatable")],
+        manifest: Annotated[
+            list[str], typer.Option("--manifest", "-m", help="repeatable; PATH@train,val picks its splits")
+        ],
         report: Annotated[Path, typer.Option("--report", help="folder for report.md, plots, metrics.json")],
         split: Annotated[
             list[str] | None, typer.Option("--split", help="splits to use (default: test)")

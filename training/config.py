@@ -120,8 +120,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
-    """Manifest paths relative to the config file's folder become absolute (runs start anywhere)."""
+    """Paths in a config file (manifests, run_dir, resume) are relative to the file's folder; make them
+    absolute, so a run does the same from any working directory."""
     base = Path(base)
+
+    def absolute(p: str | None) -> str | None:
+        return None if p is None else str(p if Path(p).is_absolute() else (base / p).resolve())
 
     def fix(sources: list[SourceConfig]) -> list[SourceConfig]:
         return [
@@ -132,4 +136,6 @@ def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
         ]
 
     data = cfg.data.model_copy(update={"train": fix(cfg.data.train), "val": fix(cfg.data.val)})
-    return cfg.model_copy(update={"data": data})
+    return cfg.model_copy(
+        update={"data": data, "run_dir": absolute(cfg.run_dir), "resume": absolute(cfg.resume)}
+    )

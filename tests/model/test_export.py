@@ -18,6 +18,7 @@ from model.export import (
     run_onnx,
     stack_nchw,
     torch_outputs,
+    update_card,
     verify,
 )
 from model.outputs import INPUT_NAME, OUTPUT_NAMES
@@ -97,3 +98,13 @@ def test_int8_quantization_is_checked_against_fp32(exported, photos, tmp_path):
     assert report.argmax_agreement["zone_probs"] >= 0.9
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+
+
+def test_update_card_rewrites_only_the_card(exported, photos, tmp_path):
+    _, path, _ = exported
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(path.read_bytes())
+    update_card(copy, metrics={"test_bm_grade_accuracy": 0.5})
+    card = read_card(copy)
+    assert card.metrics["test_bm_grade_accuracy"] == 0.5 and card.thresholds == read_card(path).thresholds
+    np.testing.assert_array_equal(run_onnx(copy, photos)["zone_probs"], run_onnx(path, photos)["zone_probs"])

@@ -48,6 +48,18 @@ def test_config_is_strict_and_overrides_keep_types(tmp_path, toy):
         load_config(path)
     with pytest.raises(ConfigError, match="not key=value"):
         load_config(None, ["optim.lr"])
+    # Paths in a file are relative to the file, not to where the run starts.
+    from training.config import resolve_paths
+
+    rel = resolve_paths(
+        load_config(
+            None, ["data.train=[{manifest: m.jsonl}]", "early_stopping_patience=null", "run_dir=runs/x"]
+        ),
+        tmp_path,
+    )
+    assert rel.run_dir == str(tmp_path / "runs" / "x") and rel.data.train[0].manifest == str(
+        tmp_path / "m.jsonl"
+    )
     with pytest.raises(ConfigError, match="early stopping needs"):  # patience without val data
         load_config(None, [f"data.train=[{{manifest: {toy}}}]"])
 
