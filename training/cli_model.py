@@ -78,6 +78,39 @@ def register(app: typer.Typer) -> None:
         best = run_training(cfg)
         typer.echo(f"best checkpoint: {best}")
 
+    @app.command("calibrate")
+    def calibrate_cmd(
+        checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+        manifest: Annotated[
+            list[str] | None,
+            typer.Option("--manifest", "-m", help="PATH@splits; default: the run's val sources"),
+        ] = None,
+    ) -> None:
+        """(Re)calibrate a checkpoint's thresholds on validation data; stores them in the checkpoint."""
+        import json
+
+        import torch
+
+        from training.calibrate import calibrate
+        from training.config import TrainConfig
+        from training.dataset import load_items
+        from training.train import load_checkpoint
+
+        net, ckpt = load_checkpoint(checkpoint)
+        cfg = TrainConfig.model_validate(ckpt["config"])
+        items = []
+        if manifest:
+            for m in manifest:
+                path, _, splits = m.partition("@")
+                items += load_items(path, tuple(splits.split(",")) if splits else ("val",))
+        else:
+            items = [it for s in cfg.data.val for it in load_items(s.manifest, s.splits, s.limit)]
+        cal = calibrate(net, items)
+        ckpt["calibration"] = cal
+        torch.save(ckpt, checkpoint)
+        checkpoint.with_name("calibration.json").write_text(json.dumps(cal, indent=2))
+        typer.echo(json.dumps(cal["thresholds"], indent=2))
+
     @app.command("evaluate")
     def evaluate_cmd(
         model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or .onnx")],

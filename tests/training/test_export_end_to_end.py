@@ -35,6 +35,8 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     r = runner.invoke(app, ["train", "--config", str(cfg), "--set", "seed=3"])
     assert r.exit_code == 0, r.output
     ckpt = tmp_path / "run" / "best.pt"
+    r = runner.invoke(app, ["calibrate", str(ckpt), "-m", f"{manifest}@val,test"])  # recalibration
+    assert r.exit_code == 0 and "defect_pixel" in r.output, r.output
     onnx_path = tmp_path / "m.onnx"
     r = runner.invoke(app, ["export", str(ckpt), "--out", str(onnx_path), "--int8", "--version", "9.9.9"])
     assert r.exit_code == 0, r.output
