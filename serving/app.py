@@ -49,6 +49,7 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
         max_queue=settings.max_queue_photos,
         on_batch=metrics.on_batch,
         on_queue_depth=metrics.queue_depth.set,
+        expect_more=lambda: service.inflight > 1,
     )
     service = GradingService(settings, sessions, blobs, slot, batcher, metrics)
     return AppState(settings, engine, sessions, blobs, slot, batcher, metrics, service)
@@ -97,7 +98,9 @@ def _keep_uploads_in_memory(settings: Settings | None) -> None:
     Starlette offers no per-app setting)."""
     from starlette.formparsers import MultiPartParser
 
-    limit = settings.spool_max_bytes if settings is not None else Settings.model_fields["spool_max_bytes"].default
+    limit = (
+        settings.spool_max_bytes if settings is not None else Settings.model_fields["spool_max_bytes"].default
+    )
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, limit)
 
 

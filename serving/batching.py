@@ -1,7 +1,8 @@
 """Micro-batching: photos from concurrent requests share one ONNX Runtime run.
 
 A single worker thread owns the model runs. It takes the first waiting photo, then waits at most
-`max_wait_s` (from that photo's arrival) for more, up to `max_batch` photos, and runs them as one batch.
+`max_wait_s` (from that photo's arrival) for more, up to `max_batch` photos, and runs them as one batch;
+it does not wait at all when `expect_more()` says no other request is in flight.
 Under load the queue fills while a batch runs, so batches form without any waiting. The queue is
 bounded (in photos): `submit` raises `QueueFullError` instead of letting requests time out, and the
 API turns that into 503 + Retry-After. Each photo carries the model it was prepared for, so a model
@@ -47,12 +48,15 @@ class MicroBatcher:
         max_queue: int = 64,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
+        expect_more: Callable[[], bool] | None = None,
     ):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._on_depth = on_queue_depth
+        # Whether more photos may arrive soon (other requests in flight); when not, waiting is pure latency.
+        self._expect_more = expect_more
         self._items: deque[_Item] = deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -95,6 +99,8 @@ class MicroBatcher:
             if not self._items:
                 return None
             deadline = self._items[0].arrived + self.max_wait_s
+            if self._expect_more is not None and not self._expect_more():
+                deadline = 0.0
             while len(self._items) < self.max_batch and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

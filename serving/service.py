@@ -114,6 +114,11 @@ class GradingService:
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
+    @property
+    def inflight(self) -> int:
+        """Gradings admitted and not yet graded: they may add photos to the next batch soon."""
+        return self._inflight
+
     # -- creation -------------------------------------------------------------------------------
 
     def _check_uploads(self, uploads: list[Upload]) -> None:

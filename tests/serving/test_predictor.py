@@ -164,3 +164,15 @@ def test_grade_device_without_http(model, jpeg):
     g = grade_device(run_direct, model, [jpeg], device=Device(length_mm=146.7), standards=["ctia"])
     assert g.grades["ctia"].grade != "A" and g.instances[0].type.value == "scratch"
     assert g.instances[0].measurement.units == "mm"
+
+
+def test_micro_batcher_does_not_wait_when_nothing_else_is_in_flight(model):
+    batcher = MicroBatcher(max_batch=8, max_wait_s=0.5, max_queue=8, expect_more=lambda: False)
+    img = np.zeros((128, 128, 3), np.uint8)
+    try:
+        batcher.run(model, [img])
+        t = time.perf_counter()
+        batcher.run(model, [img])
+        assert time.perf_counter() - t < 0.25  # not the 0.5 s bound
+    finally:
+        batcher.stop()
