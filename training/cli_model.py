@@ -125,15 +125,28 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--compare", help="a second model, e.g. the INT8 file")
         ] = None,
         limit: Annotated[int | None, typer.Option(help="at most this many photos")] = None,
+        card_metrics: Annotated[
+            bool, typer.Option("--card-metrics", help="write the headline (test_*) into the ONNX file's card")
+        ] = False,
     ) -> None:
         """Evaluate on a manifest through serving's post-processing and the rules engine; write a report."""
         from training.evaluate import headline, run_evaluation
 
-        metrics = run_evaluation(
-            model, [str(m) for m in manifest], report, tuple(split or ["test"]), compare, limit
-        )
+        for m in manifest:
+            if not Path(m.partition("@")[0]).is_file():
+                typer.echo(f"no such manifest: {m}", err=True)
+                raise typer.Exit(2)
+        metrics = run_evaluation(model, manifest, report, tuple(split or ["test"]), compare, limit)
         for k, v in headline(metrics).items():
             typer.echo(f"{k}: {v:.4f}")
+        if card_metrics:
+            if model.suffix != ".onnx":
+                typer.echo("--card-metrics needs an .onnx model", err=True)
+                raise typer.Exit(2)
+            from model.export import update_card
+
+            update_card(model, metrics={f"test_{k}": float(v) for k, v in headline(metrics).items()})
+            typer.echo(f"card metrics updated in {model}")
         typer.echo(f"report: {report / 'report.md'}")
 
     @app.command("export")

@@ -56,15 +56,12 @@ def test_synth_train_export_parity_evaluate(tmp_path):
             "evaluate",
             str(onnx_path),
             "-m",
-            str(manifest),
+            f"{manifest}@val,test",
             "--report",
             str(report),
-            "--split",
-            "test",
-            "--split",
-            "val",
             "--compare",
             str(tmp_path / "m.int8.onnx"),
+            "--card-metrics",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -72,3 +69,7 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     assert "## Grades: backmarket" in text and "Compared with" in text
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["kind"] == "onnx" and metrics["n_photos"] == sum(r.split != "train" for r in records)
+    card = read_card(onnx_path)  # the test figures went into the card; the weights did not change
+    assert any(k.startswith("test_") for k in card.metrics) and any(
+        k.startswith("val_") for k in card.metrics
+    )
