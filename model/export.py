@@ -106,7 +106,9 @@ def update_card(path: str | Path, **changes) -> ModelCard:
     weights are untouched, so the parity verified at export still holds; `metrics` are merged."""
     card = read_card(path)
     if "metrics" in changes:
-        changes["metrics"] = {**card.metrics, **changes["metrics"]}
+        # NaN (an undefined metric, e.g. kappa with one grade) would serialise as null and break the card.
+        new_metrics = {k: float(v) for k, v in changes["metrics"].items() if v is not None and v == v}
+        changes["metrics"] = {**card.metrics, **new_metrics}
     new = ModelCard.model_validate({**card.model_dump(), **changes})
     m = onnx.load(str(path))
     _set_card(m, new)

@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
             card_metrics |= {
                 f"test_{k}": float(v)
                 for k, v in headline(json.loads(metrics.read_text())).items()
-                if v is not None
+                if v is not None and v == v  # undefined metrics stay out of the card
             }
         card = ModelCard(
             name=name,
