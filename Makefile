@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-# The main job. Until the bundled model lands: the rules engine on a sample of measured defects.
+# The main job: the grading service on the bundled model (models/default.onnx), docs at /docs.
+# API keys: `$(BIN)/refurbgrade keys create --role refurbisher --tenant NAME` (README, "Grading service").
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/refurbgrade standards list
-	$(BIN)/refurbgrade rules grade datasets/samples/instances_example.json
+	$(BIN)/refurbgrade serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
