@@ -22,7 +22,7 @@ from model.rules import StandardError, grade, list_standards, load_standard
 from model.taxonomy import DeviceKind
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines name a file: never wrap them
 
 standards_app = typer.Typer(help="The bundled grading standards.", no_args_is_help=True)
 rules_app = typer.Typer(
