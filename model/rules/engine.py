@@ -184,9 +184,18 @@ def grade_probabilities(
     device_kind: DeviceKind | str = DeviceKind.PHONE,
 ) -> tuple[dict[str, float], str]:
     """Probability of each grade given each instance's confidence, and the method used."""
+    return _probabilities(_compile(instances, standard, device_kind))
+
+
+def _compile(
+    instances: Sequence[DefectInstance], standard: Standard | str, device_kind: DeviceKind | str
+) -> _Compiled:
     std = _resolve(standard)
-    insts = _relevant(instances)
-    c = _Compiled(std, insts, std.reference_length_mm[DeviceKind(device_kind)])
+    return _Compiled(std, _relevant(instances), std.reference_length_mm[DeviceKind(device_kind)])
+
+
+def _probabilities(c: _Compiled) -> tuple[dict[str, float], str]:
+    std, insts = c.std, c.instances
     conf = np.array([i.confidence for i in insts], dtype=float)
     sure = conf >= 1.0
     unsure = np.flatnonzero(~sure)
@@ -219,13 +228,12 @@ def grade(
     present_at: float = 0.5,
 ) -> GradeResult:
     """Grade one device from the instances found on all its photos."""
-    std = _resolve(standard)
-    insts = _relevant(instances)
-    c = _Compiled(std, insts, std.reference_length_mm[DeviceKind(device_kind)])
+    c = _compile(instances, standard, device_kind)
+    std, insts = c.std, c.instances
     present = np.array([i.confidence >= present_at for i in insts], dtype=bool)
     g = int(c.best_grade(present[None, :])[0])
     barred = {std.grades[b].name: c.reasons(present, b) for b in range(g)}
-    probs, method = grade_probabilities(instances, std, device_kind)
+    probs, method = _probabilities(c)  # the same compiled matrices: built once per grading
     threshold = std.review_threshold if review_threshold is None else review_threshold
     chosen = std.grades[g]
     advice = []
