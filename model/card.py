@@ -34,8 +34,12 @@ class Thresholds(BaseModel):
 
     # Per defect type: a pixel belongs to a defect when its probability reaches this.
     defect_pixel: dict[str, float]
-    # Per defect type: temperature applied to an instance's peak logit to make its confidence calibrated.
+    # Per defect type, Platt scaling of an instance's peak: confidence =
+    # sigmoid((logit(peak) - logit(defect_pixel)) / temperature + offset). Measured from the pixel
+    # threshold because the maps are coverage maps: a hairline's peak is its share of a mask cell
+    # (often 0.2-0.4), so a raw peak says how thin a defect is, not how likely it is to be real.
     confidence_temperature: dict[str, float] = Field(default_factory=dict)
+    confidence_offset: dict[str, float] = Field(default_factory=dict)
     # Instances whose calibrated confidence is below this are dropped before grading.
     min_instance_confidence: float = Field(default=0.05, ge=0, le=1)
     # needs_review is raised when the top grade's probability is below this.

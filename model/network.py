@@ -88,14 +88,29 @@ class Lite0Encoder(nn.Module):
         self.channels = tuple(LITE0_TAPS[s][1] for s in strides)
         self.last = max(self.taps)
         self.drop_connect = drop_connect
+        self.n_frozen = 0  # see `freeze`; with 0 the prefix is the (trainable) stem alone
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        return self.forward_suffix(*self.forward_prefix(x))
+
+    def forward_prefix(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The frozen part (stem and the first `n_frozen` blocks): its taps and its last activation.
+        Frozen blocks stay in eval mode (no stochastic depth), so this is deterministic in training
+        too, which is what makes caching it exact."""
         x = self.act(self.bn0(self.conv_stem(x)))
         feats = []
+        for i in range(self.n_frozen):
+            x = self.blocks[i](x, drop_connect_rate=None)
+            if i in self.taps:
+                feats.append(x)
+        return feats, x
+
+    def forward_suffix(self, feats: list[Tensor], x: Tensor) -> list[Tensor]:
+        feats = list(feats)
         n = len(self.blocks)
-        for i, block in enumerate(self.blocks):
+        for i in range(self.n_frozen, n):
             # Stochastic depth scaled by depth, as the package's classifier does.
-            x = block(x, drop_connect_rate=self.drop_connect * i / n if self.training else None)
+            x = self.blocks[i](x, drop_connect_rate=self.drop_connect * i / n if self.training else None)
             if i in self.taps:
                 feats.append(x)
             if i == self.last:
@@ -107,6 +122,7 @@ class Lite0Encoder(nn.Module):
         textures that ImageNet already learned, and the most expensive layers to back-propagate at high
         resolution."""
         frozen = [self.conv_stem, self.bn0, *list(self.blocks)[:n_blocks]]
+        self.n_frozen = n_blocks
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -147,19 +163,39 @@ class TinyEncoder(nn.Module):
             chans.append(cout)
         self.stages = nn.ModuleList(stages)
         self.channels = tuple(chans[{2: 0, 4: 1, 8: 2, 16: 3, 32: 4}[s]] for s in strides)
+        self.n_frozen = 0
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        return self.forward_suffix(*self.forward_prefix(x))
+
+    def forward_prefix(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
         feats = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i in range(self.n_frozen):
+            x = self.stages[i](x)
+            if 2 ** (i + 1) in self.strides:
+                feats.append(x)
+        return feats, x
+
+    def forward_suffix(self, feats: list[Tensor], x: Tensor) -> list[Tensor]:
+        feats = list(feats)
+        for i in range(self.n_frozen, len(self.stages)):
+            x = self.stages[i](x)
             if 2 ** (i + 1) in self.strides:
                 feats.append(x)
         return feats
 
     def freeze(self, n_blocks: int) -> None:
-        for stage in list(self.stages)[:n_blocks]:
+        self.n_frozen = n_blocks
+        self._frozen = list(self.stages)[:n_blocks]
+        for stage in self._frozen:
             for p in stage.parameters():
                 p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TinyEncoder:
+        super().train(mode)
+        for m in getattr(self, "_frozen", []):
+            m.eval()  # frozen BN statistics stay fixed (and cached prefixes stay exact)
+        return self
 
 
 class DefectNet(nn.Module):
@@ -208,7 +244,19 @@ class DefectNet(nn.Module):
         nn.init.constant_(self.defect_head.bias, -4.0)
 
     def forward_logits(self, image: Tensor) -> NetOutputs:
-        feats = self.encoder(self.normalise(image))
+        return self.logits_from_prefix(self.frozen_prefix(image))
+
+    @property
+    def frozen_blocks(self) -> int:
+        return self.encoder.n_frozen
+
+    def frozen_prefix(self, image: Tensor) -> tuple[list[Tensor], Tensor]:
+        """What the frozen encoder blocks compute: a pure function of the photo, so training can cache
+        it (`training.feature_cache`) and run only the trainable rest on each step."""
+        return self.encoder.forward_prefix(self.normalise(image))
+
+    def logits_from_prefix(self, prefix: tuple[list[Tensor], Tensor]) -> NetOutputs:
+        feats = self.encoder.forward_suffix(*prefix)
         top = self.lateral[-1](feats[-1])
         for i in range(len(feats) - 2, -1, -1):
             top = self.lateral[i](feats[i]) + F.interpolate(top, scale_factor=2.0, mode="nearest")

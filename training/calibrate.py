@@ -2,9 +2,10 @@
 
 1. Defect pixel threshold per type: the probability cut whose instances best match the truth (F1,
    serving's post-processing, validation photos with instance labels).
-2. Confidence temperature per type: serving's instances at those thresholds are matched to the truth;
-   a temperature on each instance's peak logit is fitted by grid search to minimise the log-loss of
-   "this instance is real" (1.0 where there are no instances to fit on).
+2. Confidence per type (Platt scaling): serving's instances at those thresholds are matched to the
+   truth; a temperature and an offset on each instance's peak logit, measured from the pixel
+   threshold's logit, are fitted by grid search to minimise the log-loss of "this instance is real"
+   (1 and 0, i.e. "above the threshold is a coin toss or better", where there are too few instances).
 3. needs_review_below: the lowest top-grade probability at which the devices graded without review
    reach `TARGET_ACCURACY` on validation devices (0.8 without graded validation devices).
 """
@@ -26,6 +27,12 @@ TARGET_ACCURACY = 0.95
 # Low cuts too: a hairline covers a small share of its mask cell, so its coverage map is faint.
 GRID = np.round(np.r_[0.03, 0.05, 0.075, np.arange(0.1, 0.61, 0.05)], 3)
 TEMPERATURES = np.exp(np.linspace(math.log(0.25), math.log(10.0), 61))
+OFFSETS = np.linspace(-4.0, 4.0, 81)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
 
 
 def pixel_thresholds(preds: list[Prediction], size: int, stride: int) -> tuple[dict[str, float], dict]:
@@ -55,16 +62,15 @@ def pixel_thresholds(preds: list[Prediction], size: int, stride: int) -> tuple[d
     return {name: out.get(name, fallback) for name in DEFECT_CHANNELS}, figures
 
 
-def fit_temperature(peaks: np.ndarray, real: np.ndarray) -> float:
-    p = np.clip(peaks, 1e-6, 1 - 1e-6)
-    logit = np.log(p / (1 - p))
-    best, best_nll = 1.0, float("inf")
-    for T in TEMPERATURES:
-        q = np.clip(1 / (1 + np.exp(-logit / T)), 1e-6, 1 - 1e-6)
-        nll = -np.mean(real * np.log(q) + (1 - real) * np.log(1 - q))
-        if nll < best_nll:
-            best, best_nll = float(T), nll
-    return best
+def fit_confidence(z: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """(temperature, offset) minimising the log-loss of `real` given each instance's uncalibrated
+    score z = logit(peak) - logit(pixel threshold) (`model.postprocess.instance_confidence`); the grid
+    keeps the temperature positive, so a higher peak never means a lower confidence."""
+    q = 1 / (1 + np.exp(-(z[None, None, :] / TEMPERATURES[:, None, None] + OFFSETS[None, :, None])))
+    q = np.clip(q, 1e-6, 1 - 1e-6)
+    nll = -np.mean(real * np.log(q) + (1 - real) * np.log(1 - q), axis=-1)
+    i, j = np.unravel_index(int(np.argmin(nll)), nll.shape)
+    return float(TEMPERATURES[i]), float(OFFSETS[j])
 
 
 def calibrate(net, val_items: list[Item], batch_size: int = 8) -> dict:
@@ -75,19 +81,21 @@ def calibrate(net, val_items: list[Item], batch_size: int = 8) -> dict:
     pixel, pixel_fig = pixel_thresholds(preds, size, stride)
     raw = Thresholds(defect_pixel=pixel, min_instance_confidence=0.0)
     results = [photo_result(p, raw, size, stride) for p in preds]
-    temps, temp_fig = {}, {}
+    temps, offsets, temp_fig = {}, {}, {}
     for name in DEFECT_CHANNELS:
+        # Uncalibrated, an instance's confidence is sigmoid(z): its logit is the score to fit on.
         pairs = [
-            (m.pred.confidence, m.gt is not None)
+            (_logit(m.pred.confidence), m.gt is not None)
             for r in results
             for m in r.matches
             if m.type == name and m.pred is not None
         ]
         if len(pairs) >= 5:
-            peaks, real = np.array(pairs, dtype=float).T
-            temps[name] = round(fit_temperature(peaks, real), 3)
+            z, real = np.array(pairs, dtype=float).T
+            T, b = fit_confidence(z, real)
+            temps[name], offsets[name] = round(T, 3), round(b, 3)
             temp_fig[name] = {"instances": len(pairs), "precision": float(real.mean())}
-    thresholds = Thresholds(defect_pixel=pixel, confidence_temperature=temps)
+    thresholds = Thresholds(defect_pixel=pixel, confidence_temperature=temps, confidence_offset=offsets)
     results = [photo_result(p, thresholds, size, stride) for p in preds]
     rows = grade_devices(results, list_standards())
     review_fig = {}

@@ -35,6 +35,12 @@ class DataConfig(Strict):
     samples_per_epoch: int | None = Field(default=None, gt=0, description="default: all training records")
     augment: bool = True
     cache_images: bool = Field(default=False, description="keep decoded, letterboxed photos in memory")
+    feature_cache: bool = Field(
+        default=False,
+        description="keep the frozen encoder blocks' output per photo view in memory and train only the "
+        "rest (training.feature_cache); needs model.overrides.freeze_blocks > 0",
+    )
+    feature_cache_views: int = Field(default=1, gt=0, description="augmented views cached per photo")
 
 
 class ModelConfig(Strict):

@@ -32,8 +32,15 @@ class Logits(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, image: Tensor):
-        return self.net.forward_logits(image)
+    def forward(self, inputs):
+        # A photo batch, or the cached output of the frozen encoder blocks (`training.feature_cache`).
+        if isinstance(inputs, Tensor):
+            return self.net.forward_logits(inputs)
+        return self.net.logits_from_prefix(inputs)
+
+
+def model_inputs(batch: dict) -> Tensor | tuple:
+    return batch["prefix"] if "prefix" in batch else batch["image"]
 
 
 def _base(model: nn.Module) -> nn.Module:
@@ -44,6 +51,8 @@ def _base(model: nn.Module) -> nn.Module:
 
 
 def mask_targets(batch: dict[str, Tensor], stride: int) -> tuple[Tensor, Tensor]:
+    if "defect_cells" in batch:  # already at mask resolution (feature cache)
+        return batch["defect_cells"], batch["zone_cells"]
     defects = F.avg_pool2d(batch["defects"], stride) if stride > 1 else batch["defects"]
     zone = batch["zone"][:, stride // 2 :: stride, stride // 2 :: stride]  # nearest: cell centres
     return defects, zone
@@ -116,7 +125,7 @@ def train_one_epoch(
     for step, batch in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        losses = compute_losses(model(batch["image"]), batch, stride, loss_weights)
+        losses = compute_losses(model(model_inputs(batch)), batch, stride, loss_weights)
         if not math.isfinite(losses["loss"].item()):
             raise FloatingPointError(
                 f"non-finite loss at step {step}: { {k: v.item() for k, v in losses.items()} }"
@@ -150,7 +159,7 @@ def evaluate(
     correct = {"view": [0, 0], "quality": [0, 0]}
     n = 0
     for batch in loader:
-        logits = net.forward_logits(batch["image"])
+        logits = Logits(net)(model_inputs(batch))
         for k, v in compute_losses(logits, batch, stride, loss_weights).items():
             sums[k] += v.item()
         n += 1

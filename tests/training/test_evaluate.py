@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from model.instances import mm
-from training.calibrate import fit_temperature, pixel_thresholds
+from model.postprocess import instance_confidence
+from training.calibrate import fit_confidence, pixel_thresholds
 from training.metrics import GtInstance, coverage_curve, ece, match_instances, pick_review_threshold, prf
 
 
@@ -46,13 +47,29 @@ def test_ece_and_coverage_curve():
     assert pick_review_threshold(curve, 0.85) == 0.62  # lowest cut whose accepted devices are >= 85% right
 
 
-def test_temperature_fit_softens_overconfident_instances():
+def test_confidence_fit_softens_overconfident_instances():
     rng = np.random.default_rng(0)
-    peaks = np.full(400, 0.99)
-    real = (rng.random(400) < 0.7).astype(float)  # 99% confident, 70% right
-    T = fit_temperature(peaks, real)
-    calibrated = 1 / (1 + np.exp(-np.log(0.99 / 0.01) / T))
-    assert T > 1 and calibrated == pytest.approx(real.mean(), abs=0.03)
+    z = np.full(400, 4.0)  # every instance far above its pixel threshold...
+    real = (rng.random(400) < 0.7).astype(float)  # ...yet only 70% are real
+    T, b = fit_confidence(z, real)
+    peak = 1 / (1 + np.exp(-4.0))  # z = 4 against a 0.5 pixel cut
+    assert instance_confidence(peak, 0.5) > 0.98  # uncalibrated: overconfident
+    assert instance_confidence(peak, 0.5, T, b) == pytest.approx(real.mean(), abs=0.03)
+
+
+def test_confidence_fit_lifts_faint_but_real_instances():
+    """A hairline's coverage peak sits just above a low pixel cut (z small): if such instances are
+    nearly all real, calibration must make them count in grading (confidence above 0.5)."""
+    rng = np.random.default_rng(1)
+    z = rng.uniform(0.05, 0.6, 300)
+    real = (rng.random(300) < 0.9).astype(float)
+    T, b = fit_confidence(z, real)
+    faint = 1 / (1 + np.exp(-(0.3 / T + b)))
+    assert faint > 0.8
+    # and faint instances that are mostly noise are pushed below 0.5
+    noise = (rng.random(300) < 0.2).astype(float)
+    T2, b2 = fit_confidence(z, noise)
+    assert 1 / (1 + np.exp(-(0.3 / T2 + b2))) < 0.35
 
 
 def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
