@@ -9,7 +9,13 @@ import pytest
 
 from model.instances import mm
 from model.postprocess import instance_confidence
-from training.calibrate import fit_confidence, pixel_thresholds
+from training.calibrate import (
+    fit_confidence,
+    fit_confidences,
+    grade_accuracy,
+    pixel_thresholds,
+    refine_for_grades,
+)
 from training.metrics import GtInstance, coverage_curve, ece, match_instances, pick_review_threshold, prf
 
 
@@ -72,7 +78,8 @@ def test_confidence_fit_lifts_faint_but_real_instances():
     assert 1 / (1 + np.exp(-(0.3 / T2 + b2))) < 0.35
 
 
-def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
+def _perfect_preds(tmp_path):
+    """Toy photos with a perfect network's output: each mask cell's true defect coverage."""
     from model.manifest import resolve
     from model.preprocess import prepare
     from training.dataset import build_targets, load_items
@@ -87,6 +94,11 @@ def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
         zone = np.eye(5, dtype=np.float32)[t["zone"][2::4, 2::4].clip(0, 4)].transpose(2, 0, 1)
         _, lb = prepare(resolve(item.manifest, item.record.image), 64)
         preds.append(Prediction(item, t["image"], lb, {"defect_probs": cover, "zone_probs": zone}))
+    return preds
+
+
+def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
+    preds = _perfect_preds(tmp_path)
     cut, figures = pixel_thresholds(preds, 64, 4)
     present = {i.type.value for p in preds for i in p.item.record.instances}
     assert present and set(figures) == present
@@ -133,3 +145,20 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
     assert (tmp_path / "rep" / "confusion_backmarket.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert saved["n_photos"] == m["n_photos"] and (tmp_path / "rep" / "photos.jsonl").exists()
+
+
+def test_grade_refinement_moves_a_bad_cut_and_never_loses_accuracy(tmp_path):
+    preds = _perfect_preds(tmp_path)
+    good, _ = pixel_thresholds(preds, 64, 4)
+    bad = {**good, "scratch": 0.6}  # a cut too high for a coverage map: hairlines break up or vanish
+    acc = {
+        name: grade_accuracy(preds, fit_confidences(preds, cuts, 64, 4)[0], 64, 4)
+        for name, cuts in (("good", good), ("bad", bad))
+    }
+    assert acc["bad"] < acc["good"]
+    refined, fig = refine_for_grades(preds, bad, 64, 4, ["scratch"])
+    assert refined["scratch"] < 0.6 and set(refined) == set(bad)
+    assert (
+        fig["val_grade_accuracy_after"] >= acc["good"] - 1e-9 > acc["bad"] == fig["val_grade_accuracy_before"]
+    )
+    assert {t["type"] for t in fig["tried"]} == {"scratch"}
