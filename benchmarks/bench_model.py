@@ -9,6 +9,10 @@ python benchmarks/bench_model.py oracle --manifest datasets/generated/synth_test
     target) go through serving's post-processing; it prints the share of scratches that survive
     and the median scratch-length error. That is the floor no training can beat at that setting.
     With `--latency`, it also exports an untrained network at each setting and times it.
+python benchmarks/bench_model.py observable --manifest datasets/generated/synth_val/manifest.jsonl
+    How much of the synthetic grade truth a photo can show at all: the rules engine on the *true*
+    instances (100% by construction), then with every width set to 0, then without the defects
+    shorter than 1, 2, 3 photo pixels. Widths far below a pixel only matter if they decide grades.
 """
 
 from __future__ import annotations
@@ -128,6 +132,48 @@ def oracle(
             )
 
 
+def observable(manifest: str) -> None:
+    from model.instances import DefectInstance, Measurement
+    from model.manifest import read_manifest
+    from model.rules import grade
+    from model.taxonomy import Zone
+
+    recs = [r for r in read_manifest(manifest) if r.grades.get("backmarket") and r.mm_per_px]
+
+    def accuracy(min_px: float, keep_width: bool) -> float:
+        ok = []
+        for r in recs:
+            insts = [
+                DefectInstance(
+                    type=i.type,
+                    zone=i.zone or Zone.BODY,
+                    photo_index=0,
+                    box=(0, 0, 1, 1),
+                    polygon=[(0, 0), (1, 0), (1, 1)],
+                    confidence=1.0,
+                    measurement=Measurement(
+                        units="mm",
+                        length=i.length_mm or 0.0,
+                        width=(i.width_mm or 0.0) if keep_width else 0.0,
+                        area=i.area_mm2 or 0.0,
+                    ),
+                )
+                for i in r.instances
+                if (i.length_mm or 0.0) / r.mm_per_px >= min_px
+            ]
+            ok.append(
+                grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
+                == r.grades["backmarket"]
+            )
+        return float(np.mean(ok))
+
+    print(f"{len(recs)} graded photos from {manifest}; Back Market accuracy of the rules on the truth:")
+    print(f"  true instances: {accuracy(0, True):.3f}")
+    print(f"  widths set to 0: {accuracy(0, False):.3f}")
+    for px in (1, 2, 3):
+        print(f"  without defects shorter than {px} photo px: {accuracy(px, True):.3f}")
+
+
 def _untrained_latency(size: int, stride: int) -> float:
     import torch
 
@@ -167,9 +213,13 @@ def main() -> None:
     o.add_argument("--limit", type=int, default=150)
     o.add_argument("--latency", action="store_true")
     o.add_argument("--cut", type=float, default=0.15, help="pixel threshold on the coverage maps")
+    v = sub.add_parser("observable")
+    v.add_argument("--manifest", required=True)
     args = ap.parse_args()
     if args.cmd == "latency":
         latency(args.models, args.threads, args.runs)
+    elif args.cmd == "observable":
+        observable(args.manifest)
     else:
         oracle(args.manifest, args.sizes, args.strides, args.limit, args.latency, args.cut)
 
