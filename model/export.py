@@ -13,7 +13,8 @@ wrote and raises `ExportVerificationError` instead of leaving a file that servin
 INT8 (`quantize_int8`): onnxruntime static QDQ quantization calibrated on training photos; the final
 sigmoid/softmax stay in float so probabilities keep their resolution. Its check is against the FP32
 file, with the looser `INT8_TOLERANCE` (quantization changes values by design; what must not change
-is which pixels are defects and which zone a pixel is in).
+is which pixels are defects, which zone a pixel is in, and the view and quality decisions), on the
+decisions FP32 makes with a margin and keeps under +-`INT8_NOISE` grey levels of input noise.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ FP32_TOLERANCE = {"max_abs": 1e-3, "min_argmax_agreement": 0.999}
 # under any perturbation, and an untrained or uncertain head is all near ties.
 INT8_TOLERANCE = {"mean_abs": 0.05, "min_argmax_agreement": 0.90}
 INT8_MARGIN = 0.2
+# ... and where FP32 itself holds its decision when every input pixel moves by up to INT8_NOISE grey
+# levels (below JPEG noise), in each of INT8_NOISE_DRAWS draws. Measured on the 2026-12-02 model: FP32's
+# view decision flips on 2 of 22 sure verification photos (real laptop lids and cracked screens) under
+# +-1 grey level, and quantizing only the stem already flips 3; a decision that fragile is a property of
+# the network, not of the quantization, and would fail every INT8 file however little it changed.
+INT8_NOISE = 2
+INT8_NOISE_DRAWS = 3
 
 
 class ExportVerificationError(RuntimeError):
@@ -54,6 +62,7 @@ class ParityReport:
     max_abs: dict[str, float] = field(default_factory=dict)
     mean_abs: dict[str, float] = field(default_factory=dict)
     argmax_agreement: dict[str, float] = field(default_factory=dict)
+    compared: dict[str, int] = field(default_factory=dict)  # decisions (pixels or photos) compared
     n_images: int = 0
 
     def to_dict(self) -> dict:
@@ -62,6 +71,7 @@ class ParityReport:
             "max_abs": self.max_abs,
             "mean_abs": self.mean_abs,
             "argmax_agreement": self.argmax_agreement,
+            "compared": self.compared,
         }
 
 
@@ -116,8 +126,19 @@ def update_card(path: str | Path, **changes) -> ModelCard:
     return new
 
 
-def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], margin: float = 0.0) -> ParityReport:
-    """Differences of `got` from `ref`; decisions are compared where `ref`'s top-2 margin >= `margin`."""
+def decisions(out: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """What an output decides: defect pixels at 0.5 (per pixel), otherwise the argmax class."""
+    return out[name] >= 0.5 if name == "defect_probs" else out[name].argmax(axis=1)
+
+
+def compare(
+    ref: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    margin: float = 0.0,
+    stable: dict[str, np.ndarray] | None = None,
+) -> ParityReport:
+    """Differences of `got` from `ref`; decisions are compared where `ref`'s top-2 margin >= `margin`
+    (and, given `stable`, where that mask of `ref`'s robust decisions is true)."""
     rep = ParityReport(n_images=len(next(iter(ref.values()))))
     for name in OUTPUT_NAMES:
         a, b = ref[name].astype(np.float64), got[name].astype(np.float64)
@@ -125,15 +146,33 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], margin: floa
             raise ExportVerificationError(f"{name}: shape {b.shape} != PyTorch's {a.shape}")
         d = np.abs(a - b)
         rep.max_abs[name], rep.mean_abs[name] = float(d.max()), float(d.mean())
-        if name == "defect_probs":  # per-pixel decisions at 0.5
-            same = (a >= 0.5) == (b >= 0.5)
+        same = decisions(ref, name) == decisions(got, name)
+        if name == "defect_probs":
             sure = np.abs(a - 0.5) * 2 >= margin
         else:
-            same = a.argmax(axis=1) == b.argmax(axis=1)
             top2 = np.sort(a, axis=1)
             sure = (top2[:, -1] - top2[:, -2]) >= margin
+        if stable is not None:
+            sure &= stable[name]
         rep.argmax_agreement[name] = float(same[sure].mean()) if sure.any() else 1.0
+        rep.compared[name] = int(sure.sum())
     return rep
+
+
+def noise_stable(
+    path: str | Path, images: np.ndarray, ref: dict[str, np.ndarray], amp: int, draws: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per output, where the model at `path` keeps `ref`'s decision under uniform +-`amp` grey-level noise
+    on every pixel, in all of `draws` draws (the decisions a small perturbation should not move)."""
+    sess = _session(path)
+    rng = np.random.default_rng(seed)
+    stable = {name: np.ones(decisions(ref, name).shape, bool) for name in OUTPUT_NAMES}
+    for _ in range(draws):
+        noisy = images.astype(np.int16) + rng.integers(-amp, amp + 1, images.shape)
+        out = run_onnx(sess, np.clip(noisy, 0, 255).astype(np.uint8))
+        for name in OUTPUT_NAMES:
+            stable[name] &= decisions(out, name) == decisions(ref, name)
+    return stable
 
 
 def torch_outputs(model: nn.Module, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
@@ -269,8 +308,13 @@ def quantize_int8(
     onnx.save(q, str(out))
     onnx.checker.check_model(str(out))
     ref = run_onnx(fp32_path, verify_images)
-    rep = compare(ref, run_onnx(out, verify_images), margin=INT8_MARGIN)
-    _check_tolerance(rep, INT8_TOLERANCE, "INT8 vs FP32")
+    stable = noise_stable(fp32_path, verify_images, ref, INT8_NOISE, INT8_NOISE_DRAWS)
+    rep = compare(ref, run_onnx(out, verify_images), margin=INT8_MARGIN, stable=stable)
+    try:
+        _check_tolerance(rep, INT8_TOLERANCE, "INT8 vs FP32")
+    except ExportVerificationError:
+        out.replace(out.with_suffix(".failed.onnx"))  # as for FP32: never a failing file under the asked name
+        raise
     return rep
 
 

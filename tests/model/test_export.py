@@ -12,7 +12,10 @@ from model.card import ModelCard, Thresholds
 from model.export import (
     OPSET,
     ExportVerificationError,
+    compare,
+    decisions,
     export_onnx,
+    noise_stable,
     quantize_int8,
     read_card,
     run_onnx,
@@ -98,6 +101,49 @@ def test_int8_quantization_is_checked_against_fp32(exported, photos, tmp_path):
     assert report.argmax_agreement["zone_probs"] >= 0.9
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+
+
+def test_a_failing_int8_file_never_stays_under_the_asked_name(exported, photos, tmp_path, monkeypatch):
+    _, path, _ = exported
+    monkeypatch.setattr("model.export.INT8_TOLERANCE", {"min_argmax_agreement": 1.01})  # unreachable
+    out = tmp_path / "bad.int8.onnx"
+    with pytest.raises(ExportVerificationError, match="INT8 vs FP32"):
+        quantize_int8(path, out, photos, photos)
+    assert not out.exists() and out.with_suffix(".failed.onnx").is_file()
+
+
+def test_compare_counts_only_sure_and_stable_decisions():
+    # Three photos: FP32 sure on all three; INT8 flips photo 2, whose FP32 decision is marked unstable.
+    ref = {n: np.full((3, 2, 2, 2), 0.9, np.float32) for n in ("defect_probs", "zone_probs")}
+    ref |= {
+        n: np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]], np.float32) for n in ("view_probs", "quality_probs")
+    }
+    got = {k: v.copy() for k, v in ref.items()}
+    got["view_probs"][2] = [0.2, 0.8]
+    assert compare(ref, got, margin=0.2).argmax_agreement["view_probs"] == pytest.approx(2 / 3)
+    stable = {k: np.ones(v.shape[:1] if v.ndim == 2 else v[:, 0].shape, bool) for k, v in ref.items()}
+    stable["defect_probs"] = np.ones(ref["defect_probs"].shape, bool)
+    stable["view_probs"][2] = False
+    rep = compare(ref, got, margin=0.2, stable=stable)
+    assert rep.argmax_agreement["view_probs"] == 1.0 and rep.compared["view_probs"] == 2
+    assert compare(ref, got, margin=0.5).compared["view_probs"] == 2  # margins 0.8, 0.6 (not 0.4)
+
+
+def test_noise_stability_is_measured_not_assumed(exported, photos):
+    _, path, _ = exported
+    ref = run_onnx(path, photos)
+    still = noise_stable(path, photos, ref, amp=0, draws=2)  # no noise: every decision holds
+    assert all(s.all() for s in still.values())
+    assert (
+        still["view_probs"].shape == (len(photos),)
+        and still["zone_probs"].shape == ref["zone_probs"][:, 0].shape
+    )
+    # One draw of +-40 grey levels: exactly the decisions of the model on that noisy copy.
+    loud = noise_stable(path, photos, ref, amp=40, draws=1, seed=5)
+    noisy = photos.astype(np.int16) + np.random.default_rng(5).integers(-40, 41, photos.shape)
+    moved = run_onnx(path, np.clip(noisy, 0, 255).astype(np.uint8))
+    for name in OUTPUT_NAMES:
+        np.testing.assert_array_equal(loud[name], decisions(moved, name) == decisions(ref, name))
 
 
 def test_update_card_rewrites_only_the_card(exported, photos, tmp_path):
