@@ -1,4 +1,4 @@
-"""`refurbgrade train | evaluate | export`: the model commands. Torch-free at import (each command imports
+"""`refurbgrade train | calibrate | evaluate | export | quantize`: the model commands. Torch-free at import (each command imports
 what it needs), so `refurbgrade --help` stays fast and serving installs can list commands."""
 
 from __future__ import annotations
@@ -54,6 +54,31 @@ def skimage_photos(size: int):
     from model.preprocess import letterbox
 
     return [letterbox(img, size)[0] for img in (data.chelsea(), data.coffee(), data.astronaut())]
+
+
+def verification_photos(manifests: list[str], size: int):
+    """The parity photos: 6 per manifest (every split) plus scikit-image's real photographs."""
+    import numpy as np
+
+    from model.export import stack_nchw
+
+    photos = sample_photos(manifests, ("train", "val", "test"), 6, size)
+    real = skimage_photos(size)
+    return np.concatenate([photos, stack_nchw(real)]) if real else photos
+
+
+def write_int8(fp32: Path, out: Path, train_manifests: list[str], verify_images) -> None:
+    """Static INT8 of `fp32`, calibrated on 64 training photos per training manifest; verified vs FP32."""
+    from model.export import ExportVerificationError, quantize_int8, read_card, summary
+
+    calib = sample_photos(train_manifests, ("train",), 64, read_card(fp32).input_size, seed=1)
+    try:
+        rep = quantize_int8(fp32, out, calib, verify_images)
+    except ExportVerificationError as exc:
+        typer.echo(f"{out}: {exc} (the file is kept as {out.with_suffix('.failed.onnx')})", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); INT8 vs FP32:")
+    typer.echo(summary(rep))
 
 
 def register(app: typer.Typer) -> None:
@@ -169,10 +194,8 @@ def register(app: typer.Typer) -> None:
         """Export to ONNX with the model card inside; verify (checker + ORT vs PyTorch); optionally INT8."""
         import json
 
-        import numpy as np
-
         from model.card import ModelCard, Thresholds
-        from model.export import export_onnx, quantize_int8, stack_nchw, summary
+        from model.export import export_onnx, summary
         from training.config import TrainConfig
         from training.evaluate import headline
         from training.predict import default_thresholds
@@ -209,9 +232,7 @@ def register(app: typer.Typer) -> None:
         manifests = (
             [str(m) for m in verify_manifest] if verify_manifest else [s.manifest for s in cfg.data.val]
         )
-        photos = sample_photos(manifests, ("train", "val", "test"), 6, size)
-        real = skimage_photos(size)
-        images = np.concatenate([photos, stack_nchw(real)]) if real else photos
+        images = verification_photos(manifests, size)
         if len(images) == 0:
             typer.echo("no photos to verify the export on (give --verify-manifest)", err=True)
             raise typer.Exit(2)
@@ -221,8 +242,38 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(summary(rep))
         if int8:
-            calib = sample_photos([s.manifest for s in cfg.data.train], ("train",), 64, size, seed=1)
-            q = out.with_suffix(".int8.onnx")
-            rep8 = quantize_int8(out, q, calib, images)
-            typer.echo(f"wrote {q} ({q.stat().st_size / 1e6:.1f} MB); INT8 vs FP32:")
-            typer.echo(summary(rep8))
+            write_int8(out, out.with_suffix(".int8.onnx"), [s.manifest for s in cfg.data.train], images)
+
+    @app.command("quantize")
+    def quantize_cmd(
+        model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the FP32 .onnx file")],
+        config: Annotated[
+            Path,
+            typer.Option(
+                "--config", "-c", exists=True, dir_okay=False, help="training config: its train/val sources"
+            ),
+        ],
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="default: MODEL with .int8.onnx")
+        ] = None,
+    ) -> None:
+        """(Re)quantize an exported FP32 model to INT8 without its checkpoint: calibrated on the config's
+        training photos, verified against the FP32 file on its validation photos (as `export --int8`)."""
+        from model.export import read_card
+        from training.config import ConfigError, load_config, resolve_paths
+
+        try:
+            cfg = resolve_paths(load_config(config), config.parent)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        if read_card(model).quantized:
+            typer.echo(f"{model}: already quantized; give the FP32 file", err=True)
+            raise typer.Exit(2)
+        images = verification_photos([s.manifest for s in cfg.data.val], read_card(model).input_size)
+        if len(images) == 0:
+            typer.echo(f"{config}: its validation sources hold no photos to verify on", err=True)
+            raise typer.Exit(2)
+        write_int8(
+            model, out or model.with_suffix(".int8.onnx"), [s.manifest for s in cfg.data.train], images
+        )

@@ -47,6 +47,13 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     assert card.thresholds.model_dump(mode="json") == cal["thresholds"]  # calibrated on val, carried over
     assert len(card.training_data_hash) == 64 and card.git_commit
     assert read_card(tmp_path / "m.int8.onnx").quantized
+    # Re-quantizing the FP32 file without its checkpoint, from the training config's sources.
+    requant = tmp_path / "again.int8.onnx"
+    r = runner.invoke(app, ["quantize", str(onnx_path), "--config", str(cfg), "--out", str(requant)])
+    assert r.exit_code == 0, r.output
+    assert read_card(requant).quantized and read_card(requant).thresholds == card.thresholds
+    r = runner.invoke(app, ["quantize", str(requant), "--config", str(cfg)])
+    assert r.exit_code == 2 and "already quantized" in r.output
     out = run_onnx(onnx_path, np.zeros((3, 3, 128, 128), np.uint8))
     assert out["defect_probs"].shape == (3, 6, 32, 32)
     report = tmp_path / "report"
