@@ -36,7 +36,7 @@ test: $(STAMP) lint
 
 # The bundled default model (README "Recipe log"): synthetic data (seeds 101 train, 202 val, 303 held-out
 # test), training on it plus the shared real sets, ONNX export + INT8 (both verified), the evaluation
-# report on held-out data, and the latency benchmark. CPU-only works (about 1.5 h on 2 cores).
+# report on held-out data, and the latency benchmark. CPU-only works (about 1.1 h on 2 cores: 6 min data, 54 min training).
 SYNTH := datasets/generated
 SYNTH_ARGS := --size 512 --workers 2
 model: $(STAMP)
