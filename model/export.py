@@ -84,8 +84,12 @@ def _session(path: str | Path, threads: int = 2):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _as_session(path_or_session):
+    return _session(path_or_session) if isinstance(path_or_session, str | Path) else path_or_session
+
+
 def run_onnx(path_or_session, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
-    sess = _session(path_or_session) if isinstance(path_or_session, str | Path) else path_or_session
+    sess = _as_session(path_or_session)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {INPUT_NAME: batch_nchw}), strict=True))
 
@@ -160,11 +164,12 @@ def compare(
 
 
 def noise_stable(
-    path: str | Path, images: np.ndarray, ref: dict[str, np.ndarray], amp: int, draws: int, seed: int = 0
+    path_or_session, images: np.ndarray, ref: dict[str, np.ndarray], amp: int, draws: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Per output, where the model at `path` keeps `ref`'s decision under uniform +-`amp` grey-level noise
-    on every pixel, in all of `draws` draws (the decisions a small perturbation should not move)."""
-    sess = _session(path)
+    """Per output, where the model (a path or an open session) keeps `ref`'s decision under uniform
+    +-`amp` grey-level noise on every pixel, in all of `draws` draws (the decisions a small perturbation
+    should not move)."""
+    sess = _as_session(path_or_session)
     rng = np.random.default_rng(seed)
     stable = {name: np.ones(decisions(ref, name).shape, bool) for name in OUTPUT_NAMES}
     for _ in range(draws):
@@ -307,8 +312,9 @@ def quantize_int8(
     _set_card(q, card.model_copy(update={"quantized": True, "version": card.version + "-int8"}))
     onnx.save(q, str(out))
     onnx.checker.check_model(str(out))
-    ref = run_onnx(fp32_path, verify_images)
-    stable = noise_stable(fp32_path, verify_images, ref, INT8_NOISE, INT8_NOISE_DRAWS)
+    fp32 = _session(fp32_path)  # one session for the reference and the noise draws
+    ref = run_onnx(fp32, verify_images)
+    stable = noise_stable(fp32, verify_images, ref, INT8_NOISE, INT8_NOISE_DRAWS)
     rep = compare(ref, run_onnx(out, verify_images), margin=INT8_MARGIN, stable=stable)
     try:
         _check_tolerance(rep, INT8_TOLERANCE, "INT8 vs FP32")

@@ -1,5 +1,6 @@
-"""`refurbgrade train | calibrate | evaluate | export | quantize`: the model commands. Torch-free at import (each command imports
-what it needs), so `refurbgrade --help` stays fast and serving installs can list commands."""
+"""`refurbgrade train | calibrate | evaluate | export | quantize`: the model commands. Torch-free at
+import (each command imports what it needs), so `refurbgrade --help` stays fast and serving installs can
+list commands."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def write_int8(fp32: Path, out: Path, train_manifests: list[str], verify_images)
     typer.echo(summary(rep))
 
 
+def load_cli_config(config: Path, overrides: list[str] | None = None):
+    """A training config with its paths made absolute; a bad file is a message and exit status 2."""
+    from training.config import ConfigError, load_config, resolve_paths
+
+    try:
+        return resolve_paths(load_config(config, overrides or []), config.parent)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -92,15 +104,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Train the defect network (single process, or under torchrun for DDP)."""
-        from training.config import ConfigError, load_config, resolve_paths
         from training.train import run_training
 
-        try:
-            cfg = resolve_paths(load_config(config, overrides or []), config.parent)
-        except ConfigError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from exc
-        best = run_training(cfg)
+        best = run_training(load_cli_config(config, overrides))
         typer.echo(f"best checkpoint: {best}")
 
     @app.command("calibrate")
@@ -260,17 +266,13 @@ def register(app: typer.Typer) -> None:
         """(Re)quantize an exported FP32 model to INT8 without its checkpoint: calibrated on the config's
         training photos, verified against the FP32 file on its validation photos (as `export --int8`)."""
         from model.export import read_card
-        from training.config import ConfigError, load_config, resolve_paths
 
-        try:
-            cfg = resolve_paths(load_config(config), config.parent)
-        except ConfigError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from exc
-        if read_card(model).quantized:
+        cfg = load_cli_config(config)
+        card = read_card(model)
+        if card.quantized:
             typer.echo(f"{model}: already quantized; give the FP32 file", err=True)
             raise typer.Exit(2)
-        images = verification_photos([s.manifest for s in cfg.data.val], read_card(model).input_size)
+        images = verification_photos([s.manifest for s in cfg.data.val], card.input_size)
         if len(images) == 0:
             typer.echo(f"{config}: its validation sources hold no photos to verify on", err=True)
             raise typer.Exit(2)
