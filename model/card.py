@@ -64,6 +64,8 @@ class ModelCard(BaseModel):
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     input_size: int = Field(gt=0, description="square letterbox side in pixels")
     mask_stride: int = Field(gt=0)
+    # Run a second pass on the device's crop (model.crop); the thresholds were calibrated that way.
+    crop_to_device: bool = False
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     output_names: tuple[str, ...] = OUTPUT_NAMES
     thresholds: Thresholds

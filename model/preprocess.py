@@ -3,7 +3,8 @@
 decode: bytes or path -> RGB uint8 HxWx3, EXIF orientation applied, JPEGs decoded at reduced scale
 (libjpeg's DCT scaling via Pillow's `draft`) when the model needs far fewer pixels, any mode (CMYK,
 16-bit, alpha, grayscale, palette) converted to RGB, a pixel limit against decompression bombs.
-letterbox: keep the aspect ratio, pad to a square of the model's input size with `PAD_VALUE`.
+letterbox: keep the aspect ratio, pad to a square of the model's input size with `PAD_VALUE`; optionally
+of a crop of the photo (the device, for the second pass of `model.crop`), recorded in the `Letterbox`.
 Normalisation (`MEAN`, `STD`) happens inside the ONNX graph, so serving feeds uint8.
 """
 
@@ -23,6 +24,9 @@ MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 PAD_VALUE = 114  # neutral grey letterbox padding
 MAX_PIXELS = 60_000_000  # ~50 MP phone photos pass; decompression bombs do not
+# JPEGs decode at reduced scale down to this many times the model's input size, not less: a device
+# filling half the frame still has real pixels for its crop (model.crop), at a fraction of a full decode.
+DETAIL = 2
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "HEIF", "MPO", "BMP", "TIFF"})
 
 try:  # HEIC photos from iPhones; optional so that a minimal install still decodes JPEG/PNG
@@ -51,11 +55,28 @@ class Letterbox:
     width: int  # decoded photo size (after EXIF transpose, before draft scaling is undone)
     height: int
     draft_factor: float = 1.0  # original pixels per decoded pixel (JPEG reduced-scale decode)
+    # The part of the decoded photo that was letterboxed, (x0, y0, x1, y1) in decoded pixels; None: all.
+    crop: tuple[int, int, int, int] | None = None
+
+    @property
+    def region(self) -> tuple[int, int, int, int]:
+        """The letterboxed part of the decoded photo, (x0, y0, x1, y1)."""
+        return self.crop if self.crop is not None else (0, 0, self.width, self.height)
+
+    @property
+    def region_size(self) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.region
+        return x1 - x0, y1 - y0
 
     def to_original(self, xy: np.ndarray) -> np.ndarray:
         """Model-input coordinates -> coordinates in the original, full-size photo."""
         out = (np.asarray(xy, dtype=float) - (self.pad_x, self.pad_y)) / self.scale
-        return out * self.draft_factor
+        return (out + self.region[:2]) * self.draft_factor
+
+    def to_model(self, xy: np.ndarray) -> np.ndarray:
+        """Original-photo coordinates -> model-input coordinates (the inverse of `to_original`)."""
+        out = np.asarray(xy, dtype=float) / self.draft_factor - self.region[:2]
+        return out * self.scale + (self.pad_x, self.pad_y)
 
 
 def _open(data: bytes | str | Path) -> Image.Image:
@@ -113,8 +134,21 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
-def letterbox(rgb: np.ndarray, size: int, draft_factor: float = 1.0) -> tuple[np.ndarray, Letterbox]:
-    """Fit `rgb` into a size x size canvas, keeping the aspect ratio, centred, padded with PAD_VALUE."""
+def letterbox(
+    rgb: np.ndarray,
+    size: int,
+    draft_factor: float = 1.0,
+    crop: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray, Letterbox]:
+    """Fit `rgb` (or its `crop`, (x0, y0, x1, y1) in its pixels) into a size x size canvas, keeping the
+    aspect ratio, centred, padded with PAD_VALUE."""
+    full_h, full_w = rgb.shape[:2]
+    if crop is not None:
+        x0, y0, x1, y1 = (int(v) for v in crop)
+        if not (0 <= x0 < x1 <= full_w and 0 <= y0 < y1 <= full_h):
+            raise ValueError(f"crop {crop} is not inside the {full_w}x{full_h} photo")
+        crop = (x0, y0, x1, y1)
+        rgb = rgb[y0:y1, x0:x1]
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -123,13 +157,31 @@ def letterbox(rgb: np.ndarray, size: int, draft_factor: float = 1.0) -> tuple[np
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     px, py = (size - nw) // 2, (size - nh) // 2
     canvas[py : py + nh, px : px + nw] = resized
-    return canvas, Letterbox(scale=scale, pad_x=px, pad_y=py, width=w, height=h, draft_factor=draft_factor)
+    lb = Letterbox(
+        scale=scale, pad_x=px, pad_y=py, width=full_w, height=full_h, draft_factor=draft_factor, crop=crop
+    )
+    return canvas, lb
 
 
-def prepare(data: bytes | str | Path, size: int) -> tuple[np.ndarray, Letterbox]:
-    """decode + letterbox: the model input (size x size x 3 uint8) for one photo."""
-    rgb, factor = decode(data, target=size)
-    return letterbox(rgb, size, factor)
+def decode_for(data: bytes | str | Path, size: int) -> tuple[np.ndarray, float]:
+    """Decode a photo for a model of input `size`: at least `DETAIL` x `size` pixels on the longer side
+    where the photo has them, so that the crop-to-device second pass (`model.crop`) sees real pixels."""
+    return decode(data, target=size * DETAIL)
+
+
+def prepare(
+    data: bytes | str | Path, size: int, crop: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """decode + letterbox: the model input (size x size x 3 uint8) for one photo (or its `crop`, in the
+    pixels `decode_for` gives)."""
+    rgb, factor = decode_for(data, size)
+    return letterbox(rgb, size, factor, crop)
+
+
+def prepare_keeping_photo(data: bytes | str | Path, size: int) -> tuple[np.ndarray, Letterbox, np.ndarray]:
+    """`prepare`, also returning the decoded photo: the crop-to-device pass letterboxes it again."""
+    rgb, factor = decode_for(data, size)
+    return (*letterbox(rgb, size, factor), rgb)
 
 
 def to_nchw(batch_hwc: np.ndarray) -> np.ndarray:

@@ -4,6 +4,9 @@ Shared by the API and the offline batch grader, so both grade identically. Decod
 are `model.preprocess.prepare` — the same function training uses (a parity test checks it). The model
 runs through a `MicroBatcher` in the service and directly in the offline grader.
 
+When the model's card says `crop_to_device`, the network runs a second time on each photo's device
+crop (`model.crop`): defects and zones come from that pass, view and photo quality from the first.
+
 Photo verdicts: the model's quality class, except that a photo in which post-processing finds no
 device is always `no_device`. Such photos are flagged, not refused: they contribute no defects, the
 grading is still answered (201) and `needs_review` is raised, with the actionable message in the
@@ -19,9 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.catalogue import lookup_device
+from model.crop import crop_input, merge_outputs
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
-from model.preprocess import DecodeError, Letterbox, prepare
+from model.preprocess import DecodeError, Letterbox, prepare_keeping_photo
 from model.rules import GradeResult, grade, list_standards, load_standard
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
 from serving.predictor import Model
@@ -171,6 +175,7 @@ def resolve_views(views: str | None, n_photos: int) -> list[View | None]:
 class Prepared:
     image: np.ndarray  # letterboxed model input, (S, S, 3) uint8
     letterbox: Letterbox
+    decoded: np.ndarray | None = None  # the decoded photo, kept for the crop-to-device pass
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -182,11 +187,33 @@ def prepare_photos(datas: Sequence[bytes], size: int, filenames: Sequence[str | 
     out = []
     for k, data in enumerate(datas):
         try:
-            image, lb = prepare(data, size)
+            image, lb, rgb = prepare_keeping_photo(data, size)
         except DecodeError as exc:
             raise PhotoError(k, filenames[k] if k < len(filenames) else None, exc) from exc
-        out.append(Prepared(image, lb))
+        out.append(Prepared(image, lb, rgb))
     return out
+
+
+def crop_pass(
+    run: RunFn, model: Model, prepared: list[Prepared], outputs: list[dict[str, np.ndarray]], slot
+) -> tuple[list[Prepared], list[dict[str, np.ndarray]]]:
+    """The crop-to-device second pass (`model.crop`) for the photos where a device was found."""
+    size = model.input_size
+    with slot:
+        second: dict[int, Prepared] = {}
+        for k, (p, out) in enumerate(zip(prepared, outputs, strict=True)):
+            crop = (
+                crop_input(p.decoded, p.letterbox, out["zone_probs"], size) if p.decoded is not None else None
+            )
+            if crop is not None:
+                second[k] = Prepared(*crop)
+    if not second:
+        return prepared, outputs
+    crop_outputs = run(model, [p.image for p in second.values()])
+    prepared, outputs = list(prepared), list(outputs)
+    for k, out in zip(second, crop_outputs, strict=True):
+        prepared[k], outputs[k] = second[k], merge_outputs(outputs[k], out)
+    return prepared, outputs
 
 
 def analyse_photo(
@@ -281,6 +308,8 @@ def grade_device(
     if on_decoded is not None:
         on_decoded()
     outputs = run(model, [p.image for p in prepared])
+    if model.card.crop_to_device:
+        prepared, outputs = crop_pass(run, model, prepared, outputs, slot)
     views = list(views) if views is not None else [None] * len(datas)
     with slot:
         photos = [

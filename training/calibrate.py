@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,13 +24,16 @@ from model.outputs import DEFECT_CHANNELS
 from model.rules import list_standards
 from training.dataset import Item
 from training.metrics import coverage_curve, grade_devices, photo_result, pick_review_threshold, prf
-from training.predict import Prediction, default_thresholds, predict, torch_predictor
+from training.predict import Prediction, Predictor, default_thresholds, predict, torch_predictor
 
 TARGET_ACCURACY = 0.95
 # Low cuts too: a hairline covers a small share of its mask cell, so its coverage map is faint.
 GRID = np.round(np.r_[0.03, 0.05, 0.075, np.arange(0.1, 0.61, 0.05)], 3)
-TEMPERATURES = np.exp(np.linspace(math.log(0.25), math.log(10.0), 61))
-OFFSETS = np.linspace(-4.0, 4.0, 81)
+# Wide enough that no fit sits on an edge: the 2026-12-02 model's crack offset (-4.0) and chip/dent
+# temperature (10) did on the earlier (-4..4, 0.25..10) grid. Rare, unreliable types want a low,
+# nearly flat confidence: a large temperature with a strongly negative offset.
+TEMPERATURES = np.exp(np.linspace(math.log(0.25), math.log(40.0), 61))
+OFFSETS = np.linspace(-7.0, 4.0, 89)
 MIN_GRADE_GAIN = 0.01  # a cut moves for at least one more point of validation grade accuracy
 
 
@@ -130,10 +134,17 @@ def refine_for_grades(
     return pixel, {"val_grade_accuracy_before": start, "val_grade_accuracy_after": best_acc, "tried": trace}
 
 
-def calibrate(net, val_items: list[Item], batch_size: int = 8, refine_types: int = 2) -> dict:
-    """Calibrated thresholds (as a dict for the card) and the figures behind them. `refine_types`: how
-    many defect types (the most frequent in validation) get their cut refined for grade accuracy."""
-    predictor = torch_predictor(net, default_thresholds())
+def calibrate(
+    model, val_items: list[Item], batch_size: int = 8, refine_types: int = 2, crop_to_device: bool = False
+) -> dict:
+    """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
+    network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
+    `refine_types`: how many defect types (the most frequent in validation) get their cut refined for
+    grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.crop`)."""
+    if isinstance(model, Predictor):
+        predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
+    else:
+        predictor = torch_predictor(model, default_thresholds(), crop_to_device=crop_to_device)
     size, stride = predictor.input_size, predictor.mask_stride
     preds = list(predict(val_items, predictor, batch_size))
     pixel, pixel_fig = pixel_thresholds(preds, size, stride)
@@ -162,4 +173,5 @@ def calibrate(net, val_items: list[Item], batch_size: int = 8, refine_types: int
         "thresholds": thresholds.model_dump(mode="json"),
         "figures": {"pixel": pixel_fig, "refine": refine_fig, "temperature": temp_fig, "review": review_fig},
         "n_photos": len(preds),
+        "crop_to_device": predictor.crop_to_device,
     }

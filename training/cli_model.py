@@ -111,35 +111,86 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate_cmd(
-        checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+        model: Annotated[
+            Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or exported .onnx")
+        ],
         manifest: Annotated[
             list[str] | None,
-            typer.Option("--manifest", "-m", help="PATH@splits; default: the run's val sources"),
+            typer.Option(
+                "--manifest", "-m", help="PATH@splits; default: the run's (or --config's) val sources"
+            ),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", "-c", exists=True, dir_okay=False, help="training config: its val sources"
+            ),
+        ] = None,
+        crop_to_device: Annotated[
+            bool | None,
+            typer.Option(
+                "--crop-to-device/--no-crop-to-device",
+                help="calibrate with the device-crop second pass (default: as the run / card says)",
+            ),
         ] = None,
     ) -> None:
-        """(Re)calibrate a checkpoint's thresholds on validation data; stores them in the checkpoint."""
+        """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
+        them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
         import json
 
-        import torch
-
         from training.calibrate import calibrate
-        from training.config import TrainConfig
         from training.dataset import load_items
-        from training.train import load_checkpoint
 
-        net, ckpt = load_checkpoint(checkpoint)
-        cfg = TrainConfig.model_validate(ckpt["config"])
+        onnx_file = model.suffix == ".onnx"
+        if onnx_file:
+            from model.export import read_card, update_card
+            from training.predict import load_predictor
+
+            card = read_card(model)
+            if card.quantized:
+                typer.echo(f"{model}: calibrate the FP32 file; its INT8 sibling follows", err=True)
+                raise typer.Exit(2)
+            target, crop_default, val_sources = load_predictor(model), card.crop_to_device, None
+        else:
+            import torch
+
+            from training.config import TrainConfig
+            from training.train import load_checkpoint
+
+            target, ckpt = load_checkpoint(model)
+            run_cfg = TrainConfig.model_validate(ckpt["config"])
+            crop_default, val_sources = run_cfg.crop_to_device, run_cfg.data.val
+        if config is not None:
+            val_sources = load_cli_config(config).data.val
         items = []
         if manifest:
             for m in manifest:
                 path, _, splits = m.partition("@")
+                if not Path(path).is_file():
+                    typer.echo(f"no such manifest: {path}", err=True)
+                    raise typer.Exit(2)
                 items += load_items(path, tuple(splits.split(",")) if splits else ("val",))
+        elif val_sources:
+            items = [it for s in val_sources for it in load_items(s.manifest, s.splits, s.limit)]
+        if not items:
+            typer.echo("no validation photos: give --manifest or --config", err=True)
+            raise typer.Exit(2)
+        crop = crop_default if crop_to_device is None else crop_to_device
+        cal = calibrate(target, items, crop_to_device=crop)
+        if onnx_file:
+            changes = {"thresholds": cal["thresholds"], "crop_to_device": crop}
+            update_card(model, **changes)
+            sibling = model.with_suffix(".int8.onnx")
+            if sibling.is_file():
+                update_card(sibling, **changes)
+                typer.echo(f"card updated in {model} and {sibling}")
+            else:
+                typer.echo(f"card updated in {model}")
+            model.with_suffix(".calibration.json").write_text(json.dumps(cal, indent=2))
         else:
-            items = [it for s in cfg.data.val for it in load_items(s.manifest, s.splits, s.limit)]
-        cal = calibrate(net, items)
-        ckpt["calibration"] = cal
-        torch.save(ckpt, checkpoint)
-        checkpoint.with_name("calibration.json").write_text(json.dumps(cal, indent=2))
+            ckpt["calibration"] = cal
+            torch.save(ckpt, model)
+            model.with_name("calibration.json").write_text(json.dumps(cal, indent=2))
         typer.echo(json.dumps(cal["thresholds"], indent=2))
 
     @app.command("evaluate")
@@ -213,6 +264,8 @@ def register(app: typer.Typer) -> None:
         if cal is None:
             typer.echo("warning: checkpoint has no calibration; using 0.5 thresholds", err=True)
         thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else default_thresholds()
+        # The card runs the model the way its thresholds were calibrated.
+        crop = bool(cal.get("crop_to_device", cfg.crop_to_device)) if cal else cfg.crop_to_device
         card_metrics = {
             k: float(v) for k, v in ckpt["history"][-1].items() if k.startswith("val_") and v == v
         }
@@ -228,6 +281,7 @@ def register(app: typer.Typer) -> None:
             architecture=f"{ckpt['model_name']} {json.dumps(ckpt['model_overrides'], sort_keys=True)}",
             input_size=net.input_size,
             mask_stride=net.mask_stride,
+            crop_to_device=crop,
             thresholds=thresholds,
             metrics=card_metrics,
             training_data_hash=ckpt.get("training_data_hash", "unknown"),

@@ -41,6 +41,12 @@ class DataConfig(Strict):
         "rest (training.feature_cache); needs model.overrides.freeze_blocks > 0",
     )
     feature_cache_views: int = Field(default=1, gt=0, description="augmented views cached per photo")
+    device_crop: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of training draws cropped to the true device box (photos with zone masks)",
+    )
 
 
 class ModelConfig(Strict):
@@ -76,6 +82,10 @@ class TrainConfig(Strict):
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
+    crop_to_device: bool = Field(
+        default=False,
+        description="infer with a second pass on the device crop (model.crop): calibration and the card",
+    )
     early_stopping_patience: int | None = Field(default=5, gt=0, description="epochs without val improvement")
     monitor: Literal["val_loss"] = "val_loss"
     resume: str | None = Field(

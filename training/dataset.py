@@ -13,7 +13,8 @@ carries validity flags and the losses use only what is known:
 - photos marked `quality: no_device`: no defect anywhere and every pixel background.
 
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
-would swap meaning.
+would swap meaning. With `device_crop`, a share of draws is cropped to the true device box first, as
+the crop-to-device pass (`model.crop`) shows the device to the network.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from model.crop import CROP_MARGIN
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
-from model.preprocess import PAD_VALUE, Letterbox, prepare
+from model.preprocess import PAD_VALUE, Letterbox, decode_for, prepare
 from model.taxonomy import PhotoQuality
 
 IGNORE = 255  # zone target value for unknown pixels
@@ -56,13 +58,17 @@ def letterbox_mask(mask: np.ndarray, lb: Letterbox, size: int) -> np.ndarray:
     """A label mask in original-photo pixels -> the model's letterboxed frame (nearest, padded with 0)."""
     # lb.scale maps decoded pixels; a full-resolution mask is draft_factor times larger than decoded.
     s = lb.scale / lb.draft_factor
+    if lb.crop is not None:  # the crop's part of the mask, in full-resolution pixels
+        x0, y0, x1, y1 = (round(v * lb.draft_factor) for v in lb.crop)
+        mask = mask[y0:y1, x0:x1]
     nw, nh = max(1, round(mask.shape[1] * s)), max(1, round(mask.shape[0] * s))
     if mask.ndim == 2 and mask.max() <= 1 and s < 1:
         # Thin defects must survive downscaling: area-average then any coverage counts.
         small = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) > 0.05
         small = small.astype(mask.dtype)
     else:
-        small = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        # Pixel-centre aligned like the photo's resize (plain INTER_NEAREST shifts by up to half a pixel).
+        small = cv2.resize(mask, (nw, nh), interpolation=cv2.INTER_NEAREST_EXACT)
     out = np.zeros((size, size), dtype=mask.dtype)
     h, w = min(nh, size - lb.pad_y), min(nw, size - lb.pad_x)
     out[lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w] = small[:h, :w]
@@ -70,7 +76,7 @@ def letterbox_mask(mask: np.ndarray, lb: Letterbox, size: int) -> np.ndarray:
 
 
 def polygon_to_model(poly, lb: Letterbox) -> np.ndarray:
-    pts = np.asarray(poly, dtype=np.float64) / lb.draft_factor * lb.scale + (lb.pad_x, lb.pad_y)
+    pts = lb.to_model(poly)
     return np.round(pts).astype(np.int32)
 
 
@@ -81,10 +87,37 @@ def read_mask(path: Path) -> np.ndarray:
     return m if m.ndim == 2 else m[..., 0]
 
 
-def build_targets(item: Item, size: int) -> dict[str, np.ndarray]:
-    """Photo and targets at model-input resolution, with validity flags."""
+def true_device_box(item: Item, size: int, margin: float) -> tuple[int, int, int, int] | None:
+    """The box around the device in a record's zone mask, grown by `margin` of its size on each side,
+    in the pixels `model.preprocess.decode_for` gives (what `build_targets(crop=)` takes); None
+    without a zone mask or a device in it."""
     rec = item.record
-    image, lb = prepare(resolve(item.manifest, rec.image), size)
+    if rec.zone_mask is None:
+        return None
+    zone = read_mask(resolve(item.manifest, rec.zone_mask))
+    ys, xs = np.nonzero(zone)
+    if len(xs) == 0:
+        return None
+    _, draft = decode_for(resolve(item.manifest, rec.image), size)
+    w, h = xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()
+    x0, x1 = (xs.min() - margin * w) / draft, (xs.max() + 1 + margin * w) / draft
+    y0, y1 = (ys.min() - margin * h) / draft, (ys.max() + 1 + margin * h) / draft
+    W, H = zone.shape[1] / draft, zone.shape[0] / draft
+    return (
+        max(0, int(x0)),
+        max(0, int(y0)),
+        min(round(W), int(np.ceil(x1))),
+        min(round(H), int(np.ceil(y1))),
+    )
+
+
+def build_targets(
+    item: Item, size: int, crop: tuple[int, int, int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Photo and targets at model-input resolution, with validity flags; of the photo's `crop` when
+    given (decoded pixels, as `Letterbox.crop`: the crop-to-device pass)."""
+    rec = item.record
+    image, lb = prepare(resolve(item.manifest, rec.image), size, crop)
     defects = np.zeros((size, size, N_DEFECT), dtype=np.uint8)
     pixel_valid = np.zeros(N_DEFECT, dtype=np.float32)
     for inst in rec.instances:
@@ -108,7 +141,8 @@ def build_targets(item: Item, size: int) -> dict[str, np.ndarray]:
         image_label[d], image_valid[d] = float(present), 1.0
     # Unknown zones are ignored, except the letterbox padding, which is background by construction.
     zone = np.zeros((size, size), dtype=np.uint8)
-    nw, nh = round(lb.width * lb.scale), round(lb.height * lb.scale)
+    rw, rh = lb.region_size
+    nw, nh = round(rw * lb.scale), round(rh * lb.scale)
     zone[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = IGNORE
     if rec.zone_mask is not None:
         zone = letterbox_mask(read_mask(resolve(item.manifest, rec.zone_mask)).astype(np.uint8), lb, size)
@@ -154,11 +188,20 @@ def train_augment() -> A.Compose:
 class ManifestDataset(Dataset):
     """Items -> tensors: image uint8 3xSxS, defects float DxSxS, zone long SxS, flags and labels."""
 
-    def __init__(self, items: list[Item], size: int, augment: bool = False, cache: bool = False):
+    def __init__(
+        self,
+        items: list[Item],
+        size: int,
+        augment: bool = False,
+        cache: bool = False,
+        device_crop: float = 0.0,
+    ):
         self.items = items
         self.size = size
         self.augment = train_augment() if augment else None
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
+        # Share of draws cropped to the true device box, as the crop-to-device pass sees photos (model.crop).
+        self.device_crop = device_crop
 
     def __len__(self) -> int:
         return len(self.items)
@@ -170,8 +213,17 @@ class ManifestDataset(Dataset):
             self._cache[i] = build_targets(self.items[i], self.size)
         return self._cache[i]
 
+    def _cropped(self, i: int) -> dict[str, np.ndarray] | None:
+        # The margin varies around the inference crop's (CROP_MARGIN): the zone map's box is approximate.
+        margin = float(np.random.uniform(0.5, 2.5) * CROP_MARGIN)
+        box = true_device_box(self.items[i], self.size, margin)
+        return build_targets(self.items[i], self.size, box) if box is not None else None
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        t = dict(self._targets(i))
+        t = None
+        if self.device_crop > 0 and np.random.random() < self.device_crop:
+            t = self._cropped(i)
+        t = dict(t if t is not None else self._targets(i))
         if self.augment is not None:
             out = self.augment(image=t["image"], mask=t["defects"], zone=t["zone"])
             # Pixels the affine brings in from outside the frame are filled with 0: background, known.

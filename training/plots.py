@@ -92,11 +92,29 @@ def plot_bars(values: dict[str, dict[str, float]], title: str, out: Path) -> Non
     plt.close(fig)
 
 
-def plot_hist(values: list[float], xlabel: str, title: str, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(values, bins=30)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
+def plot_measured_vs_true(pairs: list[tuple[float, float]], tolerance: float, title: str, out: Path) -> None:
+    """Measured against true sizes on log axes: the identity line, a +-`tolerance` band, and the share
+    inside it. Log axes because errors are relative and a merged scratch can read 30x too long."""
+    t, m = np.asarray(pairs, dtype=float).T
+    keep = (t > 0) & (m > 0)
+    t, m = t[keep], m[keep]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    lo, hi = min(t.min(), m.min()) / 1.3, max(t.max(), m.max()) * 1.3
+    xs = np.geomspace(lo, hi, 50)
+    ax.fill_between(xs, xs * (1 - tolerance), xs * (1 + tolerance), color="tab:green", alpha=0.15)
+    ax.plot(xs, xs, color="tab:green", lw=1)
+    inside = np.abs(m - t) <= tolerance * t
+    ax.scatter(t[~inside], m[~inside], s=8, alpha=0.5, color="tab:red", label="outside the band")
+    ax.scatter(t[inside], m[inside], s=8, alpha=0.6, color="tab:blue", label=f"within +-{tolerance:.0%}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("true length (mm)")
+    ax.set_ylabel("measured length (mm)")
+    ax.set_title(f"{title}: {inside.mean():.0%} of {len(t)} within +-{tolerance:.0%}")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -4,7 +4,8 @@
 N x 3 x S x S batches giving the contract's outputs as numpy arrays, plus the thresholds to use
 (calibrated ones from the checkpoint or the card; defaults otherwise). `predict(items, predictor)`
 yields one `Prediction` per photo with its letterbox, so `model.postprocess` can map results back to the
-photo's pixels and millimetres exactly as serving does.
+photo's pixels and millimetres exactly as serving does -- including the crop-to-device second pass
+(`model.crop`) when the predictor's `crop_to_device` says so (then `image` and `lb` are the crop's).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from model.card import Thresholds
+from model.crop import crop_input, merge_outputs
 from model.manifest import resolve
 from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES
-from model.preprocess import Letterbox, prepare
+from model.preprocess import Letterbox, prepare_keeping_photo
 from training.dataset import Item
 
 
@@ -31,6 +33,7 @@ class Predictor:
     thresholds: Thresholds
     kind: str  # "torch" or "onnx"
     name: str
+    crop_to_device: bool = False
     seconds: list[float] = field(default_factory=list)  # per-batch inference time
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -44,7 +47,9 @@ def default_thresholds() -> Thresholds:
     return Thresholds(defect_pixel={name: 0.5 for name in DEFECT_CHANNELS})
 
 
-def torch_predictor(net, thresholds: Thresholds | None = None, name: str = "model") -> Predictor:
+def torch_predictor(
+    net, thresholds: Thresholds | None = None, name: str = "model", crop_to_device: bool = False
+) -> Predictor:
     import torch
 
     net = net.eval()
@@ -54,7 +59,15 @@ def torch_predictor(net, thresholds: Thresholds | None = None, name: str = "mode
             out = net(torch.from_numpy(batch))
         return {k: v.numpy() for k, v in out._asdict().items()}
 
-    return Predictor(run, net.input_size, net.mask_stride, thresholds or default_thresholds(), "torch", name)
+    return Predictor(
+        run,
+        net.input_size,
+        net.mask_stride,
+        thresholds or default_thresholds(),
+        "torch",
+        name,
+        crop_to_device,
+    )
 
 
 def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
@@ -70,13 +83,15 @@ def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
 
             return dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True))
 
-        return Predictor(run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name)
+        return Predictor(
+            run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name, card.crop_to_device
+        )
     from training.train import load_checkpoint
 
     net, ckpt = load_checkpoint(path)
     cal = ckpt.get("calibration")
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
-    return torch_predictor(net, thresholds, path.name)
+    return torch_predictor(net, thresholds, path.name, bool(ckpt["config"].get("crop_to_device", False)))
 
 
 @dataclass
@@ -87,11 +102,32 @@ class Prediction:
     outputs: dict[str, np.ndarray]  # this photo's outputs, no batch axis
 
 
+def _nchw(images: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+
+
 def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Iterator[Prediction]:
+    size = predictor.input_size
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        prepared = [prepare(resolve(it.manifest, it.record.image), predictor.input_size) for it in chunk]
-        batch = np.ascontiguousarray(np.stack([p[0] for p in prepared]).transpose(0, 3, 1, 2))
-        out = predictor(batch)
-        for i, (it, (img, lb)) in enumerate(zip(chunk, prepared, strict=True)):
-            yield Prediction(it, img, lb, {k: v[i] for k, v in out.items()})
+        loaded = [prepare_keeping_photo(resolve(it.manifest, it.record.image), size) for it in chunk]
+        prepared = [(img, lb) for img, lb, _ in loaded]
+        out = predictor(_nchw([p[0] for p in prepared]))
+        outputs = [{k: v[i] for k, v in out.items()} for i in range(len(chunk))]
+        if predictor.crop_to_device:
+            second = {
+                i: crop
+                for i, (o, (_, lb)) in enumerate(zip(outputs, prepared, strict=True))
+                if (crop := crop_input(loaded[i][2], lb, o["zone_probs"], size)) is not None
+            }
+            if second:
+                crops = list(second)
+                out2 = predictor(_nchw([second[i][0] for i in crops]))
+                # Latency is per photo: the crop pass's time is added to its batch's, over all photos.
+                t2 = predictor.seconds.pop() * len(crops)
+                predictor.seconds[-1] += t2 / len(chunk)
+                for j, i in enumerate(crops):
+                    outputs[i] = merge_outputs(outputs[i], {k: v[j] for k, v in out2.items()})
+                    prepared[i] = second[i]
+        for it, (img, lb), o in zip(chunk, prepared, outputs, strict=True):
+            yield Prediction(it, img, lb, o)

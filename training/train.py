@@ -135,7 +135,13 @@ def run_training(cfg: TrainConfig) -> Path:
     val_items = [it for s in cfg.data.val for it in load_items(s.manifest, s.splits, s.limit)]
     if not train_items:
         raise ValueError("no training records in the configured sources and splits")
-    train_ds = ManifestDataset(train_items, size, augment=cfg.data.augment, cache=cfg.data.cache_images)
+    train_ds = ManifestDataset(
+        train_items,
+        size,
+        augment=cfg.data.augment,
+        cache=cfg.data.cache_images,
+        device_crop=cfg.data.device_crop,
+    )
     if train_ds.augment is not None:
         train_ds.augment.set_random_seed(cfg.seed + rank)
     val_ds = ManifestDataset(val_items, size, augment=False, cache=cfg.data.cache_images)
@@ -248,7 +254,7 @@ def run_training(cfg: TrainConfig) -> Path:
         from training.calibrate import calibrate
 
         best_net, ckpt = load_checkpoint(best_path)
-        cal = calibrate(best_net, val_items)
+        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device)
         ckpt["calibration"] = cal
         torch.save(ckpt, best_path)
         (run_dir / "calibration.json").write_text(json.dumps(cal, indent=2))

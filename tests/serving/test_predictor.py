@@ -16,7 +16,7 @@ from serving.batching import MicroBatcher, QueueFullError
 from serving.pipeline import Device, grade_device, prepare_photos, run_direct
 from serving.predictor import ModelLoadError, load_model
 from tests.serving.conftest import encode
-from tests.serving.tiny_model import build_tiny_model_proto, device_photo, tiny_card
+from tests.serving.tiny_model import build_tiny_model, build_tiny_model_proto, device_photo, tiny_card
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,39 @@ def test_micro_batcher_does_not_wait_when_nothing_else_is_in_flight(model):
         assert time.perf_counter() - t < 0.25  # not the 0.5 s bound
     finally:
         batcher.stop()
+
+
+def test_crop_to_device_runs_a_second_pass_on_the_device(tmp_path):
+    """A card asking for crop-to-device: a second batch of device crops, results in the photo's pixels."""
+    path = tmp_path / "crop.onnx"
+    build_tiny_model(path, tiny_card().model_copy(update={"crop_to_device": True}))
+    cropping = load_model(path, intra_op_threads=1)
+    batches = []
+
+    def run(m, images):
+        batches.append(len(images))
+        return run_direct(m, images)
+
+    photo = device_photo(800, 600)  # device x 240..560, y 60..540; scratch rows 285..315, x 304..496
+    jpeg = encode(photo, "PNG")
+    device = Device(length_mm=146.7)
+    g = grade_device(
+        run,
+        cropping,
+        [jpeg, encode(device_photo(800, 600, device=False), "PNG")],
+        device=device,
+        standards=["ctia"],
+    )
+    assert batches == [2, 1]  # both photos, then only the one with a device
+    assert not g.photos[1].device_found
+    (s,) = [i for i in g.photos[0].instances if i.type.value == "scratch"]
+    x0, y0, x1, y1 = s.box
+    assert 290 <= x0 <= 320 and 480 <= x1 <= 510 and 270 <= y0 <= 300 and 300 <= y1 <= 330
+    plain_path = tmp_path / "plain.onnx"
+    build_tiny_model(plain_path)
+    plain = grade_device(run_direct, load_model(plain_path), [jpeg], device=device, standards=["ctia"])
+    (p,) = [i for i in plain.photos[0].instances if i.type.value == "scratch"]
+    # The scratch is 192 of the device's 480 px: 58.7 mm; both passes measure it, the crop no worse.
+    true = 146.7 * 192 / 480
+    assert abs(s.measurement.length - true) <= abs(p.measurement.length - true) + 1.0
+    assert s.measurement.length == pytest.approx(true, rel=0.1)
