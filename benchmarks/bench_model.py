@@ -116,8 +116,8 @@ def oracle(
             for it in items:
                 box = None
                 if crop:  # as serving crops (model.crop), with the true device box for the zone map's
-                    box = true_device_box(it, size, CROP_MARGIN)
                     _, whole = prepare(resolve(it.manifest, it.record.image), size)
+                    box = true_device_box(it, whole.draft_factor, CROP_MARGIN)
                     if (
                         box is not None
                         and max(whole.region_size) / max(box[2] - box[0], box[3] - box[1]) < MIN_GAIN

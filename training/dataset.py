@@ -1,6 +1,6 @@
 """Training samples from manifests: photos through the serving preprocessing, targets, and what each supervises.
 
-Every photo is loaded with `model.preprocess.prepare` (decode + letterbox), exactly as serving loads
+Every photo is loaded as `model.preprocess.prepare` does (`decode_for` + `letterbox`), exactly as serving loads
 it; masks and polygons go through the same letterbox. Sources differ in what they know, so each sample
 carries validity flags and the losses use only what is known:
 
@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from model.crop import CROP_MARGIN
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
-from model.preprocess import PAD_VALUE, Letterbox, decode_for, prepare
+from model.preprocess import PAD_VALUE, Letterbox, decode_for, letterbox
 from model.taxonomy import PhotoQuality
 
 IGNORE = 255  # zone target value for unknown pixels
@@ -87,10 +87,10 @@ def read_mask(path: Path) -> np.ndarray:
     return m if m.ndim == 2 else m[..., 0]
 
 
-def true_device_box(item: Item, size: int, margin: float) -> tuple[int, int, int, int] | None:
+def true_device_box(item: Item, draft: float, margin: float) -> tuple[int, int, int, int] | None:
     """The box around the device in a record's zone mask, grown by `margin` of its size on each side,
-    in the pixels `model.preprocess.decode_for` gives (what `build_targets(crop=)` takes); None
-    without a zone mask or a device in it."""
+    in the pixels of a decode at `draft` (original pixels per decoded pixel, as `decode_for` gives;
+    what `build_targets(crop=)` takes); None without a zone mask or a device in it."""
     rec = item.record
     if rec.zone_mask is None:
         return None
@@ -98,7 +98,6 @@ def true_device_box(item: Item, size: int, margin: float) -> tuple[int, int, int
     ys, xs = np.nonzero(zone)
     if len(xs) == 0:
         return None
-    _, draft = decode_for(resolve(item.manifest, rec.image), size)
     w, h = xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()
     x0, x1 = (xs.min() - margin * w) / draft, (xs.max() + 1 + margin * w) / draft
     y0, y1 = (ys.min() - margin * h) / draft, (ys.max() + 1 + margin * h) / draft
@@ -112,12 +111,19 @@ def true_device_box(item: Item, size: int, margin: float) -> tuple[int, int, int
 
 
 def build_targets(
-    item: Item, size: int, crop: tuple[int, int, int, int] | None = None
+    item: Item,
+    size: int,
+    crop: tuple[int, int, int, int] | None = None,
+    device_margin: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Photo and targets at model-input resolution, with validity flags; of the photo's `crop` when
-    given (decoded pixels, as `Letterbox.crop`: the crop-to-device pass)."""
+    given (decoded pixels, as `Letterbox.crop`: the crop-to-device pass), or with `device_margin`, of
+    the true device box grown by that margin (`true_device_box`; the whole photo without one)."""
     rec = item.record
-    image, lb = prepare(resolve(item.manifest, rec.image), size, crop)
+    rgb, draft = decode_for(resolve(item.manifest, rec.image), size)  # decoded once, crop or not
+    if device_margin is not None:
+        crop = true_device_box(item, draft, device_margin)
+    image, lb = letterbox(rgb, size, draft, crop)
     defects = np.zeros((size, size, N_DEFECT), dtype=np.uint8)
     pixel_valid = np.zeros(N_DEFECT, dtype=np.float32)
     for inst in rec.instances:
@@ -213,17 +219,13 @@ class ManifestDataset(Dataset):
             self._cache[i] = build_targets(self.items[i], self.size)
         return self._cache[i]
 
-    def _cropped(self, i: int) -> dict[str, np.ndarray] | None:
-        # The margin varies around the inference crop's (CROP_MARGIN): the zone map's box is approximate.
-        margin = float(np.random.uniform(0.5, 2.5) * CROP_MARGIN)
-        box = true_device_box(self.items[i], self.size, margin)
-        return build_targets(self.items[i], self.size, box) if box is not None else None
-
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        t = None
         if self.device_crop > 0 and np.random.random() < self.device_crop:
-            t = self._cropped(i)
-        t = dict(t if t is not None else self._targets(i))
+            # The margin varies around the inference crop's (CROP_MARGIN): the zone map's box is approximate.
+            margin = float(np.random.uniform(0.5, 2.5) * CROP_MARGIN)
+            t = build_targets(self.items[i], self.size, device_margin=margin)
+        else:
+            t = dict(self._targets(i))
         if self.augment is not None:
             out = self.augment(image=t["image"], mask=t["defects"], zone=t["zone"])
             # Pixels the affine brings in from outside the frame are filled with 0: background, known.

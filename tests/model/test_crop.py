@@ -11,7 +11,7 @@ import pytest
 
 from model.crop import CROP_MARGIN, MAX_GAIN, crop_input, device_box, merge_outputs
 from model.outputs import ZONE_CHANNELS
-from model.preprocess import letterbox
+from model.preprocess import decode_for, letterbox
 from training.dataset import ManifestDataset, build_targets, load_items, read_mask, true_device_box
 from training.toydata import write_toy_manifest
 
@@ -100,7 +100,8 @@ def test_crop_targets_stay_on_the_defects(tmp_path):
     items = [it for it in load_items(manifest, ["train", "val", "test"]) if it.record.instances][:2]
     assert items
     for it in items:
-        box = true_device_box(it, SIZE, 0.05)
+        _, draft = decode_for(it.manifest.parent / it.record.image, SIZE)
+        box = true_device_box(it, draft, 0.05)
         assert box is not None
         t = build_targets(it, SIZE, box)
         full = np.zeros(read_mask(it.manifest.parent / it.record.instances[0].mask).shape, bool)
@@ -128,5 +129,7 @@ def test_device_crop_draws_crop_where_the_device_is_known(tmp_path):
         assert b["defects"].sum() >= a["defects"].sum()  # the same defects, magnified
     # Without a zone mask there is no true device box: the draw stays whole.
     no_zone = [replace(items[0], record=items[0].record.model_copy(update={"zone_mask": None}))]
-    assert true_device_box(no_zone[0], SIZE, 0.05) is None
-    assert ManifestDataset(no_zone, SIZE, device_crop=1.0)[0]["image"].shape == (3, SIZE, SIZE)
+    assert true_device_box(no_zone[0], 1.0, 0.05) is None
+    fallback = ManifestDataset(no_zone, SIZE, device_crop=1.0)[0]["image"]
+    assert fallback.shape == (3, SIZE, SIZE)
+    assert np.array_equal(fallback, ManifestDataset(no_zone, SIZE)[0]["image"])
