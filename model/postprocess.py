@@ -3,7 +3,8 @@
 Steps for one photo: find the device (largest non-background zone component) and so the scale
 (mm per photo pixel from the catalogue length, or device lengths per pixel when the model is unknown);
 threshold each defect type's probability map at its calibrated threshold; split it into connected
-components; give each a zone (majority vote of the zone map), a box and polygon in the original
+components, and a scratch component that holds several touching or crossing lines into one per line
+(`model.strokes`); give each a zone (majority vote of the zone map), a box and polygon in the original
 photo's pixels, a calibrated confidence (Platt scaling of its peak's logit distance above the pixel
 threshold), and its length, width and area.
 
@@ -26,6 +27,7 @@ from model.card import Thresholds
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS
 from model.preprocess import Letterbox
+from model.strokes import split_strokes, stroke_masks
 from model.taxonomy import LINEAR_DEFECT_TYPES, DefectType, View, Zone
 
 ZONES = tuple(Zone)
@@ -34,6 +36,8 @@ MIN_COMPONENT_PX = 4  # in model-input pixels: smaller blobs are noise at any th
 # cell, perfect coverage maps of hairlines measured 1-2 mm wide and barred every grade with a width
 # limit; with two, the resolution study's Back Market ceiling rose from 0.45 to 0.53 (bench_model oracle).
 LINE_FOOTPRINT_CELLS = 2.0
+# Line types whose components are split into their strokes (see `_pieces`).
+STROKE_TYPES = frozenset({DefectType.SCRATCH})
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,38 @@ def measure_component(
     return length, width, area, contour
 
 
+def _pieces(
+    mask: np.ndarray, dtype: DefectType, footprint: float, split_lines: bool
+) -> list[tuple[np.ndarray, tuple[float, float, float, np.ndarray]]]:
+    """One component -> its instances: (mask, measurement) pairs. A scratch component that thins to
+    several strokes (crossing or touching lines, see `model.strokes`) gives one per stroke, each with
+    the component's pixels nearest to it; anything else is measured whole (`measure_component`).
+    Cracks stay whole: a crack network is one defect, its length all its branches."""
+    comp = mask.astype(np.uint8)
+    linear = dtype in LINEAR_DEFECT_TYPES
+    if not (split_lines and dtype in STROKE_TYPES):
+        return [(comp, measure_component(comp, linear, footprint))]
+    ys, xs = np.nonzero(comp)
+    y0, x0 = ys.min(), xs.min()
+    crop = comp[y0 : ys.max() + 1, x0 : xs.max() + 1]
+    strokes = split_strokes(crop, spur_px=footprint)
+    if len(strokes) < 2:
+        return [(comp, measure_component(comp, linear, footprint))]
+    out = []
+    for stroke, region in zip(strokes, stroke_masks(crop, strokes), strict=True):
+        part = np.zeros_like(comp)
+        part[y0 : ys.max() + 1, x0 : xs.max() + 1] = region
+        if not part.any():
+            continue
+        contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        contour = max(contours, key=cv2.contourArea)
+        area = float(part.sum())
+        length = max(stroke.length, 1.0)
+        width = max(area / length - footprint, 0.0)
+        out.append((part, (length, width, area, contour)))
+    return out
+
+
 def extract_instances(
     defect_probs: np.ndarray,
     zone_probs: np.ndarray,
@@ -149,8 +185,11 @@ def extract_instances(
     input_size: int,
     photo_index: int = 0,
     view: View | None = None,
+    split_lines: bool = True,
 ) -> list[DefectInstance]:
-    """Measured instances of every defect type on one photo (outputs for that photo, no batch axis)."""
+    """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
+    `split_lines`: a scratch component that holds several lines becomes one instance per line
+    (`model.strokes`); off, each component is one instance (the measurement before 2026-12-03)."""
     probs = upsample(defect_probs.astype(np.float32), input_size)
     zones = upsample(zone_probs.astype(np.float32), input_size).argmax(axis=0)
     px_to_orig = lb.draft_factor / lb.scale  # model-input pixel -> original pixel
@@ -164,41 +203,42 @@ def extract_instances(
         if not binary.any():
             continue
         n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        footprint = LINE_FOOTPRINT_CELLS * cell if cell > 1 else 0.0
         for k in range(1, n):
             if stats[k, cv2.CC_STAT_AREA] < MIN_COMPONENT_PX:
                 continue
-            comp = (labels == k).astype(np.uint8)
-            length, width, area, contour = measure_component(
-                comp, dtype in LINEAR_DEFECT_TYPES, LINE_FOOTPRINT_CELLS * cell if cell > 1 else 0.0
-            )
-            zone_votes = np.bincount(zones[comp.astype(bool)], minlength=len(ZONES) + 1)[1:]
-            zone = ZONES[int(zone_votes.argmax())] if zone_votes.any() else Zone.BODY
-            peak = float(probs[d][comp.astype(bool)].max())
-            conf = instance_confidence(
-                peak,
-                threshold,
-                thresholds.confidence_temperature.get(name, 1.0),
-                thresholds.confidence_offset.get(name, 0.0),
-            )
-            if conf < thresholds.min_instance_confidence:
-                continue
-            poly = lb.to_original(contour[:, 0, :].astype(float))
-            x0, y0 = poly.min(axis=0)
-            x1, y1 = poly.max(axis=0)
-            if len(poly) > 64:  # keep stored polygons small
-                poly = lb.to_original(cv2.approxPolyDP(contour, 1.0, True)[:, 0, :].astype(float))
-            out.append(
-                DefectInstance(
-                    type=dtype,
-                    zone=zone,
-                    photo_index=photo_index,
-                    view=view,
-                    box=(float(x0), float(y0), float(x1), float(y1)),
-                    polygon=[(float(x), float(y)) for x, y in poly],
-                    confidence=conf,
-                    measurement=Measurement(
-                        units=scale.units, length=length * unit, width=width * unit, area=area * unit * unit
-                    ),
+            for comp, (length, width, area, contour) in _pieces(labels == k, dtype, footprint, split_lines):
+                zone_votes = np.bincount(zones[comp.astype(bool)], minlength=len(ZONES) + 1)[1:]
+                zone = ZONES[int(zone_votes.argmax())] if zone_votes.any() else Zone.BODY
+                peak = float(probs[d][comp.astype(bool)].max())
+                conf = instance_confidence(
+                    peak,
+                    threshold,
+                    thresholds.confidence_temperature.get(name, 1.0),
+                    thresholds.confidence_offset.get(name, 0.0),
                 )
-            )
+                if conf < thresholds.min_instance_confidence:
+                    continue
+                poly = lb.to_original(contour[:, 0, :].astype(float))
+                x0, y0 = poly.min(axis=0)
+                x1, y1 = poly.max(axis=0)
+                if len(poly) > 64:  # keep stored polygons small
+                    poly = lb.to_original(cv2.approxPolyDP(contour, 1.0, True)[:, 0, :].astype(float))
+                out.append(
+                    DefectInstance(
+                        type=dtype,
+                        zone=zone,
+                        photo_index=photo_index,
+                        view=view,
+                        box=(float(x0), float(y0), float(x1), float(y1)),
+                        polygon=[(float(x), float(y)) for x, y in poly],
+                        confidence=conf,
+                        measurement=Measurement(
+                            units=scale.units,
+                            length=length * unit,
+                            width=width * unit,
+                            area=area * unit * unit,
+                        ),
+                    )
+                )
     return out
