@@ -91,6 +91,7 @@ def oracle(
     with_latency: bool,
     cut: float,
     crop: bool = False,
+    gallery: str | None = None,
 ) -> None:
     from model.card import Thresholds
     from model.crop import CROP_MARGIN, MIN_GAIN
@@ -116,7 +117,7 @@ def oracle(
     for size in sizes:
         for s in strides:
             pairs, n_true, n_found, graded_ok, whole_ok = [], 0, 0, [], []
-            ms_split, ms_whole = [], []
+            ms_split, ms_whole, changed = [], [], []
             for it in items:
                 box = None
                 if crop:  # as serving crops (model.crop), with the true device box for the zone map's
@@ -155,7 +156,10 @@ def oracle(
                 t0 = time.perf_counter()
                 whole = extract_instances(defect, zone_probs, lb, thresholds, scale, size, split_lines=False)
                 ms_whole.append((time.perf_counter() - t0) * 1e3)
-                whole_ok.append(grade(whole, "backmarket", device_kind=kind).grade == truth)
+                g_whole = grade(whole, "backmarket", device_kind=kind).grade
+                whole_ok.append(g_whole == truth)
+                if gallery and graded_ok[-1] != whole_ok[-1] and len(changed) < GALLERY_MAX:
+                    changed.append(_split_tile(t["image"], lb, insts, whole, truth, graded_ok[-1], g_whole))
             rel = [abs(m - t) / t for t, m in pairs]
             ms = ""
             if with_latency:
@@ -167,10 +171,55 @@ def oracle(
                 f"{np.mean(graded_ok):.3f}; {np.mean(whole_ok):.3f}; "
                 f"{np.mean(graded_ok) - np.mean(whole_ok):+.3f} | {ms}"
             )
+            if gallery and changed:
+                out = Path(gallery)
+                out = (
+                    out.with_name(f"{out.stem}_{size}_{s}{out.suffix}")
+                    if len(sizes) * len(strides) > 1
+                    else out
+                )
+                _save_gallery(changed, out)
+                print(f"    {len(changed)} photos whose grade the split changed: {out}")
             print(
                 f"    post-processing per photo, median / max ms: split {np.median(ms_split):.1f} / "
                 f"{max(ms_split):.1f}, one per component {np.median(ms_whole):.1f} / {max(ms_whole):.1f}"
             )
+
+
+GALLERY_MAX = 12
+
+
+def _split_tile(image, lb, split, whole, truth: str, split_right: bool, whole_grade: str) -> np.ndarray:
+    """The model-input photo twice: scratches one per component (left), split into strokes (right),
+    each instance outlined in its own colour; captions give the grades."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    panels = []
+    for insts, caption in (
+        (whole, f"per component: {whole_grade}"),
+        (split, f"split: {'right' if split_right else 'wrong'} (truth {truth})"),
+    ):
+        img = np.ascontiguousarray(image.copy())
+        for inst in insts:
+            if inst.type.value != "scratch" or len(inst.polygon) < 2:
+                continue
+            colour = tuple(int(c) for c in rng.integers(80, 256, 3))
+            pts = np.round(lb.to_model(np.asarray(inst.polygon))).astype(np.int32)
+            cv2.polylines(img, [pts], True, colour, 1)
+        cv2.putText(img, caption, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1)
+        panels.append(img)
+    return np.concatenate(panels, axis=1)
+
+
+def _save_gallery(tiles: list[np.ndarray], path: Path) -> None:
+    from PIL import Image
+
+    rows = [np.concatenate(tiles[i : i + 2], axis=1) for i in range(0, len(tiles), 2)]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
 def observable(manifest: str) -> None:
@@ -255,6 +304,7 @@ def main() -> None:
     o.add_argument("--latency", action="store_true")
     o.add_argument("--cut", type=float, default=0.15, help="pixel threshold on the coverage maps")
     o.add_argument("--crop", action="store_true", help="crop each photo to its true device box first")
+    o.add_argument("--gallery", help="image of the photos whose grade the stroke split changed")
     v = sub.add_parser("observable")
     v.add_argument("--manifest", required=True)
     args = ap.parse_args()
@@ -263,7 +313,16 @@ def main() -> None:
     elif args.cmd == "observable":
         observable(args.manifest)
     else:
-        oracle(args.manifest, args.sizes, args.strides, args.limit, args.latency, args.cut, args.crop)
+        oracle(
+            args.manifest,
+            args.sizes,
+            args.strides,
+            args.limit,
+            args.latency,
+            args.cut,
+            args.crop,
+            args.gallery,
+        )
 
 
 if __name__ == "__main__":
