@@ -147,8 +147,9 @@ def oracle(
                 t0 = time.perf_counter()
                 insts = extract_instances(defect, zone_probs, lb, thresholds, scale, size)
                 ms_split.append((time.perf_counter() - t0) * 1e3)
+                cell_mm = s * scale.per_px * lb.draft_factor / lb.scale  # one mask cell, in mm
                 if line_heat:
-                    insts = _trim_lines(insts, s * scale.per_px * lb.draft_factor / lb.scale)
+                    insts = _trim_lines(insts, cell_mm)
                 gts = gt_instances(pred, size)
                 matches = match_instances(insts, [instance_mask(i, lb, size) for i in insts], gts, radius=s)
                 n_true += sum(1 for x in gts if x.type == "scratch")
@@ -164,7 +165,7 @@ def oracle(
                 whole = extract_instances(defect, zone_probs, lb, thresholds, scale, size, split_lines=False)
                 ms_whole.append((time.perf_counter() - t0) * 1e3)
                 if line_heat:
-                    whole = _trim_lines(whole, s * scale.per_px * lb.draft_factor / lb.scale)
+                    whole = _trim_lines(whole, cell_mm)
                 g_whole = grade(whole, "backmarket", device_kind=kind).grade
                 whole_ok.append(g_whole == truth)
                 if gallery and graded_ok[-1] != whole_ok[-1] and len(changed) < GALLERY_MAX:

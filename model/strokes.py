@@ -77,6 +77,14 @@ def _order(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
         seen.add(q)
 
 
+def _root(parent: list[int], i: int) -> int:
+    """Union-find root of `i` (with path halving); junction merging and branch joining both use it."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
 def _direction(branch: _Branch, at_start: bool) -> np.ndarray:
     """Unit vector (y, x) pointing from the junction end of a branch into the branch."""
     px = branch.pixels if at_start else branch.pixels[::-1]
@@ -116,27 +124,20 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
     # Two lines crossing at an angle thin to two junctions and a short bridge between them: a bridge no
     # longer than the blob is wide there is part of one crossing, so its junctions become one node.
     node_parent = list(range(n_nodes))
-
-    def node(n: int) -> int:
-        while node_parent[n] != n:
-            node_parent[n] = node_parent[node_parent[n]]
-            n = node_parent[n]
-        return n
-
     bridges = set()
     for i, b in enumerate(branches):
         a, c = b.nodes
         if a is not None and c is not None and a != c:
             y, x = b.pixels[len(b.pixels) // 2]
             if _arc(b.pixels) + 2 <= 2 * half_width[y, x] + spur_px:
-                node_parent[node(a)] = node(c)
+                node_parent[_root(node_parent, a)] = _root(node_parent, c)
                 bridges.add(i)
     branches = [b for i, b in enumerate(branches) if i not in bridges]
     for b in branches:
-        b.nodes = [None if n is None else node(n) for n in b.nodes]
+        b.nodes = [None if n is None else _root(node_parent, n) for n in b.nodes]
     node_groups: dict[int, list[int]] = {}
     for n in range(1, n_nodes):
-        node_groups.setdefault(node(n), []).append(n)
+        node_groups.setdefault(_root(node_parent, n), []).append(n)
     node_root = np.zeros_like(node_of)  # each junction pixel labelled with its merged node
     for r, ns in node_groups.items():
         node_root[np.isin(node_of, ns)] = r
@@ -157,21 +158,14 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
         free = [n is None for n in b.nodes]
         if sum(free) != 1:
             return False
-        node = b.nodes[0] if b.nodes[0] is not None else b.nodes[1]
-        cy, cx = np.round(node_centre[node]).astype(int)
+        junction_at = b.nodes[0] if b.nodes[0] is not None else b.nodes[1]
+        cy, cx = np.round(node_centre[junction_at]).astype(int)
         return b.length < half_width[cy, cx] + spur_px
 
     kept = [b for b in branches if not is_spur(b)] or [max(branches, key=lambda b: b.length)]
 
     # Join through junctions: straightest pairs first.
     parent = list(range(len(kept)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     at_node: dict[int, list[tuple[int, bool]]] = {}
     for i, b in enumerate(kept):
         for end, n in enumerate(b.nodes):
@@ -194,13 +188,13 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
             if straight < cos_max or a in used or b in used:
                 continue
             ia, ib = ends[a][0], ends[b][0]
-            if find(ia) == find(ib):  # would close a loop
+            if _root(parent, ia) == _root(parent, ib):  # would close a loop
                 continue
             used |= {a, b}
-            parent[find(ia)] = find(ib)
+            parent[_root(parent, ia)] = _root(parent, ib)
     strokes: dict[int, list[int]] = {}
     for i in range(len(kept)):
-        strokes.setdefault(find(i), []).append(i)
+        strokes.setdefault(_root(parent, i), []).append(i)
     out = []
     for members in strokes.values():
         # Branch lengths run to the junction centres, so a joined junction's crossing is counted.

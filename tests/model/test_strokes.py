@@ -10,13 +10,10 @@ import pytest
 
 from model.card import Thresholds
 from model.postprocess import estimate_scale, extract_instances
-from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
 from model.taxonomy import DefectType
 
-from .test_postprocess import SIZE, _defects, _zones
-
-IDENTITY = Letterbox(scale=1.0, pad_x=0, pad_y=0, width=SIZE, height=SIZE)
+from .test_postprocess import IDENTITY, SIZE, _defects, _zones
 
 
 def _canvas(*lines, thickness=3) -> np.ndarray:
