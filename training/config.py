@@ -108,17 +108,29 @@ class ConfigError(ValueError):
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML ("3" -> 3, "[a, b]" -> list)."""
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML ("3" -> 3, "[a, b]" -> list).
+    A number picks an item of a list: `data.train.1.weight=4.0` reweights the second training source
+    (how `make model`'s last stage changes one source without a second config file)."""
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} is not key=value")
     key, raw = assignment.split("=", 1)
     parts = key.strip().split(".")
-    node = data
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {assignment!r}: {p} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node: Any = data
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not p.isdigit() or int(p) >= len(node):
+                raise ConfigError(f"override {assignment!r}: {p} is not an item of a {len(node)}-item list")
+            if last:
+                node[int(p)] = yaml.safe_load(raw)
+            else:
+                node = node[int(p)]
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {parts[i - 1]} is not a section")
+        elif last:
+            node[p] = yaml.safe_load(raw)
+        else:
+            node = node.setdefault(p, {})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

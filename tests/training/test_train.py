@@ -48,6 +48,19 @@ def test_config_is_strict_and_overrides_keep_types(tmp_path, toy):
         load_config(path)
     with pytest.raises(ConfigError, match="not key=value"):
         load_config(None, ["optim.lr"])
+    # A number indexes a list: one source reweighted, the others untouched; a bad index is an error.
+    path.write_text(
+        f"data:\n  train:\n    - manifest: {toy}\n    - manifest: {toy}\n  val: []\n"
+        "early_stopping_patience: null\n"
+    )
+    cfg = load_config(path, ["data.train.1.weight=4.0"])
+    assert [s.weight for s in cfg.data.train] == [1.0, 4.0]
+    with pytest.raises(ConfigError, match="not an item"):
+        load_config(path, ["data.train.2.weight=4.0"])
+    with pytest.raises(ConfigError, match="not an item"):
+        load_config(path, ["data.train.first.weight=4.0"])
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config(path, ["early_stopping_patience.x=1"])
     # Paths in a file are relative to the file, not to where the run starts.
     from training.config import resolve_paths
 
