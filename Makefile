@@ -39,7 +39,8 @@ test: $(STAMP) lint
 # report on held-out data, and the latency benchmark. CPU-only works (about 2.7 h on 2 cores: 6 min data, about 2.5 h of training in three stages).
 SYNTH := datasets/generated
 SYNTH_ARGS := --size 512 --workers 2
-# The bundled model: three training stages on one config (README recipe log, 2026-12-03).
+# The bundled model: three training stages on one config (README recipe log, 2026-12-03). Stages 2-3
+# resume from stage 1's run; like run_dir, `resume` is relative to the config file, hence ../../runs.
 CONFIG := training/configs/default.yaml
 model: $(STAMP)
 	test -f $(SYNTH)/synth_train/manifest.jsonl || $(BIN)/refurbgrade synth --n 4000 --seed 101 --out $(SYNTH)/synth_train $(SYNTH_ARGS)
