@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+from model.rules.calibration import GradeCalibration
 
 MODEL_CARD_KEY = "refurbgrade.model_card"
 CARD_SCHEMA_VERSION = 1
@@ -44,6 +45,10 @@ class Thresholds(BaseModel):
     min_instance_confidence: float = Field(default=0.05, ge=0, le=1)
     # needs_review is raised when the top grade's probability is below this.
     needs_review_below: float = Field(default=0.8, ge=0, le=1)
+    # Per standard: how often each grade is right given the rules' probabilities, fitted on
+    # validation devices (`model.rules.calibration`). A standard without one reports the rules'
+    # probabilities as they are.
+    grade_calibration: dict[str, GradeCalibration] = Field(default_factory=dict)
 
     @field_validator("defect_pixel")
     @classmethod

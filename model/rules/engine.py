@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from model.instances import DefectInstance
+from model.rules.calibration import GradeCalibration
 from model.rules.schema import GRADED_TYPES, Limit, Standard, load_standard
 from model.taxonomy import DefectType, DeviceKind, Zone, plural
 
@@ -39,6 +40,9 @@ class GradeResult(BaseModel):
     listable: bool
     # For every grade better than `grade`: why it was barred, in words a refurbisher understands.
     barred: dict[str, list[str]]
+    # Calibrated on validation devices when the model card has a calibration for the standard
+    # (`model.rules.calibration`, and `method` says so); otherwise the rules under the instances'
+    # uncertainty alone.
     probabilities: dict[str, float]
     needs_review: bool
     review_threshold: float
@@ -226,14 +230,25 @@ def grade(
     device_kind: DeviceKind | str = DeviceKind.PHONE,
     review_threshold: float | None = None,
     present_at: float = 0.5,
+    calibration: GradeCalibration | None = None,
 ) -> GradeResult:
-    """Grade one device from the instances found on all its photos."""
+    """Grade one device from the instances found on all its photos. `calibration` (the model card's
+    for this standard) turns the probabilities into how often each grade is right on validation
+    devices; `needs_review` then compares the calibrated probability of the grade."""
     c = _compile(instances, standard, device_kind)
     std, insts = c.std, c.instances
+    if calibration is not None and calibration.grades != std.grade_names:
+        raise ValueError(
+            f"{std.standard}: grade calibration is for grades {list(calibration.grades)}, "
+            f"the standard has {list(std.grade_names)}"
+        )
     present = np.array([i.confidence >= present_at for i in insts], dtype=bool)
     g = int(c.best_grade(present[None, :])[0])
     barred = {std.grades[b].name: c.reasons(present, b) for b in range(g)}
     probs, method = _probabilities(c)  # the same compiled matrices: built once per grading
+    if calibration is not None:
+        probs = calibration.apply(probs)
+        method = f"{method}, calibrated on {calibration.devices} validation devices"
     threshold = std.review_threshold if review_threshold is None else review_threshold
     chosen = std.grades[g]
     advice = []
