@@ -15,7 +15,7 @@ photo's verdict. A photo that cannot be decoded at all is refused (`PhotoError`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -26,7 +26,7 @@ from model.crop import crop_input, merge_outputs
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DecodeError, Letterbox, prepare_keeping_photo
-from model.rules import GradeResult, grade, list_standards, load_standard
+from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
 from serving.predictor import Model
 
@@ -273,10 +273,17 @@ def grade_instances(
     standards: Sequence[str],
     device: Device,
     review_threshold: float,
+    calibration: Mapping[str, GradeCalibration] | None = None,
 ) -> dict[str, GradeResult]:
+    """Each standard's grade; `calibration`: the model card's grade calibrations, by standard."""
+    calibration = calibration or {}
     return {
         name: grade(
-            instances, load_standard(name), device_kind=device.kind, review_threshold=review_threshold
+            instances,
+            load_standard(name),
+            device_kind=device.kind,
+            review_threshold=review_threshold,
+            calibration=calibration.get(name),
         )
         for name in standards
     }
@@ -320,7 +327,9 @@ def grade_device(
     instances = [i for p in photos for i in p.instances]
     return DeviceGrading(
         photos=photos,
-        grades=grade_instances(instances, standards, device, threshold),
+        grades=grade_instances(
+            instances, standards, device, threshold, model.card.thresholds.grade_calibration
+        ),
         device=device,
         model_version=model.version,
         model_name=model.card.name,

@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from model.card import MODEL_CARD_KEY, ModelCard
 from model.outputs import INPUT_NAME, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+from model.rules import list_standards, load_standard
 
 
 class ModelLoadError(ValueError):
@@ -123,6 +124,22 @@ def verify(model: Model) -> None:
             raise ModelLoadError(f"{model.path}: output {name} has shape {out[name].shape}, expected {shape}")
         if not np.isfinite(out[name]).all():
             raise ModelLoadError(f"{model.path}: output {name} is not finite on a grey test image")
+    verify_grade_calibration(model)
+
+
+def verify_grade_calibration(model: Model) -> None:
+    """Each grade calibration in the card fits the standard of that name that serving grades with
+    (same grades, best first): otherwise every grading would fail, so the file is refused up front."""
+    known = set(list_standards())
+    for name, cal in model.card.thresholds.grade_calibration.items():
+        if name not in known:
+            raise ModelLoadError(f"{model.path}: grade calibration for unknown standard {name!r}")
+        grades = load_standard(name).grade_names
+        if cal.grades != grades:
+            raise ModelLoadError(
+                f"{model.path}: grade calibration for {name} is for grades {list(cal.grades)}, "
+                f"the standard has {list(grades)}"
+            )
 
 
 class ModelSlot:

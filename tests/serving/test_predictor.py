@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from model.preprocess import prepare
+from model.rules import GradeCalibration, load_standard
 from serving.batching import MicroBatcher, QueueFullError
 from serving.pipeline import Device, grade_device, prepare_photos, run_direct
 from serving.predictor import ModelLoadError, load_model
@@ -39,6 +40,8 @@ def test_everything_comes_from_the_model_file(model):
         ("bad card", "invalid model card"),
         ("wrong input size in card", "test run failed|shape"),
         ("missing output", "output"),
+        ("calibration for other grades", "grade calibration for ctia is for grades"),
+        ("calibration for an unknown standard", "unknown standard 'nope'"),
     ],
 )
 def test_broken_model_files_are_refused(tmp_path: Path, breakage, message):
@@ -56,6 +59,9 @@ def test_broken_model_files_are_refused(tmp_path: Path, breakage, message):
             proto.metadata_props[0].value = tiny_card(input_size=96, mask_stride=2).to_json()
         elif breakage == "missing output":
             del proto.graph.output[3]
+        elif breakage.startswith("calibration"):
+            name = "ctia" if breakage.endswith("grades") else "nope"
+            proto.metadata_props[0].value = _calibrated_card(name, ("A", "B")).to_json()
         onnx.save(proto, str(path))
     with pytest.raises(ModelLoadError, match=message):
         load_model(path)
@@ -164,6 +170,37 @@ def test_grade_device_without_http(model, jpeg):
     g = grade_device(run_direct, model, [jpeg], device=Device(length_mm=146.7), standards=["ctia"])
     assert g.grades["ctia"].grade != "A" and g.instances[0].type.value == "scratch"
     assert g.instances[0].measurement.units == "mm"
+
+
+def _calibrated_card(standard: str, grades: tuple[str, ...], first_right: float = 0.5):
+    """The tiny card with a grade calibration: the first grade right `first_right` of the time (else the
+    second), the others always."""
+    k = len(grades)
+    m = np.eye(k)
+    m[0, :2] = first_right, 1 - first_right
+    card = tiny_card()
+    cal = GradeCalibration(grades=grades, matrix=tuple(map(tuple, m)), devices=50, standard_version="1")
+    return card.model_copy(
+        update={"thresholds": card.thresholds.model_copy(update={"grade_calibration": {standard: cal}})}
+    )
+
+
+def test_grade_device_reports_the_cards_calibrated_probabilities(model, tmp_path):
+    """A blank device photo: the rules are certain of the best grade; the card says how often it is right."""
+    names = load_standard("ctia").grade_names
+    path = tmp_path / "cal.onnx"
+    build_tiny_model(path, _calibrated_card("ctia", names, first_right=0.3))
+    calibrated = load_model(path, intra_op_threads=1)
+    blank = encode(np.full((256, 256, 3), 200, np.uint8))
+    plain = grade_device(run_direct, model, [blank], device=Device(), standards=["ctia"])
+    g = grade_device(run_direct, calibrated, [blank], device=Device(), standards=["ctia", "r2"])
+    assert plain.grades["ctia"].probabilities["A"] == 1.0 and not plain.grades["ctia"].needs_review
+    ctia = g.grades["ctia"]
+    assert ctia.grade == "A" and ctia.probabilities["A"] == pytest.approx(0.3)
+    assert ctia.needs_review and "calibrated on 50" in ctia.method
+    assert (
+        g.grades["r2"].probabilities[g.grades["r2"].grade] == 1.0
+    )  # no calibration for r2: as the rules say
 
 
 def test_micro_batcher_does_not_wait_when_nothing_else_is_in_flight(model):
