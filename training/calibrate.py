@@ -8,8 +8,11 @@
    (1 and 0, i.e. "above the threshold is a coin toss or better", where there are too few instances).
 2b. The cuts of the most frequent types are then refined for validation grade accuracy (coordinate
    ascent, confidences refitted for each candidate; `refine_for_grades`).
-3. needs_review_below: the lowest top-grade probability at which the devices graded without review
-   reach `TARGET_ACCURACY` on validation devices (0.8 without graded validation devices).
+3. Grade calibration per standard (`model.rules.calibration`): how often each grade is right given
+   the rules' probabilities, fitted on the validation devices' grades (at least
+   `MIN_CALIBRATION_DEVICES` of them), so a grade's probability means what it says.
+4. needs_review_below: the lowest (calibrated) top-grade probability at which the devices graded
+   without review reach `TARGET_ACCURACY` on validation devices (0.8 without graded validation devices).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import numpy as np
 
 from model.card import Thresholds
 from model.outputs import DEFECT_CHANNELS
-from model.rules import list_standards
+from model.rules import fit_grade_calibration, list_standards, load_standard
 from training.dataset import Item
-from training.metrics import coverage_curve, grade_devices, photo_result, pick_review_threshold, prf
+from training.metrics import coverage_curve, ece, grade_devices, photo_result, pick_review_threshold, prf
 from training.predict import Prediction, Predictor, default_thresholds, predict, torch_predictor
 
 TARGET_ACCURACY = 0.95
@@ -35,6 +38,9 @@ GRID = np.round(np.r_[0.03, 0.05, 0.075, np.arange(0.1, 0.61, 0.05)], 3)
 TEMPERATURES = np.exp(np.linspace(math.log(0.25), math.log(40.0), 61))
 OFFSETS = np.linspace(-7.0, 4.0, 89)
 MIN_GRADE_GAIN = 0.01  # a cut moves for at least one more point of validation grade accuracy
+# Fewer graded validation devices than this and a standard's probabilities stay the rules' own: the
+# 5x5 (or 6x6) transition matrix would be mostly prior.
+MIN_CALIBRATION_DEVICES = 30
 
 
 def _logit(p: float) -> float:
@@ -134,6 +140,32 @@ def refine_for_grades(
     return pixel, {"val_grade_accuracy_before": start, "val_grade_accuracy_after": best_acc, "tried": trace}
 
 
+def calibrate_grades(rows: list[dict]) -> tuple[dict, dict]:
+    """Per standard, the grade calibration fitted on validation device rows (`grade_devices` without
+    one), and its figures: validation ECE of the top grade before and after (in-sample, so the
+    "after" is optimistic; evaluate reports it on test)."""
+    out, fig = {}, {}
+    for std in sorted({r["standard"] for r in rows}):
+        sub = [r for r in rows if r["standard"] == std]
+        if len(sub) < MIN_CALIBRATION_DEVICES:
+            fig[std] = {"devices": len(sub), "skipped": f"fewer than {MIN_CALIBRATION_DEVICES} devices"}
+            continue
+        standard = load_standard(std)
+        cal = fit_grade_calibration(
+            standard.grade_names, standard.version, [(r["rule_probabilities"], r["true"]) for r in sub]
+        )
+        out[std] = cal
+        correct = np.array([r["true"] == r["pred"] for r in sub], dtype=float)
+        before = np.array([r["rule_confidence"] for r in sub])
+        after = np.array([cal.apply(r["rule_probabilities"])[r["pred"]] for r in sub])
+        fig[std] = {
+            "devices": len(sub),
+            "val_ece_rules": ece(before, correct)[0],
+            "val_ece_calibrated": ece(after, correct)[0],
+        }
+    return out, fig
+
+
 def calibrate(
     model, val_items: list[Item], batch_size: int = 8, refine_types: int = 2, crop_to_device: bool = False
 ) -> dict:
@@ -159,6 +191,8 @@ def calibrate(
     thresholds, temp_fig = fit_confidences(preds, pixel, size, stride)
     results = [photo_result(p, thresholds, size, stride) for p in preds]
     rows = grade_devices(results, list_standards())
+    thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
+    rows = grade_devices(results, list_standards(), thresholds.grade_calibration)
     review_fig = {}
     if rows:
         conf = np.array([r["confidence"] for r in rows])
@@ -171,7 +205,13 @@ def calibrate(
         }
     return {
         "thresholds": thresholds.model_dump(mode="json"),
-        "figures": {"pixel": pixel_fig, "refine": refine_fig, "temperature": temp_fig, "review": review_fig},
+        "figures": {
+            "pixel": pixel_fig,
+            "refine": refine_fig,
+            "temperature": temp_fig,
+            "grades": grade_fig,
+            "review": review_fig,
+        },
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
     }

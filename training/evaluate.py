@@ -28,7 +28,15 @@ from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_C
 from model.rules import list_standards, load_standard
 from model.taxonomy import PhotoQuality
 from training.dataset import IGNORE, build_targets, load_items
-from training.metrics import coverage_curve, ece, grade_devices, length_errors, photo_result, prf
+from training.metrics import (
+    coverage_curve,
+    ece,
+    grade_devices,
+    length_errors,
+    photo_result,
+    prf,
+    selective_accuracy,
+)
 from training.predict import load_predictor, predict
 
 HEADLINE_STANDARD = "backmarket"
@@ -150,7 +158,7 @@ def compute_metrics(
             "positives": int(y.sum()),
         }
     metrics["image_auroc"] = auroc
-    rows = grade_devices(results, list_standards())
+    rows = grade_devices(results, list_standards(), predictor.thresholds.grade_calibration)
     grades = {}
     for std in sorted({r["standard"] for r in rows}):
         names = load_standard(std).grade_names
@@ -163,6 +171,9 @@ def compute_metrics(
         conf = np.array([r["confidence"] for r in sub])
         correct = np.array(t_idx) == np.array(p_idx)
         e, bins = ece(conf, correct.astype(float))
+        auto = conf >= predictor.thresholds.needs_review_below
+        rule_conf = np.array([r["rule_confidence"] for r in sub])
+        rule_ece, rule_bins = ece(rule_conf, correct.astype(float))
         with warnings.catch_warnings():  # one grade only on both sides: kappa is undefined (nan, reported)
             warnings.simplefilter("ignore")
             qwk = cohen_kappa_score(t_idx, p_idx, weights="quadratic", labels=list(range(len(names))))
@@ -171,10 +182,21 @@ def compute_metrics(
             "accuracy": float(correct.mean()),
             "qwk": float(qwk) if qwk == qwk else float("nan"),
             "ece": e,
+            # The rules' probabilities before the card's grade calibration (the same as `ece`
+            # without one): what the calibration corrected.
+            "rule_ece": rule_ece,
+            "rule_reliability": rule_bins,
+            "calibrated": std in predictor.thresholds.grade_calibration,
             "labels": list(names),
             "confusion": cm.tolist(),
             "reliability": bins,
             "coverage": coverage_curve(conf, correct.astype(float)),
+            # What the needs-review flag does at the card's threshold: the share graded without a
+            # person, and how often those grades are right.
+            "selective_accuracy": selective_accuracy(conf, correct),
+            "rule_selective_accuracy": selective_accuracy(rule_conf, correct),
+            "auto_share": float(auto.mean()),
+            "auto_accuracy": float(correct[auto].mean()) if auto.any() else float("nan"),
         }
     metrics["grades"] = grades
     metrics["ms_per_photo"] = (
@@ -200,6 +222,9 @@ def headline(metrics: dict) -> dict[str, float]:
         out["bm_grade_accuracy"] = g["accuracy"]
         out["bm_qwk"] = g["qwk"]
         out["bm_ece"] = g["ece"]
+        out["bm_rule_ece"] = g["rule_ece"]
+        out["bm_auto_share"] = g["auto_share"]
+        out["bm_auto_accuracy"] = g["auto_accuracy"]
     for key, v in metrics["image_auroc"].items():
         out[f"auroc_{key.replace('/', '_')}"] = v["auroc"]
     if metrics["scratch_length"]["n"]:
@@ -298,7 +323,24 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
             "",
             f"## Grades: {std} ({g['devices']} devices)",
             "",
-            f"Accuracy {_fmt(g['accuracy'])}, quadratic weighted kappa {_fmt(g['qwk'])}, ECE {_fmt(g['ece'])}.",
+            f"Accuracy {_fmt(g['accuracy'])}, quadratic weighted kappa {_fmt(g['qwk'])}, ECE {_fmt(g['ece'])}"
+            + (
+                f" (grade probabilities calibrated on validation devices; the rules' own: ECE {_fmt(g['rule_ece'])})."
+                if g.get("calibrated")
+                else " (the rules' probabilities; the card has no grade calibration for this standard)."
+            ),
+            "",
+            f"At the card's needs-review threshold ({metrics['thresholds'].get('needs_review_below')}): "
+            f"{_fmt(g['auto_share'])} of devices graded without review, {_fmt(g['auto_accuracy'])} of those right. "
+            "Accuracy of the most confident 10% / 25% / 50% of devices: "
+            + " / ".join(_fmt(v) for v in g["selective_accuracy"].values())
+            + (
+                " (ranked by the rules' own probability: "
+                + " / ".join(_fmt(v) for v in g["rule_selective_accuracy"].values())
+                + ")."
+                if g.get("calibrated")
+                else "."
+            ),
         ]
         plots.plot_confusion(
             np.array(g["confusion"]),
@@ -307,7 +349,11 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
             report_dir / f"confusion_{std}.png",
         )
         plots.plot_reliability(
-            g["reliability"], g["ece"], f"{std}: reliability", report_dir / f"reliability_{std}.png"
+            g["reliability"],
+            g["ece"],
+            f"{std}: reliability",
+            report_dir / f"reliability_{std}.png",
+            (g["rule_reliability"], g["rule_ece"]) if g.get("calibrated") else None,
         )
         chosen = metrics["thresholds"].get("needs_review_below")
         plots.plot_coverage(g["coverage"], chosen, report_dir / f"coverage_{std}.png")
@@ -350,5 +396,7 @@ def run_evaluation(
     with (report_dir / "photos.jsonl").open("w") as fh:
         for p in photos:
             fh.write(json.dumps(p) + "\n")
-    (report_dir / "grades.json").write_text(json.dumps(rows, indent=1))
+    # The rules' full probability vectors stay out of the committed file: the confidences suffice.
+    slim = [{k: v for k, v in r.items() if k != "rule_probabilities"} for r in rows]
+    (report_dir / "grades.json").write_text(json.dumps(slim, indent=1))
     return metrics

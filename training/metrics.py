@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,6 +27,7 @@ from model.instances import DefectInstance
 from model.manifest import resolve
 from model.postprocess import Scale, estimate_scale, extract_instances
 from model.preprocess import Letterbox
+from model.rules.calibration import GradeCalibration
 from model.taxonomy import DefectType
 from training.dataset import letterbox_mask, polygon_to_model, read_mask
 
@@ -212,16 +214,35 @@ def coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> list[dict]:
     return out
 
 
+def selective_accuracy(confidence: np.ndarray, correct: np.ndarray, shares=(0.1, 0.25, 0.5)) -> dict:
+    """Accuracy of the most confident `share` of devices, for each share: how well a confidence ranks
+    the grades a person need not check. Ties keep the devices' order (a stable sort), so a
+    confidence that is 1.0 for many devices gains nothing from the tie."""
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    out = {}
+    for share in shares:
+        n = max(int(share * len(order)), 1)
+        out[str(share)] = float(np.asarray(correct)[order[:n]].mean()) if len(order) else float("nan")
+    return out
+
+
 def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> float:
     """Lowest threshold (most coverage) whose accepted photos reach `target_accuracy`."""
     ok = [c for c in curve if c["accuracy"] == c["accuracy"] and c["accuracy"] >= target_accuracy]
     return min(c["threshold"] for c in ok) if ok else 0.95
 
 
-def grade_devices(results: list[PhotoResult], standards: list[str]) -> list[dict]:
-    """One row per device with true grades: predicted grade, its probability, per standard."""
+def grade_devices(
+    results: list[PhotoResult],
+    standards: list[str],
+    calibration: Mapping[str, GradeCalibration] | None = None,
+) -> list[dict]:
+    """One row per device with true grades, per standard: the predicted grade and its probability
+    (calibrated where `calibration`, the card's, has the standard) and the rules' own probabilities
+    (`rule_probabilities`, what a calibration is fitted on)."""
     from model.rules import grade
 
+    calibration = calibration or {}
     by_device: dict[str, list[PhotoResult]] = defaultdict(list)
     for r in results:
         by_device[r.pred.item.record.device_id].append(r)
@@ -240,13 +261,17 @@ def grade_devices(results: list[PhotoResult], standards: list[str]) -> list[dict
             if std not in truth:
                 continue
             g = grade(insts, std, device_kind=kind)
+            cal = calibration.get(std)
+            probs = cal.apply(g.probabilities) if cal is not None else g.probabilities
             rows.append(
                 {
                     "device": device,
                     "standard": std,
                     "true": truth[std],
                     "pred": g.grade,
-                    "confidence": g.probabilities[g.grade],
+                    "confidence": probs[g.grade],
+                    "rule_confidence": g.probabilities[g.grade],
+                    "rule_probabilities": g.probabilities,
                 }
             )
     return rows

@@ -45,12 +45,19 @@ def plot_confusion(cm: np.ndarray, labels: list[str], title: str, out: Path) -> 
     plt.close(fig)
 
 
-def plot_reliability(bins: list[dict], ece: float, title: str, out: Path) -> None:
+def plot_reliability(
+    bins: list[dict], ece: float, title: str, out: Path, before: tuple[list[dict], float] | None = None
+) -> None:
+    """Reliability diagram; `before`: (bins, ECE) of the rules' uncalibrated probabilities, drawn too."""
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    conf = [b["confidence"] for b in bins if b["n"]]
-    acc = [b["accuracy"] for b in bins if b["n"]]
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
-    ax.plot(conf, acc, "o-", label=f"model (ECE {ece:.3f})")
+    series = [(bins, ece, "calibrated" if before else "model", "o-")]
+    if before is not None:
+        series.insert(0, (before[0], before[1], "rules only", "s:"))
+    for b_, e_, label, style in series:
+        conf = [b["confidence"] for b in b_ if b["n"]]
+        acc = [b["accuracy"] for b in b_ if b["n"]]
+        ax.plot(conf, acc, style, label=f"{label} (ECE {e_:.3f})")
     ax.set_xlabel("confidence of the top grade")
     ax.set_ylabel("accuracy")
     ax.set_title(title)

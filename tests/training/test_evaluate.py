@@ -10,13 +10,23 @@ import pytest
 from model.instances import mm
 from model.postprocess import instance_confidence
 from training.calibrate import (
+    MIN_CALIBRATION_DEVICES,
+    calibrate_grades,
     fit_confidence,
     fit_confidences,
     grade_accuracy,
     pixel_thresholds,
     refine_for_grades,
 )
-from training.metrics import GtInstance, coverage_curve, ece, match_instances, pick_review_threshold, prf
+from training.metrics import (
+    GtInstance,
+    coverage_curve,
+    ece,
+    match_instances,
+    pick_review_threshold,
+    prf,
+    selective_accuracy,
+)
 
 
 def _line_mask(x0, x1, y=20, size=64):
@@ -162,3 +172,46 @@ def test_grade_refinement_moves_a_bad_cut_and_never_loses_accuracy(tmp_path):
         fig["val_grade_accuracy_after"] >= acc["good"] - 1e-9 > acc["bad"] == fig["val_grade_accuracy_before"]
     )
     assert {t["type"] for t in fig["tried"]} == {"scratch"}
+
+
+def _overconfident_rows(n, standard="ctia", seed=0):
+    """Device rows as `grade_devices` gives them: the rules always certain, right 60% of the time."""
+    from model.rules import load_standard
+
+    names = load_standard(standard).grade_names
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        pred = names[i % len(names)]
+        true = pred if rng.random() < 0.6 else names[(names.index(pred) + 1) % len(names)]
+        probs = {g: float(g == pred) for g in names}
+        rows.append(
+            {
+                "standard": standard,
+                "true": true,
+                "pred": pred,
+                "rule_confidence": 1.0,
+                "rule_probabilities": probs,
+            }
+        )
+    return rows
+
+
+def test_grade_calibration_corrects_overconfident_rules_and_needs_enough_devices():
+    cal, fig = calibrate_grades(_overconfident_rows(200))
+    assert fig["ctia"]["val_ece_rules"] == pytest.approx(0.4, abs=0.06)
+    assert fig["ctia"]["val_ece_calibrated"] < 0.1
+    held_out = _overconfident_rows(400, seed=1)
+    conf = np.array([cal["ctia"].apply(r["rule_probabilities"])[r["pred"]] for r in held_out])
+    correct = np.array([r["true"] == r["pred"] for r in held_out], dtype=float)
+    assert ece(conf, correct)[0] < 0.1  # calibrated on one draw, right on another
+    few, fig = calibrate_grades(_overconfident_rows(MIN_CALIBRATION_DEVICES - 1))
+    assert few == {} and "fewer than" in fig["ctia"]["skipped"]
+
+
+def test_selective_accuracy_ranks_by_confidence_and_gains_nothing_from_ties():
+    conf = np.array([0.9, 0.1, 0.8, 0.2])
+    correct = np.array([1.0, 0.0, 1.0, 0.0])
+    assert selective_accuracy(conf, correct, (0.5, 1.0)) == {"0.5": 1.0, "1.0": 0.5}
+    tied = selective_accuracy(np.ones(4), np.array([0.0, 1.0, 1.0, 1.0]), (0.25,))
+    assert tied == {"0.25": 0.0}  # the first device in order, not the best one
