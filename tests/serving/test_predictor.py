@@ -12,12 +12,18 @@ import onnx
 import pytest
 
 from model.preprocess import prepare
-from model.rules import GradeCalibration, load_standard
+from model.rules import load_standard
 from serving.batching import MicroBatcher, QueueFullError
 from serving.pipeline import Device, grade_device, prepare_photos, run_direct
 from serving.predictor import ModelLoadError, load_model
 from tests.serving.conftest import encode
-from tests.serving.tiny_model import build_tiny_model, build_tiny_model_proto, device_photo, tiny_card
+from tests.serving.tiny_model import (
+    build_tiny_model,
+    build_tiny_model_proto,
+    calibrated_card,
+    device_photo,
+    tiny_card,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def test_broken_model_files_are_refused(tmp_path: Path, breakage, message):
             del proto.graph.output[3]
         elif breakage.startswith("calibration"):
             name = "ctia" if breakage.endswith("grades") else "nope"
-            proto.metadata_props[0].value = _calibrated_card(name, ("A", "B")).to_json()
+            proto.metadata_props[0].value = calibrated_card(name, ("A", "B")).to_json()
         onnx.save(proto, str(path))
     with pytest.raises(ModelLoadError, match=message):
         load_model(path)
@@ -172,24 +178,11 @@ def test_grade_device_without_http(model, jpeg):
     assert g.instances[0].measurement.units == "mm"
 
 
-def _calibrated_card(standard: str, grades: tuple[str, ...], first_right: float = 0.5):
-    """The tiny card with a grade calibration: the first grade right `first_right` of the time (else the
-    second), the others always."""
-    k = len(grades)
-    m = np.eye(k)
-    m[0, :2] = first_right, 1 - first_right
-    card = tiny_card()
-    cal = GradeCalibration(grades=grades, matrix=tuple(map(tuple, m)), devices=50, standard_version="1")
-    return card.model_copy(
-        update={"thresholds": card.thresholds.model_copy(update={"grade_calibration": {standard: cal}})}
-    )
-
-
 def test_grade_device_reports_the_cards_calibrated_probabilities(model, tmp_path):
     """A blank device photo: the rules are certain of the best grade; the card says how often it is right."""
     names = load_standard("ctia").grade_names
     path = tmp_path / "cal.onnx"
-    build_tiny_model(path, _calibrated_card("ctia", names, first_right=0.3))
+    build_tiny_model(path, calibrated_card("ctia", names, first_right=0.3))
     calibrated = load_model(path, intra_op_threads=1)
     blank = encode(np.full((256, 256, 3), 200, np.uint8))
     plain = grade_device(run_direct, model, [blank], device=Device(), standards=["ctia"])

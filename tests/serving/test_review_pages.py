@@ -176,6 +176,7 @@ def test_grading_page_shows_photos_defects_grades_versions_and_history(auditor, 
     assert html.count('class="defect t-') == len(defects)
     assert f"{defects[0]['confidence']:.2f}" in html and "mm ×" in html
     assert 'class="overlay-toggle"' in html and "Graded by model" in html
+    assert "right on validation devices" not in html  # the tiny model's card has no grade calibration
     photo = auditor.get(f"/review/gradings/{gid}/photos/0")
     assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
     assert auditor.get(f"/review/gradings/{gid}/photos/5").status_code == 404
@@ -393,3 +394,25 @@ def test_photos_browsers_cannot_show_are_served_as_jpeg_renditions(auditor, clie
     r = auditor.get(f"/review/gradings/{gid}/photos/0")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size == (800, 600)  # the size the outlines are drawn in
+
+
+def test_grading_page_says_when_the_probabilities_are_calibrated(tmp_path, settings, jpeg):
+    from fastapi.testclient import TestClient
+
+    from model.rules import load_standard
+    from serving.app import create_app
+    from serving.auth import create_key
+    from tests.serving.tiny_model import build_tiny_model, calibrated_card
+
+    path = tmp_path / "calibrated.onnx"
+    build_tiny_model(path, calibrated_card("backmarket", load_standard("backmarket").grade_names))
+    with TestClient(create_app(settings.model_copy(update={"model_path": path}))) as client:
+        with client.app.state.svc.sessions() as s:
+            refurbisher, auditor = create_key(s, "refurbisher", "acme")[1], create_key(s, "auditor")[1]
+        body = post_grading(client, refurbisher, [("front.jpg", jpeg, "image/jpeg")]).json()
+        assert "calibrated on 50" in body["grades"]["backmarket"]["method"]
+        assert sign_in(client, auditor).status_code == 303
+        html = client.get(f"/review/gradings/{body['id']}").text
+        assert (
+            html.count("(how often such a grading was right on validation devices)") == 1
+        )  # backmarket only

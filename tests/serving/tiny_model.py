@@ -29,6 +29,7 @@ from model.outputs import (
     VIEW_CLASSES,
     ZONE_CHANNELS,
 )
+from model.rules import GradeCalibration
 
 
 def tiny_card(input_size: int = 128, mask_stride: int = 4, version: str = "tiny-1") -> ModelCard:
@@ -42,6 +43,19 @@ def tiny_card(input_size: int = 128, mask_stride: int = 4, version: str = "tiny-
         training_data_hash="none",
         git_commit="none",
         notes="built by tests/serving/tiny_model.py",
+    )
+
+
+def calibrated_card(standard: str, grades: tuple[str, ...], first_right: float = 0.5) -> ModelCard:
+    """The tiny card with a grade calibration for `standard`: its first grade right `first_right` of the
+    time (else the second), the others always."""
+    k = len(grades)
+    m = np.eye(k)
+    m[0, :2] = first_right, 1 - first_right
+    card = tiny_card()
+    cal = GradeCalibration(grades=grades, matrix=tuple(map(tuple, m)), devices=50, standard_version="1")
+    return card.model_copy(
+        update={"thresholds": card.thresholds.model_copy(update={"grade_calibration": {standard: cal}})}
     )
 
 
