@@ -258,7 +258,9 @@ def _int(value: str | None, default: int) -> int:
 
 
 def _queue_item(row: Grading, state: events.ReviewState) -> dict:
-    probs = [max((g.get("probabilities") or {"": 1.0}).values()) for g in row.body["grades"].values()]
+    # The probability of the model's own grade, the least sure standard first: with calibrated
+    # probabilities another grade can be likelier than the one given, and that is not certainty.
+    probs = [(g.get("probabilities") or {}).get(g["grade"], 1.0) for g in row.body["grades"].values()]
     return {
         "id": row.id,
         "short": row.id[:8],

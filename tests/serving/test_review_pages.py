@@ -396,7 +396,11 @@ def test_photos_browsers_cannot_show_are_served_as_jpeg_renditions(auditor, clie
     assert Image.open(io.BytesIO(r.content)).size == (800, 600)  # the size the outlines are drawn in
 
 
-def test_grading_page_says_when_the_probabilities_are_calibrated(tmp_path, settings, jpeg):
+def test_calibrated_gradings_say_so_and_the_queue_shows_the_given_grades_probability(
+    tmp_path, settings, clean_jpeg
+):
+    """Back Market's best grade calibrated to be right 30% of the time (else the next grade, 70%): a
+    clean device is still graded Premium, and the queue's certainty is that 30%, not the 70%."""
     from fastapi.testclient import TestClient
 
     from model.rules import load_standard
@@ -405,14 +409,19 @@ def test_grading_page_says_when_the_probabilities_are_calibrated(tmp_path, setti
     from tests.serving.tiny_model import build_tiny_model, calibrated_card
 
     path = tmp_path / "calibrated.onnx"
-    build_tiny_model(path, calibrated_card("backmarket", load_standard("backmarket").grade_names))
+    card = calibrated_card("backmarket", load_standard("backmarket").grade_names, first_right=0.3)
+    build_tiny_model(path, card)
     with TestClient(create_app(settings.model_copy(update={"model_path": path}))) as client:
         with client.app.state.svc.sessions() as s:
             refurbisher, auditor = create_key(s, "refurbisher", "acme")[1], create_key(s, "auditor")[1]
-        body = post_grading(client, refurbisher, [("front.jpg", jpeg, "image/jpeg")]).json()
-        assert "calibrated on 50" in body["grades"]["backmarket"]["method"]
+        body = post_grading(client, refurbisher, [("front.jpg", clean_jpeg, "image/jpeg")]).json()
+        bm = body["grades"]["backmarket"]
+        assert bm["grade"] == "Premium" and bm["probabilities"]["Premium"] == 0.3 and bm["needs_review"]
+        assert "calibrated on 50" in bm["method"]
         assert sign_in(client, auditor).status_code == 303
         html = client.get(f"/review/gradings/{body['id']}").text
         assert (
             html.count("(how often such a grading was right on validation devices)") == 1
         )  # backmarket only
+        queue = client.get("/review/queue").text
+        assert '<span class="low">30%</span>' in queue and "70%" not in queue
