@@ -26,7 +26,15 @@ from model.card import Thresholds
 from model.outputs import DEFECT_CHANNELS
 from model.rules import fit_grade_calibration, list_standards, load_standard
 from training.dataset import Item
-from training.metrics import coverage_curve, ece, grade_devices, photo_result, pick_review_threshold, prf
+from training.metrics import (
+    calibrated_rows,
+    coverage_curve,
+    ece,
+    grade_devices,
+    photo_result,
+    pick_review_threshold,
+    prf,
+)
 from training.predict import Prediction, Predictor, default_thresholds, predict, torch_predictor
 
 TARGET_ACCURACY = 0.95
@@ -157,7 +165,7 @@ def calibrate_grades(rows: list[dict]) -> tuple[dict, dict]:
         out[std] = cal
         correct = np.array([r["true"] == r["pred"] for r in sub], dtype=float)
         before = np.array([r["rule_confidence"] for r in sub])
-        after = np.array([cal.apply(r["rule_probabilities"])[r["pred"]] for r in sub])
+        after = np.array([r["confidence"] for r in calibrated_rows(sub, {std: cal})])
         fig[std] = {
             "devices": len(sub),
             "val_ece_rules": ece(before, correct)[0],
@@ -192,7 +200,7 @@ def calibrate(
     results = [photo_result(p, thresholds, size, stride) for p in preds]
     rows = grade_devices(results, list_standards())
     thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
-    rows = grade_devices(results, list_standards(), thresholds.grade_calibration)
+    rows = calibrated_rows(rows, thresholds.grade_calibration)
     review_fig = {}
     if rows:
         conf = np.array([r["confidence"] for r in rows])

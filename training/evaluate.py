@@ -191,10 +191,11 @@ def compute_metrics(
             "confusion": cm.tolist(),
             "reliability": bins,
             "coverage": coverage_curve(conf, correct.astype(float)),
-            # What the needs-review flag does at the card's threshold: the share graded without a
-            # person, and how often those grades are right.
+            # How well each probability ranks the devices a person need not check.
             "selective_accuracy": selective_accuracy(conf, correct),
             "rule_selective_accuracy": selective_accuracy(rule_conf, correct),
+            # What the needs-review flag does at the card's threshold: the share graded without a
+            # person, and how often those grades are right.
             "auto_share": float(auto.mean()),
             "auto_accuracy": float(correct[auto].mean()) if auto.any() else float("nan"),
         }

@@ -238,11 +238,10 @@ def grade_devices(
     calibration: Mapping[str, GradeCalibration] | None = None,
 ) -> list[dict]:
     """One row per device with true grades, per standard: the predicted grade and its probability
-    (calibrated where `calibration`, the card's, has the standard) and the rules' own probabilities
-    (`rule_probabilities`, what a calibration is fitted on)."""
+    (calibrated where `calibration`, the card's, has the standard; see `calibrated_rows`) and the
+    rules' own probabilities (`rule_probabilities`, what a calibration is fitted on)."""
     from model.rules import grade
 
-    calibration = calibration or {}
     by_device: dict[str, list[PhotoResult]] = defaultdict(list)
     for r in results:
         by_device[r.pred.item.record.device_id].append(r)
@@ -261,20 +260,29 @@ def grade_devices(
             if std not in truth:
                 continue
             g = grade(insts, std, device_kind=kind)
-            cal = calibration.get(std)
-            probs = cal.apply(g.probabilities) if cal is not None else g.probabilities
             rows.append(
                 {
                     "device": device,
                     "standard": std,
                     "true": truth[std],
                     "pred": g.grade,
-                    "confidence": probs[g.grade],
+                    "confidence": g.probabilities[g.grade],
                     "rule_confidence": g.probabilities[g.grade],
                     "rule_probabilities": g.probabilities,
                 }
             )
-    return rows
+    return calibrated_rows(rows, calibration or {})
+
+
+def calibrated_rows(rows: list[dict], calibration: Mapping[str, GradeCalibration]) -> list[dict]:
+    """`grade_devices` rows with `confidence` the calibrated probability of the predicted grade where
+    `calibration` has the standard (else the rules' own): no device is graded again."""
+    out = []
+    for r in rows:
+        cal = calibration.get(r["standard"])
+        conf = cal.apply(r["rule_probabilities"])[r["pred"]] if cal is not None else r["rule_confidence"]
+        out.append({**r, "confidence": conf})
+    return out
 
 
 def is_graded_type(t: str) -> bool:

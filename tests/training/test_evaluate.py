@@ -20,6 +20,7 @@ from training.calibrate import (
 )
 from training.metrics import (
     GtInstance,
+    calibrated_rows,
     coverage_curve,
     ece,
     match_instances,
@@ -202,7 +203,7 @@ def test_grade_calibration_corrects_overconfident_rules_and_needs_enough_devices
     assert fig["ctia"]["val_ece_rules"] == pytest.approx(0.4, abs=0.06)
     assert fig["ctia"]["val_ece_calibrated"] < 0.1
     held_out = _overconfident_rows(400, seed=1)
-    conf = np.array([cal["ctia"].apply(r["rule_probabilities"])[r["pred"]] for r in held_out])
+    conf = np.array([r["confidence"] for r in calibrated_rows(held_out, cal)])
     correct = np.array([r["true"] == r["pred"] for r in held_out], dtype=float)
     assert ece(conf, correct)[0] < 0.1  # calibrated on one draw, right on another
     few, fig = calibrate_grades(_overconfident_rows(MIN_CALIBRATION_DEVICES - 1))
