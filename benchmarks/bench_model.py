@@ -51,7 +51,10 @@ def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, f
     photos = _photos(card.input_size)
     # A card with crop_to_device runs the network twice per photo with a device (model.crop): whole
     # photo, then its device crop at the same input size. That pair is what a photo costs.
-    passes = 2 if card.crop_to_device else 1
+    # A zoomed card (crop_zoom > 1) runs up to MAX_TILES windows instead of the one crop: the worst case.
+    from model.crop import MAX_TILES
+
+    passes = (1 + (MAX_TILES if card.crop_zoom > 1 else 1)) if card.crop_to_device else 1
     for i in range(5):
         sess.run(None, {INPUT_NAME: photos[i % len(photos) : i % len(photos) + 1]})
     times = []

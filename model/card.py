@@ -71,6 +71,9 @@ class ModelCard(BaseModel):
     mask_stride: int = Field(gt=0)
     # Run a second pass on the device's crop (model.crop); the thresholds were calibrated that way.
     crop_to_device: bool = False
+    # Above 1: that second pass is zoomed and tiled (model.crop.tiled_input), up to this many times the
+    # plain crop's magnification; the thresholds were calibrated that way too.
+    crop_zoom: float = Field(default=1.0, ge=1.0, le=4.0)
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     output_names: tuple[str, ...] = OUTPUT_NAMES
     thresholds: Thresholds

@@ -13,6 +13,8 @@ Torch-free.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from model.postprocess import device_mask
@@ -83,3 +85,97 @@ def crop_input(
 def merge_outputs(whole: dict[str, np.ndarray], crop: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One photo's outputs: the crop's maps, the whole photo's photo-level verdicts."""
     return {k: (whole[k] if k in PHOTO_LEVEL else v) for k, v in crop.items()}
+
+
+# --- Zoomed, tiled second pass ---------------------------------------------------------------------
+# With a card's `crop_zoom` above 1 the device crop is letterboxed onto a canvas `zoom` times the input
+# size, and the network runs on input-sized windows of it (at most `MAX_TILES`, overlapping), whose maps
+# are stitched back into one map of the canvas: the device at up to `zoom` times the single crop's
+# magnification, for the price of one pass per window. The network only ever sees input-sized images.
+MAX_TILES = 2
+# Cells of the background zone where no window looked (the canvas's padding): background, no defect.
+BACKGROUND_ZONE = 0
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """A zoomed second pass: the canvas (letterboxed device crop) and its windows' top-left corners."""
+
+    canvas: np.ndarray  # C x C x 3 uint8
+    lb: Letterbox  # how the decoded photo sits on the canvas
+    windows: tuple[tuple[int, int], ...]  # (x, y) canvas pixels, each window input_size square
+
+    @property
+    def size(self) -> int:
+        return self.canvas.shape[0]
+
+    def images(self, input_size: int) -> list[np.ndarray]:
+        return [self.canvas[y : y + input_size, x : x + input_size] for x, y in self.windows]
+
+
+def _spans(lo: float, hi: float, window: int, limit: int, stride: int) -> list[int]:
+    """Window starts (multiples of `stride`, inside [0, limit - window]) covering [lo, hi) with as few
+    windows as possible, spread evenly so that neighbours overlap."""
+    n = max(1, int(np.ceil((hi - lo) / window - 1e-6)))
+    starts = [(lo + hi) / 2 - window / 2] if n == 1 else list(np.linspace(lo, hi - window, n))
+    return [int(min(max(0, round(s / stride) * stride), limit - window)) for s in starts]
+
+
+def tiled_input(
+    decoded: np.ndarray,
+    lb: Letterbox,
+    zone_probs: np.ndarray,
+    input_size: int,
+    stride: int,
+    zoom: float,
+    max_tiles: int = MAX_TILES,
+) -> Tiles | None:
+    """The zoomed second pass for a photo (decoded as for `lb`), or None when no device is found.
+
+    The zoom is `zoom` at most, less where the device's box would need more than `max_tiles` windows:
+    a phone lying straight (box 2:1) gets two windows along its length at the full zoom, a square box
+    one window at no zoom (the plain crop)."""
+    box = device_box(zone_probs, lb, input_size, min_gain=0.0)
+    if box is None:
+        return None
+    w, h = box[2] - box[0], box[3] - box[1]
+    aspect = max(w, h) / min(w, h)
+    # n windows along the long side and one across: zoom <= n (along) and zoom <= aspect (across).
+    z = max(1.0, min(zoom, float(max_tiles), aspect))
+    canvas_size = round(z * input_size / stride) * stride
+    canvas, clb = letterbox(decoded, canvas_size, lb.draft_factor, box)
+    cw, ch = round(w * clb.scale), round(h * clb.scale)
+    xs = _spans(clb.pad_x, clb.pad_x + cw, input_size, canvas_size, stride)
+    ys = _spans(clb.pad_y, clb.pad_y + ch, input_size, canvas_size, stride)
+    windows = tuple((x, y) for y in ys for x in xs)
+    if len(windows) > max_tiles:  # rounding put one more across: take the middle row/column
+        windows = (
+            tuple((x, ys[len(ys) // 2]) for x in xs)
+            if len(xs) >= len(ys)
+            else tuple((xs[len(xs) // 2], y) for y in ys)
+        )
+    return Tiles(canvas, clb, windows)
+
+
+def stitch(tiles: Tiles, outputs: list[dict[str, np.ndarray]], stride: int) -> dict[str, np.ndarray]:
+    """The windows' maps (one output dict per window, no batch axis) -> maps of the whole canvas:
+    averaged where windows overlap; background and no defect where none looked."""
+    cells = tiles.size // stride
+    out: dict[str, np.ndarray] = {}
+    for key in outputs[0]:
+        if key in PHOTO_LEVEL:
+            out[key] = outputs[0][key]
+            continue
+        c, h, w = outputs[0][key].shape
+        total = np.zeros((c, cells, cells), np.float32)
+        count = np.zeros((cells, cells), np.float32)
+        for (x, y), o in zip(tiles.windows, outputs, strict=True):
+            cx, cy = x // stride, y // stride
+            total[:, cy : cy + h, cx : cx + w] += o[key]
+            count[cy : cy + h, cx : cx + w] += 1
+        seen = count > 0
+        total[:, seen] /= count[seen]
+        if key == "zone_probs":
+            total[BACKGROUND_ZONE, ~seen] = 1.0
+        out[key] = total
+    return out

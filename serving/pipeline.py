@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.catalogue import lookup_device
-from model.crop import crop_input, merge_outputs
+from model.crop import crop_input, merge_outputs, stitch, tiled_input
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DecodeError, Letterbox, prepare_keeping_photo
@@ -173,9 +173,14 @@ def resolve_views(views: str | None, n_photos: int) -> list[View | None]:
 
 @dataclass(frozen=True)
 class Prepared:
-    image: np.ndarray  # letterboxed model input, (S, S, 3) uint8
+    image: np.ndarray  # letterboxed model input, (S, S, 3) uint8 (a zoomed pass: its larger canvas)
     letterbox: Letterbox
     decoded: np.ndarray | None = None  # the decoded photo, kept for the crop-to-device pass
+
+    @property
+    def size(self) -> int:
+        """Side of the frame the letterbox and the maps are in."""
+        return self.image.shape[0]
 
     @property
     def original_size(self) -> tuple[int, int]:
@@ -199,6 +204,8 @@ def crop_pass(
 ) -> tuple[list[Prepared], list[dict[str, np.ndarray]]]:
     """The crop-to-device second pass (`model.crop`) for the photos where a device was found."""
     size = model.input_size
+    if model.card.crop_zoom > 1:
+        return _zoomed_pass(run, model, prepared, outputs, slot)
     with slot:
         second: dict[int, Prepared] = {}
         for k, (p, out) in enumerate(zip(prepared, outputs, strict=True)):
@@ -216,6 +223,38 @@ def crop_pass(
     return prepared, outputs
 
 
+def _zoomed_pass(
+    run: RunFn, model: Model, prepared: list[Prepared], outputs: list[dict[str, np.ndarray]], slot
+) -> tuple[list[Prepared], list[dict[str, np.ndarray]]]:
+    """The zoomed, tiled form of that pass (`model.crop.tiled_input`): the network runs on each
+    photo's windows of its zoomed device crop, whose maps are stitched back into one."""
+    size, stride = model.input_size, model.card.mask_stride
+    with slot:
+        tiled = {
+            k: t
+            for k, (p, out) in enumerate(zip(prepared, outputs, strict=True))
+            if p.decoded is not None
+            and (
+                t := tiled_input(
+                    p.decoded, p.letterbox, out["zone_probs"], size, stride, model.card.crop_zoom
+                )
+            )
+        }
+    if not tiled:
+        return prepared, outputs
+    windows = [(k, img) for k, t in tiled.items() for img in t.images(size)]
+    window_outputs = run(model, [img for _, img in windows])
+    per_photo: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k in tiled}
+    for (k, _), out in zip(windows, window_outputs, strict=True):
+        per_photo[k].append(out)
+    prepared, outputs = list(prepared), list(outputs)
+    with slot:
+        for k, t in tiled.items():
+            prepared[k] = Prepared(t.canvas, t.lb)
+            outputs[k] = merge_outputs(outputs[k], stitch(t, per_photo[k], stride))
+    return prepared, outputs
+
+
 def analyse_photo(
     outputs: dict[str, np.ndarray],
     prepared: Prepared,
@@ -226,7 +265,7 @@ def analyse_photo(
 ) -> PhotoResult:
     """One photo's model outputs -> its verdict and measured defects."""
     card = model.card
-    size = card.input_size
+    size = prepared.size
     scale = estimate_scale(outputs["zone_probs"], prepared.letterbox, size, device.length_mm)
     view_probs = outputs["view_probs"]
     if view is None:

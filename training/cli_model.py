@@ -133,6 +133,15 @@ def register(app: typer.Typer) -> None:
                 help="calibrate with the device-crop second pass (default: as the run / card says)",
             ),
         ] = None,
+        crop_zoom: Annotated[
+            float | None,
+            typer.Option(
+                "--crop-zoom",
+                min=1.0,
+                max=4.0,
+                help="zoom of that pass, tiled above 1 (model.crop.tiled_input; default: as the run / card says)",
+            ),
+        ] = None,
     ) -> None:
         """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
         them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
@@ -151,6 +160,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{model}: calibrate the FP32 file; its INT8 sibling follows", err=True)
                 raise typer.Exit(2)
             target, crop_default, val_sources = load_predictor(model), card.crop_to_device, None
+            zoom_default = card.crop_zoom
         else:
             import torch
 
@@ -160,6 +170,7 @@ def register(app: typer.Typer) -> None:
             target, ckpt = load_checkpoint(model)
             run_cfg = TrainConfig.model_validate(ckpt["config"])
             crop_default, val_sources = run_cfg.crop_to_device, run_cfg.data.val
+            zoom_default = run_cfg.crop_zoom
         if config is not None:
             val_sources = load_cli_config(config).data.val
         items = []
@@ -176,9 +187,10 @@ def register(app: typer.Typer) -> None:
             typer.echo("no validation photos: give --manifest or --config", err=True)
             raise typer.Exit(2)
         crop = crop_default if crop_to_device is None else crop_to_device
-        cal = calibrate(target, items, crop_to_device=crop)
+        zoom = zoom_default if crop_zoom is None else crop_zoom
+        cal = calibrate(target, items, crop_to_device=crop, crop_zoom=zoom)
         if onnx_file:
-            changes = {"thresholds": cal["thresholds"], "crop_to_device": crop}
+            changes = {"thresholds": cal["thresholds"], "crop_to_device": crop, "crop_zoom": zoom}
             update_card(model, **changes)
             sibling = model.with_suffix(".int8.onnx")
             if sibling.is_file():
@@ -266,6 +278,7 @@ def register(app: typer.Typer) -> None:
         thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else default_thresholds()
         # The card runs the model the way its thresholds were calibrated.
         crop = bool(cal.get("crop_to_device", cfg.crop_to_device)) if cal else cfg.crop_to_device
+        zoom = float(cal.get("crop_zoom", cfg.crop_zoom)) if cal else cfg.crop_zoom
         card_metrics = {
             k: float(v) for k, v in ckpt["history"][-1].items() if k.startswith("val_") and v == v
         }
@@ -282,6 +295,7 @@ def register(app: typer.Typer) -> None:
             input_size=net.input_size,
             mask_stride=net.mask_stride,
             crop_to_device=crop,
+            crop_zoom=zoom,
             thresholds=thresholds,
             metrics=card_metrics,
             training_data_hash=ckpt.get("training_data_hash", "unknown"),

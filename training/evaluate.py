@@ -87,7 +87,7 @@ def compute_metrics(
             if m.gt is not None:
                 m.gt.mask = None  # keep memory flat on big test sets
         scale_sources[res.scale_source] += 1
-        t = build_targets(pred.item, size, pred.lb.crop)  # the frame the outputs are in
+        t = build_targets(pred.item, pred.size or size, pred.lb.crop)  # the frame the outputs are in
         target = _pool(t["defects"], stride)  # coverage, as trained
         probs = pred.outputs["defect_probs"]
         for d in np.flatnonzero(t["pixel_valid"]):
@@ -205,6 +205,7 @@ def compute_metrics(
     )
     metrics["thresholds"] = predictor.thresholds.model_dump(mode="json")
     metrics["crop_to_device"] = predictor.crop_to_device
+    metrics["crop_zoom"] = predictor.crop_zoom
     return metrics, photos, rows
 
 
@@ -240,6 +241,17 @@ def _fmt(x) -> str:
     if isinstance(x, float):
         return "n/a" if x != x else f"{x:.3f}"
     return str(x)
+
+
+def _passes(metrics: dict) -> str:
+    if not metrics.get("crop_to_device"):
+        return "."
+    zoom = metrics.get("crop_zoom", 1.0)
+    if zoom > 1:
+        from model.crop import MAX_TILES
+
+        return f", all passes: whole photo, then up to {MAX_TILES} windows of the device crop zoomed up to {zoom:g}x."
+    return ", both passes: whole photo, then the device crop."
 
 
 def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | None = None) -> Path:
@@ -371,8 +383,7 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
         "```",
         "",
         f"Inference: median {_fmt(metrics['ms_per_photo'])} ms per photo in batches of 8 during this run "
-        "(see benchmarks/bench_model.py for controlled timings)"
-        + (", both passes: whole photo, then the device crop." if metrics.get("crop_to_device") else "."),
+        "(see benchmarks/bench_model.py for controlled timings)" + _passes(metrics),
     ]
     path = report_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")

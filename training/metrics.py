@@ -129,6 +129,7 @@ class PhotoResult:
 
 
 def photo_result(pred, thresholds, size: int, stride: int, photo_index: int = 0) -> PhotoResult:
+    size = getattr(pred, "size", 0) or size  # a zoomed second pass's canvas is larger than the input
     scale, source = photo_scale(pred, size)
     insts = extract_instances(
         pred.outputs["defect_probs"],

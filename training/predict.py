@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from model.card import Thresholds
-from model.crop import crop_input, merge_outputs
+from model.crop import crop_input, merge_outputs, stitch, tiled_input
 from model.manifest import resolve
 from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES
 from model.preprocess import Letterbox, prepare_keeping_photo
@@ -35,6 +35,7 @@ class Predictor:
     name: str
     crop_to_device: bool = False
     seconds: list[float] = field(default_factory=list)  # per-batch inference time
+    crop_zoom: float = 1.0  # above 1: the zoomed, tiled second pass (`model.crop.tiled_input`)
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
@@ -84,14 +85,23 @@ def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
             return dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True))
 
         return Predictor(
-            run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name, card.crop_to_device
+            run,
+            card.input_size,
+            card.mask_stride,
+            card.thresholds,
+            "onnx",
+            path.name,
+            card.crop_to_device,
+            crop_zoom=card.crop_zoom,
         )
     from training.train import load_checkpoint
 
     net, ckpt = load_checkpoint(path)
     cal = ckpt.get("calibration")
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
-    return torch_predictor(net, thresholds, path.name, bool(ckpt["config"].get("crop_to_device", False)))
+    pred = torch_predictor(net, thresholds, path.name, bool(ckpt["config"].get("crop_to_device", False)))
+    pred.crop_zoom = float((cal or {}).get("crop_zoom", ckpt["config"].get("crop_zoom", 1.0)))
+    return pred
 
 
 @dataclass
@@ -100,6 +110,7 @@ class Prediction:
     image: np.ndarray  # letterboxed model input, H x W x 3 uint8
     lb: Letterbox
     outputs: dict[str, np.ndarray]  # this photo's outputs, no batch axis
+    size: int = 0  # side of the frame `image`, `lb` and the maps are in (0: the model's input size)
 
 
 def _nchw(images: list[np.ndarray]) -> np.ndarray:
@@ -114,7 +125,10 @@ def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Ite
         prepared = [(img, lb) for img, lb, _ in loaded]
         out = predictor(_nchw([p[0] for p in prepared]))
         outputs = [{k: v[i] for k, v in out.items()} for i in range(len(chunk))]
-        if predictor.crop_to_device:
+        sizes = [size] * len(chunk)
+        if predictor.crop_to_device and predictor.crop_zoom > 1:
+            _zoomed_pass(predictor, loaded, prepared, outputs, sizes)
+        elif predictor.crop_to_device:
             second = {
                 i: crop
                 for i, (o, (_, lb)) in enumerate(zip(outputs, prepared, strict=True))
@@ -129,5 +143,30 @@ def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Ite
                 for j, i in enumerate(crops):
                     outputs[i] = merge_outputs(outputs[i], {k: v[j] for k, v in out2.items()})
                     prepared[i] = second[i]
-        for it, (img, lb), o in zip(chunk, prepared, outputs, strict=True):
-            yield Prediction(it, img, lb, o)
+        for it, (img, lb), o, sz in zip(chunk, prepared, outputs, sizes, strict=True):
+            yield Prediction(it, img, lb, o, sz)
+
+
+def _zoomed_pass(predictor: Predictor, loaded, prepared: list, outputs: list, sizes: list[int]) -> None:
+    """The zoomed, tiled second pass (`model.crop.tiled_input`) for one batch, in place: each photo
+    with a device gets the stitched maps of its canvas, and the canvas as its frame."""
+    size, stride = predictor.input_size, predictor.mask_stride
+    tiled = {
+        i: t
+        for i, (o, (_, lb)) in enumerate(zip(outputs, prepared, strict=True))
+        if (t := tiled_input(loaded[i][2], lb, o["zone_probs"], size, stride, predictor.crop_zoom))
+        is not None
+    }
+    if not tiled:
+        return
+    windows = [(i, img) for i, t in tiled.items() for img in t.images(size)]
+    out2 = predictor(_nchw([img for _, img in windows]))
+    t2 = predictor.seconds.pop() * len(windows)
+    predictor.seconds[-1] += t2 / len(outputs)
+    per_photo: dict[int, list[dict[str, np.ndarray]]] = {i: [] for i in tiled}
+    for j, (i, _) in enumerate(windows):
+        per_photo[i].append({k: v[j] for k, v in out2.items()})
+    for i, t in tiled.items():
+        outputs[i] = merge_outputs(outputs[i], stitch(t, per_photo[i], stride))
+        prepared[i] = (t.canvas, t.lb)
+        sizes[i] = t.size

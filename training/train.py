@@ -141,6 +141,8 @@ def run_training(cfg: TrainConfig) -> Path:
         augment=cfg.data.augment,
         cache=cfg.data.cache_images,
         device_crop=cfg.data.device_crop,
+        device_zoom=cfg.data.device_zoom,
+        max_zoom=cfg.data.max_zoom,
     )
     if train_ds.augment is not None:
         train_ds.augment.set_random_seed(cfg.seed + rank)
@@ -254,7 +256,7 @@ def run_training(cfg: TrainConfig) -> Path:
         from training.calibrate import calibrate
 
         best_net, ckpt = load_checkpoint(best_path)
-        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device)
+        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device, crop_zoom=cfg.crop_zoom)
         ckpt["calibration"] = cal
         torch.save(ckpt, best_path)
         (run_dir / "calibration.json").write_text(json.dumps(cal, indent=2))
