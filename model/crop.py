@@ -13,6 +13,7 @@ Torch-free.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,6 +156,26 @@ def tiled_input(
             else tuple((xs[len(xs) // 2], y) for y in ys)
         )
     return Tiles(canvas, clb, windows)
+
+
+def window_images(tiled: Mapping[int, Tiles], input_size: int) -> list[np.ndarray]:
+    """All photos' windows, photo by photo: one batch for the network (`stitch_all` undoes it)."""
+    return [img for t in tiled.values() for img in t.images(input_size)]
+
+
+def stitch_all(
+    tiled: Mapping[int, Tiles], window_outputs: Sequence[dict[str, np.ndarray]], stride: int
+) -> dict[int, dict[str, np.ndarray]]:
+    """The network's outputs on `window_images` (one dict per window, in that order) -> each photo's
+    stitched maps."""
+    n = sum(len(t.windows) for t in tiled.values())
+    if n != len(window_outputs):
+        raise ValueError(f"{len(window_outputs)} window outputs for {n} windows")
+    out, k = {}, 0
+    for key, t in tiled.items():
+        out[key] = stitch(t, list(window_outputs[k : k + len(t.windows)]), stride)
+        k += len(t.windows)
+    return out
 
 
 def stitch(tiles: Tiles, outputs: list[dict[str, np.ndarray]], stride: int) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.catalogue import lookup_device
-from model.crop import crop_input, merge_outputs, stitch, tiled_input
+from model.crop import crop_input, merge_outputs, stitch_all, tiled_input, window_images
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DecodeError, Letterbox, prepare_keeping_photo
@@ -242,16 +242,12 @@ def _zoomed_pass(
         }
     if not tiled:
         return prepared, outputs
-    windows = [(k, img) for k, t in tiled.items() for img in t.images(size)]
-    window_outputs = run(model, [img for _, img in windows])
-    per_photo: dict[int, list[dict[str, np.ndarray]]] = {k: [] for k in tiled}
-    for (k, _), out in zip(windows, window_outputs, strict=True):
-        per_photo[k].append(out)
+    window_outputs = run(model, window_images(tiled, size))
     prepared, outputs = list(prepared), list(outputs)
     with slot:
-        for k, t in tiled.items():
-            prepared[k] = Prepared(t.canvas, t.lb)
-            outputs[k] = merge_outputs(outputs[k], stitch(t, per_photo[k], stride))
+        for k, maps in stitch_all(tiled, window_outputs, stride).items():
+            prepared[k] = Prepared(tiled[k].canvas, tiled[k].lb)
+            outputs[k] = merge_outputs(outputs[k], maps)
     return prepared, outputs
 
 

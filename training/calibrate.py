@@ -56,7 +56,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def pixel_thresholds(preds: list[Prediction], size: int, stride: int) -> tuple[dict[str, float], dict]:
+def pixel_thresholds(preds: list[Prediction], stride: int) -> tuple[dict[str, float], dict]:
     """Per type, the probability cut whose instances (after serving's post-processing) best match the
     truth by F1. Coverage maps make the cut also decide where a defect ends, so instance F1 -- what
     grading consumes -- is the criterion rather than pixel F1. Types without validation instances get
@@ -64,7 +64,7 @@ def pixel_thresholds(preds: list[Prediction], size: int, stride: int) -> tuple[d
     f1 = {name: [] for name in DEFECT_CHANNELS}
     for t in GRID:
         th = Thresholds(defect_pixel={n: float(t) for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
-        table = prf([m for p in preds for m in photo_result(p, th, size, stride).matches])
+        table = prf([m for p in preds for m in photo_result(p, th, stride).matches])
         for name in DEFECT_CHANNELS:
             v = table.get(name)
             f1[name].append(v["f1"] if v and v["tp"] + v["fn"] > 0 else float("nan"))
@@ -94,10 +94,10 @@ def fit_confidence(z: np.ndarray, real: np.ndarray) -> tuple[float, float]:
     return float(TEMPERATURES[i]), float(OFFSETS[j])
 
 
-def fit_confidences(preds: list[Prediction], pixel: dict[str, float], size: int, stride: int):
+def fit_confidences(preds: list[Prediction], pixel: dict[str, float], stride: int):
     """Per type (temperature, offset) from validation instances matched to the truth at these cuts."""
     raw = Thresholds(defect_pixel=pixel, min_instance_confidence=0.0)
-    results = [photo_result(p, raw, size, stride) for p in preds]
+    results = [photo_result(p, raw, stride) for p in preds]
     temps, offsets, fig = {}, {}, {}
     for name in DEFECT_CHANNELS:
         # Uncalibrated, an instance's confidence is sigmoid(z): its logit is the score to fit on.
@@ -116,21 +116,21 @@ def fit_confidences(preds: list[Prediction], pixel: dict[str, float], size: int,
     return th, fig
 
 
-def grade_accuracy(preds: list[Prediction], thresholds: Thresholds, size: int, stride: int) -> float:
+def grade_accuracy(preds: list[Prediction], thresholds: Thresholds, stride: int) -> float:
     """Share of (device, standard) pairs graded right on validation devices (nan without grades)."""
-    rows = grade_devices([photo_result(p, thresholds, size, stride) for p in preds], list_standards())
+    rows = grade_devices([photo_result(p, thresholds, stride) for p in preds], list_standards())
     return float(np.mean([r["true"] == r["pred"] for r in rows])) if rows else float("nan")
 
 
 def refine_for_grades(
-    preds: list[Prediction], pixel: dict[str, float], size: int, stride: int, types: list[str], progress=None
+    preds: list[Prediction], pixel: dict[str, float], stride: int, types: list[str], progress=None
 ) -> tuple[dict[str, float], dict]:
     """Coordinate ascent on the pixel cuts of `types` for validation grade accuracy, refitting the
     confidences for every candidate. Instance F1 is the right start but not the goal: a cut also
     decides where a defect ends (its length) and whether one scratch breaks into two (the count), and
     the grade rules are limits on exactly those. A cut moves only when it gains at least
     `MIN_GRADE_GAIN` of validation accuracy, so noise does not move it."""
-    best_acc = grade_accuracy(preds, fit_confidences(preds, pixel, size, stride)[0], size, stride)
+    best_acc = grade_accuracy(preds, fit_confidences(preds, pixel, stride)[0], stride)
     start, trace = best_acc, []
     if best_acc != best_acc:  # no graded validation devices
         return pixel, {}
@@ -139,7 +139,7 @@ def refine_for_grades(
             if float(cut) == pixel[name]:
                 continue
             cand = {**pixel, name: float(cut)}
-            acc = grade_accuracy(preds, fit_confidences(preds, cand, size, stride)[0], size, stride)
+            acc = grade_accuracy(preds, fit_confidences(preds, cand, stride)[0], stride)
             trace.append({"type": name, "cut": float(cut), "val_grade_accuracy": acc})
             if progress is not None:
                 progress()
@@ -188,13 +188,16 @@ def calibrate(
     grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.crop`);
     `crop_zoom` above 1: on its zoomed, tiled form (`model.crop.tiled_input`)."""
     if isinstance(model, Predictor):
-        predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
+        predictor = replace(
+            model, thresholds=default_thresholds(), crop_to_device=crop_to_device, crop_zoom=crop_zoom
+        )
     else:
-        predictor = torch_predictor(model, default_thresholds(), crop_to_device=crop_to_device)
-    predictor.crop_zoom = crop_zoom
-    size, stride = predictor.input_size, predictor.mask_stride
+        predictor = torch_predictor(
+            model, default_thresholds(), crop_to_device=crop_to_device, crop_zoom=crop_zoom
+        )
+    stride = predictor.mask_stride
     preds = list(predict(val_items, predictor, batch_size))
-    pixel, pixel_fig = pixel_thresholds(preds, size, stride)
+    pixel, pixel_fig = pixel_thresholds(preds, stride)
     counts = {n: sum(1 for p in preds for i in p.item.record.instances if i.type.value == n) for n in pixel}
     types = [n for n in sorted(counts, key=counts.get, reverse=True) if counts[n] > 0][:refine_types]
     refine_fig = {}
@@ -202,9 +205,9 @@ def calibrate(
         from tqdm import tqdm
 
         with tqdm(total=len(types) * (len(GRID) - 1), desc="refining cuts for grades", leave=False) as bar:
-            pixel, refine_fig = refine_for_grades(preds, pixel, size, stride, types, bar.update)
-    thresholds, temp_fig = fit_confidences(preds, pixel, size, stride)
-    results = [photo_result(p, thresholds, size, stride) for p in preds]
+            pixel, refine_fig = refine_for_grades(preds, pixel, stride, types, bar.update)
+    thresholds, temp_fig = fit_confidences(preds, pixel, stride)
+    results = [photo_result(p, thresholds, stride) for p in preds]
     rows = grade_devices(results, list_standards())
     thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
     rows = calibrated_rows(rows, thresholds.grade_calibration)

@@ -172,7 +172,9 @@ def build_targets(
 
 def zoomed_window(item: Item, size: int, margin: float, zoom: float, rng=np.random) -> dict[str, np.ndarray]:
     """`build_targets` of the true device box letterboxed at `zoom` x `size`, then one random `size`
-    window of it that overlaps the device: what one window of the zoomed tiled pass sees."""
+    window of it: what one window of the zoomed tiled pass sees. The box is centred on the canvas, so
+    up to a zoom of 2 every window holds the canvas's centre and overlaps the device; beyond 2 (which
+    inference, at `model.crop.MAX_TILES` windows, never uses) a window may miss it."""
     canvas = round(zoom * size)
     t = build_targets(item, canvas, device_margin=margin)
     if canvas == size:

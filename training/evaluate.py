@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.crop import MAX_TILES
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 from model.taxonomy import PhotoQuality
@@ -64,7 +65,7 @@ def compute_metrics(
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
     predictor = load_predictor(model_path)
-    size, stride = predictor.input_size, predictor.mask_stride
+    stride = predictor.mask_stride
     items = []
     for m in manifests:
         # "PATH@train,val,test" picks splits per manifest (a held-out synthetic seed is test as a whole).
@@ -82,12 +83,12 @@ def compute_metrics(
     scale_sources: dict[str, int] = defaultdict(int)
     for pred in predict(items, predictor):
         rec = pred.item.record
-        res = photo_result(pred, predictor.thresholds, size, stride)
+        res = photo_result(pred, predictor.thresholds, stride)
         for m in res.matches:
             if m.gt is not None:
                 m.gt.mask = None  # keep memory flat on big test sets
         scale_sources[res.scale_source] += 1
-        t = build_targets(pred.item, pred.size or size, pred.lb.crop)  # the frame the outputs are in
+        t = build_targets(pred.item, pred.size, pred.lb.crop)  # the frame the outputs are in
         target = _pool(t["defects"], stride)  # coverage, as trained
         probs = pred.outputs["defect_probs"]
         for d in np.flatnonzero(t["pixel_valid"]):
@@ -248,8 +249,6 @@ def _passes(metrics: dict) -> str:
         return "."
     zoom = metrics.get("crop_zoom", 1.0)
     if zoom > 1:
-        from model.crop import MAX_TILES
-
         return f", all passes: whole photo, then up to {MAX_TILES} windows of the device crop zoomed up to {zoom:g}x."
     return ", both passes: whole photo, then the device crop."
 

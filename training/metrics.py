@@ -128,8 +128,8 @@ class PhotoResult:
     scale_source: str = ""
 
 
-def photo_result(pred, thresholds, size: int, stride: int, photo_index: int = 0) -> PhotoResult:
-    size = getattr(pred, "size", 0) or size  # a zoomed second pass's canvas is larger than the input
+def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> PhotoResult:
+    size = pred.size  # the frame the outputs are in: a zoomed second pass's canvas is larger than the input
     scale, source = photo_scale(pred, size)
     insts = extract_instances(
         pred.outputs["defect_probs"],

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from model.card import Thresholds
-from model.crop import crop_input, merge_outputs, stitch, tiled_input
+from model.crop import crop_input, merge_outputs, stitch_all, tiled_input, window_images
 from model.manifest import resolve
 from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES
 from model.preprocess import Letterbox, prepare_keeping_photo
@@ -49,7 +49,11 @@ def default_thresholds() -> Thresholds:
 
 
 def torch_predictor(
-    net, thresholds: Thresholds | None = None, name: str = "model", crop_to_device: bool = False
+    net,
+    thresholds: Thresholds | None = None,
+    name: str = "model",
+    crop_to_device: bool = False,
+    crop_zoom: float = 1.0,
 ) -> Predictor:
     import torch
 
@@ -68,6 +72,7 @@ def torch_predictor(
         "torch",
         name,
         crop_to_device,
+        crop_zoom=crop_zoom,
     )
 
 
@@ -99,18 +104,26 @@ def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
     net, ckpt = load_checkpoint(path)
     cal = ckpt.get("calibration")
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
-    pred = torch_predictor(net, thresholds, path.name, bool(ckpt["config"].get("crop_to_device", False)))
-    pred.crop_zoom = float((cal or {}).get("crop_zoom", ckpt["config"].get("crop_zoom", 1.0)))
-    return pred
+    return torch_predictor(
+        net,
+        thresholds,
+        path.name,
+        bool(ckpt["config"].get("crop_to_device", False)),
+        float((cal or {}).get("crop_zoom", ckpt["config"].get("crop_zoom", 1.0))),
+    )
 
 
 @dataclass
 class Prediction:
     item: Item
-    image: np.ndarray  # letterboxed model input, H x W x 3 uint8
+    image: np.ndarray  # letterboxed model input (a zoomed pass: its larger canvas), H x W x 3 uint8
     lb: Letterbox
     outputs: dict[str, np.ndarray]  # this photo's outputs, no batch axis
-    size: int = 0  # side of the frame `image`, `lb` and the maps are in (0: the model's input size)
+
+    @property
+    def size(self) -> int:
+        """Side of the frame `lb` and the maps are in: the input size, or a zoomed pass's canvas."""
+        return self.image.shape[0]
 
 
 def _nchw(images: list[np.ndarray]) -> np.ndarray:
@@ -125,9 +138,8 @@ def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Ite
         prepared = [(img, lb) for img, lb, _ in loaded]
         out = predictor(_nchw([p[0] for p in prepared]))
         outputs = [{k: v[i] for k, v in out.items()} for i in range(len(chunk))]
-        sizes = [size] * len(chunk)
         if predictor.crop_to_device and predictor.crop_zoom > 1:
-            _zoomed_pass(predictor, loaded, prepared, outputs, sizes)
+            _zoomed_pass(predictor, loaded, prepared, outputs)
         elif predictor.crop_to_device:
             second = {
                 i: crop
@@ -143,11 +155,11 @@ def predict(items: list[Item], predictor: Predictor, batch_size: int = 8) -> Ite
                 for j, i in enumerate(crops):
                     outputs[i] = merge_outputs(outputs[i], {k: v[j] for k, v in out2.items()})
                     prepared[i] = second[i]
-        for it, (img, lb), o, sz in zip(chunk, prepared, outputs, sizes, strict=True):
-            yield Prediction(it, img, lb, o, sz)
+        for it, (img, lb), o in zip(chunk, prepared, outputs, strict=True):
+            yield Prediction(it, img, lb, o)
 
 
-def _zoomed_pass(predictor: Predictor, loaded, prepared: list, outputs: list, sizes: list[int]) -> None:
+def _zoomed_pass(predictor: Predictor, loaded, prepared: list, outputs: list) -> None:
     """The zoomed, tiled second pass (`model.crop.tiled_input`) for one batch, in place: each photo
     with a device gets the stitched maps of its canvas, and the canvas as its frame."""
     size, stride = predictor.input_size, predictor.mask_stride
@@ -159,14 +171,12 @@ def _zoomed_pass(predictor: Predictor, loaded, prepared: list, outputs: list, si
     }
     if not tiled:
         return
-    windows = [(i, img) for i, t in tiled.items() for img in t.images(size)]
-    out2 = predictor(_nchw([img for _, img in windows]))
-    t2 = predictor.seconds.pop() * len(windows)
+    images = window_images(tiled, size)
+    out2 = predictor(_nchw(images))
+    # Latency is per photo, as for the plain crop: the windows' time is spread over the batch.
+    t2 = predictor.seconds.pop() * len(images)
     predictor.seconds[-1] += t2 / len(outputs)
-    per_photo: dict[int, list[dict[str, np.ndarray]]] = {i: [] for i in tiled}
-    for j, (i, _) in enumerate(windows):
-        per_photo[i].append({k: v[j] for k, v in out2.items()})
-    for i, t in tiled.items():
-        outputs[i] = merge_outputs(outputs[i], stitch(t, per_photo[i], stride))
-        prepared[i] = (t.canvas, t.lb)
-        sizes[i] = t.size
+    per_window = [{k: v[j] for k, v in out2.items()} for j in range(len(images))]
+    for i, maps in stitch_all(tiled, per_window, stride).items():
+        outputs[i] = merge_outputs(outputs[i], maps)
+        prepared[i] = (tiled[i].canvas, tiled[i].lb)

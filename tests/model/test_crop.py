@@ -18,7 +18,9 @@ from model.crop import (
     device_box,
     merge_outputs,
     stitch,
+    stitch_all,
     tiled_input,
+    window_images,
 )
 from model.outputs import ZONE_CHANNELS
 from model.preprocess import decode_for, letterbox
@@ -209,6 +211,24 @@ def test_stitching_puts_every_window_back_where_it_came_from():
     assert (maps["defect_probs"][0][~covered] == 0).all()
     assert (maps["zone_probs"][0][~covered] == 1).all()  # unseen: background
     np.testing.assert_allclose(maps["zone_probs"].sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_one_batch_of_windows_for_many_photos_is_stitched_back_photo_by_photo():
+    rng = np.random.default_rng(2)
+    photos = [rng.integers(0, 255, (400, 400, 3), dtype=np.uint8) for _ in range(2)]
+    _, lb = letterbox(photos[0], SIZE)
+    tiled = {
+        3: tiled_input(photos[0], lb, _zone_map((10, 2, 22, 30)), SIZE, STRIDE, zoom=2.0),  # two windows
+        7: tiled_input(photos[1], lb, _zone_map((8, 8, 20, 20)), SIZE, STRIDE, zoom=2.0),  # one
+    }
+    images = window_images(tiled, SIZE)
+    assert len(images) == 3
+    maps = stitch_all(tiled, [_fake_network(im) for im in images], STRIDE)
+    for k, t in tiled.items():
+        own = stitch(t, [_fake_network(im) for im in t.images(SIZE)], STRIDE)
+        np.testing.assert_array_equal(maps[k]["defect_probs"], own["defect_probs"])
+    with pytest.raises(ValueError, match="2 window outputs for 3 windows"):
+        stitch_all(tiled, [_fake_network(im) for im in images[:2]], STRIDE)
 
 
 def test_overlapping_windows_are_averaged():

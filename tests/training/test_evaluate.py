@@ -110,7 +110,7 @@ def _perfect_preds(tmp_path):
 
 def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
     preds = _perfect_preds(tmp_path)
-    cut, figures = pixel_thresholds(preds, 64, 4)
+    cut, figures = pixel_thresholds(preds, 4)
     present = {i.type.value for p in preds for i in p.item.record.instances}
     assert present and set(figures) == present
     for name in present:  # a perfect coverage map: instances are found almost exactly
@@ -160,14 +160,14 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
 
 def test_grade_refinement_moves_a_bad_cut_and_never_loses_accuracy(tmp_path):
     preds = _perfect_preds(tmp_path)
-    good, _ = pixel_thresholds(preds, 64, 4)
+    good, _ = pixel_thresholds(preds, 4)
     bad = {**good, "scratch": 0.6}  # a cut too high for a coverage map: hairlines break up or vanish
     acc = {
-        name: grade_accuracy(preds, fit_confidences(preds, cuts, 64, 4)[0], 64, 4)
+        name: grade_accuracy(preds, fit_confidences(preds, cuts, 4)[0], 4)
         for name, cuts in (("good", good), ("bad", bad))
     }
     assert acc["bad"] < acc["good"]
-    refined, fig = refine_for_grades(preds, bad, 64, 4, ["scratch"])
+    refined, fig = refine_for_grades(preds, bad, 4, ["scratch"])
     assert refined["scratch"] < 0.6 and set(refined) == set(bad)
     assert (
         fig["val_grade_accuracy_after"] >= acc["good"] - 1e-9 > acc["bad"] == fig["val_grade_accuracy_before"]
