@@ -7,7 +7,7 @@ Imports of onnxruntime, FastAPI, SQLAlchemy and uvicorn stay inside the command 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -20,30 +20,79 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
 
 
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a start-up problem the user can fix, not a crash to debug."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_storage(db_url: str) -> None:
+    """Open the gradings database once, so a bad URL or an unwritable data folder is one line, not a
+    traceback out of the app's start-up."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving.db import make_engine
+
+    try:
+        url = make_url(db_url)
+        if url.get_backend_name() == "sqlite" and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(db_url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        shown = db_url.split("@")[-1] if "@" in db_url else db_url  # never print a password
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _fail(f"cannot open the database {shown}: {reason} (REFURBGRADE_DATA_DIR / REFURBGRADE_DATABASE_URL)")
+
+
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    model: Annotated[Path | None, typer.Option(help="model file (default REFURBGRADE_MODEL_PATH)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else the bundled model)")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the grading API (uvicorn, one process; ONNX Runtime threads per REFURBGRADE_INTRA_OP_THREADS)."""
     import os
 
-    import uvicorn
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     if model is not None:
         os.environ["REFURBGRADE_MODEL_PATH"] = str(model)
-    from serving.app import create_app
-    from serving.settings import get_settings
+    from serving.settings import get_settings, settings_error_line
 
     try:
         settings = get_settings()
     except ValidationError as exc:
-        typer.echo(f"error: invalid settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        _fail(f"invalid settings: {settings_error_line(exc)}")
+    except SettingsError as exc:
+        _fail(f"invalid settings: {exc}")
+
+    # The app loads the model in its lifespan, where a broken file ends in uvicorn's traceback: load it
+    # here first (a fraction of a second) so that it is one line instead.
+    from serving.predictor import load_model
+
+    try:
+        load_model(settings.model_path, intra_op_threads=1)
+    except ValueError as exc:
+        _fail(f"cannot serve the model: {exc}")
+    _check_storage(settings.db_url)
+
+    import uvicorn
+
+    from serving.app import create_app
+
+    data = "REFURBGRADE_DATABASE_URL" if settings.database_url else settings.data_dir
     typer.echo(
-        f"refurbgrade: serving {settings.model_path} on http://{host}:{port} (docs at /docs)", err=True
+        f"refurbgrade: serving {settings.model_path} on http://{host}:{port} (docs at /docs); data in {data}",
+        err=True,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
@@ -75,11 +124,22 @@ def grade(
     ] = False,
     model: Annotated[
         Path | None,
-        typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else models/default.onnx)"),
+        typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else the bundled model)"),
     ] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads")] = 2,
 ) -> None:
     """Grade photos offline with the service's predictor; bad files are reported and skipped."""
+    import os
+
+    from serving.settings import DEFAULT_MODEL_PATH
+
+    path = model or Path(os.environ.get("REFURBGRADE_MODEL_PATH") or DEFAULT_MODEL_PATH)
+    if not path.is_file():
+        if model is not None:
+            _fail(f"model file {path} does not exist (--model)")
+        if os.environ.get("REFURBGRADE_MODEL_PATH"):
+            _fail(f"model file {path} does not exist (REFURBGRADE_MODEL_PATH)")
+        _fail(f"the bundled model {path} does not exist: pass --model or set REFURBGRADE_MODEL_PATH")
     from serving.batch_grader import run_batch
 
     code = run_batch(
@@ -91,7 +151,7 @@ def grade(
         jsonl=jsonl,
         overlays=overlays,
         device_per_folder=device_per_folder,
-        model_path=model,
+        model_path=path,
         threads=threads,
     )
     raise typer.Exit(code)
@@ -117,6 +177,7 @@ def keys_create(
         typer.echo("error: a refurbisher key needs --tenant", err=True)
         raise typer.Exit(2)
     settings = StorageSettings()
+    _check_storage(settings.db_url)
     engine = make_engine(settings.db_url)
     try:
         migrate(engine)
@@ -124,5 +185,8 @@ def keys_create(
             row, token = create_key(s, role, tenant, name)
     finally:
         engine.dispose()
-    typer.echo(f"created key {row.id} (role {row.role}{', tenant ' + tenant if tenant else ''})", err=True)
+    where = "REFURBGRADE_DATABASE_URL" if settings.database_url else settings.data_dir
+    typer.echo(
+        f"created key {row.id} (role {row.role}{', tenant ' + tenant if tenant else ''}) in {where}", err=True
+    )
     typer.echo(token)

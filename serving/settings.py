@@ -2,26 +2,64 @@
 
 `get_settings()` is cached; tests build a `Settings(...)` themselves and hand it to `create_app`, or
 override the `get_settings` dependency. Validation fails start-up loudly (a missing model file, a
-non-positive limit) instead of failing the first request.
+non-positive limit) instead of failing the first request; `settings_error_line` turns such a failure
+into the one line the CLI prints.
+
+The defaults do not depend on the current folder, so the commands work from anywhere: the bundled model
+is found beside the installed packages (`models/default.onnx` in the checkout an editable install points
+at; a wheel does not carry it, so there REFURBGRADE_MODEL_PATH or `--model` is needed), and the data
+folder is per user (`$XDG_DATA_HOME/refurbgrade`, else `~/.local/share/refurbgrade`).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The checkout (editable install) holding serving/, model/, ... and the bundled models/ folder.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_PATH = PROJECT_ROOT / "models" / "default.onnx"
+ENV_PREFIX = "REFURBGRADE_"
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder: $XDG_DATA_HOME/refurbgrade, else ~/.local/share/refurbgrade."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "refurbgrade"
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """One line for a settings failure: each problem as `REFURBGRADE_NAME: what is wrong`, no links."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        msg = str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        if loc:
+            value = err.get("input")
+            shown = (
+                f" (got {value!r})" if isinstance(value, str | int | float) and len(repr(value)) < 60 else ""
+            )
+            parts.append(f"{ENV_PREFIX}{loc.upper()}{shown}: {msg}")
+        else:
+            parts.append(msg)
+    return " ".join("; ".join(parts).split()) or "invalid settings"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REFURBGRADE_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    # The model served at start-up, and the folder from which admins may activate others.
-    model_path: Path = Path("models/default.onnx")
+    # The model served at start-up (default: the bundled one, wherever the command runs from), and the
+    # folder from which admins may activate others.
+    model_path: Path = DEFAULT_MODEL_PATH
     models_dir: Path | None = None  # default: the model file's folder
-    # Gradings database and photo blobs. Without a database URL: SQLite under data_dir.
-    data_dir: Path = Path("var")
+    # Gradings database and photo blobs. Without a database URL: SQLite under data_dir (per user).
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
 
     # ONNX Runtime threads: intra-op parallelism inside one run, inter-op across graph branches.
@@ -63,7 +101,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if not self.model_path.is_file():
             raise ValueError(
-                f"model file {self.model_path} does not exist (set REFURBGRADE_MODEL_PATH to an exported .onnx)"
+                f"model file {self.model_path} does not exist "
+                f"(pass --model or set {ENV_PREFIX}MODEL_PATH to an exported .onnx)"
             )
         if self.max_queue_photos < self.max_photos:
             raise ValueError(
@@ -90,9 +129,9 @@ def get_settings() -> Settings:
 class StorageSettings(BaseSettings):
     """The subset the `keys` command needs: it must work without a model file."""
 
-    model_config = SettingsConfigDict(env_prefix="REFURBGRADE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
 
     @property
