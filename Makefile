@@ -1,48 +1,66 @@
 # refurbgrade's commands. The README's two set-up commands are `make run` and `make test`;
 # .ci/run calls `make test`. Every dependency comes from pyproject.toml, pinned by constraints.txt.
+#
+# Two installs into the same .venv, each with its own stamp:
+#   `make run`  needs only the `serve` extra (ONNX Runtime, FastAPI, ...; no torch): $(STAMP_SERVE)
+#   `make test` needs every extra (serve, train: torch + torchvision, dev): $(STAMP_ALL)
+# The full install also satisfies `make run` (it touches both stamps), so `make run` after `make test`
+# installs nothing, and `make test` after `make run` adds the rest. Sizes and times: docs/operations.md.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP_SERVE := $(VENV)/.installed-serve
+STAMP_ALL := $(VENV)/.installed-all
+PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: venv run serve test lint format clean model manifests
+.PHONY: venv serve-venv run test lint format clean model manifests
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[serve,train,dev]'
-	touch $(STAMP)
 
-venv: $(STAMP)
+$(STAMP_ALL): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[serve,train,dev]'
+	touch $(STAMP_ALL) $(STAMP_SERVE) $(VENV)/.installed
+
+$(STAMP_SERVE): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[serve]'
+	touch $(STAMP_SERVE)
+
+# Everything (what `make test` uses); .venv/.installed is also touched, for tools that wait on that name.
+venv: $(STAMP_ALL)
+
+# Only what the service needs (what `make run` uses).
+serve-venv: $(STAMP_SERVE)
 
 # The main job: the grading service on the bundled model (models/default.onnx), docs at /docs.
-# API keys: `$(BIN)/refurbgrade keys create --role refurbisher --tenant NAME` (README, "Grading service").
+# API keys: `$(BIN)/refurbgrade keys create --role refurbisher --tenant NAME` (README, "Grade a photo").
 HOST ?= 127.0.0.1
 PORT ?= 8000
-run: $(STAMP)
+run: $(STAMP_SERVE)
 	$(BIN)/refurbgrade serve --host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
+lint: $(STAMP_ALL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(STAMP_ALL)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 # The test command (README, .ci/run). pytest exits 5 when it collects no test, which fails here too.
-test: $(STAMP) lint
+test: $(STAMP_ALL) lint
 	$(BIN)/python -m pytest
 
-# The bundled default model (README "Recipe log"): synthetic data (seeds 101 train, 202 val, 303 held-out
+# The bundled default model (docs/model-history.md): synthetic data (seeds 101 train, 202 val, 303 held-out
 # test), training on it plus the shared real sets, ONNX export + INT8 (both verified), the evaluation
 # report on held-out data, and the latency benchmark. CPU-only works (about 2.7 h on 2 cores: 6 min data, about 2.5 h of training in three stages).
 SYNTH := datasets/generated
 SYNTH_ARGS := --size 512 --workers 2
-# The bundled model: three training stages on one config (README recipe log, 2026-12-03). Stages 2-3
+# The bundled model: three training stages on one config (docs/model-history.md, 2026-12-03). Stages 2-3
 # resume from stage 1's run; like run_dir, `resume` is relative to the config file, hence ../../runs.
 CONFIG := training/configs/default.yaml
-model: $(STAMP)
+model: $(STAMP_ALL)
 	test -f $(SYNTH)/synth_train/manifest.jsonl || $(BIN)/refurbgrade synth --n 4000 --seed 101 --out $(SYNTH)/synth_train $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_val/manifest.jsonl || $(BIN)/refurbgrade synth --n 300 --seed 202 --out $(SYNTH)/synth_val $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_test/manifest.jsonl || $(BIN)/refurbgrade synth --n 500 --seed 303 --out $(SYNTH)/synth_test $(SYNTH_ARGS)
@@ -65,7 +83,7 @@ clean:
 # report of skipped labels goes beside its manifest (*.import.txt): the sets have known bad labels.
 REAL ?= ../shared/data/real
 IMPORT := $(BIN)/refurbgrade import
-manifests: $(STAMP)
+manifests: $(STAMP_ALL)
 	$(IMPORT) csv $(REAL)/msd/labels.csv --out datasets/real/msd.jsonl --source msd \
 	  --class-map datasets/real/msd.classes.yaml --groups datasets/real/msd_groups.csv --split regroup \
 	  --view front --device-kind phone \
