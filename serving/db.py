@@ -6,6 +6,8 @@ that they match these tables).
 
 A grading's result is stored once, as the JSON body first answered, and never rewritten; what happens
 to a grading afterwards (reviews, disputes, overrides: issue 6) is appended to `grading_events`.
+
+Every time column is a `UTCDateTime`: stored in UTC, read back aware, on SQLite as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -30,6 +33,32 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(d: datetime | None) -> datetime | None:
+    """The same instant in UTC; a naive datetime is taken to be UTC already (every stored time is)."""
+    if d is None:
+        return None
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A `TIMESTAMP WITH TIME ZONE` that stores UTC and always reads back an aware UTC datetime.
+
+    SQLite has no time zones: it keeps the wall-clock digits and hands back naive datetimes, and it
+    would keep an aware non-UTC value's local digits. PostgreSQL hands back the session's zone. Both
+    directions go through `as_utc`, so the rest of the service compares and prints aware UTC times
+    only; query parameters bound against these columns are converted the same way.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return as_utc(value)
 
 
 class Base(DeclarativeBase):
@@ -44,8 +73,8 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     tenant: Mapped[str | None] = mapped_column(String(100))
     name: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Grading(Base):
@@ -57,7 +86,7 @@ class Grading(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     created_by: Mapped[str | None] = mapped_column(String(32))  # api key id
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
@@ -112,7 +141,7 @@ class GradingEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     actor: Mapped[str | None] = mapped_column(String(32))  # api key id
     kind: Mapped[str] = mapped_column(String(50))
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -127,9 +156,9 @@ class ReviewSession(Base):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie token
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def make_engine(url: str) -> Engine:

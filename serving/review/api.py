@@ -19,6 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
+from serving.db import as_utc
 from serving.deps import AdminDep, ReaderDep, StateDep
 from serving.errors import ApiError
 from serving.review import events
@@ -93,12 +94,6 @@ def create_dispute(
     return dispute_out(grading_id, d)
 
 
-def _utc(d: datetime | None) -> datetime | None:
-    if d is None:
-        return None
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-
-
 @router.get(
     "/v1/reviews/export",
     response_class=FileResponse,
@@ -117,7 +112,7 @@ def export(
     background.add_task(shutil.rmtree, work, True)
     try:
         summary = export_reviews(
-            state.sessions, state.blobs, work / "export", _utc(since), _utc(until), val_fraction
+            state.sessions, state.blobs, work / "export", as_utc(since), as_utc(until), val_fraction
         )
         archive = work / "reviews.zip"
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:

@@ -35,11 +35,6 @@ DEFECT_TYPES = tuple(t.value for t in DefectType)
 ZONES = tuple(z.value for z in Zone)
 
 
-def aware(d: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
-
-
 class ReviewConflict(Exception):
     """The grading changed since the reviewer loaded it (another reviewer's event came first)."""
 

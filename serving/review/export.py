@@ -33,7 +33,7 @@ from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from model.taxonomy import DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
-from serving.review.events import REVIEW_KINDS, ReviewState, aware, fold
+from serving.review.events import REVIEW_KINDS, ReviewState, fold
 
 SOURCE = "review"
 LICENSE = "tenant photos, internal training use (review export)"
@@ -84,7 +84,7 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
         "model_version": row.model_version,
         "review_status": state.status,
         "reviewed_by": ",".join(state.reviewers),
-        "reviewed_at": aware(max(e.created_at for e in review_events)).isoformat() if review_events else None,
+        "reviewed_at": max(e.created_at for e in review_events).isoformat() if review_events else None,
         "grades_overruled": ",".join(overruled),
         "grades_model": ",".join(f"{n}={g.original}" for n, g in sorted(state.grades.items())),
     }

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from serving.review.events import Dispute, ReviewState, aware
+from serving.review.events import Dispute, ReviewState
 from serving.schemas import GradingOut
 
 ReviewStatus = Literal["graded", "needs_review", "in_review", "disputed", "confirmed", "overruled"]
@@ -63,7 +63,7 @@ def dispute_out(grading_id: str, d: Dispute) -> DisputeOut:
     return DisputeOut(
         id=d.event_id,
         grading_id=grading_id,
-        created_at=aware(d.created_at),
+        created_at=d.created_at,
         reason=d.reason,
         photos=[DisputePhotoOut(**p) for p in d.photos],
         status="open" if res is None else "resolved",
@@ -71,7 +71,7 @@ def dispute_out(grading_id: str, d: Dispute) -> DisputeOut:
         if res is None
         else ResolutionOut(
             outcome=res["outcome"],
-            resolved_at=aware(res["created_at"]),
+            resolved_at=res["created_at"],
             grades=res["grades"],
             reason=res["reason"],
         ),
@@ -84,7 +84,7 @@ def review_out(grading_id: str, state: ReviewState) -> ReviewOut:
         status=state.status,
         grades=state.current_grades(),
         overruled=sorted(n for n, g in state.grades.items() if g.overruled),
-        reviewed_at=aware(verdict.created_at) if verdict is not None else None,
+        reviewed_at=verdict.created_at if verdict is not None else None,
         disputes=[dispute_out(grading_id, d) for d in state.disputes],
     )
 

@@ -41,10 +41,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _aware(d: datetime) -> datetime:
-    return d if d.tzinfo else d.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
-
-
 def sign_in(s: Session, settings: Settings, api_key: str) -> tuple[str | None, str]:
     """(cookie token, "") for an auditor's or admin's key; (None, why) otherwise."""
     principal = authenticate(s, api_key.strip()) if api_key.strip() else None
@@ -79,11 +75,7 @@ def current(s: Session, request: Request) -> Reviewer | None:
     if found is None:
         return None
     sess, key = found
-    if (
-        sess.ended_at is not None
-        or _aware(sess.expires_at) <= datetime.now(UTC)
-        or key.revoked_at is not None
-    ):
+    if sess.ended_at is not None or sess.expires_at <= datetime.now(UTC) or key.revoked_at is not None:
         return None
     role = Role(key.role)
     if role not in REVIEWER_ROLES:

@@ -264,7 +264,7 @@ def _queue_item(row: Grading, state: events.ReviewState) -> dict:
     return {
         "id": row.id,
         "short": row.id[:8],
-        "created": events.aware(row.created_at),
+        "created": row.created_at,
         "tenant": row.tenant,
         "ref": row.external_ref,
         "device": row.device_model or row.device_kind.capitalize(),
@@ -363,7 +363,7 @@ def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryE
             changes = [("defect", "", f"{a.get('type')} on {a.get('zone') or 'unknown zone'}, box {box}")]
         else:
             title = e.kind.replace("_", " ").capitalize()
-        out.append(HistoryEntry(e.id, events.aware(e.created_at), who, e.kind, title, changes, text, photos))
+        out.append(HistoryEntry(e.id, e.created_at, who, e.kind, title, changes, text, photos))
     return out
 
 
@@ -399,7 +399,7 @@ def _grading_page(
             "g": body,
             "row": row,
             "st": st,
-            "created": events.aware(row.created_at),
+            "created": row.created_at,
             "photos": photos,
             "history": _history(row.id, st.events, names),
             "names": names,

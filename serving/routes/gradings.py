@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
@@ -88,11 +88,6 @@ def list_gradings(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> GradingPage:
-    def utc(d: datetime | None) -> datetime | None:
-        if d is None:
-            return None
-        return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-
     rows, total = state.service.list(
         principal,
         limit=limit,
@@ -103,8 +98,8 @@ def list_gradings(
         device_model=device_model,
         standard=standard,
         grade=grade,
-        created_after=utc(created_after),
-        created_before=utc(created_before),
+        created_after=created_after,  # the column type reads a naive time as UTC
+        created_before=created_before,
     )
     items = [
         GradingSummary(

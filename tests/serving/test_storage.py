@@ -4,12 +4,13 @@ is content-addressed and safe, and grading events are an append-only log next to
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
 from serving.blobs import BlobStore
-from serving.db import Base, GradingEvent, make_engine, migrate
+from serving.db import ApiKey, Base, GradingEvent, make_engine, migrate, session_factory
 from tests.serving.conftest import pg_and_sqlite, post_grading
 
 
@@ -27,6 +28,35 @@ def test_migrations_match_the_models(settings):
     finally:
         engine.dispose()
     assert diff == []
+
+
+@pg_and_sqlite
+def test_times_are_stored_in_utc_and_read_back_aware(settings):
+    engine = make_engine(settings.db_url)
+    try:
+        migrate(engine)
+        sessions = session_factory(engine)
+        naive = datetime(2024, 3, 1, 12, 30, 5, 123456)  # taken to be UTC
+        paris = datetime(2024, 3, 1, 14, 30, 5, tzinfo=timezone(timedelta(hours=2)))  # 12:30:05 UTC
+        with sessions() as s:
+            s.add_all(
+                [
+                    ApiKey(id="naive", secret_hash="1" * 64, role="admin", created_at=naive),
+                    ApiKey(id="paris", secret_hash="2" * 64, role="admin", created_at=paris),
+                ]
+            )
+            s.commit()
+        with sessions() as s:
+            back = {k.id: k.created_at for k in s.scalars(select(ApiKey))}
+            # A query parameter in another zone (or naive) compares as the same instant in UTC.
+            since = datetime(2024, 3, 1, 13, 30, 5, tzinfo=timezone(timedelta(hours=1)))
+            later = set(s.scalars(select(ApiKey.id).where(ApiKey.created_at >= since)))
+            naive_later = set(s.scalars(select(ApiKey.id).where(ApiKey.created_at > naive)))
+    finally:
+        engine.dispose()
+    assert back == {"naive": naive.replace(tzinfo=UTC), "paris": paris}
+    assert all(d.utcoffset() == timedelta(0) for d in back.values())
+    assert later == {"naive", "paris"} and naive_later == set()
 
 
 def test_blob_store_is_content_addressed(tmp_path):
