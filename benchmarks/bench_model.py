@@ -35,11 +35,10 @@ import numpy as np
 def _photos(size: int, n: int = 8) -> np.ndarray:
     from skimage import data
 
-    from model.export import stack_nchw
-    from model.preprocess import letterbox
+    from model.preprocess import letterbox, to_nchw
 
     base = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
-    return stack_nchw([letterbox(base[i % len(base)], size)[0] for i in range(n)])
+    return to_nchw(np.stack([letterbox(base[i % len(base)], size)[0] for i in range(n)]))
 
 
 def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, float]:
@@ -51,10 +50,7 @@ def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, f
     photos = _photos(card.input_size)
     # A card with crop_to_device runs the network twice per photo with a device (model.crop): whole
     # photo, then its device crop at the same input size. That pair is what a photo costs.
-    # A zoomed card (crop_zoom > 1) runs up to MAX_TILES windows instead of the one crop: the worst case.
-    from model.crop import MAX_TILES
-
-    passes = (1 + (MAX_TILES if card.crop_zoom > 1 else 1)) if card.crop_to_device else 1
+    passes = 2 if card.crop_to_device else 1
     for i in range(5):
         sess.run(None, {INPUT_NAME: photos[i % len(photos) : i % len(photos) + 1]})
     times = []
@@ -101,6 +97,7 @@ def oracle(
 ) -> None:
     from model.card import Thresholds
     from model.crop import CROP_MARGIN, MIN_GAIN
+    from model.inference import Frame, Inferred
     from model.manifest import resolve
     from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
     from model.postprocess import extract_instances
@@ -145,7 +142,8 @@ def oracle(
                     2, 0, 1
                 )
                 _, lb = prepare(resolve(it.manifest, it.record.image), size, box)
-                pred = Prediction(it, t["image"], lb, {"defect_probs": defect, "zone_probs": zone_probs})
+                outputs = {"defect_probs": defect, "zone_probs": zone_probs}
+                pred = Prediction(it, Inferred(Frame(t["image"], lb), outputs))
                 scale, _ = photo_scale(pred, size)
                 t0 = time.perf_counter()
                 insts = extract_instances(defect, zone_probs, lb, thresholds, scale, size)

@@ -114,7 +114,8 @@ def make_baseline(model_path: Path):
 
     from model.preprocess import letterbox, to_nchw
     from model.registry import create_model
-    from serving.pipeline import Device, Prepared, analyse_photo, grade_instances
+    from model.inference import Frame, Inferred
+    from serving.pipeline import Device, analyse_photo, grade_instances
     from serving.predictor import load_model
 
     card_model = load_model(model_path, intra_op_threads=1)  # for the card (thresholds, taxonomy)
@@ -131,7 +132,7 @@ def make_baseline(model_path: Path):
         with torch.inference_mode():
             out = net(torch.from_numpy(to_nchw(canvas)))
         outs = {k: v[0].numpy() for k, v in out._asdict().items()}
-        p = analyse_photo(outs, Prepared(canvas, lb), card_model, Device(), 0)
+        p = analyse_photo(Inferred(Frame(canvas, lb), outs), card_model.card, Device(), 0)
         grade_instances(p.instances, STANDARDS, Device(), 0.8)
 
     return grade_naively

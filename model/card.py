@@ -8,6 +8,7 @@ exporter fails loudly instead of being half-understood.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -69,11 +70,8 @@ class ModelCard(BaseModel):
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     input_size: int = Field(gt=0, description="square letterbox side in pixels")
     mask_stride: int = Field(gt=0)
-    # Run a second pass on the device's crop (model.crop); the thresholds were calibrated that way.
+    # Run a second pass on the device's crop (model.inference); the thresholds were calibrated that way.
     crop_to_device: bool = False
-    # Above 1: that second pass is zoomed and tiled (model.crop.tiled_input), up to this many times the
-    # plain crop's magnification; the thresholds were calibrated that way too.
-    crop_zoom: float = Field(default=1.0, ge=1.0, le=4.0)
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     output_names: tuple[str, ...] = OUTPUT_NAMES
     thresholds: Thresholds
@@ -105,3 +103,11 @@ class ModelCard(BaseModel):
             return cls.model_validate(json.loads(text))
         except (ValidationError, json.JSONDecodeError) as exc:
             raise ValueError(f"{source}: invalid model card: {exc}") from exc
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str = "model") -> ModelCard:
+        """The card in an ONNX file's metadata (`onnx`'s metadata_props or ONNX Runtime's
+        custom_metadata_map, as a dict); ValueError when it is missing or invalid."""
+        if MODEL_CARD_KEY not in metadata:
+            raise ValueError(f"{source}: no model card in the ONNX metadata (key {MODEL_CARD_KEY!r})")
+        return cls.from_json(metadata[MODEL_CARD_KEY], source=source)

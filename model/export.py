@@ -20,7 +20,7 @@ decisions FP32 makes with a margin and keeps under +-`INT8_NOISE` grey levels of
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,20 @@ def _session(path: str | Path, threads: int = 2):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def onnx_runner(
+    path: str | Path, threads: int = 2
+) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], dict]:
+    """An ONNX file as a `model.inference.RunNCHW` (the contract's outputs by name), and its metadata
+    (the model card is under `MODEL_CARD_KEY`: `ModelCard.from_metadata`)."""
+    sess = _session(path, threads)
+    names = list(OUTPUT_NAMES)
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, sess.run(names, {INPUT_NAME: batch}), strict=True))
+
+    return run, dict(sess.get_modelmeta().custom_metadata_map)
+
+
 def _as_session(path_or_session):
     return _session(path_or_session) if isinstance(path_or_session, str | Path) else path_or_session
 
@@ -96,10 +110,7 @@ def run_onnx(path_or_session, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
 
 def read_card(path: str | Path) -> ModelCard:
     m = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in m.metadata_props}
-    if MODEL_CARD_KEY not in meta:
-        raise ValueError(f"{path}: no model card (metadata key {MODEL_CARD_KEY!r})")
-    return ModelCard.from_json(meta[MODEL_CARD_KEY], source=str(path))
+    return ModelCard.from_metadata({p.key: p.value for p in m.metadata_props}, source=str(path))
 
 
 def _set_card(m: onnx.ModelProto, card: ModelCard) -> None:
@@ -326,8 +337,3 @@ def quantize_int8(
 
 def summary(rep: ParityReport) -> str:
     return json.dumps(rep.to_dict(), indent=2)
-
-
-def stack_nchw(images: Sequence[np.ndarray]) -> np.ndarray:
-    """HWC uint8 photos (already at model size) -> N x 3 x S x S uint8."""
-    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))

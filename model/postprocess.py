@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from model.card import Thresholds
+from model.geometry import MIN_DEVICE_CELLS, device_mask
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS
 from model.preprocess import Letterbox
@@ -55,16 +56,6 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in maps])
 
 
-def device_mask(zone_probs: np.ndarray) -> np.ndarray:
-    """Largest connected region where some zone beats background; (h, w) bool."""
-    fg = (zone_probs.argmax(axis=0) != 0).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n <= 1:
-        return np.zeros_like(fg, dtype=bool)
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return labels == biggest
-
-
 def estimate_scale(
     zone_probs: np.ndarray, lb: Letterbox, input_size: int, device_length_mm: float | None
 ) -> Scale:
@@ -77,7 +68,7 @@ def estimate_scale(
     mask = device_mask(zone_probs)
     h = zone_probs.shape[1]
     to_model = input_size / h
-    if mask.sum() < 16:
+    if mask.sum() < MIN_DEVICE_CELLS:
         longest_px = max(lb.width, lb.height) * lb.draft_factor
         return Scale("relative", 1.0 / longest_px, device_found=False)
     pts = np.argwhere(mask)[:, ::-1].astype(np.float32) * to_model

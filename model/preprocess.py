@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,8 +185,11 @@ def prepare_keeping_photo(data: bytes | str | Path, size: int) -> tuple[np.ndarr
     return (*letterbox(rgb, size, factor), rgb)
 
 
-def to_nchw(batch_hwc: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) or (H, W, 3) uint8 -> (N, 3, H, W) uint8, contiguous."""
+def to_nchw(batch_hwc: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """(N, H, W, 3), (H, W, 3) or a sequence of (H, W, 3) uint8 -> (N, 3, H, W) uint8, contiguous:
+    the one layout change between decoded photos and the network's input."""
+    if not isinstance(batch_hwc, np.ndarray):
+        batch_hwc = np.stack(batch_hwc)
     if batch_hwc.ndim == 3:
         batch_hwc = batch_hwc[None]
     return np.ascontiguousarray(batch_hwc.transpose(0, 3, 1, 2))

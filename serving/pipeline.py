@@ -1,11 +1,9 @@
 """From photo bytes to a graded device: decode, model, post-processing, grading rules.
 
-Shared by the API and the offline batch grader, so both grade identically. Decoding and letterboxing
-are `model.preprocess.prepare` — the same function training uses (a parity test checks it). The model
-runs through a `MicroBatcher` in the service and directly in the offline grader.
-
-When the model's card says `crop_to_device`, the network runs a second time on each photo's device
-crop (`model.crop`): defects and zones come from that pass, view and photo quality from the first.
+Shared by the API and the offline batch grader, so both grade identically. Decoding, the network's
+passes and the crop to the device are `model.inference` — the same module evaluation and calibration
+call (`tests/test_inference_parity.py` checks that both sides get the same instances and grades). The
+model runs through a `MicroBatcher` in the service and directly (`run_direct`) in the offline grader.
 
 Photo verdicts: the model's quality class, except that a photo in which post-processing finds no
 device is always `no_device`. Such photos are flagged, not refused: they contribute no defects, the
@@ -21,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.card import ModelCard
 from model.catalogue import lookup_device
-from model.crop import crop_input, merge_outputs, stitch_all, tiled_input, window_images
+from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
-from model.preprocess import DecodeError, Letterbox, prepare_keeping_photo
+from model.preprocess import DecodeError
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
 from serving.predictor import Model
@@ -171,98 +170,28 @@ def resolve_views(views: str | None, n_photos: int) -> list[View | None]:
     return out
 
 
-@dataclass(frozen=True)
-class Prepared:
-    image: np.ndarray  # letterboxed model input, (S, S, 3) uint8 (a zoomed pass: its larger canvas)
-    letterbox: Letterbox
-    decoded: np.ndarray | None = None  # the decoded photo, kept for the crop-to-device pass
-
-    @property
-    def size(self) -> int:
-        """Side of the frame the letterbox and the maps are in."""
-        return self.image.shape[0]
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        lb = self.letterbox
-        return round(lb.width * lb.draft_factor), round(lb.height * lb.draft_factor)
-
-
-def prepare_photos(datas: Sequence[bytes], size: int, filenames: Sequence[str | None] = ()) -> list[Prepared]:
+def prepare_photos(datas: Sequence[bytes], size: int, filenames: Sequence[str | None] = ()) -> list[Frame]:
+    """Decode and letterbox a request's photos (`model.inference.frame_photo`); raises PhotoError naming
+    the first photo that cannot be decoded."""
     out = []
     for k, data in enumerate(datas):
         try:
-            image, lb, rgb = prepare_keeping_photo(data, size)
+            out.append(frame_photo(data, size))
         except DecodeError as exc:
             raise PhotoError(k, filenames[k] if k < len(filenames) else None, exc) from exc
-        out.append(Prepared(image, lb, rgb))
     return out
 
 
-def crop_pass(
-    run: RunFn, model: Model, prepared: list[Prepared], outputs: list[dict[str, np.ndarray]], slot
-) -> tuple[list[Prepared], list[dict[str, np.ndarray]]]:
-    """The crop-to-device second pass (`model.crop`) for the photos where a device was found."""
-    size = model.input_size
-    if model.card.crop_zoom > 1:
-        return _zoomed_pass(run, model, prepared, outputs, slot)
-    with slot:
-        second: dict[int, Prepared] = {}
-        for k, (p, out) in enumerate(zip(prepared, outputs, strict=True)):
-            crop = (
-                crop_input(p.decoded, p.letterbox, out["zone_probs"], size) if p.decoded is not None else None
-            )
-            if crop is not None:
-                second[k] = Prepared(*crop)
-    if not second:
-        return prepared, outputs
-    crop_outputs = run(model, [p.image for p in second.values()])
-    prepared, outputs = list(prepared), list(outputs)
-    for k, out in zip(second, crop_outputs, strict=True):
-        prepared[k], outputs[k] = second[k], merge_outputs(outputs[k], out)
-    return prepared, outputs
-
-
-def _zoomed_pass(
-    run: RunFn, model: Model, prepared: list[Prepared], outputs: list[dict[str, np.ndarray]], slot
-) -> tuple[list[Prepared], list[dict[str, np.ndarray]]]:
-    """The zoomed, tiled form of that pass (`model.crop.tiled_input`): the network runs on each
-    photo's windows of its zoomed device crop, whose maps are stitched back into one."""
-    size, stride = model.input_size, model.card.mask_stride
-    with slot:
-        tiled = {
-            k: t
-            for k, (p, out) in enumerate(zip(prepared, outputs, strict=True))
-            if p.decoded is not None
-            and (
-                t := tiled_input(
-                    p.decoded, p.letterbox, out["zone_probs"], size, stride, model.card.crop_zoom
-                )
-            )
-        }
-    if not tiled:
-        return prepared, outputs
-    window_outputs = run(model, window_images(tiled, size))
-    prepared, outputs = list(prepared), list(outputs)
-    with slot:
-        for k, maps in stitch_all(tiled, window_outputs, stride).items():
-            prepared[k] = Prepared(tiled[k].canvas, tiled[k].lb)
-            outputs[k] = merge_outputs(outputs[k], maps)
-    return prepared, outputs
-
-
 def analyse_photo(
-    outputs: dict[str, np.ndarray],
-    prepared: Prepared,
-    model: Model,
+    inferred: Inferred,
+    card: ModelCard,
     device: Device,
     index: int,
     view: View | None = None,
 ) -> PhotoResult:
-    """One photo's model outputs -> its verdict and measured defects."""
-    card = model.card
-    size = prepared.size
-    scale = estimate_scale(outputs["zone_probs"], prepared.letterbox, size, device.length_mm)
+    """One photo's network outputs -> its verdict and measured defects."""
+    outputs, size = inferred.outputs, inferred.size
+    scale = estimate_scale(outputs["zone_probs"], inferred.letterbox, size, device.length_mm)
     view_probs = outputs["view_probs"]
     if view is None:
         k = int(np.argmax(view_probs))
@@ -281,14 +210,14 @@ def analyse_photo(
         instances = extract_instances(
             outputs["defect_probs"],
             outputs["zone_probs"],
-            prepared.letterbox,
+            inferred.letterbox,
             card.thresholds,
             scale,
             size,
             photo_index=index,
             view=view_res,
         )
-    w, h = prepared.original_size
+    w, h = inferred.frame.original_size
     return PhotoResult(
         index=index,
         width=w,
@@ -346,18 +275,13 @@ def grade_device(
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
     with slot:
-        prepared = prepare_photos(datas, model.input_size, filenames)
+        frames = prepare_photos(datas, model.input_size, filenames)
     if on_decoded is not None:
         on_decoded()
-    outputs = run(model, [p.image for p in prepared])
-    if model.card.crop_to_device:
-        prepared, outputs = crop_pass(run, model, prepared, outputs, slot)
+    inferred = infer(frames, model.card, lambda images: run(model, images), slot)
     views = list(views) if views is not None else [None] * len(datas)
     with slot:
-        photos = [
-            analyse_photo(out, p, model, device, k, views[k])
-            for k, (out, p) in enumerate(zip(outputs, prepared, strict=True))
-        ]
+        photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
     threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]
     return DeviceGrading(
@@ -374,11 +298,4 @@ def grade_device(
 
 def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:
     """Run the model without the micro-batcher (offline grading), in chunks of `max_batch`."""
-    from model.preprocess import to_nchw
-
-    out: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(images), max_batch):
-        chunk = np.stack(images[start : start + max_batch])
-        res = model.run(to_nchw(chunk))
-        out += [{k: v[i] for k, v in res.items()} for i in range(len(chunk))]
-    return out
+    return batched(model.run, max_batch)(images)

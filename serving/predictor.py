@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from model.card import MODEL_CARD_KEY, ModelCard
+from model.card import ModelCard
 from model.outputs import INPUT_NAME, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 
@@ -85,11 +85,8 @@ def load_model(
         )
     except Exception as exc:  # ORT raises its own exception types for every kind of broken file
         raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
-    meta = session.get_modelmeta().custom_metadata_map
-    if MODEL_CARD_KEY not in meta:
-        raise ModelLoadError(f"{path}: no model card in the ONNX metadata (key {MODEL_CARD_KEY!r})")
     try:
-        card = ModelCard.from_json(meta[MODEL_CARD_KEY], source=str(path))
+        card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     model = Model(path=path, sha256=_file_sha256(path), card=card, session=session)

@@ -180,21 +180,15 @@ def calibrate(
     batch_size: int = 8,
     refine_types: int = 2,
     crop_to_device: bool = False,
-    crop_zoom: float = 1.0,
 ) -> dict:
     """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
     network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
     `refine_types`: how many defect types (the most frequent in validation) get their cut refined for
-    grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.crop`);
-    `crop_zoom` above 1: on its zoomed, tiled form (`model.crop.tiled_input`)."""
+    grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.inference`)."""
     if isinstance(model, Predictor):
-        predictor = replace(
-            model, thresholds=default_thresholds(), crop_to_device=crop_to_device, crop_zoom=crop_zoom
-        )
+        predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
     else:
-        predictor = torch_predictor(
-            model, default_thresholds(), crop_to_device=crop_to_device, crop_zoom=crop_zoom
-        )
+        predictor = torch_predictor(model, default_thresholds(), crop_to_device=crop_to_device)
     stride = predictor.mask_stride
     preds = list(predict(val_items, predictor, batch_size))
     pixel, pixel_fig = pixel_thresholds(preds, stride)
@@ -232,5 +226,4 @@ def calibrate(
         },
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
-        "crop_zoom": predictor.crop_zoom,
     }

@@ -31,9 +31,8 @@ def sample_photos(manifests: list[str], splits: tuple[str, ...], n: int, size: i
     """Up to n photos per manifest, letterboxed to the model size, N x 3 x S x S uint8."""
     import numpy as np
 
-    from model.export import stack_nchw
     from model.manifest import resolve
-    from model.preprocess import prepare
+    from model.preprocess import prepare, to_nchw
     from training.dataset import load_items
 
     out = []
@@ -43,7 +42,7 @@ def sample_photos(manifests: list[str], splits: tuple[str, ...], n: int, size: i
         for i in rng.permutation(len(items))[:n]:
             it = items[int(i)]
             out.append(prepare(resolve(it.manifest, it.record.image), size)[0])
-    return stack_nchw(out) if out else np.zeros((0, 3, size, size), np.uint8)
+    return to_nchw(out) if out else np.zeros((0, 3, size, size), np.uint8)
 
 
 def skimage_photos(size: int):
@@ -61,11 +60,11 @@ def verification_photos(manifests: list[str], size: int):
     """The parity photos: 6 per manifest (every split) plus scikit-image's real photographs."""
     import numpy as np
 
-    from model.export import stack_nchw
+    from model.preprocess import to_nchw
 
     photos = sample_photos(manifests, ("train", "val", "test"), 6, size)
     real = skimage_photos(size)
-    return np.concatenate([photos, stack_nchw(real)]) if real else photos
+    return np.concatenate([photos, to_nchw(real)]) if real else photos
 
 
 def write_int8(fp32: Path, out: Path, train_manifests: list[str], verify_images) -> None:
@@ -133,15 +132,6 @@ def register(app: typer.Typer) -> None:
                 help="calibrate with the device-crop second pass (default: as the run / card says)",
             ),
         ] = None,
-        crop_zoom: Annotated[
-            float | None,
-            typer.Option(
-                "--crop-zoom",
-                min=1.0,
-                max=4.0,
-                help="zoom of that pass, tiled above 1 (model.crop.tiled_input; default: as the run / card says)",
-            ),
-        ] = None,
     ) -> None:
         """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
         them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
@@ -160,17 +150,13 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{model}: calibrate the FP32 file; its INT8 sibling follows", err=True)
                 raise typer.Exit(2)
             target, crop_default, val_sources = load_predictor(model), card.crop_to_device, None
-            zoom_default = card.crop_zoom
         else:
-            import torch
-
+            from training.checkpoint import attach_calibration, load_checkpoint
             from training.config import TrainConfig
-            from training.train import load_checkpoint
 
             target, ckpt = load_checkpoint(model)
             run_cfg = TrainConfig.model_validate(ckpt["config"])
             crop_default, val_sources = run_cfg.crop_to_device, run_cfg.data.val
-            zoom_default = run_cfg.crop_zoom
         if config is not None:
             val_sources = load_cli_config(config).data.val
         items = []
@@ -187,10 +173,9 @@ def register(app: typer.Typer) -> None:
             typer.echo("no validation photos: give --manifest or --config", err=True)
             raise typer.Exit(2)
         crop = crop_default if crop_to_device is None else crop_to_device
-        zoom = zoom_default if crop_zoom is None else crop_zoom
-        cal = calibrate(target, items, crop_to_device=crop, crop_zoom=zoom)
+        cal = calibrate(target, items, crop_to_device=crop)
         if onnx_file:
-            changes = {"thresholds": cal["thresholds"], "crop_to_device": crop, "crop_zoom": zoom}
+            changes = {"thresholds": cal["thresholds"], "crop_to_device": crop}
             update_card(model, **changes)
             sibling = model.with_suffix(".int8.onnx")
             if sibling.is_file():
@@ -200,8 +185,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"card updated in {model}")
             model.with_suffix(".calibration.json").write_text(json.dumps(cal, indent=2))
         else:
-            ckpt["calibration"] = cal
-            torch.save(ckpt, model)
+            attach_calibration(model, cal)
             model.with_name("calibration.json").write_text(json.dumps(cal, indent=2))
         typer.echo(json.dumps(cal["thresholds"], indent=2))
 
@@ -265,10 +249,10 @@ def register(app: typer.Typer) -> None:
 
         from model.card import ModelCard, Thresholds
         from model.export import export_onnx, summary
+        from training.checkpoint import load_checkpoint
         from training.config import TrainConfig
         from training.evaluate import headline
         from training.predict import default_thresholds
-        from training.train import load_checkpoint
 
         net, ckpt = load_checkpoint(checkpoint)
         cfg = TrainConfig.model_validate(ckpt["config"])
@@ -278,7 +262,6 @@ def register(app: typer.Typer) -> None:
         thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else default_thresholds()
         # The card runs the model the way its thresholds were calibrated.
         crop = bool(cal.get("crop_to_device", cfg.crop_to_device)) if cal else cfg.crop_to_device
-        zoom = float(cal.get("crop_zoom", cfg.crop_zoom)) if cal else cfg.crop_zoom
         card_metrics = {
             k: float(v) for k, v in ckpt["history"][-1].items() if k.startswith("val_") and v == v
         }
@@ -295,7 +278,6 @@ def register(app: typer.Typer) -> None:
             input_size=net.input_size,
             mask_stride=net.mask_stride,
             crop_to_device=crop,
-            crop_zoom=zoom,
             thresholds=thresholds,
             metrics=card_metrics,
             training_data_hash=ckpt.get("training_data_hash", "unknown"),

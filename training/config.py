@@ -47,14 +47,6 @@ class DataConfig(Strict):
         le=1,
         description="share of training draws cropped to the true device box (photos with zone masks)",
     )
-    device_zoom: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="share of the device_crop draws that are one input-sized window of the box "
-        "letterboxed at up to max_zoom times the input size (the card's crop_zoom pass)",
-    )
-    max_zoom: float = Field(default=2.0, ge=1, le=4, description="largest zoom of a device_zoom draw")
 
 
 class ModelConfig(Strict):
@@ -92,13 +84,7 @@ class TrainConfig(Strict):
     loss: LossConfig = LossConfig()
     crop_to_device: bool = Field(
         default=False,
-        description="infer with a second pass on the device crop (model.crop): calibration and the card",
-    )
-    crop_zoom: float = Field(
-        default=1.0,
-        ge=1.0,
-        le=4.0,
-        description="above 1: the device-crop pass is zoomed and tiled (model.crop.tiled_input)",
+        description="infer with a second pass on the device crop (model.inference): calibration and the card",
     )
     early_stopping_patience: int | None = Field(default=5, gt=0, description="epochs without val improvement")
     monitor: Literal["val_loss"] = "val_loss"

@@ -170,27 +170,6 @@ def build_targets(
     }
 
 
-def zoomed_window(item: Item, size: int, margin: float, zoom: float, rng=np.random) -> dict[str, np.ndarray]:
-    """`build_targets` of the true device box letterboxed at `zoom` x `size`, then one random `size`
-    window of it: what one window of the zoomed tiled pass sees. The box is centred on the canvas, so
-    up to a zoom of 2 every window holds the canvas's centre and overlaps the device; beyond 2 (which
-    inference, at `model.crop.MAX_TILES` windows, never uses) a window may miss it."""
-    canvas = round(zoom * size)
-    t = build_targets(item, canvas, device_margin=margin)
-    if canvas == size:
-        return t
-    # The device fills the canvas along its box's long side: pick the window inside the canvas.
-    x, y = (int(rng.randint(0, canvas - size + 1)) for _ in range(2))
-    t = dict(t)
-    for key in ("image", "defects", "zone"):
-        t[key] = np.ascontiguousarray(t[key][y : y + size, x : x + size])
-    # The window may miss defects of the photo: complete labels follow the window's own masks.
-    known = t["pixel_valid"] > 0
-    t["image_label"] = t["image_label"].copy()
-    t["image_label"][known] = t["defects"].reshape(-1, t["defects"].shape[-1]).max(axis=0)[known]
-    return t
-
-
 def train_augment() -> A.Compose:
     return A.Compose(
         [
@@ -222,8 +201,6 @@ class ManifestDataset(Dataset):
         augment: bool = False,
         cache: bool = False,
         device_crop: float = 0.0,
-        device_zoom: float = 0.0,
-        max_zoom: float = 2.0,
     ):
         self.items = items
         self.size = size
@@ -231,10 +208,6 @@ class ManifestDataset(Dataset):
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
         # Share of draws cropped to the true device box, as the crop-to-device pass sees photos (model.crop).
         self.device_crop = device_crop
-        # Share of those device-crop draws that are instead one input-sized window of the device crop
-        # letterboxed at 1..max_zoom times the input size, as the zoomed tiled pass sees photos
-        # (model.crop.tiled_input, a card's crop_zoom above 1).
-        self.device_zoom, self.max_zoom = device_zoom, max_zoom
 
     def __len__(self) -> int:
         return len(self.items)
@@ -250,12 +223,7 @@ class ManifestDataset(Dataset):
         if self.device_crop > 0 and np.random.random() < self.device_crop:
             # The margin varies around the inference crop's (CROP_MARGIN): the zone map's box is approximate.
             margin = float(np.random.uniform(0.5, 2.5) * CROP_MARGIN)
-            if self.device_zoom > 0 and np.random.random() < self.device_zoom:
-                t = zoomed_window(
-                    self.items[i], self.size, margin, float(np.random.uniform(1.0, self.max_zoom))
-                )
-            else:
-                t = build_targets(self.items[i], self.size, device_margin=margin)
+            t = build_targets(self.items[i], self.size, device_margin=margin)
         else:
             t = dict(self._targets(i))
         if self.augment is not None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from model.crop import MAX_TILES
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 from model.taxonomy import PhotoQuality
@@ -206,7 +205,6 @@ def compute_metrics(
     )
     metrics["thresholds"] = predictor.thresholds.model_dump(mode="json")
     metrics["crop_to_device"] = predictor.crop_to_device
-    metrics["crop_zoom"] = predictor.crop_zoom
     return metrics, photos, rows
 
 
@@ -247,9 +245,6 @@ def _fmt(x) -> str:
 def _passes(metrics: dict) -> str:
     if not metrics.get("crop_to_device"):
         return "."
-    zoom = metrics.get("crop_zoom", 1.0)
-    if zoom > 1:
-        return f", all passes: whole photo, then up to {MAX_TILES} windows of the device crop zoomed up to {zoom:g}x."
     return ", both passes: whole photo, then the device crop."
 
 

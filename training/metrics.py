@@ -129,7 +129,7 @@ class PhotoResult:
 
 
 def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> PhotoResult:
-    size = pred.size  # the frame the outputs are in: a zoomed second pass's canvas is larger than the input
+    size = pred.size  # the frame the outputs are in
     scale, source = photo_scale(pred, size)
     insts = extract_instances(
         pred.outputs["defect_probs"],

@@ -31,11 +31,10 @@ from torch.utils.data import DataLoader
 
 from model.manifest import manifest_hash
 from model.registry import create_model
+from training.checkpoint import attach_calibration, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.dataset import Item, ManifestDataset, load_items
 from training.engine import Logits, evaluate, train_one_epoch
-
-CHECKPOINT_FORMAT = 1
 
 
 def seed_everything(seed: int) -> None:
@@ -74,32 +73,6 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-
-
-def save_checkpoint(path: Path, net, cfg: TrainConfig, **extra) -> None:
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model_name": cfg.model.name,
-        "model_overrides": cfg.model.overrides,
-        "state_dict": net.state_dict(),
-        "config": cfg.model_dump(mode="json"),
-        **extra,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never a half-written checkpoint under the real name
-
-
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the network a checkpoint was trained as (recipe + overrides) and load its weights."""
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a refurbgrade checkpoint (format {ckpt.get('format')})")
-    overrides = dict(ckpt["model_overrides"])
-    overrides["pretrained"] = False  # the checkpoint holds every weight; skip loading ImageNet's
-    net = create_model(ckpt["model_name"], **overrides)
-    net.load_state_dict(ckpt["state_dict"])
-    return net.eval(), ckpt
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -141,8 +114,6 @@ def run_training(cfg: TrainConfig) -> Path:
         augment=cfg.data.augment,
         cache=cfg.data.cache_images,
         device_crop=cfg.data.device_crop,
-        device_zoom=cfg.data.device_zoom,
-        max_zoom=cfg.data.max_zoom,
     )
     if train_ds.augment is not None:
         train_ds.augment.set_random_seed(cfg.seed + rank)
@@ -255,10 +226,9 @@ def run_training(cfg: TrainConfig) -> Path:
     if rank == 0 and cfg.calibrate and val_items:
         from training.calibrate import calibrate
 
-        best_net, ckpt = load_checkpoint(best_path)
-        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device, crop_zoom=cfg.crop_zoom)
-        ckpt["calibration"] = cal
-        torch.save(ckpt, best_path)
+        best_net, _ = load_checkpoint(best_path)
+        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device)
+        attach_calibration(best_path, cal)
         (run_dir / "calibration.json").write_text(json.dumps(cal, indent=2))
         print(f"calibrated on {len(val_items)} val photos: {json.dumps(cal['thresholds'])}", flush=True)
     if world > 1:

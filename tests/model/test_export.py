@@ -19,13 +19,12 @@ from model.export import (
     quantize_int8,
     read_card,
     run_onnx,
-    stack_nchw,
     torch_outputs,
     update_card,
     verify,
 )
 from model.outputs import INPUT_NAME, OUTPUT_NAMES
-from model.preprocess import letterbox
+from model.preprocess import letterbox, to_nchw
 from model.registry import create_model
 
 
@@ -47,7 +46,7 @@ def photos() -> np.ndarray:
     # Real photos (scikit-image samples) plus a synthetic one: parity must hold on natural statistics.
     rng = np.random.default_rng(0)
     synth = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    return stack_nchw([letterbox(p, 64)[0] for p in (data.chelsea(), data.coffee(), synth)])
+    return to_nchw([letterbox(p, 64)[0] for p in (data.chelsea(), data.coffee(), synth)])
 
 
 @pytest.fixture(scope="module")

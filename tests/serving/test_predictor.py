@@ -242,29 +242,3 @@ def test_crop_to_device_runs_a_second_pass_on_the_device(tmp_path):
     true = 146.7 * 192 / 480
     assert abs(s.measurement.length - true) <= abs(p.measurement.length - true) + 1.0
     assert s.measurement.length == pytest.approx(true, rel=0.1)
-
-
-def test_a_zoomed_card_runs_its_device_crop_in_windows(tmp_path):
-    """crop_zoom 2: the device's crop (a 2:3 box) is zoomed 1.5x and seen by two windows; the scratch
-    comes back in the photo's pixels and millimetres."""
-    device = Device(length_mm=146.7)
-    jpeg = encode(device_photo(800, 600), "PNG")
-    results = {}
-    for zoom in (1.0, 2.0):
-        path = tmp_path / f"zoom{zoom}.onnx"
-        build_tiny_model(path, tiny_card().model_copy(update={"crop_to_device": True, "crop_zoom": zoom}))
-        batches = []
-
-        def run(m, images, batches=batches):
-            batches.append(len(images))
-            assert all(im.shape == (128, 128, 3) for im in images)  # the network only sees its input size
-            return run_direct(m, images)
-
-        g = grade_device(run, load_model(path, intra_op_threads=1), [jpeg], device=device, standards=["ctia"])
-        (s,) = [i for i in g.photos[0].instances if i.type.value == "scratch"]
-        results[zoom] = (batches, s)
-    assert results[1.0][0] == [1, 1] and results[2.0][0] == [1, 2]
-    zoomed = results[2.0][1]
-    x0, y0, x1, y1 = zoomed.box
-    assert 290 <= x0 <= 320 and 480 <= x1 <= 510 and 270 <= y0 <= 300 and 300 <= y1 <= 330
-    assert zoomed.measurement.length == pytest.approx(146.7 * 192 / 480, rel=0.1)

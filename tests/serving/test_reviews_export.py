@@ -150,9 +150,10 @@ def test_admin_api_export_is_a_zip(client, keys, reviewed):
 def test_closed_loop_grade_overrule_export_train_one_epoch(client, keys, jpeg, clean_jpeg, tmp_path):
     """The quality team's correction reaches the training loop: grade -> overrule -> export -> train."""
     torch = pytest.importorskip("torch")
+    from training.checkpoint import load_checkpoint
     from training.config import load_config
     from training.dataset import ManifestDataset, load_items
-    from training.train import load_checkpoint, run_training
+    from training.train import run_training
 
     gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
     other = post_grading(client, keys.a, [("q.jpg", clean_jpeg, "image/jpeg")]).json()["id"]

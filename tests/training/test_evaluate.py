@@ -91,6 +91,7 @@ def test_confidence_fit_lifts_faint_but_real_instances():
 
 def _perfect_preds(tmp_path):
     """Toy photos with a perfect network's output: each mask cell's true defect coverage."""
+    from model.inference import Frame, Inferred
     from model.manifest import resolve
     from model.preprocess import prepare
     from training.dataset import build_targets, load_items
@@ -104,7 +105,8 @@ def _perfect_preds(tmp_path):
         cover = t["defects"].reshape(16, 4, 16, 4, 6).astype(np.float32).mean(axis=(1, 3)).transpose(2, 0, 1)
         zone = np.eye(5, dtype=np.float32)[t["zone"][2::4, 2::4].clip(0, 4)].transpose(2, 0, 1)
         _, lb = prepare(resolve(item.manifest, item.record.image), 64)
-        preds.append(Prediction(item, t["image"], lb, {"defect_probs": cover, "zone_probs": zone}))
+        outputs = {"defect_probs": cover, "zone_probs": zone}
+        preds.append(Prediction(item, Inferred(Frame(t["image"], lb), outputs)))
     return preds
 
 

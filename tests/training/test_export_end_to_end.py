@@ -32,14 +32,12 @@ def test_synth_train_export_parity_evaluate(tmp_path):
         f"  val: [{{manifest: {manifest}, splits: [val, test]}}]\n  batch_size: 4\n"
         f"optim: {{epochs: 1, warmup_steps: 0}}\nrun_dir: {tmp_path / 'run'}\nprogress: false\n"
     )
-    # Crop-to-device on: half the draws cropped to the device (half of those zoomed windows), calibration
-    # and card with the second pass, zoomed and tiled.
+    # Crop-to-device on: half the draws cropped to the device, calibration and card with the second pass.
     r = runner.invoke(
         app,
         [
             *("train", "--config", str(cfg), "--set", "seed=3"),
             *("--set", "data.device_crop=0.5", "--set", "crop_to_device=true"),
-            *("--set", "data.device_zoom=0.5", "--set", "crop_zoom=1.5"),
         ],
     )
     assert r.exit_code == 0, r.output
@@ -55,7 +53,7 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     assert card.version == "9.9.9" and card.input_size == 128 and card.mask_stride == 4
     assert card.thresholds.model_dump(mode="json") == cal["thresholds"]  # calibrated on val, carried over
     assert len(card.training_data_hash) == 64 and card.git_commit and card.crop_to_device
-    assert card.crop_zoom == 1.5 and cal["crop_zoom"] == 1.5
+    assert cal["crop_to_device"] is True
     assert read_card(tmp_path / "m.int8.onnx").quantized
     # Re-quantizing the FP32 file without its checkpoint, from the training config's sources.
     requant = tmp_path / "again.int8.onnx"
@@ -83,14 +81,10 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert json.loads((report / "metrics.json").read_text())["crop_to_device"]
-    assert json.loads((report / "metrics.json").read_text())["crop_zoom"] == 1.5
     # Recalibrating the exported file (no checkpoint needed) rewrites its card and its INT8 sibling's.
-    r = runner.invoke(
-        app, ["calibrate", str(onnx_path), "--config", str(cfg), "--no-crop-to-device", "--crop-zoom", "1"]
-    )
+    r = runner.invoke(app, ["calibrate", str(onnx_path), "--config", str(cfg), "--no-crop-to-device"])
     assert r.exit_code == 0, r.output
     assert not read_card(onnx_path).crop_to_device and not read_card(tmp_path / "m.int8.onnx").crop_to_device
-    assert read_card(onnx_path).crop_zoom == 1.0 == read_card(tmp_path / "m.int8.onnx").crop_zoom
     assert json.loads((tmp_path / "m.calibration.json").read_text())["crop_to_device"] is False
     r = runner.invoke(app, ["calibrate", str(tmp_path / "m.int8.onnx"), "--config", str(cfg)])
     assert r.exit_code == 2 and "FP32" in r.output

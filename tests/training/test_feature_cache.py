@@ -109,7 +109,7 @@ def test_cached_training_run_learns_and_validates(toy, tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert "val_loss" in history[-1] and best.exists()
     # the validation pass on cached features equals the plain one on the same weights
-    from training.train import load_checkpoint
+    from training.checkpoint import load_checkpoint
 
     net, _ = load_checkpoint(tmp_path / "last.pt")
     val = ManifestDataset(load_items(toy, ["val"]), net.input_size)

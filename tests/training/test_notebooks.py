@@ -10,9 +10,9 @@ import torch
 from nbclient import NotebookClient
 
 from model.registry import create_model
+from training.checkpoint import save_checkpoint
 from training.config import load_config
 from training.toydata import write_toy_manifest
-from training.train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from model.registry import create_model
+from training.checkpoint import load_checkpoint
 from training.config import ConfigError, LossConfig, load_config
 from training.dataset import IGNORE, ManifestDataset, load_items
 from training.engine import compute_losses, evaluate, train_one_epoch
 from training.toydata import write_toy_manifest
-from training.train import _collate, epoch_indices, load_checkpoint, run_training
+from training.train import _collate, epoch_indices, run_training
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.checkpoint import load_checkpoint
 from training.toydata import write_toy_manifest
-from training.train import load_checkpoint
 
 
 @pytest.mark.slow

@@ -1,0 +1,23 @@
+"""Where the device is in a zone map: the geometry both the crop pass and post-processing read.
+
+`device_mask` is the largest connected region where some zone beats background; fewer than
+`MIN_DEVICE_CELLS` cells of it means no device was found. `model.crop` boxes it for the second pass,
+`model.postprocess` measures it for the scale, so neither depends on the other. Torch-free.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MIN_DEVICE_CELLS = 16  # fewer mask cells of device: nothing reliable to crop to or measure
+
+
+def device_mask(zone_probs: np.ndarray) -> np.ndarray:
+    """Largest connected region where some zone beats background; (h, w) bool."""
+    fg = (zone_probs.argmax(axis=0) != 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if n <= 1:
+        return np.zeros_like(fg, dtype=bool)
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == biggest

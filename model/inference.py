@@ -1,0 +1,137 @@
+"""Decoded photos -> network outputs in each photo's frame: the one inference path.
+
+Serving (`serving.pipeline`), evaluation and calibration (`training.predict`) all call `infer`, so the
+steps between a decoded photo and the maps post-processing reads cannot drift apart between them:
+
+1. `frame_photo`: decode (reduced-scale where the photo allows) and letterbox to the input size,
+   keeping the decoded photo for step 3;
+2. the first pass of the network on the whole photo;
+3. when the card says `crop_to_device`: the device's box in the first pass's zone map
+   (`model.crop.device_box`), that box letterboxed at the input size, and a second pass on it;
+4. the merge: the crop's maps, the whole photo's photo-level verdicts (`model.crop.merge_outputs`).
+
+The network is a plain callable on a list of letterboxed photos (`Run`): serving hands it an ONNX
+Runtime session behind its micro-batcher, training a PyTorch module or an ORT session (`batched` turns
+either's N x 3 x S x S runner into one). Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from model.crop import crop_input, merge_outputs
+from model.preprocess import Letterbox, prepare_keeping_photo, to_nchw
+
+Outputs = dict[str, np.ndarray]  # one photo's network outputs by contract name, no batch axis
+# The network on letterboxed photos (each S x S x 3 uint8) -> one `Outputs` per photo, in order.
+Run = Callable[[Sequence[np.ndarray]], list[Outputs]]
+# The network on one N x 3 x S x S uint8 batch -> each output with its leading N axis.
+RunNCHW = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+class PassSpec(Protocol):
+    """What inference needs to know of a model: a `model.card.ModelCard` has both."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def crop_to_device(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A photo as the network saw it: its letterboxed input and how the photo sits in it."""
+
+    image: np.ndarray  # letterboxed model input, S x S x 3 uint8
+    letterbox: Letterbox
+    decoded: np.ndarray | None = None  # the decoded photo, kept for the crop pass (None for a crop)
+
+    @property
+    def size(self) -> int:
+        """Side of the frame the letterbox and the maps are in."""
+        return self.image.shape[0]
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """The photo's width and height (EXIF orientation applied), before any reduced-scale decode."""
+        lb = self.letterbox
+        return round(lb.width * lb.draft_factor), round(lb.height * lb.draft_factor)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """One photo's network outputs and the frame their maps are in (the crop's, after a crop pass)."""
+
+    frame: Frame
+    outputs: Outputs
+
+    @property
+    def letterbox(self) -> Letterbox:
+        return self.frame.letterbox
+
+    @property
+    def size(self) -> int:
+        return self.frame.size
+
+
+def frame_photo(data: bytes | str | Path, size: int) -> Frame:
+    """Decode and letterbox one photo (raises `model.preprocess.DecodeError`)."""
+    image, lb, decoded = prepare_keeping_photo(data, size)
+    return Frame(image, lb, decoded)
+
+
+def infer(
+    frames: Sequence[Frame],
+    spec: PassSpec,
+    run: Run,
+    cpu: AbstractContextManager | None = None,
+) -> list[Inferred]:
+    """Run the network on `frames` as `spec` says: the first pass, then the crop pass where a device
+    was found. `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not while `run` works,
+    so concurrent requests waiting for a shared batch do not hold the cores."""
+    outputs = run([f.image for f in frames])
+    if len(outputs) != len(frames):
+        raise ValueError(f"the network gave {len(outputs)} outputs for {len(frames)} photos")
+    done = [Inferred(f, o) for f, o in zip(frames, outputs, strict=True)]
+    if not spec.crop_to_device:
+        return done
+    with cpu if cpu is not None else nullcontext():
+        crops = {k: c for k, d in enumerate(done) if (c := crop_frame(d, spec.input_size)) is not None}
+    if not crops:
+        return done
+    crop_outputs = run([c.image for c in crops.values()])
+    for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
+        done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
+    return done
+
+
+def crop_frame(first: Inferred, size: int) -> Frame | None:
+    """The crop pass's input for a photo after its first pass, or None when it needs none (no device
+    found, the device already fills the photo, or the decoded photo was not kept)."""
+    f = first.frame
+    if f.decoded is None:
+        return None
+    crop = crop_input(f.decoded, f.letterbox, first.outputs["zone_probs"], size)
+    return None if crop is None else Frame(*crop)
+
+
+def batched(run_nchw: RunNCHW, max_batch: int = 8) -> Run:
+    """A `Run` over a runner of N x 3 x S x S batches (ORT session, PyTorch module), in chunks of
+    `max_batch` photos."""
+
+    def run(images: Sequence[np.ndarray]) -> list[Outputs]:
+        out: list[Outputs] = []
+        for start in range(0, len(images), max_batch):
+            chunk = images[start : start + max_batch]
+            res = run_nchw(to_nchw(chunk))
+            out += [{k: v[i] for k, v in res.items()} for i in range(len(chunk))]
+        return out
+
+    return run
