@@ -1,7 +1,8 @@
-"""FastAPI dependencies: the app's shared state, the database session, the caller's identity and role.
+"""FastAPI dependencies: the app's shared state, the caller's identity and role, and shared parameters.
 
 Handlers declare what they need with the `Annotated` aliases below (`StateDep`, `PrincipalDep`,
-`AdminDep`, ...), which keeps them thin and makes every route's access rule visible in its signature.
+`AdminDep`, `GradingId`, ...), which keeps them thin and makes every route's access rule visible in its
+signature.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -81,3 +82,8 @@ def require(*roles: Role):
 RefurbisherDep = Annotated[Principal, Depends(require(Role.REFURBISHER))]
 ReaderDep = Annotated[Principal, Depends(require(Role.REFURBISHER, Role.AUDITOR, Role.ADMIN))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+# Path parameters of the /v1 routes under one grading (gradings, photos, overlays, disputes).
+GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
+PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based, in upload order")]

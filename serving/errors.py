@@ -1,7 +1,8 @@
 """Errors the API answers with: every 4xx/5xx body is JSON {"code": machine-readable, "message": ...}.
 
 Route code raises `ApiError`; FastAPI's own errors (validation, unknown route, wrong method) are
-rewritten into the same shape here, so a client needs one error parser.
+rewritten into the same shape here, so a client needs one error parser. `ErrorOut` is that shape, and
+`error_responses` the table a route passes as `responses=` so OpenAPI lists its error statuses.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _DEFAULT_CODES = {
@@ -24,6 +26,24 @@ _DEFAULT_CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="machine-readable error code", examples=["not_an_image"])
+    message: str = Field(description="what went wrong, for a person")
+
+
+def error_responses(*statuses: int, described: dict[int, str] | None = None) -> dict[int | str, dict]:
+    """OpenAPI `responses=` entries: an ErrorOut body for each status, with a description where given."""
+    described = described or {}
+    return {
+        s: {"model": ErrorOut, "description": described[s]} if s in described else {"model": ErrorOut}
+        for s in statuses
+    }
+
+
+# What a route that reads or changes one grading can answer besides success.
+GRADING_ERRORS = error_responses(401, 403, 404, 422)
 
 
 class ApiError(Exception):

@@ -15,11 +15,6 @@ from model.instances import DefectInstance
 from serving.pipeline import DeviceGrading
 
 
-class ErrorOut(BaseModel):
-    code: str = Field(description="machine-readable error code", examples=["not_an_image"])
-    message: str = Field(description="what went wrong, for a person")
-
-
 class DefectOut(BaseModel):
     type: str
     zone: str

@@ -20,23 +20,15 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from serving.db import as_utc
-from serving.deps import AdminDep, ReaderDep, StateDep
-from serving.errors import ApiError
+from serving.deps import AdminDep, GradingId, ReaderDep, StateDep
+from serving.errors import GRADING_ERRORS, ApiError, error_responses
 from serving.review import events
 from serving.review.export import export_reviews
 from serving.review.schemas import DisputeOut, dispute_out
-from serving.routes.gradings import GradingId
-from serving.schemas import ErrorOut
 from serving.service import ACCEPTED_TYPES
 
 router = APIRouter(tags=["review"])
 
-_ERRORS = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
 MAX_DISPUTE_PHOTOS = 6
 
 
@@ -60,7 +52,7 @@ def _check_photo(k: int, data: bytes, content_type: str | None, max_bytes: int) 
     "/v1/gradings/{grading_id}/disputes",
     status_code=201,
     response_model=DisputeOut,
-    responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={**GRADING_ERRORS, **error_responses(413, 415)},
     summary="Dispute a grading: it goes to the quality team's review queue",
 )
 def create_dispute(
@@ -97,7 +89,7 @@ def create_dispute(
 @router.get(
     "/v1/reviews/export",
     response_class=FileResponse,
-    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    responses={**GRADING_ERRORS, 200: {"content": {"application/zip": {}}}},
     summary="Reviewed gradings as a training manifest plus photos (zip; admins)",
 )
 def export(

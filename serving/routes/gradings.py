@@ -5,26 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Path, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from serving.deps import ReaderDep, RefurbisherDep, StateDep
-from serving.errors import ApiError
+from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep
+from serving.errors import GRADING_ERRORS, ApiError, error_responses
 from serving.overlays import render_overlay
 from serving.review.schemas import GradingReviewedOut, review_of
-from serving.schemas import ErrorOut, GradingOut, GradingPage, GradingSummary
+from serving.schemas import GradingOut, GradingPage, GradingSummary
 from serving.service import GradingRequest, Upload
 
 router = APIRouter(prefix="/v1/gradings", tags=["gradings"])
-
-_ERRORS = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
-GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
-PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based, in upload order")]
 
 
 @router.post(
@@ -32,11 +23,17 @@ PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based,
     status_code=201,
     response_model=GradingOut,
     responses={
-        **_ERRORS,
-        409: {"model": ErrorOut, "description": "Idempotency-Key reused for a different request"},
-        413: {"model": ErrorOut},
-        415: {"model": ErrorOut},
-        503: {"model": ErrorOut, "description": "queue full: retry after Retry-After seconds"},
+        **GRADING_ERRORS,
+        **error_responses(
+            409,
+            413,
+            415,
+            503,
+            described={
+                409: "Idempotency-Key reused for a different request",
+                503: "queue full: retry after Retry-After seconds",
+            },
+        ),
     },
     summary="Grade one device from 1-12 photos",
 )
@@ -73,7 +70,7 @@ def create_grading(
     return body
 
 
-@router.get("", response_model=GradingPage, responses=_ERRORS, summary="List gradings (newest first)")
+@router.get("", response_model=GradingPage, responses=GRADING_ERRORS, summary="List gradings (newest first)")
 def list_gradings(
     state: StateDep,
     principal: ReaderDep,
@@ -118,7 +115,9 @@ def list_gradings(
     return GradingPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.get("/{grading_id}", response_model=GradingReviewedOut, responses=_ERRORS, summary="One grading")
+@router.get(
+    "/{grading_id}", response_model=GradingReviewedOut, responses=GRADING_ERRORS, summary="One grading"
+)
 def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) -> dict:
     body = state.service.get(principal, grading_id)
     body["review"] = review_of(state.sessions, body)  # disputes and their resolution (issue 6)
@@ -137,7 +136,7 @@ def _photo_row(state, principal, grading_id: str, n: int):
 @router.get(
     "/{grading_id}/photos/{n}",
     response_class=FileResponse,
-    responses={**_ERRORS, 200: {"content": {"image/*": {}}}},
+    responses={**GRADING_ERRORS, 200: {"content": {"image/*": {}}}},
     summary="A grading's photo, as uploaded",
 )
 def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
@@ -154,7 +153,7 @@ def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: P
 @router.get(
     "/{grading_id}/overlays/{n}",
     response_class=Response,
-    responses={**_ERRORS, 200: {"content": {"image/png": {}}}},
+    responses={**GRADING_ERRORS, 200: {"content": {"image/png": {}}}},
     summary="A grading's photo with its defects outlined and labelled (PNG)",
 )
 def get_overlay(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> Response:

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from serving.auth import create_key
 from serving.deps import AdminDep, StateDep
-from serving.errors import ApiError
-from serving.schemas import ErrorOut, KeyIn, KeyOut
+from serving.errors import ApiError, error_responses
+from serving.schemas import KeyIn, KeyOut
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
     "",
     status_code=201,
     response_model=KeyOut,
-    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses=error_responses(401, 403, 422),
     summary="Create an API key (the token is shown once)",
 )
 def create_api_key(state: StateDep, _admin: AdminDep, body: KeyIn) -> KeyOut:

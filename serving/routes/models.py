@@ -12,12 +12,11 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from serving.deps import AdminDep, ReaderDep, StateDep
-from serving.errors import ApiError
+from serving.errors import ApiError, error_responses
 from serving.predictor import Model, ModelLoadError, load_model
-from serving.schemas import ActivateIn, ErrorOut, ModelInfo, ModelsOut
+from serving.schemas import ActivateIn, ModelInfo, ModelsOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
 
 
 def model_info(m: Model, active: bool = True) -> ModelInfo:
@@ -35,7 +34,10 @@ def model_info(m: Model, active: bool = True) -> ModelInfo:
 
 
 @router.get(
-    "", response_model=ModelsOut, responses=_ERRORS, summary="The active model and the files available"
+    "",
+    response_model=ModelsOut,
+    responses=error_responses(401, 403),
+    summary="The active model and the files available",
 )
 def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
     folder = state.settings.models_dir
@@ -46,7 +48,7 @@ def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
 @router.post(
     "/activate",
     response_model=ModelInfo,
-    responses={**_ERRORS, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    responses=error_responses(401, 403, 404, 422),
     summary="Load, verify and atomically activate another model file (admin)",
 )
 def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> ModelInfo:

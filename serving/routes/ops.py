@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from serving.schemas import ErrorOut, HealthOut
+from serving.errors import ErrorOut
+from serving.schemas import HealthOut
 
 router = APIRouter(tags=["operations"])
 
