@@ -7,12 +7,15 @@ service runs), so GET returns what POST returned and later review events never r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.instances import DefectInstance
 from serving.pipeline import DeviceGrading
+
+if TYPE_CHECKING:
+    from serving.db import Grading
 
 
 class DefectOut(BaseModel):
@@ -98,6 +101,20 @@ class GradingSummary(BaseModel):
     grades: dict[str, str]
     n_photos: int
     url: str
+
+
+def grading_summary(row: Grading) -> GradingSummary:
+    return GradingSummary(
+        id=row.id,
+        created_at=row.body["created_at"],
+        tenant=row.tenant,
+        external_ref=row.external_ref,
+        device_model=row.device_model,
+        needs_review=row.needs_review,
+        grades={g.standard: g.grade for g in row.grades},
+        n_photos=len(row.photos),
+        url=f"/v1/gradings/{row.id}",
+    )
 
 
 class GradingPage(BaseModel):

@@ -8,7 +8,6 @@ or overrules it. The export answers a zip of `reviews export`'s folder.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import zipfile
@@ -25,25 +24,21 @@ from serving.errors import GRADING_ERRORS, ApiError, error_responses
 from serving.review import events
 from serving.review.export import export_reviews
 from serving.review.schemas import DisputeOut, dispute_out
-from serving.service import ACCEPTED_TYPES
+from serving.service import Upload, check_photo
+from serving.store import get_row
 
 router = APIRouter(tags=["review"])
 
 MAX_DISPUTE_PHOTOS = 6
 
 
-def _check_photo(k: int, data: bytes, content_type: str | None, max_bytes: int) -> None:
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype not in ACCEPTED_TYPES:
-        raise ApiError(415, "unsupported_media_type", f"photo {k}: content type {ctype!r} is not a photo")
-    if not data:
-        raise ApiError(422, "empty_file", f"photo {k}: the file is empty")
-    if len(data) > max_bytes:
-        raise ApiError(413, "file_too_large", f"photo {k}: {len(data)} bytes; at most {max_bytes}")
+def _check_photo(k: int, upload: Upload, max_bytes: int) -> None:
+    """A dispute's extra photo passes the gradings' upload check and must decode: no model reads it."""
+    check_photo(k, upload, max_bytes)
     from model.preprocess import decode
 
     try:
-        decode(data, target=64)
+        decode(upload.data, target=64)
     except Exception as exc:  # every decoder failure means the same to the caller
         raise ApiError(422, "not_an_image", f"photo {k}: not a readable photo") from exc
 
@@ -70,17 +65,19 @@ def create_dispute(
     if len(photos) > MAX_DISPUTE_PHOTOS:
         raise ApiError(422, "too_many_photos", f"at most {MAX_DISPUTE_PHOTOS} extra photos per dispute")
     with state.sessions() as s:
-        row = state.service.get_row(s, principal, grading_id)  # 404 for another tenant's grading
-        uploads = [(f, f.file.read()) for f in photos]
-        for k, (f, data) in enumerate(uploads):
-            _check_photo(k, data, f.content_type, state.settings.max_photo_bytes)
-        stored = []
-        for f, data in uploads:
-            sha = state.blobs.put(data, hashlib.sha256(data).hexdigest())
-            name = (f.filename or "")[:255] or None
-            stored.append(
-                {"sha256": sha, "filename": name, "content_type": f.content_type, "bytes": len(data)}
-            )
+        row = get_row(s, principal, grading_id)  # 404 for another tenant's grading
+        uploads = [Upload(f.file.read(), f.filename, f.content_type) for f in photos]
+        for k, u in enumerate(uploads):
+            _check_photo(k, u, state.settings.max_photo_bytes)
+        stored = [
+            {
+                "sha256": state.blobs.put(u.data, u.sha256),
+                "filename": (u.filename or "")[:255] or None,
+                "content_type": u.content_type,
+                "bytes": len(u.data),
+            }
+            for u in uploads
+        ]
         event = events.dispute(s, row, principal.key_id, principal.role.value, reason, stored)
         d = next(d for d in events.load_state(s, row).disputes if d.event_id == event.id)
     return dispute_out(grading_id, d)

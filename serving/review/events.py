@@ -377,6 +377,19 @@ def add_defect(
     return append(s, row, actor, DEFECT_ADDED, payload, expected_last)
 
 
+def graded(s: Session, body: dict, at: datetime, actor: str | None) -> GradingEvent:
+    """A new grading's first event: added in the transaction that stores the grading, not committed."""
+    payload = {
+        "model_version": body["model"]["version"],
+        "rules_versions": body["rules_versions"],
+        "grades": {name: g["grade"] for name, g in body["grades"].items()},
+        "needs_review": body["needs_review"],
+    }
+    event = GradingEvent(grading_id=body["id"], created_at=at, actor=actor, kind=GRADED, payload=payload)
+    s.add(event)
+    return event
+
+
 def dispute(s: Session, row: Grading, actor: str, role: str, reason: str, photos: list[dict]) -> GradingEvent:
     payload = {
         "before": None,

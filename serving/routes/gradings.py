@@ -1,4 +1,7 @@
-"""/v1/gradings: grade a device from photos, read gradings back, their photos and overlays."""
+"""/v1/gradings: grade a device from photos, read gradings back, their photos and overlays.
+
+HTTP only: parameters in, `GradingService` (service.py) does the work, response bodies out.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep
-from serving.errors import GRADING_ERRORS, ApiError, error_responses
-from serving.overlays import render_overlay
+from serving.errors import GRADING_ERRORS, error_responses
 from serving.review.schemas import GradingReviewedOut, review_of
-from serving.schemas import GradingOut, GradingPage, GradingSummary
+from serving.schemas import GradingOut, GradingPage, grading_summary
 from serving.service import GradingRequest, Upload
+from serving.store import GradingFilters
 
 router = APIRouter(prefix="/v1/gradings", tags=["gradings"])
 
@@ -85,34 +88,18 @@ def list_gradings(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> GradingPage:
-    rows, total = state.service.list(
-        principal,
-        limit=limit,
-        offset=offset,
+    filters = GradingFilters(
         tenant=tenant,
         needs_review=needs_review,
         external_ref=external_ref,
         device_model=device_model,
         standard=standard,
         grade=grade,
-        created_after=created_after,  # the column type reads a naive time as UTC
+        created_after=created_after,
         created_before=created_before,
     )
-    items = [
-        GradingSummary(
-            id=r.id,
-            created_at=r.body["created_at"],
-            tenant=r.tenant,
-            external_ref=r.external_ref,
-            device_model=r.device_model,
-            needs_review=r.needs_review,
-            grades={g.standard: g.grade for g in r.grades},
-            n_photos=len(r.photos),
-            url=f"/v1/gradings/{r.id}",
-        )
-        for r in rows
-    ]
-    return GradingPage(items=items, total=total, limit=limit, offset=offset)
+    rows, total = state.service.list(principal, filters, limit=limit, offset=offset)
+    return GradingPage(items=[grading_summary(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -124,15 +111,6 @@ def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) ->
     return body
 
 
-def _photo_row(state, principal, grading_id: str, n: int):
-    with state.sessions() as s:
-        row = state.service.get_row(s, principal, grading_id)
-        photo = next((p for p in row.photos if p.idx == n), None)
-        if photo is None:
-            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo {n}")
-        return row, photo
-
-
 @router.get(
     "/{grading_id}/photos/{n}",
     response_class=FileResponse,
@@ -140,7 +118,7 @@ def _photo_row(state, principal, grading_id: str, n: int):
     summary="A grading's photo, as uploaded",
 )
 def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
-    _, photo = _photo_row(state, principal, grading_id, n)
+    photo = state.service.photo(principal, grading_id, n)
     return FileResponse(
         state.blobs.path(photo.sha256),
         media_type=photo.content_type
@@ -157,18 +135,5 @@ def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: P
     summary="A grading's photo with its defects outlined and labelled (PNG)",
 )
 def get_overlay(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> Response:
-    row, photo = _photo_row(state, principal, grading_id, n)
-    if photo.overlay_sha256 and state.blobs.exists(photo.overlay_sha256):
-        png = state.blobs.get(photo.overlay_sha256)
-    else:
-        defects = row.body["photos"][n]["defects"]
-        png = render_overlay(state.blobs.get(photo.sha256), defects, state.settings.overlay_max_side)
-        sha = state.blobs.put(png)
-        with state.sessions() as s:
-            from serving.db import GradingPhoto
-
-            stored = s.get(GradingPhoto, (grading_id, n))
-            if stored is not None:
-                stored.overlay_sha256 = sha
-                s.commit()
+    png = state.service.overlay(principal, grading_id, n)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})

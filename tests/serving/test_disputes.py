@@ -127,3 +127,45 @@ def test_disputed_gradings_enter_and_leave_the_queue(client, keys, gid):
         assert events.queue_counts(s, events.QueueFilters())["disputed"] == 1
         events.confirm(s, s.get(Grading, gid), "someone", "", None)
         assert events.queue_counts(s, events.QueueFilters())["disputed"] == 0
+
+
+# One upload check (service.check_photo) serves gradings and disputes: both refuse the same files alike.
+SAME_UPLOADS = [
+    ("text", "a.txt", b"hello", "text/plain", 415, "unsupported_media_type"),
+    ("pdf", "a.pdf", b"%PDF-1.4", "application/pdf", 415, "unsupported_media_type"),
+    ("empty", "a.jpg", b"", "image/jpeg", 422, "empty_file"),
+    ("empty octet-stream", "a.bin", b"", "application/octet-stream", 422, "empty_file"),
+    ("not an image", "a.jpg", b"not a jpeg at all" * 10, "image/jpeg", 422, "not_an_image"),
+    ("photo, type in capitals with a parameter", "A.JPG", None, "IMAGE/JPEG; q=1", 201, None),
+]
+
+
+@pytest.mark.parametrize(
+    "name, data, ctype, status, code", [c[1:] for c in SAME_UPLOADS], ids=[c[0] for c in SAME_UPLOADS]
+)
+def test_gradings_and_disputes_refuse_the_same_uploads(
+    client, keys, gid, jpeg, name, data, ctype, status, code
+):
+    photo = (name, jpeg if data is None else data, ctype)
+    graded = post_grading(client, keys.a, [photo])
+    disputed = dispute(client, keys.a, gid, photos=[photo])
+    assert (graded.status_code, disputed.status_code) == (status, status), (graded.text, disputed.text)
+    if code is not None:
+        assert graded.json()["code"] == disputed.json()["code"] == code
+
+
+def test_the_upload_check_limits_size_and_type():
+    from serving.errors import ApiError
+    from serving.service import Upload, check_photo
+
+    check_photo(0, Upload(b"x" * 10, "a.jpg", "image/jpeg"), max_bytes=10)  # at the limit: taken
+    check_photo(0, Upload(b"x", None, None), max_bytes=10)  # no type given: the decoder decides
+    for upload, status, code in [
+        (Upload(b"x" * 11, "a.jpg", "image/jpeg"), 413, "file_too_large"),
+        (Upload(b"", "a.jpg", "image/jpeg"), 422, "empty_file"),
+        (Upload(b"x", "a.gif", "image/gif"), 415, "unsupported_media_type"),
+    ]:
+        with pytest.raises(ApiError) as err:
+            check_photo(3, upload, max_bytes=10)
+        assert (err.value.status, err.value.code) == (status, code)
+        assert err.value.message.startswith("photo 3: ")

@@ -92,3 +92,46 @@ def test_a_grading_is_stored_with_photos_and_a_graded_event(client, keys, jpeg):
         events = s.scalars(select(GradingEvent).where(GradingEvent.grading_id == body["id"])).all()
     assert [e.kind for e in events] == ["graded"]
     assert events[0].payload["grades"] == {k: v["grade"] for k, v in body["grades"].items()}
+
+
+@pg_and_sqlite
+def test_a_grading_is_stored_whole_or_not_at_all(client, keys, jpeg):
+    """The path of two processes racing on one Idempotency-Key: the second insert fails as a unit."""
+    import copy
+    import uuid
+
+    from sqlalchemy.exc import IntegrityError
+
+    from serving import store
+    from serving.db import Grading, GradingGrade, GradingPhoto
+
+    first = post_grading(
+        client, keys.a, [("a.jpg", jpeg, "image/jpeg")], headers={"Idempotency-Key": "k"}
+    ).json()
+    state = client.app.state.svc
+    with state.sessions() as s:
+        stored = s.get(Grading, first["id"])
+        body, created = copy.deepcopy(stored.body), stored.created_at
+    assert created.tzinfo is not None and body["id"] == first["id"]
+    body["id"] = str(uuid.uuid4())
+    with pytest.raises(IntegrityError):
+        store.add_grading(
+            state.sessions,
+            body,
+            created_at=created,
+            created_by=None,
+            idempotency_key="k",
+            request_hash="0" * 64,
+        )
+    store.add_grading(
+        state.sessions, body, created_at=created, created_by=None, idempotency_key=None, request_hash="0" * 64
+    )
+    with state.sessions() as s:
+        row = s.get(Grading, body["id"])
+        kinds = s.scalars(select(GradingEvent.kind).where(GradingEvent.grading_id == body["id"])).all()
+        assert s.query(Grading).count() == 2
+        assert s.query(GradingPhoto).filter_by(grading_id=body["id"]).count() == len(body["photos"])
+        assert {g.standard: g.grade for g in s.query(GradingGrade).filter_by(grading_id=body["id"])} == {
+            k: g["grade"] for k, g in body["grades"].items()
+        }
+    assert kinds == ["graded"] and row.body == body and row.model_version == body["model"]["version"]

@@ -1,0 +1,156 @@
+"""Gradings in the database: the writes of a new grading and the tenant-scoped queries that read them.
+
+A new grading is one transaction: the record (the body as first answered plus indexed copies of its
+fields), one row per photo, one row per standard, and its "graded" event (written through
+`review.events`, which owns event kinds). Every read goes through `scoped`: a refurbisher's query never
+sees another tenant's rows, and another tenant's grading is as absent as a missing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from serving.auth import Principal
+from serving.db import Grading, GradingGrade, GradingPhoto
+from serving.errors import ApiError
+from serving.review import events
+
+
+def add_grading(
+    sessions: sessionmaker,
+    body: dict,
+    *,
+    created_at: datetime,
+    created_by: str | None,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> None:
+    """Store a new grading from its body; IntegrityError when its Idempotency-Key was stored first."""
+    grading_id = body["id"]
+    with sessions() as s:
+        s.add(
+            Grading(
+                id=grading_id,
+                tenant=body["tenant"],
+                created_at=created_at,
+                created_by=created_by,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                external_ref=body["external_ref"],
+                device_model=body["device_model"],
+                device_kind=body["device_kind"],
+                needs_review=body["needs_review"],
+                model_version=body["model"]["version"],
+                model_sha256=body["model"]["sha256"],
+                rules_versions=body["rules_versions"],
+                body=body,
+            )
+        )
+        s.flush()  # parent row first: PostgreSQL checks foreign keys per statement
+        for k, p in enumerate(body["photos"]):
+            s.add(
+                GradingPhoto(
+                    grading_id=grading_id,
+                    idx=k,
+                    sha256=p["sha256"],
+                    content_type=p["content_type"],
+                    filename=(p["filename"] or "")[:255] or None,
+                    bytes=p["bytes"],
+                )
+            )
+        for name, g in body["grades"].items():
+            s.add(GradingGrade(grading_id=grading_id, standard=name, grade=g["grade"], version=g["version"]))
+        events.graded(s, body, created_at, created_by)
+        s.commit()
+
+
+def find_idempotent(sessions: sessionmaker, tenant: str, key: str) -> Grading | None:
+    """The grading a tenant stored under this Idempotency-Key, if any."""
+    with sessions() as s:
+        return s.scalar(select(Grading).where(Grading.tenant == tenant, Grading.idempotency_key == key))
+
+
+def scoped(principal: Principal) -> Select:
+    """All gradings the caller may see: its tenant's, or every tenant's for auditors and admins."""
+    stmt = select(Grading)
+    if not principal.sees_all_tenants:
+        stmt = stmt.where(Grading.tenant == (principal.tenant or ""))
+    return stmt
+
+
+def get_row(s: Session, principal: Principal, grading_id: str) -> Grading:
+    row = s.scalar(scoped(principal).where(Grading.id == grading_id))
+    if row is None:  # another tenant's grading is as absent as a missing one
+        raise ApiError(404, "grading_not_found", f"no grading {grading_id}")
+    return row
+
+
+def get_photo(
+    sessions: sessionmaker, principal: Principal, grading_id: str, n: int
+) -> tuple[Grading, GradingPhoto]:
+    with sessions() as s:
+        row = get_row(s, principal, grading_id)
+        photo = next((p for p in row.photos if p.idx == n), None)
+        if photo is None:
+            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo {n}")
+        return row, photo
+
+
+def set_overlay(sessions: sessionmaker, grading_id: str, n: int, sha: str) -> None:
+    """Remember a photo's rendered overlay, so the next request reads it instead of drawing again."""
+    with sessions() as s:
+        stored = s.get(GradingPhoto, (grading_id, n))
+        if stored is not None:
+            stored.overlay_sha256 = sha
+            s.commit()
+
+
+@dataclass(frozen=True)
+class GradingFilters:
+    """GET /v1/gradings' filters; None means any. Times compare in UTC (a naive one is UTC)."""
+
+    tenant: str | None = None  # honoured for callers who see every tenant
+    needs_review: bool | None = None
+    external_ref: str | None = None
+    device_model: str | None = None
+    standard: str | None = None
+    grade: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None  # exclusive
+
+
+def list_gradings(
+    sessions: sessionmaker, principal: Principal, filters: GradingFilters, limit: int, offset: int
+) -> tuple[list[Grading], int]:
+    """One page of the caller's gradings, newest first, and how many match in all."""
+    f = filters
+    stmt = scoped(principal)
+    if f.tenant is not None and principal.sees_all_tenants:
+        stmt = stmt.where(Grading.tenant == f.tenant)
+    if f.needs_review is not None:
+        stmt = stmt.where(Grading.needs_review == f.needs_review)
+    if f.external_ref is not None:
+        stmt = stmt.where(Grading.external_ref == f.external_ref)
+    if f.device_model is not None:
+        stmt = stmt.where(Grading.device_model == f.device_model)
+    if f.created_after is not None:
+        stmt = stmt.where(Grading.created_at >= f.created_after)
+    if f.created_before is not None:
+        stmt = stmt.where(Grading.created_at < f.created_before)
+    if f.standard is not None or f.grade is not None:
+        sub = select(GradingGrade.grading_id)
+        if f.standard is not None:
+            sub = sub.where(GradingGrade.standard == f.standard)
+        if f.grade is not None:
+            sub = sub.where(GradingGrade.grade == f.grade)
+        stmt = stmt.where(Grading.id.in_(sub))
+    with sessions() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = list(
+            s.scalars(stmt.order_by(Grading.created_at.desc(), Grading.id).limit(limit).offset(offset))
+        )
+    return rows, total
