@@ -4,7 +4,7 @@ A grading's stored body (the model's answer) is never rewritten. Everything peop
 is appended to `grading_events` as one event each — who (API key id), when, what (kind), before and
 after — and the current state is always `fold(body, events)`: the original plus the events, in order.
 This module owns the event kinds and payloads, appending them (with an optimistic check that nobody
-else changed the grading in between), folding them, and the review queue's SQL.
+else changed the grading in between) and folding them; the review queue's SQL is in queue.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from model.taxonomy import DefectType, Zone
-from serving.db import ApiKey, Grading, GradingEvent, GradingGrade
+from serving.db import ApiKey, Grading, GradingEvent
 
 GRADED = "graded"
 DISPUTED = "disputed"
@@ -242,6 +242,16 @@ def load_state(s: Session, row: Grading) -> ReviewState:
     return fold(row.body, events_of(s, row.id))
 
 
+def states_of(s: Session, rows: list[Grading]) -> dict[str, ReviewState]:
+    """Folded state of several gradings with one query for their events."""
+    ids = [r.id for r in rows]
+    by_id: dict[str, list[GradingEvent]] = {i: [] for i in ids}
+    if ids:
+        for e in s.scalars(select(GradingEvent).where(GradingEvent.grading_id.in_(ids))):
+            by_id[e.grading_id].append(e)
+    return {r.id: fold(r.body, by_id[r.id]) for r in rows}
+
+
 def actor_names(s: Session, key_ids) -> dict[str, str]:
     """API key id -> 'name (role)' for display; the id itself where the key has no name."""
     ids = {k for k in key_ids if k}
@@ -399,93 +409,3 @@ def dispute(s: Session, row: Grading, actor: str, role: str, reason: str, photos
         "photos": photos,
     }
     return append(s, row, actor, DISPUTED, payload, None)
-
-
-# -- the queue ----------------------------------------------------------------------------------
-
-QUEUES = ("review", "disputed", "recent")
-
-
-def _last(kinds) -> Any:
-    return (
-        select(func.max(GradingEvent.id))
-        .where(GradingEvent.grading_id == Grading.id, GradingEvent.kind.in_(kinds))
-        .correlate(Grading)
-        .scalar_subquery()
-    )
-
-
-def queue_conditions():
-    last_verdict, last_dispute = _last(VERDICTS), _last((DISPUTED,))
-    open_dispute = and_(last_dispute.is_not(None), or_(last_verdict.is_(None), last_dispute > last_verdict))
-    return {
-        "review": and_(Grading.needs_review.is_(True), last_verdict.is_(None), not_(open_dispute)),
-        "disputed": open_dispute,
-        "recent": None,
-    }
-
-
-@dataclass(frozen=True)
-class QueueFilters:
-    tenant: str | None = None
-    standard: str | None = None
-    grade: str | None = None
-    date_from: datetime | None = None
-    date_to: datetime | None = None  # exclusive
-    model_version: str | None = None
-
-    def apply(self, stmt):
-        if self.tenant:
-            stmt = stmt.where(Grading.tenant == self.tenant)
-        if self.model_version:
-            stmt = stmt.where(Grading.model_version == self.model_version)
-        if self.date_from:
-            stmt = stmt.where(Grading.created_at >= self.date_from)
-        if self.date_to:
-            stmt = stmt.where(Grading.created_at < self.date_to)
-        if self.grade:
-            sub = select(GradingGrade.grading_id).where(GradingGrade.grade == self.grade)
-            if self.standard:
-                sub = sub.where(GradingGrade.standard == self.standard)
-            stmt = stmt.where(Grading.id.in_(sub))
-        return stmt
-
-
-def queue_counts(s: Session, filters: QueueFilters) -> dict[str, int]:
-    out = {}
-    for name, cond in queue_conditions().items():
-        stmt = filters.apply(select(func.count()).select_from(Grading))
-        if cond is not None:
-            stmt = stmt.where(cond)
-        out[name] = s.scalar(stmt) or 0
-    return out
-
-
-def queue_page(s: Session, queue: str, filters: QueueFilters, limit: int, offset: int) -> list[Grading]:
-    """One page of a queue: work queues oldest first (first in, first reviewed), 'recent' newest first."""
-    cond = queue_conditions()[queue]
-    stmt = filters.apply(select(Grading))
-    if cond is not None:
-        stmt = stmt.where(cond)
-    order = Grading.created_at.desc() if queue == "recent" else Grading.created_at.asc()
-    return list(s.scalars(stmt.order_by(order, Grading.id).limit(limit).offset(offset)))
-
-
-def states_of(s: Session, rows: list[Grading]) -> dict[str, ReviewState]:
-    """Folded state of several gradings with one query for their events."""
-    ids = [r.id for r in rows]
-    by_id: dict[str, list[GradingEvent]] = {i: [] for i in ids}
-    if ids:
-        for e in s.scalars(select(GradingEvent).where(GradingEvent.grading_id.in_(ids))):
-            by_id[e.grading_id].append(e)
-    return {r.id: fold(r.body, by_id[r.id]) for r in rows}
-
-
-def filter_choices(s: Session) -> dict[str, list[str]]:
-    """Values the queue's filter menus offer (tenants, model versions, standards, grades)."""
-    return {
-        "tenants": sorted(t for t in s.scalars(select(Grading.tenant).distinct()) if t),
-        "model_versions": sorted(s.scalars(select(Grading.model_version).distinct())),
-        "standards": sorted(s.scalars(select(GradingGrade.standard).distinct())),
-        "grades": sorted(s.scalars(select(GradingGrade.grade).distinct())),
-    }

@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from serving.db import Grading
 from serving.deps import StateDep
-from serving.review import events, sessions
+from serving.review import events, queue, sessions
 from serving.review.sessions import Reviewer
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -176,7 +176,7 @@ def _date(value: str | None) -> date | None:
 
 
 @router.get("/queue")
-def queue(
+def show_queue(
     request: Request,
     state: StateDep,
     reviewer: ReviewerDep,
@@ -188,10 +188,10 @@ def queue(
     date_to: str = "",
     model_version: str = "",
 ) -> HTMLResponse:
-    view = view if view in events.QUEUES else "review"
+    view = view if view in queue.QUEUES else "review"
     page_no = _int(request.query_params.get("page"), 1)
     d_from, d_to = _date(date_from), _date(date_to)
-    filters = events.QueueFilters(
+    filters = queue.QueueFilters(
         tenant=tenant[:100] or None,
         standard=standard[:50] or None,
         grade=grade[:50] or None,
@@ -200,12 +200,12 @@ def queue(
         model_version=model_version[:100] or None,
     )
     with state.sessions() as s:
-        counts = events.queue_counts(s, filters)
+        counts = queue.queue_counts(s, filters)
         pages = max(1, math.ceil(counts[view] / PAGE_SIZE))
         page_no = min(max(1, page_no), pages)
-        rows = events.queue_page(s, view, filters, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+        rows = queue.queue_page(s, view, filters, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
         states = events.states_of(s, rows)
-        choices = events.filter_choices(s)
+        choices = queue.filter_choices(s)
     params = {
         "tenant": tenant,
         "standard": standard,
@@ -232,7 +232,7 @@ def queue(
             "view_label": QUEUE_LABELS[view],
             "queues": [
                 (q, QUEUE_LABELS[q], counts[q], url(view=q, page=None) if q != view else None)
-                for q in events.QUEUES
+                for q in queue.QUEUES
             ],
             "counts": counts,
             "params": params,
@@ -283,7 +283,7 @@ def next_in_queue(state: StateDep, _reviewer: ReviewerDep, view: str = "review")
     """The first grading of a work queue (oldest first), or the queue itself when it is empty."""
     view = view if view in ("review", "disputed") else "review"
     with state.sessions() as s:
-        rows = events.queue_page(s, view, events.QueueFilters(), 1, 0)
+        rows = queue.queue_page(s, view, queue.QueueFilters(), 1, 0)
     if not rows:
         return see_other(f"/review/queue?view={view}")
     return see_other(f"/review/gradings/{rows[0].id}?back={quote(f'/review/queue?view={view}')}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from serving.db import GradingEvent
-from serving.review import events
+from serving.review import events, queue
 from serving.schemas import GradingOut
 from tests.serving.conftest import Keys, pg_and_sqlite, post_grading
 
@@ -119,14 +119,14 @@ def test_disputed_gradings_enter_and_leave_the_queue(client, keys, gid):
 
     svc = client.app.state.svc
     with svc.sessions() as s:
-        assert gid not in {g.id for g in events.queue_page(s, "disputed", events.QueueFilters(), 50, 0)}
+        assert gid not in {g.id for g in queue.queue_page(s, "disputed", queue.QueueFilters(), 50, 0)}
     dispute(client, keys.a, gid)
     with svc.sessions() as s:
-        assert [g.id for g in events.queue_page(s, "disputed", events.QueueFilters(), 50, 0)] == [gid]
-        assert gid not in {g.id for g in events.queue_page(s, "review", events.QueueFilters(), 50, 0)}
-        assert events.queue_counts(s, events.QueueFilters())["disputed"] == 1
+        assert [g.id for g in queue.queue_page(s, "disputed", queue.QueueFilters(), 50, 0)] == [gid]
+        assert gid not in {g.id for g in queue.queue_page(s, "review", queue.QueueFilters(), 50, 0)}
+        assert queue.queue_counts(s, queue.QueueFilters())["disputed"] == 1
         events.confirm(s, s.get(Grading, gid), "someone", "", None)
-        assert events.queue_counts(s, events.QueueFilters())["disputed"] == 0
+        assert queue.queue_counts(s, queue.QueueFilters())["disputed"] == 0
 
 
 # One upload check (service.check_photo) serves gradings and disputes: both refuse the same files alike.
