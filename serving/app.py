@@ -19,8 +19,8 @@ from serving.deps import AppState
 from serving.limits import BodyLimitMiddleware
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.predictor import ModelSlot, load_model
+from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
-from serving.review import web as review_web
 from serving.routes import gradings, keys, models, ops
 from serving.service import GradingService
 from serving.settings import Settings, get_settings
@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (gradings.router, models.router, keys.router, ops.router):
         app.include_router(router)
     app.include_router(review_api.router)  # disputes, review export (issue 6)
-    app.include_router(review_web.router)  # the review pages under /review (issue 6)
+    for router in (signin.router, pages.router, images.router, actions.router):
+        app.include_router(router)  # the review pages under /review (issue 6)
     max_request = _max_request_bytes(settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

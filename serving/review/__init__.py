@@ -1,5 +1,7 @@
 """Quality review (issue 6): review pages under /review, disputes, and the export back into training.
 
-events.py (append-only review events, current state = original + events, the queue), sessions.py
-(sign-in, cookies, CSRF), web.py (the pages), api.py (/v1 disputes and export), export.py (manifest).
+events.py (append-only review events, current state = original + events), queue.py (the queue's SQL),
+sessions.py (sessions, cookies, CSRF); the pages under /review: html.py (what they share), signin.py,
+pages.py (queue, grading), images.py (photos), actions.py (the reviewer's POSTs); api.py (/v1 disputes
+and export), schemas.py (their bodies), export.py (manifest).
 """

@@ -163,6 +163,32 @@ def test_every_form_refuses_a_missing_or_foreign_csrf_token(auditor, graded, key
     assert [e.kind for e in events_of(auditor, gid)] == ["graded"]
 
 
+ACTIONS = [
+    ("confirm", {}),
+    ("overrule", {"standard": "ctia", "grade": "E", "reason": "x"}),
+    ("defects/p0-d0/reject", {}),
+    ("defects/p0-d0/retype", {"type": "crack"}),
+    ("defects", {"photo": 0, "type": "dent", "x0": 1, "y0": 1, "x1": 50, "y1": 50}),
+]
+
+
+def test_every_action_shares_session_grading_and_version_checks(client, keys, graded):
+    """The parameters all five actions share (one dependency): the session is checked first, then the
+    form's version, then the grading; none of these refusals appends an event."""
+    gid = graded["id"]
+    for action, data in ACTIONS:
+        r = client.post(f"/review/gradings/{gid}/{action}", data=data, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/review/signin?next="), action
+    sign_in(client, keys.auditor)
+    tokens = form_tokens(client.get(f"/review/gradings/{gid}").text)
+    for action, data in ACTIONS:
+        r = client.post(f"/review/gradings/{gid}/{action}", data={**data, **tokens, "version": "-1"})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_request", action
+        r = client.post(f"/review/gradings/{'0' * 36}/{action}", data={**data, **tokens})
+        assert r.status_code == 404 and "Grading not found" in r.text, action
+    assert [e.kind for e in events_of(client, gid)] == ["graded"]
+
+
 def test_grading_page_shows_photos_defects_grades_versions_and_history(auditor, graded):
     gid = graded["id"]
     r = auditor.get(f"/review/gradings/{gid}")
@@ -281,7 +307,7 @@ def test_confirm_and_defect_corrections_fold_into_the_current_state(auditor, gra
 
 @pg_and_sqlite
 def test_queue_tabs_counts_filters_and_pages(auditor, client, keys, jpeg, clean_jpeg, monkeypatch):
-    from serving.review import web
+    from serving.review import pages
 
     ids = [
         post_grading(client, k, [("p.jpg", photo, "image/jpeg")]).json()["id"]
@@ -314,7 +340,7 @@ def test_queue_tabs_counts_filters_and_pages(auditor, client, keys, jpeg, clean_
     assert ids[1] in graded_like
     # nonsense filters are ignored, not errors
     assert auditor.get("/review/queue?view=nope&date_from=garbage&page=x").status_code == 200
-    monkeypatch.setattr(web, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     p1 = auditor.get("/review/queue?view=recent").text
     assert f"Showing 1–2 of {total}" in p1 and "Page 1 of 2" in p1 and 'rel="next"' in p1
     p2 = auditor.get("/review/queue?view=recent&page=2").text

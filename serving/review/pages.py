@@ -1,0 +1,278 @@
+"""The review pages people read: the queue (tabs, filters, pages), a grading with its history, and
+the static files they load. Each needs a reviewer session (signin.ReviewerDep); the forms on a grading's
+page post to actions.py, which shows the page again (`grading_page`) when an action does not fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+from serving.db import Grading
+from serving.deps import StateDep
+from serving.review import events, queue
+from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see_other
+from serving.review.sessions import Reviewer
+from serving.review.signin import ReviewerDep
+
+STATIC = {"review.css": "text/css", "review.js": "text/javascript", "favicon.svg": "image/svg+xml"}
+PAGE_SIZE = 25
+CONFLICT = "Someone else changed this grading since you opened it. Check the history, then try again."
+QUEUE_LABELS = {"review": "Needs review", "disputed": "Disputed", "recent": "Recent"}
+
+router = APIRouter(prefix="/review", include_in_schema=False)
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@router.get("/queue")
+def show_queue(
+    request: Request,
+    state: StateDep,
+    reviewer: ReviewerDep,
+    view: str = "review",
+    tenant: str = "",
+    standard: str = "",
+    grade: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    model_version: str = "",
+) -> HTMLResponse:
+    view = view if view in queue.QUEUES else "review"
+    page_no = _int(request.query_params.get("page"), 1)
+    d_from, d_to = _date(date_from), _date(date_to)
+    filters = queue.QueueFilters(
+        tenant=tenant[:100] or None,
+        standard=standard[:50] or None,
+        grade=grade[:50] or None,
+        date_from=datetime.combine(d_from, datetime.min.time(), UTC) if d_from else None,
+        date_to=datetime.combine(d_to, datetime.min.time(), UTC) + timedelta(days=1) if d_to else None,
+        model_version=model_version[:100] or None,
+    )
+    with state.sessions() as s:
+        counts = queue.queue_counts(s, filters)
+        pages = max(1, math.ceil(counts[view] / PAGE_SIZE))
+        page_no = min(max(1, page_no), pages)
+        rows = queue.queue_page(s, view, filters, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+        states = events.states_of(s, rows)
+        choices = queue.filter_choices(s)
+    params = {
+        "tenant": tenant,
+        "standard": standard,
+        "grade": grade,
+        "date_from": d_from.isoformat() if d_from else "",
+        "date_to": d_to.isoformat() if d_to else "",
+        "model_version": model_version,
+    }
+    active = {k: v for k, v in params.items() if v}
+
+    def url(**kw) -> str:
+        q = {"view": view, **active, **kw}
+        return "/review/queue?" + urlencode({k: v for k, v in q.items() if v not in ("", None)})
+
+    items = [_queue_item(r, states[r.id]) for r in rows]
+    first = (page_no - 1) * PAGE_SIZE + 1 if items else 0
+    return page(
+        request,
+        "review_queue.html",
+        {
+            "reviewer": reviewer,
+            "csrf": reviewer.csrf,
+            "view": view,
+            "view_label": QUEUE_LABELS[view],
+            "queues": [
+                (q, QUEUE_LABELS[q], counts[q], url(view=q, page=None) if q != view else None)
+                for q in queue.QUEUES
+            ],
+            "counts": counts,
+            "params": params,
+            "filtered": bool(active),
+            "choices": choices,
+            "items": items,
+            "page_no": page_no,
+            "pages": pages,
+            "first": first,
+            "last": first + len(items) - 1 if items else 0,
+            "prev_url": url(page=page_no - 1) if page_no > 1 else None,
+            "next_url": url(page=page_no + 1) if page_no < pages else None,
+            "back": url(page=page_no if page_no > 1 else None),
+        },
+    )
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+def _queue_item(row: Grading, state: events.ReviewState) -> dict:
+    # The probability of the model's own grade, the least sure standard first: with calibrated
+    # probabilities another grade can be likelier than the one given, and that is not certainty.
+    probs = [(g.get("probabilities") or {}).get(g["grade"], 1.0) for g in row.body["grades"].values()]
+    return {
+        "id": row.id,
+        "short": row.id[:8],
+        "created": row.created_at,
+        "tenant": row.tenant,
+        "ref": row.external_ref,
+        "device": row.device_model or row.device_kind.capitalize(),
+        "grades": state.grades,
+        "certainty": min(probs) if probs else None,
+        "status": state.status,
+        "photos": len(row.body["photos"]),
+        "defects": sum(1 for ds in state.defects.values() for d in ds if d.status == "kept"),
+        "disputes": len(state.open_disputes),
+        "model_version": row.model_version,
+    }
+
+
+@router.get("/next")
+def next_in_queue(state: StateDep, _reviewer: ReviewerDep, view: str = "review") -> RedirectResponse:
+    """The first grading of a work queue (oldest first), or the queue itself when it is empty."""
+    view = view if view in ("review", "disputed") else "review"
+    with state.sessions() as s:
+        rows = queue.queue_page(s, view, queue.QueueFilters(), 1, 0)
+    if not rows:
+        return see_other(f"/review/queue?view={view}")
+    return see_other(f"/review/gradings/{rows[0].id}?back={quote(f'/review/queue?view={view}')}")
+
+
+def load_grading(s, grading_id: str) -> Grading | None:
+    """Any tenant's grading (reviewers see all); None for an unknown id."""
+    return s.get(Grading, grading_id) if len(grading_id) <= 36 else None
+
+
+def not_found(request: Request, reviewer: Reviewer, grading_id: str) -> HTMLResponse:
+    return error_page(request, reviewer, "Grading not found", f"There is no grading {grading_id}.", 404)
+
+
+@dataclass
+class HistoryEntry:
+    id: int
+    when: datetime
+    who: str
+    kind: str
+    title: str
+    changes: list[tuple[str, str, str]]  # (what, before, after)
+    text: str  # reason / note
+    photos: list[tuple[str, str]]  # (label, url)
+
+
+def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryEntry]:
+    out = []
+    for e in evs:
+        p = e.payload or {}
+        who = names.get(e.actor or "", f"key {e.actor}" if e.actor else "system")
+        changes, photos, text = [], [], p.get("reason") or p.get("note") or ""
+        if e.kind == events.GRADED:
+            title = f"Graded by model {p.get('model_version', '')}"
+            changes = [(std, "", g) for std, g in (p.get("grades") or {}).items()]
+        elif e.kind == events.DISPUTED:
+            title = f"Disputed by {p.get('role') or 'a user'}"
+            photos = [
+                (f"Extra photo {k + 1}", f"/review/gradings/{grading_id}/disputes/{e.id}/photos/{k}")
+                for k in range(len(p.get("photos") or []))
+            ]
+        elif e.kind == events.CONFIRMED:
+            title = "Grades confirmed"
+            changes = [(std, "", g) for std, g in (p.get("after") or {}).items()]
+        elif e.kind == events.OVERRULED:
+            title = "Grade overruled"
+            changes = [
+                (std, (p.get("before") or {}).get(std, ""), g) for std, g in (p.get("after") or {}).items()
+            ]
+        elif e.kind == events.DEFECT_REJECTED:
+            b = p.get("before") or {}
+            title = f"Defect {p.get('defect')} marked false"
+            changes = [
+                ("defect", f"{b.get('type')} on {b.get('zone') or 'unknown zone'}", "false (no defect)")
+            ]
+        elif e.kind == events.DEFECT_RETYPED:
+            title = f"Defect {p.get('defect')} type changed"
+            changes = [
+                ("type", (p.get("before") or {}).get("type", ""), (p.get("after") or {}).get("type", ""))
+            ]
+        elif e.kind == events.DEFECT_ADDED:
+            a = p.get("after") or {}
+            title = f"Missed defect added on photo {int(p.get('photo', 0)) + 1}"
+            box = ", ".join(f"{v:.0f}" for v in a.get("box", []))
+            changes = [("defect", "", f"{a.get('type')} on {a.get('zone') or 'unknown zone'}, box {box}")]
+        else:
+            title = e.kind.replace("_", " ").capitalize()
+        out.append(HistoryEntry(e.id, e.created_at, who, e.kind, title, changes, text, photos))
+    return out
+
+
+def grading_page(
+    request: Request, state, reviewer: Reviewer, grading_id: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    with state.sessions() as s:
+        row = load_grading(s, grading_id)
+        if row is None:
+            return not_found(request, reviewer, grading_id)
+        st = events.load_state(s, row)
+        names = events.actor_names(s, [e.actor for e in st.events] + [d.actor for d in st.disputes])
+    body = row.body
+    photos = []
+    for p in body["photos"]:
+        idx = p["index"]
+        defects = st.defects.get(idx, [])
+        photos.append(
+            {
+                **p,
+                "url": f"/review/gradings/{row.id}/photos/{idx}",
+                "defects": defects,
+                "marker": max(p["width"], p["height"]) / 45,
+            }
+        )
+    msg = request.query_params.get("msg", "")
+    return page(
+        request,
+        "review_grading.html",
+        {
+            "reviewer": reviewer,
+            "csrf": reviewer.csrf,
+            "g": body,
+            "row": row,
+            "st": st,
+            "created": row.created_at,
+            "photos": photos,
+            "history": _history(row.id, st.events, names),
+            "names": names,
+            "defect_types": events.DEFECT_TYPES,
+            "zones": events.ZONES,
+            "version": st.last_event_id,
+            "flash": FLASH.get(msg, "") if not error else "",
+            "error": error or (CONFLICT if msg == "conflict" else ""),
+            "back": safe_next(request.query_params.get("back"))
+            if request.query_params.get("back")
+            else "/review/queue",
+        },
+        status,
+    )
+
+
+@router.get("/gradings/{grading_id}")
+def grading(request: Request, state: StateDep, reviewer: ReviewerDep, grading_id: str) -> HTMLResponse:
+    return grading_page(request, state, reviewer, grading_id)
+
+
+@router.get("/static/{name}")
+def static(name: str) -> FileResponse:
+    if name not in STATIC:
+        raise HTTPException(404, "not found")
+    return FileResponse(
+        PACKAGE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"}
+    )
