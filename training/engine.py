@@ -1,4 +1,4 @@
-"""The training step and the validation pass: losses, `train_one_epoch`, `evaluate` — short plain functions.
+"""The training step and the validation pass: losses, `train_one_epoch`, `validate` — short plain functions.
 
 Losses work on logits (`forward_logits`) and respect each sample's validity flags (see
 `training.dataset`): per-pixel defect BCE + soft Dice where masks are known; image-level BCE on the
@@ -145,7 +145,7 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
+def validate(
     model: nn.Module, loader: Iterable[dict[str, Tensor]], loss_weights: LossConfig
 ) -> dict[str, float]:
     """Validation losses and quick metrics: defect soft IoU, zone mIoU, view/quality accuracy."""

@@ -121,14 +121,19 @@ def match_instances(
 
 
 @dataclass
-class PhotoResult:
-    pred: object
+class ScoredPhoto:
+    """One photo judged against its labels: serving's instances from the network's outputs, and their
+    matches to the true instances (none where the photo has no instance labels). Not serving's
+    `PhotoResult`, which is what a grading request returns for a photo."""
+
+    pred: object  # the `training.predict.Prediction` (evaluation swaps in a light stand-in)
     instances: list[DefectInstance]
     matches: list[Match] = field(default_factory=list)
     scale_source: str = ""
 
 
-def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> PhotoResult:
+def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredPhoto:
+    """`pred` through serving's post-processing at `thresholds`, matched to its true instances."""
     size = pred.size  # the frame the outputs are in
     scale, source = photo_scale(pred, size)
     insts = extract_instances(
@@ -140,7 +145,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> PhotoRe
         size,
         photo_index,
     )
-    res = PhotoResult(pred, insts, scale_source=source)
+    res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:
         gts = gt_instances(pred, size)
         masks = [instance_mask(i, pred.lb, size) for i in insts]
@@ -234,7 +239,7 @@ def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> f
 
 
 def grade_devices(
-    results: list[PhotoResult],
+    results: list[ScoredPhoto],
     standards: list[str],
     calibration: Mapping[str, GradeCalibration] | None = None,
 ) -> list[dict]:
@@ -243,7 +248,7 @@ def grade_devices(
     rules' own probabilities (`rule_probabilities`, what a calibration is fitted on)."""
     from model.rules import grade
 
-    by_device: dict[str, list[PhotoResult]] = defaultdict(list)
+    by_device: dict[str, list[ScoredPhoto]] = defaultdict(list)
     for r in results:
         by_device[r.pred.item.record.device_id].append(r)
     rows = []

@@ -34,7 +34,7 @@ from model.registry import create_model
 from training.checkpoint import attach_calibration, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.dataset import Item, ManifestDataset, load_items
-from training.engine import Logits, evaluate, train_one_epoch
+from training.engine import Logits, train_one_epoch, validate
 
 
 def seed_everything(seed: int) -> None:
@@ -194,7 +194,7 @@ def run_training(cfg: TrainConfig) -> Path:
         row["lr"] = optimizer.param_groups[1]["lr"]
         if val_items:
             vl = val_cache.in_order(cfg.data.batch_size) if val_cache is not None else val_loader
-            row.update(evaluate(net, vl, cfg.loss))
+            row.update(validate(net, vl, cfg.loss))
         if train_cache is not None:
             row["feature_cache_mb"] = round((train_cache.nbytes + val_cache.nbytes) / 2**20, 1)
         row["seconds"] = round(time.time() - t0, 1)

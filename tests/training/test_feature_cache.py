@@ -8,7 +8,7 @@ import torch
 from model.registry import create_model
 from training.config import LossConfig, load_config
 from training.dataset import ManifestDataset, load_items
-from training.engine import Logits, compute_losses, evaluate, model_inputs
+from training.engine import Logits, compute_losses, model_inputs, validate
 from training.feature_cache import FeatureCache
 from training.toydata import write_toy_manifest
 from training.train import _collate, run_training
@@ -113,6 +113,6 @@ def test_cached_training_run_learns_and_validates(toy, tmp_path):
 
     net, _ = load_checkpoint(tmp_path / "last.pt")
     val = ManifestDataset(load_items(toy, ["val"]), net.input_size)
-    plain = evaluate(net, [_collate([val[i] for i in range(len(val))])], cfg.loss)
-    cached = evaluate(net, FeatureCache(net, val).in_order(len(val)), cfg.loss)
+    plain = validate(net, [_collate([val[i] for i in range(len(val))])], cfg.loss)
+    cached = validate(net, FeatureCache(net, val).in_order(len(val)), cfg.loss)
     assert cached["val_loss"] == pytest.approx(plain["val_loss"], rel=2e-3)

@@ -12,7 +12,7 @@ from model.registry import create_model
 from training.checkpoint import load_checkpoint
 from training.config import ConfigError, LossConfig, load_config
 from training.dataset import IGNORE, ManifestDataset, load_items
-from training.engine import compute_losses, evaluate, train_one_epoch
+from training.engine import compute_losses, train_one_epoch, validate
 from training.toydata import write_toy_manifest
 from training.train import _collate, epoch_indices, run_training
 
@@ -122,19 +122,19 @@ def test_pooled_image_level_loss_trains_masks_from_image_labels():
     assert peak[0, 1] > 0.8 and peak[1, 1] < 0.2
 
 
-def test_train_one_epoch_reduces_loss_and_evaluate_reports_metrics(toy):
+def test_train_one_epoch_reduces_loss_and_validate_reports_metrics(toy):
     torch.manual_seed(0)
     items = load_items(toy, ["train"])
     ds = ManifestDataset(items, 64, cache=True)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=_collate)
     net = create_model("tiny")
-    before = evaluate(net, loader, LossConfig())
+    before = validate(net, loader, LossConfig())
     opt = torch.optim.AdamW(net.parameters(), 3e-3)
     first = train_one_epoch(net, loader, opt, LossConfig())
     for _ in range(6):
         last = train_one_epoch(net, loader, opt, LossConfig())
     assert last["loss"] < first["loss"]
-    metrics = evaluate(net, loader, LossConfig())
+    metrics = validate(net, loader, LossConfig())
     assert {"val_loss", "val_defect_iou", "val_zone_miou", "val_view_acc"} <= set(metrics)
     # Toy zones are big flat rectangles: a few epochs must learn them well beyond the untrained net.
     assert metrics["val_zone_miou"] > before["val_zone_miou"] + 0.1

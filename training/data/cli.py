@@ -62,7 +62,7 @@ def import_command(
 ) -> None:
     """Import a dataset (ImageFolder, CSV table, YOLO, Pascal VOC, COCO) into a manifest."""
     from training.data import importers
-    from training.data.manifests import ClassMapError, RecordOptions, load_class_map, write
+    from training.data.importing import ClassMapError, RecordOptions, load_class_map, write
 
     if fmt not in importers.FORMATS:
         err.print(f"error: unknown format {fmt!r}; use one of {', '.join(importers.FORMATS)}")

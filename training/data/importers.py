@@ -1,7 +1,7 @@
 """Importers: ImageFolder, image-level CSV tables, YOLO (boxes and polygons), Pascal VOC and COCO into drafts.
 
 Each importer reads one dataset layout into `Draft`s (pixel-coordinate polygons, image-level labels)
-and `Issue`s; `manifests.finalise` then groups, splits and writes. Every problem names the file and,
+and `Issue`s; `importing.finalise` then groups, splits and writes. Every problem names the file and,
 where the format has lines, the line: a missing image, a label outside the image, an unknown class,
 a corrupt image or label file. The offending label (or record) is skipped, the rest imported.
 """
@@ -18,7 +18,7 @@ from xml.parsers import expat
 import yaml
 
 from model.manifest import LabelledInstance
-from training.data.manifests import (
+from training.data.importing import (
     IMAGE_EXTENSIONS,
     ClassMap,
     ClassTarget,
