@@ -112,9 +112,9 @@ def make_baseline(model_path: Path):
     import torch
     from PIL import Image, ImageOps
 
+    from model.inference import Frame, Inferred
     from model.preprocess import letterbox, to_nchw
     from model.registry import create_model
-    from model.inference import Frame, Inferred
     from serving.pipeline import Device, analyse_photo, grade_instances
     from serving.predictor import load_model
 
