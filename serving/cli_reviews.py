@@ -7,7 +7,7 @@ no model file. Heavy imports stay inside the command.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +27,9 @@ def _when(value: str, option: str) -> datetime:
         raise typer.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD) or ISO time", param_hint=option
         ) from exc
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    from serving.db import as_utc  # the one normaliser; imported here to keep the CLI's start light
+
+    return as_utc(d)
 
 
 @reviews_app.command("export")

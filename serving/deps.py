@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -87,3 +88,14 @@ AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 # Path parameters of the /v1 routes under one grading (gradings, photos, overlays, disputes).
 GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
 PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based, in upload order")]
+
+
+def stored_photo(blobs: BlobStore, sha256: str, content_type: str | None) -> FileResponse:
+    """A stored photo as a response: its own type when it is an image type (else a download), never
+    sniffed by the browser, cached privately (content-addressed: the bytes behind a hash never change)."""
+    ctype = content_type if (content_type or "").startswith("image/") else "application/octet-stream"
+    return FileResponse(
+        blobs.path(sha256),
+        media_type=ctype,
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"},
+    )

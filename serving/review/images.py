@@ -11,10 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from serving.db import GradingEvent
-from serving.deps import StateDep
+from serving.deps import StateDep, stored_photo
 from serving.review import events
 from serving.review.pages import load_grading
 from serving.review.signin import ReviewerDep
@@ -46,7 +46,7 @@ def _rendition(path: Path) -> bytes:
 def _displayable(state, meta: dict) -> Response:
     ctype = (meta.get("content_type") or "").split(";")[0].strip().lower()
     if ctype in BROWSER_TYPES and meta.get("bytes", 0) <= MAX_ORIGINAL_BYTES:
-        return _blob(state, meta["sha256"], ctype)
+        return stored_photo(state.blobs, meta["sha256"], ctype)
     data = _rendition(state.blobs.path(meta["sha256"]))
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
@@ -72,12 +72,3 @@ def dispute_photo(
     if not 0 <= k < len(found):
         raise HTTPException(404, "no such photo")
     return _displayable(state, found[k])
-
-
-def _blob(state, sha: str, content_type: str | None) -> FileResponse:
-    ctype = content_type if (content_type or "").startswith("image/") else "application/octet-stream"
-    return FileResponse(
-        state.blobs.path(sha),
-        media_type=ctype,
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"},
-    )

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep
+from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep, stored_photo
 from serving.errors import GRADING_ERRORS, error_responses
 from serving.review.schemas import GradingReviewedOut, review_of
 from serving.schemas import GradingOut, GradingPage, grading_summary
@@ -119,13 +119,7 @@ def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) ->
 )
 def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
     photo = state.service.photo(principal, grading_id, n)
-    return FileResponse(
-        state.blobs.path(photo.sha256),
-        media_type=photo.content_type
-        if (photo.content_type or "").startswith("image/")
-        else "application/octet-stream",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"},
-    )
+    return stored_photo(state.blobs, photo.sha256, photo.content_type)
 
 
 @router.get(
