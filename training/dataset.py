@@ -12,6 +12,9 @@ carries validity flags and the losses use only what is known:
 - screen polygons (cracked_screens): the screen zone inside them; outside is unknown (ignored);
 - photos marked `quality: no_device`: no defect anywhere and every pixel background.
 
+Which photos: `load_items` (a manifest's splits), `load_sources` (a config's sources) and
+`parse_manifest_arg` / `load_manifest_args` (the commands' `PATH@splits` arguments).
+
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
 would swap meaning. With `device_crop`, a share of draws is cropped to the true device box first, as
 the crop-to-device pass (`model.crop`) shows the device to the network.
@@ -19,6 +22,7 @@ the crop-to-device pass (`model.crop`) shows the device to the network.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,7 @@ from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
 from model.preprocess import PAD_VALUE, Letterbox, decode_for, letterbox
 from model.taxonomy import PhotoQuality
+from training.config import SourceConfig
 
 IGNORE = 255  # zone target value for unknown pixels
 IGNORE_INDEX = -100  # class target for unknown view / quality
@@ -52,6 +57,26 @@ def load_items(
     manifest = Path(manifest)
     items = [Item(r, manifest, str(manifest)) for r in read_manifest(manifest) if r.split in splits]
     return items[:limit] if limit else items
+
+
+def load_sources(sources: Iterable[SourceConfig]) -> list[Item]:
+    """The items of a config's sources (`data.train` or `data.val`), in order, each source's limit applied."""
+    return [it for s in sources for it in load_items(s.manifest, s.splits, s.limit)]
+
+
+def parse_manifest_arg(arg: str, default_splits: Sequence[str]) -> tuple[Path, tuple[str, ...]]:
+    """A command line's manifest, `PATH` or `PATH@train,val` (its own splits: a held-out synthetic
+    seed is test as a whole), as (path, splits). A missing file is a `FileNotFoundError` naming it."""
+    path, _, splits = arg.partition("@")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such manifest: {path}")
+    return Path(path), tuple(splits.split(",")) if splits else tuple(default_splits)
+
+
+def load_manifest_args(args: Iterable[str], default_splits: Sequence[str]) -> list[Item]:
+    """The items of `parse_manifest_arg` arguments, in order; every file is checked before any is read."""
+    parsed = [parse_manifest_arg(a, default_splits) for a in args]
+    return [it for path, splits in parsed for it in load_items(path, splits)]
 
 
 def letterbox_mask(mask: np.ndarray, lb: Letterbox, size: int) -> np.ndarray:

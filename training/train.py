@@ -33,7 +33,7 @@ from model.manifest import manifest_hash
 from model.registry import create_model
 from training.checkpoint import attach_calibration, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.dataset import Item, ManifestDataset, load_items
+from training.dataset import Item, ManifestDataset, load_sources
 from training.engine import Logits, train_one_epoch, validate
 
 
@@ -103,9 +103,9 @@ def run_training(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = create_model(cfg.model.name, **cfg.model.overrides)
     size = net.input_size
-    train_items = [it for s in cfg.data.train for it in load_items(s.manifest, s.splits, s.limit)]
+    train_items = load_sources(cfg.data.train)
     weights = {str(Path(s.manifest)): s.weight for s in cfg.data.train}
-    val_items = [it for s in cfg.data.val for it in load_items(s.manifest, s.splits, s.limit)]
+    val_items = load_sources(cfg.data.val)
     if not train_items:
         raise ValueError("no training records in the configured sources and splits")
     train_ds = ManifestDataset(
