@@ -13,18 +13,26 @@
    `MIN_CALIBRATION_DEVICES` of them), so a grade's probability means what it says.
 4. needs_review_below: the lowest (calibrated) top-grade probability at which the devices graded
    without review reach `TARGET_ACCURACY` on validation devices (0.8 without graded validation devices).
+
+`calibrate` returns the thresholds and the figures behind them; `calibrate_model_file` (re)calibrates
+a model file and stores the result where that kind of file keeps it: inside a checkpoint, or in an
+ONNX file's card and its INT8 sibling's (`store_calibration`).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from model.card import Thresholds
 from model.outputs import DEFECT_CHANNELS
 from model.rules import fit_grade_calibration, list_standards, load_standard
+from training.checkpoint import attach_calibration, load_checkpoint
+from training.config import SourceConfig, TrainConfig
 from training.dataset import Item
 from training.metrics import (
     calibrated_rows,
@@ -35,7 +43,14 @@ from training.metrics import (
     pick_review_threshold,
     prf,
 )
-from training.predict import Prediction, Predictor, default_thresholds, predict, torch_predictor
+from training.predict import (
+    Prediction,
+    Predictor,
+    default_thresholds,
+    load_predictor,
+    predict,
+    torch_predictor,
+)
 
 TARGET_ACCURACY = 0.95
 # Low cuts too: a hairline covers a small share of its mask cell, so its coverage map is faint.
@@ -227,3 +242,64 @@ def calibrate(
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
     }
+
+
+class QuantizedModelError(ValueError):
+    """An INT8 file is not calibrated itself: it shares its FP32 file's thresholds."""
+
+
+@dataclass
+class ModelFile:
+    """A checkpoint or an exported FP32 .onnx file, opened for (re)calibration."""
+
+    path: Path
+    model: object  # the torch network, or the ONNX file's `Predictor`
+    crop_to_device: bool  # the crop pass as the run's config (checkpoint) or the card (ONNX) says
+    val_sources: list[SourceConfig]  # the run's validation sources; an ONNX file knows none
+
+
+def open_model_file(path: str | Path) -> ModelFile:
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from model.export import read_card
+
+        card = read_card(path)
+        if card.quantized:
+            raise QuantizedModelError(f"{path}: calibrate the FP32 file; its INT8 sibling follows")
+        return ModelFile(path, load_predictor(path), card.crop_to_device, [])
+    net, ckpt = load_checkpoint(path)
+    run = TrainConfig.model_validate(ckpt["config"])
+    return ModelFile(path, net, run.crop_to_device, run.data.val)
+
+
+def calibrate_model_file(
+    model_file: ModelFile | str | Path, items: list[Item], crop_to_device: bool | None = None
+) -> tuple[dict, list[Path]]:
+    """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`:
+    None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
+    if not isinstance(model_file, ModelFile):
+        model_file = open_model_file(model_file)
+    crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
+    cal = calibrate(model_file.model, items, crop_to_device=crop)
+    return cal, store_calibration(model_file.path, cal)
+
+
+def store_calibration(path: str | Path, cal: dict) -> list[Path]:
+    """Keep `calibrate`'s result with the model it calibrated: a checkpoint holds it inside
+    (`training.checkpoint.attach_calibration`) with calibration.json beside; an .onnx file gets the
+    thresholds and the crop pass in its card, and so does its .int8.onnx sibling (INT8 shares the
+    FP32 thresholds), with NAME.calibration.json beside. Returns the ONNX files whose card changed."""
+    path = Path(path)
+    text = json.dumps(cal, indent=2)
+    if path.suffix != ".onnx":
+        attach_calibration(path, cal)
+        path.with_name("calibration.json").write_text(text)
+        return []
+    from model.export import update_card
+
+    changes = {"thresholds": cal["thresholds"], "crop_to_device": cal["crop_to_device"]}
+    cards = [p for p in (path, path.with_suffix(".int8.onnx")) if p.is_file()]
+    for card_file in cards:
+        update_card(card_file, **changes)
+    path.with_suffix(".calibration.json").write_text(text)
+    return cards

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from model.manifest import read_manifest, resolve
 from model.taxonomy import DefectType, PhotoQuality, Zone
-from training import cli_data
+from training.cli import data as cli_data
 from training.data.splits import assign_splits, group_keys, roboflow_key, straddling
 
 REPO = Path(__file__).resolve().parents[2]

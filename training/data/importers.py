@@ -4,6 +4,7 @@ Each importer reads one dataset layout into `Draft`s (pixel-coordinate polygons,
 and `Issue`s; `importing.finalise` then groups, splits and writes. Every problem names the file and,
 where the format has lines, the line: a missing image, a label outside the image, an unknown class,
 a corrupt image or label file. The offending label (or record) is skipped, the rest imported.
+`import_dataset` picks the importer for a format name and applies the options every format shares.
 """
 
 from __future__ import annotations
@@ -481,4 +482,38 @@ def import_coco(src: Path, cmap: ClassMap, images_dir: Path | None = None) -> Im
                 continue
             _instance_or_outline(d, target, clip_polygon(poly, w, h), result, where)
         result.drafts.append(d)
+    return result
+
+
+def import_dataset(
+    fmt: str,
+    src: Path,
+    cmap: ClassMap,
+    *,
+    label_map: Path | None = None,
+    images: Path | None = None,
+    image_labels: Path | None = None,
+    complete: bool = False,
+) -> ImportResult:
+    """`src` in format `fmt` (one of `FORMATS`) read into drafts, with the image-level labels of the
+    `image_labels` table (files relative to SRC's folder) and, with `complete`, every photo's instance
+    labels marked complete (absence means clean). `label_map`: YOLO's renamed images; `images`:
+    COCO's image folder."""
+    if fmt == "imagefolder":
+        result = import_imagefolder(src, cmap)
+    elif fmt == "csv":
+        result = import_csv(src, cmap)
+    elif fmt == "yolo":
+        result = import_yolo(src, cmap, label_map)
+    elif fmt == "voc":
+        result = import_voc(src, cmap)
+    elif fmt == "coco":
+        result = import_coco(src, cmap, images)
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if image_labels is not None:
+        apply_image_labels(result, image_labels, src if src.is_dir() else src.parent, cmap)
+    if complete:
+        for d in result.drafts:
+            d.instances_complete = True
     return result

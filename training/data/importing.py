@@ -1,5 +1,6 @@
 """Shared machinery of the importers: the class-name mapping, problem reports, image checks, and the
-step that turns drafts into manifest records (paths relative to the manifest, groups, splits).
+step that turns drafts into manifest records (paths relative to the manifest, groups, splits), with
+the groups table that overrides grouping and the one-line summary of an import.
 
 Every manifest is written through `model.manifest.write_manifest`. Problems in the input are collected
 as `Issue`s (file, line, what was skipped) instead of stopping the import: the rest is imported and
@@ -8,6 +9,7 @@ the CLI exits non-zero when anything was skipped.
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +217,13 @@ class RecordOptions:
     seed: int = 0
 
 
+def read_groups_table(path: Path) -> dict[str, str]:
+    """A CSV file,group table with a header (`RecordOptions.groups_table`)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) >= 2}
+
+
 def finalise(result: ImportResult, out: Path, opts: RecordOptions) -> list[ManifestRecord]:
     """Group, split and turn drafts into records whose paths are relative to the manifest's folder."""
     drafts = sorted(result.drafts, key=lambda d: str(d.image))
@@ -258,3 +267,13 @@ def finalise(result: ImportResult, out: Path, opts: RecordOptions) -> list[Manif
 def write(result: ImportResult, out: Path, opts: RecordOptions) -> Path:
     write_manifest(out, finalise(result, out, opts))
     return out
+
+
+def summary(result: ImportResult) -> str:
+    """One line on what was imported: photos, groups, photos per split, instances."""
+    counts = {s: sum(r.split == s for r in result.records) for s in ("train", "val", "test")}
+    n_groups = len({r.device_id for r in result.records})
+    return (
+        f"{len(result.records)} photos in {n_groups} groups ({counts['train']} train, {counts['val']} val, "
+        f"{counts['test']} test), {sum(len(r.instances) for r in result.records)} instances"
+    )

@@ -117,6 +117,19 @@ def parse_mix(text: str) -> dict[str, float]:
     return out
 
 
+def config_from_options(grade_mix: str = "", quality_mix: str = "", **fields) -> SynthConfig:
+    """A config from `refurbgrade synth`'s options: the mixes in `parse_mix` syntax (empty: the default
+    mix). Checked against the target standard here, so unknown grade names fail (`ValueError`) before
+    any photo is drawn."""
+    if grade_mix:
+        fields["grade_mix"] = parse_mix(grade_mix)
+    if quality_mix:
+        fields["quality_mix"] = parse_mix(quality_mix)
+    cfg = SynthConfig(**fields)
+    cfg.grades_and_weights()
+    return cfg
+
+
 def _pick(rng: np.random.Generator, mix: dict):
     keys = list(mix)
     w = np.array([mix[k] for k in keys], dtype=float)

@@ -1,0 +1,167 @@
+"""The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them) and
+`refurbgrade import` (a real dataset in a common format).
+
+The generator and the importers are imported inside the commands, so `refurbgrade --help` stays fast
+and torch is never imported here. `import` prints problems as `file:line: message`; its exit status is
+1 when anything was skipped (unless `--allow-skips`), 2 when the input cannot be imported at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from model.taxonomy import DeviceKind, View
+
+console = Console()
+err = Console(stderr=True)
+# Import's problem lines stay whole and uncoloured, so `file:line` can be found with grep.
+problems = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def synth(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (photos, masks, manifest.jsonl)")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="number of photos")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same files")] = 0,
+    size: Annotated[
+        int, typer.Option("--size", min=64, max=4096, help="longer side of each photo, px")
+    ] = 512,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="parallel processes")] = 1,
+    grade_mix: Annotated[
+        str,
+        typer.Option(
+            "--grade-mix", help="target grades, e.g. 'Premium=1,Excellent=1,Good=1,Fair=1,Unlistable=1'"
+        ),
+    ] = "",
+    standard: Annotated[
+        str, typer.Option("--standard", help="standard whose grades --grade-mix names")
+    ] = "backmarket",
+    quality_mix: Annotated[
+        str,
+        typer.Option("--quality-mix", help="e.g. 'usable=0.85,blurry=0.05,bad_exposure=0.05,no_device=0.05'"),
+    ] = "",
+    p_real_background: Annotated[float, typer.Option(help="share of real background photos")] = 0.3,
+    p_composite: Annotated[
+        float, typer.Option(help="share of photos made by compositing defects onto real device photos")
+    ] = 0.1,
+    gallery: Annotated[
+        Path | None,
+        typer.Option(
+            "--gallery", help="draw a contact sheet of N samples to this image (.png or .jpg) instead"
+        ),
+    ] = None,
+) -> None:
+    """Generate synthetic device photos with exact defect masks, mm sizes, zones and grades."""
+    from training.synth.generator import config_from_options, generate
+
+    try:
+        cfg = config_from_options(
+            grade_mix,
+            quality_mix,
+            seed=seed,
+            size=size,
+            target_standard=standard,
+            p_real_background=p_real_background,
+            p_composite=p_composite,
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if gallery is not None:
+        from training.synth.gallery import draw_gallery
+
+        console.print(f"gallery of {min(n, 64)} samples: {draw_gallery(cfg, min(n, 64), gallery)}")
+        return
+    if out is None:
+        err.print("[red]error:[/] --out is required (or --gallery PNG)")
+        raise typer.Exit(2)
+    console.print(f"{n} photos, manifest: {generate(cfg, n, out, workers=workers)}")
+
+
+def _refuse(message: str) -> NoReturn:
+    problems.print(f"error: {message}")
+    raise typer.Exit(2)
+
+
+def import_command(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="imagefolder, csv, yolo, voc or coco")],
+    src: Annotated[
+        Path, typer.Argument(help="dataset folder (csv: the table; coco: the .json or its folder)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="manifest to write (.jsonl)")],
+    class_map: Annotated[Path | None, typer.Option(help="YAML: dataset class name -> our taxonomy")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="source name in the records (default: SRC's name)")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option(help="license of the photos (default: from the export)")
+    ] = None,
+    view: Annotated[View | None, typer.Option(help="view of every photo, where the set has one")] = None,
+    device_kind: Annotated[DeviceKind | None, typer.Option(help="device kind of every photo")] = None,
+    group_by: Annotated[
+        str, typer.Option(help="roboflow, runs:N or file (see training.data.splits)")
+    ] = "roboflow",
+    groups: Annotated[Path | None, typer.Option(help="CSV file,group overriding --group-by")] = None,
+    split: Annotated[str, typer.Option(help="keep (the source's splits, regrouped) or regroup")] = "keep",
+    val: Annotated[float, typer.Option(min=0, max=1, help="share of groups for val (regroup)")] = 0.15,
+    test: Annotated[float, typer.Option(min=0, max=1, help="share of groups for test (regroup)")] = 0.15,
+    split_seed: Annotated[int, typer.Option(help="seed of the group -> split hash")] = 0,
+    image_labels: Annotated[
+        Path | None, typer.Option(help="CSV file,class of image-level labels (files relative to SRC)")
+    ] = None,
+    label_map: Annotated[
+        Path | None, typer.Option(help="YOLO: CSV image,label_file for renamed images")
+    ] = None,
+    images: Annotated[Path | None, typer.Option(help="COCO: folder of the images")] = None,
+    complete: Annotated[
+        bool, typer.Option(help="every defect in the set is labelled (absence means clean)")
+    ] = False,
+    allow_skips: Annotated[bool, typer.Option(help="exit 0 even when labels or images were skipped")] = False,
+) -> None:
+    """Import a dataset (ImageFolder, CSV table, YOLO, Pascal VOC, COCO) into a manifest."""
+    from training.data import importers, importing
+
+    if fmt not in importers.FORMATS:
+        _refuse(f"unknown format {fmt!r}; use one of {', '.join(importers.FORMATS)}")
+    if split not in ("keep", "regroup"):
+        _refuse("--split must be keep or regroup")
+    if not src.exists():
+        _refuse(f"{src} does not exist")
+    try:
+        cmap = importing.load_class_map(class_map)
+        result = importers.import_dataset(
+            fmt, src, cmap, label_map=label_map, images=images, image_labels=image_labels, complete=complete
+        )
+        opts = importing.RecordOptions(
+            source=source or (src.name if src.is_dir() else src.parent.name),
+            license=license,
+            view=view,
+            device_kind=device_kind,
+            group_by=group_by,
+            groups_table=importing.read_groups_table(groups) if groups else None,
+            split_mode=split,
+            val=val,
+            test=test,
+            seed=split_seed,
+        )
+        importing.write(result, out, opts)
+    except (importing.ClassMapError, ValueError, OSError) as exc:
+        problems.print(f"error: {exc}")
+        raise typer.Exit(2) from exc
+    for line in [*(f"note: {note}" for note in result.notes), *map(str, result.issues)]:
+        problems.print(line)
+    console.print(f"{importing.summary(result)} -> {out}")
+    if result.issues:
+        problems.print(f"{len(result.issues)} problem(s): the labels or images named above were skipped")
+        if not allow_skips:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth)
+    app.command("import")(import_command)

@@ -1,0 +1,211 @@
+"""The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`.
+
+Each maps its options onto plain functions (`training.train.run_training`,
+`training.calibrate.calibrate_model_file`, `training.evaluate.run_evaluation`, `training.packaging`)
+and turns their errors into a message and an exit status: 2 for bad input, 1 for an export that fails
+its verification. Torch-free at import (each command imports what it needs), so `refurbgrade --help`
+stays fast and serving installs can list commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+
+def _refuse(message: str) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+def load_cli_config(config: Path, overrides: list[str] | None = None):
+    """A training config with its paths made absolute; a bad file is a message and exit status 2."""
+    from training.config import ConfigError, load_config, resolve_paths
+
+    try:
+        return resolve_paths(load_config(config, overrides or []), config.parent)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def write_int8(fp32: Path, out: Path, train_manifests: list[str], verify_images) -> None:
+    """`training.packaging.quantize_onnx`, said on the console; a failed verification is exit status 1."""
+    from model.export import ExportVerificationError, summary
+    from training.packaging import quantize_onnx
+
+    try:
+        rep = quantize_onnx(fp32, out, train_manifests, verify_images)
+    except ExportVerificationError as exc:
+        typer.echo(f"{out}: {exc} (the file is kept as {out.with_suffix('.failed.onnx')})", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); INT8 vs FP32:")
+    typer.echo(summary(rep))
+
+
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", exists=True, dir_okay=False, help="YAML config")],
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. optim.lr=3e-4")] = None,
+) -> None:
+    """Train the defect network (single process, or under torchrun for DDP)."""
+    from training.train import run_training
+
+    best = run_training(load_cli_config(config, overrides))
+    typer.echo(f"best checkpoint: {best}")
+
+
+def calibrate(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or exported .onnx")
+    ],
+    manifest: Annotated[
+        list[str] | None,
+        typer.Option("--manifest", "-m", help="PATH@splits; default: the run's (or --config's) val sources"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", exists=True, dir_okay=False, help="training config: its val sources"),
+    ] = None,
+    crop_to_device: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop-to-device/--no-crop-to-device",
+            help="calibrate with the device-crop second pass (default: as the run / card says)",
+        ),
+    ] = None,
+) -> None:
+    """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
+    them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
+    import json
+
+    from training.calibrate import QuantizedModelError, calibrate_model_file, open_model_file
+    from training.dataset import load_manifest_args, load_sources
+
+    try:
+        target = open_model_file(model)
+        sources = load_cli_config(config).data.val if config is not None else target.val_sources
+        items = load_manifest_args(manifest, ("val",)) if manifest else load_sources(sources)
+    except (QuantizedModelError, FileNotFoundError) as exc:
+        _refuse(str(exc))
+    if not items:
+        _refuse("no validation photos: give --manifest or --config")
+    cal, cards = calibrate_model_file(target, items, crop_to_device)
+    if cards:
+        typer.echo(f"card updated in {' and '.join(map(str, cards))}")
+    typer.echo(json.dumps(cal["thresholds"], indent=2))
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="checkpoint (.pt) or .onnx")],
+    manifest: Annotated[
+        list[str], typer.Option("--manifest", "-m", help="repeatable; PATH@train,val picks its splits")
+    ],
+    report: Annotated[Path, typer.Option("--report", help="folder for report.md, plots, metrics.json")],
+    split: Annotated[list[str] | None, typer.Option("--split", help="splits to use (default: test)")] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="a second model, e.g. the INT8 file")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many photos")] = None,
+    card_metrics: Annotated[
+        bool, typer.Option("--card-metrics", help="write the headline (test_*) into the ONNX file's card")
+    ] = False,
+) -> None:
+    """Evaluate on a manifest through serving's post-processing and the rules engine; write a report."""
+    from training.dataset import parse_manifest_arg
+    from training.evaluate import run_evaluation
+    from training.packaging import card_test_metrics
+    from training.report import headline
+
+    try:
+        splits = tuple(split or ["test"])
+        for m in manifest:  # every file checked before the model runs
+            parse_manifest_arg(m, splits)
+    except FileNotFoundError as exc:
+        _refuse(str(exc))
+    metrics = run_evaluation(model, manifest, report, splits, compare, limit)
+    for k, v in headline(metrics).items():
+        typer.echo(f"{k}: {v:.4f}")
+    if card_metrics:
+        if model.suffix != ".onnx":
+            _refuse("--card-metrics needs an .onnx model")
+        from model.export import update_card
+
+        update_card(model, metrics=card_test_metrics(metrics))
+        typer.echo(f"card metrics updated in {model}")
+    typer.echo(f"report: {report / 'report.md'}")
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the .onnx file to write")],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="also write OUT with .int8.onnx, statically quantized")
+    ] = False,
+    verify_manifest: Annotated[
+        list[Path] | None,
+        typer.Option("--verify-manifest", help="photos for the parity check (default: val)"),
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="evaluate's metrics.json: headline goes into the card")
+    ] = None,
+    version: Annotated[str, typer.Option(help="model version in the card")] = "0.1.0",
+    name: Annotated[str, typer.Option(help="model name in the card")] = "refurbgrade-defects",
+) -> None:
+    """Export to ONNX with the model card inside; verify (checker + ORT vs PyTorch); optionally INT8."""
+    from model.export import summary
+    from training.checkpoint import load_checkpoint
+    from training.config import TrainConfig
+    from training.packaging import NoPhotosError, card_for_checkpoint, export_verified
+
+    net, ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("calibration") is None:
+        typer.echo("warning: checkpoint has no calibration; using 0.5 thresholds", err=True)
+    card = card_for_checkpoint(ckpt, net, version, name, metrics)
+    run = TrainConfig.model_validate(ckpt["config"])
+    verify = [str(m) for m in verify_manifest] if verify_manifest else [s.manifest for s in run.data.val]
+    try:
+        rep, images = export_verified(net, out, card, verify)
+    except NoPhotosError as exc:
+        _refuse(str(exc))
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); ORT vs PyTorch on {len(images)} photos:")
+    typer.echo(summary(rep))
+    if int8:
+        write_int8(out, out.with_suffix(".int8.onnx"), [s.manifest for s in run.data.train], images)
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the FP32 .onnx file")],
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config", "-c", exists=True, dir_okay=False, help="training config: its train/val sources"
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="default: MODEL with .int8.onnx")] = None,
+) -> None:
+    """(Re)quantize an exported FP32 model to INT8 without its checkpoint: calibrated on the config's
+    training photos, verified against the FP32 file on its validation photos (as `export --int8`)."""
+    from model.export import read_card
+    from training.packaging import verification_photos
+
+    cfg = load_cli_config(config)
+    card = read_card(model)
+    if card.quantized:
+        _refuse(f"{model}: already quantized; give the FP32 file")
+    images = verification_photos([s.manifest for s in cfg.data.val], card.input_size)
+    if len(images) == 0:
+        _refuse(f"{config}: its validation sources hold no photos to verify on")
+    write_int8(model, out or model.with_suffix(".int8.onnx"), [s.manifest for s in cfg.data.train], images)
+
+
+def register(app: typer.Typer) -> None:
+    for name, command in (
+        ("train", train),
+        ("calibrate", calibrate),
+        ("evaluate", evaluate),
+        ("export", export),
+        ("quantize", quantize),
+    ):
+        app.command(name)(command)
