@@ -4,6 +4,7 @@ file and line, the rest imported, and the exit status says whether anything was 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -261,6 +262,46 @@ def test_imagefolder_and_csv(tmp_path):
     assert r.image_labels == {DefectType.SMUDGE: True}
 
 
+def test_csv_split_group_and_meta_columns(tmp_path):
+    t = tmp_path / "t"
+    for name in ("a", "b", "c", "d", "e"):
+        _jpg(t / "img" / f"{name}.jpg")
+    table = _write(
+        t / "labels.csv",
+        "file,kind,severity,group,split,note\n"
+        "img/a.jpg,cracked,less,g1,train,\n"
+        "img/b.jpg,cracked,severe,g1,train,render?\n"  # a near-duplicate of a: same group
+        "img/c.jpg,intact,none,g2,valid,\n"  # Roboflow's name for val
+        "img/d.jpg,intact,none,,test,\n"  # no group: the file-name rule
+        "img/e.jpg,intact,none,g3,holdout,\n",
+    )
+    cm = _write(tmp_path / "k.yaml", "cracked: crack\nintact: {defect: crack, present: false}\n")
+    out = tmp_path / "c.jsonl"
+    args = ("csv", table, "--out", out, "--class-map", cm, "--source", "web", "--split-column", "split")
+    code, text = _cli(*args, "--group-column", "group", "--meta-columns", "severity, note")
+    assert code == 1 and f"{table}:6: unknown split 'holdout' (column 'split'): row skipped" in text
+    recs = {Path(r.image).name: r for r in read_manifest(out)}
+    assert sorted(recs) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert recs["a.jpg"].device_id == recs["b.jpg"].device_id == "web:g1"
+    assert recs["d.jpg"].device_id == "web:d"
+    assert [recs[n].split for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")] == ["train", "train", "val", "test"]
+    assert recs["b.jpg"].meta["severity"] == "severe" and recs["b.jpg"].meta["note"] == "render?"
+    assert "note" not in recs["a.jpg"].meta  # empty cells are left out
+    assert recs["c.jpg"].image_labels == {DefectType.CRACK: False}
+
+    # an explicit groups table still beats the group column
+    groups = _write(tmp_path / "groups.csv", "file,group\nc.jpg,g1\n")
+    _cli(*args, "--group-column", "group", "--groups", groups, "--allow-skips")
+    recs = {Path(r.image).name: r for r in read_manifest(out)}
+    assert recs["c.jpg"].device_id == "web:g1" and recs["c.jpg"].split == "train"
+
+    code, text = _cli(*args, "--meta-columns", "colour")
+    assert code == 2 and "no column 'colour'" in text
+    _write(tmp_path / "y" / "data.yaml", "names: [crack]\n")
+    code, text = _cli("yolo", tmp_path / "y", "--out", out, "--group-column", "group")
+    assert code == 2 and "csv format only" in text
+
+
 def test_bad_class_map_is_an_error_with_exit_2(tmp_path, yolo):
     src, _ = yolo
     bad = _write(tmp_path / "bad.yaml", "oil: {defect: grime}\n")
@@ -321,7 +362,7 @@ def test_regrouped_splits_follow_the_requested_shares():
 # the committed manifests of the shared real sets
 
 
-@pytest.mark.parametrize("name", ["msd", "cracked_screens", "laptop_scratch"])
+@pytest.mark.parametrize("name", ["msd", "cracked_screens", "laptop_scratch", "phones_web"])
 def test_ready_made_real_manifests(name):
     path = REPO / "datasets" / "real" / f"{name}.jsonl"
     records = read_manifest(path)
@@ -342,3 +383,19 @@ def test_ready_made_real_manifests(name):
         assert not any(r.instances_complete for r in records)
     if name == "msd":
         assert len({r.device_id for r in records if r.meta.get("class") == "stain"}) == 1
+    if name == "phones_web":  # the data card's fixed split and duplicate clusters (DATA_CARD.md)
+        counts = Counter((r.split, r.meta["class"]) for r in records)
+        assert counts == {
+            ("train", "cracked"): 440,
+            ("val", "cracked"): 94,
+            ("test", "cracked"): 94,
+            ("train", "intact"): 160,
+            ("val", "intact"): 34,
+            ("test", "intact"): 35,
+        }
+        assert all(r.split == r.meta["source_split"] for r in records)
+        assert all(r.device_id == f"phones_web:{r.meta['group']}" for r in records)
+        assert len({r.device_id for r in records}) == 856
+        # intact says nothing about scratches, stains, ...: only the crack label is known
+        assert all(r.image_labels == {"crack": r.meta["class"] == "cracked"} for r in records)
+        assert not any(r.instances_complete for r in records)

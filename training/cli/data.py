@@ -121,6 +121,15 @@ def import_command(
     complete: Annotated[
         bool, typer.Option(help="every defect in the set is labelled (absence means clean)")
     ] = False,
+    split_column: Annotated[
+        str | None, typer.Option(help="csv: column of each photo's split (train/val/test; with --split keep)")
+    ] = None,
+    group_column: Annotated[
+        str | None, typer.Option(help="csv: column of each photo's group (overrides --group-by)")
+    ] = None,
+    meta_columns: Annotated[
+        str, typer.Option(help="csv: comma-separated columns copied into each record's meta")
+    ] = "",
     allow_skips: Annotated[bool, typer.Option(help="exit 0 even when labels or images were skipped")] = False,
 ) -> None:
     """Import a dataset (ImageFolder, CSV table, YOLO, Pascal VOC, COCO) into a manifest."""
@@ -135,7 +144,16 @@ def import_command(
     try:
         cmap = importing.load_class_map(class_map)
         result = importers.import_dataset(
-            fmt, src, cmap, label_map=label_map, images=images, image_labels=image_labels, complete=complete
+            fmt,
+            src,
+            cmap,
+            label_map=label_map,
+            images=images,
+            image_labels=image_labels,
+            complete=complete,
+            split_column=split_column,
+            group_column=group_column,
+            meta_columns=[c.strip() for c in meta_columns.split(",") if c.strip()],
         )
         opts = importing.RecordOptions(
             source=source or (src.name if src.is_dir() else src.parent.name),

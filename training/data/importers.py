@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from xml.parsers import expat
 
@@ -57,23 +58,29 @@ def _instance_or_outline(
         draft.device_kind = target.device_kind
 
 
-def read_table(path: Path, result: ImportResult) -> dict[str, tuple[str, int]]:
-    """A two-column CSV (file, class) with a header: file -> (class, line number)."""
-    out: dict[str, tuple[str, int]] = {}
+def _read_rows(path: Path, result: ImportResult) -> tuple[list[str], dict[str, tuple[list[str], int]]]:
+    """A CSV table with a header whose first column is a file: (header, file -> (row, line number))."""
+    out: dict[str, tuple[list[str], int]] = {}
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         result.skip(path, None, f"unreadable table ({exc})")
-        return out
+        return [], out
+    header = [c.strip() for c in rows[0]] if rows else []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or not any(c.strip() for c in row):
             continue
         if len(row) < 2:
             result.skip(path, lineno, f"expected 'file,class', got {row!r}: row skipped")
             continue
-        out[row[0].strip()] = (row[1].strip(), lineno)
-    return out
+        out[row[0].strip()] = ([c.strip() for c in row], lineno)
+    return header, out
+
+
+def read_table(path: Path, result: ImportResult) -> dict[str, tuple[str, int]]:
+    """A two-column CSV (file, class) with a header: file -> (class, line number)."""
+    return {f: (row[1], lineno) for f, (row, lineno) in _read_rows(path, result)[1].items()}
 
 
 def apply_image_labels(result: ImportResult, table_path: Path, src: Path, cmap: ClassMap) -> None:
@@ -128,21 +135,56 @@ def import_imagefolder(src: Path, cmap: ClassMap) -> ImportResult:
     return result
 
 
-def import_csv(src: Path, cmap: ClassMap) -> ImportResult:
-    """A table `file,class` (header row first); files relative to the table's folder."""
+def import_csv(
+    src: Path,
+    cmap: ClassMap,
+    *,
+    split_column: str | None = None,
+    group_column: str | None = None,
+    meta_columns: Sequence[str] = (),
+) -> ImportResult:
+    """A table `file,class[,...]` (header row first); files relative to the table's folder.
+
+    Columns named in the header add what the source knows beyond the class: `split_column` its split
+    (train/val/test, or valid, validation, ...; an empty cell is no preference), `group_column` its
+    groups (photos of one device or copies of one photo; they override `--group-by`), `meta_columns`
+    provenance copied into each record's `meta` under the column's name (empty cells left out).
+    """
     result = ImportResult()
-    for rel, (name, lineno) in read_table(src, result).items():
+    header, rows = _read_rows(src, result)
+    wanted = [c for c in (split_column, group_column, *meta_columns) if c]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise ValueError(f"{src}: no column {', '.join(map(repr, missing))} (header: {','.join(header)})")
+
+    def cell(row: list[str], column: str) -> str:
+        i = header.index(column)
+        return row[i] if i < len(row) else ""
+
+    for rel, (row, lineno) in rows.items():
+        name = row[1]
         target = cmap.get(name)
         if target is None:
             result.skip(src, lineno, f"unknown class {name!r}: row skipped")
             continue
         if target.ignore:
             continue
+        split = cell(row, split_column) if split_column else ""
+        if split and split.lower() not in SPLIT_ALIASES:
+            result.skip(src, lineno, f"unknown split {split!r} (column {split_column!r}): row skipped")
+            continue
         img = src.parent / rel
         size = image_size(img, result, (src, lineno))
         if size is None:
             continue
-        d = Draft(img, *size, meta={"original_file": Path(rel).name, "class": name})
+        d = Draft(
+            img,
+            *size,
+            source_split=SPLIT_ALIASES[split.lower()] if split else None,
+            group=(cell(row, group_column) or None) if group_column else None,
+            meta={"original_file": Path(rel).name, "class": name},
+        )
+        d.meta.update({c: v for c in meta_columns if (v := cell(row, c))})
         apply_target(d, target)
         result.drafts.append(d)
     return result
@@ -494,15 +536,23 @@ def import_dataset(
     images: Path | None = None,
     image_labels: Path | None = None,
     complete: bool = False,
+    split_column: str | None = None,
+    group_column: str | None = None,
+    meta_columns: Sequence[str] = (),
 ) -> ImportResult:
     """`src` in format `fmt` (one of `FORMATS`) read into drafts, with the image-level labels of the
     `image_labels` table (files relative to SRC's folder) and, with `complete`, every photo's instance
     labels marked complete (absence means clean). `label_map`: YOLO's renamed images; `images`:
-    COCO's image folder."""
+    COCO's image folder; `split_column`, `group_column`, `meta_columns`: the CSV table's columns of
+    split, group and provenance (see `import_csv`)."""
+    if fmt != "csv" and (split_column or group_column or meta_columns):
+        raise ValueError("split, group and meta columns are options of the csv format only")
     if fmt == "imagefolder":
         result = import_imagefolder(src, cmap)
     elif fmt == "csv":
-        result = import_csv(src, cmap)
+        result = import_csv(
+            src, cmap, split_column=split_column, group_column=group_column, meta_columns=meta_columns
+        )
     elif fmt == "yolo":
         result = import_yolo(src, cmap, label_map)
     elif fmt == "voc":

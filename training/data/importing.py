@@ -126,6 +126,7 @@ class Draft:
     width: int
     height: int
     source_split: str | None = None
+    group: str | None = None  # the source's own group (a table's group column): overrides --group-by
     instances: list[LabelledInstance] = field(default_factory=list)
     image_labels: dict[DefectType, bool] = field(default_factory=dict)
     screen_polygons: list[list[tuple[float, float]]] = field(default_factory=list)
@@ -229,7 +230,14 @@ def finalise(result: ImportResult, out: Path, opts: RecordOptions) -> list[Manif
     drafts = sorted(result.drafts, key=lambda d: str(d.image))
     # A renamed image is grouped by its label file's name, which still carries the source photo's name.
     names = [str(d.meta.get("label_file") or d.meta.get("original_file", d.image.name)) for d in drafts]
-    groups = group_keys(names, opts.group_by, opts.groups_table)
+    # A group the source names itself (a table's group column) beats the file-name rule; an explicit
+    # groups table beats both.
+    table = opts.groups_table or {}
+    by_rule = group_keys(names, opts.group_by)
+    groups = [
+        table.get(n, table.get(Path(n).name, d.group or k))
+        for d, n, k in zip(drafts, names, by_rule, strict=True)
+    ]
     preferred = [d.source_split for d in drafts] if opts.split_mode == "keep" else None
     splits = assign_splits(groups, preferred, opts.val, opts.test, opts.seed)
     assert not straddling(groups, splits)
