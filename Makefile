@@ -96,3 +96,8 @@ manifests: $(STAMP_ALL)
 	$(IMPORT) yolo $(REAL)/laptop_scratch --out datasets/real/laptop_scratch.jsonl --source laptop_scratch \
 	  --class-map datasets/real/laptop_scratch.classes.yaml --device-kind laptop --group-by runs:1 --split regroup --allow-skips \
 	  2> datasets/real/laptop_scratch.import.txt
+	$(IMPORT) csv $(REAL)/phones_web/labels.csv --out datasets/real/phones_web.jsonl --source phones_web \
+	  --class-map datasets/real/phones_web.classes.yaml --split-column split --group-column group \
+	  --meta-columns severity,note,source_path --view front --device-kind phone \
+	  --license "none stated: web photos of unknown terms, some watermarked stock photos (github.com/mahamatnoumai/detect_phone_screen@57e7f78, no license file)" \
+	  2> datasets/real/phones_web.import.txt
