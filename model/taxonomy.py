@@ -56,7 +56,8 @@ GRADED_DEFECT_TYPES: tuple[DefectType, ...] = tuple(t for t in DefectType if t i
 # Thin, line-like defects whose length is their skeleton length rather than their box diagonal.
 LINEAR_DEFECT_TYPES: frozenset[DefectType] = frozenset({DefectType.SCRATCH, DefectType.CRACK})
 
-# The zones a view can show (used to sanity-check zone predictions and synthetic labels).
+# The zones a view can show: an instance on a photo of a known view gets one of them
+# (`model.postprocess.vote_zone`), so a front photo never puts a defect on the back.
 ZONES_BY_VIEW: dict[View, tuple[Zone, ...]] = {
     View.FRONT: (Zone.SCREEN, Zone.FRAME, Zone.CAMERA),
     View.BACK: (Zone.BODY, Zone.FRAME, Zone.CAMERA),
@@ -65,6 +66,10 @@ ZONES_BY_VIEW: dict[View, tuple[Zone, ...]] = {
     View.TOP: (Zone.FRAME,),
     View.BOTTOM: (Zone.FRAME,),
 }
+
+# The views a device must be seen from to be graded whole: a front photo shows the screen, a back photo
+# the back and its camera. A grading without a usable photo of one says so and goes to review.
+REQUIRED_VIEWS: dict[DeviceKind, tuple[View, ...]] = {k: (View.FRONT, View.BACK) for k in DeviceKind}
 
 # Short messages a refurbisher can act on, per photo-quality verdict.
 QUALITY_MESSAGES: dict[PhotoQuality, str] = {

@@ -5,30 +5,39 @@ a limit holds when every instance it selects is within its size bounds and there
 `max_count` of them. A grade is admitted when all its limits hold; the device gets the best admitted
 grade (the last grade admits anything).
 
-The deterministic grade counts the instances whose confidence is at least `present_at` (0.5). The
+The deterministic grade counts the instances whose confidence is at least `present_at` (0.5) and whose
+role is "defect" (`counted`): a zone-level crack's fragments (role "evidence") and candidates below the
+cut are listed in answers, never counted. The
 probabilities treat each instance as real with its confidence, independently: exact enumeration for
 up to `EXACT_MAX` uncertain instances, otherwise Monte Carlo with a fixed seed. Both paths share one
 vectorised evaluator, so they cannot disagree on what a set of instances grades as.
+
+No evidence, no grade: a caller that says which views its usable photos show (`views`) gets
+`UNGRADABLE` when there are none — never the best grade of a device nobody could see — and, when a
+view a device needs is missing (`REQUIRED_VIEWS`: front and back), the grade with `missing_views`,
+advice and `needs_review`. Without `views` (the rules CLI, evaluation), instances are graded as given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from model.instances import DefectInstance
 from model.rules.calibration import GradeCalibration
-from model.rules.schema import GRADED_TYPES, Limit, Standard, load_standard
-from model.taxonomy import DefectType, DeviceKind, Zone, plural
+from model.rules.schema import GRADED_TYPES, UNGRADABLE, Limit, Standard, load_standard
+from model.taxonomy import REQUIRED_VIEWS, DefectType, DeviceKind, View, Zone, plural
 
 EXACT_MAX = 12  # 2**12 = 4096 subsets: still a few milliseconds
 N_SAMPLES = 4096
 SEED = 20261125
+PRESENT_AT = 0.5  # the deterministic grade counts an instance from this confidence on
 
 ZONE_WORDS = {Zone.SCREEN: "screen", Zone.BODY: "back", Zone.FRAME: "frame", Zone.CAMERA: "camera"}
+VIEW_WORDS = {View.FRONT: "the screen", View.BACK: "the back and its camera"}  # what a view shows
 
 
 class GradeResult(BaseModel):
@@ -49,6 +58,19 @@ class GradeResult(BaseModel):
     method: str  # "exact" or "sampled (N)"
     scale_known: bool
     advice: list[str]
+    # Views the device needs (REQUIRED_VIEWS) that no usable photo showed: what they show was not graded.
+    missing_views: list[str] = Field(default_factory=list)
+
+    @property
+    def gradable(self) -> bool:
+        return self.grade != UNGRADABLE
+
+
+def counted(inst: DefectInstance, present_at: float = PRESENT_AT) -> bool:
+    """Whether `grade` counts this instance in the grade: a type the standards grade, the role "defect"
+    (not a fragment of a zone-level defect) and a confidence of at least `present_at`. The others are
+    candidates: they weigh in the probabilities only (evidence not at all)."""
+    return inst.type in GRADED_TYPES and inst.role == "defect" and inst.confidence >= present_at
 
 
 @dataclass(frozen=True)
@@ -175,7 +197,7 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
 
 
 def _relevant(instances: Sequence[DefectInstance]) -> list[DefectInstance]:
-    return [i for i in instances if i.type in GRADED_TYPES and i.confidence > 0]
+    return [i for i in instances if i.type in GRADED_TYPES and i.confidence > 0 and i.role == "defect"]
 
 
 def _resolve(standard: Standard | str) -> Standard:
@@ -229,14 +251,27 @@ def grade(
     *,
     device_kind: DeviceKind | str = DeviceKind.PHONE,
     review_threshold: float | None = None,
-    present_at: float = 0.5,
+    present_at: float = PRESENT_AT,
     calibration: GradeCalibration | None = None,
+    views: Collection[View | str] | None = None,
+    retakes: Sequence[str] = (),
 ) -> GradeResult:
     """Grade one device from the instances found on all its photos. `calibration` (the model card's
     for this standard) turns the probabilities into how often each grade is right on validation
-    devices; `needs_review` then compares the calibrated probability of the grade."""
-    c = _compile(instances, standard, device_kind)
-    std, insts = c.std, c.instances
+    devices; `needs_review` then compares the calibrated probability of the grade.
+
+    `views`: the views of the device's usable photos (None: not known, grade the instances as given).
+    None at all gives `UNGRADABLE`; a required view missing is said (`missing_views`, advice) and sends
+    the grading to review. `retakes`: what to do about the photos that could not be used (the
+    pipeline's verdicts, "photo 2: too blurry, retake ..."), added to the advice."""
+    std = _resolve(standard)
+    kind = DeviceKind(device_kind)
+    threshold = std.review_threshold if review_threshold is None else review_threshold
+    seen = None if views is None else {View(v) for v in views}
+    if seen is not None and not seen:
+        return ungradable(std, kind, threshold, retakes)
+    c = _compile(instances, std, kind)
+    insts = c.instances
     if calibration is not None and calibration.grades != std.grade_names:
         raise ValueError(
             f"{std.standard}: grade calibration is for grades {list(calibration.grades)}, "
@@ -249,9 +284,10 @@ def grade(
     if calibration is not None:
         probs = calibration.apply(probs)
         method = f"{method}, calibrated on {calibration.devices} validation devices"
-    threshold = std.review_threshold if review_threshold is None else review_threshold
     chosen = std.grades[g]
-    advice = []
+    missing = [v for v in REQUIRED_VIEWS[kind] if seen is not None and v not in seen]
+    advice = [f"no usable {v} photo: {VIEW_WORDS.get(v, 'that side')} not graded, add one" for v in missing]
+    advice += retakes
     smudged = sorted(
         {i.photo_index for i in instances if i.type is DefectType.SMUDGE and i.confidence >= present_at}
     )
@@ -265,9 +301,36 @@ def grade(
         listable=chosen.listable,
         barred=barred,
         probabilities=probs,
-        needs_review=probs[chosen.name] < threshold,
+        needs_review=probs[chosen.name] < threshold or bool(missing),
         review_threshold=threshold,
         method=method,
         scale_known=all(i.scaled for i in insts),
         advice=advice,
+        missing_views=[v.value for v in missing],
+    )
+
+
+def ungradable(
+    standard: Standard | str,
+    device_kind: DeviceKind | str = DeviceKind.PHONE,
+    review_threshold: float | None = None,
+    retakes: Sequence[str] = (),
+) -> GradeResult:
+    """The answer for a device that no usable photo shows: no grade, not listable, every grade's
+    probability 0 (the keys still name the standard's grades, which a reviewer may overrule it to),
+    the reason under `barred[UNGRADABLE]`, every required view missing, and what to retake."""
+    std = _resolve(standard)
+    return GradeResult(
+        standard=std.standard,
+        standard_version=std.version,
+        grade=UNGRADABLE,
+        listable=False,
+        barred={UNGRADABLE: ["no usable photo of the device: nothing to grade from"]},
+        probabilities=dict.fromkeys(std.grade_names, 0.0),
+        needs_review=True,
+        review_threshold=std.review_threshold if review_threshold is None else review_threshold,
+        method="none: no usable photo",
+        scale_known=False,
+        advice=[*retakes, "send a front and a back photo of the whole device, in focus and in even light"],
+        missing_views=[v.value for v in REQUIRED_VIEWS[DeviceKind(device_kind)]],
     )

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from model.taxonomy import GRADED_DEFECT_TYPES, DefectType, DeviceKind, Zone
 
 BUNDLED_DIR = "rules/standards"
+# The grade of a device that no usable photo shows (`model.rules.engine.ungradable`): no standard may
+# name a grade so, or a reviewer could not tell "no evidence" from a grade the rules gave.
+UNGRADABLE = "ungradable"
 
 
 class StandardError(ValueError):
@@ -118,6 +121,10 @@ class Standard(BaseModel):
         names = [g.name for g in self.grades]
         if len(set(names)) != len(names):
             raise ValueError(f"grade names must be unique, got {names}")
+        if any(n.strip().lower() == UNGRADABLE for n in names):
+            raise ValueError(
+                f"{UNGRADABLE!r} is reserved for devices no usable photo shows, not a grade name"
+            )
         if self.grades[-1].limits:
             raise ValueError(
                 f"the last grade ({names[-1]}) must have no limits: it takes what no grade admits"

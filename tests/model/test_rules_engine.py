@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from model.instances import DefectInstance, Measurement, mm
 from model.rules import StandardError, grade, grade_probabilities, list_standards, load_standard
-from model.rules.engine import EXACT_MAX
+from model.rules.engine import EXACT_MAX, UNGRADABLE, counted
 from model.rules.schema import load_standard_file
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import DefectType, View, Zone
 
 STANDARDS = list_standards()
 GRADED = [t for t in DefectType if t is not DefectType.SMUDGE]
@@ -196,6 +196,7 @@ def test_malformed_standard_names_file_field_and_problem(tmp_path):
             "max_count",
         ),
         ("grades: [{name: A, summary: s}, {name: A, summary: s}]", "unique"),
+        ("grades: [{name: A, summary: s}, {name: Ungradable, summary: s}]", "reserved"),
         ("grades: [: broken", "not valid YAML"),
     ],
 )
@@ -209,3 +210,70 @@ def test_each_malformed_standard_is_rejected_with_its_problem(tmp_path, body, pr
 def test_unknown_bundled_standard_lists_the_known_ones():
     with pytest.raises(StandardError, match="backmarket, ctia, r2"):
         load_standard("nope")
+
+
+# -- no evidence, no grade; what counted -------------------------------------------------------------
+
+views_strategy = st.sets(st.sampled_from(list(View)), min_size=1)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(instance_strategy, max_size=8), views_strategy, st.sampled_from(STANDARDS))
+def test_views_never_change_the_grade_only_say_what_was_not_seen(instances, views, name):
+    """With any usable view, the grade, reasons and probabilities are the instances' (so adding or
+    enlarging a defect still never improves it); a missing front or back is said and sent to review."""
+    plain = grade(instances, name)
+    seen = grade(instances, name, views=views)
+    assert (seen.grade, seen.barred, seen.probabilities) == (plain.grade, plain.barred, plain.probabilities)
+    missing = [v for v in ("front", "back") if View(v) not in views]
+    assert seen.missing_views == missing
+    assert seen.needs_review == (plain.needs_review or bool(missing))
+    assert all(any(v in a for a in seen.advice) for v in missing)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(instance_strategy, max_size=8), st.sampled_from(STANDARDS))
+def test_no_usable_photo_is_ungradable_whatever_was_found(instances, name):
+    std = load_standard(name)
+    result = grade(instances, std, views=(), retakes=["photo 1: too blurry, retake with the device in focus"])
+    assert result.grade == UNGRADABLE and not result.gradable and not result.listable
+    assert result.needs_review
+    assert result.probabilities == dict.fromkeys(std.grade_names, 0.0)  # a reviewer's choices stay
+    assert result.barred == {UNGRADABLE: ["no usable photo of the device: nothing to grade from"]}
+    assert result.advice[0].startswith("photo 1: too blurry") and "front and a back" in result.advice[-1]
+    assert result.missing_views == ["front", "back"]
+
+
+def test_one_front_photo_grades_the_screen_and_asks_for_the_back():
+    result = grade([mm("scratch", "screen", 12.0, 0.2)], "backmarket", views={View.FRONT})
+    assert result.grade == "Fair" and result.listable
+    assert result.missing_views == ["back"] and result.needs_review
+    assert result.advice[0] == "no usable back photo: the back and its camera not graded, add one"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.builds(
+            lambda inst, conf, role: inst.model_copy(update={"confidence": conf, "role": role}),
+            instance_strategy,
+            st.sampled_from([1.0, 0.8, 0.5, 0.49, 0.2, 0.05]),
+            st.sampled_from(["defect", "defect", "evidence"]),
+        ),
+        max_size=10,
+    ),
+    st.sampled_from(STANDARDS),
+)
+def test_the_grade_is_the_grade_of_the_counted_instances(instances, name):
+    """`counted` is exactly what the deterministic grade rests on: the counted instances, made certain,
+    grade the same, and the others (candidates, evidence) change nothing."""
+    kept = [i.model_copy(update={"confidence": 1.0}) for i in instances if counted(i)]
+    assert grade(kept, name).grade == grade(instances, name).grade
+
+
+def test_counted_needs_a_graded_type_the_defect_role_and_the_cut():
+    assert counted(mm("scratch", "screen", 5.0, confidence=0.5))
+    assert not counted(mm("scratch", "screen", 5.0, confidence=0.49))
+    assert not counted(mm("smudge", "screen", 5.0))
+    assert not counted(mm("crack", "screen", 5.0, role="evidence"))
+    assert counted(mm("crack", "screen", 5.0, confidence=0.3), present_at=0.3)
