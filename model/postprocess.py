@@ -4,9 +4,9 @@ Steps for one photo: find the device (largest non-background zone component) and
 (mm per photo pixel from the catalogue length, or device lengths per pixel when the model is unknown);
 threshold each defect type's probability map at its calibrated threshold; split it into connected
 components, and a scratch component that holds several touching or crossing lines into one per line
-(`model.strokes`); give each a zone (majority vote of the zone map), a box and polygon in the original
-photo's pixels, a calibrated confidence (Platt scaling of its peak's logit distance above the pixel
-threshold), and its length, width and area.
+(`model.strokes`); give each a zone (majority vote of the zone map among the zones the photo's view
+can show), a box and polygon in the original photo's pixels, a calibrated confidence (Platt scaling
+of its peak's logit distance above the pixel threshold), and its length, width and area.
 
 Length of a thin defect (scratch, crack) comes from its outline: a ribbon of length L and width w has
 perimeter P ~ 2(L + w) and area A ~ L w, so L is the larger root of L^2 - (P/2) L + A = 0. That follows
@@ -29,7 +29,7 @@ from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS
 from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
-from model.taxonomy import LINEAR_DEFECT_TYPES, DefectType, View, Zone
+from model.taxonomy import LINEAR_DEFECT_TYPES, ZONES_BY_VIEW, DefectType, View, Zone
 
 ZONES = tuple(Zone)
 MIN_COMPONENT_PX = 4  # in model-input pixels: smaller blobs are noise at any threshold
@@ -167,6 +167,19 @@ def _pieces(
     return out
 
 
+def vote_zone(cells: np.ndarray, view: View | None = None) -> Zone:
+    """The zone of a component: the majority of its pixels' zone-map classes (0 is background).
+
+    With the photo's view, only the zones that view can show vote (`ZONES_BY_VIEW`): a front photo has
+    no back panel, so a screen scratch whose pixels the zone map half reads as body stays on the screen.
+    Ties and a component with no votes go to the view's first zone (front: screen, back: body, sides:
+    frame); without a view, to the body as before."""
+    votes = np.bincount(cells, minlength=len(ZONES) + 1)[1:]
+    if view is None:
+        return ZONES[int(votes.argmax())] if votes.any() else Zone.BODY
+    return max(ZONES_BY_VIEW[view], key=lambda z: votes[ZONES.index(z)])  # max keeps the first of a tie
+
+
 def extract_instances(
     defect_probs: np.ndarray,
     zone_probs: np.ndarray,
@@ -199,8 +212,7 @@ def extract_instances(
             if stats[k, cv2.CC_STAT_AREA] < MIN_COMPONENT_PX:
                 continue
             for comp, (length, width, area, contour) in _pieces(labels == k, dtype, footprint, split_lines):
-                zone_votes = np.bincount(zones[comp.astype(bool)], minlength=len(ZONES) + 1)[1:]
-                zone = ZONES[int(zone_votes.argmax())] if zone_votes.any() else Zone.BODY
+                zone = vote_zone(zones[comp.astype(bool)], view)
                 peak = float(probs[d][comp.astype(bool)].max())
                 conf = instance_confidence(
                     peak,

@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 
 from model.card import Thresholds
-from model.postprocess import estimate_scale, extract_instances, instance_confidence, ribbon_length_width
+from model.postprocess import (
+    estimate_scale,
+    extract_instances,
+    instance_confidence,
+    ribbon_length_width,
+    vote_zone,
+)
 from model.preprocess import Letterbox
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import DefectType, View, Zone
 
 SIZE, STRIDE = 384, 4
 H = SIZE // STRIDE
@@ -117,3 +123,27 @@ def test_threshold_and_confidence_floor_drop_faint_blobs():
 def test_ribbon_formula_on_an_exact_rectangle():
     length, width = ribbon_length_width(area=100 * 3, perimeter=2 * (100 + 3))
     assert length == pytest.approx(100) and width == pytest.approx(3)
+
+
+@pytest.mark.parametrize(
+    ("view", "zone"),
+    [(None, Zone.BODY), (View.FRONT, Zone.SCREEN), (View.BACK, Zone.BODY), (View.LEFT, Zone.FRAME)],
+)
+def test_the_zone_is_one_the_photos_view_can_show(view, zone):
+    """A scratch whose pixels the zone map reads two thirds body, one third screen: the body without a
+    view, but a front photo shows no back panel, so there it is on the screen; a side view shows only
+    the frame."""
+    z = _zones()
+    z[1 + list(Zone).index(Zone.SCREEN), 8:88, 28:40] = 2  # columns 28-39 read screen (argmax)
+
+    def draw():
+        img = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.line(img, (128, 180), (224, 180), 255, 3)  # mask columns 32-56: 8 screen, 17 body
+        return {DefectType.SCRATCH: img}
+
+    scale = estimate_scale(z, IDENTITY, SIZE, device_length_mm=160.0)
+    (inst,) = extract_instances(
+        _defects(draw), z, IDENTITY, Thresholds(defect_pixel={"scratch": 0.2}), scale, SIZE, view=view
+    )
+    assert inst.zone is zone and inst.view is view
+    assert vote_zone(np.array([], dtype=np.int64), View.BACK) is Zone.BODY  # no votes: the view's first zone
