@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from model.damage import GLASS_ZONES, ZoneDamageModel
 from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules.calibration import GradeCalibration
 
@@ -50,6 +51,18 @@ class Thresholds(BaseModel):
     # validation devices (`model.rules.calibration`). A standard without one reports the rules'
     # probabilities as they are.
     grade_calibration: dict[str, GradeCalibration] = Field(default_factory=dict)
+    # Per glass zone ("screen", "body"): P(the zone is cracked) from its whole crack map
+    # (`model.damage`), fitted on validation photos. A zone with one is judged as a whole: its crack
+    # fragments become evidence and the zone gets one crack with that probability.
+    zone_damage: dict[str, ZoneDamageModel] = Field(default_factory=dict)
+
+    @field_validator("zone_damage")
+    @classmethod
+    def _glass_zones(cls, value: dict[str, ZoneDamageModel]) -> dict[str, ZoneDamageModel]:
+        unknown = set(value) - {z.value for z in GLASS_ZONES}
+        if unknown:
+            raise ValueError(f"zone_damage for zones that are not glass: {sorted(unknown)}")
+        return value
 
     @field_validator("defect_pixel")
     @classmethod

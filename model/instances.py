@@ -43,6 +43,10 @@ class DefectInstance(BaseModel):
     # Probability that the defect is real (calibrated on validation data).
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
     measurement: Measurement
+    # "defect": graded by the rules. "evidence": a piece of a zone-level defect (a fragment of a crack
+    # pattern whose zone was judged cracked as a whole, `model.damage`): drawn and listed as what the
+    # judgement rests on, never counted on its own, so one shattered screen is one crack in the reasons.
+    role: Literal["defect", "evidence"] = "defect"
 
     @model_validator(mode="after")
     def _box_ordered(self) -> DefectInstance:

@@ -73,10 +73,7 @@ def test_serving_and_training_give_identical_instances_and_grades(tmp_path, crop
     assert sum(len(p.instances) for p in served.photos) >= 2  # the scratches were found: not a vacuous match
     assert [p.device_found for p in served.photos] == [True, True, True, False]
     for photo, result in zip(served.photos, results, strict=True):
-        # The view is the model's on serving's side and unset in evaluation, which grades without it.
-        mine = [i.model_dump(exclude={"view"}) for i in photo.instances]
-        theirs = [i.model_dump(exclude={"view"}) for i in result.instances]
-        assert mine == theirs
+        assert [i.model_dump() for i in photo.instances] == [i.model_dump() for i in result.instances]
         assert (photo.width, photo.height) == result.pred.inferred.frame.original_size
     rows = {r["standard"]: r for r in grade_devices(results, list_standards())}
     for name, g in served.grades.items():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -195,11 +195,14 @@ def calibrate(
     batch_size: int = 8,
     refine_types: int = 2,
     crop_to_device: bool = False,
+    damage_items: list[Item] | None = None,
 ) -> dict:
     """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
     network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
     `refine_types`: how many defect types (the most frequent in validation) get their cut refined for
-    grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.inference`)."""
+    grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.inference`).
+    `damage_items`: photos to fit the zone-damage models on (`training.damage`; their regularisation is
+    chosen on `val_items`); the grade calibration is then fitted on the grades they lead to."""
     if isinstance(model, Predictor):
         predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
     else:
@@ -216,6 +219,12 @@ def calibrate(
         with tqdm(total=len(types) * (len(GRID) - 1), desc="refining cuts for grades", leave=False) as bar:
             pixel, refine_fig = refine_for_grades(preds, pixel, stride, types, bar.update)
     thresholds, temp_fig = fit_confidences(preds, pixel, stride)
+    damage_fig = {}
+    if damage_items:
+        from training.damage import fit_all_zones
+
+        damage_preds = list(predict(damage_items, predictor, batch_size))
+        thresholds.zone_damage, damage_fig = fit_all_zones(damage_preds, preds)
     results = [photo_result(p, thresholds, stride) for p in preds]
     rows = grade_devices(results, list_standards())
     thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
@@ -236,6 +245,7 @@ def calibrate(
             "pixel": pixel_fig,
             "refine": refine_fig,
             "temperature": temp_fig,
+            "zone_damage": damage_fig,
             "grades": grade_fig,
             "review": review_fig,
         },
@@ -256,6 +266,7 @@ class ModelFile:
     model: object  # the torch network, or the ONNX file's `Predictor`
     crop_to_device: bool  # the crop pass as the run's config (checkpoint) or the card (ONNX) says
     val_sources: list[SourceConfig]  # the run's validation sources; an ONNX file knows none
+    damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
 
 
 def open_model_file(path: str | Path) -> ModelFile:
@@ -266,21 +277,24 @@ def open_model_file(path: str | Path) -> ModelFile:
         card = read_card(path)
         if card.quantized:
             raise QuantizedModelError(f"{path}: calibrate the FP32 file; its INT8 sibling follows")
-        return ModelFile(path, load_predictor(path), card.crop_to_device, [])
+        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [])
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
-    return ModelFile(path, net, run.crop_to_device, run.data.val)
+    return ModelFile(path, net, run.crop_to_device, run.data.val, run.data.damage)
 
 
 def calibrate_model_file(
-    model_file: ModelFile | str | Path, items: list[Item], crop_to_device: bool | None = None
+    model_file: ModelFile | str | Path,
+    items: list[Item],
+    crop_to_device: bool | None = None,
+    damage_items: list[Item] | None = None,
 ) -> tuple[dict, list[Path]]:
     """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`:
     None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
     if not isinstance(model_file, ModelFile):
         model_file = open_model_file(model_file)
     crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
-    cal = calibrate(model_file.model, items, crop_to_device=crop)
+    cal = calibrate(model_file.model, items, crop_to_device=crop, damage_items=damage_items)
     return cal, store_calibration(model_file.path, cal)
 
 

@@ -30,6 +30,9 @@ class SourceConfig(Strict):
 class DataConfig(Strict):
     train: list[SourceConfig]
     val: list[SourceConfig] = []
+    # Photos with "cracked or not" truth, unseen by training, on which calibration fits the zone-damage
+    # models (model.damage, training.damage); never a test split.
+    damage: list[SourceConfig] = []
     batch_size: int = Field(default=8, gt=0)
     num_workers: int = Field(default=0, ge=0)
     samples_per_epoch: int | None = Field(default=None, gt=0, description="default: all training records")
@@ -163,7 +166,9 @@ def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
             for s in sources
         ]
 
-    data = cfg.data.model_copy(update={"train": fix(cfg.data.train), "val": fix(cfg.data.val)})
+    data = cfg.data.model_copy(
+        update={"train": fix(cfg.data.train), "val": fix(cfg.data.val), "damage": fix(cfg.data.damage)}
+    )
     return cfg.model_copy(
         update={"data": data, "run_dir": absolute(cfg.run_dir), "resume": absolute(cfg.resume)}
     )

@@ -25,10 +25,11 @@ import numpy as np
 from model.catalogue import UnknownDeviceError, lookup_device
 from model.instances import DefectInstance
 from model.manifest import resolve
+from model.outputs import VIEW_CLASSES
 from model.postprocess import Scale, estimate_scale, extract_instances
 from model.preprocess import Letterbox
 from model.rules.calibration import GradeCalibration
-from model.taxonomy import DefectType
+from model.taxonomy import DefectType, View
 from training.dataset import letterbox_mask, polygon_to_model, read_mask
 
 MATCH_IOU = 0.2
@@ -133,9 +134,12 @@ class ScoredPhoto:
 
 
 def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredPhoto:
-    """`pred` through serving's post-processing at `thresholds`, matched to its true instances."""
+    """`pred` through serving's post-processing at `thresholds`, matched to its true instances. The
+    view is the network's, as serving takes it when the caller names none (zones follow the view)."""
     size = pred.size  # the frame the outputs are in
     scale, source = photo_scale(pred, size)
+    view_probs = pred.outputs.get("view_probs")
+    view = None if view_probs is None else View(VIEW_CLASSES[int(np.argmax(view_probs))])
     insts = extract_instances(
         pred.outputs["defect_probs"],
         pred.outputs["zone_probs"],
@@ -144,6 +148,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         scale,
         size,
         photo_index,
+        view,
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:

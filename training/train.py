@@ -227,7 +227,8 @@ def run_training(cfg: TrainConfig) -> Path:
         from training.calibrate import calibrate
 
         best_net, _ = load_checkpoint(best_path)
-        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device)
+        damage_items = load_sources(cfg.data.damage)
+        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device, damage_items=damage_items)
         attach_calibration(best_path, cal)
         (run_dir / "calibration.json").write_text(json.dumps(cal, indent=2))
         print(f"calibrated on {len(val_items)} val photos: {json.dumps(cal['thresholds'])}", flush=True)

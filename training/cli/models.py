@@ -75,6 +75,14 @@ def calibrate(
             help="calibrate with the device-crop second pass (default: as the run / card says)",
         ),
     ] = None,
+    damage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--damage",
+            help="PATH@splits with cracked/not truth to fit the zone-damage models on (default: the "
+            "run's or --config's data.damage; none: no zone-damage models)",
+        ),
+    ] = None,
 ) -> None:
     """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
     them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
@@ -85,13 +93,16 @@ def calibrate(
 
     try:
         target = open_model_file(model)
-        sources = load_cli_config(config).data.val if config is not None else target.val_sources
+        run_data = load_cli_config(config).data if config is not None else None
+        sources = run_data.val if run_data else target.val_sources
         items = load_manifest_args(manifest, ("val",)) if manifest else load_sources(sources)
+        damage_sources = run_data.damage if run_data else target.damage_sources
+        damage_items = load_manifest_args(damage, ("train",)) if damage else load_sources(damage_sources)
     except (QuantizedModelError, FileNotFoundError) as exc:
         _refuse(str(exc))
     if not items:
         _refuse("no validation photos: give --manifest or --config")
-    cal, cards = calibrate_model_file(target, items, crop_to_device)
+    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items)
     if cards:
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
     typer.echo(json.dumps(cal["thresholds"], indent=2))

@@ -1,0 +1,154 @@
+"""Real-photo benchmark: what a refurbisher sees when each real photo is graded as one device.
+
+    .venv/bin/python benchmarks/bench_real.py [--model PATH] [--compare PATH] [--split val]
+        [-m MANIFEST ...] [--json OUT]
+
+Every photo of the real sets' chosen split goes through serving's pipeline as `refurbgrade grade` runs
+it (`serving.pipeline.grade_device`, no device model given), as a device of its own. Truth is the
+photo's image-level crack label (phones_web, cracked_screens) or, for MSD's scratched / stained / oily
+screens (one defect class per photo, its data card says), "worn, not cracked". Printed per source and
+for all sources, for each model side by side (the `--compare` model is measured in the same run):
+
+- crack AUROC: the photo's crack score (its most confident crack defect, zone-level or not) for
+  cracked against intact and worn photos;
+- cracked graded Unlistable, intact graded listable, worn graded Unlistable (Back Market);
+- graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
+- view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
+  photos' own views are not labelled one by one).
+
+Choose on `--split val`; the test split is for the final report only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_MANIFESTS = [
+    ROOT / "datasets/real/phones_web.jsonl",
+    ROOT / "datasets/real/cracked_screens.jsonl",
+    ROOT / "datasets/real/msd.jsonl",
+]
+WORN_SOURCES = frozenset({"msd"})  # exclusive labels: a scratched, stained or oily screen is not cracked
+STANDARD = "backmarket"
+
+
+@dataclass
+class Graded:
+    source: str
+    truth: str  # "cracked", "intact" or "worn"
+    crack_score: float
+    listable: bool | None  # None: ungradable
+    reviewed: bool  # sent to a person
+    view_ok: bool | None
+
+
+def truth_of(record) -> str | None:
+    from model.taxonomy import DefectType
+
+    crack = record.image_labels.get(DefectType.CRACK)
+    if crack is not None:
+        return "cracked" if crack else "intact"
+    if record.source in WORN_SOURCES and any(record.image_labels.values()):
+        return "worn"
+    return None
+
+
+def grade_photos(model_path: Path, items) -> list[Graded]:
+    from tqdm import tqdm
+
+    from model.manifest import resolve
+    from model.taxonomy import DefectType
+    from serving.pipeline import Device, grade_device, run_direct
+    from serving.predictor import load_model
+
+    model = load_model(model_path, intra_op_threads=2)
+    out = []
+    for it in tqdm(items, desc=model_path.name, leave=False):
+        rec = it.record
+        data = resolve(it.manifest, rec.image).read_bytes()
+        g = grade_device(run_direct, model, [data], device=Device(), standards=[STANDARD])
+        cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
+        grade = g.grades[STANDARD]
+        listable = None if grade.grade == "ungradable" else bool(grade.listable)
+        view_ok = None if rec.view is None else g.photos[0].view == rec.view
+        out.append(
+            Graded(rec.source, truth_of(rec), max(cracks, default=0.0), listable, g.needs_review, view_ok)
+        )
+    return out
+
+
+def _share(xs) -> tuple[float, int]:
+    xs = [x for x in xs if x is not None]
+    return (float(np.mean(xs)) if xs else float("nan")), len(xs)
+
+
+def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
+    """Per source and for all: each measure as (value, photos it was measured on)."""
+    from sklearn.metrics import roc_auc_score
+
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r.source].append(r)
+        groups["all"].append(r)
+    out = {}
+    for name, rs in groups.items():
+        y = [r.truth == "cracked" for r in rs]
+        s = [r.crack_score for r in rs]
+        auroc = (float(roc_auc_score(y, s)), len(y)) if 0 < sum(y) < len(y) else (float("nan"), len(y))
+        auto = [r for r in rs if not r.reviewed]
+        out[name] = {
+            "crack AUROC": auroc,
+            "cracked graded Unlistable": _share(r.listable is False for r in rs if r.truth == "cracked"),
+            "intact graded listable": _share(r.listable is True for r in rs if r.truth == "intact"),
+            "worn graded Unlistable": _share(r.listable is False for r in rs if r.truth == "worn"),
+            "graded without review": _share(not r.reviewed for r in rs),
+            "of those, right on listable": _share(
+                (r.listable is True) == (r.truth != "cracked") for r in auto if r.listable is not None
+            ),
+            "view accuracy": _share(r.view_ok for r in rs),
+        }
+    return out
+
+
+def _fmt(v: tuple[float, int]) -> str:
+    x, n = v
+    return f"{'n/a' if x != x else f'{x:.3f}'} ({n})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.dataset import load_items
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "models/default.onnx")
+    ap.add_argument("--compare", type=Path, help="a second model, measured in the same run")
+    ap.add_argument("--split", default="val", help="val to choose; test only for the final report")
+    ap.add_argument("-m", "--manifest", type=Path, action="append", help="default: the real sets")
+    ap.add_argument("--json", type=Path, help="write the tables here")
+    args = ap.parse_args(argv)
+    manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
+    items = [it for m in manifests for it in load_items(m, (args.split,)) if truth_of(it.record)]
+    models = [args.model] + ([args.compare] if args.compare else [])
+    tables = {str(m): table(grade_photos(m, items)) for m in models}
+    print(f"{len(items)} real photos of split {args.split!r} from {', '.join(m.name for m in manifests)}")
+    for source in tables[str(args.model)]:
+        print(f"\n{source}" + "".join(f" | {m.name}" for m in models))
+        for measure in tables[str(args.model)][source]:
+            cells = " | ".join(_fmt(tables[str(m)][source][measure]) for m in models)
+            print(f"  {measure:<30} {cells}")
+    if args.json:
+        args.json.write_text(json.dumps(tables, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

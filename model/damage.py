@@ -1,0 +1,158 @@
+"""Zone-level damage: is this photo's screen (or back glass) cracked, judged over the whole zone.
+
+A shattered screen is a property of the glass, not of any one fragment of its crack map: the network's
+crack map breaks a spider web into dozens of small pieces, each too faint to pass the crack cut on its
+own. So a card may carry, per glass zone, a `ZoneDamageModel`: a logistic model over a few statistics
+of the crack map inside that zone (`zone_features`), fitted on validation photos with image-level
+"cracked / not cracked" truth (`training.damage`). `judge_zone_damage` turns its probability into one
+crack defect on that zone (its box and outline the union of the fragments, its length their extent),
+and marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
+
+Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model.instances import DefectInstance, Measurement
+from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+from model.taxonomy import DefectType, View, Zone
+
+CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
+# Zones whose glass can crack as a whole: the display's cover glass, a phone's back glass.
+GLASS_ZONES: tuple[Zone, ...] = (Zone.SCREEN, Zone.BODY)
+MIN_ZONE_CELLS = 24  # fewer mask cells of the zone: too little glass in view to judge it
+TOP_SHARE = 0.02  # the top 2% of the zone's cells (at least one): a pattern's strongest part
+LOW_CUT = 0.15  # a cell "touched" by the crack map, far below any instance cut
+EPS = 1e-4
+FEATURES: tuple[str, ...] = ("logit_max", "logit_top", "logit_touched", "logit_mean")
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, EPS), 1 - EPS)
+    return math.log(p / (1 - p))
+
+
+def zone_features(defect_probs: np.ndarray, zone_probs: np.ndarray, zone: Zone) -> np.ndarray | None:
+    """The crack map's statistics over the cells whose most likely zone is `zone` (mask resolution),
+    as logits, in `FEATURES` order; None when the photo shows too little of that zone."""
+    cells = zone_probs.argmax(axis=0) == ZONE_CHANNELS.index(zone.value)
+    n = int(cells.sum())
+    if n < MIN_ZONE_CELLS:
+        return None
+    crack = defect_probs[CRACK][cells].astype(np.float64)
+    k = max(1, round(TOP_SHARE * n))
+    top = float(np.partition(crack, n - k)[n - k :].mean())
+    return np.array(
+        [
+            _logit(float(crack.max())),
+            _logit(top),
+            _logit(float((crack >= LOW_CUT).mean())),
+            _logit(float(crack.mean())),
+        ]
+    )
+
+
+class ZoneDamageModel(BaseModel):
+    """P(the zone's glass is cracked) = sigmoid(weights . zone_features + bias), fitted on validation
+    photos (`training.damage.fit_zone_damage`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: tuple[str, ...] = FEATURES
+    weights: tuple[float, ...]
+    bias: float
+    photos: int = Field(ge=0, description="validation photos it was fitted on")
+    positives: int = Field(ge=0)
+    sources: dict[str, int] = Field(default_factory=dict, description="photos per source")
+
+    @model_validator(mode="after")
+    def _matches_features(self) -> ZoneDamageModel:
+        if self.features != FEATURES:
+            raise ValueError(f"zone damage features {self.features} are not this version's {FEATURES}")
+        if len(self.weights) != len(self.features):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.features)} features")
+        return self
+
+    def probability(self, features: np.ndarray) -> float:
+        z = float(np.dot(self.weights, features) + self.bias)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def zone_damage(
+    defect_probs: np.ndarray, zone_probs: np.ndarray, models: dict[str, ZoneDamageModel]
+) -> dict[Zone, float]:
+    """P(cracked) for each glass zone the card has a model for and the photo shows enough of."""
+    out = {}
+    for zone in GLASS_ZONES:
+        model = models.get(zone.value)
+        f = None if model is None else zone_features(defect_probs, zone_probs, zone)
+        if f is not None:
+            out[zone] = model.probability(f)
+    return out
+
+
+def _extent_polygon(fragments: Sequence[DefectInstance]) -> list[tuple[float, float]]:
+    pts = np.array([p for f in fragments for p in (f.polygon or _box_corners(f.box))], np.float32)
+    hull = cv2.convexHull(pts)[:, 0, :]
+    return [(float(x), float(y)) for x, y in hull]
+
+
+def _box_corners(box) -> list[tuple[float, float]]:
+    x0, y0, x1, y1 = box
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def judge_zone_damage(
+    instances: list[DefectInstance],
+    judged: dict[Zone, float],
+    zone_box: dict[Zone, tuple[float, float, float, float]],
+    units: str,
+    per_px: float,
+    min_confidence: float,
+    photo_index: int = 0,
+    view: View | None = None,
+) -> list[DefectInstance]:
+    """`instances` with each judged zone's crack fragments turned into evidence and, where the zone's
+    probability of being cracked reaches `min_confidence`, one crack defect for the zone. Its box and
+    outline are the fragments' union (the zone's box when the map left no fragment); its length is the
+    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's."""
+    out = [
+        i.model_copy(update={"role": "evidence"})
+        if i.type is DefectType.CRACK and i.zone in judged and i.role == "defect"
+        else i
+        for i in instances
+    ]
+    for zone, p in judged.items():
+        if p < min_confidence:
+            continue
+        fragments = [i for i in out if i.type is DefectType.CRACK and i.zone is zone]
+        if fragments:
+            boxes = np.array([f.box for f in fragments])
+            box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
+            polygon = _extent_polygon(fragments)
+            width = max(f.measurement.width for f in fragments)
+        else:
+            box, width = zone_box[zone], 0.0
+            polygon = _box_corners(box)
+        x0, y0, x1, y1 = (float(v) for v in box)
+        length = math.hypot(x1 - x0, y1 - y0) * per_px
+        out.append(
+            DefectInstance(
+                type=DefectType.CRACK,
+                zone=zone,
+                photo_index=photo_index,
+                view=view,
+                box=(x0, y0, x1, y1),
+                polygon=polygon,
+                confidence=float(p),
+                measurement=Measurement(units=units, length=length, width=width, area=length * width),
+            )
+        )
+    return out

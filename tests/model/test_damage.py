@@ -1,0 +1,108 @@
+"""Zone-level damage (`model.damage`): a shattered screen whose crack map breaks into faint fragments is
+one crack of the screen, with the zone model's probability; its fragments are evidence, not defects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.card import Thresholds
+from model.damage import FEATURES, ZoneDamageModel, judge_zone_damage, zone_damage, zone_features
+from model.instances import mm
+from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+from model.postprocess import Scale, extract_instances
+from model.preprocess import letterbox
+from model.rules import grade
+from model.taxonomy import DefectType, View, Zone
+
+CELLS, SIZE = 32, 128
+SCREEN = ZONE_CHANNELS.index("screen")
+CRACK = DEFECT_CHANNELS.index("crack")
+
+
+def _maps(crack_value: float, n_fragments: int) -> tuple[np.ndarray, np.ndarray]:
+    """A screen over cells 4..28 x 8..24 and `n_fragments` short crack strokes of `crack_value` on it."""
+    zone = np.zeros((len(ZONE_CHANNELS), CELLS, CELLS), np.float32)
+    zone[0] = 1
+    zone[0, 4:28, 8:24] = 0
+    zone[SCREEN, 4:28, 8:24] = 1
+    defect = np.zeros((len(DEFECT_CHANNELS), CELLS, CELLS), np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(n_fragments):
+        y, x = int(rng.integers(5, 26)), int(rng.integers(9, 21))
+        defect[CRACK, y, x : x + 3] = crack_value
+    return defect, zone
+
+
+# "More crack map on the screen, more likely cracked": weights on the top share and the touched share.
+MODEL = ZoneDamageModel(weights=(0.0, 1.0, 1.0, 0.0), bias=6.0, photos=100, positives=50)
+
+
+def test_features_need_enough_of_the_zone_and_grow_with_the_crack_map():
+    defect, zone = _maps(0.3, 12)
+    assert zone_features(defect, zone, Zone.BODY) is None  # no back glass in view
+    faint = zone_features(*_maps(0.3, 3), Zone.SCREEN)
+    strong = zone_features(defect, zone, Zone.SCREEN)
+    assert faint is not None and strong is not None and len(strong) == len(FEATURES)
+    assert (strong >= faint).all() and (strong > faint).any()
+
+
+def test_a_card_refuses_a_zone_model_for_a_zone_that_is_not_glass_and_features_of_another_version():
+    with pytest.raises(ValueError, match="not glass"):
+        Thresholds(defect_pixel={"crack": 0.5}, zone_damage={"frame": MODEL})
+    with pytest.raises(ValueError, match="features"):
+        ZoneDamageModel(features=("max",), weights=(1.0,), bias=0.0, photos=1, positives=1)
+
+
+def test_faint_fragments_of_a_shattered_screen_become_one_counted_crack():
+    defect, zone = _maps(0.3, 14)  # every fragment below the 0.5 crack cut: none counts on its own
+    photo = np.full((480, 480, 3), 200, np.uint8)
+    _, lb = letterbox(photo, SIZE)
+    scale = Scale("mm", 0.3, True, 480.0)
+    cut = {n: 0.5 for n in DEFECT_CHANNELS} | {"crack": 0.25}  # the fragments are instances
+    faint = {"crack": -2.0}  # calibrated as unlikely one by one, as the bundled model's fragments are
+    plain = Thresholds(defect_pixel=cut, confidence_offset=faint)
+    judged = Thresholds(defect_pixel=cut, confidence_offset=faint, zone_damage={"screen": MODEL})
+    fragments = extract_instances(defect, zone, lb, plain, scale, SIZE, view=View.FRONT)
+    assert len(fragments) >= 5 and all(i.confidence < 0.5 for i in fragments)
+    assert grade(fragments, "backmarket").grade != "Unlistable"  # the failure the issue describes
+    out = extract_instances(defect, zone, lb, judged, scale, SIZE, view=View.FRONT)
+    defects = [i for i in out if i.role == "defect"]
+    evidence = [i for i in out if i.role == "evidence"]
+    assert len(evidence) == len(fragments) and len(defects) == 1
+    (crack,) = defects
+    p = zone_damage(defect, zone, {"screen": MODEL})[Zone.SCREEN]
+    assert (
+        crack.type is DefectType.CRACK and crack.zone is Zone.SCREEN and crack.confidence == pytest.approx(p)
+    )
+    assert p > 0.9
+    # Its box holds every fragment; its length is the union's diagonal, in mm.
+    x0, y0, x1, y1 = crack.box
+    assert all(x0 <= f.box[0] and f.box[2] <= x1 and y0 <= f.box[1] and f.box[3] <= y1 for f in evidence)
+    assert crack.measurement.length == pytest.approx(np.hypot(x1 - x0, y1 - y0) * 0.3)
+    result = grade(out, "backmarket")
+    assert result.grade == "Unlistable"
+    assert result.barred["Fair"] == [
+        f"1 crack on the screen, the longest {crack.measurement.length:.1f} mm; Fair allows none"
+    ]  # one crack in the reasons, not fourteen
+
+
+def test_a_zone_judged_intact_keeps_its_fragments_as_evidence_only():
+    defect, zone = _maps(0.3, 2)
+    unlikely = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=-8.0, photos=10, positives=5)
+    frag = mm("crack", "screen", 3.0, confidence=0.7, box=(10.0, 10.0, 20.0, 20.0))
+    scratch = mm("scratch", "screen", 3.0, confidence=0.7)
+    p = zone_damage(defect, zone, {"screen": unlikely})
+    out = judge_zone_damage([frag, scratch], p, {Zone.SCREEN: (0, 0, 100, 100)}, "mm", 0.1, 0.05)
+    assert [i.role for i in out] == ["evidence", "defect"]  # no zone crack: below the minimum confidence
+    assert grade(out, "backmarket").grade == grade([scratch], "backmarket").grade
+
+
+def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box():
+    p = {Zone.SCREEN: 0.8}
+    out = judge_zone_damage(
+        [], p, {Zone.SCREEN: (5.0, 6.0, 105.0, 206.0)}, "relative", 0.01, 0.05, 2, View.FRONT
+    )
+    (crack,) = out
+    assert crack.box == (5.0, 6.0, 105.0, 206.0) and crack.photo_index == 2 and crack.view is View.FRONT
+    assert crack.measurement.units == "relative" and crack.confidence == pytest.approx(0.8)

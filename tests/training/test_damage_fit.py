@@ -1,0 +1,72 @@
+"""Fitting the zone-damage models (`training.damage`): which truth a photo gives, source weighting, and
+a fit that separates cracked from intact screens where the features do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.manifest import ManifestRecord
+from model.taxonomy import Zone
+from training.damage import ZoneSample, fit_zone_damage, source_weights, zone_truth
+
+
+def _record(**kw) -> ManifestRecord:
+    return ManifestRecord(image="x.png", device_id="d", split="train", source=kw.pop("source", "s"), **kw)
+
+
+def test_truth_from_instances_image_labels_and_exclusive_sources():
+    synth = _record(instances=[], instances_complete=True)
+    assert zone_truth(synth) == {Zone.SCREEN: False, Zone.BODY: False}
+    cracked = _record(image_labels={"crack": True}, view="front")
+    assert zone_truth(cracked) == {Zone.SCREEN: True}
+    assert zone_truth(_record(image_labels={"crack": True}, view="back")) == {Zone.BODY: True}
+    assert zone_truth(_record(image_labels={"scratch": True}, source="msd")) == {Zone.SCREEN: False}
+    # Elsewhere a scratch label says nothing about cracks.
+    assert zone_truth(_record(image_labels={"scratch": True}, source="laptop_scratch")) == {}
+
+
+def test_truth_of_a_labelled_crack_on_the_back():
+    from model.manifest import LabelledInstance
+
+    rec = _record(
+        instances=[LabelledInstance(type="crack", zone="body", polygon=[(0, 0), (1, 0), (1, 1)])],
+        instances_complete=True,
+    )
+    assert zone_truth(rec) == {Zone.SCREEN: False, Zone.BODY: True}
+
+
+def test_each_source_and_each_class_within_a_source_weighs_the_same_in_the_fit():
+    samples = [ZoneSample("big", np.zeros(4), False)] * 30 + [ZoneSample("small", np.zeros(4), True)] * 3
+    w = source_weights(samples)
+    assert w[:30].sum() == pytest.approx(w[30:].sum()) and w.sum() == pytest.approx(len(samples))
+    skewed = [ZoneSample("web", np.zeros(4), True)] * 73 + [ZoneSample("web", np.zeros(4), False)] * 27
+    w = source_weights(skewed)
+    assert w[:73].sum() == pytest.approx(w[73:].sum())  # cracked and intact at even odds
+
+
+def _samples(rng, n, source="real"):
+    out = []
+    for k in range(n):
+        cracked = k % 2 == 0
+        f = rng.normal(1.5 if cracked else -1.5, 1.0, size=4)
+        out.append(ZoneSample(source, f, cracked))
+    return out
+
+
+def test_the_fit_separates_cracked_from_intact_and_is_chosen_on_other_photos():
+    rng = np.random.default_rng(1)
+    model, fig = fit_zone_damage(_samples(rng, 80), _samples(rng, 40))
+    assert model is not None and fig["C"] in (0.01, 0.1, 1.0, 10.0)
+    assert model.photos == 80 and model.positives == 40 and model.sources == {"real": 80}
+    held_out = _samples(rng, 60)
+    p = np.array([model.probability(s.features) for s in held_out])
+    y = np.array([s.cracked for s in held_out])
+    assert p[y].mean() > 0.8 and p[~y].mean() < 0.2
+
+
+def test_no_model_from_too_few_photos_of_a_class():
+    rng = np.random.default_rng(2)
+    few = [s for s in _samples(rng, 40) if not s.cracked] + [ZoneSample("real", np.ones(4), True)] * 2
+    model, fig = fit_zone_damage(few, few)
+    assert model is None and fig["skipped"] == "too few of a class"

@@ -1,0 +1,136 @@
+"""Fitting the zone-damage models (`model.damage`) on validation photos with "cracked or not" truth.
+
+Truth per glass zone of a photo:
+- a photo with complete instance labels (synthetic): the zone is cracked when a labelled crack lies on it;
+- a photo with an image-level crack label (real sets: phones_web, cracked_screens, MSD's scratched,
+  stained and oily screens as hard negatives): the label belongs to the glass its view shows (front:
+  the screen; back: the back glass); without a view, the screen.
+
+The fit is a logistic regression on `model.damage.zone_features`, each source weighted to the same
+total so that a large synthetic set cannot outvote the real photos, and within a source its cracked and
+intact photos weighted to the same total: a set that is 73% cracked (phones_web) must not teach that
+most screens are cracked, so the probability is the photo's evidence at even odds. `C` (the inverse
+regularisation) is chosen by the log-loss on a second, held-apart set of photos. Never fit on a test
+split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.damage import GLASS_ZONES, ZoneDamageModel, zone_features
+from model.taxonomy import DefectType, View, Zone
+from training.predict import Prediction
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+MIN_PER_CLASS = 5  # fewer cracked (or uncracked) photos of a zone: no model for it
+
+
+# Sources whose image-level labels are exclusive (one defect class per photo, says their data card): a
+# photo labelled scratched, stained or oily there is known not to be cracked, a hard negative.
+EXCLUSIVE_LABEL_SOURCES = frozenset({"msd"})
+
+
+def zone_truth(record) -> dict[Zone, bool]:
+    """Which glass zones of the photo are known cracked (True) or known intact (False)."""
+    if record.instances_complete:
+        return {
+            z: any(i.type is DefectType.CRACK and i.zone is z for i in record.instances) for z in GLASS_ZONES
+        }
+    label = record.image_labels.get(DefectType.CRACK)
+    if label is None and record.source in EXCLUSIVE_LABEL_SOURCES and any(record.image_labels.values()):
+        label = False
+    if label is None:
+        return {}
+    zone = Zone.BODY if record.view is View.BACK else Zone.SCREEN
+    return {zone: bool(label)}
+
+
+@dataclass(frozen=True)
+class ZoneSample:
+    source: str
+    features: np.ndarray
+    cracked: bool
+
+
+def zone_samples(preds: Iterable[Prediction], zone: Zone) -> list[ZoneSample]:
+    """The photos whose truth for `zone` is known and that show enough of it."""
+    out = []
+    for p in preds:
+        truth = zone_truth(p.item.record).get(zone)
+        if truth is None:
+            continue
+        f = zone_features(p.outputs["defect_probs"], p.outputs["zone_probs"], zone)
+        if f is not None:
+            out.append(ZoneSample(p.item.record.source, f, truth))
+    return out
+
+
+def source_weights(samples: Sequence[ZoneSample]) -> np.ndarray:
+    """Weights that make every source count the same in the fit, and within a source its cracked and
+    intact photos (where it has both); they sum to the number of samples."""
+    sources = Counter(s.source for s in samples)
+    classes = Counter((s.source, s.cracked) for s in samples)
+    w = np.array(
+        [
+            1.0 / (sources[s.source] * (classes[(s.source, s.cracked)] / sources[s.source]) * 2)
+            if classes[(s.source, not s.cracked)]
+            else 1.0 / sources[s.source]
+            for s in samples
+        ]
+    )
+    return w * len(samples) / w.sum()
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum() / w.sum())
+
+
+def fit_zone_damage(
+    fit: Sequence[ZoneSample], choose: Sequence[ZoneSample]
+) -> tuple[ZoneDamageModel | None, dict]:
+    """The model for one zone, fitted on `fit` with the `C` whose log-loss on `choose` is lowest, and the
+    figures behind the choice; None when `fit` has too few photos of either class."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.array([s.cracked for s in fit], dtype=float)
+    if min(y.sum(), len(y) - y.sum()) < MIN_PER_CLASS:
+        return None, {"photos": len(fit), "positives": int(y.sum()), "skipped": "too few of a class"}
+    x, w = np.stack([s.features for s in fit]), source_weights(fit)
+    yc = np.array([s.cracked for s in choose], dtype=float)
+    xc = np.stack([s.features for s in choose]) if choose else None
+    wc = source_weights(choose) if choose else None
+    scores, best = {}, None
+    for c in C_GRID:
+        lr = LogisticRegression(C=c, max_iter=1000).fit(x, y, sample_weight=w)
+        loss = _log_loss(yc, lr.predict_proba(xc)[:, 1], wc) if xc is not None else 0.0
+        scores[str(c)] = loss
+        if best is None or loss < best[0]:
+            best = (loss, c, lr)
+    _, c, lr = best
+    model = ZoneDamageModel(
+        weights=tuple(float(v) for v in lr.coef_[0]),
+        bias=float(lr.intercept_[0]),
+        photos=len(fit),
+        positives=int(y.sum()),
+        sources=dict(Counter(s.source for s in fit)),
+    )
+    return model, {"C": c, "choice_log_loss": scores, "photos": len(fit), "choice_photos": len(choose)}
+
+
+def fit_all_zones(
+    fit_preds: Sequence[Prediction], choose_preds: Sequence[Prediction]
+) -> tuple[dict[str, ZoneDamageModel], dict]:
+    """A model per glass zone that has enough labelled photos, and the figures of each fit."""
+    models, figures = {}, defaultdict(dict)
+    for zone in GLASS_ZONES:
+        model, fig = fit_zone_damage(zone_samples(fit_preds, zone), zone_samples(choose_preds, zone))
+        figures[zone.value] = fig
+        if model is not None:
+            models[zone.value] = model
+    return models, dict(figures)
