@@ -1,8 +1,9 @@
 """Offline batch grading: `refurbgrade grade PATH...` with the service's predictor and pipeline.
 
 Each photo is its own device unless `--device-per-folder` groups a folder's photos into one device.
-One JSON line per device: file(s), grades, grade_probabilities, needs_review, reasons, photo verdicts
-and defects. A file that cannot be decoded is reported on stderr and skipped; the exit code is 1 when
+One JSON line per device: file(s), grades ("ungradable" when no photo was usable), grade_probabilities,
+needs_review, reasons, advice, missing_views, photo verdicts and defects (each saying whether it
+`counted` for the grade). A file that cannot be decoded is reported on stderr and skipped; the exit code is 1 when
 any file was skipped, 0 otherwise.
 """
 
@@ -36,7 +37,7 @@ def _record(files: list[Path], graded) -> dict:
                 "quality": p.quality.value,
                 "message": p.message,
                 "device_found": p.device_found,
-                "defects": [defect_out(i) for i in p.instances],
+                "defects": [defect_out(i, graded.gradable) for i in p.instances],
             }
         )
     rec = {
@@ -47,6 +48,8 @@ def _record(files: list[Path], graded) -> dict:
         "needs_review": graded.needs_review,
         "review_reasons": graded.review_reasons,
         "reasons": {n: g.barred for n, g in graded.grades.items()},
+        "advice": {n: g.advice for n, g in graded.grades.items()},
+        "missing_views": {n: g.missing_views for n, g in graded.grades.items()},
         "rules_versions": {n: g.standard_version for n, g in graded.grades.items()},
         "model_version": graded.model_version,
         "scale": graded.scale_units,

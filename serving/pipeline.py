@@ -8,7 +8,13 @@ model runs through a `MicroBatcher` in the service and directly (`run_direct`) i
 Photo verdicts: the model's quality class, except that a photo in which post-processing finds no
 device is always `no_device`. Such photos are flagged, not refused: they contribute no defects, the
 grading is still answered (201) and `needs_review` is raised, with the actionable message in the
-photo's verdict. A photo that cannot be decoded at all is refused (`PhotoError`, a 422 in the API).
+photo's verdict and in each grade's advice. A photo that cannot be decoded at all is refused
+(`PhotoError`, a 422 in the API).
+
+No evidence, no grade: the rules get the views of the usable photos, so a device that no usable photo
+shows is `ungradable` under every standard (never the best grade of a device nobody saw), and one
+without a usable front or back photo says which it lacks (`missing_views`) and goes to review. Defects
+found on a photo that is not usable still count: they can only make a grade worse.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from model.instances import DefectInstance
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DecodeError
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
+from model.rules.engine import UNGRADABLE
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
 from serving.predictor import Model
 
@@ -97,18 +104,28 @@ class DeviceGrading:
 
     @property
     def review_reasons(self) -> list[str]:
-        out = [
-            f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
-            f"< {g.review_threshold:.2f}"
-            for name, g in self.grades.items()
-            if g.needs_review
-        ]
+        out = []
+        for name, g in self.grades.items():
+            if g.grade == UNGRADABLE:
+                out.append(f"{name}: ungradable, no usable photo of the device")
+            elif g.probabilities[g.grade] < g.review_threshold:
+                out.append(
+                    f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
+                    f"< {g.review_threshold:.2f}"
+                )
+        missing = sorted({v for g in self.grades.values() if g.gradable for v in g.missing_views})
+        out += [f"no usable {v} photo: graded without it" for v in missing]
         out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
         return out
 
     @property
     def needs_review(self) -> bool:
         return bool(self.review_reasons)
+
+    @property
+    def gradable(self) -> bool:
+        """False when no photo was usable: every standard's grade is then `ungradable`."""
+        return any(g.gradable for g in self.grades.values())
 
     @property
     def scale_units(self) -> str:
@@ -238,9 +255,15 @@ def grade_instances(
     device: Device,
     review_threshold: float,
     calibration: Mapping[str, GradeCalibration] | None = None,
+    photos: Sequence[PhotoResult] | None = None,
 ) -> dict[str, GradeResult]:
-    """Each standard's grade; `calibration`: the model card's grade calibrations, by standard."""
+    """Each standard's grade; `calibration`: the model card's grade calibrations, by standard.
+    `photos`: the device's photo verdicts; the usable ones' views decide whether there is anything to
+    grade and which views are missing, the others' messages become retake advice (None: instances
+    alone, as the rules CLI grades them)."""
     calibration = calibration or {}
+    views = None if photos is None else {p.view for p in photos if p.usable}
+    retakes = [f"photo {p.index + 1}: {p.message}" for p in photos or () if not p.usable]
     return {
         name: grade(
             instances,
@@ -248,6 +271,8 @@ def grade_instances(
             device_kind=device.kind,
             review_threshold=review_threshold,
             calibration=calibration.get(name),
+            views=views,
+            retakes=retakes,
         )
         for name in standards
     }
@@ -287,7 +312,7 @@ def grade_device(
     return DeviceGrading(
         photos=photos,
         grades=grade_instances(
-            instances, standards, device, threshold, model.card.thresholds.grade_calibration
+            instances, standards, device, threshold, model.card.thresholds.grade_calibration, photos
         ),
         device=device,
         model_version=model.version,

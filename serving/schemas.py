@@ -9,19 +9,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance
+from model.rules.engine import PRESENT_AT, counted
+from model.rules.schema import GRADED_TYPES
 from serving.pipeline import DeviceGrading
 
 if TYPE_CHECKING:
     from serving.db import Grading
 
 
+def is_counted(d: dict) -> bool:
+    """Whether a stored defect counted for the grade: its `counted`, or for a grading stored before
+    defects said so, the engine's rule applied to what was stored (graded type, >= PRESENT_AT)."""
+    if "counted" in d:
+        return bool(d["counted"])
+    return (
+        d.get("type") in {t.value for t in GRADED_TYPES}
+        and d.get("role", "defect") == "defect"
+        and (d.get("confidence") or 0.0) >= PRESENT_AT
+    )
+
+
 class DefectOut(BaseModel):
     type: str
     zone: str
     confidence: float
+    counted: bool = Field(
+        description="whether it counted for the grade: a graded type, role 'defect', confidence at least "
+        "0.5, on a device that could be graded; the others are candidates, listed but not counted"
+    )
+    role: Literal["defect", "evidence"] = Field(
+        description="'evidence': a fragment of a zone-level defect listed beside it, never counted itself"
+    )
     box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in the photo's pixels")
     polygon: list[tuple[float, float]]
     units: Literal["mm", "relative"]
@@ -30,6 +51,14 @@ class DefectOut(BaseModel):
     area: float
     length_mm: float | None = Field(description="when the device's size is known")
     length_rel: float | None = Field(description="fraction of the device's length, when its size is unknown")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_counted(cls, data):
+        # Gradings stored before defects said whether they counted: derive it from what was stored.
+        if isinstance(data, dict) and "counted" not in data:
+            data = {"role": "defect", **data, "counted": is_counted(data)}
+        return data
 
 
 class PhotoOut(BaseModel):
@@ -56,15 +85,25 @@ class PhotoOut(BaseModel):
 class StandardGradeOut(BaseModel):
     standard: str
     version: str
-    grade: str
+    grade: str = Field(
+        description="one of the standard's grades, or 'ungradable' when no photo of the device was usable"
+    )
     listable: bool
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] = Field(
+        description="per grade of the standard; all 0 when the grade is 'ungradable'"
+    )
     needs_review: bool
     review_threshold: float
-    reasons: dict[str, list[str]] = Field(description="for each better grade: why it was barred")
+    reasons: dict[str, list[str]] = Field(
+        description="for each better grade: why it was barred; under 'ungradable', why there is no grade"
+    )
     advice: list[str]
     method: str
     scale_known: bool
+    missing_views: list[str] = Field(
+        default_factory=list,
+        description="views the device needs (front, back) that no usable photo showed: not graded",
+    )
 
 
 class ModelRef(BaseModel):
@@ -171,12 +210,15 @@ class KeyOut(BaseModel):
     token: str | None = Field(default=None, description="the bearer token; shown once, at creation")
 
 
-def defect_out(inst: DefectInstance) -> dict:
+def defect_out(inst: DefectInstance, gradable: bool = True) -> dict:
+    """A defect as the API lists it; `gradable` False (the device is ungradable): nothing counted."""
     m = inst.measurement
     return DefectOut(
         type=inst.type.value,
         zone=inst.zone.value,
         confidence=round(inst.confidence, 4),
+        counted=gradable and counted(inst),
+        role=inst.role,
         box=tuple(round(v, 1) for v in inst.box),
         polygon=[(round(x, 1), round(y, 1)) for x, y in inst.polygon],
         units=m.units,
@@ -199,6 +241,7 @@ def grading_body(
 ) -> dict:
     """The stored JSON body of a new grading. photo_meta: per photo filename, content_type, sha256, bytes."""
     photos = []
+    gradable = g.gradable
     for p, meta in zip(g.photos, photo_meta, strict=True):
         photos.append(
             {
@@ -214,7 +257,7 @@ def grading_body(
                 "usable": p.usable,
                 "message": p.message,
                 "device_found": p.device_found,
-                "defects": [defect_out(i) for i in p.instances],
+                "defects": [defect_out(i, gradable) for i in p.instances],
             }
         )
     grades = {
@@ -230,6 +273,7 @@ def grading_body(
             "advice": r.advice,
             "method": r.method,
             "scale_known": r.scale_known,
+            "missing_views": r.missing_views,
         }
         for name, r in g.grades.items()
     }

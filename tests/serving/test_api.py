@@ -50,9 +50,11 @@ def test_grading_measures_the_scratch_and_grades_every_standard(client, keys, jp
 
 
 def test_clean_device_gets_the_best_grade(client, keys, clean_jpeg):
-    body = post_grading(client, keys.a, [("a.jpg", clean_jpeg, "image/jpeg")]).json()
+    photos = [("f.jpg", clean_jpeg, "image/jpeg"), ("b.jpg", clean_jpeg, "image/jpeg")]
+    body = post_grading(client, keys.a, photos, data={"views": "front,back"}).json()
     assert body["grades"]["backmarket"]["grade"] == "Premium"
     assert body["grades"]["ctia"]["grade"] == "A"
+    assert body["grades"]["ctia"]["missing_views"] == []
     assert body["scale"] == "relative" and not body["needs_review"]
     assert body["photos"][0]["defects"] == []
 

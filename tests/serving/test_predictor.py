@@ -13,6 +13,7 @@ import pytest
 
 from model.preprocess import prepare
 from model.rules import load_standard
+from model.taxonomy import View
 from serving.batching import MicroBatcher, QueueFullError
 from serving.pipeline import Device, grade_device, prepare_photos, run_direct
 from serving.predictor import ModelLoadError, load_model
@@ -179,14 +180,16 @@ def test_grade_device_without_http(model, jpeg):
 
 
 def test_grade_device_reports_the_cards_calibrated_probabilities(model, tmp_path):
-    """A blank device photo: the rules are certain of the best grade; the card says how often it is right."""
+    """A clean device seen front and back: the rules are certain of the best grade; the card says how
+    often it is right."""
     names = load_standard("ctia").grade_names
     path = tmp_path / "cal.onnx"
     build_tiny_model(path, calibrated_card("ctia", names, first_right=0.3))
     calibrated = load_model(path, intra_op_threads=1)
-    blank = encode(np.full((256, 256, 3), 200, np.uint8))
-    plain = grade_device(run_direct, model, [blank], device=Device(), standards=["ctia"])
-    g = grade_device(run_direct, calibrated, [blank], device=Device(), standards=["ctia", "r2"])
+    clean = [encode(device_photo(scratch=False))] * 2
+    views = [View.FRONT, View.BACK]
+    plain = grade_device(run_direct, model, clean, device=Device(), standards=["ctia"], views=views)
+    g = grade_device(run_direct, calibrated, clean, device=Device(), standards=["ctia", "r2"], views=views)
     assert plain.grades["ctia"].probabilities["A"] == 1.0 and not plain.grades["ctia"].needs_review
     ctia = g.grades["ctia"]
     assert ctia.grade == "A" and ctia.probabilities["A"] == pytest.approx(0.3)
