@@ -1,0 +1,104 @@
+"""Overlays: counted defects drawn apart from candidates, labels that never overlap, old gradings too."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving.overlays import COLOURS, place_labels, render
+from tests.serving.conftest import encode
+from tests.serving.tiny_model import device_photo
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _defect(k: int, x: float, y: float, conf: float, kind: str = "scratch", **extra) -> dict:
+    box = [x, y, x + 40 + 7 * (k % 5), y + 12 + 3 * (k % 4)]
+    polygon = [[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]]
+    return {
+        "type": kind,
+        "zone": "screen",
+        "confidence": conf,
+        "box": box,
+        "polygon": polygon,
+        "units": "mm",
+        "length": 5.0 + k,
+        "width": 0.1,
+        "area": 0.5,
+        "length_mm": 5.0 + k,
+        "length_rel": None,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def busy() -> tuple[bytes, list[dict]]:
+    """A cracked-looking photo: 40 instances piled on a small patch of the screen, 4 of them counted."""
+    rng = np.random.default_rng(18)
+    defects = []
+    for k in range(40):
+        x, y = rng.uniform(300, 420), rng.uniform(200, 330)
+        counted = k % 10 == 0
+        conf = float(rng.uniform(0.5, 1.0) if counted else rng.uniform(0.05, 0.49))
+        kind = "crack" if k % 3 else "scratch"
+        defects.append(_defect(k, x, y, conf, kind, counted=counted, role="defect"))
+    defects.append(_defect(40, 350, 250, 0.9, "crack", counted=False, role="evidence"))
+    return encode(device_photo(scratch=False)), defects
+
+
+def test_labels_of_a_busy_photo_never_overlap_and_every_counted_defect_has_one(busy):
+    photo, defects = busy
+    out = render(photo, defects)
+    rects = [label.rect for label in out.labels]
+    assert not any(_overlap(a, b) for a, b in itertools.combinations(rects, 2))
+    w, h = out.size
+    assert all(min(r[0], r[1]) >= 0 and r[2] <= w and r[3] <= h for r in rects)
+    counted = {k for k, d in enumerate(defects) if d["counted"]}
+    assert {label.defect for label in out.labels if label.style == "counted"} == counted
+    assert all(label.style == "candidate" for label in out.labels if label.defect not in counted)
+    assert 40 not in {label.defect for label in out.labels}  # evidence: outlined, never labelled
+    assert any(label.style == "candidate" for label in out.labels)  # some candidates got room
+    full = next(label for label in out.labels if label.style == "counted")
+    assert "mm" in full.text and "(" in full.text
+
+
+def test_counted_and_candidate_labels_look_different(busy):
+    """A counted label is its type's full colour on black; a candidate's is dimmed into the photo."""
+    photo, defects = busy
+    out = render(photo, defects)
+    img = np.asarray(Image.open(io.BytesIO(out.png)).convert("RGB")).astype(int)
+
+    def pure_colour_pixels(label) -> int:
+        x0, y0, x1, y1 = (round(v) for v in label.rect)
+        patch = img[y0:y1, x0:x1]
+        colour = np.array(COLOURS[defects[label.defect]["type"]])
+        return int((np.abs(patch - colour).sum(axis=-1) < 30).sum())
+
+    counted = [pure_colour_pixels(lbl) for lbl in out.labels if lbl.style == "counted"]
+    candidates = [pure_colour_pixels(lbl) for lbl in out.labels if lbl.style == "candidate"]
+    # (a candidate's label may sit over a counted outline, which shows through it)
+    assert min(counted) > 50 and max(candidates) < min(counted) / 5
+
+
+def test_old_gradings_without_counted_still_render():
+    """Defects stored before `counted` existed: the engine's rule decides which are drawn as counted."""
+    photo = encode(device_photo(scratch=False))
+    old = [_defect(0, 320, 250, 0.9), _defect(1, 420, 250, 0.2), _defect(2, 320, 350, 0.9, "smudge")]
+    out = render(photo, old)
+    assert {lbl.defect: lbl.style for lbl in out.labels} == {0: "counted", 1: "candidate", 2: "candidate"}
+
+
+def test_greedy_placement_falls_back_to_a_free_spot_for_what_must_show():
+    box = (50.0, 50.0, 60.0, 60.0)
+    items = [(box, 30.0, 10.0, True)] * 12 + [(box, 30.0, 10.0, False)] * 12
+    spots = place_labels(items, 200, 200, taken=[(0.0, 0.0, 200.0, 20.0)])
+    must = spots[:12]
+    assert all(s is not None for s in must) and any(away for _, away in must)
+    rects = [(0.0, 0.0, 200.0, 20.0)] + [r for r, _ in filter(None, spots)]
+    assert not any(_overlap(a, b) for a, b in itertools.combinations(rects, 2))
