@@ -13,12 +13,14 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from model.rules.schema import UNGRADABLE
 from serving.db import Grading
 from serving.deps import StateDep
 from serving.review import events, queue
 from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see_other
 from serving.review.sessions import Reviewer
 from serving.review.signin import ReviewerDep
+from serving.schemas import is_counted
 
 STATIC = {"review.css": "text/css", "review.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 PAGE_SIZE = 25
@@ -120,7 +122,11 @@ def _int(value: str | None, default: int) -> int:
 def _queue_item(row: Grading, state: events.ReviewState) -> dict:
     # The probability of the model's own grade, the least sure standard first: with calibrated
     # probabilities another grade can be likelier than the one given, and that is not certainty.
-    probs = [(g.get("probabilities") or {}).get(g["grade"], 1.0) for g in row.body["grades"].values()]
+    # An ungradable device has no grade to be sure of: 0.
+    probs = [
+        0.0 if g["grade"] == UNGRADABLE else (g.get("probabilities") or {}).get(g["grade"], 1.0)
+        for g in row.body["grades"].values()
+    ]
     return {
         "id": row.id,
         "short": row.id[:8],
@@ -215,6 +221,19 @@ def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryE
     return out
 
 
+def _counts(d: events.Defect, stored: list[dict]) -> str:
+    """'counted' (the grade rests on it; a reviewer's added defect too), 'candidate' (listed, below the
+    cut or an ungraded type) or 'evidence' (a fragment of a zone-level defect)."""
+    if d.origin == "reviewer":
+        return "counted"
+    k = int(d.id.rsplit("-d", 1)[1]) if "-d" in d.id else -1
+    if not 0 <= k < len(stored):
+        return "candidate"
+    if stored[k].get("role") == "evidence":
+        return "evidence"
+    return "counted" if is_counted(stored[k]) else "candidate"
+
+
 def grading_page(
     request: Request, state, reviewer: Reviewer, grading_id: str, error: str = "", status: int = 200
 ) -> HTMLResponse:
@@ -228,12 +247,19 @@ def grading_page(
     photos = []
     for p in body["photos"]:
         idx = p["index"]
-        defects = st.defects.get(idx, [])
+        counts = {d.id: _counts(d, p["defects"]) for d in st.defects.get(idx, [])}
+        # What the grade rests on first, then the candidates, most likely first: numbered in that order.
+        defects = sorted(
+            st.defects.get(idx, []),
+            key=lambda d: (counts[d.id] != "counted", d.origin == "reviewer", -(d.confidence or 0.0)),
+        )
         photos.append(
             {
                 **p,
                 "url": f"/review/gradings/{row.id}/photos/{idx}",
                 "defects": defects,
+                "counts": counts,
+                "n_candidates": sum(1 for c in counts.values() if c != "counted"),
                 "marker": max(p["width"], p["height"]) / 45,
             }
         )
@@ -254,6 +280,7 @@ def grading_page(
             "defect_types": events.DEFECT_TYPES,
             "zones": events.ZONES,
             "version": st.last_event_id,
+            "ungradable": UNGRADABLE,
             "flash": FLASH.get(msg, "") if not error else "",
             "error": error or (CONFLICT if msg == "conflict" else ""),
             "back": safe_next(request.query_params.get("back"))
