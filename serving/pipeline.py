@@ -113,7 +113,10 @@ class DeviceGrading:
                     f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
                     f"< {g.review_threshold:.2f}"
                 )
-        missing = sorted({v for g in self.grades.values() if g.gradable for v in g.missing_views})
+        # A missing view is a reason where it left a grade unsure (an upper bound, `model.rules.grade`).
+        missing = sorted(
+            {v for g in self.grades.values() if g.gradable and g.needs_review for v in g.missing_views}
+        )
         out += [f"no usable {v} photo: graded without it" for v in missing]
         out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
         return out

@@ -301,7 +301,9 @@ def grade(
         listable=chosen.listable,
         barred=barred,
         probabilities=probs,
-        needs_review=probs[chosen.name] < threshold or bool(missing),
+        # A missing view can only lower the grade (more defects never improve one): unless the grade is
+        # already the last, what the photos show is an upper bound that a person should check.
+        needs_review=probs[chosen.name] < threshold or (bool(missing) and g < len(std.grades) - 1),
         review_threshold=threshold,
         method=method,
         scale_known=all(i.scaled for i in insts),

@@ -305,6 +305,8 @@ def overrule(
     for name, grade in new_grades.items():
         if name not in state.grades:
             raise ReviewInvalid(f"this grading has no {name} grade")
+        if grade == before[name]:  # unchanged (an ungradable grade left as it is): nothing to check
+            continue
         if grade not in state.grades[name].choices:
             raise ReviewInvalid(f"{grade!r} is not a {name} grade")
     after = {**before, **new_grades}

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
+from model.rules.schema import UNGRADABLE
 from model.taxonomy import DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
@@ -115,7 +116,10 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
                 device_model=row.device_model,
                 instances=instances,
                 image_labels=image_labels,
-                grades=state.current_grades() if verdict else {},
+                # An "ungradable" verdict teaches no grade: only real grades become labels.
+                grades={k: g for k, g in state.current_grades().items() if g != UNGRADABLE}
+                if verdict
+                else {},
                 meta={**meta, "photo_index": idx},
             )
         )

@@ -221,13 +221,15 @@ views_strategy = st.sets(st.sampled_from(list(View)), min_size=1)
 @given(st.lists(instance_strategy, max_size=8), views_strategy, st.sampled_from(STANDARDS))
 def test_views_never_change_the_grade_only_say_what_was_not_seen(instances, views, name):
     """With any usable view, the grade, reasons and probabilities are the instances' (so adding or
-    enlarging a defect still never improves it); a missing front or back is said and sent to review."""
+    enlarging a defect still never improves it); a missing front or back is said, and sent to review
+    unless the grade is already the last (an unseen side can only lower a grade)."""
     plain = grade(instances, name)
     seen = grade(instances, name, views=views)
     assert (seen.grade, seen.barred, seen.probabilities) == (plain.grade, plain.barred, plain.probabilities)
     missing = [v for v in ("front", "back") if View(v) not in views]
     assert seen.missing_views == missing
-    assert seen.needs_review == (plain.needs_review or bool(missing))
+    last = seen.grade == load_standard(name).grade_names[-1]
+    assert seen.needs_review == (plain.needs_review or (bool(missing) and not last))
     assert all(any(v in a for a in seen.advice) for v in missing)
 
 
@@ -249,6 +251,13 @@ def test_one_front_photo_grades_the_screen_and_asks_for_the_back():
     assert result.grade == "Fair" and result.listable
     assert result.missing_views == ["back"] and result.needs_review
     assert result.advice[0] == "no usable back photo: the back and its camera not graded, add one"
+
+
+def test_a_cracked_screen_seen_from_the_front_needs_no_back_photo_to_be_sure():
+    """Unlistable is the last grade: whatever the back shows cannot change it, so no review for it."""
+    result = grade([mm("crack", "screen", 40.0, 0.3)], "backmarket", views={View.FRONT})
+    assert result.grade == "Unlistable" and result.missing_views == ["back"]
+    assert not result.needs_review and result.advice  # still says the back was not seen
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -95,7 +95,11 @@ def test_one_usable_front_photo_is_graded_and_says_it_lacks_the_back(client, key
     body = post_grading(client, keys.a, [_png(scratched_with_candidate())], data={"views": "front"}).json()
     bm = body["grades"]["backmarket"]
     assert bm["grade"] not in ("ungradable", "Premium") and bm["missing_views"] == ["back"]
-    assert bm["needs_review"] and "no usable back photo: graded without it" in body["review_reasons"]
+    # The back could only lower a grade: one that is not already the last goes to review for it.
+    ctia = body["grades"]["ctia"]
+    assert ctia["grade"] != load_standard("ctia").grade_names[-1] and ctia["needs_review"]
+    assert body["needs_review"] and "no usable back photo: graded without it" in body["review_reasons"]
+    assert bm["needs_review"] == (bm["grade"] != load_standard("backmarket").grade_names[-1])
     assert any(a.startswith("no usable back photo") for a in bm["advice"])
     defects = body["photos"][0]["defects"]
     assert all(isinstance(d["counted"], bool) for d in defects)
@@ -200,3 +204,37 @@ def test_the_batch_grader_writes_ungradable_and_counted(tmp_path, model_path):
     assert table["missing_views"]["ctia"] == ["front", "back"]
     assert sorted(d["counted"] for d in front["defects"]) == [False, True]
     assert (tmp_path / "ov" / "front.png").exists()
+
+
+def test_a_confirmed_ungradable_grading_exports_its_photos_without_grade_labels(client, keys, tmp_path):
+    """'ungradable' is a verdict on the photos, not a grade of the device: it never becomes a label."""
+    from datetime import UTC, datetime, timedelta
+
+    from model.manifest import read_manifest
+    from serving.db import ApiKey, Grading
+    from serving.review import events
+    from serving.review.export import export_reviews
+
+    gid = post_grading(client, keys.a, [_png(no_device())]).json()["id"]
+    svc = client.app.state.svc
+    with svc.sessions() as s:
+        who = s.query(ApiKey).filter_by(role="auditor").one().id
+        events.confirm(s, s.get(Grading, gid), who, "nothing to see", None)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    summary = export_reviews(svc.sessions, svc.blobs, tmp_path / "out", since, val_fraction=0.0)
+    (record,) = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert summary.gradings == 1 and record.grades == {} and summary.grade_labels == 0
+
+
+def test_overruling_one_standard_of_an_ungradable_grading_leaves_the_others_as_they_are(client, keys):
+    from serving.db import ApiKey, Grading
+    from serving.review import events
+
+    gid = post_grading(client, keys.a, [_png(no_device())]).json()["id"]
+    svc = client.app.state.svc
+    with svc.sessions() as s:
+        who = s.query(ApiKey).filter_by(role="auditor").one().id
+        row = s.get(Grading, gid)
+        unchanged = {"ctia": "ungradable", "r2": "ungradable"}
+        events.overrule(s, row, who, {"backmarket": "Good", **unchanged}, "seen in person", None)
+        assert events.load_state(s, row).current_grades() == {"backmarket": "Good", **unchanged}
