@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.damage import GLASS_ZONES, ZoneDamageModel
-from model.outputs import DEFECT_CHANNELS, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+from model.outputs import (
+    DEFECT_CHANNELS,
+    FEATURE_OUTPUTS,
+    OUTPUT_NAMES,
+    QUALITY_CLASSES,
+    VIEW_CLASSES,
+    ZONE_CHANNELS,
+)
 from model.rules.calibration import GradeCalibration
 
 MODEL_CARD_KEY = "refurbgrade.model_card"
@@ -85,6 +92,8 @@ class ModelCard(BaseModel):
     mask_stride: int = Field(gt=0)
     # Run a second pass on the device's crop (model.inference); the thresholds were calibrated that way.
     crop_to_device: bool = False
+    # Outputs beyond the contract that the file has (`model.outputs.FEATURE_OUTPUTS`).
+    feature_outputs: tuple[str, ...] = ()
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)
     output_names: tuple[str, ...] = OUTPUT_NAMES
     thresholds: Thresholds
@@ -100,12 +109,20 @@ class ModelCard(BaseModel):
             raise ValueError(
                 f"model card schema_version {self.schema_version}, expected {CARD_SCHEMA_VERSION}"
             )
+        unknown_features = set(self.feature_outputs) - set(FEATURE_OUTPUTS)
+        if unknown_features:
+            raise ValueError(f"unknown feature outputs {sorted(unknown_features)}")
         if set(self.output_names) != set(OUTPUT_NAMES):
             raise ValueError(f"output_names {self.output_names} do not match the contract {OUTPUT_NAMES}")
         unknown = set(self.thresholds.defect_pixel) - set(self.taxonomy.defect_types)
         if unknown:
             raise ValueError(f"thresholds for unknown defect types: {sorted(unknown)}")
         return self
+
+    @property
+    def run_outputs(self) -> tuple[str, ...]:
+        """Every output to ask the file for: the contract's, then its feature outputs."""
+        return (*OUTPUT_NAMES, *self.feature_outputs)
 
     def to_json(self) -> str:
         return self.model_dump_json()

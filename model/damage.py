@@ -2,9 +2,15 @@
 
 A shattered screen is a property of the glass, not of any one fragment of its crack map: the network's
 crack map breaks a spider web into dozens of small pieces, each too faint to pass the crack cut on its
-own. So a card may carry, per glass zone, a `ZoneDamageModel`: a logistic model over a few statistics
-of the crack map inside that zone (`zone_features`), fitted on validation photos with image-level
-"cracked / not cracked" truth (`training.damage`). `judge_zone_damage` turns its probability into one
+own. So a card may carry, per glass zone, a `ZoneDamageModel`: a logistic model over features of that
+zone (`zone_features`), fitted on photos with image-level "cracked / not cracked" truth
+(`training.damage`). Two kinds of features:
+
+- `crack_map_v1`: a few statistics of the crack map inside the zone;
+- `encoder_s16_v1`: the mean and the maximum, over the zone's cells, of each channel of the encoder's
+  stride-16 features (the optional output `model.outputs.ENCODER_S16`): what the network sees there
+  before its crack head, which tells a shattered screen from a scratched one or a wallpaper far better
+  than the crack map (README, model history). `judge_zone_damage` turns its probability into one
 crack defect on that zone (its box and outline the union of the fragments, its length their extent),
 and marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
 
@@ -14,14 +20,15 @@ Torch-free: serving and evaluation both apply it inside `model.postprocess.extra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance, Measurement
-from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+from model.outputs import DEFECT_CHANNELS, ENCODER_S16, ZONE_CHANNELS
 from model.taxonomy import DefectType, View, Zone
 
 CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
@@ -32,6 +39,8 @@ TOP_SHARE = 0.02  # the top 2% of the zone's cells (at least one): a pattern's s
 LOW_CUT = 0.15  # a cell "touched" by the crack map, far below any instance cut
 EPS = 1e-4
 FEATURES: tuple[str, ...] = ("logit_max", "logit_top", "logit_touched", "logit_mean")
+CRACK_MAP = "crack_map_v1"
+ENCODER_POOL = "encoder_s16_v1"
 
 
 def _logit(p: float) -> float:
@@ -39,14 +48,16 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def zone_features(defect_probs: np.ndarray, zone_probs: np.ndarray, zone: Zone) -> np.ndarray | None:
-    """The crack map's statistics over the cells whose most likely zone is `zone` (mask resolution),
-    as logits, in `FEATURES` order; None when the photo shows too little of that zone."""
-    cells = zone_probs.argmax(axis=0) == ZONE_CHANNELS.index(zone.value)
+def zone_features(outputs: Mapping[str, np.ndarray], zone: Zone, kind: str = CRACK_MAP) -> np.ndarray | None:
+    """One photo's features of `zone` (the cells whose most likely zone it is), of `kind`; None when the
+    photo shows too little of the zone, or lacks the output the kind reads."""
+    cells = outputs["zone_probs"].argmax(axis=0) == ZONE_CHANNELS.index(zone.value)
     n = int(cells.sum())
     if n < MIN_ZONE_CELLS:
         return None
-    crack = defect_probs[CRACK][cells].astype(np.float64)
+    if kind == ENCODER_POOL:
+        return _encoder_pool(outputs.get(ENCODER_S16), cells)
+    crack = outputs["defect_probs"][CRACK][cells].astype(np.float64)
     k = max(1, round(TOP_SHARE * n))
     top = float(np.partition(crack, n - k)[n - k :].mean())
     return np.array(
@@ -59,13 +70,26 @@ def zone_features(defect_probs: np.ndarray, zone_probs: np.ndarray, zone: Zone) 
     )
 
 
+def _encoder_pool(features: np.ndarray | None, cells: np.ndarray) -> np.ndarray | None:
+    """Each channel's mean and maximum over the feature cells that hold some of the zone's mask cells."""
+    if features is None:
+        return None
+    h = features.shape[-1]
+    f = cells.shape[0] // h
+    mask = cells[: h * f, : h * f].reshape(h, f, h, f).any(axis=(1, 3))
+    v = features[:, mask].astype(np.float64)
+    return np.concatenate([v.mean(axis=1), v.max(axis=1)])
+
+
 class ZoneDamageModel(BaseModel):
-    """P(the zone's glass is cracked) = sigmoid(weights . zone_features + bias), fitted on validation
-    photos (`training.damage.fit_zone_damage`)."""
+    """P(the zone's glass is cracked) = sigmoid(weights . (zone_features - mean) / scale + bias), fitted
+    on photos with cracked / not truth (`training.damage.fit_zone_damage`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: tuple[str, ...] = FEATURES
+    features: Literal["crack_map_v1", "encoder_s16_v1"] = CRACK_MAP
+    mean: tuple[float, ...] = ()  # the features' standardisation; empty: none
+    scale: tuple[float, ...] = ()
     weights: tuple[float, ...]
     bias: float
     photos: int = Field(ge=0, description="validation photos it was fitted on")
@@ -74,25 +98,33 @@ class ZoneDamageModel(BaseModel):
 
     @model_validator(mode="after")
     def _matches_features(self) -> ZoneDamageModel:
-        if self.features != FEATURES:
-            raise ValueError(f"zone damage features {self.features} are not this version's {FEATURES}")
-        if len(self.weights) != len(self.features):
-            raise ValueError(f"{len(self.weights)} weights for {len(self.features)} features")
+        if self.features == CRACK_MAP and len(self.weights) != len(FEATURES):
+            raise ValueError(f"{len(self.weights)} weights for the {len(FEATURES)} crack-map features")
+        for name in ("mean", "scale"):
+            if getattr(self, name) and len(getattr(self, name)) != len(self.weights):
+                raise ValueError(
+                    f"{name} has {len(getattr(self, name))} values for {len(self.weights)} weights"
+                )
+        if any(v <= 0 for v in self.scale):
+            raise ValueError("scale must be positive")
         return self
 
     def probability(self, features: np.ndarray) -> float:
-        z = float(np.dot(self.weights, features) + self.bias)
+        x = np.asarray(features, dtype=np.float64)
+        if self.mean:
+            x = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = float(np.dot(self.weights, x) + self.bias)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
 def zone_damage(
-    defect_probs: np.ndarray, zone_probs: np.ndarray, models: dict[str, ZoneDamageModel]
+    outputs: Mapping[str, np.ndarray], models: Mapping[str, ZoneDamageModel]
 ) -> dict[Zone, float]:
     """P(cracked) for each glass zone the card has a model for and the photo shows enough of."""
     out = {}
     for zone in GLASS_ZONES:
         model = models.get(zone.value)
-        f = None if model is None else zone_features(defect_probs, zone_probs, zone)
+        f = None if model is None else zone_features(outputs, zone, model.features)
         if f is not None:
             out[zone] = model.probability(f)
     return out

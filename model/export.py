@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from model.card import MODEL_CARD_KEY, ModelCard
-from model.outputs import INPUT_NAME, OUTPUT_NAMES
+from model.outputs import ENCODER_S16, INPUT_NAME, OUTPUT_NAMES
 
 OPSET = 18
 
@@ -90,12 +90,13 @@ def onnx_runner(
     """An ONNX file as a `model.inference.RunNCHW` (the contract's outputs by name), and its metadata
     (the model card is under `MODEL_CARD_KEY`: `ModelCard.from_metadata`)."""
     sess = _session(path, threads)
-    names = list(OUTPUT_NAMES)
+    meta = dict(sess.get_modelmeta().custom_metadata_map)
+    names = list(ModelCard.from_metadata(meta, source=str(path)).run_outputs)
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(names, sess.run(names, {INPUT_NAME: batch}), strict=True))
 
-    return run, dict(sess.get_modelmeta().custom_metadata_map)
+    return run, meta
 
 
 def _as_session(path_or_session):
@@ -137,6 +138,42 @@ def update_card(path: str | Path, **changes) -> ModelCard:
     new = ModelCard.model_validate({**card.model_dump(), **changes})
     m = onnx.load(str(path))
     _set_card(m, new)
+    onnx.save(m, str(path))
+    return new
+
+
+# The lite0_fpn decoder reads the encoder's stride-16 features through this lateral convolution.
+S16_LATERAL_WEIGHT = "lateral.2.0.weight"
+
+
+def _encoder_s16_tensor(m: onnx.ModelProto) -> str:
+    """The float tensor the stride-16 lateral convolution reads: in an INT8 (QDQ) graph, the tensor
+    before its QuantizeLinear / DequantizeLinear pair."""
+    producers = {o: n for n in m.graph.node for o in n.output}
+    for node in m.graph.node:
+        if node.op_type == "Conv" and any(i.startswith(S16_LATERAL_WEIGHT) for i in node.input[1:]):
+            name = node.input[0]
+            while name in producers and producers[name].op_type in ("DequantizeLinear", "QuantizeLinear"):
+                name = producers[name].input[0]
+            return name
+    raise ValueError(f"no convolution with weight {S16_LATERAL_WEIGHT!r}: not a lite0_fpn graph")
+
+
+def expose_encoder_features(path: str | Path) -> ModelCard:
+    """Add the encoder's stride-16 features as the output `ENCODER_S16` of an exported file (FP32 or
+    INT8) and list it in its card; a file that has it already is left as it is. The other outputs and
+    the weights are untouched, so the parity verified at export still holds for them."""
+    card = read_card(path)
+    if ENCODER_S16 in card.feature_outputs:
+        return card
+    m = onnx.load(str(path))
+    m.graph.node.append(onnx.helper.make_node("Identity", [_encoder_s16_tensor(m)], [ENCODER_S16]))
+    m.graph.output.append(
+        onnx.helper.make_tensor_value_info(ENCODER_S16, onnx.TensorProto.FLOAT, ["N", "C", "H", "W"])
+    )
+    new = card.model_copy(update={"feature_outputs": (*card.feature_outputs, ENCODER_S16)})
+    _set_card(m, new)
+    onnx.checker.check_model(m)
     onnx.save(m, str(path))
     return new
 

@@ -26,3 +26,9 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "quality_probs": ("distribution over photo-quality verdicts (softmax)", "N x n_quality"),
 }
 OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUTS)
+
+# Optional outputs beyond the contract; a card lists the ones its file has (`ModelCard.feature_outputs`).
+# The encoder's features at stride 16 (N x C x S/16 x S/16): what the zone-damage judgement reads
+# (`model.damage`), exposed from an exported graph by `model.export.expose_encoder_features`.
+ENCODER_S16 = "encoder_s16"
+FEATURE_OUTPUTS: tuple[str, ...] = (ENCODER_S16,)

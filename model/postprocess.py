@@ -27,7 +27,7 @@ from model.card import Thresholds
 from model.damage import judge_zone_damage, zone_damage
 from model.geometry import MIN_DEVICE_CELLS, device_mask
 from model.instances import DefectInstance, Measurement
-from model.outputs import DEFECT_CHANNELS
+from model.outputs import DEFECT_CHANNELS, ENCODER_S16
 from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
 from model.taxonomy import LINEAR_DEFECT_TYPES, ZONES_BY_VIEW, DefectType, View, Zone
@@ -191,8 +191,11 @@ def extract_instances(
     photo_index: int = 0,
     view: View | None = None,
     split_lines: bool = True,
+    encoder_features: np.ndarray | None = None,
 ) -> list[DefectInstance]:
     """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
+    `encoder_features`: the photo's `model.outputs.ENCODER_S16` output, which a card's zone-damage
+    models may read (`model.damage`).
     `split_lines`: a scratch component that holds several lines becomes one instance per line
     (`model.strokes`); off, each component is one instance (the measurement before 2026-12-03)."""
     probs = upsample(defect_probs.astype(np.float32), input_size)
@@ -246,7 +249,10 @@ def extract_instances(
                     )
                 )
     if thresholds.zone_damage:
-        judged = zone_damage(defect_probs, zone_probs, thresholds.zone_damage)
+        maps = {"defect_probs": defect_probs, "zone_probs": zone_probs}
+        if encoder_features is not None:
+            maps[ENCODER_S16] = encoder_features
+        judged = zone_damage(maps, thresholds.zone_damage)
         boxes = {z: _zone_box(zone_probs, z, lb, input_size) for z in judged}
         out = judge_zone_damage(
             out,

@@ -29,6 +29,7 @@ from model.card import ModelCard
 from model.catalogue import lookup_device
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
+from model.outputs import ENCODER_S16
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DecodeError
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
@@ -236,6 +237,7 @@ def analyse_photo(
             size,
             photo_index=index,
             view=view_res,
+            encoder_features=outputs.get(ENCODER_S16),
         )
     w, h = inferred.frame.original_size
     return PhotoResult(

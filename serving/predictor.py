@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.card import ModelCard
-from model.outputs import INPUT_NAME, OUTPUT_NAMES, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+from model.outputs import ENCODER_S16, INPUT_NAME, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 
 
@@ -45,8 +45,8 @@ class Model:
 
     def run(self, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, S, S) uint8 -> the contract's outputs by name, each with a leading N axis."""
-        outs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch_nchw})
-        return dict(zip(OUTPUT_NAMES, outs, strict=True))
+        names = self.card.run_outputs
+        return dict(zip(names, self.session.run(list(names), {INPUT_NAME: batch_nchw}), strict=True))
 
 
 def _file_sha256(path: Path) -> str:
@@ -100,7 +100,7 @@ def verify(model: Model) -> None:
     if INPUT_NAME not in inputs or inputs[INPUT_NAME].type != "tensor(uint8)":
         raise ModelLoadError(f"{model.path}: needs a uint8 input named {INPUT_NAME!r}, has {list(inputs)}")
     outputs = {o.name for o in model.session.get_outputs()}
-    missing = set(OUTPUT_NAMES) - outputs
+    missing = set(model.card.run_outputs) - outputs
     if missing:
         raise ModelLoadError(f"{model.path}: missing outputs {sorted(missing)}")
     s, stride = model.card.input_size, model.card.mask_stride
@@ -116,6 +116,9 @@ def verify(model: Model) -> None:
         "view_probs": (2, len(VIEW_CLASSES)),
         "quality_probs": (2, len(QUALITY_CLASSES)),
     }
+    if ENCODER_S16 in model.card.feature_outputs:
+        features = out[ENCODER_S16]
+        expected[ENCODER_S16] = (2, features.shape[1], s // 16, s // 16)
     for name, shape in expected.items():
         if out[name].shape != shape:
             raise ModelLoadError(f"{model.path}: output {name} has shape {out[name].shape}, expected {shape}")

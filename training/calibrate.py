@@ -293,9 +293,26 @@ def calibrate_model_file(
     None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
     if not isinstance(model_file, ModelFile):
         model_file = open_model_file(model_file)
+    if damage_items and model_file.path.suffix == ".onnx" and expose_features(model_file.path):
+        model_file = open_model_file(model_file.path)  # now with the encoder's features
     crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
     cal = calibrate(model_file.model, items, crop_to_device=crop, damage_items=damage_items)
     return cal, store_calibration(model_file.path, cal)
+
+
+def expose_features(path: Path) -> bool:
+    """Give an ONNX file and its INT8 sibling the encoder's features that zone damage reads best
+    (`model.export.expose_encoder_features`); False for a graph that has none to give (its zone damage
+    is then fitted on the crack map)."""
+    from model.export import expose_encoder_features
+
+    try:
+        for p in (path, path.with_suffix(".int8.onnx")):
+            if p.is_file():
+                expose_encoder_features(p)
+    except ValueError:
+        return False
+    return True
 
 
 def store_calibration(path: str | Path, cal: dict) -> list[Path]:

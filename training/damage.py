@@ -6,7 +6,8 @@ Truth per glass zone of a photo:
   stained and oily screens as hard negatives): the label belongs to the glass its view shows (front:
   the screen; back: the back glass); without a view, the screen.
 
-The fit is a logistic regression on `model.damage.zone_features`, each source weighted to the same
+The fit is a logistic regression on `model.damage.zone_features` (standardised; the encoder's pooled
+features where the model file exposes them, else the crack map's statistics), each source weighted to the same
 total so that a large synthetic set cannot outvote the real photos, and within a source its cracked and
 intact photos weighted to the same total: a set that is 73% cracked (phones_web) must not teach that
 most screens are cracked, so the probability is the photo's evidence at even odds. `C` (the inverse
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.damage import GLASS_ZONES, ZoneDamageModel, zone_features
+from model.damage import CRACK_MAP, ENCODER_POOL, GLASS_ZONES, ZoneDamageModel, zone_features
+from model.outputs import ENCODER_S16
 from model.taxonomy import DefectType, View, Zone
 from training.predict import Prediction
 
@@ -57,14 +59,14 @@ class ZoneSample:
     cracked: bool
 
 
-def zone_samples(preds: Iterable[Prediction], zone: Zone) -> list[ZoneSample]:
+def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP) -> list[ZoneSample]:
     """The photos whose truth for `zone` is known and that show enough of it."""
     out = []
     for p in preds:
         truth = zone_truth(p.item.record).get(zone)
         if truth is None:
             continue
-        f = zone_features(p.outputs["defect_probs"], p.outputs["zone_probs"], zone)
+        f = zone_features(p.outputs, zone, kind)
         if f is not None:
             out.append(ZoneSample(p.item.record.source, f, truth))
     return out
@@ -92,7 +94,7 @@ def _log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
 
 
 def fit_zone_damage(
-    fit: Sequence[ZoneSample], choose: Sequence[ZoneSample]
+    fit: Sequence[ZoneSample], choose: Sequence[ZoneSample], kind: str = CRACK_MAP
 ) -> tuple[ZoneDamageModel | None, dict]:
     """The model for one zone, fitted on `fit` with the `C` whose log-loss on `choose` is lowest, and the
     figures behind the choice; None when `fit` has too few photos of either class."""
@@ -101,9 +103,12 @@ def fit_zone_damage(
     y = np.array([s.cracked for s in fit], dtype=float)
     if min(y.sum(), len(y) - y.sum()) < MIN_PER_CLASS:
         return None, {"photos": len(fit), "positives": int(y.sum()), "skipped": "too few of a class"}
-    x, w = np.stack([s.features for s in fit]), source_weights(fit)
+    raw = np.stack([s.features for s in fit])
+    # Standardised features: one regularisation strength fits hundreds of encoder channels alike.
+    mean, scale = raw.mean(axis=0), raw.std(axis=0) + 1e-6
+    x, w = (raw - mean) / scale, source_weights(fit)
     yc = np.array([s.cracked for s in choose], dtype=float)
-    xc = np.stack([s.features for s in choose]) if choose else None
+    xc = (np.stack([s.features for s in choose]) - mean) / scale if choose else None
     wc = source_weights(choose) if choose else None
     scores, best = {}, None
     for c in C_GRID:
@@ -114,22 +119,29 @@ def fit_zone_damage(
             best = (loss, c, lr)
     _, c, lr = best
     model = ZoneDamageModel(
+        features=kind,
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
         weights=tuple(float(v) for v in lr.coef_[0]),
         bias=float(lr.intercept_[0]),
         photos=len(fit),
         positives=int(y.sum()),
         sources=dict(Counter(s.source for s in fit)),
     )
-    return model, {"C": c, "choice_log_loss": scores, "photos": len(fit), "choice_photos": len(choose)}
+    figures = {"features": kind, "C": c, "choice_log_loss": scores, "photos": len(fit)}
+    return model, figures | {"choice_photos": len(choose)}
 
 
 def fit_all_zones(
     fit_preds: Sequence[Prediction], choose_preds: Sequence[Prediction]
 ) -> tuple[dict[str, ZoneDamageModel], dict]:
-    """A model per glass zone that has enough labelled photos, and the figures of each fit."""
+    """A model per glass zone that has enough labelled photos, and the figures of each fit: on the
+    encoder's features where the model file gives them (`ENCODER_S16`), else on the crack map."""
     models, figures = {}, defaultdict(dict)
+    kind = ENCODER_POOL if fit_preds and ENCODER_S16 in fit_preds[0].outputs else CRACK_MAP
     for zone in GLASS_ZONES:
-        model, fig = fit_zone_damage(zone_samples(fit_preds, zone), zone_samples(choose_preds, zone))
+        fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
+        model, fig = fit_zone_damage(fit, choose, kind)
         figures[zone.value] = fig
         if model is not None:
             models[zone.value] = model

@@ -39,10 +39,10 @@ MODEL = ZoneDamageModel(weights=(0.0, 1.0, 1.0, 0.0), bias=6.0, photos=100, posi
 
 
 def test_features_need_enough_of_the_zone_and_grow_with_the_crack_map():
-    defect, zone = _maps(0.3, 12)
-    assert zone_features(defect, zone, Zone.BODY) is None  # no back glass in view
-    faint = zone_features(*_maps(0.3, 3), Zone.SCREEN)
-    strong = zone_features(defect, zone, Zone.SCREEN)
+    maps = dict(zip(("defect_probs", "zone_probs"), _maps(0.3, 12), strict=True))
+    assert zone_features(maps, Zone.BODY) is None  # no back glass in view
+    faint = zone_features(dict(zip(("defect_probs", "zone_probs"), _maps(0.3, 3), strict=True)), Zone.SCREEN)
+    strong = zone_features(maps, Zone.SCREEN)
     assert faint is not None and strong is not None and len(strong) == len(FEATURES)
     assert (strong >= faint).all() and (strong > faint).any()
 
@@ -50,8 +50,12 @@ def test_features_need_enough_of_the_zone_and_grow_with_the_crack_map():
 def test_a_card_refuses_a_zone_model_for_a_zone_that_is_not_glass_and_features_of_another_version():
     with pytest.raises(ValueError, match="not glass"):
         Thresholds(defect_pixel={"crack": 0.5}, zone_damage={"frame": MODEL})
-    with pytest.raises(ValueError, match="features"):
-        ZoneDamageModel(features=("max",), weights=(1.0,), bias=0.0, photos=1, positives=1)
+    with pytest.raises(ValueError, match="crack-map features"):
+        ZoneDamageModel(weights=(1.0,), bias=0.0, photos=1, positives=1)
+    with pytest.raises(ValueError, match="mean has 1 values for 2 weights"):
+        ZoneDamageModel(
+            features="encoder_s16_v1", mean=(0.0,), weights=(1.0, 2.0), bias=0.0, photos=1, positives=1
+        )
 
 
 def test_faint_fragments_of_a_shattered_screen_become_one_counted_crack():
@@ -71,7 +75,7 @@ def test_faint_fragments_of_a_shattered_screen_become_one_counted_crack():
     evidence = [i for i in out if i.role == "evidence"]
     assert len(evidence) == len(fragments) and len(defects) == 1
     (crack,) = defects
-    p = zone_damage(defect, zone, {"screen": MODEL})[Zone.SCREEN]
+    p = zone_damage({"defect_probs": defect, "zone_probs": zone}, {"screen": MODEL})[Zone.SCREEN]
     assert (
         crack.type is DefectType.CRACK and crack.zone is Zone.SCREEN and crack.confidence == pytest.approx(p)
     )
@@ -92,7 +96,7 @@ def test_a_zone_judged_intact_keeps_its_fragments_as_evidence_only():
     unlikely = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=-8.0, photos=10, positives=5)
     frag = mm("crack", "screen", 3.0, confidence=0.7, box=(10.0, 10.0, 20.0, 20.0))
     scratch = mm("scratch", "screen", 3.0, confidence=0.7)
-    p = zone_damage(defect, zone, {"screen": unlikely})
+    p = zone_damage({"defect_probs": defect, "zone_probs": zone}, {"screen": unlikely})
     out = judge_zone_damage([frag, scratch], p, {Zone.SCREEN: (0, 0, 100, 100)}, "mm", 0.1, 0.05)
     assert [i.role for i in out] == ["evidence", "defect"]  # no zone crack: below the minimum confidence
     assert grade(out, "backmarket").grade == grade([scratch], "backmarket").grade
@@ -106,3 +110,31 @@ def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box():
     (crack,) = out
     assert crack.box == (5.0, 6.0, 105.0, 206.0) and crack.photo_index == 2 and crack.view is View.FRONT
     assert crack.measurement.units == "relative" and crack.confidence == pytest.approx(0.8)
+
+
+def test_encoder_features_are_pooled_over_the_zones_cells_only():
+    _, zone = _maps(0.0, 0)  # screen over mask cells x 8..24, y 4..28 of 32
+    features = np.zeros((3, 8, 8), np.float32)  # stride 4 x 4 = 16: 8 x 8 cells
+    features[0, 1:7, 2:6] = 1.0  # inside the screen
+    features[1, 0, 0] = 50.0  # outside it: never read
+    features[2, 3, 3] = 2.0  # one cell inside: the maximum sees it, the mean a 24th of it
+    f = zone_features({"zone_probs": zone, "encoder_s16": features}, Zone.SCREEN, "encoder_s16_v1")
+    mean, top = f[:3], f[3:]
+    assert mean[0] == pytest.approx(1.0) and top[0] == 1.0
+    assert mean[1] == 0.0 and top[1] == 0.0
+    assert top[2] == 2.0 and mean[2] == pytest.approx(2.0 / 24)
+    assert zone_features({"zone_probs": zone}, Zone.SCREEN, "encoder_s16_v1") is None  # no such output
+
+
+def test_a_standardised_encoder_model_reads_its_features_through_its_scale():
+    model = ZoneDamageModel(
+        features="encoder_s16_v1",
+        mean=(1.0, 1.0),
+        scale=(2.0, 2.0),
+        weights=(1.0, 1.0),
+        bias=0.0,
+        photos=4,
+        positives=2,
+    )
+    assert model.probability(np.array([1.0, 1.0])) == pytest.approx(0.5)
+    assert model.probability(np.array([5.0, 5.0])) == pytest.approx(1 / (1 + np.exp(-4.0)))
