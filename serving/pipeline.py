@@ -119,7 +119,10 @@ class DeviceGrading:
             {v for g in self.grades.values() if g.gradable and g.needs_review for v in g.missing_views}
         )
         out += [f"no usable {v} photo: graded without it" for v in missing]
-        out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
+        # An unusable photo matters where it left a grade unsure (through the views it did not show);
+        # then it says why. A sure grade (a shattered screen, whatever the rest) needs no person for it.
+        if out:
+            out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
         return out
 
     @property

@@ -13,9 +13,11 @@ up to `EXACT_MAX` uncertain instances, otherwise Monte Carlo with a fixed seed. 
 vectorised evaluator, so they cannot disagree on what a set of instances grades as.
 
 No evidence, no grade: a caller that says which views its usable photos show (`views`) gets
-`UNGRADABLE` when there are none — never the best grade of a device nobody could see — and, when a
-view a device needs is missing (`REQUIRED_VIEWS`: front and back), the grade with `missing_views`,
-advice and `needs_review`. Without `views` (the rules CLI, evaluation), instances are graded as given.
+`UNGRADABLE` when there are none — never the best grade of a device nobody could see — unless what the
+unusable photos still show forces the last grade (poor photos hide defects, they do not invent sure
+ones); when a view a device needs is missing (`REQUIRED_VIEWS`: front and back), the grade with
+`missing_views`, advice, and `needs_review` unless the grade is already the last (an unseen side can
+only lower a grade). Without `views` (the rules CLI, evaluation), instances are graded as given.
 """
 
 from __future__ import annotations
@@ -268,8 +270,6 @@ def grade(
     kind = DeviceKind(device_kind)
     threshold = std.review_threshold if review_threshold is None else review_threshold
     seen = None if views is None else {View(v) for v in views}
-    if seen is not None and not seen:
-        return ungradable(std, kind, threshold, retakes)
     c = _compile(instances, std, kind)
     insts = c.instances
     if calibration is not None and calibration.grades != std.grade_names:
@@ -279,6 +279,11 @@ def grade(
         )
     present = np.array([i.confidence >= present_at for i in insts], dtype=bool)
     g = int(c.best_grade(present[None, :])[0])
+    last = len(std.grades) - 1
+    if seen is not None and not seen and g < last:
+        # No usable photo: nothing proves a better grade. Only damage that forces the last grade even
+        # on photos that could not be used (a shattered screen in a dark photo) still decides it.
+        return ungradable(std, kind, threshold, retakes)
     barred = {std.grades[b].name: c.reasons(present, b) for b in range(g)}
     probs, method = _probabilities(c)  # the same compiled matrices: built once per grading
     if calibration is not None:
@@ -303,7 +308,7 @@ def grade(
         probabilities=probs,
         # A missing view can only lower the grade (more defects never improve one): unless the grade is
         # already the last, what the photos show is an upper bound that a person should check.
-        needs_review=probs[chosen.name] < threshold or (bool(missing) and g < len(std.grades) - 1),
+        needs_review=probs[chosen.name] < threshold or (bool(missing) and g < last),
         review_threshold=threshold,
         method=method,
         scale_known=all(i.scaled for i in insts),

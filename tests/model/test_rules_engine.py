@@ -235,9 +235,20 @@ def test_views_never_change_the_grade_only_say_what_was_not_seen(instances, view
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(instance_strategy, max_size=8), st.sampled_from(STANDARDS))
-def test_no_usable_photo_is_ungradable_whatever_was_found(instances, name):
+def test_no_usable_photo_is_ungradable_unless_what_it_shows_forces_the_last_grade(instances, name):
     std = load_standard(name)
     result = grade(instances, std, views=(), retakes=["photo 1: too blurry, retake with the device in focus"])
+    plain = grade(instances, std)
+    if plain.grade == std.grade_names[-1]:  # sure damage even on unusable photos: the worst grade holds
+        assert (result.grade, result.barred, result.probabilities) == (
+            plain.grade,
+            plain.barred,
+            plain.probabilities,
+        )
+        assert result.missing_views == ["front", "back"] and result.advice[-1].startswith(
+            "photo 1: too blurry"
+        )
+        return
     assert result.grade == UNGRADABLE and not result.gradable and not result.listable
     assert result.needs_review
     assert result.probabilities == dict.fromkeys(std.grade_names, 0.0)  # a reviewer's choices stay
@@ -251,6 +262,14 @@ def test_one_front_photo_grades_the_screen_and_asks_for_the_back():
     assert result.grade == "Fair" and result.listable
     assert result.missing_views == ["back"] and result.needs_review
     assert result.advice[0] == "no usable back photo: the back and its camera not graded, add one"
+
+
+def test_a_shattered_screen_on_a_dark_photo_is_unlistable_not_ungradable():
+    result = grade([mm("crack", "screen", 40.0, 0.3)], "backmarket", views=(), retakes=["photo 1: too dark"])
+    assert result.grade == "Unlistable" and not result.listable and not result.needs_review
+    assert result.missing_views == ["front", "back"] and "photo 1: too dark" in result.advice
+    faint = grade([mm("crack", "screen", 40.0, 0.3, confidence=0.4)], "backmarket", views=())
+    assert faint.grade == "ungradable"  # a crack it is not sure of proves nothing on an unusable photo
 
 
 def test_a_cracked_screen_seen_from_the_front_needs_no_back_photo_to_be_sure():

@@ -52,10 +52,14 @@ def no_device() -> np.ndarray:
     return device_photo(device=False)
 
 
-def dark_scratched() -> np.ndarray:
-    """Too dark to use (bad exposure), yet the model still finds a scratch on it."""
+def dark_scratched(sure: bool = False) -> np.ndarray:
+    """Too dark to use (bad exposure), yet the model still finds a scratch on it: a short faint one it
+    is unsure of, or (`sure`) a long one it is sure of."""
     img = np.full((400, 400, 3), 4, np.uint8)
-    img[185:205, 100:300] = (230, 0, 0)
+    if sure:
+        img[185:205, 100:300] = (230, 0, 0)
+    else:
+        img[185:192, 100:125] = (230, 0, 0)
     return img
 
 
@@ -79,7 +83,7 @@ def test_a_device_no_usable_photo_shows_is_ungradable_under_every_standard(clien
     )
     # what the dark photo shows is listed for the reviewer, but nothing counted: there is no grade
     (scratch,) = body["photos"][1]["defects"]
-    assert scratch["confidence"] > 0.9 and scratch["counted"] is False and scratch["role"] == "defect"
+    assert scratch["confidence"] < 0.5 and scratch["counted"] is False and scratch["role"] == "defect"
 
     # stored, listed and filtered like any grade
     got = client.get(f"/v1/gradings/{body['id']}", headers=H(keys.a)).json()
@@ -89,6 +93,21 @@ def test_a_device_no_usable_photo_shows_is_ungradable_under_every_standard(clien
     assert listed["items"][0]["grades"] == dict.fromkeys(STANDARDS, "ungradable")
     with client.app.state.svc.sessions() as s:
         assert {g.grade for g in s.query(GradingGrade).filter_by(grading_id=body["id"])} == {"ungradable"}
+
+
+def test_sure_damage_on_an_unusable_photo_still_forces_the_last_grade(client, keys):
+    """Poor photos hide defects; they do not invent sure ones. A long scratch the model is sure of, on a
+    dark photo, makes Back Market's last grade whatever else the device shows; the standards where it
+    does not decide the grade stay ungradable."""
+    body = post_grading(client, keys.a, [_png(no_device()), _png(dark_scratched(sure=True))]).json()
+    bm = body["grades"]["backmarket"]
+    assert bm["grade"] == load_standard("backmarket").grade_names[-1] and not bm["listable"]
+    assert bm["missing_views"] == ["front", "back"] and any(
+        a.startswith("photo 2: too dark") for a in bm["advice"]
+    )
+    assert body["grades"]["ctia"]["grade"] == body["grades"]["r2"]["grade"] == "ungradable"
+    (scratch,) = body["photos"][1]["defects"]
+    assert scratch["confidence"] > 0.9 and scratch["counted"] is True
 
 
 def test_one_usable_front_photo_is_graded_and_says_it_lacks_the_back(client, keys):
