@@ -10,7 +10,9 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
 - `encoder_s16_v1`: the mean and the maximum, over the zone's cells, of each channel of the encoder's
   stride-16 features (the optional output `model.outputs.ENCODER_S16`): what the network sees there
   before its crack head, which tells a shattered screen from a scratched one or a wallpaper far better
-  than the crack map (README, model history). `judge_zone_damage` turns its probability into one
+  than the crack map (docs/model-history.md);
+- `joint_s16_v1`: both, so that one model can lean on the encoder for real photos and on the crack map
+  where the network's crack head is good (synthetic devices). `judge_zone_damage` turns its probability into one
 crack defect on that zone (its box and outline the union of the fragments, its length their extent),
 and marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
 
@@ -41,6 +43,7 @@ EPS = 1e-4
 FEATURES: tuple[str, ...] = ("logit_max", "logit_top", "logit_touched", "logit_mean")
 CRACK_MAP = "crack_map_v1"
 ENCODER_POOL = "encoder_s16_v1"
+JOINT = "joint_s16_v1"  # the encoder's pooled features, then the crack map's statistics
 
 
 def _logit(p: float) -> float:
@@ -55,9 +58,18 @@ def zone_features(outputs: Mapping[str, np.ndarray], zone: Zone, kind: str = CRA
     n = int(cells.sum())
     if n < MIN_ZONE_CELLS:
         return None
-    if kind == ENCODER_POOL:
-        return _encoder_pool(outputs.get(ENCODER_S16), cells)
-    crack = outputs["defect_probs"][CRACK][cells].astype(np.float64)
+    if kind in (ENCODER_POOL, JOINT):
+        pooled = _encoder_pool(outputs.get(ENCODER_S16), cells)
+        if pooled is None or kind == ENCODER_POOL:
+            return pooled
+        return np.concatenate([pooled, _crack_stats(outputs["defect_probs"], cells)])
+    return _crack_stats(outputs["defect_probs"], cells)
+
+
+def _crack_stats(defect_probs: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The crack map's maximum, top share, share of cells touched and mean over `cells`, as logits."""
+    n = int(cells.sum())
+    crack = defect_probs[CRACK][cells].astype(np.float64)
     k = max(1, round(TOP_SHARE * n))
     top = float(np.partition(crack, n - k)[n - k :].mean())
     return np.array(
@@ -87,7 +99,7 @@ class ZoneDamageModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: Literal["crack_map_v1", "encoder_s16_v1"] = CRACK_MAP
+    features: Literal["crack_map_v1", "encoder_s16_v1", "joint_s16_v1"] = CRACK_MAP
     mean: tuple[float, ...] = ()  # the features' standardisation; empty: none
     scale: tuple[float, ...] = ()
     weights: tuple[float, ...]

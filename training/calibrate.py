@@ -39,9 +39,11 @@ from training.metrics import (
     coverage_curve,
     ece,
     grade_devices,
+    is_right,
     photo_result,
     pick_review_threshold,
     prf,
+    real_weights,
 )
 from training.predict import (
     Prediction,
@@ -175,10 +177,13 @@ def calibrate_grades(rows: list[dict]) -> tuple[dict, dict]:
             continue
         standard = load_standard(std)
         cal = fit_grade_calibration(
-            standard.grade_names, standard.version, [(r["rule_probabilities"], r["true"]) for r in sub]
+            standard.grade_names,
+            standard.version,
+            [(r["rule_probabilities"], r["true"]) for r in sub],
+            weights=real_weights(sub),
         )
         out[std] = cal
-        correct = np.array([r["true"] == r["pred"] for r in sub], dtype=float)
+        correct = np.array([is_right(r) for r in sub], dtype=float)
         before = np.array([r["rule_confidence"] for r in sub])
         after = np.array([r["confidence"] for r in calibrated_rows(sub, {std: cal})])
         fig[std] = {
@@ -226,17 +231,19 @@ def calibrate(
         damage_preds = list(predict(damage_items, predictor, batch_size))
         thresholds.zone_damage, damage_fig = fit_all_zones(damage_preds, preds)
     results = [photo_result(p, thresholds, stride) for p in preds]
-    rows = grade_devices(results, list_standards())
+    # Real photos known only to be cracked or not count too (set labels), as much as the synthetic devices.
+    rows = grade_devices(results, list_standards(), listability=True)
     thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
     rows = calibrated_rows(rows, thresholds.grade_calibration)
     review_fig = {}
     if rows:
         conf = np.array([r["confidence"] for r in rows])
-        correct = np.array([r["true"] == r["pred"] for r in rows], dtype=float)
+        correct = np.array([is_right(r) for r in rows], dtype=float)
         curve = coverage_curve(conf, correct)
         thresholds.needs_review_below = pick_review_threshold(curve, TARGET_ACCURACY)
         review_fig = {
             "devices": len({r["device"] for r in rows}),
+            "real_photos": len({r["device"] for r in rows if r.get("real")}),
             "val_grade_accuracy": float(correct.mean()),
         }
     return {

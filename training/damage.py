@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.damage import CRACK_MAP, ENCODER_POOL, GLASS_ZONES, ZoneDamageModel, zone_features
+from model.damage import CRACK_MAP, GLASS_ZONES, JOINT, ZoneDamageModel, zone_features
 from model.outputs import ENCODER_S16
 from model.taxonomy import DefectType, View, Zone
 from training.predict import Prediction
@@ -138,7 +138,7 @@ def fit_all_zones(
     """A model per glass zone that has enough labelled photos, and the figures of each fit: on the
     encoder's features where the model file gives them (`ENCODER_S16`), else on the crack map."""
     models, figures = {}, defaultdict(dict)
-    kind = ENCODER_POOL if fit_preds and ENCODER_S16 in fit_preds[0].outputs else CRACK_MAP
+    kind = JOINT if fit_preds and ENCODER_S16 in fit_preds[0].outputs else CRACK_MAP
     for zone in GLASS_ZONES:
         fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
         model, fig = fit_zone_damage(fit, choose, kind)

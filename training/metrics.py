@@ -248,11 +248,17 @@ def grade_devices(
     results: list[ScoredPhoto],
     standards: list[str],
     calibration: Mapping[str, GradeCalibration] | None = None,
+    listability: bool = False,
 ) -> list[dict]:
     """One row per device with true grades, per standard: the predicted grade and its probability
     (calibrated where `calibration`, the card's, has the standard; see `calibrated_rows`) and the
-    rules' own probabilities (`rule_probabilities`, what a calibration is fitted on)."""
-    from model.rules import grade
+    rules' own probabilities (`rule_probabilities`, what a calibration is fitted on).
+
+    `listability`: also a row for each device known only to be cracked or not (real photos with an
+    image-level crack label, `training.damage.zone_truth`), whose `true` is then the set of the
+    standard's grades it may have (the unlistable ones, or the listable ones), with `"real": True`."""
+    from model.rules import grade, load_standard
+    from training.damage import zone_truth
 
     by_device: dict[str, list[ScoredPhoto]] = defaultdict(list)
     for r in results:
@@ -262,6 +268,12 @@ def grade_devices(
         truth = {}
         for p in photos:
             truth.update(p.pred.item.record.grades)
+        cracked = [t for p in photos for t in zone_truth(p.pred.item.record).values()]
+        real = not truth and listability and bool(cracked)
+        if real:
+            crack = any(cracked)
+            for std in standards:
+                truth[std] = tuple(g.name for g in load_standard(std).grades if g.listable != crack)
         if not truth:
             continue
         kind = next(
@@ -281,9 +293,25 @@ def grade_devices(
                     "confidence": g.probabilities[g.grade],
                     "rule_confidence": g.probabilities[g.grade],
                     "rule_probabilities": g.probabilities,
+                    **({"real": True} if real else {}),
                 }
             )
     return calibrated_rows(rows, calibration or {})
+
+
+def is_right(row: dict) -> bool:
+    """Whether a `grade_devices` row's grade is right: its true grade, or one of its set."""
+    return row["pred"] == row["true"] if isinstance(row["true"], str) else row["pred"] in row["true"]
+
+
+def real_weights(rows: list[dict]) -> list[float]:
+    """Weights that give a standard's real-photo rows (set labels) the same total as its other rows,
+    so that real photos count as much as the synthetic devices however many of each there are."""
+    n_real = sum(1 for r in rows if r.get("real"))
+    n_other = len(rows) - n_real
+    if not n_real or not n_other:
+        return [1.0] * len(rows)
+    return [n_other / n_real if r.get("real") else 1.0 for r in rows]
 
 
 def calibrated_rows(rows: list[dict], calibration: Mapping[str, GradeCalibration]) -> list[dict]:

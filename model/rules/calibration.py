@@ -18,7 +18,7 @@ grade validation never saw predicted keeps most of its raw probability.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -62,35 +62,60 @@ class GradeCalibration(BaseModel):
 
 
 def fit_transition(
-    probs: np.ndarray, true: np.ndarray, prior_weight: float = PRIOR_WEIGHT, iterations: int = EM_ITERATIONS
+    probs: np.ndarray,
+    true: np.ndarray,
+    prior_weight: float = PRIOR_WEIGHT,
+    iterations: int = EM_ITERATIONS,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Maximum-likelihood (with a Dirichlet prior) M for p'(true) = sum_h probs[h] M[h, true].
 
-    `probs`: (n, k) the rules' grade probabilities per device; `true`: (n,) true grade indices.
-    EM: each device's true grade is credited to the raw grades h in proportion to probs[h] M[h, true],
-    then each row is re-estimated from those soft counts. The likelihood never decreases."""
+    `probs`: (n, k) the rules' grade probabilities per device. `true`: (n,) true grade indices, or an
+    (n, k) boolean mask of the grades each device may truly have (a real photo known only to be
+    cracked, or only to be listable). `weights`: each device's weight in the likelihood (default 1).
+    EM: each device's weight is credited to the pairs (raw grade h, allowed true grade g) in proportion
+    to probs[h] M[h, g], then each row is re-estimated from those soft counts. The likelihood never
+    decreases."""
     probs = np.asarray(probs, dtype=float)
-    true = np.asarray(true, dtype=int)
     n, k = probs.shape
+    true = np.asarray(true)
+    allowed = (
+        true.astype(bool)
+        if true.ndim == 2
+        else np.eye(k, dtype=bool)[true.astype(int)]
+        if n
+        else np.zeros((0, k), bool)
+    )
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     prior = prior_weight * (np.eye(k) + 1.0 / k) / 2.0
-    onehot = np.eye(k)[true] if n else np.zeros((0, k))
-    m = probs.T @ onehot + prior
+    # A set label starts where the rules point inside it (the likelihood cannot tell grades of one set
+    # apart, so EM keeps that split): trust the rules unless a label contradicts them.
+    share = allowed * (probs + 1e-3)
+    share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-300)
+    m = probs.T @ (share * w[:, None]) + prior
     m /= m.sum(axis=1, keepdims=True)
     for _ in range(iterations):
-        resp = probs * m[:, true].T  # (n, k): raw grade h's share of device i's true grade
-        resp /= np.maximum(resp.sum(axis=1, keepdims=True), 1e-300)
-        m = resp.T @ onehot + prior
+        joint = probs[:, :, None] * m[None, :, :] * allowed[:, None, :]  # (n, h, g)
+        joint /= np.maximum(joint.sum(axis=(1, 2), keepdims=True), 1e-300)
+        m = (joint * w[:, None, None]).sum(axis=0) + prior
         m /= m.sum(axis=1, keepdims=True)
     return m
 
 
 def fit_grade_calibration(
-    grades: tuple[str, ...], standard_version: str, rows: list[tuple[Mapping[str, float], str]]
+    grades: tuple[str, ...],
+    standard_version: str,
+    rows: list[tuple[Mapping[str, float], str | Collection[str]]],
+    weights: Sequence[float] | None = None,
 ) -> GradeCalibration:
-    """A standard's calibration from validation devices: (rules' probabilities, true grade) pairs."""
+    """A standard's calibration from validation devices: (rules' probabilities, true grade) pairs; a
+    true grade may be a set of grades (a real photo known only to be listable), and `weights` weigh the
+    devices (real photos against synthetic ones)."""
     probs = np.array([[p[g] for g in grades] for p, _ in rows], dtype=float).reshape(len(rows), len(grades))
-    true = np.array([grades.index(t) for _, t in rows], dtype=int)
-    m = fit_transition(probs, true)
+    allowed = np.array(
+        [[g == t if isinstance(t, str) else g in t for g in grades] for _, t in rows], dtype=bool
+    ).reshape(len(rows), len(grades))
+    m = fit_transition(probs, allowed, weights=None if weights is None else np.asarray(weights, float))
     return GradeCalibration(
         grades=grades,
         matrix=tuple(tuple(round(float(v), 6) for v in row) for row in m),

@@ -138,3 +138,12 @@ def test_a_standardised_encoder_model_reads_its_features_through_its_scale():
     )
     assert model.probability(np.array([1.0, 1.0])) == pytest.approx(0.5)
     assert model.probability(np.array([5.0, 5.0])) == pytest.approx(1 / (1 + np.exp(-4.0)))
+
+
+def test_joint_features_are_the_encoders_then_the_crack_maps():
+    defect, zone = _maps(0.3, 6)
+    features = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    maps = {"defect_probs": defect, "zone_probs": zone, "encoder_s16": features}
+    joint = zone_features(maps, Zone.SCREEN, "joint_s16_v1")
+    np.testing.assert_array_equal(joint[:6], zone_features(maps, Zone.SCREEN, "encoder_s16_v1"))
+    np.testing.assert_array_equal(joint[6:], zone_features(maps, Zone.SCREEN, "crack_map_v1"))

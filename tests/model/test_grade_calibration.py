@@ -119,3 +119,21 @@ def test_card_thresholds_carry_the_calibration_through_json():
     back = Thresholds.model_validate_json(th.model_dump_json())
     assert back.grade_calibration["ctia"] == cal and cal.devices == len(rows)
     assert Thresholds(defect_pixel={}).grade_calibration == {}  # older cards: the rules' probabilities
+
+
+def test_set_labels_and_weights_calibrate_what_they_can_tell():
+    """Real photos known only to be cracked (one grade) or listable (a set): a rules' best grade that
+    such photos contradict loses probability; a label set that allows the rules' grade takes none."""
+    from model.rules.calibration import fit_grade_calibration
+
+    grades = ("A", "B", "C")
+    sure_a = {"A": 1.0, "B": 0.0, "C": 0.0}
+    # Half the devices the rules call A are in truth "B or C" (say, not listable as A), half are A.
+    rows = [(sure_a, "A")] * 20 + [(sure_a, ("B", "C"))] * 20
+    cal = fit_grade_calibration(grades, "1", rows)
+    assert cal.apply(sure_a)["A"] == pytest.approx(0.5, abs=0.03)
+    only_sets = fit_grade_calibration(grades, "1", [(sure_a, ("A", "B"))] * 40)
+    # Nothing says A was wrong, nothing tells A from B: the prior's trust in the rules splits the set.
+    assert only_sets.apply(sure_a)["A"] == pytest.approx(0.8, abs=0.02)
+    weighted = fit_grade_calibration(grades, "1", rows, weights=[1.0] * 20 + [3.0] * 20)
+    assert weighted.apply(sure_a)["A"] == pytest.approx(0.25, abs=0.03)

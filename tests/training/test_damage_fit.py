@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from model.instances import mm
 from model.manifest import ManifestRecord
 from model.taxonomy import Zone
 from training.damage import ZoneSample, fit_zone_damage, source_weights, zone_truth
@@ -70,3 +71,34 @@ def test_no_model_from_too_few_photos_of_a_class():
     few = [s for s in _samples(rng, 40) if not s.cracked] + [ZoneSample("real", np.ones(4), True)] * 2
     model, fig = fit_zone_damage(few, few)
     assert model is None and fig["skipped"] == "too few of a class"
+
+
+def test_real_photos_known_only_cracked_or_not_give_set_labels_for_the_grade_calibration():
+    from types import SimpleNamespace
+
+    from training.metrics import grade_devices, is_right, real_weights
+
+    def scored(device, labels, instances, source="phones_web"):
+        record = _record(image_labels=labels, view="front", source=source).model_copy(
+            update={"device_id": device}
+        )
+        return SimpleNamespace(pred=SimpleNamespace(item=SimpleNamespace(record=record)), instances=instances)
+
+    crack = mm("crack", "screen", 30.0, 0.3)
+    results = [
+        scored("cracked-and-found", {"crack": True}, [crack]),
+        scored("cracked-missed", {"crack": True}, []),
+        scored("intact", {"crack": False}, []),
+        scored("worn", {"scratch": True}, [], source="msd"),
+        scored("unknown", {"scratch": True}, [], source="laptop_scratch"),
+    ]
+    assert grade_devices(results, ["backmarket"]) == []  # no grade truth: evaluation's rows are unchanged
+    rows = {r["device"]: r for r in grade_devices(results, ["backmarket"], listability=True)}
+    assert set(rows) == {"cracked-and-found", "cracked-missed", "intact", "worn"}
+    assert rows["cracked-and-found"]["true"] == ("Unlistable",) and is_right(rows["cracked-and-found"])
+    assert not is_right(rows["cracked-missed"])  # graded Premium
+    assert rows["intact"]["true"] == ("Premium", "Excellent", "Good", "Fair") and is_right(rows["intact"])
+    assert all(r["real"] for r in rows.values())
+    synthetic = [{"real": False}] * 6
+    w = real_weights(list(rows.values()) + synthetic)
+    assert sum(w[:4]) == pytest.approx(sum(w[4:]))
