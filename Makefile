@@ -53,8 +53,10 @@ test: $(STAMP_ALL) lint
 	$(BIN)/python -m pytest
 
 # The bundled default model (docs/model-history.md): synthetic data (seeds 101 train, 202 val, 303 held-out
-# test), training on it plus the shared real sets, ONNX export + INT8 (both verified), the evaluation
-# report on held-out data, and the latency benchmark. CPU-only works (about 2.7 h on 2 cores: 6 min data, about 2.5 h of training in three stages).
+# test, 404 for the zone-damage fit), training on it plus the shared real sets, ONNX export + INT8 (both
+# verified), recalibration of the exported file (it exposes the encoder's features the zone-damage
+# model reads, then fits that model, the grade calibration and the review threshold with the real
+# validation photos), the evaluation report on held-out data, and the latency and real-photo benchmarks. CPU-only works (about 2.7 h on 2 cores: 6 min data, about 2.5 h of training in three stages).
 SYNTH := datasets/generated
 SYNTH_ARGS := --size 512 --workers 2
 # The bundled model: three training stages on one config (docs/model-history.md, 2026-12-03). Stages 2-3
@@ -64,17 +66,20 @@ model: $(STAMP_ALL)
 	test -f $(SYNTH)/synth_train/manifest.jsonl || $(BIN)/refurbgrade synth --n 4000 --seed 101 --out $(SYNTH)/synth_train $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_val/manifest.jsonl || $(BIN)/refurbgrade synth --n 300 --seed 202 --out $(SYNTH)/synth_val $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_test/manifest.jsonl || $(BIN)/refurbgrade synth --n 500 --seed 303 --out $(SYNTH)/synth_test $(SYNTH_ARGS)
+	test -f $(SYNTH)/synth_damage/manifest.jsonl || $(BIN)/refurbgrade synth --n 500 --seed 404 --out $(SYNTH)/synth_damage $(SYNTH_ARGS)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false --set resume=../../runs/default/last.pt \
 		--set optim.epochs=24 --set early_stopping_patience=10
 	$(BIN)/refurbgrade train --config $(CONFIG) --set resume=../../runs/default/last.pt \
 		--set optim.epochs=32 --set early_stopping_patience=null --set data.train.1.weight=4.0
 	$(BIN)/refurbgrade export runs/default/best.pt --out models/default.onnx --int8
+	$(BIN)/refurbgrade calibrate models/default.onnx --config $(CONFIG)
 	$(BIN)/refurbgrade evaluate models/default.onnx --report models/default_report --card-metrics \
 		--compare models/default.int8.onnx --split test \
 		-m $(SYNTH)/synth_test/manifest.jsonl@train,val,test -m datasets/real/cracked_screens.jsonl \
-		-m datasets/real/laptop_scratch.jsonl -m datasets/real/msd.jsonl
+		-m datasets/real/laptop_scratch.jsonl -m datasets/real/msd.jsonl -m datasets/real/phones_web.jsonl
 	$(BIN)/python benchmarks/bench_model.py latency models/default.onnx models/default.int8.onnx
+	$(BIN)/python benchmarks/bench_real.py --split test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

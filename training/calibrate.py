@@ -239,9 +239,17 @@ def calibrate(
     if rows:
         conf = np.array([r["confidence"] for r in rows])
         correct = np.array([is_right(r) for r in rows], dtype=float)
-        curve = coverage_curve(conf, correct)
-        thresholds.needs_review_below = pick_review_threshold(curve, TARGET_ACCURACY)
+        # The promise holds for each kind of device on its own: real photos must not buy synthetic
+        # devices a lower bar (or the other way round), so the stricter of the two thresholds.
+        real = np.array([bool(r.get("real")) for r in rows])
+        picked = {
+            name: pick_review_threshold(coverage_curve(conf[m], correct[m]), TARGET_ACCURACY)
+            for name, m in (("synthetic", ~real), ("real", real))
+            if m.any()
+        }
+        thresholds.needs_review_below = max(picked.values())
         review_fig = {
+            "threshold_by_kind": picked,
             "devices": len({r["device"] for r in rows}),
             "real_photos": len({r["device"] for r in rows if r.get("real")}),
             "val_grade_accuracy": float(correct.mean()),
