@@ -194,6 +194,20 @@ def calibrate_grades(rows: list[dict]) -> tuple[dict, dict]:
     return out, fig
 
 
+def review_thresholds(rows: list[dict], target: float = TARGET_ACCURACY) -> dict[str, float]:
+    """`needs_review_below` picked on the synthetic devices' rows and on the real photos' rows apart:
+    the promise (a grading not sent to review is right) holds for each kind on its own, so real photos
+    must not buy synthetic devices a lower bar, or the other way round; calibration takes the higher."""
+    conf = np.array([r["confidence"] for r in rows])
+    correct = np.array([is_right(r) for r in rows], dtype=float)
+    real = np.array([bool(r.get("real")) for r in rows])
+    return {
+        name: pick_review_threshold(coverage_curve(conf[m], correct[m]), target)
+        for name, m in (("synthetic", ~real), ("real", real))
+        if m.any()
+    }
+
+
 def calibrate(
     model,
     val_items: list[Item],
@@ -237,16 +251,8 @@ def calibrate(
     rows = calibrated_rows(rows, thresholds.grade_calibration)
     review_fig = {}
     if rows:
-        conf = np.array([r["confidence"] for r in rows])
         correct = np.array([is_right(r) for r in rows], dtype=float)
-        # The promise holds for each kind of device on its own: real photos must not buy synthetic
-        # devices a lower bar (or the other way round), so the stricter of the two thresholds.
-        real = np.array([bool(r.get("real")) for r in rows])
-        picked = {
-            name: pick_review_threshold(coverage_curve(conf[m], correct[m]), TARGET_ACCURACY)
-            for name, m in (("synthetic", ~real), ("real", real))
-            if m.any()
-        }
+        picked = review_thresholds(rows)
         thresholds.needs_review_below = max(picked.values())
         review_fig = {
             "threshold_by_kind": picked,

@@ -102,3 +102,16 @@ def test_real_photos_known_only_cracked_or_not_give_set_labels_for_the_grade_cal
     synthetic = [{"real": False}] * 6
     w = real_weights(list(rows.values()) + synthetic)
     assert sum(w[:4]) == pytest.approx(sum(w[4:]))
+
+
+def test_the_review_threshold_holds_for_synthetic_devices_and_real_photos_apart():
+    from training.calibrate import review_thresholds
+
+    # Real photos: right whenever their confidence is 0.5 or more; synthetic devices: only above 0.9.
+    real = [{"confidence": c, "pred": "A", "true": ("A",), "real": True} for c in (0.5, 0.6, 0.7, 0.8)] * 5
+    synth = [
+        {"confidence": c, "pred": "A", "true": "A" if c > 0.9 else "B"} for c in (0.6, 0.8, 0.92, 0.96)
+    ] * 5
+    picked = review_thresholds(real + synth)
+    assert picked["real"] <= 0.5 and 0.8 < picked["synthetic"] <= 0.92
+    assert review_thresholds(synth) == {"synthetic": picked["synthetic"]}
