@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS, ENCODER_S16, ZONE_CHANNELS
-from model.taxonomy import DefectType, View, Zone
+from model.taxonomy import ZONES_BY_VIEW, DefectType, View, Zone
 
 CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
 # Zones whose glass can crack as a whole: the display's cover glass, a phone's back glass.
@@ -163,27 +163,38 @@ def judge_zone_damage(
     photo_index: int = 0,
     view: View | None = None,
 ) -> list[DefectInstance]:
-    """`instances` with each judged zone's crack fragments turned into evidence and, where the zone's
-    probability of being cracked reaches `min_confidence`, one crack defect for the zone. Its box and
+    """`instances` with the photo's glass crack fragments turned into evidence and, where a judged
+    zone's probability of being cracked reaches `min_confidence`, one crack defect for it. Its box and
     outline are the fragments' union (the zone's box when the map left no fragment); its length is the
-    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's."""
+    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's.
+
+    A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
+    judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows
+    (a screen judged on a photo the network calls a back view is the back glass), so zones follow the
+    view as every other instance's do."""
+    if not judged:
+        return list(instances)
     out = [
         i.model_copy(update={"role": "evidence"})
-        if i.type is DefectType.CRACK and i.zone in judged and i.role == "defect"
+        if i.type is DefectType.CRACK and i.zone in GLASS_ZONES and i.role == "defect"
         else i
         for i in instances
     ]
-    for zone, p in judged.items():
+    shown = ZONES_BY_VIEW.get(view, GLASS_ZONES) if view is not None else GLASS_ZONES
+    for judged_zone, p in judged.items():
+        zone = (
+            judged_zone if judged_zone in shown else next((z for z in GLASS_ZONES if z in shown), judged_zone)
+        )
         if p < min_confidence:
             continue
-        fragments = [i for i in out if i.type is DefectType.CRACK and i.zone is zone]
+        fragments = [i for i in out if i.type is DefectType.CRACK and i.role == "evidence"]
         if fragments:
             boxes = np.array([f.box for f in fragments])
             box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
             polygon = _extent_polygon(fragments)
             width = max(f.measurement.width for f in fragments)
         else:
-            box, width = zone_box[zone], 0.0
+            box, width = zone_box[judged_zone], 0.0
             polygon = _box_corners(box)
         x0, y0, x1, y1 = (float(v) for v in box)
         length = math.hypot(x1 - x0, y1 - y0) * per_px

@@ -147,3 +147,22 @@ def test_joint_features_are_the_encoders_then_the_crack_maps():
     joint = zone_features(maps, Zone.SCREEN, "joint_s16_v1")
     np.testing.assert_array_equal(joint[:6], zone_features(maps, Zone.SCREEN, "encoder_s16_v1"))
     np.testing.assert_array_equal(joint[6:], zone_features(maps, Zone.SCREEN, "crack_map_v1"))
+
+
+def test_the_judged_crack_is_on_the_glass_the_view_shows_and_takes_every_glass_fragment():
+    """The network called the photo a back view, so its fragments were put on the back (zones follow
+    the view); the screen model's judgement is then about that glass too: one crack, on the back."""
+    on_back = mm("crack", "body", 3.0, confidence=0.7, box=(10.0, 10.0, 20.0, 20.0))
+    on_frame = mm("crack", "frame", 3.0, confidence=0.7, box=(0.0, 0.0, 5.0, 5.0))
+    out = judge_zone_damage(
+        [on_back, on_frame],
+        {Zone.SCREEN: 0.9},
+        {Zone.SCREEN: (0, 0, 100, 100)},
+        "mm",
+        0.1,
+        0.05,
+        0,
+        View.BACK,
+    )
+    assert [i.role for i in out] == ["evidence", "defect", "defect"]  # a chipped frame is not glass
+    assert out[2].zone is Zone.BODY and out[2].box == on_back.box and out[2].confidence == pytest.approx(0.9)
