@@ -12,6 +12,7 @@ from tests.serving.test_review_browser import (  # noqa: F401 - fixtures and mar
     _shot,
     _unlabelled_controls,
     browser,
+    open_page,
     pytestmark,
     server,
 )
@@ -41,11 +42,7 @@ def test_counted_defects_show_candidates_wait_and_ungradable_needs_real_grades(r
         ids.append(r.json()["id"])
     graded, ungradable = ids
 
-    ctx = chromium.new_context(viewport={"width": 1440, "height": 900})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    ctx, page, errors = open_page(chromium)
     page.goto(f"{base}/review/signin?next=/review/gradings/{graded}")
     page.get_by_label("API key").fill(auditor)
     page.get_by_role("button", name="Sign in").click()

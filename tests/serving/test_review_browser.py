@@ -109,6 +109,16 @@ def browser():
             b.close()
 
 
+def open_page(browser, width: int = 1440, height: int = 900):
+    """A fresh context and page, and the list every console error and page error lands in."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return ctx, page, errors
+
+
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -129,11 +139,7 @@ def test_a_reviewer_overrules_a_disputed_grade_in_the_browser(world, browser):
 
     base, refurbisher, auditor, ids = world
     gid = ids[0]
-    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    ctx, page, errors = open_page(browser)
 
     # Sign-in: the key field has the focus; Enter submits.
     page.goto(f"{base}/review/queue")
