@@ -122,7 +122,9 @@ class DeviceGrading:
         # An unusable photo matters where it left a grade unsure (through the views it did not show);
         # then it says why. A sure grade (a shattered screen, whatever the rest) needs no person for it.
         if out:
-            out += [f"photo {p.index}: {p.message}" for p in self.photos if not p.usable]
+            out += [
+                f"photo {p.index + 1}: {p.message}" for p in self.photos if not p.usable
+            ]  # as people count
         return out
 
     @property
