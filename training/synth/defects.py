@@ -55,6 +55,8 @@ class DefectPlan:
     contrast: float = 1.0
     colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
     notch: np.ndarray | None = None  # flat px polygon pushed out of the silhouette (edge dents)
+    parts: list[str] = field(default_factory=list)  # per line: what it is (realistic cracks, cracks.py)
+    blot: np.ndarray | None = None  # flat px polygon drawn with the lines (a display's ink blotch)
 
     def instance(self) -> DefectInstance:
         return mm(self.type, self.zone, self.length_mm, self.width_mm, self.area_mm2)
@@ -382,8 +384,14 @@ def _u(rng, lo, hi):
     return float(rng.uniform(lo, hi))
 
 
-def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[DefectPlan]:
+def plan_device(
+    flat: Flat, rng: np.random.Generator, level: int, crack_style: str = "classic"
+) -> list[DefectPlan]:
     """Defects for one photo at a severity level 0 (pristine) .. 4 (broken), within the view's zones.
+
+    `crack_style`: "classic" (the default; what every bundled model was trained on: do not change its
+    random stream), "realistic" (cracks.py's spider webs, corner splinters, display damage) or "mixed"
+    (half and half).
 
     The levels are tuned so that Back Market's grades (Premium, Excellent, Good, Fair, Unlistable) come
     out at about level 0..4; the generator re-plans until the rules engine agrees with the target grade.
@@ -468,8 +476,13 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
     else:
         if glass_zones and rng.random() < 0.85:
             z = glass_zones[int(rng.integers(len(glass_zones)))]
-            style = str(rng.choice(["spider", "corner", "long"], p=[0.45, 0.25, 0.3]))
-            plans.append(plan_crack(pl, z, style))
+            if crack_style != "classic" and (crack_style == "realistic" or rng.random() < 0.5):
+                from training.synth import cracks
+
+                plans.append(cracks.plan_realistic_crack(pl, z, cracks.choose_style(rng, z)))
+            else:
+                style = str(rng.choice(["spider", "corner", "long"], p=[0.45, 0.25, 0.3]))
+                plans.append(plan_crack(pl, z, style))
         else:  # no glass in view (sides, laptop lids): damage beyond Fair
             choice = rng.integers(3)
             if choice == 0:
@@ -489,6 +502,8 @@ def plan_device(flat: Flat, rng: np.random.Generator, level: int) -> list[Defect
 
 def _geometry_box(plan: DefectPlan, ppm: float, shape: tuple[int, int]) -> tuple[slice, slice]:
     pts = np.concatenate(plan.lines) if plan.lines else plan.poly
+    if plan.blot is not None:
+        pts = np.concatenate([pts, plan.blot])
     pad = 3 + max(1, round(plan.width_mm * ppm))
     h, w = shape
     x0, y0 = np.floor(pts.min(axis=0)).astype(int) - pad
@@ -536,6 +551,10 @@ def photo_mask(plan: DefectPlan, hmat: np.ndarray, ppm: float, out_w: int, out_h
         thick = max(1, round(plan.width_mm * ppm))
         pts = [to_cv(apply_h(hmat, ln)) for ln in plan.lines]
         cv2.polylines(out, pts, False, 1, thickness=thick, lineType=cv2.LINE_8, shift=SHIFT)
+        if plan.blot is not None:  # a display's ink blotch under a realistic crack (cracks.py)
+            out |= photo_mask(
+                DefectPlan(plan.type, plan.zone, "blot", poly=plan.blot), hmat, ppm, out_w, out_h
+            )
         return out
     poly = apply_h(hmat, plan.poly)
     # cv2 fills every pixel the outline touches (area biased up by half the perimeter): rasterise the
@@ -584,6 +603,11 @@ def _draw_scratch(flat, plan, region, a, rng, light_angle, box):
 
 
 def _draw_crack(flat, plan, region, a, rng, light_angle, box):
+    if plan.parts:  # a realistic crack (cracks.py)
+        from training.synth.cracks import draw_realistic
+
+        draw_realistic(flat, plan, region, a, rng, light_angle, box)
+        return
     k = (plan.contrast * a)[..., None]
     bright = np.array([0.85, 0.87, 0.9], np.float32)
     region[:] = region * (1 - k) + bright * k

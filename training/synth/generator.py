@@ -17,6 +17,7 @@ import multiprocessing as mp
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -86,6 +87,8 @@ class SynthConfig(BaseModel):
     )
     jpeg_quality: tuple[int, int] = (72, 95)
     max_replans: int = Field(default=12, ge=1)
+    # How glass cracks look (defects.plan_device): "classic" keeps every existing seed's photos unchanged
+    crack_style: Literal["classic", "realistic", "mixed"] = "classic"
 
     @field_validator("grade_mix", "quality_mix", "kind_mix", "view_mix", "aspect_mix", "split_mix")
     @classmethod
@@ -183,7 +186,7 @@ def plan_for_grade(
     kind = flat.design.kind
     best: tuple[int, list[DefectPlan]] | None = None
     for _ in range(cfg.max_replans):
-        plans = plan_device(flat, rng, min(target, 4))
+        plans = plan_device(flat, rng, min(target, 4), cfg.crack_style)
         got = std.index(grade([p.instance() for p in plans], std, device_kind=kind).grade)
         if got == target:
             return plans, got
