@@ -29,6 +29,7 @@ def test_default_style_is_classic_and_never_calls_the_realistic_code(monkeypatch
 
     monkeypatch.setattr(cracks, "plan_realistic_crack", boom)
     monkeypatch.setattr(cracks, "choose_style", boom)
+    monkeypatch.setattr(cracks, "plan", boom)
     monkeypatch.setattr(cracks, "draw_realistic", boom)
     cfg = SynthConfig(seed=7, size=128, **BASE, **PHONES)
     assert cfg.crack_style == "classic"

@@ -49,6 +49,14 @@ def synth(
     p_composite: Annotated[
         float, typer.Option(help="share of photos made by compositing defects onto real device photos")
     ] = 0.1,
+    crack_style: Annotated[
+        str,
+        typer.Option(
+            "--crack-style",
+            help="glass cracks: classic (default, what the bundled models saw), realistic "
+            "(spider webs, corner splinters, display damage) or mixed",
+        ),
+    ] = "classic",
     gallery: Annotated[
         Path | None,
         typer.Option(
@@ -68,6 +76,7 @@ def synth(
             target_standard=standard,
             p_real_background=p_real_background,
             p_composite=p_composite,
+            crack_style=crack_style,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from model.taxonomy import DefectType, Zone
+from training.synth import defects
 from training.synth.defects import DefectPlan, Placer, photo_mask
 from training.synth.geometry import SHIFT, blob_poly, jagged_path, polyline_length, to_cv
 
@@ -38,6 +39,11 @@ def choose_style(rng: np.random.Generator, zone: Zone) -> str:
     if zone is Zone.SCREEN:
         return str(rng.choice(["web", "splinter", "display"], p=[0.6, 0.25, 0.15]))
     return str(rng.choice(["web", "splinter"], p=[0.7, 0.3]))
+
+
+def plan(pl: Placer, zone: Zone) -> DefectPlan | None:
+    """A realistic crack of a random style on `zone` (defects.plan_device's `realistic_crack`)."""
+    return plan_realistic_crack(pl, zone, choose_style(pl.rng, zone))
 
 
 def _shards(pl: Placer, zone: Zone, centre: np.ndarray, radius: float, n: int) -> list[np.ndarray]:
@@ -290,3 +296,10 @@ def draw_realistic(flat, plan: DefectPlan, region, a, rng, light_angle, box) -> 
     luma = region.mean(axis=-1, keepdims=True)
     target = np.where(luma > 0.62, np.float32(0.12), np.array([0.9, 0.92, 0.95], np.float32))
     region[:] = region * (1 - k) + target * k
+
+
+def _draw(*args) -> None:
+    draw_realistic(*args)  # looked up at call time (tests replace it)
+
+
+defects.CRACK_DRAWERS.update({style: _draw for style in REALISTIC_STYLES})

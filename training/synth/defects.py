@@ -20,6 +20,7 @@ An instance's mask is the same geometry mapped through the camera and rasterised
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -385,13 +386,17 @@ def _u(rng, lo, hi):
 
 
 def plan_device(
-    flat: Flat, rng: np.random.Generator, level: int, crack_style: str = "classic"
+    flat: Flat,
+    rng: np.random.Generator,
+    level: int,
+    crack_style: str = "classic",
+    realistic_crack: Callable[[Placer, Zone], DefectPlan | None] | None = None,
 ) -> list[DefectPlan]:
     """Defects for one photo at a severity level 0 (pristine) .. 4 (broken), within the view's zones.
 
     `crack_style`: "classic" (the default; what every bundled model was trained on: do not change its
     random stream), "realistic" (cracks.py's spider webs, corner splinters, display damage) or "mixed"
-    (half and half).
+    (half and half), planned by `realistic_crack` (cracks.plan, passed in: cracks.py builds on this module).
 
     The levels are tuned so that Back Market's grades (Premium, Excellent, Good, Fair, Unlistable) come
     out at about level 0..4; the generator re-plans until the rules engine agrees with the target grade.
@@ -477,9 +482,9 @@ def plan_device(
         if glass_zones and rng.random() < 0.85:
             z = glass_zones[int(rng.integers(len(glass_zones)))]
             if crack_style != "classic" and (crack_style == "realistic" or rng.random() < 0.5):
-                from training.synth import cracks
-
-                plans.append(cracks.plan_realistic_crack(pl, z, cracks.choose_style(rng, z)))
+                if realistic_crack is None:
+                    raise ValueError(f"crack_style {crack_style!r} needs realistic_crack (cracks.plan)")
+                plans.append(realistic_crack(pl, z))
             else:
                 style = str(rng.choice(["spider", "corner", "long"], p=[0.45, 0.25, 0.3]))
                 plans.append(plan_crack(pl, z, style))
@@ -602,11 +607,13 @@ def _draw_scratch(flat, plan, region, a, rng, light_angle, box):
         region[:] = region * (1 - k) + target * k
 
 
-def _draw_crack(flat, plan, region, a, rng, light_angle, box):
-    if plan.parts:  # a realistic crack (cracks.py)
-        from training.synth.cracks import draw_realistic
+# crack style -> drawing function, for styles defined outside this module (cracks.py fills it in)
+CRACK_DRAWERS: dict[str, Callable] = {}
 
-        draw_realistic(flat, plan, region, a, rng, light_angle, box)
+
+def _draw_crack(flat, plan, region, a, rng, light_angle, box):
+    if plan.style in CRACK_DRAWERS:  # a realistic crack: cracks.py registers how it is drawn
+        CRACK_DRAWERS[plan.style](flat, plan, region, a, rng, light_angle, box)
         return
     k = (plan.contrast * a)[..., None]
     bright = np.array([0.85, 0.87, 0.9], np.float32)

@@ -62,12 +62,28 @@ def _caption(tile: np.ndarray, lines: list[str]) -> None:
         cv2.putText(tile, text, (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def draw_gallery(cfg: SynthConfig, n: int, path: Path, cols: int = 4, tile: int = 256) -> Path:
-    """Render n samples (photo + labels side by side), `cols` pairs per row, into one PNG."""
+def _crop_box(s: Sample) -> tuple[slice, slice]:
+    """The device's bounding box (zone map) with a small margin; the whole photo when it has none."""
+    if s.zone is None or not s.zone.any():
+        return slice(None), slice(None)
+    ys, xs = np.nonzero(s.zone)
+    m = max(2, round(0.03 * max(s.zone.shape)))
+    h, w = s.zone.shape
+    return slice(max(0, ys.min() - m), min(h, ys.max() + m + 1)), slice(
+        max(0, xs.min() - m), min(w, xs.max() + m + 1)
+    )
+
+
+def draw_gallery(
+    cfg: SynthConfig, n: int, path: Path, cols: int = 4, tile: int = 256, crop: bool = False
+) -> Path:
+    """Render n samples (photo + labels side by side), `cols` pairs per row, into one PNG.
+    `crop`: both tiles cropped to the device (to judge the defects rather than the scene)."""
     pairs = []
     for i in range(n):
         s = make_sample(cfg, i)
-        a, b = _fit(s.image, tile), _fit(overlay(s), tile)
+        box = _crop_box(s) if crop else (slice(None), slice(None))
+        a, b = _fit(s.image[box], tile), _fit(overlay(s)[box], tile)
         model = s.spec.name if s.spec else "-"
         counts: dict[str, int] = {}
         for p in s.plans:

@@ -27,7 +27,7 @@ from model.catalogue import DeviceSpec
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from model.rules import grade, list_standards, load_standard
 from model.taxonomy import DeviceKind, PhotoQuality, View, Zone
-from training.synth import backgrounds, compositing
+from training.synth import backgrounds, compositing, cracks
 from training.synth.defects import DefectPlan, draw_defects, photo_mask, plan_device
 from training.synth.devices import Flat, pick_spec, render_flat, sample_design
 from training.synth.geometry import apply_h
@@ -186,7 +186,7 @@ def plan_for_grade(
     kind = flat.design.kind
     best: tuple[int, list[DefectPlan]] | None = None
     for _ in range(cfg.max_replans):
-        plans = plan_device(flat, rng, min(target, 4), cfg.crack_style)
+        plans = plan_device(flat, rng, min(target, 4), cfg.crack_style, cracks.plan)
         got = std.index(grade([p.instance() for p in plans], std, device_kind=kind).grade)
         if got == target:
             return plans, got
