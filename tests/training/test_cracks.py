@@ -96,3 +96,20 @@ def test_mixed_style_draws_both_kinds():
     cfg = SynthConfig(seed=5, size=128, crack_style="mixed", **BASE, **PHONES)
     styles = {p.style for i in range(24) for p in make_sample(cfg, i).plans if p.type is DefectType.CRACK}
     assert styles & set(cracks.REALISTIC_STYLES) and styles & {"spider", "corner", "long"}
+
+
+def test_cli_crack_style_option(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from training.cli import data
+
+    app = typer.Typer()
+    data.register(app)
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["synth", "--out", str(out), "--n", "3", "--size", "96", "--p-real-background", "0"]
+    res = runner.invoke(app, [*args, "--crack-style", "realistic", "--grade-mix", "Unlistable=1"])
+    assert res.exit_code == 0, res.output
+    assert (out / "manifest.jsonl").exists()
+    assert runner.invoke(app, [*args, "--crack-style", "bogus"]).exit_code == 2
