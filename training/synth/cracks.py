@@ -25,9 +25,9 @@ import math
 import cv2
 import numpy as np
 
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import Zone
 from training.synth import defects
-from training.synth.defects import DefectPlan, Placer, photo_mask
+from training.synth.defects import DefectPlan, Placer, crack_plan, photo_mask
 from training.synth.geometry import SHIFT, blob_poly, jagged_path, polyline_length, to_cv
 
 REALISTIC_STYLES = ("web", "splinter", "display")
@@ -215,19 +215,7 @@ def plan_realistic_crack(pl: Placer, zone: Zone, style: str, tries: int = 8) -> 
             continue
         if total < MIN_TOTAL_MM:
             continue
-        width = float(rng.uniform(0.08, 0.25))
-        return DefectPlan(
-            DefectType.CRACK,
-            zone,
-            style,
-            lines=lines,
-            width_mm=width,
-            length_mm=total,
-            area_mm2=total * width,
-            contrast=float(rng.uniform(0.8, 1.0)),
-            parts=parts,
-            blot=blot,
-        )
+        return crack_plan(rng, zone, style, lines, total, (0.08, 0.25), (0.8, 1.0), parts=parts, blot=blot)
     return None
 
 

@@ -240,16 +240,23 @@ def plan_crack(pl: Placer, zone: Zone, style: str) -> DefectPlan | None:
     total = sum(polyline_length(ln) for ln in lines) / ppm
     if total < 3.0:
         return None
-    width = float(rng.uniform(0.1, 0.35))
+    return crack_plan(rng, zone, style, lines, total, (0.1, 0.35), (0.5, 0.95))
+
+
+def crack_plan(rng, zone: Zone, style: str, lines, total_mm: float, widths, contrasts, **extra) -> DefectPlan:
+    """A crack of `lines` (total skeleton length `total_mm`): its width, then its contrast, drawn from
+    the given (low, high) ranges in that order (seeded output depends on it)."""
+    width = float(rng.uniform(*widths))
     return DefectPlan(
         DefectType.CRACK,
         zone,
         style,
         lines=lines,
         width_mm=width,
-        length_mm=total,
-        area_mm2=total * width,
-        contrast=float(rng.uniform(0.5, 0.95)),
+        length_mm=total_mm,
+        area_mm2=total_mm * width,
+        contrast=float(rng.uniform(*contrasts)),
+        **extra,
     )
 
 
