@@ -38,7 +38,6 @@ DEFAULT_MANIFESTS = [
     ROOT / "datasets/real/cracked_screens.jsonl",
     ROOT / "datasets/real/msd.jsonl",
 ]
-WORN_SOURCES = frozenset({"msd"})  # exclusive labels: a scratched, stained or oily screen is not cracked
 STANDARD = "backmarket"
 
 
@@ -58,7 +57,9 @@ def truth_of(record) -> str | None:
     crack = record.image_labels.get(DefectType.CRACK)
     if crack is not None:
         return "cracked" if crack else "intact"
-    if record.source in WORN_SOURCES and any(record.image_labels.values()):
+    from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
+
+    if record.source in EXCLUSIVE_LABEL_SOURCES and any(record.image_labels.values()):
         return "worn"
     return None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.geometry import MIN_DEVICE_CELLS, device_mask
+from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.preprocess import Letterbox, letterbox
 
 # Margin around the device's box, as a share of its size on each side: the zone map's edge is
@@ -42,10 +42,7 @@ def device_box(
     mask = device_mask(zone_probs)
     if mask.sum() < MIN_DEVICE_CELLS:
         return None
-    cell = input_size / mask.shape[0]
-    ys, xs = np.nonzero(mask)
-    corners = np.array([[xs.min() * cell, ys.min() * cell], [(xs.max() + 1) * cell, (ys.max() + 1) * cell]])
-    (x0, y0), (x1, y1) = lb.to_original(corners) / lb.draft_factor  # decoded pixels
+    x0, y0, x1, y1 = (v / lb.draft_factor for v in mask_box(mask, lb, input_size))  # decoded pixels
     rx0, ry0, rx1, ry1 = lb.region
     w, h = x1 - x0, y1 - y0
     x0, x1 = x0 - margin * w, x1 + margin * w

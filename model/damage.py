@@ -4,7 +4,7 @@ A shattered screen is a property of the glass, not of any one fragment of its cr
 crack map breaks a spider web into dozens of small pieces, each too faint to pass the crack cut on its
 own. So a card may carry, per glass zone, a `ZoneDamageModel`: a logistic model over features of that
 zone (`zone_features`), fitted on photos with image-level "cracked / not cracked" truth
-(`training.damage`). Two kinds of features:
+(`training.damage`). Three kinds of features:
 
 - `crack_map_v1`: a few statistics of the crack map inside the zone;
 - `encoder_s16_v1`: the mean and the maximum, over the zone's cells, of each channel of the encoder's
@@ -12,9 +12,11 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
   before its crack head, which tells a shattered screen from a scratched one or a wallpaper far better
   than the crack map (docs/model-history.md);
 - `joint_s16_v1`: both, so that one model can lean on the encoder for real photos and on the crack map
-  where the network's crack head is good (synthetic devices). `judge_zone_damage` turns its probability into one
-crack defect on that zone (its box and outline the union of the fragments, its length their extent),
-and marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
+  where the network's crack head is good (synthetic devices).
+
+`judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
+the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
+listed, never counted on their own.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
 """
@@ -180,14 +182,14 @@ def judge_zone_damage(
         else i
         for i in instances
     ]
+    fragments = [i for i in out if i.type is DefectType.CRACK and i.role == "evidence"]
     shown = ZONES_BY_VIEW.get(view, GLASS_ZONES) if view is not None else GLASS_ZONES
     for judged_zone, p in judged.items():
+        if p < min_confidence:
+            continue
         zone = (
             judged_zone if judged_zone in shown else next((z for z in GLASS_ZONES if z in shown), judged_zone)
         )
-        if p < min_confidence:
-            continue
-        fragments = [i for i in out if i.type is DefectType.CRACK and i.role == "evidence"]
         if fragments:
             boxes = np.array([f.box for f in fragments])
             box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))

@@ -2,13 +2,16 @@
 
 `device_mask` is the largest connected region where some zone beats background; fewer than
 `MIN_DEVICE_CELLS` cells of it means no device was found. `model.crop` boxes it for the second pass,
-`model.postprocess` measures it for the scale, so neither depends on the other. Torch-free.
+`model.postprocess` measures it for the scale, so neither depends on the other. `mask_box` is any
+mask's box in the photo (the device's for the crop, a glass zone's for zone damage). Torch-free.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from model.preprocess import Letterbox
 
 MIN_DEVICE_CELLS = 16  # fewer mask cells of device: nothing reliable to crop to or measure
 
@@ -21,3 +24,13 @@ def device_mask(zone_probs: np.ndarray) -> np.ndarray:
         return np.zeros_like(fg, dtype=bool)
     biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     return labels == biggest
+
+
+def mask_box(mask: np.ndarray, lb: Letterbox, input_size: int) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) of a mask's cells (mask resolution, a non-empty mask) in the original
+    photo's pixels, through `lb`: cell corners, so a single cell has the cell's size."""
+    ys, xs = np.nonzero(mask)
+    cell = input_size / mask.shape[0]
+    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], float) * cell
+    (x0, y0), (x1, y1) = lb.to_original(corners)
+    return float(x0), float(y0), float(x1), float(y1)

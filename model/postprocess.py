@@ -25,7 +25,7 @@ import numpy as np
 
 from model.card import Thresholds
 from model.damage import judge_zone_damage, zone_damage
-from model.geometry import MIN_DEVICE_CELLS, device_mask
+from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS, ENCODER_S16
 from model.preprocess import Letterbox
@@ -253,7 +253,8 @@ def extract_instances(
         if encoder_features is not None:
             maps[ENCODER_S16] = encoder_features
         judged = zone_damage(maps, thresholds.zone_damage)
-        boxes = {z: _zone_box(zone_probs, z, lb, input_size) for z in judged}
+        zone_map = zone_probs.argmax(axis=0)
+        boxes = {z: mask_box(zone_map == 1 + ZONES.index(z), lb, input_size) for z in judged}
         out = judge_zone_damage(
             out,
             judged,
@@ -265,12 +266,3 @@ def extract_instances(
             view,
         )
     return out
-
-
-def _zone_box(zone_probs: np.ndarray, zone: Zone, lb: Letterbox, input_size: int) -> tuple[float, ...]:
-    """The box, in the photo's pixels, of the cells whose most likely zone is `zone`."""
-    ys, xs = np.nonzero(zone_probs.argmax(axis=0) == 1 + ZONES.index(zone))
-    cell = input_size / zone_probs.shape[-1]
-    corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], float) * cell
-    (x0, y0), (x1, y1) = lb.to_original(corners)
-    return (float(x0), float(y0), float(x1), float(y1))

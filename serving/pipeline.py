@@ -12,9 +12,10 @@ photo's verdict and in each grade's advice. A photo that cannot be decoded at al
 (`PhotoError`, a 422 in the API).
 
 No evidence, no grade: the rules get the views of the usable photos, so a device that no usable photo
-shows is `ungradable` under every standard (never the best grade of a device nobody saw), and one
-without a usable front or back photo says which it lacks (`missing_views`) and goes to review. Defects
-found on a photo that is not usable still count: they can only make a grade worse.
+shows is `ungradable` under every standard (never the best grade of a device nobody saw) unless sure
+damage on the unusable photos forces the last grade, and one without a usable front or back photo says
+which it lacks (`missing_views`) and goes to review unless its grade is already the last. Defects found
+on a photo that is not usable still count: they can only make a grade worse.
 """
 
 from __future__ import annotations
@@ -121,10 +122,8 @@ class DeviceGrading:
         out += [f"no usable {v} photo: graded without it" for v in missing]
         # An unusable photo matters where it left a grade unsure (through the views it did not show);
         # then it says why. A sure grade (a shattered screen, whatever the rest) needs no person for it.
-        if out:
-            out += [
-                f"photo {p.index + 1}: {p.message}" for p in self.photos if not p.usable
-            ]  # as people count
+        if out:  # photos numbered as people count them, like the advice
+            out += [f"photo {p.index + 1}: {p.message}" for p in self.photos if not p.usable]
         return out
 
     @property
