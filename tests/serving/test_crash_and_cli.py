@@ -42,15 +42,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(env: dict, port: int) -> subprocess.Popen:
+def _start(env: dict, port: int, cwd: Path = ROOT, timeout_s: float = 60) -> subprocess.Popen:
+    """`refurbgrade serve` on `port`, run from `cwd`, once its /readyz answers 200."""
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")

@@ -10,10 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +27,7 @@ from serving.settings import (
     default_data_dir,
     settings_error_line,
 )
+from tests.serving.test_crash_and_cli import _free_port, _start
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "refurbgrade"]
@@ -142,12 +141,6 @@ def test_serve_refuses_a_bad_setting_in_one_line(tmp_path, extra, expected):
     assert expected in _one_clear_line(r.stderr)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_serve_from_another_folder_keeps_its_data_per_user(tmp_path):
     env = _env(tmp_path)
@@ -158,25 +151,8 @@ def test_serve_from_another_folder_keeps_its_data_per_user(tmp_path):
     assert (data / "refurbgrade.db").is_file() and not (tmp_path / "var").exists()
 
     port = _free_port()
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(env, port, cwd=tmp_path, timeout_s=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "the service did not become ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         models = httpx.get(
             f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
