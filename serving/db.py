@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -98,6 +99,12 @@ class Grading(Base):
     model_sha256: Mapped[str] = mapped_column(String(64))
     rules_versions: Mapped[dict] = mapped_column(JSON)
     body: Mapped[dict] = mapped_column(JSON)  # the response as first answered, without URLs
+    # What listing this device avoids (issue 22, model/impact.py), whatever its grade: the summary counts
+    # it only while the grade that stands is listable. NULL for gradings stored before revision 0003.
+    impact_method: Mapped[str | None] = mapped_column(String(50))
+    impact_kg_co2e: Mapped[float | None] = mapped_column(Float)
+    impact_mass_kg: Mapped[float | None] = mapped_column(Float)
+    impact_estimated: Mapped[bool | None] = mapped_column(Boolean)
 
     photos: Mapped[list[GradingPhoto]] = relationship(
         back_populates="grading", order_by="GradingPhoto.idx", lazy="selectin"
