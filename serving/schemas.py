@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.instances import DefectInstance
 from model.rules.engine import PRESENT_AT, counted
 from model.rules.schema import GRADED_TYPES
-from serving.pipeline import DeviceGrading
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type-only: the API client imports these schemas without onnxruntime or the database
+    from model.instances import DefectInstance
     from serving.db import Grading
+    from serving.pipeline import DeviceGrading
 
 
 def is_counted(d: dict) -> bool:
@@ -103,6 +103,11 @@ class StandardGradeOut(BaseModel):
     missing_views: list[str] = Field(
         default_factory=list,
         description="views the device needs (front, back) that no usable photo showed: not graded",
+    )
+    source: Literal["model", "review"] = Field(
+        default="model",
+        description="'review': a reviewer overruled the model, so `grade` and `listable` are the reviewer's "
+        "while probabilities, reasons and advice stay the model's (the model's answer is under `original`)",
     )
 
 

@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
+from serving.current import GradingCurrentOut, standing
 from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep, stored_photo
 from serving.errors import GRADING_ERRORS, error_responses
-from serving.review.schemas import GradingReviewedOut, review_of
+from serving.review.schemas import review_of
 from serving.schemas import GradingOut, GradingPage, grading_summary
 from serving.service import GradingRequest, Upload
 from serving.store import GradingFilters
@@ -103,12 +104,14 @@ def list_gradings(
 
 
 @router.get(
-    "/{grading_id}", response_model=GradingReviewedOut, responses=GRADING_ERRORS, summary="One grading"
+    "/{grading_id}",
+    response_model=GradingCurrentOut,
+    responses=GRADING_ERRORS,
+    summary="One grading: the grade that stands now, the model's original answer and the review state",
 )
 def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) -> dict:
     body = state.service.get(principal, grading_id)
-    body["review"] = review_of(state.sessions, body)  # disputes and their resolution (issue 6)
-    return body
+    return standing(body, review_of(state.sessions, body))
 
 
 @router.get(

@@ -94,7 +94,8 @@ def test_resolution_is_visible_to_the_owner(client, keys, gid):
     body = client.get(f"/v1/gradings/{gid}", headers=H(keys.a)).json()
     review = body["review"]
     assert review["status"] == "overruled" and review["overruled"] == ["ctia"]
-    assert review["grades"]["ctia"] == new and body["grades"]["ctia"]["grade"] == ctia.original
+    assert review["grades"]["ctia"] == new and body["original"]["ctia"]["grade"] == ctia.original
+    assert body["grades"]["ctia"]["grade"] == new and body["grades"]["ctia"]["source"] == "review"
     assert review["reviewed_at"] is not None
     assert [d["status"] for d in review["disputes"]] == ["resolved", "resolved"]
     res = review["disputes"][0]["resolution"]
