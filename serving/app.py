@@ -22,6 +22,7 @@ from serving.predictor import ModelSlot, load_model
 from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
 from serving.routes import gradings, keys, models, ops
+from serving.routes import impact as impact_routes
 from serving.service import GradingService
 from serving.settings import Settings, get_settings
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (gradings.router, models.router, keys.router, ops.router):
         app.include_router(router)
     app.include_router(review_api.router)  # disputes, review export (issue 6)
+    app.include_router(impact_routes.router)  # avoided emissions and e-waste (issue 22)
     for router in (signin.router, pages.router, images.router, actions.router):
         app.include_router(router)  # the review pages under /review (issue 6)
     max_request = _max_request_bytes(settings)

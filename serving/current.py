@@ -48,4 +48,9 @@ def standing(body: dict, review: ReviewOut | None) -> dict:
             g = {**g, "grade": now, "listable": g["listable"] if listable is None else listable}
             g["source"] = "review"
         grades[name] = g
-    return {**body, "grades": grades, "original": original, "review": review}
+    out = {**body, "grades": grades, "original": original, "review": review}
+    if body.get("impact"):  # issue 22: whether the device counts as a listing follows the grade that stands
+        from serving.impact import standing_impact
+
+        out["impact"] = standing_impact(body["impact"], {n: g["grade"] for n, g in grades.items()})
+    return out

@@ -111,6 +111,32 @@ class StandardGradeOut(BaseModel):
     )
 
 
+class ImpactOut(BaseModel):
+    """What selling this device refurbished instead of a new one avoids (issue 22; docs/impact.md)."""
+
+    listed: bool = Field(
+        description="whether the device counts as a listing: every standard graded it listable"
+    )
+    avoided_kg_co2e: float = Field(description="kg CO2e avoided as a listing; 0 when not listed")
+    ewaste_kg: float = Field(
+        description="kg of device kept in use instead of becoming waste; 0 when not listed"
+    )
+    if_listed_kg_co2e: float = Field(description="what a listing would avoid, whatever the grade")
+    if_listed_ewaste_kg: float
+    estimated: bool = Field(description="the kind's average footprint or mass was used (no published figure)")
+    basis: str = Field(description="the device model whose figures were used, or e.g. 'average phone'")
+    new_device_kg_co2e: float = Field(description="the new device's life-cycle footprint")
+    production_share: float = Field(description="the share of that footprint from production")
+    refurbishment_kg_co2e: float
+    method: str
+    method_version: str = Field(
+        description="the footprints' and method's version (model/data/footprints.yaml)"
+    )
+    source: str = Field(description="where the footprint comes from")
+    sources: dict[str, str] = Field(description="footprint, mass and refurbishment sources")
+    note: str = Field(description="the answer in words")
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -133,6 +159,9 @@ class GradingOut(BaseModel):
     photos: list[PhotoOut]
     model: ModelRef
     rules_versions: dict[str, str]
+    impact: ImpactOut | None = Field(
+        default=None, description="avoided emissions and e-waste; absent for gradings stored before it"
+    )
 
 
 class GradingSummary(BaseModel):
@@ -245,6 +274,8 @@ def grading_body(
     photo_meta: list[dict],
 ) -> dict:
     """The stored JSON body of a new grading. photo_meta: per photo filename, content_type, sha256, bytes."""
+    from model.impact import device_impact, listing_impact  # here: clients import this module too
+
     photos = []
     gradable = g.gradable
     for p, meta in zip(g.photos, photo_meta, strict=True):
@@ -296,5 +327,9 @@ def grading_body(
         "photos": photos,
         "model": {"name": g.model_name, "version": g.model_version, "sha256": g.model_sha256},
         "rules_versions": {name: r.standard_version for name, r in g.grades.items()},
+        "impact": listing_impact(
+            device_impact(g.device.model_name, g.device.kind),
+            {name: (r.grade, r.listable) for name, r in g.grades.items()},
+        ),
     }
     return GradingOut.model_validate(body).model_dump(mode="json")

@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.auth import Principal
-from serving.db import Grading, GradingGrade, GradingPhoto
+from serving.db import Grading, GradingEvent, GradingGrade, GradingPhoto
 from serving.errors import ApiError
 from serving.review import events
 
@@ -31,6 +31,7 @@ def add_grading(
 ) -> None:
     """Store a new grading from its body; IntegrityError when its Idempotency-Key was stored first."""
     grading_id = body["id"]
+    impact = body.get("impact") or {}  # what listing it avoids; the summary counts it while listable
     with sessions() as s:
         s.add(
             Grading(
@@ -48,6 +49,10 @@ def add_grading(
                 model_sha256=body["model"]["sha256"],
                 rules_versions=body["rules_versions"],
                 body=body,
+                impact_method=impact.get("method_version"),
+                impact_kg_co2e=impact.get("if_listed_kg_co2e"),
+                impact_mass_kg=impact.get("if_listed_ewaste_kg"),
+                impact_estimated=impact.get("estimated"),
             )
         )
         s.flush()  # parent row first: PostgreSQL checks foreign keys per statement
@@ -154,3 +159,42 @@ def list_gradings(
             s.scalars(stmt.order_by(Grading.created_at.desc(), Grading.id).limit(limit).offset(offset))
         )
     return rows, total
+
+
+def impact_rows(
+    sessions: sessionmaker, principal: Principal, tenant: str | None, start: datetime | None, end: datetime
+) -> tuple[list, dict[str, dict[str, str]], dict[str, list[dict]]]:
+    """The caller's gradings created in [start, end) for the impact summary (issue 22): their impact
+    columns, their model's grades (grading id -> standard -> grade) and the "after" grades of their
+    verdict events in order (grading id -> [after, ...]), read with three queries."""
+    stmt = scoped(principal).with_only_columns(
+        Grading.id,
+        Grading.tenant,
+        Grading.impact_method,
+        Grading.impact_kg_co2e,
+        Grading.impact_mass_kg,
+        Grading.impact_estimated,
+    )
+    if tenant is not None and principal.sees_all_tenants:
+        stmt = stmt.where(Grading.tenant == tenant)
+    if start is not None:
+        stmt = stmt.where(Grading.created_at >= start)
+    stmt = stmt.where(Grading.created_at < end)
+    ids = stmt.with_only_columns(Grading.id).scalar_subquery()
+    grades: dict[str, dict[str, str]] = {}
+    verdicts: dict[str, list[dict]] = {}
+    with sessions() as s:
+        rows = list(s.execute(stmt.order_by(Grading.tenant, Grading.created_at)))
+        for gid, standard, grade in s.execute(
+            select(GradingGrade.grading_id, GradingGrade.standard, GradingGrade.grade).where(
+                GradingGrade.grading_id.in_(ids)
+            )
+        ):
+            grades.setdefault(gid, {})[standard] = grade
+        for gid, payload in s.execute(
+            select(GradingEvent.grading_id, GradingEvent.payload)
+            .where(GradingEvent.grading_id.in_(ids), GradingEvent.kind.in_(events.VERDICTS))
+            .order_by(GradingEvent.id)
+        ):
+            verdicts.setdefault(gid, []).append((payload or {}).get("after") or {})
+    return rows, grades, verdicts

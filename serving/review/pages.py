@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from model.rules.schema import UNGRADABLE
 from serving.db import Grading
 from serving.deps import StateDep
+from serving.impact import standing_impact
 from serving.review import events, queue
 from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see_other
 from serving.review.sessions import Reviewer
@@ -276,6 +277,7 @@ def grading_page(
             "created": row.created_at,
             "photos": photos,
             "history": _history(row.id, st.events, names),
+            "impact": standing_impact(body.get("impact"), st.current_grades()),  # issue 22
             "names": names,
             "defect_types": events.DEFECT_TYPES,
             "zones": events.ZONES,
