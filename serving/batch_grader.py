@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from serving.pipeline import (
@@ -25,6 +25,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
+from serving.summary import outcome, print_summary
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -109,6 +110,7 @@ def run_batch(
         overlays.mkdir(parents=True, exist_ok=True)
     out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
     skipped = len(missing)
+    counts: Counter = Counter()
     n_photos = sum(len(u) for u in units)
     try:
         with tqdm(total=n_photos, unit="photo", file=sys.stderr, disable=None) as bar:
@@ -142,6 +144,7 @@ def run_batch(
                 if not kept:
                     continue
                 rec = _record(kept, graded)
+                counts[outcome(rec["grades"], rec["needs_review"])] += 1
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
                 if overlays is not None:
@@ -154,6 +157,6 @@ def run_batch(
     finally:
         if jsonl is not None:
             out.close()
-    if skipped:
-        err(f"{skipped} file(s) skipped")
+    counts["skipped"] = skipped
+    print_summary(counts)
     return 1 if skipped else 0

@@ -101,11 +101,27 @@ def _photo_files(paths: list[Path]) -> list[tuple[Path, Path]]:
     """(file, its device group folder) for every file under `paths`."""
     out = []
     for p in paths:
+        if not p.exists():
+            continue  # reported once, as missing, by the grader
         if p.is_dir():
             out += [(f, f.parent) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")]
         else:
             out.append((p, p.parent))
     return out
+
+
+def _check_standards(standard: str | None) -> None:
+    """Unknown standard names fail at once, with the closest bundled ones."""
+    import difflib
+
+    from model.rules import list_standards
+
+    known = list_standards()
+    for name in (s.strip().lower() for s in (standard or "").split(",") if s.strip()):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}? " if close else ""
+            _fail(f"unknown standard {name!r} (--standard); {hint}known: {', '.join(known)}")
 
 
 def grade(
@@ -127,10 +143,39 @@ def grade(
         typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else the bundled model)"),
     ] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads")] = 2,
+    server: Annotated[
+        str | None,
+        typer.Option(help="grade through this running service (e.g. http://127.0.0.1:8000) instead of here"),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="REFURBGRADE_API_KEY", help="the service's API key (with --server)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="devices in flight (with --server)")] = 4,
 ) -> None:
-    """Grade photos offline with the service's predictor; bad files are reported and skipped."""
+    """Grade photos, here with the service's predictor or through a running service (--server); bad
+    files are reported and skipped, and a table of the outcomes ends the run."""
     import os
 
+    _check_standards(standard)
+    if server is not None:
+        if not api_key:
+            _fail("--server needs --api-key (or REFURBGRADE_API_KEY)")
+        from serving.remote_grader import run_remote
+
+        raise typer.Exit(
+            run_remote(
+                server=server,
+                api_key=api_key,
+                paths=paths,
+                files=_photo_files(paths),
+                standard=standard,
+                device_model=device_model,
+                device_kind=device_kind,
+                jsonl=jsonl,
+                device_per_folder=device_per_folder,
+                concurrency=concurrency,
+            )
+        )
     from serving.settings import DEFAULT_MODEL_PATH
 
     path = model or Path(os.environ.get("REFURBGRADE_MODEL_PATH") or DEFAULT_MODEL_PATH)

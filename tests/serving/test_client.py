@@ -239,3 +239,81 @@ def test_the_client_imports_no_server_internals():
     )
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "forbidden: []" in r.stdout, r.stdout + r.stderr
+
+
+def _photo_dir(tmp_path: Path, photos: dict[str, Path]) -> Path:
+    d = tmp_path / "in"
+    (d / "dev").mkdir(parents=True)
+    (d / "dev" / "front.jpg").write_bytes(photos["front.jpg"].read_bytes())
+    (d / "dev" / "back.jpg").write_bytes(photos["back.jpg"].read_bytes())
+    (d / "broken.jpg").write_bytes(b"not a photo")
+    return d
+
+
+def test_cli_grades_through_a_server(live, photos, tmp_path):
+    base, key, _, env = live
+    d = _photo_dir(tmp_path, photos)
+    missing = tmp_path / "missing.jpg"
+    args = [*CLI, "grade", str(d), str(missing), "--server", base, "--device-per-folder"]
+    r = subprocess.run(
+        [*args, "--device-model", "iPhone 13"],
+        cwd=ROOT,
+        env={**env, "REFURBGRADE_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr  # something was skipped
+    (line,) = [GradingOut.model_validate_json(x) for x in r.stdout.splitlines()]
+    assert line.device_model == "iPhone 13" and len(line.photos) == 2
+    assert r.stderr.count("missing.jpg") == 1 and f"skipped {missing}: no such file or folder" in r.stderr
+    assert f"skipped {d / 'broken.jpg'}: " in r.stderr and "(not_an_image)" in r.stderr
+    assert "needs review" in r.stderr and "skipped (files)" in r.stderr  # the summary table
+
+    r = subprocess.run(
+        [*args, "--api-key", "rg_nope_nope"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and ("invalid_api_key" in r.stderr or "unauthorized" in r.stderr)
+    r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "--api-key" in r.stderr
+    r = subprocess.run(
+        [*args, "--api-key", key, "--device-model", "iPhone 1300"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "did you mean iPhone 13" in r.stderr
+
+
+def test_cli_offline_reports_a_missing_file_once_and_prints_a_summary(live, photos, tmp_path, model_path):
+    _, _, _, env = live
+    d = _photo_dir(tmp_path, photos)
+    missing = tmp_path / "missing.jpg"
+    r = subprocess.run(
+        [
+            *CLI,
+            "grade",
+            str(d),
+            str(missing),
+            "--model",
+            str(model_path),
+            "--jsonl",
+            str(tmp_path / "o.jsonl"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1
+    assert r.stderr.count("missing.jpg") == 1 and "broken.jpg" in r.stderr
+    assert "needs review" in r.stderr and "ungradable" in r.stderr
+    row = [line for line in r.stderr.splitlines() if line.count("│") >= 4][-1]
+    assert [c.strip() for c in row.strip("│ ").split("│")][-1] == "2"  # skipped: broken.jpg, missing.jpg
+
+    r = subprocess.run(
+        [*CLI, "grade", str(d), "--standard", "backmarkt"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "did you mean backmarket?" in r.stderr

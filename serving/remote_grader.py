@@ -1,0 +1,108 @@
+"""`refurbgrade grade --server URL --api-key KEY PATH...`: the same command, graded by a running service
+through `refurbgrade.client` (no model here, no onnxruntime).
+
+Each photo is a device of its own unless `--device-per-folder` groups a folder's photos. One JSON line
+per graded device: its files and the service's answer (GradingOut). A device the service refuses (a bad
+photo) or whose files cannot be read is reported on stderr, naming the file, and skipped; the exit code
+is 1 when anything was skipped, 2 when the options or the server cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from serving.summary import outcome, print_summary
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _named(message: str, files: list[Path]) -> str:
+    """The server numbers photos from 0 ('photo 1: ...'): name the file instead."""
+    m = re.match(r"photo (\d+): (.*)", message, re.S)
+    if m and int(m.group(1)) < len(files):
+        return f"{files[int(m.group(1))]}: {m.group(2)}"
+    return f"{files[0] if len(files) == 1 else files[0].parent}: {message}"
+
+
+def run_remote(
+    *,
+    server: str,
+    api_key: str,
+    paths: list[Path],
+    files: list[tuple[Path, Path]],
+    standard: str | None,
+    device_model: str | None,
+    device_kind: str | None,
+    jsonl: Path | None,
+    device_per_folder: bool,
+    concurrency: int,
+) -> int:
+    try:
+        from refurbgrade.client import ApiError, Client, Device
+    except ImportError as exc:
+        _err(
+            f"error: grading through a server needs the client extra ({exc.name} is missing): "
+            "pip install 'refurbgrade[client]'"
+        )
+        return 2
+    if device_model:  # the bundled catalogue, as the server has it: one error up front, not one per device
+        from model.catalogue import lookup_device
+
+        try:
+            lookup_device(device_model)
+        except KeyError as exc:
+            _err(f"error: --device-model: {exc}")
+            return 2
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        _err(f"skipped {p}: no such file or folder")
+    groups: dict[Path, list[Path]] = {}
+    units: list[list[Path]] = []
+    for f, folder in files:
+        if device_per_folder:
+            groups.setdefault(folder, []).append(f)
+        else:
+            units.append([f])
+    units += list(groups.values())
+    devices = [Device(list(u), source=str(u[0])) for u in units]
+    counts: Counter = Counter(skipped=len(missing))
+    out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
+    try:
+        with Client(server, api_key) as client:
+            try:  # a wrong URL or key is one line, before any photo is sent
+                client.list(limit=1)
+            except ApiError as exc:
+                _err(f"error: {server}: {exc.code}: {exc.message}")
+                return 2
+            results = client.grade_many(
+                devices,
+                concurrency=concurrency,
+                progress=sys.stderr.isatty(),
+                device_model=device_model,
+                device_kind=device_kind,
+                standard=standard,
+            )
+        for r in results:
+            files_of = [Path(p) for p in r.device.photos]
+            if r.grading is None:
+                err = r.error
+                where = err.message if err.status == 0 else _named(err.message, files_of)
+                _err(f"skipped {where} ({err.code})")
+                counts["skipped"] += len(files_of)
+                continue
+            grades = {n: g.grade for n, g in r.grading.grades.items()}
+            counts[outcome(grades, r.grading.needs_review)] += 1
+            rec = {"files": [str(f) for f in files_of], **r.grading.model_dump(mode="json")}
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+    finally:
+        if jsonl is not None:
+            out.close()
+    print_summary(counts)
+    return 1 if counts["skipped"] else 0
