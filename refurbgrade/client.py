@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from serving.current import GradingCurrentOut
+from serving.reference import DevicesOut, StandardOut
 from serving.review.schemas import DisputeOut
 from serving.schemas import GradingOut, GradingPage
 
@@ -281,6 +282,19 @@ class Client:
                     0, "review_timeout", f"grading {grading_id} still {g.review.status} after {timeout:g} s"
                 )
             self._sleep(min(poll, left))
+
+    # -- reference data -------------------------------------------------------------------------
+
+    def standards(self) -> list[StandardOut]:
+        """The grading standards: grades best first, their limits in words, their sources."""
+        return [
+            StandardOut.model_validate(x) for x in self._request("GET", "/v1/standards", safe=True).json()
+        ]
+
+    def devices(self, q: str | None = None, *, kind: str | None = None) -> DevicesOut:
+        """The device catalogue, or the devices whose name contains `q` (`suggestions` when none does)."""
+        params = {k: v for k, v in {"q": q, "kind": kind}.items() if v is not None}
+        return DevicesOut.model_validate(self._request("GET", "/v1/devices", safe=True, params=params).json())
 
     def grade_many(
         self,

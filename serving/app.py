@@ -23,6 +23,7 @@ from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
 from serving.routes import gradings, keys, models, ops
 from serving.routes import impact as impact_routes
+from serving.routes import reference as reference_routes
 from serving.service import GradingService
 from serving.settings import Settings, get_settings
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (gradings.router, models.router, keys.router, ops.router):
         app.include_router(router)
+    app.include_router(reference_routes.router)  # standards and the device catalogue
     app.include_router(review_api.router)  # disputes, review export (issue 6)
     app.include_router(impact_routes.router)  # avoided emissions and e-waste (issue 22)
     for router in (signin.router, pages.router, images.router, actions.router):

@@ -31,6 +31,9 @@ _DEFAULT_CODES = {
 class ErrorOut(BaseModel):
     code: str = Field(description="machine-readable error code", examples=["not_an_image"])
     message: str = Field(description="what went wrong, for a person")
+    suggestions: list[str] | None = Field(
+        default=None, description="for an unknown name (device model, standard): the closest known ones"
+    )
 
 
 def error_responses(*statuses: int, described: dict[int, str] | None = None) -> dict[int | str, dict]:
@@ -47,18 +50,33 @@ GRADING_ERRORS = error_responses(401, 403, 404, 422)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        suggestions: list[str] | None = None,
+    ):
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.suggestions = suggestions
         super().__init__(message)
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    suggestions: list[str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+    body: dict = {"code": code, "message": message}
+    if suggestions is not None:
+        body["suggestions"] = suggestions
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -72,7 +90,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.suggestions)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -244,7 +244,7 @@ class GradingService:
             standards = resolve_standards(req.standard)
             views = resolve_views(req.views, len(uploads))
         except RequestError as exc:
-            raise ApiError(422, exc.code, str(exc)) from exc
+            raise _request_error(exc, req) from exc
         writes: list[Future] = []
 
         def store_photos() -> None:  # called once the photos decoded: garbage never reaches the store
@@ -320,3 +320,24 @@ class GradingService:
         png = render_overlay(self.blobs.get(photo.sha256), defects, self.settings.overlay_max_side)
         store.set_overlay(self.sessions, grading_id, n, self.blobs.put(png))
         return png
+
+
+def _request_error(exc: RequestError, req: GradingRequest) -> ApiError:
+    """A 422 for a form field; an unknown device model or standard lists the closest known names."""
+    import difflib
+
+    from model.rules import list_standards
+    from serving.reference import closest_devices
+
+    message, suggestions = str(exc), None
+    if exc.code == "unknown_device_model" and req.device_model:
+        suggestions = closest_devices(req.device_model)
+    elif exc.code == "unknown_standard" and req.standard:
+        known = list_standards()
+        names = [s.strip().lower() for s in req.standard.split(",") if s.strip()]
+        suggestions = [
+            m for n in names if n not in known for m in difflib.get_close_matches(n, known, n=1, cutoff=0.5)
+        ]
+    if suggestions and "did you mean" not in message:
+        message += f"; did you mean {', '.join(suggestions)}?"
+    return ApiError(422, exc.code, message, suggestions=suggestions)

@@ -46,7 +46,10 @@ def test_grading_measures_the_scratch_and_grades_every_standard(client, keys, jp
 
     got = client.get(f"/v1/gradings/{body['id']}", headers=H(keys.a))
     # GET answers what POST answered, plus the review state that disputes and reviews fold in (issue 6).
-    assert got.status_code == 200 and got.json() == body | {"review": got.json()["review"]}
+    assert got.status_code == 200 and got.json() == body | {
+        "review": got.json()["review"],
+        "original": body["grades"],
+    }
 
 
 def test_clean_device_gets_the_best_grade(client, keys, clean_jpeg):

@@ -75,10 +75,14 @@ def test_grade_get_list_and_dispute(live, photos):
         d = c.dispute(g.id, "the scratch is a reflection", photos=[photos["clean.jpg"]])
         assert d.status == "open" and d.photos[0].filename == "clean.jpg"
         assert c.get(g.id).review.status == "disputed"
+        assert [s.name for s in c.standards()] == ["backmarket", "ctia", "r2"]
+        assert c.devices("iphone 13 mini").items[0].length_mm == 131.5
+        assert "Pixel 8" in c.devices("pixle 8").suggestions
 
         with pytest.raises(ApiError) as exc:
             c.grade([photos["front.jpg"]], device_model="iPhone 1300")
         assert exc.value.status == 422 and exc.value.code == "unknown_device_model"
+        assert exc.value.response.json()["suggestions"][0] == "iPhone 13"
         with pytest.raises(ApiError) as exc:
             c.get("0" * 36)
         assert exc.value.status == 404

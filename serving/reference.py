@@ -1,0 +1,164 @@
+"""Reference data the API answers with: the bundled grading standards (their grades and limits in
+words) and the device catalogue, searchable. Pydantic bodies and their builders; no FastAPI here, so the
+Python client reads the same schemas. Routes: serving/routes/reference.py."""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import BaseModel, Field
+
+from model.catalogue import DeviceSpec, devices, load_catalogue, normalise_name
+from model.rules import list_standards, load_standard
+from model.rules.engine import ZONE_WORDS
+from model.rules.schema import Limit, Standard
+from model.taxonomy import plural
+
+
+class LimitOut(BaseModel):
+    zones: list[str]
+    types: list[str]
+    max_count: int | None
+    max_length_mm: float | None
+    max_width_mm: float | None
+    max_area_mm2: float | None
+    words: str = Field(
+        description="the limit in words, e.g. 'on the back and frame: at most 5 scratches, ...'"
+    )
+
+
+class GradeDefOut(BaseModel):
+    name: str
+    summary: str
+    listable: bool
+    limits: list[LimitOut] = Field(description="what the grade allows; the last grade takes everything else")
+
+
+class StandardOut(BaseModel):
+    name: str = Field(examples=["backmarket"])
+    title: str = Field(examples=["Back Market"])
+    version: str = Field(examples=["2026.11.0"])
+    source: str = Field(description="where the grades and their thresholds come from")
+    review_threshold: float
+    grades: list[GradeDefOut] = Field(description="best first")
+
+
+class DeviceOut(BaseModel):
+    name: str = Field(examples=["iPhone 13"])
+    kind: str = Field(examples=["phone"])
+    length_mm: float = Field(description="longest outer side")
+    width_mm: float
+    depth_mm: float
+    aliases: list[str]
+
+
+class DevicesOut(BaseModel):
+    catalogue_version: str
+    items: list[DeviceOut]
+    total: int
+    suggestions: list[str] = Field(
+        default_factory=list, description="with `q` and no match: the closest device names"
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _join(words: list[str], last: str = "and") -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def limit_words(lim: Limit) -> str:
+    """e.g. 'on the back and frame: at most 5 scratches, each up to 3 mm long, 0.15 mm wide'."""
+    many = [plural(t, 2).split(" ", 1)[1] for t in lim.types]
+    zones = sorted(lim.zones, key=list(ZONE_WORDS).index)
+    where = "anywhere" if len(zones) == len(ZONE_WORDS) else "on the " + _join([ZONE_WORDS[z] for z in zones])
+    if lim.is_bar:
+        return f"{where}: no {_join(many, 'or')}"
+    if lim.max_count is None:
+        count = f"any number of {_join(many, 'or')}"
+    elif len(lim.types) == 1:
+        count = f"at most {plural(lim.types[0], lim.max_count)}"
+    else:
+        count = f"at most {lim.max_count} {_join(many, 'or')} in all"
+    sizes = []
+    if lim.max_length_mm is not None:
+        sizes.append(f"{_fmt(lim.max_length_mm)} mm long")
+    if lim.max_width_mm is not None:
+        sizes.append(f"{_fmt(lim.max_width_mm)} mm wide")
+    if lim.max_area_mm2 is not None:
+        sizes.append(f"{_fmt(lim.max_area_mm2)} mm²")
+    return f"{where}: {count}" + (", each up to " + ", ".join(sizes) if sizes else "")
+
+
+def standard_out(std: Standard) -> StandardOut:
+    return StandardOut(
+        name=std.standard,
+        title=std.title,
+        version=std.version,
+        source=std.source,
+        review_threshold=std.review_threshold,
+        grades=[
+            GradeDefOut(
+                name=g.name,
+                summary=g.summary,
+                listable=g.listable,
+                limits=[
+                    LimitOut(
+                        zones=[str(z) for z in lim.zones],
+                        types=[str(t) for t in lim.types],
+                        max_count=lim.max_count,
+                        max_length_mm=lim.max_length_mm,
+                        max_width_mm=lim.max_width_mm,
+                        max_area_mm2=lim.max_area_mm2,
+                        words=limit_words(lim),
+                    )
+                    for lim in g.limits
+                ],
+            )
+            for g in std.grades
+        ],
+    )
+
+
+def standards_out() -> list[StandardOut]:
+    return [standard_out(load_standard(n)) for n in list_standards()]
+
+
+def device_out(d: DeviceSpec) -> DeviceOut:
+    return DeviceOut(
+        name=d.name,
+        kind=d.kind.value,
+        length_mm=d.length,
+        width_mm=d.width,
+        depth_mm=d.depth,
+        aliases=list(d.aliases),
+    )
+
+
+def closest_devices(q: str, n: int = 3) -> list[str]:
+    """The catalogue's names closest to `q` (difflib on the normalised names and aliases)."""
+    keys: dict[str, str] = {}
+    for d in devices():
+        for alias in (d.name, *d.aliases):
+            keys.setdefault(normalise_name(alias), d.name)
+    close = difflib.get_close_matches(normalise_name(q), keys, n=n * 2, cutoff=0.6)
+    return list(dict.fromkeys(keys[k] for k in close))[:n]
+
+
+def search_devices(q: str | None = None, kind: str | None = None) -> DevicesOut:
+    """Devices whose name or an alias contains `q` (case, spacing and punctuation ignored)."""
+    key = normalise_name(q) if q else ""
+    found = [
+        d
+        for d in devices()
+        if (kind is None or d.kind.value == kind)
+        and (not key or any(key in normalise_name(a) for a in (d.name, *d.aliases)))
+    ]
+    return DevicesOut(
+        catalogue_version=load_catalogue().version,
+        items=[device_out(d) for d in found],
+        total=len(found),
+        suggestions=closest_devices(q) if q and not found else [],
+    )
