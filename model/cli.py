@@ -46,7 +46,10 @@ def standards_show(name: Annotated[str, typer.Argument(help="standard name or YA
     try:
         std = load_standard(name)
     except StandardError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), list_standards(), n=1, cutoff=0.5)
+        err.print(f"[red]error:[/] {exc}" + (f"; did you mean {close[0]}?" if close else ""))
         raise typer.Exit(2) from exc
     console.print(f"[bold]{std.title}[/] ({std.standard}) version {std.version}\nsource: {std.source}\n")
     for g in std.grades:
@@ -128,6 +131,52 @@ def rules_grade(
             console.print(f"  advice: {a}")
 
 
+devices_app = typer.Typer(
+    help="The bundled device catalogue (the names --device-model knows).", no_args_is_help=True
+)
+
+
+def _devices_table(specs) -> Table:
+    table = Table("name", "kind", "length x width x depth (mm)", "aliases")
+    for d in specs:
+        table.add_row(d.name, d.kind.value, f"{d.length:g} x {d.width:g} x {d.depth:g}", ", ".join(d.aliases))
+    return table
+
+
+@devices_app.command("list")
+def devices_list(
+    kind: Annotated[str | None, typer.Option(help="phone, tablet or laptop")] = None,
+) -> None:
+    """List the catalogue's devices with their outer sizes."""
+    from model.catalogue import devices
+
+    kinds = [k.value for k in DeviceKind]
+    if kind is not None and kind not in kinds:
+        err.print(f"[red]error:[/] --kind must be one of {', '.join(kinds)}, got {kind!r}")
+        raise typer.Exit(2)
+    console.print(_devices_table([d for d in devices() if kind is None or d.kind.value == kind]))
+
+
+@devices_app.command("search")
+def devices_search(query: Annotated[str, typer.Argument(help="part of a name, e.g. 'galaxy s2'")]) -> None:
+    """Devices whose name or an alias contains QUERY (case and spacing ignored); exit 1 when none does."""
+    import difflib
+
+    from model.catalogue import devices, normalise_name
+
+    key = normalise_name(query)
+    found = [d for d in devices() if any(key in normalise_name(a) for a in (d.name, *d.aliases))]
+    if found:
+        console.print(_devices_table(found))
+        return
+    names = {normalise_name(a): d.name for d in devices() for a in (d.name, *d.aliases)}
+    close = list(dict.fromkeys(names[k] for k in difflib.get_close_matches(key, names, n=6, cutoff=0.6)))[:3]
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    err.print(f"no device matches {query!r}{hint}")
+    raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(standards_app, name="standards")
+    app.add_typer(devices_app, name="devices")
     app.add_typer(rules_app, name="rules")

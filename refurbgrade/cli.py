@@ -19,6 +19,27 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"refurbgrade {version('refurbgrade')}")
+        except PackageNotFoundError:
+            typer.echo("refurbgrade (not installed: run from a checkout without pip install)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """Cosmetic grading of used devices from photos: defect model + versioned grading rules."""
+
+
 # Packages whose cli module registers commands, in help order.
 COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "training.cli")
 

@@ -152,8 +152,10 @@ def grade(
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="devices in flight (with --server)")] = 4,
 ) -> None:
-    """Grade photos, here with the service's predictor or through a running service (--server); bad
-    files are reported and skipped, and a table of the outcomes ends the run."""
+    """Grade photos here, or through a running service with --server; bad files are skipped.
+
+    Each photo is a device unless --device-per-folder; one JSON line per device, and a table of the
+    outcomes (graded, needs review, ungradable, skipped) on stderr at the end."""
     import os
 
     _check_standards(standard)
