@@ -33,8 +33,9 @@ def test_an_overruled_grade_stands_at_the_top_and_the_models_is_kept(client, key
     assert (
         after["review"]["status"] == "overruled" and after["review"]["grades"]["backmarket"] == "Unlistable"
     )
-    # the rest of the body is as it was, and it still reads as a GradingOut
-    assert {k: v for k, v in after.items() if k not in {"grades", "review"}} == {
-        k: v for k, v in before.items() if k not in {"grades", "review"}
+    # the rest of the body is as it was (the impact follows the grade that stands), still a GradingOut
+    follows = {"grades", "review", "impact"}
+    assert {k: v for k, v in after.items() if k not in follows} == {
+        k: v for k, v in before.items() if k not in follows
     }
     GradingOut.model_validate(after)
