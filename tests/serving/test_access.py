@@ -51,6 +51,12 @@ def _routes(gid: str, jpeg: bytes):
         ),
         (
             "GET",
+            "/v1/impact",
+            None,
+            {"none": 401, "bad": 401, "a": 200, "b": 200, "auditor": 200, "admin": 200},
+        ),
+        (
+            "GET",
             "/v1/models",
             None,
             {"none": 401, "bad": 401, "a": 200, "b": 200, "auditor": 200, "admin": 200},
