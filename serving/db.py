@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     create_engine,
@@ -166,6 +167,69 @@ class ReviewSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookEndpoint(Base):
+    """A tenant's webhook endpoint (issue 21): where its grading events are POSTed, signed with `secret`.
+
+    Deleting one sets `deleted_at` (its delivery log stays readable); events still pending for it are
+    cancelled."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "wh_<hex>"
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))  # needed to sign, so stored as given
+    events: Mapped[list] = mapped_column(JSON)  # the event types it receives
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))  # api key id
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookEvent(Base):
+    """The webhook outbox: one row per event and endpoint, written in the transaction of the grading
+    event it reports, delivered at least once by serving/webhooks/delivery.py. `body` holds the exact
+    bytes sent (and signed) on every attempt. A worker claims a due row by setting `locked_until`."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index("ix_webhook_events_due", "status", "next_attempt_at"),
+        Index("ix_webhook_events_tenant_created", "tenant", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "evt_<hex>"
+    tenant: Mapped[str] = mapped_column(String(100))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    type: Mapped[str] = mapped_column(String(50))
+    grading_id: Mapped[str] = mapped_column(ForeignKey("gradings.id"), index=True)
+    grading_event_id: Mapped[int | None] = mapped_column(ForeignKey("grading_events.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed, cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per attempt to send a webhook event."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)  # 1, 2, ... (replays continue the count)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None: no answer (refused, timeout, ...)
+    error: Mapped[str | None] = mapped_column(String(500))
+    delivered: Mapped[bool] = mapped_column(Boolean)
 
 
 def make_engine(url: str) -> Engine:
