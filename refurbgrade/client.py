@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import json
 import random
 import time
@@ -45,6 +46,7 @@ __all__ = [
     "DeviceResult",
     "devices_from_csv",
     "devices_from_folder",
+    "verify_signature",
 ]
 
 PHOTO_SUFFIXES = {
@@ -355,6 +357,37 @@ class Client:
                 if on_result is not None:
                     on_result(res)
         return [r for r in results if r is not None]
+
+
+def verify_signature(
+    secret: str, header: str | None, body: bytes | str, tolerance: float = 300, *, now: float | None = None
+) -> bool:
+    """For a webhook receiver: whether `header` (the request's `Refurbgrade-Signature`, `t=...,v1=...`)
+    signs `body` (the raw request body, exactly as received) with the endpoint's `secret`, and its
+    timestamp is within `tolerance` seconds of now (refuses replays of old requests; 0 or less: any age).
+
+        if not verify_signature(SECRET, request.headers.get("Refurbgrade-Signature"), raw_body):
+            return 400
+        event = json.loads(raw_body)  # then deduplicate on event["id"]: delivery is at-least-once
+    """
+    if not header or not secret:
+        return False
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v1" and value:
+            signatures.append(value)
+    try:
+        t = int(timestamp or "")
+    except ValueError:
+        return False
+    if tolerance > 0 and abs((time.time() if now is None else now) - t) > tolerance:
+        return False
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + raw, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, s) for s in signatures)
 
 
 def _content_key(files: list, options: dict) -> str:

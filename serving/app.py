@@ -24,8 +24,10 @@ from serving.review import api as review_api
 from serving.routes import gradings, keys, models, ops
 from serving.routes import impact as impact_routes
 from serving.routes import reference as reference_routes
+from serving.routes import webhooks as webhook_routes
 from serving.service import GradingService
 from serving.settings import Settings, get_settings
+from serving.webhooks.delivery import start_delivery
 
 API_DESCRIPTION = """Cosmetic grading of used phones, tablets and laptops from photos.
 
@@ -66,10 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         state = build_state(s, metrics)
         app.state.svc = state
+        app.state.webhooks = start_delivery(state.sessions, s)  # webhook delivery worker (issue 21)
         try:
             yield
         finally:
             app.state.svc = None
+            if app.state.webhooks is not None:
+                app.state.webhooks.stop()
             state.batcher.stop()
             state.service.close()
             state.engine.dispose()
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.svc = None
+    app.state.webhooks = None
     app.state.metrics = metrics
     errors.install(app)
     for router in (gradings.router, models.router, keys.router, ops.router):
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reference_routes.router)  # standards and the device catalogue
     app.include_router(review_api.router)  # disputes, review export (issue 6)
     app.include_router(impact_routes.router)  # avoided emissions and e-waste (issue 22)
+    app.include_router(webhook_routes.router)  # webhooks: endpoints, delivery log, replay (issue 21)
     for router in (signin.router, pages.router, images.router, actions.router):
         app.include_router(router)  # the review pages under /review (issue 6)
     max_request = _max_request_bytes(settings)

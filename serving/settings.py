@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     # and how long a sign-in lasts.
     review_secure_cookie: bool = True
     review_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Webhooks (issue 21): endpoints must be https:// to a public host; allow http(s)://localhost only for
+    # tests and a local receiver. Each process runs a delivery worker (off: this replica only serves)
+    # that looks for due events every poll, gives each attempt timeout_s, and retries a failure after
+    # backoff_s · 2^(attempt-1) (at most backoff_max_s) until max_attempts: about a day by default.
+    webhook_allow_http_localhost: bool = False
+    webhook_delivery: bool = True
+    webhook_poll_s: float = Field(default=1.0, gt=0, le=60)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_backoff_s: float = Field(default=10.0, ge=0, le=24 * 3600)
+    webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)
+    webhook_workers: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

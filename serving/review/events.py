@@ -278,6 +278,9 @@ def append(
         grading_id=row.id, created_at=datetime.now(UTC), actor=actor, kind=kind, payload=payload
     )
     s.add(event)
+    from serving.webhooks import outbox  # webhook rows commit with their event: at-least-once (issue 21)
+
+    outbox.enqueue(s, row, event)
     s.commit()
     return event
 

@@ -21,6 +21,7 @@ def world(client, keys, jpeg):
 # "none" no Authorization header, "bad" an unknown token.
 def _routes(gid: str, jpeg: bytes):
     read_own = {"none": 401, "bad": 401, "a": 200, "b": 404, "auditor": 200, "admin": 200}
+    tenant_only = {"none": 401, "bad": 401, "a": 200, "b": 200, "auditor": 403, "admin": 403}
     return [
         ("GET", f"/v1/gradings/{gid}", None, read_own),
         ("GET", f"/v1/gradings/{gid}/photos/0", None, read_own),
@@ -91,6 +92,18 @@ def _routes(gid: str, jpeg: bytes):
             None,
             {"none": 401, "bad": 401, "a": 200, "b": 200, "auditor": 200, "admin": 200},
         ),
+        # webhooks (issue 21): a refurbisher's own tenant only; unknown ids are 404
+        (
+            "POST",
+            "/v1/webhooks",
+            {"json": {"url": "https://hooks.example.com/refurbgrade"}},
+            {"none": 401, "bad": 401, "a": 201, "b": 201, "auditor": 403, "admin": 403},
+        ),
+        ("GET", "/v1/webhooks", None, tenant_only),
+        ("GET", "/v1/webhooks/events", None, tenant_only),
+        ("GET", "/v1/webhooks/events/evt_none", None, tenant_only | {"a": 404, "b": 404}),
+        ("POST", "/v1/webhooks/events/evt_none/replay", None, tenant_only | {"a": 404, "b": 404}),
+        ("DELETE", "/v1/webhooks/wh_none", None, tenant_only | {"a": 404, "b": 404}),
         ("GET", "/livez", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
         ("GET", "/readyz", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
         ("GET", "/metrics", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
@@ -113,6 +126,7 @@ def test_every_route_for_every_role(client, keys, world, jpeg):
                 if status == 401:
                     assert r.headers["www-authenticate"] == "Bearer"
         path = url.replace(world, "{grading_id}").replace("/0", "/{n}").replace("/ctia", "/{name}")
+        path = path.replace("evt_none", "{event_id}").replace("wh_none", "{webhook_id}")
         checked.add((method, path.split("?")[0]))
     # every documented route is in the table above
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
