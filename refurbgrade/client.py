@@ -285,6 +285,30 @@ class Client:
                 )
             self._sleep(min(poll, left))
 
+    # -- impact -----------------------------------------------------------------------------------
+
+    def impact(
+        self,
+        from_: datetime | str | None = None,
+        to: datetime | str | None = None,
+        tenant: str | None = None,
+        format: str = "json",
+    ) -> dict | str:
+        """Avoided emissions and e-waste over a period (GET /v1/impact), per tenant, by the grade that
+        stands after review: the JSON answer as a dict (`from`, `to`, `tenants`, `method`), or with
+        `format="csv"` the CSV text. `tenant`: auditors and admins only."""
+        if format not in ("json", "csv"):
+            raise ApiError(0, "invalid_request", f"format: json or csv, not {format!r}")
+
+        def when(d: datetime | str | None) -> str | None:
+            return d.isoformat() if isinstance(d, datetime) else d
+
+        params = {"from": when(from_), "to": when(to), "tenant": tenant, "format": format}
+        r = self._request(
+            "GET", "/v1/impact", safe=True, params={k: v for k, v in params.items() if v is not None}
+        )
+        return r.text if format == "csv" else r.json()
+
     # -- reference data -------------------------------------------------------------------------
 
     def standards(self) -> list[StandardOut]:

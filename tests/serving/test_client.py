@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -321,3 +322,33 @@ def test_cli_offline_reports_a_missing_file_once_and_prints_a_summary(live, phot
         [*CLI, "grade", str(d), "--standard", "backmarkt"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert r.returncode == 2 and "did you mean backmarket?" in r.stderr
+
+
+def test_impact_as_json_and_csv(live, photos):
+    base, key, auditor, _ = live
+    with Client(base, key) as c:
+        g = c.grade([photos["front.jpg"]], device_model="iPhone 13", external_ref="SKU-impact")
+        got = c.impact()
+        assert set(got) == {"from", "to", "tenants", "method"} and got["from"] is None
+        (acme,) = got["tenants"]
+        assert acme["tenant"] == "acme" and acme["gradings"] >= 1
+        assert acme["listed"] + acme["not_listed"] + acme["without_impact"] == acme["gradings"]
+        since = c.get(g.id).created_at
+        one = c.impact(from_=since, to=since + timedelta(seconds=1))
+        assert one["tenants"][0]["gradings"] == 1 and one["from"].startswith(
+            since.strftime("%Y-%m-%dT%H:%M:%S")
+        )
+        old = c.impact(from_="2000-01-01", to="2000-02-01")
+        assert all(t["gradings"] == 0 for t in old["tenants"])
+        text = c.impact(from_=since, to=since + timedelta(seconds=1), format="csv")
+        assert isinstance(text, str)
+        header, row = text.splitlines()
+        assert header.startswith("tenant,") and row.startswith("acme,")
+        with pytest.raises(ApiError) as exc:
+            c.impact(from_="2026-02-01", to="2026-01-01")
+        assert exc.value.status == 422 and exc.value.code == "invalid_period"
+        with pytest.raises(ApiError) as exc:
+            c.impact(format="xml")
+        assert exc.value.code == "invalid_request" and exc.value.status == 0
+    with Client(base, auditor) as c:  # auditors see every tenant, or one
+        assert [t["tenant"] for t in c.impact(tenant="acme")["tenants"]] == ["acme"]
