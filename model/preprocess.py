@@ -1,8 +1,12 @@
 """Photo preprocessing shared by training, evaluation and serving — the one place its constants live.
 
 decode: bytes or path -> RGB uint8 HxWx3, EXIF orientation applied, JPEGs decoded at reduced scale
-(libjpeg's DCT scaling via Pillow's `draft`) when the model needs far fewer pixels, any mode (CMYK,
-16-bit, alpha, grayscale, palette) converted to RGB, a pixel limit against decompression bombs.
+(libjpeg's DCT scaling via Pillow's `draft`) when the model needs far fewer pixels, other formats (which
+cannot decode at reduced scale) box-reduced right after decoding so that only one full-size buffer ever
+exists, any mode (CMYK, 16-bit, alpha, grayscale, palette) converted to RGB without float copies, a
+pixel limit against decompression bombs, and JPEGs too short for the size their header claims refused.
+`decoded_pixels` says from the header alone how many pixels `decode` will hold at once (the service
+budgets them across requests).
 letterbox: keep the aspect ratio, pad to a square of the model's input size with `PAD_VALUE`; optionally
 of a crop of the photo (the device, for the second pass of `model.crop`), recorded in the `Letterbox`.
 Normalisation (`MEAN`, `STD`) happens inside the ONNX graph, so serving feeds uint8.
@@ -80,6 +84,26 @@ class Letterbox:
         return out * self.scale + (self.pad_x, self.pad_y)
 
 
+# A Huffman-coded JPEG spends at least one bit on every 8x8 block's DC coefficient (sequential or
+# progressive), so its file holds at least width * height / 512 bytes; fewer means data is missing
+# (libjpeg pads a scan cut short by a marker with grey and only warns, so Pillow would decode it).
+_JPEG_MIN_BITS_PER_BLOCK = 1
+# EXIF orientation -> the transpose that shows the photo upright (as `ImageOps.exif_transpose`).
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _size_of(data: bytes | str | Path) -> int:
+    return len(data) if isinstance(data, bytes | bytearray) else Path(data).stat().st_size
+
+
 def _open(data: bytes | str | Path) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     if isinstance(data, bytes | bytearray) and not data:
@@ -100,7 +124,31 @@ def _open(data: bytes | str | Path) -> Image.Image:
         )
     if img.width * img.height > MAX_PIXELS:
         raise DecodeError("too_many_pixels", f"the image has more than {MAX_PIXELS} pixels")
+    if img.format in {"JPEG", "MPO"}:
+        blocks = -(-img.width // 8) * -(-img.height // 8)
+        if _size_of(data) * 8 < blocks * _JPEG_MIN_BITS_PER_BLOCK:
+            raise DecodeError(
+                "corrupt_image",
+                f"the image data is truncated: {_size_of(data)} bytes cannot hold a "
+                f"{img.width}x{img.height} JPEG",
+            )
     return img
+
+
+def _draft_box(full_w: int, full_h: int, target: int) -> tuple[int, int]:
+    # draft keeps both sides >= the requested box, so ask for the box of the longer side.
+    scale = target / max(full_w, full_h)
+    return max(1, int(full_w * scale)), max(1, int(full_h * scale))
+
+
+def decoded_pixels(data: bytes | str | Path, target: int | None = None) -> int:
+    """How many pixels `decode(data, target)` holds at full size, from the header alone: a JPEG's
+    reduced-scale size, any other format's full size (it decodes whole before it is reduced). Raises
+    DecodeError as `decode` would for a file whose header is already unusable."""
+    img = _open(data)
+    if target is not None and img.format in {"JPEG", "MPO"}:
+        img.draft("RGB", _draft_box(*img.size, target))
+    return img.width * img.height
 
 
 def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndarray, float]:
@@ -108,10 +156,10 @@ def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndar
     the longer side stays at least `target`. Returns the array and the draft factor (>= 1)."""
     img = _open(data)
     full_w, full_h = img.size
-    if target is not None and img.format in {"JPEG", "MPO"}:
-        # draft keeps both sides >= the requested box, so ask for the box of the longer side.
-        scale = target / max(full_w, full_h)
-        img.draft("RGB", (max(1, int(full_w * scale)), max(1, int(full_h * scale))))
+    if target is not None and img.format not in {"JPEG", "MPO"}:
+        return _decode_reduced(img, target)
+    if target is not None:
+        img.draft("RGB", _draft_box(full_w, full_h, target))
     draft_factor = full_w / img.size[0]  # draft sets the reduced size before any pixel is decoded
     try:
         img = ImageOps.exif_transpose(img) or img
@@ -121,11 +169,57 @@ def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndar
     return _to_rgb(img), draft_factor
 
 
+def _decode_reduced(img: Image.Image, target: int) -> tuple[np.ndarray, float]:
+    """A format without reduced-scale decoding (PNG, WebP, HEIC, ...): decode whole, then at once
+    box-reduce by the largest power of two that keeps the longer side >= `target` (as JPEG's draft
+    does), before any conversion or rotation copies the full-size pixels. A 7500x7900 16-bit PNG peaks
+    at its raw buffer plus one byte a pixel instead of ~25 bytes a pixel."""
+    full_w = img.width
+    try:
+        orientation = img.getexif().get(0x0112)
+        img.load()
+        # a power of two, as JPEG's draft: photo sizes divide by it, so one factor maps both axes back
+        factor = 1 << ((max(img.size) // target).bit_length() - 1) if max(img.size) >= target else 1
+        if factor >= 2:
+            img = _reducible(img).reduce(factor)
+        reduced_w = img.width  # before rotation: `Letterbox` maps back with one factor for both axes
+        method = _ORIENT.get(orientation)
+        if method is not None:
+            img = img.transpose(method)
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise DecodeError("corrupt_image", f"the image data is truncated or corrupt: {exc}") from exc
+    return _to_rgb(img), full_w / reduced_w
+
+
+def _reducible(img: Image.Image) -> Image.Image:
+    """`img` in a mode `Image.reduce` takes, converted without full-size float copies."""
+    if img.mode in _INT_MODES:
+        return Image.fromarray(_int_to_u8(img), "L")
+    if img.mode in {"P", "PA"}:
+        return img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    if img.mode == "1":
+        return img.convert("L")
+    return img
+
+
+_INT_MODES = {"I;16", "I;16B", "I;16L", "I"}
+
+
+def _int_to_u8(img: Image.Image) -> np.ndarray:
+    """A 16/32-bit grey image -> uint8 (65535 or 255 full scale), strip by strip: never a full-size
+    float, int64 or byte copy of a large photo beside its own buffer."""
+    hi = 65535 if int(img.getextrema()[1]) > 255 else 255
+    w, h = img.size
+    out = np.empty((h, w), dtype=np.uint8)
+    for y in range(0, h, 256):
+        rows = np.asarray(img.crop((0, y, w, min(h, y + 256))), dtype=np.int64)
+        out[y : y + 256] = np.clip(rows, 0, hi) * 255 // hi
+    return out
+
+
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in {"I;16", "I;16B", "I;16L", "I"}:
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+    if img.mode in _INT_MODES:
+        arr = _int_to_u8(img)
         return np.repeat(arr[..., None], 3, axis=2)
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
         # Composite transparent areas on white, as a marketplace would display them.

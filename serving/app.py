@@ -17,6 +17,7 @@ from serving.blobs import BlobStore
 from serving.db import make_engine, migrate, session_factory
 from serving.deps import AppState
 from serving.limits import BodyLimitMiddleware
+from serving.logs import RequestLogMiddleware
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.predictor import ModelSlot, load_model
 from serving.review import actions, images, pages, signin
@@ -99,9 +100,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (signin.router, pages.router, images.router, actions.router):
         app.include_router(router)  # the review pages under /review (issue 6)
     max_request = _max_request_bytes(settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request)
+    body_timeout = _setting(settings, "body_timeout_s")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request, body_timeout_s=body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestLogMiddleware)  # outermost: request ids, one log line, JSON 500s (issue 20)
     return app
+
+
+def _setting(settings: Settings | None, name: str):
+    """A setting the middleware needs before the lifespan reads the settings (their default when they
+    are invalid: the lifespan then fails with the full message)."""
+    if settings is None:
+        try:
+            settings = get_settings()
+        except Exception:
+            return Settings.model_fields[name].default
+    return getattr(settings, name)
 
 
 def _keep_uploads_in_memory(settings: Settings | None) -> None:

@@ -232,7 +232,34 @@ class WebhookAttempt(Base):
     delivered: Mapped[bool] = mapped_column(Boolean)
 
 
+class NulInText(Exception):
+    """A text value with a NUL character: PostgreSQL cannot store one, so no database gets it (the API
+    answers 422 invalid_characters)."""
+
+
+def _has_nul(params) -> bool:
+    if isinstance(params, str):
+        return "\x00" in params
+    if isinstance(params, dict):
+        return any(_has_nul(v) for v in params.values())
+    if isinstance(params, list | tuple):
+        return any(_has_nul(v) for v in params)
+    return False
+
+
+def _refuse_nul(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:
+    if _has_nul(parameters):
+        raise NulInText("a text value contains a NUL character (\\x00), which cannot be stored")
+
+
 def make_engine(url: str) -> Engine:
+    engine = _make_engine(url)
+    # The same on SQLite as on PostgreSQL, which rejects NUL in text with an error of its own.
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

@@ -21,6 +21,7 @@ from serving.auth import Principal, Role, authenticate
 from serving.batching import MicroBatcher
 from serving.blobs import BlobStore
 from serving.errors import ApiError
+from serving.logs import annotate
 from serving.metrics import Metrics
 from serving.predictor import ModelSlot
 from serving.service import GradingService
@@ -61,7 +62,8 @@ def get_principal(
     with state.sessions() as s:
         principal = authenticate(s, credentials.credentials)
     if principal is None:
-        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked", challenge)
+        raise ApiError(401, "invalid_api_key", "the API key is unknown, revoked or expired", challenge)
+    annotate(tenant=principal.tenant, key_id=principal.key_id, role=principal.role.value)
     return principal
 
 
@@ -87,7 +89,9 @@ AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 # Path parameters of the /v1 routes under one grading (gradings, photos, overlays, disputes).
 GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
-PhotoIndex = Annotated[int, Path(ge=0, le=99, description="photo index, 0-based, in upload order")]
+PhotoIndex = Annotated[
+    int, Path(ge=0, le=99, description="the photo's `index`: 0 for the first photo (messages call it photo 1)")
+]
 
 
 def stored_photo(blobs: BlobStore, sha256: str, content_type: str | None) -> FileResponse:

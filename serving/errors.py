@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.db import NulInText
+
 _DEFAULT_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -79,6 +81,13 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def refuse_nul(fields: dict[str, str | None]) -> None:
+    """422 invalid_characters for a text field with a NUL character (no database stores one)."""
+    for name, value in fields.items():
+        if value is not None and "\x00" in value:
+            raise ApiError(422, "invalid_characters", f"{name} contains a NUL character (\\x00)")
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -91,6 +100,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers, exc.suggestions)
+
+    @app.exception_handler(NulInText)
+    async def _nul(_request: Request, exc: NulInText) -> JSONResponse:
+        return error_response(422, "invalid_characters", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

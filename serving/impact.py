@@ -20,9 +20,9 @@ from functools import cache
 from model.impact import is_listed
 from model.rules import load_standard
 from serving.auth import Principal
-from serving.db import as_utc
 from serving.errors import ApiError
 from serving.store import impact_rows
+from serving.times import utc_param
 
 UNGRADABLE = "ungradable"
 
@@ -67,18 +67,8 @@ def standing_impact(stored: dict | None, grades: dict[str, str]) -> dict | None:
 def parse_period(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime]:
     """[from, to) in UTC (a naive time is UTC; `to` defaults to now); 422 invalid_period when a time
     has no UTC equivalent (e.g. 0001-01-01T00:00:00+05:00) or `from` is not before `to`."""
-    try:
-        start_utc = as_utc(start)
-    except (OverflowError, ValueError) as exc:
-        raise ApiError(
-            422, "invalid_period", f"from={start.isoformat()} is outside the years 1-9999 in UTC"
-        ) from exc
-    try:
-        end_utc = as_utc(end) if end is not None else datetime.now(UTC)
-    except (OverflowError, ValueError) as exc:
-        raise ApiError(
-            422, "invalid_period", f"to={end.isoformat()} is outside the years 1-9999 in UTC"
-        ) from exc
+    start_utc = utc_param(start, "from")
+    end_utc = utc_param(end, "to") if end is not None else datetime.now(UTC)
     if start_utc is not None and start_utc >= end_utc:
         raise ApiError(422, "invalid_period", "from must be before to")
     return start_utc, end_utc

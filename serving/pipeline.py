@@ -32,7 +32,7 @@ from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
 from model.outputs import ENCODER_S16
 from model.postprocess import estimate_scale, extract_instances
-from model.preprocess import DecodeError
+from model.preprocess import DETAIL, DecodeError, decoded_pixels
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
 from model.rules.engine import UNGRADABLE
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
@@ -49,7 +49,7 @@ class PhotoError(ValueError):
         self.index = index
         self.code = error.code
         name = f" ({filename})" if filename else ""
-        super().__init__(f"photo {index}{name}: {error}")
+        super().__init__(f"photo {index + 1}{name}: {error}")  # counted from 1, as in every message
 
 
 class RequestError(ValueError):
@@ -195,13 +195,27 @@ def resolve_views(views: str | None, n_photos: int) -> list[View | None]:
     return out
 
 
-def prepare_photos(datas: Sequence[bytes], size: int, filenames: Sequence[str | None] = ()) -> list[Frame]:
-    """Decode and letterbox a request's photos (`model.inference.frame_photo`); raises PhotoError naming
-    the first photo that cannot be decoded."""
+# reserves the pixels a photo's decoding holds, while it decodes (serving.limits.PixelBudget.hold)
+HoldPixels = Callable[[int], AbstractContextManager]
+
+
+def prepare_photos(
+    datas: Sequence[bytes],
+    size: int,
+    filenames: Sequence[str | None] = (),
+    hold_pixels: HoldPixels | None = None,
+) -> list[Frame]:
+    """Decode and letterbox a request's photos (`model.inference.frame_photo`), one after the other;
+    raises PhotoError naming the first photo that cannot be decoded. `hold_pixels`: each photo reserves
+    what its header says decoding will hold, until it is decoded (and reduced)."""
     out = []
     for k, data in enumerate(datas):
         try:
-            out.append(frame_photo(data, size))
+            if hold_pixels is None:
+                out.append(frame_photo(data, size))
+                continue
+            with hold_pixels(decoded_pixels(data, size * DETAIL)):
+                out.append(frame_photo(data, size))
         except DecodeError as exc:
             raise PhotoError(k, filenames[k] if k < len(filenames) else None, exc) from exc
     return out
@@ -299,17 +313,19 @@ def grade_device(
     review_threshold: float | None = None,
     on_decoded: Callable[[], None] | None = None,
     cpu_slot: AbstractContextManager | None = None,
+    hold_pixels: HoldPixels | None = None,
 ) -> DeviceGrading:
     """Grade one device from its photos (raises PhotoError for an undecodable photo).
 
     `on_decoded` is called once every photo has decoded, before the model runs: the service starts
     storing the photos there, so the disk writes overlap the inference instead of following it.
     `cpu_slot` (a semaphore, say) is held around the CPU-heavy steps but not while waiting for the model,
-    so many concurrent requests do not thrash a few cores while their batch forms.
+    so many concurrent requests do not thrash a few cores while their batch forms. `hold_pixels`: see
+    `prepare_photos`.
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
     with slot:
-        frames = prepare_photos(datas, model.input_size, filenames)
+        frames = prepare_photos(datas, model.input_size, filenames, hold_pixels)
     if on_decoded is not None:
         on_decoded()
     inferred = infer(frames, model.card, lambda images: run(model, images), slot)

@@ -32,6 +32,7 @@ from serving.batching import BatcherStoppedError, MicroBatcher, QueueFullError
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingPhoto
 from serving.errors import ApiError
+from serving.limits import PixelBudget, PixelBudgetFull
 from serving.metrics import Metrics
 from serving.overlays import render_overlay
 from serving.pipeline import (
@@ -135,6 +136,7 @@ class GradingService:
         # Photo writes (fsync) run here, overlapping the model run of the same request.
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="refurbgrade-blobs")
         self._cpu = threading.BoundedSemaphore(settings.cpu_workers or os.cpu_count() or 2)
+        self.pixels = PixelBudget(settings.max_decoding_pixels)
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
@@ -263,9 +265,18 @@ class GradingService:
                     review_threshold=self.settings.review_threshold,
                     on_decoded=store_photos,
                     cpu_slot=self._cpu,
+                    hold_pixels=self.pixels.hold,
                 )
             except PhotoError as exc:
                 raise ApiError(422, exc.code, str(exc)) from exc
+            except PixelBudgetFull as exc:
+                self.metrics.rejected.labels("pixels").inc()
+                raise ApiError(
+                    503,
+                    "overloaded",
+                    f"too many large photos are being decoded ({exc}); retry shortly",
+                    {"Retry-After": str(self.settings.retry_after_s)},
+                ) from exc
             except (QueueFullError, BatcherStoppedError) as exc:
                 self.metrics.rejected.labels("queue_full").inc()
                 raise ApiError(

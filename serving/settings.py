@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     # turn instead of thrashing the cores the model also needs.
     cpu_workers: int | None = Field(default=None, ge=1, le=256)
 
+    # Pixels being decoded at once across requests (each photo reserves its decoded size from its header:
+    # a JPEG's reduced-scale size, any other format's full size); a photo that does not fit now is a 503
+    # with Retry-After. A 60 MP PNG holds about 3-4 bytes a pixel while it decodes (its raw buffer, then
+    # the reduction), so the default bounds decoding to about 0.5 GB. At least one photo's limit (60 MP).
+    max_decoding_pixels: int = Field(default=120_000_000, ge=60_000_000)
+    # Slow clients (issue 20): a connection must send a whole request head within header_timeout_s
+    # (counted from its first byte or the end of the last answer), each chunk of a body must come within
+    # body_timeout_s of the previous one (else 408), and an idle keep-alive connection closes after
+    # keep_alive_s.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_s: int = Field(default=5, ge=1, le=600)
+
     # Upload limits.
     max_photos: int = Field(default=12, ge=1, le=100)
     max_photo_bytes: int = Field(default=30 * 1024 * 1024, gt=0)

@@ -18,7 +18,6 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from serving.db import as_utc
 from serving.deps import AdminDep, GradingId, ReaderDep, StateDep
 from serving.errors import GRADING_ERRORS, ApiError, error_responses
 from serving.review import events
@@ -26,6 +25,7 @@ from serving.review.export import export_reviews
 from serving.review.schemas import DisputeOut, dispute_out
 from serving.service import Upload, check_photo
 from serving.store import get_row
+from serving.times import utc_param
 
 router = APIRouter(tags=["review"])
 
@@ -101,7 +101,12 @@ def export(
     background.add_task(shutil.rmtree, work, True)
     try:
         summary = export_reviews(
-            state.sessions, state.blobs, work / "export", as_utc(since), as_utc(until), val_fraction
+            state.sessions,
+            state.blobs,
+            work / "export",
+            utc_param(since, "since"),
+            utc_param(until, "until"),
+            val_fraction,
         )
         archive = work / "reviews.zip"
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Request
@@ -22,6 +22,7 @@ from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see
 from serving.review.sessions import Reviewer
 from serving.review.signin import ReviewerDep
 from serving.schemas import is_counted
+from serving.times import day_after, day_start
 
 STATIC = {"review.css": "text/css", "review.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 PAGE_SIZE = 25
@@ -58,8 +59,8 @@ def show_queue(
         tenant=tenant[:100] or None,
         standard=standard[:50] or None,
         grade=grade[:50] or None,
-        date_from=datetime.combine(d_from, datetime.min.time(), UTC) if d_from else None,
-        date_to=datetime.combine(d_to, datetime.min.time(), UTC) + timedelta(days=1) if d_to else None,
+        date_from=day_start(d_from) if d_from else None,
+        date_to=day_after(d_to) if d_to else None,  # None after 9999-12-31: no end
         model_version=model_version[:100] or None,
     )
     with state.sessions() as s:

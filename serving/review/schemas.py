@@ -7,12 +7,14 @@ against `GradingOut` keep working; the stored body is never changed, `review` is
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from serving.review.events import Dispute, ReviewState
 from serving.schemas import GradingOut
+
+if TYPE_CHECKING:  # the events module loads SQLAlchemy: clients read these schemas without it
+    from serving.review.events import Dispute, ReviewState
 
 ReviewStatus = Literal["graded", "needs_review", "in_review", "disputed", "confirmed", "overruled"]
 

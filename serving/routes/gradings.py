@@ -13,11 +13,13 @@ from fastapi.responses import FileResponse
 
 from serving.current import GradingCurrentOut, standing
 from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep, stored_photo
-from serving.errors import GRADING_ERRORS, error_responses
+from serving.errors import GRADING_ERRORS, error_responses, refuse_nul
+from serving.logs import annotate
 from serving.review.schemas import review_of
 from serving.schemas import GradingOut, GradingPage, grading_summary
 from serving.service import GradingRequest, Upload
 from serving.store import GradingFilters
+from serving.times import utc_param
 
 router = APIRouter(prefix="/v1/gradings", tags=["gradings"])
 
@@ -65,9 +67,21 @@ def create_grading(
         str | None, Header(max_length=200, description="a retry with the same key returns the first result")
     ] = None,
 ) -> dict:
+    refuse_nul(  # no database stores a NUL in text (PostgreSQL refuses it): 422 before any work
+        {
+            "device_model": device_model,
+            "device_kind": device_kind,
+            "external_ref": external_ref,
+            "standard": standard,
+            "views": views,
+            "Idempotency-Key": idempotency_key,
+            **{f"photo {k} filename": f.filename for k, f in enumerate(photos)},
+        }
+    )
     uploads = [Upload(f.file.read(), f.filename, f.content_type) for f in photos]
     req = GradingRequest(device_model, device_kind, external_ref, standard, views)
     body, replayed = state.service.create(principal, uploads, req, idempotency_key)
+    annotate(grading_id=body["id"], model_version=body["model"]["version"], replayed=replayed or None)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/gradings/{body['id']}"
@@ -96,8 +110,8 @@ def list_gradings(
         device_model=device_model,
         standard=standard,
         grade=grade,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=utc_param(created_after, "created_after"),
+        created_before=utc_param(created_before, "created_before"),
     )
     rows, total = state.service.list(principal, filters, limit=limit, offset=offset)
     return GradingPage(items=[grading_summary(r) for r in rows], total=total, limit=limit, offset=offset)

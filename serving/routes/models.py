@@ -53,8 +53,11 @@ def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
 )
 def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> ModelInfo:
     folder = state.settings.models_dir.resolve()
-    candidate = Path(body.path)
-    candidate = (candidate if candidate.is_absolute() else folder / candidate).resolve()
+    try:
+        candidate = Path(body.path)
+        candidate = (candidate if candidate.is_absolute() else folder / candidate).resolve()
+    except (ValueError, OSError) as exc:  # a NUL in the path, a name the OS refuses
+        raise ApiError(422, "invalid_model_path", f"not a usable file name: {exc}") from exc
     if folder not in candidate.parents or candidate.suffix != ".onnx":
         raise ApiError(422, "invalid_model_path", f"the model must be a .onnx file inside {folder.name}/")
     if not candidate.is_file():

@@ -239,7 +239,8 @@ def test_the_client_imports_no_server_internals():
     script = (
         "import sys, refurbgrade.client\n"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'torch', 'training', 'fastapi', 'starlette', 'onnxruntime', 'uvicorn', 'cv2', 'skimage'})\n"
+        "{'torch', 'training', 'fastapi', 'starlette', 'onnxruntime', 'uvicorn', 'cv2', 'skimage',"
+        " 'sqlalchemy', 'alembic'})\n"
         "print('forbidden:', bad)"
     )
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
