@@ -56,7 +56,11 @@ def serve(
     model: Annotated[
         Path | None, typer.Option(help="model file (default REFURBGRADE_MODEL_PATH, else the bundled model)")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[str, typer.Option(help="log level (debug, info, warning, error)")] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(help="also uvicorn's own access log (the service logs every request itself)"),
+    ] = False,
 ) -> None:
     """Run the grading API (uvicorn, one process; ONNX Runtime threads per REFURBGRADE_INTRA_OP_THREADS)."""
     import os
@@ -85,16 +89,25 @@ def serve(
         _fail(f"cannot serve the model: {exc}")
     _check_storage(settings.db_url)
 
+    import logging
+
     import uvicorn
 
     from serving.app import create_app
+    from serving.server import uvicorn_config
 
-    data = "REFURBGRADE_DATABASE_URL" if settings.database_url else settings.data_dir
-    typer.echo(
-        f"refurbgrade: serving {settings.model_path} on http://{host}:{port} (docs at /docs); data in {data}",
-        err=True,
+    # JSON log lines on stderr, header/keep-alive timeouts (issue 20): docs/operations.md#logs
+    config = uvicorn_config(create_app(settings), settings, host, port, log_level.lower(), access_log)
+    data = "REFURBGRADE_DATABASE_URL" if settings.database_url else str(settings.data_dir)
+    logging.getLogger("refurbgrade").info(
+        "serving %s on http://%s:%d (docs at /docs); data in %s",
+        settings.model_path,
+        host,
+        port,
+        data,
+        extra={"fields": {"model_path": str(settings.model_path), "data": data}},
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(config).run()
 
 
 def _photo_files(paths: list[Path]) -> list[tuple[Path, Path]]:
