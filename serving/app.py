@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serving import errors
+from serving import apidocs, errors
 from serving.batching import MicroBatcher
 from serving.blobs import BlobStore
 from serving.db import make_engine, migrate, session_factory
@@ -34,7 +34,11 @@ API_DESCRIPTION = """Cosmetic grading of used phones, tablets and laptops from p
 
 Authenticate with an API key: `Authorization: Bearer <key>` (create one with
 `refurbgrade keys create --role refurbisher --tenant NAME`). Every error is JSON
-`{"code": "...", "message": "..."}`.
+`{"code": "...", "message": "..."}`; each route lists the codes it can answer, with an example of each.
+
+Photos and defects are counted from 1 in every message, page and reason ("photo 1: too blurry"); the
+`index` of a photo in a grading and the `{n}` of its photo and overlay URLs count from 0, like the
+position in the `photos` list. Every route shows an example answer; ReDoc at /redoc shows the same.
 """
 
 
@@ -85,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc: serving/apidocs.py, from files installed with the service
+        redoc_url=None,
     )
     app.state.svc = None
     app.state.webhooks = None
@@ -96,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reference_routes.router)  # standards and the device catalogue
     app.include_router(review_api.router)  # disputes, review export (issue 6)
     app.include_router(impact_routes.router)  # avoided emissions and e-waste (issue 22)
+    apidocs.install(app)  # Swagger UI at /docs, ReDoc at /redoc, without internet; whole examples
     app.include_router(webhook_routes.router)  # webhooks: endpoints, delivery log, replay (issue 21)
     for router in (signin.router, pages.router, images.router, actions.router):
         app.include_router(router)  # the review pages under /review (issue 6)

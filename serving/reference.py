@@ -16,46 +16,50 @@ from model.taxonomy import plural
 
 
 class LimitOut(BaseModel):
-    zones: list[str]
-    types: list[str]
-    max_count: int | None
-    max_length_mm: float | None
-    max_width_mm: float | None
-    max_area_mm2: float | None
+    zones: list[str] = Field(description="where it applies: screen, body, frame, camera")
+    types: list[str] = Field(description="the defect types it counts: scratch, crack, chip, dent, stain")
+    max_count: int | None = Field(description="how many at most (0: none allowed; null: any number)")
+    max_length_mm: float | None = Field(description="the longest each may be, mm (null: no limit)")
+    max_width_mm: float | None = Field(description="the widest each may be, mm (null: no limit)")
+    max_area_mm2: float | None = Field(description="the largest area each may have, mm² (null: no limit)")
     words: str = Field(
         description="the limit in words, e.g. 'on the back and frame: at most 5 scratches, ...'"
     )
 
 
 class GradeDefOut(BaseModel):
-    name: str
-    summary: str
-    listable: bool
+    name: str = Field(description="the grade, as gradings answer it", examples=["Excellent"])
+    summary: str = Field(description="the grade in a sentence")
+    listable: bool = Field(description="whether a marketplace may list a device at this grade")
     limits: list[LimitOut] = Field(description="what the grade allows; the last grade takes everything else")
 
 
 class StandardOut(BaseModel):
-    name: str = Field(examples=["backmarket"])
-    title: str = Field(examples=["Back Market"])
-    version: str = Field(examples=["2026.11.0"])
+    name: str = Field(description="the name gradings use (`standard`)", examples=["backmarket"])
+    title: str = Field(description="the standard's full name", examples=["Back Market"])
+    version: str = Field(description="the version of its rules", examples=["2026.11.0"])
     source: str = Field(description="where the grades and their thresholds come from")
-    review_threshold: float
+    review_threshold: float = Field(description="a grade less likely than this goes to review")
     grades: list[GradeDefOut] = Field(description="best first")
 
 
 class DeviceOut(BaseModel):
-    name: str = Field(examples=["iPhone 13"])
-    kind: str = Field(examples=["phone"])
+    name: str = Field(description="the name to send as `device_model`", examples=["iPhone 13"])
+    kind: str = Field(
+        description="phone, tablet or laptop",
+        examples=["phone"],
+        json_schema_extra={"enum": ["phone", "tablet", "laptop"]},
+    )
     length_mm: float = Field(description="longest outer side")
-    width_mm: float
-    depth_mm: float
-    aliases: list[str]
+    width_mm: float = Field(description="the other outer side")
+    depth_mm: float = Field(description="thickness")
+    aliases: list[str] = Field(description="other names that find it")
 
 
 class DevicesOut(BaseModel):
-    catalogue_version: str
-    items: list[DeviceOut]
-    total: int
+    catalogue_version: str = Field(description="the version of the device catalogue")
+    items: list[DeviceOut] = Field(description="the devices that match")
+    total: int = Field(description="how many match")
     suggestions: list[str] = Field(
         default_factory=list, description="with `q` and no match: the closest device names"
     )

@@ -23,10 +23,10 @@ def _err(msg: str) -> None:
 
 
 def _named(message: str, files: list[Path]) -> str:
-    """The server numbers photos from 0 ('photo 1: ...'): name the file instead."""
-    m = re.match(r"photo (\d+): (.*)", message, re.S)
-    if m and int(m.group(1)) < len(files):
-        return f"{files[int(m.group(1))]}: {m.group(2)}"
+    """The server's messages count photos from 1 ('photo 1: ...'): name the file instead."""
+    m = re.match(r"photo (\d+)(?: \([^)]*\))?: (.*)", message, re.S)
+    if m and 1 <= int(m.group(1)) <= len(files):
+        return f"{files[int(m.group(1)) - 1]}: {m.group(2)}"
     return f"{files[0] if len(files) == 1 else files[0].parent}: {message}"
 
 

@@ -7,12 +7,13 @@ service runs), so GET returns what POST returned and later review events never r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.rules.engine import PRESENT_AT, counted
 from model.rules.schema import GRADED_TYPES
+from model.taxonomy import DefectType, DeviceKind, PhotoQuality, View, Zone
 
 if TYPE_CHECKING:  # type-only: the API client imports these schemas without onnxruntime or the database
     from model.instances import DefectInstance
@@ -32,10 +33,16 @@ def is_counted(d: dict) -> bool:
     )
 
 
+def _one_of(enum, description: str, **kw) -> Any:
+    """A str field whose documented values are the enum's (the field stays a str for older clients)."""
+    values = [e.value for e in enum]
+    return Field(description=f"{description}: {', '.join(values)}", json_schema_extra={"enum": values}, **kw)
+
+
 class DefectOut(BaseModel):
-    type: str
-    zone: str
-    confidence: float
+    type: str = _one_of(DefectType, "the kind of defect")
+    zone: str = _one_of(Zone, "where on the device (body is the back panel, or a laptop's lid and base)")
+    confidence: float = Field(description="how sure the model is that this defect is there, 0 to 1")
     counted: bool = Field(
         description="whether it counted for the grade: a graded type, role 'defect', confidence at least "
         "0.5, on a device that could be graded; the others are candidates, listed but not counted"
@@ -44,11 +51,14 @@ class DefectOut(BaseModel):
         description="'evidence': a fragment of a zone-level defect listed beside it, never counted itself"
     )
     box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in the photo's pixels")
-    polygon: list[tuple[float, float]]
-    units: Literal["mm", "relative"]
-    length: float
-    width: float
-    area: float
+    polygon: list[tuple[float, float]] = Field(description="the outline, (x, y) points in the photo's pixels")
+    units: Literal["mm", "relative"] = Field(
+        description="'mm' when the device's size is known (a catalogue `device_model`), 'relative' to the "
+        "device's length otherwise"
+    )
+    length: float = Field(description="the defect's length, in `units`")
+    width: float = Field(description="its width, in `units`")
+    area: float = Field(description="its area, in `units` squared (mm²)")
     length_mm: float | None = Field(description="when the device's size is known")
     length_rel: float | None = Field(description="fraction of the device's length, when its size is unknown")
 
@@ -62,44 +72,55 @@ class DefectOut(BaseModel):
 
 
 class PhotoOut(BaseModel):
-    index: int
-    filename: str | None
-    content_type: str | None
-    sha256: str
-    bytes: int
-    width: int
-    height: int
-    view: str
-    view_source: Literal["caller", "model"]
-    view_confidence: float
-    quality: str
-    quality_confidence: float
-    usable: bool
+    index: int = Field(
+        description="position in upload order, from 0 (the `{n}` of its URLs); messages call index 0 "
+        "'photo 1'"
+    )
+    filename: str | None = Field(description="the file name sent, if any")
+    content_type: str | None = Field(description="the content type sent, e.g. image/jpeg")
+    sha256: str = Field(description="SHA-256 of the photo's bytes, hex")
+    bytes: int = Field(description="size of the photo as uploaded")
+    width: int = Field(description="width in pixels, after applying the EXIF orientation")
+    height: int = Field(description="height in pixels, after applying the EXIF orientation")
+    view: str = _one_of(View, "which side of the device the photo shows")
+    view_source: Literal["caller", "model"] = Field(
+        description="'caller': given in `views`; 'model': recognised by the model"
+    )
+    view_confidence: float = Field(description="the model's confidence in the view, 0 to 1 (1 when given)")
+    quality: str = _one_of(PhotoQuality, "whether the photo can be graded")
+    quality_confidence: float = Field(description="the model's confidence in `quality`, 0 to 1")
+    usable: bool = Field(description="quality is 'usable': the photo shows the device well enough")
     message: str = Field(description="actionable verdict, e.g. 'too blurry, retake ...'")
-    device_found: bool
-    defects: list[DefectOut]
-    photo_url: str | None = None
-    overlay_url: str | None = None
+    device_found: bool = Field(description="whether a device was found in the photo")
+    defects: list[DefectOut] = Field(description="every defect found, counted or not")
+    photo_url: str | None = Field(default=None, description="the photo as uploaded")
+    overlay_url: str | None = Field(default=None, description="a PNG with the defects outlined and numbered")
 
 
 class StandardGradeOut(BaseModel):
-    standard: str
-    version: str
+    standard: str = Field(description="the standard's name: backmarket, ctia or r2 (GET /v1/standards)")
+    version: str = Field(description="the version of the standard's rules that graded it")
     grade: str = Field(
         description="one of the standard's grades, or 'ungradable' when no photo of the device was usable"
     )
-    listable: bool
+    listable: bool = Field(description="whether a marketplace may list the device at this grade")
     probabilities: dict[str, float] = Field(
-        description="per grade of the standard; all 0 when the grade is 'ungradable'"
+        description="per grade of the standard, how likely it is the right one (0 to 1, summing to 1); "
+        "all 0 when the grade is 'ungradable'"
     )
-    needs_review: bool
-    review_threshold: float
+    needs_review: bool = Field(
+        description="a person should look: the grade's probability is below `review_threshold`, a view is "
+        "missing, or there is no grade"
+    )
+    review_threshold: float = Field(description="the probability under which a grade goes to review")
     reasons: dict[str, list[str]] = Field(
         description="for each better grade: why it was barred; under 'ungradable', why there is no grade"
     )
-    advice: list[str]
-    method: str
-    scale_known: bool
+    advice: list[str] = Field(description="what to do for a better grading, e.g. which photo to retake")
+    method: str = Field(
+        description="how the probabilities were computed, e.g. 'exact, calibrated on 137 validation devices'"
+    )
+    scale_known: bool = Field(description="sizes were measured in mm (the device model is known)")
     missing_views: list[str] = Field(
         default_factory=list,
         description="views the device needs (front, back) that no usable photo showed: not graded",
@@ -112,7 +133,7 @@ class StandardGradeOut(BaseModel):
 
 
 class ImpactOut(BaseModel):
-    """What selling this device refurbished instead of a new one avoids (issue 22; docs/impact.md)."""
+    """What selling this device refurbished instead of a new one avoids (the method: docs/impact.md)."""
 
     listed: bool = Field(
         description="whether the device counts as a listing: every standard graded it listable"
@@ -122,13 +143,13 @@ class ImpactOut(BaseModel):
         description="kg of device kept in use instead of becoming waste; 0 when not listed"
     )
     if_listed_kg_co2e: float = Field(description="what a listing would avoid, whatever the grade")
-    if_listed_ewaste_kg: float
+    if_listed_ewaste_kg: float = Field(description="the kg a listing would keep in use, whatever the grade")
     estimated: bool = Field(description="the kind's average footprint or mass was used (no published figure)")
     basis: str = Field(description="the device model whose figures were used, or e.g. 'average phone'")
     new_device_kg_co2e: float = Field(description="the new device's life-cycle footprint")
     production_share: float = Field(description="the share of that footprint from production")
-    refurbishment_kg_co2e: float
-    method: str
+    refurbishment_kg_co2e: float = Field(description="kg CO2e refurbishing the device costs")
+    method: str = Field(description="the method's name")
     method_version: str = Field(
         description="the footprints' and method's version (model/data/footprints.yaml)"
     )
@@ -138,42 +159,44 @@ class ImpactOut(BaseModel):
 
 
 class ModelRef(BaseModel):
-    name: str
-    version: str
-    sha256: str
+    name: str = Field(description="the model's name, from its model card")
+    version: str = Field(description="the model's version")
+    sha256: str = Field(description="SHA-256 of the model file, hex")
 
 
 class GradingOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
-    id: str
-    created_at: datetime
-    tenant: str
-    external_ref: str | None
-    device_model: str | None
-    device_kind: str
-    scale: Literal["mm", "relative"]
-    needs_review: bool
-    review_reasons: list[str]
-    grades: dict[str, StandardGradeOut]
-    photos: list[PhotoOut]
-    model: ModelRef
-    rules_versions: dict[str, str]
+    id: str = Field(description="the grading's id (a UUID)")
+    created_at: datetime = Field(description="when it was graded, UTC")
+    tenant: str = Field(description="the refurbisher it belongs to")
+    external_ref: str | None = Field(description="your reference, as sent")
+    device_model: str | None = Field(description="the catalogue's name of the device model, if given")
+    device_kind: str = _one_of(DeviceKind, "the kind of device")
+    scale: Literal["mm", "relative"] = Field(
+        description="'mm' when the device's size is known, 'relative' to its length otherwise"
+    )
+    needs_review: bool = Field(description="the model asks a person to look (any standard's needs_review)")
+    review_reasons: list[str] = Field(description="why, in words; photos counted from 1")
+    grades: dict[str, StandardGradeOut] = Field(description="per standard name, its grade")
+    photos: list[PhotoOut] = Field(description="the photos in upload order, each with its defects")
+    model: ModelRef = Field(description="the model that graded it")
+    rules_versions: dict[str, str] = Field(description="per standard, the version of its rules")
     impact: ImpactOut | None = Field(
         default=None, description="avoided emissions and e-waste; absent for gradings stored before it"
     )
 
 
 class GradingSummary(BaseModel):
-    id: str
-    created_at: datetime
-    tenant: str
-    external_ref: str | None
-    device_model: str | None
-    needs_review: bool
-    grades: dict[str, str]
-    n_photos: int
-    url: str
+    id: str = Field(description="the grading's id")
+    created_at: datetime = Field(description="when it was graded, UTC")
+    tenant: str = Field(description="the refurbisher it belongs to")
+    external_ref: str | None = Field(description="your reference, as sent")
+    device_model: str | None = Field(description="the device model, if given")
+    needs_review: bool = Field(description="the model asked a person to look")
+    grades: dict[str, str] = Field(description="per standard, the model's grade (before any review)")
+    n_photos: int = Field(description="how many photos it was graded from")
+    url: str = Field(description="the grading, with the grade that stands after review")
 
 
 def grading_summary(row: Grading) -> GradingSummary:
@@ -191,28 +214,28 @@ def grading_summary(row: Grading) -> GradingSummary:
 
 
 class GradingPage(BaseModel):
-    items: list[GradingSummary]
-    total: int
-    limit: int
-    offset: int
+    items: list[GradingSummary] = Field(description="this page's gradings, newest first")
+    total: int = Field(description="gradings matching the filters, on all pages")
+    limit: int = Field(description="the page size asked for")
+    offset: int = Field(description="gradings skipped before this page")
 
 
 class ModelInfo(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
-    name: str
-    version: str
-    sha256: str
-    path: str
-    input_size: int
-    architecture: str
-    created: datetime
-    metrics: dict[str, float]
-    active: bool
+    name: str = Field(description="the model's name, from its model card")
+    version: str = Field(description="the model's version")
+    sha256: str = Field(description="SHA-256 of the model file, hex")
+    path: str = Field(description="the file's name in the models folder")
+    input_size: int = Field(description="the side in pixels the model reads photos at")
+    architecture: str = Field(description="the network, in words")
+    created: datetime = Field(description="when the model was trained")
+    metrics: dict[str, float] = Field(description="validation figures from the model card")
+    active: bool = Field(description="whether it is the model grading now")
 
 
 class ModelsOut(BaseModel):
-    active: ModelInfo
+    active: ModelInfo = Field(description="the model grading now")
     available: list[str] = Field(description="model files in the models folder that an admin may activate")
 
 
@@ -223,8 +246,10 @@ class ActivateIn(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
-    checks: dict[str, str] = Field(default_factory=dict)
+    status: Literal["ok", "unavailable"] = Field(description="'ok', or 'unavailable' when a check failed")
+    checks: dict[str, str] = Field(
+        default_factory=dict, description="per check (model, database, batcher): 'ok (...)' or what is wrong"
+    )
 
 
 class KeyIn(BaseModel):
@@ -236,11 +261,14 @@ class KeyIn(BaseModel):
 
 
 class KeyOut(BaseModel):
-    id: str
-    role: str
-    tenant: str | None
-    name: str | None
-    created_at: datetime
+    id: str = Field(description="the key's id (the KEY_ID in a token rg_KEY_ID_secret)")
+    role: str = Field(
+        description="refurbisher, auditor or admin",
+        json_schema_extra={"enum": ["refurbisher", "auditor", "admin"]},
+    )
+    tenant: str | None = Field(description="the refurbisher's tenant")
+    name: str | None = Field(description="who or what uses the key")
+    created_at: datetime = Field(description="when it was created, UTC")
     token: str | None = Field(default=None, description="the bearer token; shown once, at creation")
 
 

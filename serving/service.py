@@ -83,18 +83,18 @@ class Upload:
 
 def check_photo(k: int, upload: Upload, max_bytes: int) -> None:
     """Refuse an upload that is not a photo file we take (gradings and disputes alike); decoding it is
-    the caller's next step."""
+    the caller's next step. `k` is the photo's index (from 0); messages count from 1, as people do."""
     ctype = (upload.content_type or "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED_TYPES:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"photo {k}: content type {ctype!r} is not a photo (use JPEG, PNG, WebP or HEIC)",
+            f"photo {k + 1}: content type {ctype!r} is not a photo (use JPEG, PNG, WebP or HEIC)",
         )
     if len(upload.data) > max_bytes:
-        raise ApiError(413, "file_too_large", f"photo {k}: {len(upload.data)} bytes; at most {max_bytes}")
+        raise ApiError(413, "file_too_large", f"photo {k + 1}: {len(upload.data)} bytes; at most {max_bytes}")
     if not upload.data:
-        raise ApiError(422, "empty_file", f"photo {k}: the file is empty")
+        raise ApiError(422, "empty_file", f"photo {k + 1}: the file is empty")
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def get_photo(
         row = get_row(s, principal, grading_id)
         photo = next((p for p in row.photos if p.idx == n), None)
         if photo is None:
-            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo {n}")
+            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo with index {n} (photo {n + 1})")
         return row, photo
 
 

@@ -18,8 +18,10 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
+from serving import examples
+from serving.apidocs import AUTH, errors, example
 from serving.deps import AdminDep, GradingId, ReaderDep, StateDep
-from serving.errors import GRADING_ERRORS, ApiError, error_responses
+from serving.errors import ApiError
 from serving.review import events
 from serving.review.export import export_reviews
 from serving.review.schemas import DisputeOut, dispute_out
@@ -40,15 +42,32 @@ def _check_photo(k: int, upload: Upload, max_bytes: int) -> None:
     try:
         decode(upload.data, target=64)
     except Exception as exc:  # every decoder failure means the same to the caller
-        raise ApiError(422, "not_an_image", f"photo {k}: not a readable photo") from exc
+        raise ApiError(422, "not_an_image", f"photo {k + 1}: not a readable photo") from exc
 
 
 @router.post(
     "/v1/gradings/{grading_id}/disputes",
     status_code=201,
     response_model=DisputeOut,
-    responses={**GRADING_ERRORS, **error_responses(413, 415)},
+    responses={
+        **example(examples.DISPUTE, 201, description="The dispute, open until a reviewer decides"),
+        **errors(
+            *AUTH,
+            "grading_not_found",
+            "invalid_request",
+            "too_many_photos",
+            "empty_file",
+            "not_an_image",
+            "unsupported_media_type",
+            "file_too_large",
+            "payload_too_large",
+            "request_timeout",
+        ),
+    },
     summary="Dispute a grading: it goes to the quality team's review queue",
+    description="By the refurbisher who owns the grading (another tenant's is 404) or an auditor or "
+    "admin: a reason and up to 6 extra photos. The grading waits in the Disputed queue until a reviewer "
+    "confirms or overrules it; `GET /v1/gradings/{id}` then answers the resolution under `review`.",
 )
 def create_dispute(
     state: StateDep,
@@ -86,7 +105,14 @@ def create_dispute(
 @router.get(
     "/v1/reviews/export",
     response_class=FileResponse,
-    responses={**GRADING_ERRORS, 200: {"content": {"application/zip": {}}}},
+    responses={
+        200: {
+            "content": {"application/zip": {}},
+            "description": "A zip: manifest.jsonl (train and val) and the photos it names; headers "
+            "X-Export-Gradings and X-Export-Photos count them",
+        },
+        **errors(*AUTH, "forbidden", "invalid_request"),
+    },
     summary="Reviewed gradings as a training manifest plus photos (zip; admins)",
 )
 def export(

@@ -20,27 +20,33 @@ ReviewStatus = Literal["graded", "needs_review", "in_review", "disputed", "confi
 
 
 class DisputePhotoOut(BaseModel):
-    sha256: str
-    filename: str | None
-    content_type: str | None
-    bytes: int
+    sha256: str = Field(description="SHA-256 of the photo's bytes, hex")
+    filename: str | None = Field(description="the file name sent, if any")
+    content_type: str | None = Field(description="the content type sent")
+    bytes: int = Field(description="size of the photo")
 
 
 class ResolutionOut(BaseModel):
-    outcome: Literal["confirmed", "overruled"]
-    resolved_at: datetime
+    outcome: Literal["confirmed", "overruled"] = Field(
+        description="'confirmed': the grades stand; 'overruled': a reviewer changed at least one"
+    )
+    resolved_at: datetime = Field(description="when the reviewer decided, UTC")
     grades: dict[str, str] = Field(description="the grade per standard after the review")
     reason: str = Field(description="the reviewer's reason (overrule) or note (confirm)")
 
 
 class DisputeOut(BaseModel):
-    id: int
-    grading_id: str
-    created_at: datetime
-    reason: str
-    photos: list[DisputePhotoOut]
-    status: Literal["open", "resolved"]
-    resolution: ResolutionOut | None = None
+    id: int = Field(description="the dispute's id")
+    grading_id: str = Field(description="the grading disputed")
+    created_at: datetime = Field(description="when it was sent, UTC")
+    reason: str = Field(description="why the grade is wrong, as sent")
+    photos: list[DisputePhotoOut] = Field(description="the extra photos sent with it")
+    status: Literal["open", "resolved"] = Field(
+        description="'open' until a reviewer confirms or overrules the grading"
+    )
+    resolution: ResolutionOut | None = Field(
+        default=None, description="the reviewer's decision, once resolved"
+    )
 
 
 class ReviewOut(BaseModel):
@@ -50,13 +56,13 @@ class ReviewOut(BaseModel):
     )
     grades: dict[str, str] = Field(description="the grade per standard now: the model's unless overruled")
     overruled: list[str] = Field(description="standards whose grade a reviewer changed")
-    reviewed_at: datetime | None
-    disputes: list[DisputeOut]
+    reviewed_at: datetime | None = Field(description="when a reviewer last confirmed or overruled, UTC")
+    disputes: list[DisputeOut] = Field(description="every dispute, oldest first, with its resolution")
 
 
 class GradingReviewedOut(GradingOut):
     review: ReviewOut | None = Field(
-        default=None, description="what quality review and disputes did to this grading (issue 6)"
+        default=None, description="what the quality team's review and disputes did to this grading"
     )
 
 

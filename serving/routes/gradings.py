@@ -11,9 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
+from serving import examples
+from serving.apidocs import AUTH, errors, example
 from serving.current import GradingCurrentOut, standing
 from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep, stored_photo
-from serving.errors import GRADING_ERRORS, error_responses, refuse_nul
+from serving.errors import refuse_nul
 from serving.logs import annotate
 from serving.review.schemas import review_of
 from serving.schemas import GradingOut, GradingPage, grading_summary
@@ -29,19 +31,38 @@ router = APIRouter(prefix="/v1/gradings", tags=["gradings"])
     status_code=201,
     response_model=GradingOut,
     responses={
-        **GRADING_ERRORS,
-        **error_responses(
-            409,
-            413,
-            415,
-            503,
-            described={
-                409: "Idempotency-Key reused for a different request",
-                503: "queue full: retry after Retry-After seconds",
-            },
+        **example(examples.GRADING, 201, description="The grading: grades per standard, defects per photo"),
+        **errors(
+            *AUTH,
+            "forbidden",
+            "invalid_request",
+            "no_photos",
+            "too_many_photos",
+            "empty_file",
+            "not_an_image",
+            "corrupt_image",
+            "too_many_pixels",
+            "unknown_device_model",
+            "invalid_device_kind",
+            "unknown_standard",
+            "invalid_views",
+            "invalid_idempotency_key",
+            "unsupported_media_type",
+            "file_too_large",
+            "payload_too_large",
+            "request_timeout",
+            "idempotency_key_reused",
+            "overloaded",
+            "queue_full",
+            "shutting_down",
         ),
     },
     summary="Grade one device from 1-12 photos",
+    description="Send the photos of one device as multipart/form-data. The answer holds, per standard, "
+    "the grade, its probabilities, the reasons each better grade was barred and whether a person should "
+    "look (`needs_review`); per photo, its verdict and every defect found. Photos are counted from 1 in "
+    "messages ('photo 1: too blurry'); `photos[].index` and the photo URLs count from 0. A retry with the "
+    "same `Idempotency-Key` answers the first grading (header `Idempotent-Replayed: true`).",
 )
 def create_grading(
     state: StateDep,
@@ -88,20 +109,32 @@ def create_grading(
     return body
 
 
-@router.get("", response_model=GradingPage, responses=GRADING_ERRORS, summary="List gradings (newest first)")
+@router.get(
+    "",
+    response_model=GradingPage,
+    responses={**example(examples.GRADING_PAGE), **errors(*AUTH, "invalid_request")},
+    summary="List gradings (newest first)",
+    description="A refurbisher's key lists its own tenant's gradings; an auditor's or admin's every "
+    "tenant's (narrow with `tenant`). The grades listed are the model's; a grading's own page "
+    "(`url`) answers the grade that stands after review.",
+)
 def list_gradings(
     state: StateDep,
     principal: ReaderDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="gradings per page")] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="gradings to skip")] = 0,
     tenant: Annotated[str | None, Query(max_length=100, description="auditors and admins only")] = None,
-    needs_review: bool | None = None,
-    external_ref: Annotated[str | None, Query(max_length=200)] = None,
-    device_model: Annotated[str | None, Query(max_length=100)] = None,
-    standard: Annotated[str | None, Query(max_length=50)] = None,
-    grade: Annotated[str | None, Query(max_length=50, description="with `standard`: e.g. Good")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    needs_review: Annotated[
+        bool | None, Query(description="only flagged (true) or unflagged (false)")
+    ] = None,
+    external_ref: Annotated[str | None, Query(max_length=200, description="your reference, exactly")] = None,
+    device_model: Annotated[str | None, Query(max_length=100, description="e.g. iPhone 13")] = None,
+    standard: Annotated[str | None, Query(max_length=50, description="with `grade`: e.g. backmarket")] = None,
+    grade: Annotated[
+        str | None, Query(max_length=50, description="e.g. Good, or ungradable; with `standard`, under it")
+    ] = None,
+    created_after: Annotated[datetime | None, Query(description="graded at or after (ISO 8601)")] = None,
+    created_before: Annotated[datetime | None, Query(description="graded before (ISO 8601)")] = None,
 ) -> GradingPage:
     filters = GradingFilters(
         tenant=tenant,
@@ -120,8 +153,14 @@ def list_gradings(
 @router.get(
     "/{grading_id}",
     response_model=GradingCurrentOut,
-    responses=GRADING_ERRORS,
+    responses={
+        **example(examples.GRADING_REVIEWED, description="After a reviewer overruled Back Market"),
+        **errors(*AUTH, "grading_not_found", "invalid_request"),
+    },
     summary="One grading: the grade that stands now, the model's original answer and the review state",
+    description="`grades[standard].grade` is the grade to list the device under: the reviewer's where a "
+    "reviewer overruled it (`source: review`), the model's otherwise. `original` holds the model's "
+    "grades as first answered, `review` the review state and disputes. Another tenant's grading is 404.",
 )
 def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) -> dict:
     body = state.service.get(principal, grading_id)
@@ -131,8 +170,12 @@ def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) ->
 @router.get(
     "/{grading_id}/photos/{n}",
     response_class=FileResponse,
-    responses={**GRADING_ERRORS, 200: {"content": {"image/*": {}}}},
+    responses={
+        200: {"content": {"image/*": {}}, "description": "The photo's bytes, in its own type"},
+        **errors(*AUTH, "grading_not_found", "photo_not_found", "invalid_request"),
+    },
     summary="A grading's photo, as uploaded",
+    description="`n` is the photo's `index`: 0 for the first photo (which messages call photo 1).",
 )
 def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
     photo = state.service.photo(principal, grading_id, n)
@@ -142,8 +185,13 @@ def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: P
 @router.get(
     "/{grading_id}/overlays/{n}",
     response_class=Response,
-    responses={**GRADING_ERRORS, 200: {"content": {"image/png": {}}}},
+    responses={
+        200: {"content": {"image/png": {}}, "description": "A PNG: counted defects bold, candidates faint"},
+        **errors(*AUTH, "grading_not_found", "photo_not_found", "invalid_request"),
+    },
     summary="A grading's photo with its defects outlined and labelled (PNG)",
+    description="`n` is the photo's `index`: 0 for the first photo (which messages call photo 1). Each "
+    "outline carries its number on the photo, counted from 1.",
 )
 def get_overlay(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> Response:
     png = state.service.overlay(principal, grading_id, n)

@@ -1,4 +1,4 @@
-"""/v1/impact: avoided emissions and e-waste of a tenant's gradings over a period (issue 22).
+"""/v1/impact: avoided emissions and e-waste of a tenant's gradings over a period.
 
 Sums per tenant by the grade that stands after reviews (serving/impact.py); JSON, or CSV with
 `format=csv` for a refurbisher's own reporting. The method and its sources: docs/impact.md.
@@ -12,21 +12,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from serving import impact
+from serving import examples, impact
+from serving.apidocs import AUTH, errors
 from serving.deps import ReaderDep, StateDep
-from serving.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["impact"])
 
 
 class TenantImpactOut(BaseModel):
-    tenant: str
+    tenant: str = Field(description="the refurbisher")
     gradings: int = Field(description="gradings created in the period")
     listed: int = Field(description="counted: the standing grade is listable under every standard")
     not_listed: int = Field(description="unlistable or ungradable as their grade stands: avoid nothing")
     without_impact: int = Field(description="stored before gradings answered their impact: not counted")
     estimated: int = Field(description="listed gradings whose figures use a kind's average")
-    avoided_kg_co2e: float
+    avoided_kg_co2e: float = Field(description="kg CO2e the listed gradings avoid, summed")
     ewaste_kg: float = Field(description="kg of devices kept in use")
     method_versions: list[str] = Field(description="the method versions the sums were computed with")
 
@@ -34,7 +34,7 @@ class TenantImpactOut(BaseModel):
 class ImpactSummaryOut(BaseModel):
     from_: datetime | None = Field(alias="from", description="inclusive, UTC; null: from the first grading")
     to: datetime = Field(description="exclusive, UTC")
-    tenants: list[TenantImpactOut]
+    tenants: list[TenantImpactOut] = Field(description="one entry per tenant with gradings in the period")
     method: str = Field(
         default="docs/impact.md", description="where the method, its sources and its limits are explained"
     )
@@ -45,10 +45,14 @@ class ImpactSummaryOut(BaseModel):
     response_model=ImpactSummaryOut,
     response_model_by_alias=True,
     responses={
-        **error_responses(
-            401, 403, 422, described={422: "invalid_period: from/to out of range or not ordered"}
-        ),
-        200: {"content": {"text/csv": {}}},
+        200: {
+            "content": {
+                "application/json": {"example": examples.IMPACT_SUMMARY},
+                "text/csv": {"schema": {"type": "string"}, "example": examples.IMPACT_CSV},
+            },
+            "description": "JSON, or with `format=csv` a CSV file with one row per tenant",
+        },
+        **errors(*AUTH, "invalid_request", "invalid_period"),
     },
     summary="Avoided emissions and e-waste of your gradings over a period, per tenant",
 )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from serving import examples
+from serving.apidocs import AUTH, errors, example
 from serving.auth import create_key
 from serving.deps import AdminDep, StateDep
-from serving.errors import ApiError, error_responses
+from serving.errors import ApiError
 from serving.schemas import KeyIn, KeyOut
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -16,7 +18,10 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
     "",
     status_code=201,
     response_model=KeyOut,
-    responses=error_responses(401, 403, 422),
+    responses={
+        **example(examples.KEY, 201, description="The key; `token` is shown only in this answer"),
+        **errors(*AUTH, "forbidden", "invalid_request", "invalid_key_request"),
+    },
     summary="Create an API key (the token is shown once)",
 )
 def create_api_key(state: StateDep, _admin: AdminDep, body: KeyIn) -> KeyOut:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
+from serving import examples
+from serving.apidocs import AUTH, errors, example
 from serving.deps import AdminDep, ReaderDep, StateDep
-from serving.errors import ApiError, error_responses
+from serving.errors import ApiError
 from serving.predictor import Model, ModelLoadError, load_model
 from serving.schemas import ActivateIn, ModelInfo, ModelsOut
 
@@ -36,7 +38,7 @@ def model_info(m: Model, active: bool = True) -> ModelInfo:
 @router.get(
     "",
     response_model=ModelsOut,
-    responses=error_responses(401, 403),
+    responses={**example(examples.MODELS), **errors(*AUTH)},
     summary="The active model and the files available",
 )
 def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
@@ -48,7 +50,12 @@ def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
 @router.post(
     "/activate",
     response_model=ModelInfo,
-    responses=error_responses(401, 403, 404, 422),
+    responses={
+        **example(examples.MODEL_INFO, description="The model now serving"),
+        **errors(
+            *AUTH, "forbidden", "invalid_request", "invalid_model_path", "model_not_found", "invalid_model"
+        ),
+    },
     summary="Load, verify and atomically activate another model file (admin)",
 )
 def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> ModelInfo:

@@ -7,18 +7,36 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from serving.errors import ErrorOut
+from serving import examples
+from serving.apidocs import errors, example
 from serving.schemas import HealthOut
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/livez", response_model=HealthOut)
+@router.get(
+    "/livez",
+    response_model=HealthOut,
+    responses=example({"status": "ok", "checks": {}}),
+    summary="The process answers (no key needed)",
+)
 def livez() -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/readyz", response_model=HealthOut, responses={503: {"model": HealthOut}})
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    responses={
+        **example(examples.HEALTH_OK),
+        503: {
+            "model": HealthOut,
+            "description": "Not ready: the model is not loaded or the database is unreachable",
+            "content": {"application/json": {"example": examples.HEALTH_STARTING}},
+        },
+    },
+    summary="Ready to grade: model loaded, database reachable (no key needed)",
+)
 def readyz(request: Request):
     state = getattr(request.app.state, "svc", None)
     checks: dict[str, str] = {}
@@ -43,7 +61,14 @@ def readyz(request: Request):
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, 503: {"model": ErrorOut}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format: requests, latencies, batches, queue depth, model",
+        },
+        **errors("not_ready"),
+    },
+    summary="Prometheus metrics (no key needed)",
 )
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

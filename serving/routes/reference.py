@@ -9,8 +9,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from model.rules import list_standards, load_standard
+from serving import examples
+from serving.apidocs import AUTH, errors, example
 from serving.deps import ReaderDep
-from serving.errors import ApiError, error_responses
+from serving.errors import ApiError
 from serving.reference import DevicesOut, StandardOut, search_devices, standard_out, standards_out
 
 router = APIRouter(tags=["reference"])
@@ -19,7 +21,7 @@ router = APIRouter(tags=["reference"])
 @router.get(
     "/v1/standards",
     response_model=list[StandardOut],
-    responses=error_responses(401, 403),
+    responses={**example([examples.STANDARD]), **errors(*AUTH)},
     summary="The grading standards: grades best first, what each allows, where the limits come from",
 )
 def get_standards(_principal: ReaderDep) -> list[StandardOut]:
@@ -29,11 +31,12 @@ def get_standards(_principal: ReaderDep) -> list[StandardOut]:
 @router.get(
     "/v1/standards/{name}",
     response_model=StandardOut,
-    responses=error_responses(401, 403, 404),
+    responses={**example(examples.STANDARD), **errors(*AUTH, "unknown_standard_name", "invalid_request")},
     summary="One grading standard",
 )
 def get_standard(
-    _principal: ReaderDep, name: Annotated[str, Path(max_length=50, examples=["backmarket"])]
+    _principal: ReaderDep,
+    name: Annotated[str, Path(max_length=50, description="backmarket, ctia or r2", examples=["backmarket"])],
 ) -> StandardOut:
     known = list_standards()
     if name not in known:
@@ -51,7 +54,7 @@ def get_standard(
 @router.get(
     "/v1/devices",
     response_model=DevicesOut,
-    responses=error_responses(401, 403, 422),
+    responses={**example(examples.DEVICES), **errors(*AUTH, "invalid_request")},
     summary="The device catalogue (sizes in mm), searchable by name",
 )
 def get_devices(
@@ -64,6 +67,6 @@ def get_devices(
             examples=["iphone 13"],
         ),
     ] = None,
-    kind: Literal["phone", "tablet", "laptop"] | None = None,
+    kind: Annotated[Literal["phone", "tablet", "laptop"] | None, Query(description="only this kind")] = None,
 ) -> DevicesOut:
     return search_devices(q, kind)

@@ -169,4 +169,4 @@ def test_the_upload_check_limits_size_and_type():
         with pytest.raises(ApiError) as err:
             check_photo(3, upload, max_bytes=10)
         assert (err.value.status, err.value.code) == (status, code)
-        assert err.value.message.startswith("photo 3: ")
+        assert err.value.message.startswith("photo 4: ")  # index 3: the fourth photo
