@@ -1,4 +1,4 @@
-"""CLI commands of the service: `serve`, `grade` (offline batch grading) and `keys create`.
+"""CLI commands of the service: `serve`, `grade` (offline batch grading) and `keys create/list/revoke`.
 
 Imports of onnxruntime, FastAPI, SQLAlchemy and uvicorn stay inside the command functions, so
 `refurbgrade --help` stays fast.
@@ -224,12 +224,22 @@ def keys_create(
         str | None, typer.Option(help="the refurbisher's tenant (required for refurbisher)")
     ] = None,
     name: Annotated[str | None, typer.Option(help="a note to recognise the key")] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="the key stops working after this long: 90d, 12h, 30m, 2w (default never)"),
+    ] = None,
 ) -> None:
     """Create an API key in the service's database and print its token (shown once)."""
-    from serving.auth import Role, create_key
+    from serving.auth import Role, create_key, parse_lifetime
     from serving.db import make_engine, migrate, session_factory
     from serving.settings import StorageSettings
 
+    lifetime = None
+    if expires_in is not None:
+        try:
+            lifetime = parse_lifetime(expires_in)
+        except ValueError as exc:
+            _fail(f"--expires-in: {exc}")
     if role not in {r.value for r in Role}:
         typer.echo(f"error: role must be one of {', '.join(r.value for r in Role)}", err=True)
         raise typer.Exit(2)
@@ -242,11 +252,101 @@ def keys_create(
     try:
         migrate(engine)
         with session_factory(engine)() as s:
-            row, token = create_key(s, role, tenant, name)
+            row, token = create_key(s, role, tenant, name, lifetime)
     finally:
         engine.dispose()
     where = "REFURBGRADE_DATABASE_URL" if settings.database_url else settings.data_dir
+    until = f", expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ""
     typer.echo(
-        f"created key {row.id} (role {row.role}{', tenant ' + tenant if tenant else ''}) in {where}", err=True
+        f"created key {row.id} (role {row.role}{', tenant ' + tenant if tenant else ''}{until}) in {where}",
+        err=True,
     )
     typer.echo(token)
+
+
+def _key_db():
+    """An open session factory on the service's database (migrated), and its engine to dispose."""
+    from serving.db import make_engine, migrate, session_factory
+    from serving.settings import StorageSettings
+
+    settings = StorageSettings()
+    _check_storage(settings.db_url)
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return session_factory(engine), engine
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="also revoked and expired keys")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per key")] = False,
+) -> None:
+    """List API keys, newest first: id, role, tenant, name, created, expires, status (never a token)."""
+    import json
+
+    from serving.auth import list_keys
+
+    sessions, engine = _key_db()
+    try:
+        with sessions() as s:
+            rows = list_keys(s, include_inactive=all_keys)
+            keys = [
+                {
+                    "id": r.id,
+                    "role": r.role,
+                    "tenant": r.tenant,
+                    "name": r.name,
+                    "created_at": r.created_at.isoformat(),
+                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                    "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+                    "status": r.status(),
+                }
+                for r in rows
+            ]
+    finally:
+        engine.dispose()
+    if as_json:
+        for k in keys:
+            typer.echo(json.dumps(k))
+        return
+    rows_out = [["id", "role", "tenant", "name", "created", "expires", "status"]] + [
+        [
+            k["id"],
+            k["role"],
+            k["tenant"] or "-",
+            k["name"] or "-",
+            k["created_at"][:16].replace("T", " "),
+            (k["expires_at"] or "never")[:16].replace("T", " "),
+            k["status"],
+        ]
+        for k in keys
+    ]
+    widths = [max(len(r[i]) for r in rows_out) for i in range(len(rows_out[0]))]
+    for r in rows_out:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_ids: Annotated[list[str], typer.Argument(help="key ids (the KEY_ID of rg_KEY_ID_...)")],
+) -> None:
+    """Revoke keys at once: their next request is 401 and their review sessions end. Exit 1 when a key
+    does not exist."""
+    from serving.auth import revoke_key
+
+    sessions, engine = _key_db()
+    missing = 0
+    try:
+        with sessions() as s:
+            for key_id in key_ids:
+                row = revoke_key(s, key_id)
+                if row is None:
+                    typer.echo(f"error: no key {key_id}", err=True)
+                    missing += 1
+                else:
+                    typer.echo(
+                        f"revoked key {key_id} (role {row.role}, since {row.revoked_at:%Y-%m-%d %H:%M} UTC)"
+                    )
+    finally:
+        engine.dispose()
+    raise typer.Exit(1 if missing else 0)

@@ -255,9 +255,15 @@ class HealthOut(BaseModel):
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["refurbisher", "auditor", "admin"]
-    tenant: str | None = Field(default=None, max_length=100)
-    name: str | None = Field(default=None, max_length=200)
+    role: Literal["refurbisher", "auditor", "admin"] = Field(
+        description="refurbisher: grades and reads its tenant's gradings; auditor: reads every tenant's "
+        "and reviews; admin: also models and keys"
+    )
+    tenant: str | None = Field(default=None, max_length=100, description="required for a refurbisher")
+    name: str | None = Field(default=None, max_length=200, description="who or what uses the key")
+    expires_in_days: float | None = Field(
+        default=None, gt=0, le=3650, description="days until the key stops working (default: never)"
+    )
 
 
 class KeyOut(BaseModel):
@@ -270,6 +276,11 @@ class KeyOut(BaseModel):
     name: str | None = Field(description="who or what uses the key")
     created_at: datetime = Field(description="when it was created, UTC")
     token: str | None = Field(default=None, description="the bearer token; shown once, at creation")
+    expires_at: datetime | None = Field(default=None, description="when it stops working, UTC (null: never)")
+    revoked_at: datetime | None = Field(default=None, description="when it was revoked, UTC")
+    status: Literal["active", "revoked", "expired"] = Field(
+        default="active", description="only an active key authenticates"
+    )
 
 
 def defect_out(inst: DefectInstance, gradable: bool = True) -> dict:

@@ -3,8 +3,9 @@
 The cookie carries a random 256-bit token; the database keeps only its SHA-256 (`review_sessions`), so
 a database leak gives no usable session. The cookie is HttpOnly, SameSite=Strict, Path=/review and
 Secure unless `review_secure_cookie` is off (plain-http localhost tests). Every request re-checks that
-the session is unexpired and not signed out and that its API key is not revoked. Every form carries the
-session's CSRF token; the sign-in form, which has no session yet, uses a double-submit cookie.
+the session is unexpired and not signed out and that its API key is neither revoked nor expired. Every
+form carries the session's CSRF token; the sign-in form, which has no session yet, uses a double-submit
+cookie.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def current(s: Session, request: Request) -> Reviewer | None:
     if found is None:
         return None
     sess, key = found
-    if sess.ended_at is not None or sess.expires_at <= datetime.now(UTC) or key.revoked_at is not None:
+    now = datetime.now(UTC)
+    if sess.ended_at is not None or sess.expires_at <= now or key.status(now) != "active":
         return None
     role = Role(key.role)
     if role not in REVIEWER_ROLES:

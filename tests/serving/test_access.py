@@ -76,6 +76,18 @@ def _routes(gid: str, jpeg: bytes):
         ),
         (
             "GET",
+            "/v1/keys",
+            None,
+            {"none": 401, "bad": 401, "a": 403, "b": 403, "auditor": 403, "admin": 200},
+        ),
+        (
+            "POST",
+            "/v1/keys/key_none/revoke",
+            None,
+            {"none": 401, "bad": 401, "a": 403, "b": 403, "auditor": 403, "admin": 404},
+        ),
+        (
+            "GET",
             "/v1/standards",
             None,
             {"none": 401, "bad": 401, "a": 200, "b": 200, "auditor": 200, "admin": 200},
@@ -127,6 +139,7 @@ def test_every_route_for_every_role(client, keys, world, jpeg):
                     assert r.headers["www-authenticate"] == "Bearer"
         path = url.replace(world, "{grading_id}").replace("/0", "/{n}").replace("/ctia", "/{name}")
         path = path.replace("evt_none", "{event_id}").replace("wh_none", "{webhook_id}")
+        path = path.replace("key_none", "{key_id}")
         checked.add((method, path.split("?")[0]))
     # every documented route is in the table above
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
