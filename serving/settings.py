@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # the reduction), so the default bounds decoding to about 0.5 GB. At least one photo's limit (60 MP).
     max_decoding_pixels: int = Field(default=120_000_000, ge=60_000_000)
     # Slow clients (issue 20): a connection must send a whole request head within header_timeout_s
-    # (counted from its first byte or the end of the last answer), each chunk of a body must come within
+    # (counted from when it opens or its last answer ends), each chunk of a body must come within
     # body_timeout_s of the previous one (else 408), and an idle keep-alive connection closes after
     # keep_alive_s.
     header_timeout_s: float = Field(default=10.0, gt=0, le=600)
