@@ -222,6 +222,29 @@ ERROR_CODES: dict[str, tuple[int, str, str]] = {
         "the model must be a .onnx file inside models/",
     ),
     "model_not_found": (404, "no such file in the models folder", "no model file candidate.onnx"),
+    # webhooks (issue 21)
+    "invalid_webhook_url": (
+        422,
+        "the endpoint URL is not absolute, holds credentials or points at a private address",
+        "url: the host must be public (not a private address)",
+    ),
+    "insecure_webhook_url": (
+        422,
+        "the endpoint URL is not https://",
+        "url: webhooks are sent over https:// only",
+    ),
+    "webhook_limit": (409, "the tenant already has 10 endpoints", "at most 10 webhook endpoints per tenant"),
+    "webhook_not_found": (404, "no such endpoint, or another tenant's", "no webhook wh_5d0c3a9e1f2b4c6d"),
+    "webhook_event_not_found": (
+        404,
+        "no such webhook event, or another tenant's",
+        "no webhook event evt_9c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a",
+    ),
+    "webhook_deleted": (
+        409,
+        "the event's endpoint was deleted: nothing to send it to",
+        "the endpoint wh_5d0c3a9e1f2b4c6d of this event was deleted",
+    ),
     "invalid_model": (
         422,
         "the file failed verification (card, inputs, outputs, a test run); the running model stays",

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 
+from serving.apidocs import AUTH, errors, example
 from serving.auth import Principal
 from serving.db import WebhookAttempt, WebhookEndpoint, WebhookEvent, utcnow
 from serving.deps import RefurbisherDep, StateDep
-from serving.errors import ApiError, error_responses
+from serving.errors import ApiError
 from serving.webhooks import outbox
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -45,11 +46,11 @@ class WebhookIn(BaseModel):
 
 
 class WebhookOut(BaseModel):
-    id: str
-    url: str
-    events: list[str]
-    description: str | None
-    created_at: datetime
+    id: str = Field(description="the endpoint's id (wh_...)")
+    url: str = Field(description="where the events are POSTed")
+    events: list[EventType] = Field(description="the event types it receives")
+    description: str | None = Field(description="your note about it")
+    created_at: datetime = Field(description="when it was registered, UTC")
 
 
 class WebhookCreatedOut(WebhookOut):
@@ -58,30 +59,30 @@ class WebhookCreatedOut(WebhookOut):
 
 class AttemptOut(BaseModel):
     attempt: int = Field(description="1 for the first; a replay continues the count")
-    started_at: datetime
-    duration_ms: int
+    started_at: datetime = Field(description="when the attempt began, UTC")
+    duration_ms: int = Field(description="how long until the answer (or the failure), in milliseconds")
     status_code: int | None = Field(description="the receiver's HTTP status; null: no answer")
     error: str | None = Field(
         description="why the attempt failed (status and start of the body, or the network error)"
     )
-    delivered: bool
+    delivered: bool = Field(description="a 2xx came back")
 
 
 class WebhookEventOut(BaseModel):
-    id: str
-    type: str
-    webhook_id: str
-    grading_id: str
-    created_at: datetime
+    id: str = Field(description="the event's id (evt_...): the same on every attempt and replay")
+    type: EventType = Field(description="what happened")
+    webhook_id: str = Field(description="the endpoint it is sent to")
+    grading_id: str = Field(description="the grading it is about")
+    created_at: datetime = Field(description="when it was written, UTC (with the review)")
     status: EventStatus = Field(
         description="pending (to send, or retrying), delivered (a 2xx came back), failed (retries ran out), "
         "cancelled (the endpoint was deleted)"
     )
-    attempts: int
+    attempts: int = Field(description="attempts so far")
     next_attempt_at: datetime | None = Field(description="when the next attempt is due (pending only)")
-    delivered_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
+    delivered_at: datetime | None = Field(description="when a 2xx came back, UTC")
+    last_status_code: int | None = Field(description="the last attempt's HTTP status; null: no answer")
+    last_error: str | None = Field(description="why the last attempt failed; null once delivered")
 
 
 class WebhookEventDetailOut(WebhookEventOut):
@@ -90,10 +91,72 @@ class WebhookEventDetailOut(WebhookEventOut):
 
 
 class WebhookEventPage(BaseModel):
-    items: list[WebhookEventOut]
-    total: int
-    limit: int
-    offset: int
+    items: list[WebhookEventOut] = Field(description="this page's events, newest first")
+    total: int = Field(description="events matching the filters, on every page")
+    limit: int = Field(description="the page size asked for")
+    offset: int = Field(description="how many matching events come before this page")
+
+
+# Example answers for the API documentation (the docs tests validate them against the schemas).
+_WEBHOOK = {
+    "id": "wh_5d0c3a9e1f2b4c6d",
+    "url": "https://erp.example.com/refurbgrade",
+    "events": ["grading.confirmed", "grading.overruled", "dispute.resolved"],
+    "description": "ERP",
+    "created_at": "2026-12-08T09:00:00Z",
+}
+_EVENT = {
+    "id": "evt_9c1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a",
+    "type": "grading.overruled",
+    "webhook_id": "wh_5d0c3a9e1f2b4c6d",
+    "grading_id": "3f6c1d2e-8a4b-4c59-9e7d-0b1a2c3d4e5f",
+    "created_at": "2026-12-08T10:15:02.114512Z",
+    "status": "delivered",
+    "attempts": 2,
+    "next_attempt_at": None,
+    "delivered_at": "2026-12-08T10:15:12.530201Z",
+    "last_status_code": 200,
+    "last_error": None,
+}
+_EVENT_DETAIL = {
+    **_EVENT,
+    "payload": {
+        "id": _EVENT["id"],
+        "type": "grading.overruled",
+        "created_at": "2026-12-08T10:15:02.114512Z",
+        "tenant": "acme",
+        "data": {
+            "grading_id": _EVENT["grading_id"],
+            "external_ref": "SKU-4711",
+            "device_model": "iPhone 13",
+            "device_kind": "phone",
+            "grades": {"backmarket": "Good", "ctia": "C", "r2": "B"},
+            "original_grades": {"backmarket": "Good", "ctia": "B", "r2": "B"},
+            "review_status": "overruled",
+            "changed": {"ctia": {"before": "B", "after": "C"}},
+            "reason": "dent on the frame",
+            "disputes_resolved": [],
+        },
+    },
+    "deliveries": [
+        {
+            "attempt": 1,
+            "started_at": "2026-12-08T10:15:02.301877Z",
+            "duration_ms": 10003,
+            "status_code": None,
+            "error": "ReadTimeout: timed out",
+            "delivered": False,
+        },
+        {
+            "attempt": 2,
+            "started_at": "2026-12-08T10:15:12.498102Z",
+            "duration_ms": 32,
+            "status_code": 200,
+            "error": None,
+            "delivered": True,
+        },
+    ],
+}
 
 
 def _endpoint_out(ep: WebhookEndpoint) -> WebhookOut:
@@ -132,16 +195,21 @@ def _own_event(s, principal: Principal, event_id: str) -> WebhookEvent:
     "",
     status_code=201,
     response_model=WebhookCreatedOut,
-    responses=error_responses(
-        401,
-        403,
-        409,
-        422,
-        described={
-            409: "webhook_limit: the tenant has the most endpoints allowed",
-            422: "invalid_webhook_url, insecure_webhook_url (not https), unknown_event_type",
-        },
-    ),
+    responses={
+        **example(
+            {**_WEBHOOK, "secret": "whsec_q3Vx0fV1l2n8cJ0d9T6yZr4kE5aB7sW1uH2gN3mP4oQ"},
+            201,
+            description="The endpoint; `secret` is shown only in this answer",
+        ),
+        **errors(
+            *AUTH,
+            "forbidden",
+            "invalid_request",
+            "invalid_webhook_url",
+            "insecure_webhook_url",
+            "webhook_limit",
+        ),
+    },
     summary="Register a webhook endpoint for your tenant's review events",
 )
 def create_webhook(state: StateDep, principal: RefurbisherDep, body: WebhookIn) -> WebhookCreatedOut:
@@ -176,7 +244,7 @@ def create_webhook(state: StateDep, principal: RefurbisherDep, body: WebhookIn) 
 @router.get(
     "",
     response_model=list[WebhookOut],
-    responses=error_responses(401, 403),
+    responses={**example([_WEBHOOK]), **errors(*AUTH, "forbidden")},
     summary="Your tenant's webhook endpoints (without their secrets)",
 )
 def list_webhooks(state: StateDep, principal: RefurbisherDep) -> list[WebhookOut]:
@@ -190,7 +258,10 @@ def list_webhooks(state: StateDep, principal: RefurbisherDep) -> list[WebhookOut
 @router.get(
     "/events",
     response_model=WebhookEventPage,
-    responses=error_responses(401, 403, 422),
+    responses={
+        **example({"items": [_EVENT], "total": 1, "limit": 50, "offset": 0}),
+        **errors(*AUTH, "forbidden", "invalid_request"),
+    },
     summary="Your tenant's webhook events, newest first, with their delivery status",
 )
 def list_events(
@@ -227,7 +298,10 @@ def list_events(
 @router.get(
     "/events/{event_id}",
     response_model=WebhookEventDetailOut,
-    responses=error_responses(401, 403, 404, 422),
+    responses={
+        **example(_EVENT_DETAIL),
+        **errors(*AUTH, "forbidden", "invalid_request", "webhook_event_not_found"),
+    },
     summary="One webhook event: its payload and delivery log",
 )
 def get_event(state: StateDep, principal: RefurbisherDep, event_id: EventId) -> WebhookEventDetailOut:
@@ -257,9 +331,14 @@ def get_event(state: StateDep, principal: RefurbisherDep, event_id: EventId) -> 
     "/events/{event_id}/replay",
     status_code=202,
     response_model=WebhookEventOut,
-    responses=error_responses(
-        401, 403, 404, 409, 422, described={409: "webhook_deleted: the event's endpoint was deleted"}
-    ),
+    responses={
+        **example(
+            {**_EVENT, "status": "pending", "next_attempt_at": "2026-12-09T08:00:00Z", "delivered_at": None},
+            202,
+            description="The event, due now",
+        ),
+        **errors(*AUTH, "forbidden", "invalid_request", "webhook_event_not_found", "webhook_deleted"),
+    },
     summary="Send a webhook event again now (delivered, failed or still retrying)",
 )
 def replay_event(
@@ -289,7 +368,10 @@ def replay_event(
     "/{webhook_id}",
     status_code=204,
     response_class=Response,
-    responses=error_responses(401, 403, 404, 422),
+    responses={
+        204: {"description": "Deleted"},
+        **errors(*AUTH, "forbidden", "invalid_request", "webhook_not_found"),
+    },
     summary="Delete a webhook endpoint: nothing more is sent to it (its delivery log stays readable)",
 )
 def delete_webhook(state: StateDep, principal: RefurbisherDep, webhook_id: WebhookId) -> Response:
