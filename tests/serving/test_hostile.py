@@ -31,9 +31,8 @@ def _grey16_png(w: int, h: int) -> bytes:
 def test_pixel_budget_holds_and_gives_back():
     budget = PixelBudget(100)
     with budget.hold(60):
-        with pytest.raises(PixelBudgetFull):
-            with budget.hold(50):
-                pass
+        with pytest.raises(PixelBudgetFull), budget.hold(50):
+            pass
         with budget.hold(40):
             assert budget.in_use == 100
     assert budget.in_use == 0

@@ -42,7 +42,7 @@ def test_admins_create_list_and_revoke_keys(client, keys):
     assert client.get("/v1/models", headers=keys.h(token)).status_code == 200
 
     listed = client.get("/v1/keys", headers=admin).json()
-    assert [k["id"] for k in listed][0] == made["id"] and len(listed) == 5  # newest first, the fixture's 4
+    assert listed[0]["id"] == made["id"] and len(listed) == 5  # newest first, the fixture's 4
     assert all(k["token"] is None for k in listed)
 
     r = client.post(f"/v1/keys/{made['id']}/revoke", headers=admin)
