@@ -67,6 +67,9 @@ model: $(STAMP_ALL)
 	test -f $(SYNTH)/synth_val/manifest.jsonl || $(BIN)/refurbgrade synth --n 300 --seed 202 --out $(SYNTH)/synth_val $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_test/manifest.jsonl || $(BIN)/refurbgrade synth --n 500 --seed 303 --out $(SYNTH)/synth_test $(SYNTH_ARGS)
 	test -f $(SYNTH)/synth_damage/manifest.jsonl || $(BIN)/refurbgrade synth --n 500 --seed 404 --out $(SYNTH)/synth_damage $(SYNTH_ARGS)
+	test -f $(SYNTH)/synth_probe/manifest.jsonl || $(BIN)/refurbgrade synth --n 1500 --seed 606 --out $(SYNTH)/synth_probe $(SYNTH_ARGS)
+	test -f $(SYNTH)/real_degraded/manifest.jsonl || $(BIN)/refurbgrade degrade datasets/real/phones_web.jsonl \
+		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --seed 505 --out $(SYNTH)/real_degraded
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false --set resume=../../runs/default/last.pt \
 		--set optim.epochs=24 --set early_stopping_patience=10

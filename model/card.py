@@ -22,6 +22,7 @@ from model.outputs import (
     VIEW_CLASSES,
     ZONE_CHANNELS,
 )
+from model.probes import PhotoProbe, check_classes
 from model.rules.calibration import GradeCalibration
 
 MODEL_CARD_KEY = "refurbgrade.model_card"
@@ -62,6 +63,15 @@ class Thresholds(BaseModel):
     # (`model.damage`), fitted on validation photos. A zone with one is judged as a whole: its crack
     # fragments become evidence and the zone gets one crack with that probability.
     zone_damage: dict[str, ZoneDamageModel] = Field(default_factory=dict)
+    # Per photo verdict ("view", "quality"): a probe on the encoder's features that replaces the
+    # network's head (`model.probes`), fitted on synthetic and real validation photos.
+    photo_probes: dict[str, PhotoProbe] = Field(default_factory=dict)
+
+    @field_validator("photo_probes")
+    @classmethod
+    def _probed_verdicts(cls, value: dict[str, PhotoProbe]) -> dict[str, PhotoProbe]:
+        check_classes(value)
+        return value
 
     @field_validator("zone_damage")
     @classmethod

@@ -8,7 +8,9 @@ steps between a decoded photo and the maps post-processing reads cannot drift ap
 2. the first pass of the network on the whole photo;
 3. when the card says `crop_to_device`: the device's box in the first pass's zone map
    (`model.crop.device_box`), that box letterboxed at the input size, and a second pass on it;
-4. the merge: the crop's maps, the whole photo's photo-level verdicts (`model.crop.merge_outputs`).
+4. the merge: the crop's maps, the whole photo's photo-level verdicts (`model.crop.merge_outputs`);
+5. the card's photo probes (`model.probes`), where it has them: the view and quality verdicts read from
+   the encoder's features in place of the network's heads.
 
 The network is a plain callable on a list of letterboxed photos (`Run`): serving hands it an ONNX
 Runtime session behind its micro-batcher, training a PyTorch module or an ORT session (`batched` turns
@@ -25,8 +27,10 @@ from typing import Protocol
 
 import numpy as np
 
+from model.card import Thresholds
 from model.crop import crop_input, merge_outputs
 from model.preprocess import Letterbox, prepare_keeping_photo, to_nchw
+from model.probes import apply_probes
 
 Outputs = dict[str, np.ndarray]  # one photo's network outputs by contract name, no batch axis
 # The network on letterboxed photos (each S x S x 3 uint8) -> one `Outputs` per photo, in order.
@@ -36,13 +40,16 @@ RunNCHW = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 class PassSpec(Protocol):
-    """What inference needs to know of a model: a `model.card.ModelCard` has both."""
+    """What inference needs to know of a model: a `model.card.ModelCard` has all three."""
 
     @property
     def input_size(self) -> int: ...
 
     @property
     def crop_to_device(self) -> bool: ...
+
+    @property
+    def thresholds(self) -> Thresholds: ...
 
 
 @dataclass(frozen=True)
@@ -94,22 +101,22 @@ def infer(
     cpu: AbstractContextManager | None = None,
 ) -> list[Inferred]:
     """Run the network on `frames` as `spec` says: the first pass, then the crop pass where a device
-    was found. `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not while `run` works,
-    so concurrent requests waiting for a shared batch do not hold the cores."""
+    was found, then the card's photo probes. `cpu` (a semaphore, say) is held around the CPU-heavy crop
+    step but not while `run` works, so concurrent requests waiting for a shared batch do not hold the
+    cores."""
     outputs = run([f.image for f in frames])
     if len(outputs) != len(frames):
         raise ValueError(f"the network gave {len(outputs)} outputs for {len(frames)} photos")
     done = [Inferred(f, o) for f, o in zip(frames, outputs, strict=True)]
-    if not spec.crop_to_device:
-        return done
-    with cpu if cpu is not None else nullcontext():
-        crops = {k: c for k, d in enumerate(done) if (c := crop_frame(d, spec.input_size)) is not None}
-    if not crops:
-        return done
-    crop_outputs = run([c.image for c in crops.values()])
-    for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
-        done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
-    return done
+    if spec.crop_to_device:
+        with cpu if cpu is not None else nullcontext():
+            crops = {k: c for k, d in enumerate(done) if (c := crop_frame(d, spec.input_size)) is not None}
+        if crops:
+            crop_outputs = run([c.image for c in crops.values()])
+            for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
+                done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
+    probes = spec.thresholds.photo_probes
+    return [Inferred(d.frame, apply_probes(d.outputs, probes)) for d in done] if probes else done
 
 
 def crop_frame(first: Inferred, size: int) -> Frame | None:

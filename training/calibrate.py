@@ -215,13 +215,15 @@ def calibrate(
     refine_types: int = 2,
     crop_to_device: bool = False,
     damage_items: list[Item] | None = None,
+    probe_items: list[Item] | None = None,
 ) -> dict:
     """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
     network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
     `refine_types`: how many defect types (the most frequent in validation) get their cut refined for
     grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.inference`).
-    `damage_items`: photos to fit the zone-damage models on (`training.damage`; their regularisation is
-    chosen on `val_items`); the grade calibration is then fitted on the grades they lead to."""
+    `damage_items`: photos to fit the zone-damage models on (`training.damage`), `probe_items` the photo
+    probes (`training.probes`); the regularisation of both is chosen on `val_items`, and the grade
+    calibration is then fitted on the grades they lead to."""
     if isinstance(model, Predictor):
         predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
     else:
@@ -238,12 +240,20 @@ def calibrate(
         with tqdm(total=len(types) * (len(GRID) - 1), desc="refining cuts for grades", leave=False) as bar:
             pixel, refine_fig = refine_for_grades(preds, pixel, stride, types, bar.update)
     thresholds, temp_fig = fit_confidences(preds, pixel, stride)
-    damage_fig = {}
+    damage_fig, probe_fig = {}, {}
     if damage_items:
         from training.damage import fit_all_zones
 
         damage_preds = list(predict(damage_items, predictor, batch_size))
         thresholds.zone_damage, damage_fig = fit_all_zones(damage_preds, preds)
+    if probe_items:
+        from training.probes import fit_probes
+
+        thresholds.photo_probes, probe_fig = fit_probes(
+            list(predict(probe_items, predictor, batch_size)), preds
+        )
+        # What follows grades as serving will: with the probes' views and quality verdicts.
+        preds = [with_probes(p, thresholds.photo_probes) for p in preds]
     results = [photo_result(p, thresholds, stride) for p in preds]
     # Real photos known only to be cracked or not count too (set labels), as much as the synthetic devices.
     rows = grade_devices(results, list_standards(), listability=True)
@@ -267,12 +277,22 @@ def calibrate(
             "refine": refine_fig,
             "temperature": temp_fig,
             "zone_damage": damage_fig,
+            "photo_probes": probe_fig,
             "grades": grade_fig,
             "review": review_fig,
         },
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
     }
+
+
+def with_probes(pred: Prediction, probes) -> Prediction:
+    """`pred` as `model.inference.infer` gives it for a card with `probes`."""
+    from model.inference import Inferred
+    from model.probes import apply_probes
+
+    inferred = Inferred(pred.inferred.frame, apply_probes(pred.outputs, probes))
+    return replace(pred, inferred=inferred)
 
 
 class QuantizedModelError(ValueError):
@@ -288,6 +308,7 @@ class ModelFile:
     crop_to_device: bool  # the crop pass as the run's config (checkpoint) or the card (ONNX) says
     val_sources: list[SourceConfig]  # the run's validation sources; an ONNX file knows none
     damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
+    probe_sources: list[SourceConfig] = field(default_factory=list)  # the run's photo-probe photos
 
 
 def open_model_file(path: str | Path) -> ModelFile:
@@ -301,7 +322,7 @@ def open_model_file(path: str | Path) -> ModelFile:
         return ModelFile(path, load_predictor(path), card.crop_to_device, [], [])
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
-    return ModelFile(path, net, run.crop_to_device, run.data.val, run.data.damage)
+    return ModelFile(path, net, run.crop_to_device, run.data.val, run.data.damage, run.data.probes)
 
 
 def calibrate_model_file(
@@ -309,15 +330,19 @@ def calibrate_model_file(
     items: list[Item],
     crop_to_device: bool | None = None,
     damage_items: list[Item] | None = None,
+    probe_items: list[Item] | None = None,
 ) -> tuple[dict, list[Path]]:
     """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`:
     None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
     if not isinstance(model_file, ModelFile):
         model_file = open_model_file(model_file)
-    if damage_items and model_file.path.suffix == ".onnx" and expose_features(model_file.path):
+    wants_features = damage_items or probe_items
+    if wants_features and model_file.path.suffix == ".onnx" and expose_features(model_file.path):
         model_file = open_model_file(model_file.path)  # now with the encoder's features
     crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
-    cal = calibrate(model_file.model, items, crop_to_device=crop, damage_items=damage_items)
+    cal = calibrate(
+        model_file.model, items, crop_to_device=crop, damage_items=damage_items, probe_items=probe_items
+    )
     return cal, store_calibration(model_file.path, cal)
 
 

@@ -33,6 +33,9 @@ class DataConfig(Strict):
     # Photos with "cracked or not" truth, unseen by training, on which calibration fits the zone-damage
     # models (model.damage, training.damage); never a test split.
     damage: list[SourceConfig] = []
+    # Photos with a known view or photo quality (synthetic, real, faulty copies of real photos), unseen
+    # by training, on which calibration fits the photo probes (model.probes, training.probes).
+    probes: list[SourceConfig] = []
     batch_size: int = Field(default=8, gt=0)
     num_workers: int = Field(default=0, ge=0)
     samples_per_epoch: int | None = Field(default=None, gt=0, description="default: all training records")
@@ -167,7 +170,12 @@ def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
         ]
 
     data = cfg.data.model_copy(
-        update={"train": fix(cfg.data.train), "val": fix(cfg.data.val), "damage": fix(cfg.data.damage)}
+        update={
+            "train": fix(cfg.data.train),
+            "val": fix(cfg.data.val),
+            "damage": fix(cfg.data.damage),
+            "probes": fix(cfg.data.probes),
+        }
     )
     return cfg.model_copy(
         update={"data": data, "run_dir": absolute(cfg.run_dir), "resume": absolute(cfg.resume)}

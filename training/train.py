@@ -227,8 +227,13 @@ def run_training(cfg: TrainConfig) -> Path:
         from training.calibrate import calibrate
 
         best_net, _ = load_checkpoint(best_path)
-        damage_items = load_sources(cfg.data.damage)
-        cal = calibrate(best_net, val_items, crop_to_device=cfg.crop_to_device, damage_items=damage_items)
+        cal = calibrate(
+            best_net,
+            val_items,
+            crop_to_device=cfg.crop_to_device,
+            damage_items=load_sources(cfg.data.damage),
+            probe_items=load_sources(cfg.data.probes),
+        )
         attach_calibration(best_path, cal)
         (run_dir / "calibration.json").write_text(json.dumps(cal, indent=2))
         print(f"calibrated on {len(val_items)} val photos: {json.dumps(cal['thresholds'])}", flush=True)

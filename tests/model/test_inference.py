@@ -8,11 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from model.card import Thresholds
 from model.inference import Frame, batched, infer
 from model.outputs import ZONE_CHANNELS
 from model.preprocess import letterbox
 
 SIZE, STRIDE = 128, 4
+NO_PROBES = Thresholds(defect_pixel={})
 
 
 def _photo(device: bool) -> np.ndarray:
@@ -73,7 +75,7 @@ def _frames(*devices: bool) -> list[Frame]:
 def test_one_pass_when_the_card_asks_for_no_crop():
     net = FakeNet()
     frames = _frames(True, False)
-    done = infer(frames, SimpleNamespace(input_size=SIZE, crop_to_device=False), net)
+    done = infer(frames, SimpleNamespace(input_size=SIZE, crop_to_device=False, thresholds=NO_PROBES), net)
     assert net.calls == [2]
     assert [d.frame for d in done] == frames
 
@@ -82,7 +84,9 @@ def test_the_crop_pass_runs_on_photos_with_a_device_and_keeps_the_first_pass_ver
     slot = Slot()
     net = FakeNet(slot)
     frames = _frames(True, False, True)
-    done = infer(frames, SimpleNamespace(input_size=SIZE, crop_to_device=True), net, slot)
+    done = infer(
+        frames, SimpleNamespace(input_size=SIZE, crop_to_device=True, thresholds=NO_PROBES), net, slot
+    )
     assert net.calls == [3, 2]  # all photos, then the two with a device
     assert slot.entered == 1  # the crop step, not the network
     assert done[1].frame is frames[1]  # no device: the whole photo's frame and outputs
@@ -100,7 +104,11 @@ def test_the_crop_pass_runs_on_photos_with_a_device_and_keeps_the_first_pass_ver
 
 def test_a_network_that_loses_photos_is_an_error():
     with pytest.raises(ValueError, match="1 outputs for 2 photos"):
-        infer(_frames(True, True), SimpleNamespace(input_size=SIZE, crop_to_device=False), lambda ims: [{}])
+        infer(
+            _frames(True, True),
+            SimpleNamespace(input_size=SIZE, crop_to_device=False, thresholds=NO_PROBES),
+            lambda ims: [{}],
+        )
 
 
 def test_batched_runs_chunks_in_nchw_and_splits_them_per_photo():

@@ -115,3 +115,30 @@ def test_the_review_threshold_holds_for_synthetic_devices_and_real_photos_apart(
     picked = review_thresholds(real + synth)
     assert picked["real"] <= 0.5 and 0.8 < picked["synthetic"] <= 0.92
     assert review_thresholds(synth) == {"synthetic": picked["synthetic"]}
+
+
+def test_the_chosen_cut_becomes_the_rules_half_and_keeps_the_order():
+    """Negatives that sit just above 0.5 (scratched screens) fall below it once the cut is chosen on
+    held-apart photos; the ranking of the photos does not change."""
+    from training.damage import choose_cut
+
+    p = np.array([0.9, 0.8, 0.7, 0.58, 0.55, 0.1, 0.05])
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    cut, j = choose_cut(p, y, np.ones(len(p)))
+    assert cut == pytest.approx(0.59) and j == pytest.approx(1.0)
+    rng = np.random.default_rng(3)
+    fit = _samples(rng, 80)
+    # Held-apart negatives shifted towards the positives: the cut rises above 0.5.
+    choose = [
+        ZoneSample("real", s.features + (0.0 if s.cracked else 1.2), s.cracked) for s in _samples(rng, 60)
+    ]
+    model, fig = fit_zone_damage(fit, choose)
+    assert fig["cut"] > 0.5
+    probs = np.array([model.probability(s.features) for s in choose])
+    y = np.array([s.cracked for s in choose])
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, probs) > 0.8
+    # The cut's photos are the counted ones: exactly those at or above the cut before the shift.
+    unshifted = 1 / (1 + np.exp(-(np.log(probs / (1 - probs)) + np.log(fig["cut"] / (1 - fig["cut"])))))
+    assert ((probs >= 0.5) == (unshifted >= fig["cut"] - 1e-9)).all()

@@ -1,5 +1,6 @@
-"""The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them) and
-`refurbgrade import` (a real dataset in a common format).
+"""The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them),
+`refurbgrade import` (a real dataset in a common format) and `refurbgrade degrade` (faulty copies of
+real photos).
 
 The generator and the importers are imported inside the commands, so `refurbgrade --help` stays fast
 and torch is never imported here. `import` prints problems as `file:line: message`; its exit status is
@@ -189,6 +190,28 @@ def import_command(
             raise typer.Exit(1)
 
 
+def degrade(
+    manifests: Annotated[
+        list[str], typer.Argument(metavar="MANIFEST[@SPLITS]", help="real photos (default splits: train,val)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (photos, manifest.jsonl)")],
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same files")] = 0,
+) -> None:
+    """One unusable copy of each real photo (too dark, blown out or blurred, by the generator's camera
+    model), for the photo-quality probe: real-looking must not mean usable."""
+    from training.dataset import load_manifest_args
+    from training.synth.degrade import degrade_items
+
+    try:
+        items = load_manifest_args(manifests, ("train", "val"))
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    if any(it.record.split == "test" for it in items):
+        _refuse("test photos are for the final report only: name train or val splits")
+    console.print(f"{len(items)} faulty copies, manifest: {degrade_items(items, out, seed)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
+    app.command("degrade")(degrade)

@@ -83,6 +83,14 @@ def calibrate(
             "run's or --config's data.damage; none: no zone-damage models)",
         ),
     ] = None,
+    probes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--probes",
+            help="PATH@splits with known views or photo quality to fit the photo probes on (default: "
+            "the run's or --config's data.probes; none: the network's own view and quality heads)",
+        ),
+    ] = None,
 ) -> None:
     """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
     them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
@@ -98,11 +106,13 @@ def calibrate(
         items = load_manifest_args(manifest, ("val",)) if manifest else load_sources(sources)
         damage_sources = run_data.damage if run_data else target.damage_sources
         damage_items = load_manifest_args(damage, ("train",)) if damage else load_sources(damage_sources)
+        probe_sources = run_data.probes if run_data else target.probe_sources
+        probe_items = load_manifest_args(probes, ("train",)) if probes else load_sources(probe_sources)
     except (QuantizedModelError, FileNotFoundError) as exc:
         _refuse(str(exc))
     if not items:
         _refuse("no validation photos: give --manifest or --config")
-    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items)
+    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items)
     if cards:
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
     typer.echo(json.dumps(cal["thresholds"], indent=2))
