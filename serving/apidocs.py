@@ -216,6 +216,7 @@ ERROR_CODES: dict[str, tuple[int, str, str]] = {
         "a refurbisher key without a tenant, or similar",
         "a refurbisher key needs a tenant",
     ),
+    "key_not_found": (404, "no API key with that id", "no API key k7QpZ2"),
     "invalid_model_path": (
         422,
         "the path is not a .onnx file inside the models folder",

@@ -240,6 +240,15 @@ KEY = {
     "token": "rg_k7QpZ2_2yV9c1…",
 }
 
+KEY_LISTED = {
+    **{k: v for k, v in KEY.items() if k != "token"},
+    "token": None,
+    "expires_at": None,
+    "revoked_at": None,
+    "status": "active",
+}
+KEY_REVOKED = {**KEY_LISTED, "revoked_at": "2026-11-22T10:00:00Z", "status": "revoked"}
+
 IMPACT_SUMMARY = {
     "from": "2026-11-01T00:00:00Z",
     "to": "2026-12-01T00:00:00Z",

@@ -13,7 +13,7 @@ from serving.apidocs import AUTH, errors, example
 from serving.auth import create_key, list_keys, revoke_key
 from serving.db import ApiKey
 from serving.deps import AdminDep, StateDep
-from serving.errors import ApiError, error_responses
+from serving.errors import ApiError
 from serving.schemas import KeyIn, KeyOut
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -56,7 +56,7 @@ def key_out(row: ApiKey, token: str | None = None) -> KeyOut:
 @router.get(
     "",
     response_model=list[KeyOut],
-    responses=error_responses(401, 403),
+    responses={**example([examples.KEY_LISTED]), **errors(*AUTH, "forbidden")},
     summary="Every API key, newest first: role, tenant, name, status (active, revoked, expired); no tokens",
 )
 def list_api_keys(state: StateDep, _admin: AdminDep) -> list[KeyOut]:
@@ -67,7 +67,10 @@ def list_api_keys(state: StateDep, _admin: AdminDep) -> list[KeyOut]:
 @router.post(
     "/{key_id}/revoke",
     response_model=KeyOut,
-    responses=error_responses(401, 403, 404),
+    responses={
+        **example(examples.KEY_REVOKED, description="The key, now revoked"),
+        **errors(*AUTH, "forbidden", "invalid_request", "key_not_found"),
+    },
     summary="Revoke an API key at once: its next request is 401 and its review sessions end",
 )
 def revoke_api_key(state: StateDep, admin: AdminDep, key_id: Annotated[str, Path(max_length=32)]) -> KeyOut:
