@@ -22,6 +22,7 @@ from serving.metrics import Metrics, MetricsMiddleware
 from serving.predictor import ModelSlot, load_model
 from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
+from serving.review import stats as review_stats
 from serving.routes import gradings, keys, models, ops
 from serving.routes import impact as impact_routes
 from serving.routes import reference as reference_routes
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(impact_routes.router)  # avoided emissions and e-waste (issue 22)
     apidocs.install(app)  # Swagger UI at /docs, ReDoc at /redoc, without internet; whole examples
     app.include_router(webhook_routes.router)  # webhooks: endpoints, delivery log, replay (issue 21)
-    for router in (signin.router, pages.router, images.router, actions.router):
+    for router in (signin.router, pages.router, images.router, actions.router, review_stats.router):
         app.include_router(router)  # the review pages under /review (issue 6)
     max_request = _max_request_bytes(settings)
     body_timeout = _setting(settings, "body_timeout_s")

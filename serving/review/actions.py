@@ -48,8 +48,10 @@ class Action:
     def actor(self) -> str:
         return self.reviewer.principal.key_id
 
-    def run(self, done: str, change: Callable[[Session, Grading], object]) -> Response:
-        """Check the CSRF token, run `change(session, row)` (which appends an event), redirect back."""
+    def run(self, done: str, change: Callable[[Session, Grading], object], anchor: str = "") -> Response:
+        """Check the CSRF token, run `change(session, row)` (which appends an event), redirect back to
+        what changed (`anchor`: the photo's card; the history for a verdict), the confirmation pinned
+        at the top of the window."""
         request, reviewer, grading_id = self.request, self.reviewer, self.grading_id
         if not sessions.csrf_ok(reviewer.csrf, self.csrf):
             message = "This form was sent without a valid security token. Reload the page and try again."
@@ -65,8 +67,7 @@ class Action:
             except events.ReviewInvalid as exc:
                 s.rollback()
                 return grading_page(request, self.state, reviewer, grading_id, error=str(exc), status=422)
-        anchor = "history" if done in ("confirmed", "overruled") else "photos"
-        return see_other(f"/review/gradings/{grading_id}?msg={done}#{anchor}")
+        return see_other(f"/review/gradings/{grading_id}?msg={done}#{anchor or 'history'}")
 
 
 def action(
@@ -81,6 +82,12 @@ def action(
 
 
 ActionDep = Annotated[Action, Depends(action)]
+
+
+def _photo_anchor(defect_id: str) -> str:
+    """The card of the photo a defect is on: its id is "p<photo>-d<k>" or "p<photo>-a<hex>"."""
+    head = defect_id.split("-", 1)[0]
+    return f"photo-{head[1:]}" if head[:1] == "p" and head[1:].isdigit() else "photos"
 
 
 @router.post("/gradings/{grading_id}/confirm")
@@ -108,13 +115,16 @@ def reject_defect(act: ActionDep, defect_id: str, reason: Text = "") -> Response
     return act.run(
         "defect_rejected",
         lambda s, row: events.reject_defect(s, row, act.actor, defect_id, reason, act.version),
+        _photo_anchor(defect_id),
     )
 
 
 @router.post("/gradings/{grading_id}/defects/{defect_id}/retype")
 def retype_defect(act: ActionDep, defect_id: str, type: Choice = "") -> Response:
     return act.run(
-        "defect_retyped", lambda s, row: events.retype_defect(s, row, act.actor, defect_id, type, act.version)
+        "defect_retyped",
+        lambda s, row: events.retype_defect(s, row, act.actor, defect_id, type, act.version),
+        _photo_anchor(defect_id),
     )
 
 
@@ -136,4 +146,4 @@ def add_defect(
         box = (x0, y0, x1, y1)
         events.add_defect(s, row, act.actor, photo, type, zone or None, box, reason, act.version)
 
-    return act.run("defect_added", change)
+    return act.run("defect_added", change, f"photo-{photo}")

@@ -130,7 +130,7 @@ class ReviewState:
             for d in defects:
                 if d.id == defect_id:
                     return d
-        raise ReviewInvalid(f"no defect {defect_id}")
+        raise ReviewInvalid("that defect is not on this grading")
 
 
 def _size(d: dict) -> str:
@@ -333,7 +333,7 @@ def reject_defect(
 ) -> GradingEvent:
     d = load_state(s, row).find_defect(defect_id)
     if d.status == "false":
-        raise ReviewInvalid(f"defect {defect_id} is already marked false")
+        raise ReviewInvalid("that defect is already marked false")
     payload = {
         "photo": d.photo,
         "defect": d.id,
@@ -351,7 +351,7 @@ def retype_defect(
         raise ReviewInvalid(f"{new_type!r} is not a defect type")
     d = load_state(s, row).find_defect(defect_id)
     if d.type == new_type:
-        raise ReviewInvalid(f"defect {defect_id} is already a {new_type}")
+        raise ReviewInvalid(f"that defect is already a {new_type}")
     payload = {"photo": d.photo, "defect": d.id, "before": {"type": d.type}, "after": {"type": new_type}}
     return append(s, row, actor, DEFECT_RETYPED, payload, expected_last)
 
@@ -373,7 +373,7 @@ def add_defect(
         raise ReviewInvalid(f"{zone!r} is not a zone")
     photos = {p["index"]: p for p in row.body["photos"]}
     if photo not in photos:
-        raise ReviewInvalid(f"this grading has no photo {photo}")
+        raise ReviewInvalid(f"this grading has no photo {photo + 1}")
     w, h = photos[photo]["width"], photos[photo]["height"]
     x0, y0, x1, y1 = box
     x0, x1 = sorted((max(0.0, min(w, x0)), max(0.0, min(w, x1))))

@@ -39,6 +39,35 @@ def _date(value: str | None) -> date | None:
         return None
 
 
+def queue_filters(
+    tenant: str = "",
+    standard: str = "",
+    grade: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    model_version: str = "",
+) -> tuple[queue.QueueFilters, dict[str, str]]:
+    """The queue's filters from its query parameters, and the parameters as the page shows them back."""
+    d_from, d_to = _date(date_from), _date(date_to)
+    filters = queue.QueueFilters(
+        tenant=tenant[:100] or None,
+        standard=standard[:50] or None,
+        grade=grade[:50] or None,
+        date_from=day_start(d_from) if d_from else None,
+        date_to=day_after(d_to) if d_to else None,  # None after 9999-12-31: no end
+        model_version=model_version[:100] or None,
+    )
+    params = {
+        "tenant": tenant,
+        "standard": standard,
+        "grade": grade,
+        "date_from": d_from.isoformat() if d_from else "",
+        "date_to": d_to.isoformat() if d_to else "",
+        "model_version": model_version,
+    }
+    return filters, params
+
+
 @router.get("/queue")
 def show_queue(
     request: Request,
@@ -54,15 +83,7 @@ def show_queue(
 ) -> HTMLResponse:
     view = view if view in queue.QUEUES else "review"
     page_no = _int(request.query_params.get("page"), 1)
-    d_from, d_to = _date(date_from), _date(date_to)
-    filters = queue.QueueFilters(
-        tenant=tenant[:100] or None,
-        standard=standard[:50] or None,
-        grade=grade[:50] or None,
-        date_from=day_start(d_from) if d_from else None,
-        date_to=day_after(d_to) if d_to else None,  # None after 9999-12-31: no end
-        model_version=model_version[:100] or None,
-    )
+    filters, params = queue_filters(tenant, standard, grade, date_from, date_to, model_version)
     with state.sessions() as s:
         counts = queue.queue_counts(s, filters)
         pages = max(1, math.ceil(counts[view] / PAGE_SIZE))
@@ -70,14 +91,6 @@ def show_queue(
         rows = queue.queue_page(s, view, filters, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
         states = events.states_of(s, rows)
         choices = queue.filter_choices(s)
-    params = {
-        "tenant": tenant,
-        "standard": standard,
-        "grade": grade,
-        "date_from": d_from.isoformat() if d_from else "",
-        "date_to": d_to.isoformat() if d_to else "",
-        "model_version": model_version,
-    }
     active = {k: v for k, v in params.items() if v}
 
     def url(**kw) -> str:
@@ -110,6 +123,7 @@ def show_queue(
             "prev_url": url(page=page_no - 1) if page_no > 1 else None,
             "next_url": url(page=page_no + 1) if page_no < pages else None,
             "back": url(page=page_no if page_no > 1 else None),
+            "csv_url": "/review/queue.csv?" + urlencode({"view": view, **active}),
         },
     )
 
@@ -178,7 +192,17 @@ class HistoryEntry:
     photos: list[tuple[str, str]]  # (label, url)
 
 
-def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryEntry]:
+def _defect_words(p: dict, numbers: dict[str, str]) -> str:
+    """'Defect 2 on photo 1': a defect as the page numbers it (both counted from 1)."""
+    photo = int(p.get("photo", 0)) + 1
+    n = numbers.get(str(p.get("defect")))
+    return f"Defect {n} on photo {photo}" if n else f"A defect on photo {photo}"
+
+
+def _history(
+    grading_id: str, evs: list, names: dict[str, str], numbers: dict[str, str] | None = None
+) -> list[HistoryEntry]:
+    numbers = numbers or {}
     out = []
     for e in evs:
         p = e.payload or {}
@@ -203,18 +227,18 @@ def _history(grading_id: str, evs: list, names: dict[str, str]) -> list[HistoryE
             ]
         elif e.kind == events.DEFECT_REJECTED:
             b = p.get("before") or {}
-            title = f"Defect {p.get('defect')} marked false"
+            title = f"{_defect_words(p, numbers)} marked false"
             changes = [
                 ("defect", f"{b.get('type')} on {b.get('zone') or 'unknown zone'}", "false (no defect)")
             ]
         elif e.kind == events.DEFECT_RETYPED:
-            title = f"Defect {p.get('defect')} type changed"
+            title = f"{_defect_words(p, numbers)}: type changed"
             changes = [
                 ("type", (p.get("before") or {}).get("type", ""), (p.get("after") or {}).get("type", ""))
             ]
         elif e.kind == events.DEFECT_ADDED:
             a = p.get("after") or {}
-            title = f"Missed defect added on photo {int(p.get('photo', 0)) + 1}"
+            title = f"Missed defect added: {_defect_words(p, numbers)}"
             box = ", ".join(f"{v:.0f}" for v in a.get("box", []))
             changes = [("defect", "", f"{a.get('type')} on {a.get('zone') or 'unknown zone'}, box {box}")]
         else:
@@ -247,14 +271,17 @@ def grading_page(
         names = events.actor_names(s, [e.actor for e in st.events] + [d.actor for d in st.disputes])
     body = row.body
     photos = []
+    numbers: dict[str, str] = {}  # defect id -> its number on its photo, as the page shows it
     for p in body["photos"]:
         idx = p["index"]
         counts = {d.id: _counts(d, p["defects"]) for d in st.defects.get(idx, [])}
-        # What the grade rests on first, then the candidates, most likely first: numbered in that order.
+        # What the grade rests on first, then the candidates, most likely first, then what reviewers
+        # added: numbered from 1 in that order, which no review action changes (the history uses it).
         defects = sorted(
             st.defects.get(idx, []),
-            key=lambda d: (counts[d.id] != "counted", d.origin == "reviewer", -(d.confidence or 0.0)),
+            key=lambda d: (d.origin == "reviewer", counts[d.id] != "counted", -(d.confidence or 0.0)),
         )
+        numbers.update({d.id: str(k) for k, d in enumerate(defects, 1)})
         photos.append(
             {
                 **p,
@@ -277,7 +304,7 @@ def grading_page(
             "st": st,
             "created": row.created_at,
             "photos": photos,
-            "history": _history(row.id, st.events, names),
+            "history": _history(row.id, st.events, names, numbers),
             "impact": standing_impact(body.get("impact"), st.current_grades()),  # issue 22
             "names": names,
             "defect_types": events.DEFECT_TYPES,

@@ -212,7 +212,7 @@ def test_a_reviewer_overrules_a_disputed_grade_in_the_browser(world, browser):
     )
     select.select_option(choice)
     page.get_by_role("button", name="Overrule grade").click()  # empty reason: the browser refuses
-    expect(page).to_have_url(f"{base}/review/gradings/{gid}?msg=defect_added#photos")
+    expect(page).to_have_url(f"{base}/review/gradings/{gid}?msg=defect_added#photo-0")
     page.get_by_label("Reason").fill("Hairline crack visible at an angle; see the dispute photo.")
     page.get_by_role("button", name="Overrule grade").click()
     expect(page.get_by_role("status")).to_contain_text("Grade overruled")
@@ -261,4 +261,102 @@ def test_review_pages_refuse_a_refurbisher_key_in_the_browser(world, browser):
     assert not [c for c in ctx.cookies() if c["name"] == "rg_review"]
     page.goto(f"{base}/review/gradings/{ids[0]}")
     expect(page.get_by_role("heading", name="Sign in to review gradings")).to_be_visible()
+    ctx.close()
+
+
+def _no_sideways_scroll(page) -> None:
+    width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"{page.url}: {width} px wide in a {inner} px window"
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (820, 1180), (1366, 768)])
+def test_review_pages_fit_a_phone_a_tablet_and_a_laptop(world, browser, width, height):
+    from playwright.sync_api import expect
+
+    base, _refurbisher, auditor, ids = world
+    ctx, page, errors = open_page(browser, width, height)
+    size = f"{width}x{height}"
+    page.goto(f"{base}/review/signin")
+    page.get_by_label("API key").fill(auditor)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+    page.get_by_role("link", name="Recent").click()
+    expect(page.locator("table.queue tbody tr")).to_have_count(3)
+    _no_sideways_scroll(page)
+    _shot(page, f"10-queue-{size}")
+
+    page.goto(f"{base}/review/gradings/{ids[0]}")
+    expect(page.locator("#stage-0 img")).to_be_visible()
+    _no_sideways_scroll(page)
+    grades_y = page.locator("#grades").bounding_box()["y"]
+    review_y = page.locator("#review").bounding_box()["y"]
+    assert grades_y < review_y  # the grades come before the forms
+    if width < 1000:  # one column: the grades first of all, above the photos
+        assert grades_y < page.locator("#photo-0").bounding_box()["y"]
+    _shot(page, f"11-grading-{size}")
+
+    # Mark the first defect false: the page comes back at the photo, the confirmation in view.
+    page.locator("#defects-0").get_by_role("button", name="Mark defect 1 as false").click()
+    expect(page).to_have_url(re.compile(r"msg=defect_rejected#photo-0$"))
+    flash = page.get_by_role("status")
+    expect(flash).to_have_text("Defect marked as false.")
+    expect(flash).to_be_in_viewport()
+    assert page.evaluate("window.scrollY") > 0 or width >= 1000  # it did not jump back to the top
+    _no_sideways_scroll(page)
+    _shot(page, f"12-defect-false-{size}")
+    expect(page.locator("#history li.event").first).to_contain_text("Defect 1 on photo 1 marked false")
+
+    page.goto(f"{base}/review/stats")
+    expect(page.get_by_role("heading", name="Model vs reviewers")).to_be_visible()
+    _no_sideways_scroll(page)
+    assert _unlabelled_controls(page) == []
+    _shot(page, f"13-stats-{size}")
+    assert errors == []
+    ctx.close()
+
+
+def test_a_reviewers_verdict_shows_in_the_stats_and_the_csv_in_the_browser(world, browser):
+    from playwright.sync_api import expect
+
+    base, _refurbisher, auditor, ids = world
+    ctx, page, errors = open_page(browser, 1366, 768)
+    page.goto(f"{base}/review/gradings/{ids[1]}")
+    page.get_by_label("API key").fill(auditor)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Confirm grades").click()
+    expect(page.get_by_role("status")).to_contain_text("Grades confirmed.")
+    expect(page.get_by_role("status")).to_be_in_viewport()
+    page.get_by_role("link", name="Model vs reviewers").click()
+    expect(page.locator("#std-backmarket h2")).to_contain_text("100% kept")
+    _shot(page, "14-stats-after-confirm")
+    page.goto(f"{base}/review/queue?view=recent")
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="Download CSV").click()
+    text = Path(dl.value.path()).read_text()
+    assert text.startswith("grading_id,") and text.count("\n") == 4 and ids[1] in text
+    assert errors == []
+    ctx.close()
+
+
+@pytest.mark.parametrize("page_url,ready", [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])
+def test_the_api_docs_render_without_internet(server, browser, page_url, ready):
+    from playwright.sync_api import expect
+
+    _app, base = server
+    ctx, page, errors = open_page(browser, 1366, 900)
+    outside: list[str] = []
+    ctx.route(
+        re.compile(r"^https?://(?!127\.0\.0\.1)"),
+        lambda route: (outside.append((route.request.resource_type, route.request.url)), route.abort()),
+    )
+    page.goto(f"{base}{page_url}")
+    expect(page.locator(ready).first).to_contain_text("refurbgrade")
+    if page_url == "/docs":
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        page.locator("#operations-gradings-create_grading_v1_gradings_post .opblock-summary").click()
+        expect(page.get_by_text("unknown_device_model").first).to_be_attached()
+    _shot(page, f"20-api{page_url.replace('/', '-')}")
+    # Nothing the page needs comes from outside; ReDoc's footer links its maker's logo, which stays away.
+    assert [url for kind, url in outside if kind != "image"] == [] and len(outside) <= 1, outside
+    assert [e for e in errors if "ERR_FAILED" not in e] == []
     ctx.close()
