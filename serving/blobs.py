@@ -2,7 +2,8 @@
 
 `put` writes to a temporary file, fsyncs it, renames it into place and fsyncs the directory, so once
 `put` returns the blob survives a crash (a grading is acknowledged only after its photos are put and
-its record committed). Identical photos are stored once. Blobs are never modified or deleted here.
+its record committed). Identical photos are stored once. Blobs are never modified; `delete` removes one
+only when retention (serving/retention.py) has checked that no remaining grading references it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ class BlobStore:
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove a blob (retention, issue 20); False when it was not there."""
+        path = self.path(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        return True
 
 
 def _mkdirs(path: Path) -> list[Path]:
