@@ -90,6 +90,21 @@ class Thresholds(BaseModel):
         return value
 
 
+class Int8Parity(BaseModel):
+    """An INT8 file's check against its FP32 file, as `model.export.quantize_int8` measured it at
+    quantization (`INT8_TOLERANCE` on the decisions FP32 is sure of). Serving serves an INT8 sibling by
+    default only when this says it passed (`serving.predictor.choose_model_file`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    fp32_version: str  # the card version of the FP32 file it was checked against
+    images: int = Field(ge=0)  # verification photos
+    mean_abs: dict[str, float] = Field(default_factory=dict)  # per output, mean |INT8 - FP32|
+    agreement: dict[str, float] = Field(default_factory=dict)  # per output, decisions kept
+    problems: list[str] = Field(default_factory=list)  # why it failed, empty when it passed
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +126,8 @@ class ModelCard(BaseModel):
     training_data_hash: str
     git_commit: str
     quantized: bool = False
+    # INT8 files only: the parity check against the FP32 file (None: quantized before it was recorded).
+    int8_parity: Int8Parity | None = None
     notes: str = ""
 
     @model_validator(mode="after")

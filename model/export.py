@@ -29,7 +29,7 @@ import onnx
 import torch
 from torch import nn
 
-from model.card import MODEL_CARD_KEY, ModelCard
+from model.card import MODEL_CARD_KEY, Int8Parity, ModelCard
 from model.outputs import ENCODER_S16, INPUT_NAME, OUTPUT_NAMES
 
 OPSET = 18
@@ -236,6 +236,14 @@ def torch_outputs(model: nn.Module, batch_nchw: np.ndarray) -> dict[str, np.ndar
 
 
 def _check_tolerance(rep: ParityReport, tol: dict[str, float], what: str) -> None:
+    problems = _tolerance_problems(rep, tol)
+    if problems:
+        raise ExportVerificationError(
+            f"{what} parity failed on {rep.n_images} photos: " + "; ".join(problems)
+        )
+
+
+def _tolerance_problems(rep: ParityReport, tol: dict[str, float]) -> list[str]:
     problems = []
     for name in OUTPUT_NAMES:
         if "max_abs" in tol and rep.max_abs[name] > tol["max_abs"]:
@@ -246,10 +254,7 @@ def _check_tolerance(rep: ParityReport, tol: dict[str, float], what: str) -> Non
             problems.append(
                 f"{name}: decisions agree on {rep.argmax_agreement[name]:.4f} < {tol['min_argmax_agreement']}"
             )
-    if problems:
-        raise ExportVerificationError(
-            f"{what} parity failed on {rep.n_images} photos: " + "; ".join(problems)
-        )
+    return problems
 
 
 def verify(
@@ -357,18 +362,32 @@ def quantize_int8(
     )
     pre.unlink()
     q = onnx.load(str(out))
-    _set_card(q, card.model_copy(update={"quantized": True, "version": card.version + "-int8"}))
+    int8_card = card.model_copy(update={"quantized": True, "version": card.version + "-int8"})
+    _set_card(q, int8_card)
     onnx.save(q, str(out))
     onnx.checker.check_model(str(out))
     fp32 = _session(fp32_path)  # one session for the reference and the noise draws
     ref = run_onnx(fp32, verify_images)
     stable = noise_stable(fp32, verify_images, ref, INT8_NOISE, INT8_NOISE_DRAWS)
     rep = compare(ref, run_onnx(out, verify_images), margin=INT8_MARGIN, stable=stable)
-    try:
-        _check_tolerance(rep, INT8_TOLERANCE, "INT8 vs FP32")
-    except ExportVerificationError:
+    problems = _tolerance_problems(rep, INT8_TOLERANCE)
+    # The card says how the check went (serving serves an INT8 sibling by default only when it passed).
+    parity = Int8Parity(
+        passed=not problems,
+        fp32_version=card.version,
+        images=rep.n_images,
+        mean_abs=rep.mean_abs,
+        agreement=rep.argmax_agreement,
+        problems=problems,
+    )
+    q = onnx.load(str(out))
+    _set_card(q, int8_card.model_copy(update={"int8_parity": parity}))
+    onnx.save(q, str(out))
+    if problems:
         out.replace(out.with_suffix(".failed.onnx"))  # as for FP32: never a failing file under the asked name
-        raise
+        raise ExportVerificationError(
+            f"INT8 vs FP32 parity failed on {rep.n_images} photos: " + "; ".join(problems)
+        )
     return rep
 
 

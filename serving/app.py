@@ -7,6 +7,7 @@ the database. OpenAPI at /docs.
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,7 +20,7 @@ from serving.deps import AppState
 from serving.limits import BodyLimitMiddleware
 from serving.logs import RequestLogMiddleware
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.predictor import ModelSlot, load_model
+from serving.predictor import ModelSlot, load_served_model
 from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
 from serving.review import stats as review_stats
@@ -48,8 +49,22 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     migrate(engine)
     sessions = session_factory(engine)
     blobs = BlobStore(settings.blob_dir)
-    model = load_model(
-        settings.model_path, settings.intra_op_threads, settings.inter_op_threads, settings.ort_spinning
+    # The INT8 sibling where its card says it passed parity, unless REFURBGRADE_MODEL_PRECISION=fp32.
+    model, choice = load_served_model(
+        settings.model_path,
+        settings.model_precision,
+        settings.intra_op_threads,
+        settings.inter_op_threads,
+        settings.ort_spinning,
+    )
+    logging.getLogger("refurbgrade").info(
+        "model %s (%s): %s",
+        model.path.name,
+        model.version,
+        choice.reason,
+        extra={
+            "fields": {"model_path": str(model.path), "model_version": model.version, "int8": choice.int8}
+        },
     )
     metrics.model_info.labels(model.card.name, model.card.version).set(1)
     slot = ModelSlot(model)

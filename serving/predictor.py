@@ -94,6 +94,106 @@ def load_model(
     return model
 
 
+INT8_SUFFIX = ".int8.onnx"
+PRECISIONS = ("auto", "fp32")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The file to serve for a configured model file, and why (logged at start-up)."""
+
+    path: Path
+    int8: bool
+    reason: str
+
+
+def int8_sibling(path: str | Path) -> Path | None:
+    """`NAME.int8.onnx` beside `NAME.onnx` (None for a file that is itself `*.int8.onnx` or not `.onnx`)."""
+    path = Path(path)
+    if path.name.endswith(INT8_SUFFIX) or path.suffix != ".onnx":
+        return None
+    return path.with_name(path.name[: -len(".onnx")] + INT8_SUFFIX)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card of an ONNX file, through ONNX Runtime without graph optimisation (no test run)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+    try:
+        return ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
+    """Which file serves a configured model `path`. With precision "auto", its INT8 sibling
+    (`default.onnx` -> `default.int8.onnx`) when that file's card says it passed the parity check against
+    this FP32 file at quantization (`ModelCard.int8_parity`, written by `model.export.quantize_int8`) and
+    carries the same thresholds and calibration (a recalibration updates both cards); otherwise, or with
+    "fp32", the configured file as it is. A configured INT8 file is served as it is."""
+    path = Path(path)
+    if precision not in PRECISIONS:
+        raise ValueError(f"model precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    sibling = int8_sibling(path)
+    if sibling is None:
+        return ModelChoice(path, path.name.endswith(INT8_SUFFIX), "the configured file")
+    if precision == "fp32":
+        return ModelChoice(path, False, "FP32 asked for (REFURBGRADE_MODEL_PRECISION=fp32)")
+    if not sibling.is_file():
+        return ModelChoice(path, False, f"FP32: no INT8 sibling {sibling.name}")
+
+    def fp32(why: str) -> ModelChoice:
+        return ModelChoice(path, False, f"FP32: INT8 sibling {sibling.name} not served: {why}")
+
+    try:
+        card, int8_card = read_card(path), read_card(sibling)
+    except ModelLoadError as exc:
+        return fp32(str(exc))
+    parity = int8_card.int8_parity
+    if not int8_card.quantized:
+        return fp32("its card does not say quantized")
+    if parity is None:
+        return fp32(
+            "its card records no parity check (quantized before it was recorded; `refurbgrade quantize` again)"
+        )
+    if not parity.passed:
+        return fp32("its parity check against FP32 failed: " + "; ".join(parity.problems))
+    if parity.fp32_version != card.version:
+        return fp32(f"it was checked against FP32 version {parity.fp32_version}, this file is {card.version}")
+    if int8_card.thresholds != card.thresholds or int8_card.crop_to_device != card.crop_to_device:
+        return fp32("its thresholds or calibration differ from the FP32 file's (recalibrate both)")
+    agreement = min(parity.agreement.values(), default=1.0)
+    return ModelChoice(
+        sibling,
+        True,
+        f"INT8: its card says it passed parity against FP32 {parity.fp32_version} on {parity.images} photos "
+        f"(decisions kept >= {agreement:.3f}; REFURBGRADE_MODEL_PRECISION=fp32 serves FP32)",
+    )
+
+
+def load_served_model(
+    path: str | Path,
+    precision: str = "auto",
+    intra_op_threads: int = 2,
+    inter_op_threads: int = 1,
+    spin: bool = False,
+) -> tuple[Model, ModelChoice]:
+    """`choose_model_file`, then `load_model`; an INT8 file that fails to load falls back to FP32."""
+    choice = choose_model_file(path, precision)
+    try:
+        return load_model(choice.path, intra_op_threads, inter_op_threads, spin), choice
+    except ModelLoadError as exc:
+        if not choice.int8:
+            raise
+        choice = ModelChoice(Path(path), False, f"FP32: the INT8 sibling does not load: {exc}")
+        return load_model(path, intra_op_threads, inter_op_threads, spin), choice
+
+
 def verify(model: Model) -> None:
     """The input/outputs match the contract and a test run gives well-formed outputs."""
     inputs = {i.name: i for i in model.session.get_inputs()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     # folder from which admins may activate others.
     model_path: Path = DEFAULT_MODEL_PATH
     models_dir: Path | None = None  # default: the model file's folder
+    # "auto": serve the model file's INT8 sibling (default.onnx -> default.int8.onnx) where its card says
+    # it passed parity against this file (serving.predictor.choose_model_file); "fp32": the file as given.
+    model_precision: Literal["auto", "fp32"] = "auto"
     # Gradings database and photo blobs. Without a database URL: SQLite under data_dir (per user).
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -121,6 +125,15 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=10.0, ge=0, le=24 * 3600)
     webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)
     webhook_workers: int = Field(default=4, ge=1, le=64)
+    # Retention (issue 20): the photos, overlays and dispute photos of gradings older than retention_days
+    # are erased (the grading, its photo hashes and its history stay); unset: kept for ever. Each process
+    # sweeps every retention_every_s; `refurbgrade retention run` sweeps once by hand (serving/retention.py).
+    retention_days: float | None = Field(default=None, gt=0, le=36500)
+    retention_every_s: float = Field(default=3600.0, ge=1, le=7 * 86400)
+    # Traces (issue 20): OpenTelemetry spans sent over OTLP/HTTP to this collector (e.g.
+    # http://otel-collector:4318); unset: the standard OTEL_EXPORTER_OTLP_ENDPOINT; neither: no tracing
+    # (serving/tracing.py).
+    otel_endpoint: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -158,7 +171,12 @@ class StorageSettings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    retention_days: float | None = Field(default=None, gt=0, le=36500)  # `retention run`'s default age
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'refurbgrade.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

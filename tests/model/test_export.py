@@ -98,6 +98,10 @@ def test_int8_quantization_is_checked_against_fp32(exported, photos, tmp_path):
     card = read_card(out)
     assert card.quantized and card.version.endswith("-int8")
     assert report.argmax_agreement["zone_probs"] >= 0.9
+    # The card records the check (serving serves an INT8 sibling by default only when it passed).
+    parity = card.int8_parity
+    assert parity.passed and not parity.problems and parity.fp32_version == read_card(path).version
+    assert parity.images == len(photos) and parity.agreement == report.argmax_agreement
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
 
@@ -109,6 +113,8 @@ def test_a_failing_int8_file_never_stays_under_the_asked_name(exported, photos, 
     with pytest.raises(ExportVerificationError, match="INT8 vs FP32"):
         quantize_int8(path, out, photos, photos)
     assert not out.exists() and out.with_suffix(".failed.onnx").is_file()
+    parity = read_card(out.with_suffix(".failed.onnx")).int8_parity
+    assert not parity.passed and parity.problems
 
 
 def test_compare_counts_only_sure_and_stable_decisions():

@@ -1,0 +1,91 @@
+"""Which file serves a configured model (issue 20): its INT8 sibling where the sibling's card says it
+passed parity against this FP32 file, else the FP32 file; REFURBGRADE_MODEL_PRECISION=fp32 keeps FP32."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.card import Int8Parity
+from serving.predictor import choose_model_file, int8_sibling, load_served_model
+from serving.settings import Settings
+from tests.serving.tiny_model import build_tiny_model, tiny_card
+
+PASSED = Int8Parity(passed=True, fp32_version="tiny-1", images=12, agreement={"zone_probs": 0.99})
+FAILED = Int8Parity(
+    passed=False, fp32_version="tiny-1", images=12, problems=["view_probs: decisions agree on 0.8 < 0.9"]
+)
+
+
+def _pair(tmp_path, parity: Int8Parity | None, **int8_changes):
+    fp32 = tmp_path / "m.onnx"
+    build_tiny_model(fp32)
+    card = tiny_card(version="tiny-1-int8").model_copy(
+        update={"quantized": True, "int8_parity": parity, **int8_changes}
+    )
+    build_tiny_model(tmp_path / "m.int8.onnx", card)
+    return fp32
+
+
+def test_the_int8_sibling_is_named_after_the_fp32_file(tmp_path):
+    assert int8_sibling(tmp_path / "default.onnx") == tmp_path / "default.int8.onnx"
+    assert int8_sibling(tmp_path / "default.int8.onnx") is None
+    assert int8_sibling(tmp_path / "notes.txt") is None
+
+
+def test_a_sibling_whose_card_says_parity_passed_is_served(tmp_path):
+    fp32 = _pair(tmp_path, PASSED)
+    choice = choose_model_file(fp32)
+    assert choice.int8 and choice.path == tmp_path / "m.int8.onnx"
+    assert "passed parity" in choice.reason
+    model, choice = load_served_model(fp32, intra_op_threads=1)
+    assert model.path.name == "m.int8.onnx" and model.card.quantized
+
+
+@pytest.mark.parametrize(
+    ("parity", "changes", "why"),
+    [
+        (FAILED, {}, "parity check against FP32 failed: view_probs"),
+        (None, {}, "records no parity check"),
+        (PASSED.model_copy(update={"fp32_version": "tiny-0"}), {}, "checked against FP32 version tiny-0"),
+        (PASSED, {"crop_to_device": True}, "thresholds or calibration differ"),
+    ],
+)
+def test_fp32_is_kept_when_the_sibling_is_not_known_to_match(tmp_path, parity, changes, why):
+    fp32 = _pair(tmp_path, parity, **changes)
+    choice = choose_model_file(fp32)
+    assert not choice.int8 and choice.path == fp32
+    assert why in choice.reason
+
+
+def test_fp32_when_asked_or_without_a_sibling(tmp_path):
+    fp32 = _pair(tmp_path, PASSED)
+    assert choose_model_file(fp32, "fp32").path == fp32
+    (tmp_path / "m.int8.onnx").unlink()
+    choice = choose_model_file(fp32)
+    assert choice.path == fp32 and "no INT8 sibling" in choice.reason
+    with pytest.raises(ValueError, match="precision"):
+        choose_model_file(fp32, "int4")
+
+
+def test_a_configured_int8_file_is_served_as_it_is(tmp_path):
+    _pair(tmp_path, FAILED)
+    choice = choose_model_file(tmp_path / "m.int8.onnx")
+    assert choice.int8 and choice.path == tmp_path / "m.int8.onnx"
+
+
+def test_the_service_serves_and_logs_the_chosen_file(tmp_path, caplog):
+    fp32 = _pair(tmp_path / "models", PASSED)
+    from serving.app import create_app
+
+    for precision, served in (("auto", "m.int8.onnx"), ("fp32", "m.onnx")):
+        settings = Settings(
+            model_path=fp32, data_dir=tmp_path / "data", intra_op_threads=1, model_precision=precision
+        )
+        with caplog.at_level(logging.INFO, logger="refurbgrade"), TestClient(create_app(settings)) as c:
+            state = c.app.state.svc
+            assert state.slot.current.path.name == served
+        assert any(f"model {served}" in r.getMessage() for r in caplog.records)
+        caplog.clear()
