@@ -16,9 +16,10 @@ split.
 
 The rules count a crack from probability 0.5 on (`model.rules.engine.PRESENT_AT`), and a fit at even
 odds does not put its best decision there: MSD's scratched screens, never seen cracked, sit at 0.5-0.6.
-So the same held-apart photos choose the cut that best separates cracked from not (Youden's J, each
-source and class weighted as in the fit), and the model's bias is shifted so that the cut is its 0.5:
-the order of the photos (AUROC) is unchanged, the counted cracks are the chosen ones.
+So the held-apart real photos (all held-apart photos where the real ones lack a class) choose the cut
+that best separates cracked from not (Youden's J, each source and class weighted as in the fit), and
+the model's bias is shifted so that the cut is its 0.5: the order of the photos (AUROC) is unchanged,
+the counted cracks are the ones real photos chose.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ZoneSample:
     source: str
     features: np.ndarray
     cracked: bool
+    synthetic: bool = False  # the truth is the generator's (complete instance labels)
 
 
 def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP) -> list[ZoneSample]:
@@ -76,7 +78,8 @@ def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP)
             continue
         f = zone_features(p.outputs, zone, kind)
         if f is not None:
-            out.append(ZoneSample(p.item.record.source, f, truth))
+            rec = p.item.record
+            out.append(ZoneSample(rec.source, f, truth, rec.instances_complete))
     return out
 
 
@@ -126,10 +129,16 @@ def fit_zone_damage(
         if best is None or loss < best[0]:
             best = (loss, c, lr)
     _, c, lr = best
-    bias, cut, youden = float(lr.intercept_[0]), 0.5, None
-    if xc is not None and 0 < yc.sum() < len(yc):
-        cut, youden = choose_cut(lr.predict_proba(xc)[:, 1], yc, wc)
+    bias, cut, youden, judged_on = float(lr.intercept_[0]), 0.5, None, None
+    # Real photos decide the cut where they have both classes; else every held-apart photo.
+    real = np.array([not s.synthetic for s in choose], dtype=bool)
+    if not (0 < yc[real].sum() < real.sum()):
+        real = np.ones(len(choose), dtype=bool)
+    if xc is not None and 0 < yc[real].sum() < real.sum():
+        on = [s for s, r in zip(choose, real, strict=True) if r]
+        cut, youden = choose_cut(lr.predict_proba(xc[real])[:, 1], yc[real], source_weights(on))
         bias -= math.log(cut / (1 - cut))
+        judged_on = dict(Counter(s.source for s in on))
     model = ZoneDamageModel(
         features=kind,
         mean=tuple(float(v) for v in mean),
@@ -141,7 +150,7 @@ def fit_zone_damage(
         sources=dict(Counter(s.source for s in fit)),
     )
     figures = {"features": kind, "C": c, "choice_log_loss": scores, "photos": len(fit)}
-    figures |= {"cut": float(cut), "choice_youden_j": youden}
+    figures |= {"cut": float(cut), "choice_youden_j": youden, "cut_chosen_on": judged_on}
     return model, figures | {"choice_photos": len(choose)}
 
 

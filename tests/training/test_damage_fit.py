@@ -142,3 +142,24 @@ def test_the_chosen_cut_becomes_the_rules_half_and_keeps_the_order():
     # The cut's photos are the counted ones: exactly those at or above the cut before the shift.
     unshifted = 1 / (1 + np.exp(-(np.log(probs / (1 - probs)) + np.log(fig["cut"] / (1 - fig["cut"])))))
     assert ((probs >= 0.5) == (unshifted >= fig["cut"] - 1e-9)).all()
+
+
+def test_real_photos_choose_the_cut_when_they_have_both_classes():
+    from training.damage import choose_cut
+
+    rng = np.random.default_rng(4)
+    fit, real = _samples(rng, 80), _samples(rng, 40)
+    # Synthetic negatives that look cracked would drag the cut up, if they were asked.
+    synthetic = [
+        ZoneSample("synthetic", s.features + (0.0 if s.cracked else 2.5), s.cracked, True)
+        for s in _samples(rng, 40)
+    ]
+    model, fig = fit_zone_damage(fit, real + synthetic)
+    assert fig["cut_chosen_on"] == {"real": 40}
+    shifted = np.array([model.probability(s.features) for s in real])
+    logit = np.log(fig["cut"] / (1 - fig["cut"]))
+    unshifted = 1 / (1 + np.exp(-(np.log(shifted / (1 - shifted)) + logit)))
+    y = np.array([s.cracked for s in real], dtype=float)
+    assert choose_cut(unshifted, y, source_weights(real))[0] == fig["cut"]
+    _, only_synth = fit_zone_damage(fit, synthetic)
+    assert only_synth["cut_chosen_on"] == {"synthetic": 40}
