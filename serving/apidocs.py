@@ -118,6 +118,17 @@ ERROR_CODES: dict[str, tuple[int, str, str]] = {
         "no grading 3f6c1d2e-8a4b-4c59-9e7d-0b1a2c3d4e5f",
     ),
     "photo_not_found": (404, "the grading has no photo with that index", "grading 3f6c… has no photo 3"),
+    "photo_erased": (
+        410,
+        "the grading's photos and overlays were erased (retention or an erase request); its grades stay",
+        "the photos of grading 3f6c… were erased at the refurbisher's request on 2027-01-15; its grades "
+        "and photo hashes remain",
+    ),
+    "photos_erased": (
+        409,
+        "the grading's photos were erased, so it takes no new photos (dispute without photos)",
+        "the photos of grading 3f6c… were erased: dispute it without photos",
+    ),
     "unsupported_media_type": (
         415,
         "a part is not a photo type (JPEG, PNG, WebP, HEIC, BMP, TIFF, AVIF), or the body is not multipart",

@@ -21,6 +21,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.logs import RequestLogMiddleware
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.predictor import ModelSlot, load_served_model
+from serving.retention import start_sweeper
 from serving.review import actions, images, pages, signin
 from serving.review import api as review_api
 from serving.review import stats as review_stats
@@ -90,10 +91,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = build_state(s, metrics)
         app.state.svc = state
         app.state.webhooks = start_delivery(state.sessions, s)  # webhook delivery worker (issue 21)
+        sweeper = start_sweeper(state.sessions, state.blobs, s)  # photo retention (issue 20)
         try:
             yield
         finally:
             app.state.svc = None
+            if sweeper is not None:
+                sweeper.stop()
             if app.state.webhooks is not None:
                 app.state.webhooks.stop()
             state.batcher.stop()

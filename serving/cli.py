@@ -12,12 +12,16 @@ from typing import Annotated, NoReturn
 import typer
 
 keys_app = typer.Typer(help="API keys for the grading service.", no_args_is_help=True)
+retention_app = typer.Typer(
+    help="Photo retention: erase old gradings' photos (the records stay).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("grade")(grade)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(retention_app, name="retention")
 
 
 def _fail(message: str) -> NoReturn:
@@ -350,3 +354,49 @@ def keys_revoke(
     finally:
         engine.dispose()
     raise typer.Exit(1 if missing else 0)
+
+
+@retention_app.command("run")
+def retention_run(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="erase the photos of gradings older than this: 90d, 12h, 2w (default REFURBGRADE_RETENTION_DAYS)"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="count what would be erased, erase nothing")
+    ] = False,
+) -> None:
+    """Erase the photos, overlays and dispute photos of gradings older than an age, once (the service
+    also sweeps every hour when REFURBGRADE_RETENTION_DAYS is set). Gradings, their photo hashes and their
+    history stay; a photo another grading still uses stays too."""
+    from datetime import timedelta
+
+    from serving.blobs import BlobStore
+    from serving.retention import parse_age, run_retention
+
+    sessions, engine = _key_db()
+    from serving.settings import StorageSettings
+
+    settings = StorageSettings()
+    try:
+        if older_than is not None:
+            try:
+                age = parse_age(older_than)
+            except ValueError as exc:
+                _fail(f"--older-than: {exc}")
+        elif settings.retention_days is not None:
+            age = timedelta(days=settings.retention_days)
+        else:
+            _fail("retention is off: pass --older-than (e.g. 90d) or set REFURBGRADE_RETENTION_DAYS")
+        done = run_retention(sessions, BlobStore(settings.blob_dir), age, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    days = age.total_seconds() / 86400
+    verb = "would erase" if dry_run else "erased"
+    typer.echo(
+        f"{verb} the photos of {len(done.gradings)} grading(s) older than {days:g} days: {done.photos} photo(s); "
+        f"{done.blobs_deleted} file(s) {'to delete' if dry_run else 'deleted'} ({done.bytes_deleted / 1e6:.1f} MB of photos), "
+        f"{done.blobs_kept} kept for other gradings"
+    )

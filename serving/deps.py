@@ -85,6 +85,7 @@ def require(*roles: Role):
 RefurbisherDep = Annotated[Principal, Depends(require(Role.REFURBISHER))]
 ReaderDep = Annotated[Principal, Depends(require(Role.REFURBISHER, Role.AUDITOR, Role.ADMIN))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+EraserDep = Annotated[Principal, Depends(require(Role.REFURBISHER, Role.ADMIN))]  # erase photos (retention)
 
 
 # Path parameters of the /v1 routes under one grading (gradings, photos, overlays, disputes).

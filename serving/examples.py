@@ -273,5 +273,12 @@ IMPACT_CSV = (
     "acme,2026-11-01T00:00:00+00:00,2026-12-01T00:00:00+00:00,120,97,21,2,6,4210.5,17.431,2026.12.0\n"
 )
 
+ERASURE = {
+    "grading_id": GRADING_ID,
+    "erased_at": "2027-01-15T09:30:00Z",
+    "reason": "request",
+    "photos": 2,
+}
+
 HEALTH_OK = {"status": "ok", "checks": {"model": "ok (2026.11.3)", "database": "ok"}}
 HEALTH_STARTING = {"status": "unavailable", "checks": {"model": "not loaded", "database": "not connected"}}

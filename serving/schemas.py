@@ -164,6 +164,18 @@ class ModelRef(BaseModel):
     sha256: str = Field(description="SHA-256 of the model file, hex")
 
 
+class PhotosErasedOut(BaseModel):
+    erased_at: datetime = Field(description="when the photos were erased, UTC")
+    reason: Literal["request", "retention"] = Field(
+        description="'request': the refurbisher (or an admin) asked; 'retention': the retention period ran out"
+    )
+
+
+class ErasureOut(PhotosErasedOut):
+    grading_id: str = Field(description="the grading whose photos were erased; its record stays")
+    photos: int = Field(description="how many photos the grading had (their hashes stay in the grading)")
+
+
 class GradingOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -184,6 +196,12 @@ class GradingOut(BaseModel):
     rules_versions: dict[str, str] = Field(description="per standard, the version of its rules")
     impact: ImpactOut | None = Field(
         default=None, description="avoided emissions and e-waste; absent for gradings stored before it"
+    )
+    photos_erased: PhotosErasedOut | None = Field(
+        default=None,
+        description="set once the photos and overlays were erased (retention or an erase request): the "
+        "photo and overlay URLs are then null and answer 410 photo_erased; grades, defects and photo "
+        "hashes stay",
     )
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from serving import store
+from serving import retention, store
 from serving.auth import Principal
 from serving.batching import BatcherStoppedError, MicroBatcher, QueueFullError
 from serving.blobs import BlobStore
@@ -106,12 +106,28 @@ class GradingRequest:
     views: str | None = None
 
 
-def with_urls(body: dict) -> dict:
+def with_urls(body: dict, erased: dict | None = None) -> dict:
+    """The body with its photo and overlay URLs; once its photos are erased (`erased`: when and why,
+    serving/retention.py) the URLs are null and `photos_erased` says so."""
     gid = body["id"]
     for p in body["photos"]:
-        p["photo_url"] = f"/v1/gradings/{gid}/photos/{p['index']}"
-        p["overlay_url"] = f"/v1/gradings/{gid}/overlays/{p['index']}"
+        p["photo_url"] = None if erased else f"/v1/gradings/{gid}/photos/{p['index']}"
+        p["overlay_url"] = None if erased else f"/v1/gradings/{gid}/overlays/{p['index']}"
+    body["photos_erased"] = erased
     return body
+
+
+def photo_erased(grading_id: str, erased: dict) -> ApiError:
+    """410 for a photo or overlay of a grading whose photos were erased."""
+    why = (
+        "at the refurbisher's request" if erased["reason"] == retention.REQUEST else "by the retention policy"
+    )
+    return ApiError(
+        410,
+        "photo_erased",
+        f"the photos of grading {grading_id} were erased {why} on {erased['erased_at']:%Y-%m-%d}; "
+        "its grades and photo hashes remain",
+    )
 
 
 class GradingService:
@@ -197,7 +213,9 @@ class GradingService:
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request (other photos or options)",
             )
-        return with_urls(copy.deepcopy(row.body))
+        with self.sessions() as s:
+            erased = retention.erased_info(retention.erasure_of(s, row.id))
+        return with_urls(copy.deepcopy(row.body), erased)
 
     def _grade_and_store(
         self,
@@ -234,6 +252,9 @@ class GradingService:
             created_by=principal.key_id,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            ensure_blobs=lambda: [
+                self.blobs.put(u.data, u.sha256) for u in uploads if not self.blobs.exists(u.sha256)
+            ],
         )
         for name, r in graded.grades.items():
             self.metrics.grades.labels(name, r.grade, str(graded.needs_review).lower()).inc()
@@ -312,25 +333,55 @@ class GradingService:
 
     def get(self, principal: Principal, grading_id: str) -> dict:
         with self.sessions() as s:
-            return with_urls(copy.deepcopy(store.get_row(s, principal, grading_id).body))
+            row = store.get_row(s, principal, grading_id)
+            erased = retention.erased_info(retention.erasure_of(s, row.id))
+            return with_urls(copy.deepcopy(row.body), erased)
 
     def list(
         self, principal: Principal, filters: store.GradingFilters, *, limit: int, offset: int
     ) -> tuple[list[Grading], int]:
         return store.list_gradings(self.sessions, principal, filters, limit, offset)
 
+    def _unerased_photo(self, principal: Principal, grading_id: str, n: int) -> tuple[Grading, GradingPhoto]:
+        row, photo = store.get_photo(self.sessions, principal, grading_id, n)
+        with self.sessions() as s:
+            erased = retention.erased_info(retention.erasure_of(s, row.id))
+        if erased is not None:
+            raise photo_erased(grading_id, erased)
+        return row, photo
+
     def photo(self, principal: Principal, grading_id: str, n: int) -> GradingPhoto:
-        return store.get_photo(self.sessions, principal, grading_id, n)[1]
+        return self._unerased_photo(principal, grading_id, n)[1]
 
     def overlay(self, principal: Principal, grading_id: str, n: int) -> bytes:
         """A photo with its defects drawn (PNG): rendered on the first request, then read from the store."""
-        row, photo = store.get_photo(self.sessions, principal, grading_id, n)
+        row, photo = self._unerased_photo(principal, grading_id, n)
         if photo.overlay_sha256 and self.blobs.exists(photo.overlay_sha256):
             return self.blobs.get(photo.overlay_sha256)
         defects = row.body["photos"][n]["defects"]
-        png = render_overlay(self.blobs.get(photo.sha256), defects, self.settings.overlay_max_side)
-        store.set_overlay(self.sessions, grading_id, n, self.blobs.put(png))
+        try:
+            original = self.blobs.get(photo.sha256)
+        except FileNotFoundError:  # erased since the check above
+            with self.sessions() as s:
+                erased = retention.erased_info(retention.erasure_of(s, row.id))
+            if erased is None:
+                raise
+            raise photo_erased(grading_id, erased) from None
+        png = render_overlay(original, defects, self.settings.overlay_max_side)
+        store.set_overlay(self.sessions, self.blobs, grading_id, n, png)
         return png
+
+    def erase(self, principal: Principal, grading_id: str) -> dict:
+        """Erase a grading's photos at its refurbisher's (or an admin's) request: its photos, overlays and
+        dispute photos go, unless another grading still uses the same bytes; the record stays. Erasing
+        again answers the first erasure."""
+        with self.sessions() as s:
+            row = store.get_row(s, principal, grading_id)  # 404 for another tenant's grading
+            n_photos = len(row.photos)
+        retention.erase(self.sessions, self.blobs, [row.id], actor=principal.key_id, reason=retention.REQUEST)
+        with self.sessions() as s:
+            erased = retention.erased_info(retention.erasure_of(s, row.id))
+        return {"grading_id": row.id, "photos": n_photos, **erased}
 
 
 def _request_error(exc: RequestError, req: GradingRequest) -> ApiError:

@@ -8,6 +8,7 @@ sees another tenant's rows, and another tenant's grading is as absent as a missi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,11 +29,17 @@ def add_grading(
     created_by: str | None,
     idempotency_key: str | None,
     request_hash: str,
+    ensure_blobs: Callable[[], None] | None = None,
 ) -> None:
-    """Store a new grading from its body; IntegrityError when its Idempotency-Key was stored first."""
+    """Store a new grading from its body; IntegrityError when its Idempotency-Key was stored first.
+    `ensure_blobs` runs before the commit, while the photos' blobs are held against retention deleting
+    them (serving/retention.py): it puts back any photo an erasure deleted since it was stored."""
+    from serving.retention import hold_blobs
+
     grading_id = body["id"]
     impact = body.get("impact") or {}  # what listing it avoids; the summary counts it while listable
     with sessions() as s:
+        hold_blobs(s, [p["sha256"] for p in body["photos"]])
         s.add(
             Grading(
                 id=grading_id,
@@ -70,6 +77,9 @@ def add_grading(
         for name, g in body["grades"].items():
             s.add(GradingGrade(grading_id=grading_id, standard=name, grade=g["grade"], version=g["version"]))
         events.graded(s, body, created_at, created_by)
+        s.flush()  # SQLite: the write lock is ours from the first insert, so no erasure runs meanwhile
+        if ensure_blobs is not None:
+            ensure_blobs()
         s.commit()
 
 
@@ -101,17 +111,30 @@ def get_photo(
         row = get_row(s, principal, grading_id)
         photo = next((p for p in row.photos if p.idx == n), None)
         if photo is None:
-            raise ApiError(404, "photo_not_found", f"grading {grading_id} has no photo with index {n} (photo {n + 1})")
+            raise ApiError(
+                404, "photo_not_found", f"grading {grading_id} has no photo with index {n} (photo {n + 1})"
+            )
         return row, photo
 
 
-def set_overlay(sessions: sessionmaker, grading_id: str, n: int, sha: str) -> None:
-    """Remember a photo's rendered overlay, so the next request reads it instead of drawing again."""
+def set_overlay(sessions: sessionmaker, blobs, grading_id: str, n: int, png: bytes) -> None:
+    """Store a photo's rendered overlay and remember it, so the next request reads it instead of drawing
+    again. Not once the grading's photos are erased (serving/retention.py): the overlay is then deleted
+    again unless another grading uses the same bytes."""
+    from serving.retention import begin_exclusive, delete_unreferenced, hold_blobs, is_erased
+
+    sha = blobs.put(png)
     with sessions() as s:
+        begin_exclusive(s)
+        hold_blobs(s, [sha])
         stored = s.get(GradingPhoto, (grading_id, n))
-        if stored is not None:
+        if stored is not None and not is_erased(s, grading_id):
+            if not blobs.exists(sha):  # an erasure of another grading deleted it meanwhile
+                blobs.put(png, sha)
             stored.overlay_sha256 = sha
             s.commit()
+            return
+    delete_unreferenced(sessions, blobs, [sha])  # drawn while the grading's photos were being erased
 
 
 @dataclass(frozen=True)

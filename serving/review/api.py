@@ -22,6 +22,7 @@ from serving import examples
 from serving.apidocs import AUTH, errors, example
 from serving.deps import AdminDep, GradingId, ReaderDep, StateDep
 from serving.errors import ApiError
+from serving.retention import is_erased
 from serving.review import events
 from serving.review.export import export_reviews
 from serving.review.schemas import DisputeOut, dispute_out
@@ -62,6 +63,7 @@ def _check_photo(k: int, upload: Upload, max_bytes: int) -> None:
             "file_too_large",
             "payload_too_large",
             "request_timeout",
+            "photos_erased",
         ),
     },
     summary="Dispute a grading: it goes to the quality team's review queue",
@@ -85,6 +87,10 @@ def create_dispute(
         raise ApiError(422, "too_many_photos", f"at most {MAX_DISPUTE_PHOTOS} extra photos per dispute")
     with state.sessions() as s:
         row = get_row(s, principal, grading_id)  # 404 for another tenant's grading
+        if photos and is_erased(s, row.id):  # they would be erased already: retention (issue 20)
+            raise ApiError(
+                409, "photos_erased", f"the photos of grading {row.id} were erased: dispute it without photos"
+            )
         uploads = [Upload(f.file.read(), f.filename, f.content_type) for f in photos]
         for k, u in enumerate(uploads):
             _check_photo(k, u, state.settings.max_photo_bytes)

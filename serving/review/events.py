@@ -27,6 +27,7 @@ OVERRULED = "grade_overruled"
 DEFECT_REJECTED = "defect_rejected"
 DEFECT_RETYPED = "defect_retyped"
 DEFECT_ADDED = "defect_added"
+PHOTOS_ERASED = "photos_erased"  # retention or an erase request (serving/retention.py): the photos are gone
 
 VERDICTS = (CONFIRMED, OVERRULED)
 REVIEW_KINDS = (CONFIRMED, OVERRULED, DEFECT_REJECTED, DEFECT_RETYPED, DEFECT_ADDED)

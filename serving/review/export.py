@@ -34,7 +34,7 @@ from model.rules.schema import UNGRADABLE
 from model.taxonomy import DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
-from serving.review.events import REVIEW_KINDS, ReviewState, fold
+from serving.review.events import PHOTOS_ERASED, REVIEW_KINDS, ReviewState, fold
 
 SOURCE = "review"
 LICENSE = "tenant photos, internal training use (review export)"
@@ -158,7 +158,7 @@ def export_reviews(
         with sessions() as s:
             row = s.get(Grading, gid)
             events = list(s.scalars(select(GradingEvent).where(GradingEvent.grading_id == gid)))
-        if row is None:
+        if row is None or any(e.kind == PHOTOS_ERASED for e in events):  # no photos left to train on
             continue
         recs = records_for(row, fold(row.body, events), val_fraction)
         for rec, p in zip(recs, row.body["photos"], strict=True):

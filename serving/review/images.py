@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from serving.db import GradingEvent
 from serving.deps import StateDep, stored_photo
+from serving.retention import is_erased
 from serving.review import events
 from serving.review.pages import load_grading
 from serving.review.signin import ReviewerDep
@@ -51,13 +52,20 @@ def _displayable(state, meta: dict) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
+def _gone() -> HTTPException:
+    return HTTPException(410, "photos erased")  # retention or an erase request (serving/retention.py)
+
+
 @router.get("/gradings/{grading_id}/photos/{n}")
 def photo(state: StateDep, _reviewer: ReviewerDep, grading_id: str, n: int) -> Response:
     with state.sessions() as s:
         row = load_grading(s, grading_id)
         meta = next((p for p in row.body["photos"] if p["index"] == n), None) if row else None
+        erased = meta is not None and is_erased(s, grading_id)
     if meta is None:
         raise HTTPException(404, "no such photo")
+    if erased:
+        raise _gone()
     return _displayable(state, meta)
 
 
@@ -67,8 +75,11 @@ def dispute_photo(
 ) -> Response:
     with state.sessions() as s:
         ev = s.get(GradingEvent, event_id)
-    ok = ev is not None and ev.grading_id == grading_id and ev.kind == events.DISPUTED
+        ok = ev is not None and ev.grading_id == grading_id and ev.kind == events.DISPUTED
+        erased = ok and is_erased(s, grading_id)
     found = (ev.payload.get("photos") or []) if ok else []
     if not 0 <= k < len(found):
         raise HTTPException(404, "no such photo")
+    if erased:
+        raise _gone()
     return _displayable(state, found[k])

@@ -236,6 +236,9 @@ def _history(
             changes = [
                 ("type", (p.get("before") or {}).get("type", ""), (p.get("after") or {}).get("type", ""))
             ]
+        elif e.kind == events.PHOTOS_ERASED:
+            title = f"Photos erased {_erased_why(p.get('reason'))}"
+            changes = [("photos", f"{p.get('photos', 0)} stored", "erased")]
         elif e.kind == events.DEFECT_ADDED:
             a = p.get("after") or {}
             title = f"Missed defect added: {_defect_words(p, numbers)}"
@@ -244,7 +247,28 @@ def _history(
         else:
             title = e.kind.replace("_", " ").capitalize()
         out.append(HistoryEntry(e.id, e.created_at, who, e.kind, title, changes, text, photos))
+    if any(e.kind == events.PHOTOS_ERASED for e in evs):  # their links would only answer 410
+        for h in out:
+            h.photos = []
     return out
+
+
+def _erased_why(reason: str | None) -> str:
+    return "by the retention policy" if reason == "retention" else "at the refurbisher's request"
+
+
+def _erased_placeholder(width: int, height: int) -> str:
+    """A grey image the size of an erased photo, saying so: the defect outlines stay where they were."""
+    from urllib.parse import quote
+
+    size = max(width, height) / 18
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}">'
+        f'<rect width="{width}" height="{height}" fill="#3a424d"/>'
+        f'<text x="50%" y="50%" fill="#e6e9ee" font-family="sans-serif" font-size="{size:.0f}" '
+        'text-anchor="middle" dominant-baseline="middle">photos erased</text></svg>'
+    )
+    return "data:image/svg+xml," + quote(svg)
 
 
 def _counts(d: events.Defect, stored: list[dict]) -> str:
@@ -269,6 +293,10 @@ def grading_page(
             return not_found(request, reviewer, grading_id)
         st = events.load_state(s, row)
         names = events.actor_names(s, [e.actor for e in st.events] + [d.actor for d in st.disputes])
+    erasure = next((e for e in st.events if e.kind == events.PHOTOS_ERASED), None)
+    erased = None
+    if erasure is not None:  # issue 20: the record stays, the photos do not
+        erased = {"erased_at": erasure.created_at, "why": _erased_why((erasure.payload or {}).get("reason"))}
     body = row.body
     photos = []
     numbers: dict[str, str] = {}  # defect id -> its number on its photo, as the page shows it
@@ -286,6 +314,7 @@ def grading_page(
             {
                 **p,
                 "url": f"/review/gradings/{row.id}/photos/{idx}",
+                "erased_src": _erased_placeholder(p["width"], p["height"]) if erased else "",
                 "defects": defects,
                 "counts": counts,
                 "n_candidates": sum(1 for c in counts.values() if c != "counted"),
@@ -304,6 +333,7 @@ def grading_page(
             "st": st,
             "created": row.created_at,
             "photos": photos,
+            "erased": erased,
             "history": _history(row.id, st.events, names, numbers),
             "impact": standing_impact(body.get("impact"), st.current_grades()),  # issue 22
             "names": names,

@@ -14,11 +14,19 @@ from fastapi.responses import FileResponse
 from serving import examples
 from serving.apidocs import AUTH, errors, example
 from serving.current import GradingCurrentOut, standing
-from serving.deps import GradingId, PhotoIndex, ReaderDep, RefurbisherDep, StateDep, stored_photo
+from serving.deps import (
+    EraserDep,
+    GradingId,
+    PhotoIndex,
+    ReaderDep,
+    RefurbisherDep,
+    StateDep,
+    stored_photo,
+)
 from serving.errors import refuse_nul
 from serving.logs import annotate
 from serving.review.schemas import review_of
-from serving.schemas import GradingOut, GradingPage, grading_summary
+from serving.schemas import ErasureOut, GradingOut, GradingPage, grading_summary
 from serving.service import GradingRequest, Upload
 from serving.store import GradingFilters
 from serving.times import utc_param
@@ -172,10 +180,11 @@ def get_grading(state: StateDep, principal: ReaderDep, grading_id: GradingId) ->
     response_class=FileResponse,
     responses={
         200: {"content": {"image/*": {}}, "description": "The photo's bytes, in its own type"},
-        **errors(*AUTH, "grading_not_found", "photo_not_found", "invalid_request"),
+        **errors(*AUTH, "grading_not_found", "photo_not_found", "photo_erased", "invalid_request"),
     },
     summary="A grading's photo, as uploaded",
-    description="`n` is the photo's `index`: 0 for the first photo (which messages call photo 1).",
+    description="`n` is the photo's `index`: 0 for the first photo (which messages call photo 1). Once "
+    "the grading's photos are erased: 410 `photo_erased`.",
 )
 def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> FileResponse:
     photo = state.service.photo(principal, grading_id, n)
@@ -187,12 +196,32 @@ def get_photo(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: P
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "A PNG: counted defects bold, candidates faint"},
-        **errors(*AUTH, "grading_not_found", "photo_not_found", "invalid_request"),
+        **errors(*AUTH, "grading_not_found", "photo_not_found", "photo_erased", "invalid_request"),
     },
     summary="A grading's photo with its defects outlined and labelled (PNG)",
     description="`n` is the photo's `index`: 0 for the first photo (which messages call photo 1). Each "
-    "outline carries its number on the photo, counted from 1.",
+    "outline carries its number on the photo, counted from 1. Once the grading's photos are erased: 410 "
+    "`photo_erased`.",
 )
 def get_overlay(state: StateDep, principal: ReaderDep, grading_id: GradingId, n: PhotoIndex) -> Response:
     png = state.service.overlay(principal, grading_id, n)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.post(
+    "/{grading_id}/erase",
+    response_model=ErasureOut,
+    responses={
+        **example(examples.ERASURE, description="The photos are erased; the grading stays"),
+        **errors(*AUTH, "forbidden", "grading_not_found", "invalid_request"),
+    },
+    summary="Erase a grading's photos and overlays; its grades, defects and photo hashes stay",
+    description="By the refurbisher who owns the grading (another tenant's is 404) or an admin. The "
+    "photos, their overlays and any dispute photos are deleted (a photo another grading also uses stays "
+    "for that grading); the grading, its hashes and its history remain, with a `photos_erased` event. "
+    "Its photo and overlay URLs then answer 410 `photo_erased`. Erasing again answers the first erasure.",
+)
+def erase_photos(state: StateDep, principal: EraserDep, grading_id: GradingId) -> dict:
+    out = state.service.erase(principal, grading_id)
+    annotate(grading_id=grading_id)
+    return out
