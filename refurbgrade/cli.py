@@ -41,7 +41,7 @@ def _options(
 
 
 # Packages whose cli module registers commands, in help order.
-COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "training.cli")
+COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "serving.cli_regrade", "training.cli")
 
 
 def build() -> typer.Typer:
