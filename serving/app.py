@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serving import apidocs, errors
+from serving import apidocs, errors, tracing
 from serving.batching import MicroBatcher
 from serving.blobs import BlobStore
 from serving.db import make_engine, migrate, session_factory
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         s = settings or get_settings()
+        tracing.configure(s)  # OpenTelemetry spans when an OTLP endpoint is set (issue 20); else nothing
         state = build_state(s, metrics)
         app.state.svc = state
         app.state.webhooks = start_delivery(state.sessions, s)  # webhook delivery worker (issue 21)
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.batcher.stop()
             state.service.close()
             state.engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="refurbgrade",

@@ -37,6 +37,7 @@ from model.rules import GradeCalibration, GradeResult, grade, list_standards, lo
 from model.rules.engine import UNGRADABLE
 from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
 from serving.predictor import Model
+from serving.tracing import span
 
 # runs a model on letterboxed photos -> per-photo outputs (no batch axis)
 RunFn = Callable[[Model, Sequence[np.ndarray]], list[dict[str, np.ndarray]]]
@@ -324,21 +325,26 @@ def grade_device(
     `prepare_photos`.
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
-    with slot:
+    # Spans (serving/tracing.py): nothing is created when tracing is off.
+    with span("decode", {"photo.count": len(datas), "photo.bytes": sum(map(len, datas))}), slot:
         frames = prepare_photos(datas, model.input_size, filenames, hold_pixels)
     if on_decoded is not None:
         on_decoded()
-    inferred = infer(frames, model.card, lambda images: run(model, images), slot)
+    with span("model", {"model.version": model.version, "photo.count": len(frames)}):
+        inferred = infer(frames, model.card, lambda images: run(model, images), slot)
     views = list(views) if views is not None else [None] * len(datas)
-    with slot:
+    with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
         photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
+        sp.set_attribute("defect.count", sum(len(p.instances) for p in photos))
     threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]
+    with span("rules", {"standards": ",".join(standards)}):
+        grades = grade_instances(
+            instances, standards, device, threshold, model.card.thresholds.grade_calibration, photos
+        )
     return DeviceGrading(
         photos=photos,
-        grades=grade_instances(
-            instances, standards, device, threshold, model.card.thresholds.grade_calibration, photos
-        ),
+        grades=grades,
         device=device,
         model_version=model.version,
         model_name=model.card.name,

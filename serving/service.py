@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from serving import retention, store
+from serving import retention, store, tracing
 from serving.auth import Principal
 from serving.batching import BatcherStoppedError, MicroBatcher, QueueFullError
 from serving.blobs import BlobStore
@@ -225,11 +225,30 @@ class GradingService:
         idempotency_key: str | None,
         request_hash: str,
     ) -> dict:
+        grading_id = str(uuid.uuid4())
+        attrs = {"grading.id": grading_id, "tenant": principal.tenant, "photo.count": len(uploads)}
+        with tracing.span("grading", attrs) as root:
+            body = self._grade_and_store_traced(
+                principal, uploads, req, idempotency_key, request_hash, grading_id
+            )
+            root.set_attribute("model.version", body["model"]["version"])
+            root.set_attribute("needs_review", bool(body["needs_review"]))
+        return body
+
+    def _grade_and_store_traced(
+        self,
+        principal: Principal,
+        uploads: list[Upload],
+        req: GradingRequest,
+        idempotency_key: str | None,
+        request_hash: str,
+        grading_id: str,
+    ) -> dict:
         graded, writes = self._grade(uploads, req)
         created = datetime.now(UTC)
         body = grading_body(
             graded,
-            grading_id=str(uuid.uuid4()),
+            grading_id=grading_id,
             created_at=created,
             tenant=principal.tenant or "",
             external_ref=req.external_ref,
@@ -243,19 +262,25 @@ class GradingService:
                 for u in uploads
             ],
         )
-        for w in writes:  # the photos are durably stored before the record that points at them
-            w.result()
-        store.add_grading(
-            self.sessions,
-            body,
-            created_at=created,
-            created_by=principal.key_id,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            ensure_blobs=lambda: [
-                self.blobs.put(u.data, u.sha256) for u in uploads if not self.blobs.exists(u.sha256)
-            ],
-        )
+        attrs = {
+            "grading.id": grading_id,
+            "photo.count": len(uploads),
+            "photo.bytes": sum(len(u.data) for u in uploads),
+        }
+        with tracing.span("storage", attrs):
+            for w in writes:  # the photos are durably stored before the record that points at them
+                w.result()
+            store.add_grading(
+                self.sessions,
+                body,
+                created_at=created,
+                created_by=principal.key_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                ensure_blobs=lambda: [
+                    self.blobs.put(u.data, u.sha256) for u in uploads if not self.blobs.exists(u.sha256)
+                ],
+            )
         for name, r in graded.grades.items():
             self.metrics.grades.labels(name, r.grade, str(graded.needs_review).lower()).inc()
         return with_urls(body)
