@@ -4,6 +4,10 @@
 `put` returns the blob survives a crash (a grading is acknowledged only after its photos are put and
 its record committed). Identical photos are stored once. Blobs are never modified; `delete` removes one
 only when retention (serving/retention.py) has checked that no remaining grading references it.
+
+The same interface in an S3-compatible bucket: serving/blobs_s3.py. `open_blob_store(settings)` opens
+the one REFURBGRADE_BLOB_URL names (default: this store under DATA_DIR/blobs). Callers that need a file
+use `local_path` (None for a bucket) or `copy_to`, never `path`, so they work with either.
 """
 
 from __future__ import annotations
@@ -11,10 +15,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from serving.blobs_s3 import S3BlobStore
+    from serving.settings import BlobSettings
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStoreError(OSError):
+    """The blob store cannot be reached or did not confirm a write: nothing is acknowledged."""
 
 
 class BlobStore:
@@ -55,6 +69,13 @@ class BlobStore:
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
+    def local_path(self, sha256: str) -> Path | None:
+        """The blob's file, for callers that can serve or copy a file (None in an S3 store)."""
+        return self.path(sha256)
+
+    def copy_to(self, sha256: str, target: str | Path) -> None:
+        shutil.copyfile(self.path(sha256), target)
+
     def delete(self, sha256: str) -> bool:
         """Remove a blob (retention, issue 20); False when it was not there."""
         path = self.path(sha256)
@@ -64,6 +85,19 @@ class BlobStore:
             return False
         _fsync_dir(path.parent)
         return True
+
+
+def open_blob_store(settings: BlobSettings, check: bool = True) -> BlobStore | S3BlobStore:
+    """The blob store REFURBGRADE_BLOB_URL names: s3://BUCKET/PREFIX, file:///PATH, or DATA_DIR/blobs.
+    `check`: reach the bucket now (BlobStoreError when it cannot be), not at the first grading."""
+    if settings.blob_url and settings.blob_url.startswith("s3://"):
+        from serving.blobs_s3 import S3BlobStore
+
+        store = S3BlobStore.from_settings(settings)
+        if check:
+            store.check()
+        return store
+    return BlobStore(settings.blob_dir)
 
 
 def _mkdirs(path: Path) -> list[Path]:

@@ -40,7 +40,7 @@ def export(
     val_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of gradings put in val")] = 0.1,
 ) -> None:
     """Export reviewed gradings as a manifest `refurbgrade train` reads, corrections as labels."""
-    from serving.blobs import BlobStore
+    from serving.blobs import open_blob_store
     from serving.db import make_engine, migrate, session_factory
     from serving.review.export import export_reviews
     from serving.settings import StorageSettings
@@ -51,7 +51,7 @@ def export(
     try:
         migrate(engine)
         summary = export_reviews(
-            session_factory(engine), BlobStore(settings.data_dir / "blobs"), out, start, end, val_fraction
+            session_factory(engine), open_blob_store(settings), out, start, end, val_fraction
         )
     finally:
         engine.dispose()

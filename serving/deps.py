@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -91,16 +91,18 @@ EraserDep = Annotated[Principal, Depends(require(Role.REFURBISHER, Role.ADMIN))]
 # Path parameters of the /v1 routes under one grading (gradings, photos, overlays, disputes).
 GradingId = Annotated[str, Path(max_length=36, description="the grading's id")]
 PhotoIndex = Annotated[
-    int, Path(ge=0, le=99, description="the photo's `index`: 0 for the first photo (messages call it photo 1)")
+    int,
+    Path(ge=0, le=99, description="the photo's `index`: 0 for the first photo (messages call it photo 1)"),
 ]
 
 
-def stored_photo(blobs: BlobStore, sha256: str, content_type: str | None) -> FileResponse:
+def stored_photo(blobs: BlobStore, sha256: str, content_type: str | None) -> Response:
     """A stored photo as a response: its own type when it is an image type (else a download), never
-    sniffed by the browser, cached privately (content-addressed: the bytes behind a hash never change)."""
+    sniffed by the browser, cached privately (content-addressed: the bytes behind a hash never change).
+    Streamed from its file on disk; read whole from an S3 store (serving/blobs_s3.py)."""
     ctype = content_type if (content_type or "").startswith("image/") else "application/octet-stream"
-    return FileResponse(
-        blobs.path(sha256),
-        media_type=ctype,
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"},
-    )
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"}
+    path = blobs.local_path(sha256)
+    if path is None:
+        return Response(blobs.get(sha256), media_type=ctype, headers=headers)
+    return FileResponse(path, media_type=ctype, headers=headers)

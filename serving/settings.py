@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The checkout (editable install) holding serving/, model/, ... and the bundled models/ folder.
@@ -52,13 +52,61 @@ def settings_error_line(exc: ValidationError) -> str:
     return " ".join("; ".join(parts).split()) or "invalid settings"
 
 
-class Settings(BaseSettings):
+class BlobSettings(BaseSettings):
+    """Where photo and overlay blobs live (issue 20): shared by `Settings` and `StorageSettings`.
+
+    `blob_url` unset: a folder under data_dir (DATA_DIR/blobs). `s3://BUCKET/PREFIX`: an S3-compatible
+    bucket (AWS S3, MinIO, Ceph RGW, ...), which replicas share; `file:///PATH`: another folder (a mount
+    shared by the replicas, say). The s3_* settings reach the bucket; credentials left unset come from
+    boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role).
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; unset: AWS S3 itself
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # "path" (https://host/bucket/key) is what most S3-compatible servers want; "auto": path-style with
+    # an endpoint URL, boto3's choice without.
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+    @field_validator("blob_url")
+    @classmethod
+    def _check_blob_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.startswith("s3://"):
+            if not v[5:].split("/", 1)[0]:
+                raise ValueError("an s3:// blob URL needs a bucket: s3://BUCKET or s3://BUCKET/PREFIX")
+            return v
+        if v.startswith("file://"):
+            if not Path(v[7:]).is_absolute():
+                raise ValueError("a file:// blob URL needs an absolute path: file:///srv/refurbgrade/blobs")
+            return v
+        raise ValueError("the blob URL must be s3://BUCKET[/PREFIX] or file:///PATH (unset: DATA_DIR/blobs)")
+
+    @property
+    def blob_dir(self) -> Path:
+        """The blob folder when blobs are on disk (also the default place for local files when not)."""
+        if self.blob_url and self.blob_url.startswith("file://"):
+            return Path(self.blob_url[7:])
+        return self.data_dir / "blobs"
+
+
+class Settings(BlobSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
     # The model served at start-up (default: the bundled one, wherever the command runs from), and the
     # folder from which admins may activate others.
     model_path: Path = DEFAULT_MODEL_PATH
     models_dir: Path | None = None  # default: the model file's folder
+    # Replicas (issue 20): the model an admin activates is recorded in the database (serving/activation.py);
+    # every process looks for a change this often and swaps it in once the file loads and passes its checks.
+    model_poll_s: float = Field(default=5.0, gt=0, le=3600)
     # "auto": serve the model file's INT8 sibling (default.onnx -> default.int8.onnx) where its card says
     # it passed parity against this file (serving.predictor.choose_model_file); "fp32": the file as given.
     model_precision: Literal["auto", "fp32"] = "auto"
@@ -154,17 +202,13 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'refurbgrade.db').resolve()}"
 
-    @property
-    def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
-
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
 
 
-class StorageSettings(BaseSettings):
+class StorageSettings(BlobSettings):
     """The subset the `keys` command needs: it must work without a model file."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
@@ -176,7 +220,3 @@ class StorageSettings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'refurbgrade.db').resolve()}"
-
-    @property
-    def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"

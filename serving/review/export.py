@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,7 +163,7 @@ def export_reviews(
         for rec, p in zip(recs, row.body["photos"], strict=True):
             target = out / rec.image
             if not target.exists():
-                shutil.copyfile(blobs.path(p["sha256"]), target)
+                blobs.copy_to(p["sha256"], target)
         records.extend(recs)
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, records)

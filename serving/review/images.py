@@ -8,7 +8,6 @@ defect outlines (in EXIF-oriented pixels) stay aligned.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
@@ -28,14 +27,14 @@ RENDITION_MAX_SIDE = 2400
 
 
 @lru_cache(maxsize=32)
-def _rendition(path: Path) -> bytes:
+def _rendition(blobs, sha256: str) -> bytes:  # the disk or S3 blob store (serving/blobs.py)
     import io
 
     from PIL import Image
 
     from model.preprocess import decode
 
-    rgb, _draft = decode(path.read_bytes(), target=RENDITION_MAX_SIDE)
+    rgb, _draft = decode(blobs.get(sha256), target=RENDITION_MAX_SIDE)
     img = Image.fromarray(rgb)
     if max(img.size) > RENDITION_MAX_SIDE:
         img.thumbnail((RENDITION_MAX_SIDE, RENDITION_MAX_SIDE), Image.LANCZOS)
@@ -48,7 +47,7 @@ def _displayable(state, meta: dict) -> Response:
     ctype = (meta.get("content_type") or "").split(";")[0].strip().lower()
     if ctype in BROWSER_TYPES and meta.get("bytes", 0) <= MAX_ORIGINAL_BYTES:
         return stored_photo(state.blobs, meta["sha256"], ctype)
-    data = _rendition(state.blobs.path(meta["sha256"]))
+    data = _rendition(state.blobs, meta["sha256"])
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
