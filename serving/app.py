@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from serving import apidocs, errors, tracing
+from serving.activation import start_watcher
 from serving.batching import MicroBatcher
-from serving.blobs import BlobStore
+from serving.blobs import open_blob_store
 from serving.db import make_engine, migrate, session_factory
 from serving.deps import AppState
 from serving.limits import BodyLimitMiddleware
@@ -49,7 +50,7 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     engine = make_engine(settings.db_url)
     migrate(engine)
     sessions = session_factory(engine)
-    blobs = BlobStore(settings.blob_dir)
+    blobs = open_blob_store(settings)  # DATA_DIR/blobs, or REFURBGRADE_BLOB_URL (s3://...: issue 20)
     # The INT8 sibling where its card says it passed parity, unless REFURBGRADE_MODEL_PRECISION=fp32.
     model, choice = load_served_model(
         settings.model_path,
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         tracing.configure(s)  # OpenTelemetry spans when an OTLP endpoint is set (issue 20); else nothing
         state = build_state(s, metrics)
+        watcher = start_watcher(state, s.model_poll_s)  # the model activated on any replica (issue 20)
         app.state.svc = state
         app.state.webhooks = start_delivery(state.sessions, s)  # webhook delivery worker (issue 21)
         sweeper = start_sweeper(state.sessions, state.blobs, s)  # photo retention (issue 20)
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.svc = None
+            watcher.stop()
             if sweeper is not None:
                 sweeper.stop()
             if app.state.webhooks is not None:

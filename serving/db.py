@@ -241,6 +241,22 @@ class WebhookAttempt(Base):
     delivered: Mapped[bool] = mapped_column(Boolean)
 
 
+class ActiveModel(Base):
+    """The model every replica serves (issue 20, revision 0006): one row, id 1, written by
+    `POST /v1/models/activate` after the file passed its checks; processes poll it (serving/activation.py).
+    `path` is relative to REFURBGRADE_MODELS_DIR, so replicas may mount that folder anywhere."""
+
+    __tablename__ = "active_model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))  # the file's: a replica refuses other bytes
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(100))
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activated_by: Mapped[str | None] = mapped_column(String(32))  # api key id
+
+
 class NulInText(Exception):
     """A text value with a NUL character: PostgreSQL cannot store one, so no database gets it (the API
     answers 422 invalid_characters)."""

@@ -2,7 +2,9 @@
 
 Activation loads and verifies the new file first (model card, input, outputs, a test run); only a
 model that passes replaces the running one, in a single reference swap, so in-flight gradings finish
-on the model they started with and a broken file leaves the old model serving.
+on the model they started with and a broken file leaves the old model serving. It is recorded in the
+database, and every other replica swaps the same file in within REFURBGRADE_MODEL_POLL_S, after checking
+it itself (serving/activation.py).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from serving import examples
+from serving import activation, examples
 from serving.apidocs import AUTH, errors, example
 from serving.deps import AdminDep, ReaderDep, StateDep
 from serving.errors import ApiError
-from serving.predictor import Model, ModelLoadError, load_model
+from serving.predictor import Model, ModelLoadError
 from serving.schemas import ActivateIn, ModelInfo, ModelsOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -58,7 +60,7 @@ def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
     },
     summary="Load, verify and atomically activate another model file (admin)",
 )
-def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> ModelInfo:
+def activate_model(state: StateDep, admin: AdminDep, body: ActivateIn) -> ModelInfo:
     folder = state.settings.models_dir.resolve()
     try:
         candidate = Path(body.path)
@@ -69,13 +71,8 @@ def activate_model(state: StateDep, _admin: AdminDep, body: ActivateIn) -> Model
         raise ApiError(422, "invalid_model_path", f"the model must be a .onnx file inside {folder.name}/")
     if not candidate.is_file():
         raise ApiError(404, "model_not_found", f"no model file {candidate.name}")
-    s = state.settings
-    with state.swap_lock:
-        try:
-            model = load_model(candidate, s.intra_op_threads, s.inter_op_threads, s.ort_spinning)
-        except ModelLoadError as exc:
-            raise ApiError(422, "invalid_model", str(exc)) from exc
-        old = state.slot.swap(model)
-        state.metrics.model_info.remove(old.card.name, old.card.version)
-        state.metrics.model_info.labels(model.card.name, model.card.version).set(1)
+    try:  # recorded in the database for every replica only once it loaded and passed its checks here
+        model = activation.activate(state, candidate, admin.key_id)
+    except ModelLoadError as exc:
+        raise ApiError(422, "invalid_model", str(exc)) from exc
     return model_info(model)
