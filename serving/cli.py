@@ -54,6 +54,19 @@ def _check_storage(db_url: str) -> None:
         _fail(f"cannot open the database {shown}: {reason} (REFURBGRADE_DATA_DIR / REFURBGRADE_DATABASE_URL)")
 
 
+def _check_blobs(settings) -> None:
+    """Reach the blob store once (an S3 bucket: REFURBGRADE_BLOB_URL), so a wrong bucket, endpoint or
+    credentials is one line at start-up, not a failed first grading."""
+    from serving.blobs import BlobStoreError, open_blob_store
+
+    try:
+        open_blob_store(settings)
+    except (BlobStoreError, OSError, ValueError) as exc:
+        _fail(
+            f"cannot open the blob store {settings.blob_url or settings.blob_dir}: {exc} (REFURBGRADE_BLOB_URL)"
+        )
+
+
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
@@ -92,6 +105,7 @@ def serve(
     except ValueError as exc:
         _fail(f"cannot serve the model: {exc}")
     _check_storage(settings.db_url)
+    _check_blobs(settings)
 
     import logging
 
@@ -373,7 +387,7 @@ def retention_run(
     history stay; a photo another grading still uses stays too."""
     from datetime import timedelta
 
-    from serving.blobs import BlobStore
+    from serving.blobs import BlobStoreError, open_blob_store
     from serving.retention import parse_age, run_retention
 
     sessions, engine = _key_db()
@@ -390,7 +404,11 @@ def retention_run(
             age = timedelta(days=settings.retention_days)
         else:
             _fail("retention is off: pass --older-than (e.g. 90d) or set REFURBGRADE_RETENTION_DAYS")
-        done = run_retention(sessions, BlobStore(settings.blob_dir), age, dry_run=dry_run)
+        try:
+            blobs = open_blob_store(settings)  # DATA_DIR/blobs or REFURBGRADE_BLOB_URL (issue 20)
+        except BlobStoreError as exc:
+            _fail(f"cannot reach the blob store: {exc}")
+        done = run_retention(sessions, blobs, age, dry_run=dry_run)
     finally:
         engine.dispose()
     days = age.total_seconds() / 86400

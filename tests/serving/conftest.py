@@ -19,6 +19,9 @@ from serving.settings import Settings
 from tests.serving.tiny_model import build_tiny_model, device_photo
 
 POSTGRES_URL = os.environ.get("REFURBGRADE_TEST_POSTGRES_URL")
+# An S3-compatible server for the blob store's tests (a MinIO, say; credentials from the AWS_* variables);
+# unset: moto's S3 server, started in this process, so these tests run everywhere.
+S3_URL = os.environ.get("REFURBGRADE_TEST_S3_URL")
 
 
 def encode(rgb: np.ndarray, fmt: str = "JPEG", **kwargs) -> bytes:
@@ -67,6 +70,50 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The S3 endpoint's URL: REFURBGRADE_TEST_S3_URL, else moto's server in this process (port 0)."""
+    if S3_URL:
+        yield S3_URL
+        return
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_settings(endpoint: str, url: str) -> dict:
+    """Settings (field names) for the blob store at `url` (s3://BUCKET/PREFIX) on `endpoint`; moto takes
+    any credentials, a real server gets the AWS_* variables' (None: boto3's chain)."""
+    creds = (
+        {}
+        if S3_URL
+        else {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region": "us-east-1"}
+    )
+    return {"blob_url": url, "s3_endpoint_url": endpoint, **creds}
+
+
+@pytest.fixture
+def s3_blob_settings(s3_endpoint) -> dict:
+    """A new bucket for this test, as settings: blob_url s3://BUCKET/blobs plus endpoint and credentials."""
+    from serving.blobs_s3 import S3BlobStore
+    from serving.settings import BlobSettings
+
+    bucket = f"rg-test-{uuid.uuid4().hex[:12]}"
+    values = s3_settings(s3_endpoint, f"s3://{bucket}/blobs")
+    store = S3BlobStore.from_settings(BlobSettings(**values))
+    store.client.create_bucket(Bucket=bucket)
+    return values
 
 
 def reset_postgres(url: str) -> None:
