@@ -116,6 +116,13 @@ def _routes(gid: str, jpeg: bytes):
         ("GET", "/v1/webhooks/events/evt_none", None, tenant_only | {"a": 404, "b": 404}),
         ("POST", "/v1/webhooks/events/evt_none/replay", None, tenant_only | {"a": 404, "b": 404}),
         ("DELETE", "/v1/webhooks/wh_none", None, tenant_only | {"a": 404, "b": 404}),
+        # last of the grading routes: it erases the grading's photos (retention, issue 20)
+        (
+            "POST",
+            f"/v1/gradings/{gid}/erase",
+            None,
+            {"none": 401, "bad": 401, "a": 200, "b": 404, "auditor": 403, "admin": 200},
+        ),
         ("GET", "/livez", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
         ("GET", "/readyz", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
         ("GET", "/metrics", None, dict.fromkeys(("none", "bad", "a", "b", "auditor", "admin"), 200)),
