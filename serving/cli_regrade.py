@@ -59,7 +59,7 @@ def regrade(
 ) -> None:
     """Grade the stored gradings' photos again with MODEL and compare old and new grades.
 
-    Reads the database and blob store of REFURBGRADE_DATABASE_URL / REFURBGRADE_DATA_DIR (never writes
+    Reads the database and blob store of REFURBGRADE_DATABASE_URL / DATA_DIR / BLOB_URL (never writes
     to them); grades each device as the service would (its device model, kind and given views); writes
     per grading the old and new grade per standard and whether it changed (gradings.csv), the confusion
     old -> new per standard (summary.csv, summary.json), and prints the summary. Runs on Dask: in this
@@ -90,7 +90,7 @@ def regrade(
     )
     job = RegradeJob(
         db_url=settings.db_url,
-        blob_dir=str(settings.data_dir / "blobs"),
+        blobs=settings,
         model_path=str(model.resolve()),
         standards=standards,
         since=_when(since, "--since"),

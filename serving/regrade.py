@@ -27,13 +27,14 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, select
 
 from serving.db import Grading, GradingGrade, GradingPhoto, as_utc, make_engine
+from serving.settings import BlobSettings
 
 DEFAULT_PARTITION_SIZE = 500
 STATUSES = ("ok", "missing_photos", "undecodable", "error")
@@ -44,7 +45,7 @@ class RegradeJob:
     """What to re-grade and with what; pickled to every worker, so only plain values."""
 
     db_url: str
-    blob_dir: str
+    blobs: BlobSettings  # where the photos are (DATA_DIR/blobs, file:// or s3://: REFURBGRADE_BLOB_URL)
     model_path: str
     standards: tuple[str, ...]  # the columns of the comparison
     since: datetime | None = None  # created_at >= since
@@ -268,9 +269,9 @@ def regrade_one(model, blobs, row, photos: list, old: dict[str, str], standards:
 
 
 def _open_blobs(job: RegradeJob):
-    from serving.blobs import BlobStore
+    from serving.blobs import open_blob_store
 
-    return BlobStore(job.blob_dir)
+    return open_blob_store(job.blobs, check=False)
 
 
 def run_partition(rng: IdRange, job: RegradeJob, parts_dir: str) -> Summary:
@@ -380,7 +381,7 @@ def run_regrade(
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True)
     if job.until is None:  # a snapshot: gradings stored while the job runs are not half-included
-        job = RegradeJob(**{**asdict(job), "until": datetime.now(UTC)})
+        job = replace(job, until=datetime.now(UTC))
     model_version = load_model(job.model_path, intra_op_threads=1).version  # refuses a bad file up front
     engine = read_only_engine(job.db_url)
     try:

@@ -66,7 +66,7 @@ def _snapshot(settings) -> list:
 def _job(settings, model, **kw) -> RegradeJob:
     return RegradeJob(
         db_url=settings.db_url,
-        blob_dir=str(settings.blob_dir),
+        blobs=settings,
         model_path=str(model),
         standards=STANDARDS,
         **kw,
