@@ -311,6 +311,9 @@ def alembic_config(connection=None):
     return cfg
 
 
+MIGRATION_LOCK = 0x72677267  # "rgrg": PostgreSQL advisory lock key of the migrations
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest Alembic revision."""
     from alembic import command
@@ -320,6 +323,12 @@ def migrate(engine: Engine) -> None:
 
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     with engine.begin() as conn:
+        # Replicas starting together (issue 20): one migrates, the others wait for it, then find nothing
+        # to do. PostgreSQL: a lock held until this transaction ends; SQLite: the write lock, taken now.
+        if engine.url.get_backend_name() == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        elif engine.url.get_backend_name() == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         command.upgrade(alembic_config(conn), "head")
 
 
