@@ -158,7 +158,7 @@ class ModelWatcher:
             old = install(st, model)
         self._failed.pop(row.key, None)
         log.info(
-            "now serving model %s (%s), activated on another replica; was %s",
+            "now serving model %s (%s), the one recorded as active; was %s",
             row.path,
             model.version,
             old.path.name,
