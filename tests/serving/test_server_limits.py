@@ -18,9 +18,7 @@ from tests.serving.tiny_model import device_photo
 
 def _serve(env: dict, port: int, log_path) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - the process writes it until it ends
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, log_path.read_text()[-2000:]
