@@ -128,6 +128,10 @@ class ModelCard(BaseModel):
     quantized: bool = False
     # INT8 files only: the parity check against the FP32 file (None: quantized before it was recorded).
     int8_parity: Int8Parity | None = None
+    # INT8 files only: its thresholds were fitted on its own outputs (`refurbgrade calibrate --alone`),
+    # not shared with its FP32 file: what the card builds on the encoder's features (zone damage, photo
+    # probes) must be fitted on the features this file computes.
+    calibrated_alone: bool = False
     notes: str = ""
 
     @model_validator(mode="after")

@@ -134,8 +134,9 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
     """Which file serves a configured model `path`. With precision "auto", its INT8 sibling
     (`default.onnx` -> `default.int8.onnx`) when that file's card says it passed the parity check against
     this FP32 file at quantization (`ModelCard.int8_parity`, written by `model.export.quantize_int8`) and
-    carries the same thresholds and calibration (a recalibration updates both cards); otherwise, or with
-    "fp32", the configured file as it is. A configured INT8 file is served as it is."""
+    carries the same thresholds and calibration (a recalibration updates both cards) or its own
+    (`ModelCard.calibrated_alone`); otherwise, or with "fp32", the configured file as it is. A configured
+    INT8 file is served as it is."""
     path = Path(path)
     if precision not in PRECISIONS:
         raise ValueError(f"model precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -165,7 +166,9 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
         return fp32("its parity check against FP32 failed: " + "; ".join(parity.problems))
     if parity.fp32_version != card.version:
         return fp32(f"it was checked against FP32 version {parity.fp32_version}, this file is {card.version}")
-    if int8_card.thresholds != card.thresholds or int8_card.crop_to_device != card.crop_to_device:
+    if int8_card.crop_to_device != card.crop_to_device:
+        return fp32("its crop pass differs from the FP32 file's (recalibrate both)")
+    if int8_card.thresholds != card.thresholds and not int8_card.calibrated_alone:
         return fp32("its thresholds or calibration differ from the FP32 file's (recalibrate both)")
     agreement = min(parity.agreement.values(), default=1.0)
     return ModelChoice(

@@ -309,17 +309,24 @@ class ModelFile:
     val_sources: list[SourceConfig]  # the run's validation sources; an ONNX file knows none
     damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
     probe_sources: list[SourceConfig] = field(default_factory=list)  # the run's photo-probe photos
+    alone: bool = False  # an INT8 file calibrated on its own outputs (`store_calibration`)
 
 
-def open_model_file(path: str | Path) -> ModelFile:
+def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
+    """A model file for (re)calibration. An INT8 file only `alone`: on its own outputs, for its own card
+    (by default it shares its FP32 file's thresholds, which calibrating the FP32 file writes to both)."""
     path = Path(path)
     if path.suffix == ".onnx":
         from model.export import read_card
 
         card = read_card(path)
-        if card.quantized:
-            raise QuantizedModelError(f"{path}: calibrate the FP32 file; its INT8 sibling follows")
-        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [])
+        if card.quantized and not alone:
+            raise QuantizedModelError(
+                f"{path}: calibrate the FP32 file (its INT8 sibling follows), or this one --alone"
+            )
+        if alone and not card.quantized:
+            raise QuantizedModelError(f"{path}: --alone is for an INT8 file; this one is FP32")
+        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [], [], alone)
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
     return ModelFile(path, net, run.crop_to_device, run.data.val, run.data.damage, run.data.probes)
@@ -338,12 +345,12 @@ def calibrate_model_file(
         model_file = open_model_file(model_file)
     wants_features = damage_items or probe_items
     if wants_features and model_file.path.suffix == ".onnx" and expose_features(model_file.path):
-        model_file = open_model_file(model_file.path)  # now with the encoder's features
+        model_file = open_model_file(model_file.path, model_file.alone)  # now with the encoder's features
     crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
     cal = calibrate(
         model_file.model, items, crop_to_device=crop, damage_items=damage_items, probe_items=probe_items
     )
-    return cal, store_calibration(model_file.path, cal)
+    return cal, store_calibration(model_file.path, cal, model_file.alone)
 
 
 def expose_features(path: Path) -> bool:
@@ -361,11 +368,12 @@ def expose_features(path: Path) -> bool:
     return True
 
 
-def store_calibration(path: str | Path, cal: dict) -> list[Path]:
+def store_calibration(path: str | Path, cal: dict, alone: bool = False) -> list[Path]:
     """Keep `calibrate`'s result with the model it calibrated: a checkpoint holds it inside
     (`training.checkpoint.attach_calibration`) with calibration.json beside; an .onnx file gets the
     thresholds and the crop pass in its card, and so does its .int8.onnx sibling (INT8 shares the
-    FP32 thresholds), with NAME.calibration.json beside. Returns the ONNX files whose card changed."""
+    FP32 thresholds), with NAME.calibration.json beside; an INT8 file calibrated `alone` only its own
+    card, marked `calibrated_alone`. Returns the ONNX files whose card changed."""
     path = Path(path)
     text = json.dumps(cal, indent=2)
     if path.suffix != ".onnx":
@@ -374,8 +382,12 @@ def store_calibration(path: str | Path, cal: dict) -> list[Path]:
         return []
     from model.export import update_card
 
-    changes = {"thresholds": cal["thresholds"], "crop_to_device": cal["crop_to_device"]}
-    cards = [p for p in (path, path.with_suffix(".int8.onnx")) if p.is_file()]
+    changes = {
+        "thresholds": cal["thresholds"],
+        "crop_to_device": cal["crop_to_device"],
+        "calibrated_alone": alone,
+    }
+    cards = [path] if alone else [p for p in (path, path.with_suffix(".int8.onnx")) if p.is_file()]
     for card_file in cards:
         update_card(card_file, **changes)
     path.with_suffix(".calibration.json").write_text(text)

@@ -50,7 +50,7 @@ def test_a_sibling_whose_card_says_parity_passed_is_served(tmp_path):
         (FAILED, {}, "parity check against FP32 failed: view_probs"),
         (None, {}, "records no parity check"),
         (PASSED.model_copy(update={"fp32_version": "tiny-0"}), {}, "checked against FP32 version tiny-0"),
-        (PASSED, {"crop_to_device": True}, "thresholds or calibration differ"),
+        (PASSED, {"crop_to_device": True}, "crop pass differs"),
     ],
 )
 def test_fp32_is_kept_when_the_sibling_is_not_known_to_match(tmp_path, parity, changes, why):
@@ -58,6 +58,18 @@ def test_fp32_is_kept_when_the_sibling_is_not_known_to_match(tmp_path, parity, c
     choice = choose_model_file(fp32)
     assert not choice.int8 and choice.path == fp32
     assert why in choice.reason
+
+
+def test_a_sibling_calibrated_alone_is_served_with_its_own_thresholds(tmp_path):
+    """INT8 fitted on its own outputs (`calibrate --alone`): other thresholds, and it is still served;
+    the same thresholds without that mark are a stale calibration, and are not."""
+    own = tiny_card().thresholds.model_copy(update={"needs_review_below": 0.42})
+    fp32 = _pair(tmp_path, PASSED, thresholds=own, calibrated_alone=True)
+    choice = choose_model_file(fp32)
+    assert choice.int8 and choice.path == tmp_path / "m.int8.onnx"
+    (tmp_path / "stale").mkdir()
+    stale = _pair(tmp_path / "stale", PASSED, thresholds=own)
+    assert "thresholds or calibration differ" in choose_model_file(stale).reason
 
 
 def test_fp32_when_asked_or_without_a_sibling(tmp_path):

@@ -149,6 +149,26 @@ def test_an_int8_file_is_not_calibrated_itself(exported):
         open_model_file(int8)
     opened = open_model_file(exported)
     assert opened.val_sources == [] and opened.crop_to_device is False
+    assert open_model_file(int8, alone=True).alone
+    with pytest.raises(QuantizedModelError, match="for an INT8 file"):
+        open_model_file(exported, alone=True)
+
+
+def test_an_int8_file_calibrated_alone_keeps_its_own_thresholds_until_fp32_is_calibrated(exported):
+    from model.export import update_card
+
+    sibling = exported.with_suffix(".int8.onnx")
+    sibling.write_bytes(exported.read_bytes())
+    update_card(sibling, quantized=True)
+    store_calibration(exported, _calibration(0.25, crop=True))
+    assert store_calibration(sibling, _calibration(0.4, crop=True), alone=True) == [sibling]
+    fp32, int8 = read_card(exported), read_card(sibling)
+    assert fp32.thresholds.defect_pixel["scratch"] == 0.25 and not fp32.calibrated_alone
+    assert int8.thresholds.defect_pixel["scratch"] == 0.4 and int8.calibrated_alone
+    # Calibrating the FP32 file again hands both files the same thresholds: INT8 shares them again.
+    store_calibration(exported, _calibration(0.3, crop=True))
+    int8 = read_card(sibling)
+    assert int8.thresholds.defect_pixel["scratch"] == 0.3 and not int8.calibrated_alone
 
 
 def test_export_refuses_to_go_unverified(tmp_path, toy):

@@ -83,6 +83,14 @@ def calibrate(
             "run's or --config's data.damage; none: no zone-damage models)",
         ),
     ] = None,
+    alone: Annotated[
+        bool,
+        typer.Option(
+            "--alone",
+            help="an INT8 file: calibrate it on its own outputs, for its own card (its FP32 file is "
+            "untouched; by default INT8 shares the FP32 file's thresholds)",
+        ),
+    ] = False,
     probes: Annotated[
         list[str] | None,
         typer.Option(
@@ -100,7 +108,7 @@ def calibrate(
     from training.dataset import load_manifest_args, load_sources
 
     try:
-        target = open_model_file(model)
+        target = open_model_file(model, alone)
         run_data = load_cli_config(config).data if config is not None else None
         sources = run_data.val if run_data else target.val_sources
         items = load_manifest_args(manifest, ("val",)) if manifest else load_sources(sources)
