@@ -77,7 +77,6 @@ model: $(STAMP_ALL)
 		--set optim.epochs=32 --set early_stopping_patience=null --set data.train.1.weight=4.0
 	$(BIN)/refurbgrade export runs/default/best.pt --out models/default.onnx --int8
 	$(BIN)/refurbgrade calibrate models/default.onnx --config $(CONFIG)
-	$(BIN)/refurbgrade calibrate models/default.int8.onnx --config $(CONFIG) --alone
 	$(BIN)/refurbgrade evaluate models/default.onnx --report models/default_report --card-metrics \
 		--compare models/default.int8.onnx --split test \
 		-m $(SYNTH)/synth_test/manifest.jsonl@train,val,test -m datasets/real/cracked_screens.jsonl \

@@ -135,8 +135,9 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
     (`default.onnx` -> `default.int8.onnx`) when that file's card says it passed the parity check against
     this FP32 file at quantization (`ModelCard.int8_parity`, written by `model.export.quantize_int8`) and
     carries the same thresholds and calibration (a recalibration updates both cards) or its own
-    (`ModelCard.calibrated_alone`); otherwise, or with "fp32", the configured file as it is. A configured
-    INT8 file is served as it is."""
+    (`ModelCard.calibrated_alone`), and, sharing the FP32 thresholds, the card builds nothing on the
+    encoder's features; otherwise, or with "fp32", the configured file as it is. A configured INT8 file
+    is served as it is."""
     path = Path(path)
     if precision not in PRECISIONS:
         raise ValueError(f"model precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -170,6 +171,14 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
         return fp32("its crop pass differs from the FP32 file's (recalibrate both)")
     if int8_card.thresholds != card.thresholds and not int8_card.calibrated_alone:
         return fp32("its thresholds or calibration differ from the FP32 file's (recalibrate both)")
+    if reads_encoder(card) and not int8_card.calibrated_alone:
+        # The parity check compares the network's outputs, not the decisions the card builds on the
+        # encoder's features; INT8 shifts those features (the 2026-12-04 model: 25% of scratched
+        # screens graded Unlistable against 5%, docs/operations.md).
+        return fp32(
+            "the card's zone damage or photo probes read the FP32 file's encoder features, which the "
+            "parity check does not compare (calibrate the INT8 file --alone to serve it)"
+        )
     agreement = min(parity.agreement.values(), default=1.0)
     return ModelChoice(
         sibling,
@@ -177,6 +186,11 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
         f"INT8: its card says it passed parity against FP32 {parity.fp32_version} on {parity.images} photos "
         f"(decisions kept >= {agreement:.3f}; REFURBGRADE_MODEL_PRECISION=fp32 serves FP32)",
     )
+
+
+def reads_encoder(card) -> bool:
+    """Whether a card builds decisions on the encoder's features (zone damage, photo probes)."""
+    return bool(card.thresholds.zone_damage or card.thresholds.photo_probes)
 
 
 def load_served_model(

@@ -72,6 +72,26 @@ def test_a_sibling_calibrated_alone_is_served_with_its_own_thresholds(tmp_path):
     assert "thresholds or calibration differ" in choose_model_file(stale).reason
 
 
+def test_a_card_reading_the_encoder_serves_int8_only_when_calibrated_alone(tmp_path):
+    """Zone damage (or photo probes) read the encoder's features, which the parity check does not
+    compare: an INT8 sibling sharing such thresholds is not served; one calibrated alone is."""
+    from model.damage import ZoneDamageModel
+
+    damage = ZoneDamageModel(weights=(1.0, 0.0, 0.0, 0.0), bias=0.0, photos=10, positives=5)
+    shared = tiny_card().thresholds.model_copy(update={"zone_damage": {"screen": damage}})
+    fp32 = tmp_path / "m.onnx"
+    build_tiny_model(fp32, tiny_card().model_copy(update={"thresholds": shared}))
+    int8_card = tiny_card(version="tiny-1-int8").model_copy(update={"thresholds": shared})
+    build_tiny_model(
+        tmp_path / "m.int8.onnx", int8_card.model_copy(update={"quantized": True, "int8_parity": PASSED})
+    )
+    choice = choose_model_file(fp32)
+    assert not choice.int8 and "encoder features" in choice.reason
+    alone = int8_card.model_copy(update={"quantized": True, "int8_parity": PASSED, "calibrated_alone": True})
+    build_tiny_model(tmp_path / "m.int8.onnx", alone)
+    assert choose_model_file(fp32).int8
+
+
 def test_fp32_when_asked_or_without_a_sibling(tmp_path):
     fp32 = _pair(tmp_path, PASSED)
     assert choose_model_file(fp32, "fp32").path == fp32
