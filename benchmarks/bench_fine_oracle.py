@@ -1,0 +1,647 @@
+"""The fine pass's oracle: the Back Market ceiling of a *perfect* network through the two-pass design.
+
+python benchmarks/bench_fine_oracle.py synth --n 150 --seed 707 --out /tmp/synth_fine
+    Held-out synthetic devices at the resolution the fine pass is for: `refurbgrade synth`'s generator
+    at 4096 px with the camera moved closer, so that the device fills 90% of the photo's limiting side
+    (a 12 MP photo of a phone filling the frame, about 0.04-0.05 mm per pixel). Every other draw of
+    the photo (device, defects, grade, light, sensor) is the generator's own. No composites.
+python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifest.jsonl --budgets 8 16 32
+    For each graded photo, the grade a perfect network reaches through
+    (a) today's design: the true device crop at 384 px, coverage maps at stride 4 (the training
+        target), serving's post-processing and stroke split at the cut of `bench_model.py oracle`;
+    (b) the new design: those coarse maps, then tiles of the device proposed from a candidate map
+        (the coarse scratch/chip map at a low cut, a top-hat/black-hat line filter on the photo and the
+        grade-critical zones), at most K tiles of 256 px at about 0.05 mm per pixel (never finer than
+        the photo), falling back to 0.1 mm/px tiles when more are proposed; inside them, the true
+        scratch masks at the tile's resolution (the perfect fine network's centreline map), stitched
+        into one map of the device and extracted by the same post-processing and stroke split;
+        scratches and chips inside tiles come from that map, everything else from the coarse pass;
+    (c) the same with every tile at 0.1 mm/px.
+    Widths: a fine network is to output a per-pixel width; its perfect reading is the true width,
+    but a line thinner than the generator's contrast floor (0.6 px, see training/synth/defects.py)
+    looks like one 0.6 px wide, so the reading is max(true width, 0.6 px). The table also shows the
+    width post-processing measures from the pixels, without a width head.
+    Prints per design and K: scratch recall, median length error, Back Market accuracy, the share of
+    devices whose proposals exceeded K at 0.05 mm/px (fallback) and still at 0.1 (truncated), and the
+    true scratch widths against the tiles' pixel size. `--gallery FILE` draws tiles at coarse and fine
+    resolution with the true scratches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FINE_MM = 0.05  # the fine pass's target pixel size
+FALLBACK_MM = 0.1  # its fallback when more than K tiles are proposed
+TILE_PX = 256
+COARSE_SIZE, COARSE_STRIDE, COARSE_CUT = 384, 4, 0.25  # today's network, bench_model.py oracle's cut
+CANDIDATE_CUT = 0.02  # the coarse scratch/chip map's low cut for proposals
+LINE_FILTER_MM = 0.6  # top-hat/black-hat structuring element, mm
+LINE_FILTER_K = 6.0  # response above median + K * MAD of the device's responses
+FRAME_FILL = 0.9
+CONTRAST_FLOOR_PX = 0.6  # training/synth/defects.py `_draw_scratch`: thinner lines look this wide
+FINE_TYPES = ("scratch", "chip")
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def _close_pose(fill: float):
+    """`choose_pose` with the generator's own draws, then the camera moved so that the device fills
+    `fill` of the photo's limiting side (its framing kept where it still fits)."""
+    from training.synth import photography
+    from training.synth.geometry import apply_h, camera_homography
+
+    original = photography.choose_pose
+
+    def choose(rng, plane_mm, out_w, out_h, flat_tilt=False):
+        p = original(rng, plane_mm, out_w, out_h, flat_tilt)
+        wmm, hmm = plane_mm
+        corners = np.array(
+            [[-wmm / 2, -hmm / 2], [wmm / 2, -hmm / 2], [wmm / 2, hmm / 2], [-wmm / 2, hmm / 2]]
+        )
+        q = apply_h(camera_homography((0.0, 0.0), (0.0, 0.0), p.rotation, p.tilt, p.half_extent_mm), corners)
+        ppm = fill * min(out_w / np.ptp(q[:, 0]), out_h / np.ptp(q[:, 1]))
+        qc = q * ppm
+        lo_x, hi_x = -qc[:, 0].min() + 2, out_w - qc[:, 0].max() - 2
+        lo_y, hi_y = -qc[:, 1].min() + 2, out_h - qc[:, 1].max() - 2
+        cx = float(np.clip(p.out_centre[0], lo_x, hi_x)) if hi_x > lo_x else out_w / 2
+        cy = float(np.clip(p.out_centre[1], lo_y, hi_y)) if hi_y > lo_y else out_h / 2
+        return type(p)(float(ppm), p.rotation, p.tilt, (cx, cy), p.half_extent_mm)
+
+    return choose
+
+
+def synth(n: int, seed: int, out: str, size: int, fill: float, start: int = 0) -> Path:
+    from model.manifest import write_manifest
+    from training.synth.generator import SynthConfig, iter_generate
+
+    cfg = SynthConfig(seed=seed, size=size, p_composite=0.0)
+    out_dir = Path(out)
+    with mock.patch("training.synth.generator.choose_pose", _close_pose(fill)):
+        records = []
+        for i, rec in enumerate(iter_generate(cfg, n, out_dir, 1, start)):
+            records.append(rec)
+            if (i + 1) % 10 == 0:
+                print(f"{i + 1}/{n} photos", flush=True)
+    path = out_dir / "manifest.jsonl"
+    write_manifest(path, records)
+    mmpx = sorted(r.mm_per_px for r in records if r.mm_per_px)
+    if mmpx:
+        print(
+            f"{len(records)} photos, {path}; mm per px median {statistics.median(mmpx):.3f} "
+            f"(10-90%: {mmpx[len(mmpx) // 10]:.3f}-{mmpx[9 * len(mmpx) // 10]:.3f})"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# the oracle
+
+
+@dataclass
+class Truth:
+    """One true instance: its record, its mask on each fine canvas, its true width."""
+
+    type: str
+    width_mm: float
+    length_mm: float | None
+    canvases: dict[float, np.ndarray] = field(default_factory=dict)  # tile mm/px -> uint8 mask
+    full: np.ndarray | None = None  # uint8 mask in the original photo's pixels
+
+
+@dataclass
+class Tally:
+    """One design's figures over the photos."""
+
+    found: int = 0
+    true: int = 0
+    pairs: list = field(default_factory=list)
+    right: list = field(default_factory=list)
+    right_pixel_width: list = field(default_factory=list)
+    fallback: list = field(default_factory=list)
+    truncated: list = field(default_factory=list)
+    tiles: list = field(default_factory=list)
+    confusions: dict = field(default_factory=dict)
+
+
+def _canvas_lb(box: tuple[int, int, int, int], native_mm: float, tile_mm: float, w: int, h: int):
+    """A Letterbox from the original photo's `box` to a square canvas at `tile_mm` per pixel (never finer
+    than the photo: a fine pass cannot add pixels the photo does not have)."""
+    from model.preprocess import Letterbox
+
+    res = max(tile_mm, native_mm)
+    scale = native_mm / res
+    side = math.ceil(max(box[2] - box[0], box[3] - box[1]) * scale)
+    return Letterbox(scale, 0, 0, w, h, 1.0, box), side, res
+
+
+def _line_filter(gray: np.ndarray, device: np.ndarray, px_mm: float) -> np.ndarray:
+    """Thin bright or dark lines: the larger of the white top-hat and the black-hat with a disc of
+    `LINE_FILTER_MM`, kept above median + K * MAD of the device's responses, inside the device less
+    1 mm of its outline (the outline itself is the strongest 'line')."""
+    r = max(1, round(LINE_FILTER_MM / px_mm / 2))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    g = cv2.GaussianBlur(gray, (0, 0), 0.7)
+    resp = np.maximum(cv2.morphologyEx(g, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(g, cv2.MORPH_BLACKHAT, k))
+    inner = cv2.erode(device.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(1 / px_mm)))
+    if not inner.any():
+        return np.zeros_like(inner, bool)
+    vals = resp[inner > 0].astype(np.float32)
+    med = float(np.median(vals))
+    mad = float(np.median(np.abs(vals - med))) + 1.0
+    return (resp > med + LINE_FILTER_K * mad) & (inner > 0)
+
+
+def _tile_scores(
+    points_net: np.ndarray,
+    crit_net: np.ndarray,
+    points_line: np.ndarray,
+    points_crit_zone: np.ndarray,
+    box: tuple[int, int, int, int],
+    tile_native: float,
+) -> tuple[dict, dict, dict]:
+    """Per tile (i, j) of a grid over `box` (tile side `tile_native` original px): the coarse
+    candidates (weighted x2 in grade-critical zones), the line filter's pixels, the critical zones' area."""
+
+    def binned(pts, weights=None):
+        out: dict[tuple[int, int], float] = {}
+        if len(pts) == 0:
+            return out
+        ij = np.floor((pts - (box[0], box[1])) / tile_native).astype(int)
+        w = np.ones(len(pts)) if weights is None else weights
+        for (i, j), v in zip(map(tuple, ij), w, strict=True):
+            out[(i, j)] = out.get((i, j), 0.0) + float(v)
+        return out
+
+    return binned(points_net, 1.0 + crit_net), binned(points_line), binned(points_crit_zone)
+
+
+def _choose_tiles(net: dict, line: dict, crit: dict, k: int | None, min_line: float) -> tuple[list, int]:
+    """Proposed tiles: every tile with a coarse candidate or a line-filter response of at least
+    `min_line` pixels; ranked net first, then line; at most k. The budget left over goes to the
+    grade-critical zones (screen, camera: any scratch there bars Excellent), most line response first,
+    then most area. Returns (tiles, number proposed)."""
+    proposed = {t for t in net} | {t for t, v in line.items() if v >= min_line}
+    ranked = sorted(proposed, key=lambda t: (-net.get(t, 0.0), -line.get(t, 0.0), t))
+    if k is None:
+        return ranked, len(proposed)
+    chosen = ranked[:k]
+    if len(chosen) < k:
+        rest = sorted((t for t in crit if t not in proposed), key=lambda t: (-line.get(t, 0.0), -crit[t], t))
+        chosen += rest[: k - len(chosen)]
+    return chosen, len(proposed)
+
+
+def _rect_mask(tiles, box, tile_native: float, lb, side: int) -> np.ndarray:
+    m = np.zeros((side, side), np.uint8)
+    for i, j in tiles:
+        x0, y0 = box[0] + i * tile_native, box[1] + j * tile_native
+        (a, b), (c, d) = lb.to_model(np.array([[x0, y0], [x0 + tile_native, y0 + tile_native]]))
+        m[max(0, round(b)) : max(0, round(d)), max(0, round(a)) : max(0, round(c))] = 1
+    return m
+
+
+def _inside_tiles(inst, tiles: set, box, tile_native: float) -> bool:
+    cx, cy = np.asarray(inst.polygon, float).mean(axis=0)
+    return (int((cx - box[0]) // tile_native), int((cy - box[1]) // tile_native)) in tiles
+
+
+def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_native, w, h, cache):
+    """A perfect fine network's stitched maps inside `tiles` -> instances, each with the width a width
+    head would read (max(true, contrast floor)) and the width measured from pixels."""
+    from model.card import Thresholds
+    from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+    from model.postprocess import Scale, extract_instances
+    from training.dataset import letterbox_mask
+    from training.metrics import instance_mask
+
+    lb, side, res = _canvas_lb(box, native_mm, tile_mm, w, h)
+    key = (res, tuple(sorted(tiles)))
+    if key in cache:
+        return cache[key]
+    inside = _rect_mask(tiles, box, tile_native, lb, side)
+    defect = np.zeros((len(DEFECT_CHANNELS), side, side), np.float32)
+    width = np.zeros((side, side), np.float32)
+    for t in truths:
+        if t.type not in FINE_TYPES:
+            continue
+        if res not in t.canvases:
+            t.canvases[res] = letterbox_mask(t.full, lb, side)
+        m = t.canvases[res] & inside
+        d = DEFECT_CHANNELS.index(t.type)
+        defect[d] = np.maximum(defect[d], m)
+        if t.type == "scratch":
+            width = np.where(m > 0, np.maximum(width, t.width_mm), width)
+    zkey = ("zone", res)
+    if zkey not in cache:
+        cache[zkey] = letterbox_mask(zone_native, lb, side)
+    zone = cache[zkey]
+    zone_probs = np.zeros((len(ZONE_CHANNELS), side, side), np.float32)
+    for c in range(len(ZONE_CHANNELS)):
+        zone_probs[c] = zone == c
+    thr = Thresholds(defect_pixel={n: 0.5 for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
+    insts = extract_instances(defect, zone_probs, lb, thr, Scale("mm", native_mm, True), side)
+    out = []
+    floor = CONTRAST_FLOOR_PX * res
+    for inst in insts:
+        head = inst
+        if inst.type.value == "scratch":
+            m = instance_mask(inst, lb, side)
+            vals = width[m & (width > 0)]
+            wmm = max(float(np.median(vals)) if len(vals) else 0.0, floor)
+            head = inst.model_copy(update={"measurement": inst.measurement.model_copy(update={"width": wmm})})
+        out.append((head, inst))
+    cache[key] = out
+    return out
+
+
+def oracle(
+    manifest: str,
+    budgets: list[int],
+    limit: int,
+    cut: float,
+    min_line_mm: float,
+    gallery: str | None,
+    explain: bool = False,
+) -> dict:
+    from types import SimpleNamespace
+
+    from model.card import Thresholds
+    from model.crop import CROP_MARGIN, MIN_GAIN
+    from model.manifest import resolve
+    from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+    from model.postprocess import Scale, extract_instances
+    from model.preprocess import prepare
+    from model.rules import grade
+    from training.dataset import build_targets, load_items, read_mask, true_device_box
+    from training.metrics import gt_instances, instance_mask, length_errors, match_instances
+
+    items = [
+        it
+        for it in load_items(manifest, ["train", "val", "test"])
+        if it.record.grades.get("backmarket") and it.record.mm_per_px and it.record.zone_mask
+    ][:limit]
+    thr = Thresholds(defect_pixel={n: cut for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
+    designs = ["coarse"] + [f"fine {k}" for k in budgets] + ["fine all"] + [f"0.1 {k}" for k in budgets]
+    tally = {d: Tally() for d in designs}
+    widths, natives, tiles_gallery = [], [], []
+    for n_done, it in enumerate(items):
+        rec = it.record
+        path = resolve(it.manifest, rec.image)
+        native = float(rec.mm_per_px)
+        natives.append(native)
+        truth = rec.grades["backmarket"]
+        kind = rec.device_kind or "phone"
+        # (a) today's design: true device crop, 384 px, coverage at stride 4 (bench_model.py oracle --crop)
+        _, whole = prepare(path, COARSE_SIZE)
+        cbox = true_device_box(it, whole.draft_factor, CROP_MARGIN)
+        if cbox is not None and max(whole.region_size) / max(cbox[2] - cbox[0], cbox[3] - cbox[1]) < MIN_GAIN:
+            cbox = None
+        t = build_targets(it, COARSE_SIZE, cbox)
+        s, size = COARSE_STRIDE, COARSE_SIZE
+        g = size // s
+        defect = t["defects"].reshape(g, s, g, s, -1).astype(np.float32).mean(axis=(1, 3)).transpose(2, 0, 1)
+        zcells = t["zone"][s // 2 :: s, s // 2 :: s].astype(int)
+        zone_probs = np.eye(len(ZONE_CHANNELS), dtype=np.float32)[np.clip(zcells, 0, 4)].transpose(2, 0, 1)
+        _, lb = prepare(path, size, cbox)
+        scale = Scale("mm", native, True)
+        coarse = extract_instances(defect, zone_probs, lb, thr, scale, size)
+        gts = gt_instances(SimpleNamespace(item=it, lb=lb), size)
+
+        ctx = SimpleNamespace(lb=lb, size=size, gts=gts, s=s, kind=kind, truth=truth, rec=rec, native=native)
+
+        def score(name, insts, pixel_insts=None, fallback=None, truncated=None, n_tiles=None, ctx=ctx):
+            lb, size, gts, s, kind, truth = ctx.lb, ctx.size, ctx.gts, ctx.s, ctx.kind, ctx.truth
+            tl = tally[name]
+            masks = [instance_mask(i, lb, size) for i in insts]
+            matches = match_instances(insts, masks, gts, radius=s)
+            tl.true += sum(1 for x in gts if x.type == "scratch")
+            tl.found += sum(
+                1 for m in matches if m.type == "scratch" and m.pred is not None and m.gt is not None
+            )
+            tl.pairs += length_errors(matches, ("scratch",))
+            result = grade(insts, "backmarket", device_kind=kind)
+            got = result.grade
+            tl.right.append(got == truth)
+            if explain and name == "fine all" and got != truth:
+                rec, native = ctx.rec, ctx.native
+                print(f"  wrong: {rec.image} ({rec.view}, {native:.3f} mm/px): {truth} -> {got}")
+                for reason in result.barred.get(truth, []):
+                    print(f"    barred {truth}: {reason}")
+                true_sc = [
+                    (i.type.value, i.zone.value if i.zone else "", i.length_mm, i.width_mm)
+                    for i in rec.instances
+                ]
+                print(f"    true: {true_sc}")
+            tl.confusions[(truth, got)] = tl.confusions.get((truth, got), 0) + 1
+            if pixel_insts is not None:
+                tl.right_pixel_width.append(grade(pixel_insts, "backmarket", device_kind=kind).grade == truth)
+            if fallback is not None:
+                tl.fallback.append(fallback)
+                tl.truncated.append(truncated)
+                tl.tiles.append(n_tiles)
+
+        score("coarse", coarse)
+
+        # (b), (c): the fine pass. Native-resolution truth and photo, cropped to the true device box.
+        h, w = rec.height, rec.width
+        box = true_device_box(it, 1.0, CROP_MARGIN)
+        zone_native = read_mask(resolve(it.manifest, rec.zone_mask))
+        truths = []
+        for inst in rec.instances:
+            if inst.type.value in FINE_TYPES and inst.mask is not None:
+                tr = Truth(inst.type.value, inst.width_mm or 0.0, inst.length_mm)
+                tr.full = (read_mask(resolve(it.manifest, inst.mask)) > 0).astype(np.uint8)
+                truths.append(tr)
+                if tr.type == "scratch":
+                    widths.append((tr.width_mm, native, inst.zone.value if inst.zone else "", truth))
+        x0, y0, x1, y1 = box
+        photo = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)[y0:y1, x0:x1]
+        f = native / FALLBACK_MM  # the line filter runs at 0.1 mm/px
+        small = cv2.resize(photo, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else photo
+        fmm = native / f if f < 1 else native
+        zsmall = cv2.resize(
+            zone_native[y0:y1, x0:x1], (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        lines = _line_filter(small, zsmall > 0, fmm)
+        ly, lx = np.nonzero(lines)
+        pts_line = np.stack([lx, ly], 1) * (fmm / native) + (x0, y0) if len(lx) else np.zeros((0, 2))
+        cy_, cx_ = np.nonzero(np.isin(zsmall, (1, 4)))  # screen, camera
+        pts_crit = np.stack([cx_, cy_], 1) * (fmm / native) + (x0, y0) if len(cx_) else np.zeros((0, 2))
+        # Coarse candidates: scratch or chip coverage at the low cut; each cell's centre and corners.
+        cand = (defect[DEFECT_CHANNELS.index("scratch")] >= CANDIDATE_CUT) | (
+            defect[DEFECT_CHANNELS.index("chip")] >= CANDIDATE_CUT
+        )
+        cj, ci = np.nonzero(cand)
+        offs = np.array([[0.5, 0.5], [0, 0], [1, 0], [0, 1], [1, 1]])
+        pts_net = np.zeros((0, 2))
+        crit_net = np.zeros(0)
+        if len(ci):
+            cells = (np.stack([ci, cj], 1)[:, None, :] + offs[None]).reshape(-1, 2) * s
+            pts_net = lb.to_original(cells)
+            crit_net = np.repeat(np.isin(zcells[cj, ci], (1, 4)).astype(float), len(offs))
+        cache: dict = {}
+        for name_res, res in (("fine", FINE_MM), ("0.1", FALLBACK_MM)):
+            for k in budgets + ([None] if name_res == "fine" else []):
+                r0 = max(res, native)
+                tile_native = TILE_PX * r0 / native
+                net, line, crit = _tile_scores(pts_net, crit_net, pts_line, pts_crit, box, tile_native)
+                min_line = min_line_mm / fmm
+                tiles, n_prop = _choose_tiles(net, line, crit, k, min_line)
+                fallback = truncated = False
+                use_mm = res
+                if name_res == "fine" and k is not None and n_prop > k:  # fall back to 0.1 mm/px tiles
+                    fallback = True
+                    use_mm = FALLBACK_MM
+                    r0 = max(FALLBACK_MM, native)
+                    tile_native = TILE_PX * r0 / native
+                    net, line, crit = _tile_scores(pts_net, crit_net, pts_line, pts_crit, box, tile_native)
+                    tiles, n_prop = _choose_tiles(net, line, crit, k, min_line)
+                truncated = k is not None and n_prop > k
+                fine = _fine_instances(
+                    truths, zone_native, box, native, use_mm, tiles, tile_native, w, h, cache
+                )
+                tset = set(tiles)
+                keep = [
+                    i
+                    for i in coarse
+                    if i.type.value not in FINE_TYPES or not _inside_tiles(i, tset, box, tile_native)
+                ]
+                name = f"{name_res} {k if k is not None else 'all'}"
+                score(
+                    name,
+                    keep + [a for a, _ in fine],
+                    keep + [b for _, b in fine],
+                    fallback,
+                    truncated,
+                    len(tiles),
+                )
+                if (
+                    gallery
+                    and name == f"fine {budgets[-1]}"
+                    and len(tiles_gallery) < 4
+                    and truth in ("Premium", "Excellent", "Good")
+                ):
+                    tiles_gallery += _gallery_tiles(
+                        t["image"],
+                        lb,
+                        photo,
+                        box,
+                        native,
+                        use_mm,
+                        tiles,
+                        tile_native,
+                        truths,
+                        [a for a, _ in fine],
+                        truth,
+                    )[: 4 - len(tiles_gallery)]
+        del truths
+        if (n_done + 1) % 10 == 0:
+            print(f"  {n_done + 1}/{len(items)} photos", file=sys.stderr, flush=True)
+    _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm)
+    if gallery and tiles_gallery:
+        _save_tiles(tiles_gallery, Path(gallery))
+        print(f"gallery: {gallery}")
+    return tally
+
+
+def _median_rel(pairs) -> float:
+    rel = [abs(m - t) / t for t, m in pairs]
+    return statistics.median(rel) if rel else float("nan")
+
+
+def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) -> None:
+    from model.instances import DefectInstance, Measurement
+    from model.rules import grade
+    from model.taxonomy import Zone
+
+    nat = sorted(natives)
+    print(
+        f"{len(items)} graded photos from {manifest}; photo mm/px median {statistics.median(nat):.3f} "
+        f"(10-90%: {nat[len(nat) // 10]:.3f}-{nat[9 * len(nat) // 10]:.3f}); coarse 384/4 on the true device "
+        f"crop, cut {cut}; tiles {TILE_PX} px; line filter candidates >= {min_line_mm} mm of response"
+    )
+    print(
+        "design | K | scratch recall | median length error | BM acc (width head) | BM acc (pixel widths) "
+        "| fallback to 0.1 | truncated at K | tiles used (mean)"
+    )
+    for d in designs:
+        tl = tally[d]
+        kind, _, k = d.partition(" ")
+        label = {"coarse": "(a) coarse 384/4", "fine": "(b) fine 0.05 mm/px", "0.1": "(c) fine 0.1 mm/px"}[
+            kind
+        ]
+        rpw = f"{np.mean(tl.right_pixel_width):.3f}" if tl.right_pixel_width else "-"
+        fb = f"{np.mean(tl.fallback):.0%}" if tl.fallback and kind == "fine" and k != "all" else "-"
+        tr = f"{np.mean(tl.truncated):.0%}" if tl.truncated and k != "all" else "-"
+        nt = f"{np.mean(tl.tiles):.1f}" if tl.tiles else "-"
+        print(
+            f"{label} | {k or '-'} | {tl.found}/{tl.true} ({tl.found / max(tl.true, 1):.0%}) | "
+            f"{_median_rel(tl.pairs):.3f} | {np.mean(tl.right):.3f} | {rpw} | {fb} | {tr} | {nt}"
+        )
+    # What the true widths are against the pixel: the grade limits are 0.05 (Premium), 0.15 (Excellent),
+    # 0.3 (Good body) and 0.5 mm (Fair screen).
+    ws = np.array([w for w, *_ in widths])
+    print(f"true scratch widths ({len(ws)} scratches): median {np.median(ws):.3f} mm; share below")
+    for px in (FINE_MM, FALLBACK_MM):
+        print(
+            f"  at {px} mm/px: 0.6 px {np.mean(ws < CONTRAST_FLOOR_PX * px):.0%}, 1 px {np.mean(ws < px):.0%}, "
+            f"2 px {np.mean(ws < 2 * px):.0%}"
+        )
+    for lim in (0.05, 0.15, 0.3):
+        near = np.mean(np.abs(ws - lim) < FINE_MM / 2)
+        print(f"  within half a 0.05 mm pixel of the {lim} mm limit: {near:.0%}")
+    # The rules on the true instances with widths read at each tile size's contrast floor.
+    for px in (0.0, FINE_MM, FALLBACK_MM):
+        ok = []
+        for it in items:
+            r = it.record
+            insts = [
+                DefectInstance(
+                    type=i.type,
+                    zone=i.zone or Zone.BODY,
+                    photo_index=0,
+                    box=(0, 0, 1, 1),
+                    polygon=[(0, 0), (1, 0), (1, 1)],
+                    confidence=1.0,
+                    measurement=Measurement(
+                        units="mm",
+                        length=i.length_mm or 0.0,
+                        width=max(i.width_mm or 0.0, CONTRAST_FLOOR_PX * max(px, r.mm_per_px) if px else 0.0),
+                        area=i.area_mm2 or 0.0,
+                    ),
+                )
+                for i in r.instances
+            ]
+            ok.append(
+                grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
+                == r.grades["backmarket"]
+            )
+        label = (
+            "true widths" if not px else f"widths read at {px} mm/px (floor {CONTRAST_FLOOR_PX * px:.3f} mm)"
+        )
+        print(f"  rules on the true instances, {label}: {np.mean(ok):.3f}")
+    for d in (designs[0], "fine all"):
+        wrong = sorted(((v, a, b) for (a, b), v in tally[d].confusions.items() if a != b), reverse=True)[:6]
+        print(
+            f"  {d}: commonest errors (truth -> graded): " + ", ".join(f"{a}->{b} {v}" for v, a, b in wrong)
+        )
+
+
+def _gallery_tiles(coarse_img, lb, photo, box, native, use_mm, tiles, tile_native, truths, fine, truth_grade):
+    """Per tile with a true scratch: the coarse network's view of it (the 384 crop, upsampled), the
+    fine tile, the fine tile with the true scratches (red) and the fine pass's instances (green)."""
+    out = []
+    for i, j in tiles:
+        x0, y0 = box[0] + i * tile_native, box[1] + j * tile_native
+        xa, ya = int(x0 - box[0]), int(y0 - box[1])
+        tn = round(tile_native)
+        if xa < 0 or ya < 0 or ya + tn > photo.shape[0] or xa + tn > photo.shape[1]:
+            continue
+        hit = [
+            tr
+            for tr in truths
+            if tr.type == "scratch" and tr.full[int(y0) : int(y0) + tn, int(x0) : int(x0) + tn].any()
+        ]
+        if not hit:
+            continue
+        hit.sort(key=lambda tr: tr.width_mm)
+        fine_tile = cv2.resize(
+            photo[ya : ya + tn, xa : xa + tn], (TILE_PX, TILE_PX), interpolation=cv2.INTER_AREA
+        )
+        (a, b), (c, d) = lb.to_model(np.array([[x0, y0], [x0 + tn, y0 + tn]]))
+        a, b, c, d = (round(v) for v in (a, b, c, d))
+        if a < 0 or b < 0 or c > coarse_img.shape[1] or d > coarse_img.shape[0] or c <= a or d <= b:
+            continue
+        coarse_tile = cv2.resize(
+            cv2.cvtColor(coarse_img[b:d, a:c], cv2.COLOR_RGB2GRAY),
+            (TILE_PX, TILE_PX),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        over = cv2.cvtColor(fine_tile, cv2.COLOR_GRAY2RGB)
+        for tr in hit:
+            m = cv2.resize(
+                tr.full[int(y0) : int(y0) + tn, int(x0) : int(x0) + tn],
+                (TILE_PX, TILE_PX),
+                interpolation=cv2.INTER_AREA,
+            )
+            m = cv2.dilate((m > 0).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=3)
+            contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(over, contours, -1, (255, 40, 40), 1)
+        for inst in fine:
+            if inst.type.value != "scratch":
+                continue
+            pts = (np.asarray(inst.polygon) - (x0, y0)) * TILE_PX / tn
+            cv2.polylines(over, [np.round(pts).astype(np.int32)], True, (40, 220, 40), 1)
+        panels = [
+            cv2.cvtColor(coarse_tile, cv2.COLOR_GRAY2RGB),
+            cv2.cvtColor(fine_tile, cv2.COLOR_GRAY2RGB),
+            over,
+        ]
+        mm = max(use_mm, native)
+        caps = [
+            f"coarse {lb_mm(lb, native):.2f} mm/px",
+            f"fine {mm:.3f} mm/px",
+            f"true (red) / found (green); {truth_grade}",
+        ]
+        for p, cap in zip(panels, caps, strict=True):
+            cv2.putText(p, cap, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1)
+        out.append(np.concatenate([np.pad(p, ((2, 2), (2, 2), (0, 0))) for p in panels], axis=1))
+        if len(out) >= 1:  # one tile per device: more devices in the gallery
+            break
+    return out
+
+
+def lb_mm(lb, native: float) -> float:
+    return native * lb.draft_factor / lb.scale
+
+
+def _save_tiles(rows, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path, quality=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("synth")
+    s.add_argument("--n", type=int, default=150)
+    s.add_argument("--seed", type=int, default=707)
+    s.add_argument("--size", type=int, default=4096)
+    s.add_argument("--fill", type=float, default=FRAME_FILL)
+    s.add_argument("--start", type=int, default=0)
+    s.add_argument("--out", required=True)
+    o = sub.add_parser("oracle")
+    o.add_argument("--manifest", required=True)
+    o.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32])
+    o.add_argument("--limit", type=int, default=200)
+    o.add_argument("--cut", type=float, default=COARSE_CUT, help="the coarse maps' pixel threshold")
+    o.add_argument("--min-line-mm", type=float, default=2.0, help="line-filter response that proposes a tile")
+    o.add_argument("--gallery", help="image of a few tiles at coarse and fine resolution")
+    o.add_argument("--explain", action="store_true", help="print why the unlimited fine pass grades wrong")
+    args = ap.parse_args()
+    if args.cmd == "oracle":
+        oracle(
+            args.manifest, args.budgets, args.limit, args.cut, args.min_line_mm, args.gallery, args.explain
+        )
+    elif args.cmd == "synth":
+        synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
+
+
+if __name__ == "__main__":
+    main()
