@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from model.rules.schema import UNGRADABLE
@@ -68,22 +69,21 @@ def queue_filters(
     return filters, params
 
 
+# The queue's filters as a route's query parameters: the page and its CSV take the same ones.
+QueueFiltersDep = Annotated[tuple[queue.QueueFilters, dict[str, str]], Depends(queue_filters)]
+
+
 @router.get("/queue")
 def show_queue(
     request: Request,
     state: StateDep,
     reviewer: ReviewerDep,
+    filtered: QueueFiltersDep,
     view: str = "review",
-    tenant: str = "",
-    standard: str = "",
-    grade: str = "",
-    date_from: str = "",
-    date_to: str = "",
-    model_version: str = "",
 ) -> HTMLResponse:
     view = view if view in queue.QUEUES else "review"
     page_no = _int(request.query_params.get("page"), 1)
-    filters, params = queue_filters(tenant, standard, grade, date_from, date_to, model_version)
+    filters, params = filtered
     with state.sessions() as s:
         counts = queue.queue_counts(s, filters)
         pages = max(1, math.ceil(counts[view] / PAGE_SIZE))

@@ -27,7 +27,7 @@ from serving.deps import StateDep
 from serving.impact import _cell
 from serving.review import events, queue
 from serving.review.html import SECURITY_HEADERS, page
-from serving.review.pages import QUEUE_LABELS, _queue_item, queue_filters
+from serving.review.pages import QUEUE_LABELS, QueueFiltersDep, _queue_item, queue_filters
 from serving.review.signin import ReviewerDep
 
 MAX_ROWS = 50_000  # a CSV or a stats page reads at most this many gradings
@@ -39,17 +39,12 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 def queue_csv(
     state: StateDep,
     _reviewer: ReviewerDep,
+    filtered: QueueFiltersDep,
     view: str = "review",
-    tenant: str = "",
-    standard: str = "",
-    grade: str = "",
-    date_from: str = "",
-    date_to: str = "",
-    model_version: str = "",
 ) -> Response:
     """Every grading of a queue tab with the page's filters, in the page's order, as CSV."""
     view = view if view in queue.QUEUES else "review"
-    filters, _params = queue_filters(tenant, standard, grade, date_from, date_to, model_version)
+    filters, _params = filtered
     with state.sessions() as s:
         rows = queue.queue_page(s, view, filters, MAX_ROWS, 0)
         states = events.states_of(s, rows)
