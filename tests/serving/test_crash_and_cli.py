@@ -42,19 +42,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(env: dict, port: int, cwd: Path = ROOT, timeout_s: float = 60) -> subprocess.Popen:
-    """`refurbgrade serve` on `port`, run from `cwd`, once its /readyz answers 200."""
+def _start(
+    env: dict, port: int, cwd: Path = ROOT, timeout_s: float = 60, log_path: Path | None = None
+) -> subprocess.Popen:
+    """`refurbgrade serve` on `port`, run from `cwd`, once its /readyz answers 200. With `log_path`,
+    everything it logs at its own level goes there; without, only its warnings, kept for the error."""
+    if log_path is None:
+        level, out, err = ["--log-level", "warning"], subprocess.DEVNULL, subprocess.PIPE
+    else:
+        log = open(log_path, "wb")  # noqa: SIM115 - the process writes it until it ends
+        level, out, err = [], log, log
     proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [*CLI, "serve", "--port", str(port), *level], cwd=cwd, env=env, stdout=out, stderr=err
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            said = proc.stderr.read().decode() if log_path is None else log_path.read_text()
+            raise RuntimeError(f"server exited: {said[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc

@@ -12,24 +12,8 @@ import time
 import httpx
 
 from tests.serving.conftest import encode
-from tests.serving.test_crash_and_cli import CLI, ROOT, _env, _free_port
+from tests.serving.test_crash_and_cli import CLI, ROOT, _env, _free_port, _start
 from tests.serving.tiny_model import device_photo
-
-
-def _serve(env: dict, port: int, log_path) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 - the process writes it until it ends
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text()[-2000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not become ready")
 
 
 def _closed_after(port: int, send: bytes) -> tuple[float, bytes]:
@@ -56,7 +40,7 @@ def test_slow_clients_are_cut_off_and_every_line_is_json(tmp_path, model_path):
     ).stdout.strip()
     env.update(REFURBGRADE_HEADER_TIMEOUT_S="1", REFURBGRADE_BODY_TIMEOUT_S="1")
     port, log_path = _free_port(), tmp_path / "serve.log"
-    proc = _serve(env, port, log_path)
+    proc = _start(env, port, log_path=log_path)
     try:
         # slowloris: half a request head, then silence; and a connection that says nothing at all
         seconds, said = _closed_after(port, b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ")
