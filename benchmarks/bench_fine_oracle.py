@@ -464,9 +464,9 @@ def _median_rel(pairs) -> float:
 
 
 def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) -> None:
-    from model.instances import DefectInstance, Measurement
+    from bench_model import true_instances
+
     from model.rules import grade
-    from model.taxonomy import Zone
 
     nat = sorted(natives)
     print(
@@ -509,23 +509,12 @@ def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) 
         ok = []
         for it in items:
             r = it.record
-            insts = [
-                DefectInstance(
-                    type=i.type,
-                    zone=i.zone or Zone.BODY,
-                    photo_index=0,
-                    box=(0, 0, 1, 1),
-                    polygon=[(0, 0), (1, 0), (1, 1)],
-                    confidence=1.0,
-                    measurement=Measurement(
-                        units="mm",
-                        length=i.length_mm or 0.0,
-                        width=max(i.width_mm or 0.0, CONTRAST_FLOOR_PX * max(px, r.mm_per_px) if px else 0.0),
-                        area=i.area_mm2 or 0.0,
-                    ),
-                )
-                for i in r.instances
-            ]
+            insts = true_instances(
+                r,
+                width_mm=lambda inst, r=r, px=px: max(
+                    inst.width_mm or 0.0, CONTRAST_FLOOR_PX * max(px, r.mm_per_px) if px else 0.0
+                ),
+            )
             ok.append(
                 grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
                 == r.grades["backmarket"]

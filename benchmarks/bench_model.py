@@ -261,35 +261,43 @@ def _save_gallery(tiles: list[np.ndarray], path: Path) -> None:
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
 
 
-def observable(manifest: str) -> None:
+def true_instances(record, width_mm=lambda inst: inst.width_mm or 0.0, keep=lambda inst: True) -> list:
+    """A record's labelled instances as the rules take them, with their true mm sizes (`width_mm`: the
+    width each is given), those `keep` selects."""
     from model.instances import DefectInstance, Measurement
+    from model.taxonomy import Zone
+
+    return [
+        DefectInstance(
+            type=i.type,
+            zone=i.zone or Zone.BODY,
+            photo_index=0,
+            box=(0, 0, 1, 1),
+            polygon=[(0, 0), (1, 0), (1, 1)],
+            confidence=1.0,
+            measurement=Measurement(
+                units="mm", length=i.length_mm or 0.0, width=width_mm(i), area=i.area_mm2 or 0.0
+            ),
+        )
+        for i in record.instances
+        if keep(i)
+    ]
+
+
+def observable(manifest: str) -> None:
     from model.manifest import read_manifest
     from model.rules import grade
-    from model.taxonomy import Zone
 
     recs = [r for r in read_manifest(manifest) if r.grades.get("backmarket") and r.mm_per_px]
 
     def accuracy(min_px: float, keep_width: bool) -> float:
         ok = []
         for r in recs:
-            insts = [
-                DefectInstance(
-                    type=i.type,
-                    zone=i.zone or Zone.BODY,
-                    photo_index=0,
-                    box=(0, 0, 1, 1),
-                    polygon=[(0, 0), (1, 0), (1, 1)],
-                    confidence=1.0,
-                    measurement=Measurement(
-                        units="mm",
-                        length=i.length_mm or 0.0,
-                        width=(i.width_mm or 0.0) if keep_width else 0.0,
-                        area=i.area_mm2 or 0.0,
-                    ),
-                )
-                for i in r.instances
-                if (i.length_mm or 0.0) / r.mm_per_px >= min_px
-            ]
+            insts = true_instances(
+                r,
+                width_mm=lambda inst: (inst.width_mm or 0.0) if keep_width else 0.0,
+                keep=lambda inst, r=r: (inst.length_mm or 0.0) / r.mm_per_px >= min_px,
+            )
             ok.append(
                 grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
                 == r.grades["backmarket"]
