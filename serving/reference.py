@@ -86,13 +86,7 @@ def limit_words(lim: Limit) -> str:
         count = f"at most {plural(lim.types[0], lim.max_count)}"
     else:
         count = f"at most {lim.max_count} {_join(many, 'or')} in all"
-    sizes = []
-    if lim.max_length_mm is not None:
-        sizes.append(f"{_fmt(lim.max_length_mm)} mm long")
-    if lim.max_width_mm is not None:
-        sizes.append(f"{_fmt(lim.max_width_mm)} mm wide")
-    if lim.max_area_mm2 is not None:
-        sizes.append(f"{_fmt(lim.max_area_mm2)} mm²")
+    sizes = lim.size_words(_fmt)
     return f"{where}: {count}" + (", each up to " + ", ".join(sizes) if sizes else "")
 
 

@@ -184,13 +184,7 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
         parts = []
         if lim.max_count is not None:
             parts.append(f"at most {lim.max_count}")
-        sizes = []
-        if lim.max_length_mm is not None:
-            sizes.append(f"{_fmt(lim.max_length_mm)} mm long")
-        if lim.max_width_mm is not None:
-            sizes.append(f"{_fmt(lim.max_width_mm)} mm wide")
-        if lim.max_area_mm2 is not None:
-            sizes.append(f"{_fmt(lim.max_area_mm2)} mm²")
+        sizes = lim.size_words(_fmt)
         if sizes:
             parts.append("each up to " + ", ".join(sizes))
         allowed = f"{grade_name} allows " + ", ".join(parts)

@@ -8,6 +8,7 @@ a `StandardError` naming the file, the field and the problem.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -70,6 +71,11 @@ class Limit(BaseModel):
     @property
     def is_bar(self) -> bool:
         return self.max_count == 0
+
+    def size_words(self, fmt: Callable[[float], str]) -> list[str]:
+        """Its size bounds in words ("3 mm long", "0.15 mm wide", "4 mm²"), numbers written by `fmt`."""
+        bounds = ((self.max_length_mm, "mm long"), (self.max_width_mm, "mm wide"), (self.max_area_mm2, "mm²"))
+        return [f"{fmt(v)} {unit}" for v, unit in bounds if v is not None]
 
 
 class Grade(BaseModel):
