@@ -116,7 +116,12 @@ def infer(
             for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
                 done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
     probes = spec.thresholds.photo_probes
-    return [Inferred(d.frame, apply_probes(d.outputs, probes)) for d in done] if probes else done
+    return [with_probes(d, probes) for d in done] if probes else done
+
+
+def with_probes(inferred: Inferred, probes) -> Inferred:
+    """`inferred` with its view and quality verdicts from `probes` (`model.probes.apply_probes`)."""
+    return Inferred(inferred.frame, apply_probes(inferred.outputs, probes))
 
 
 def crop_frame(first: Inferred, size: int) -> Frame | None:

@@ -288,11 +288,9 @@ def calibrate(
 
 def with_probes(pred: Prediction, probes) -> Prediction:
     """`pred` as `model.inference.infer` gives it for a card with `probes`."""
-    from model.inference import Inferred
-    from model.probes import apply_probes
+    from model import inference
 
-    inferred = Inferred(pred.inferred.frame, apply_probes(pred.outputs, probes))
-    return replace(pred, inferred=inferred)
+    return replace(pred, inferred=inference.with_probes(pred.inferred, probes))
 
 
 class QuantizedModelError(ValueError):
