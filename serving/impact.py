@@ -143,7 +143,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
     text = "" if value is None else str(value)
     # A spreadsheet would run a cell starting with = + - @ as a formula (a tenant's name is free text).
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -156,7 +156,7 @@ def to_csv(items: list[dict], start: datetime | None, end: datetime) -> str:
     for t in items:
         w.writerow(
             [
-                _cell(t["tenant"]),
+                csv_cell(t["tenant"]),
                 start.isoformat() if start else "",
                 end.isoformat(),
                 t["gradings"],

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from model.rules.schema import UNGRADABLE
 from serving.db import Grading, GradingEvent
 from serving.deps import StateDep
-from serving.impact import _cell
+from serving.impact import csv_cell
 from serving.review import events, queue
 from serving.review.html import SECURITY_HEADERS, page
 from serving.review.pages import QUEUE_LABELS, QueueFiltersDep, _queue_item, queue_filters
@@ -75,9 +75,9 @@ def queue_csv(
             [
                 row.id,
                 it["created"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                _cell(it["tenant"]),
-                _cell(it["ref"]),
-                _cell(it["device"]),
+                csv_cell(it["tenant"]),
+                csv_cell(it["ref"]),
+                csv_cell(it["device"]),
                 it["status"],
                 *[
                     v
@@ -88,7 +88,7 @@ def queue_csv(
                 it["photos"],
                 it["defects"],
                 it["disputes"],
-                _cell(it["model_version"]),
+                csv_cell(it["model_version"]),
                 f"/review/gradings/{row.id}",
             ]
         )
