@@ -52,15 +52,18 @@ class Graded:
 
 
 def truth_of(record) -> str | None:
+    """ "cracked", "intact" (crack known absent, no other defect labelled) or "worn" (crack known absent,
+    a scratch, stain or smudge labelled: MSD's screens, whose manifest says crack: false)."""
     from model.taxonomy import DefectType
 
     crack = record.image_labels.get(DefectType.CRACK)
-    if crack is not None:
-        return "cracked" if crack else "intact"
+    worn = any(v for k, v in record.image_labels.items() if k is not DefectType.CRACK)
+    if crack:
+        return "cracked"
     from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
 
-    if record.source in EXCLUSIVE_LABEL_SOURCES and any(record.image_labels.values()):
-        return "worn"
+    if crack is False or (record.source in EXCLUSIVE_LABEL_SOURCES and worn):
+        return "worn" if worn else "intact"
     return None
 
 

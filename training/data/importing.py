@@ -40,6 +40,9 @@ class ClassTarget(BaseModel):
 
     defect: DefectType | None = None
     present: bool = True  # image-level tables: False = known absent (e.g. 'intact_phone': no crack)
+    # Other defect types the class rules out: MSD's scratched, stained and oily screens are not cracked,
+    # the hard negatives for crack that issue 18 asks training to count.
+    absent: list[DefectType] = []
     zone: Zone | None = None
     screen_outline: bool = False
     clean: bool = False
@@ -183,6 +186,8 @@ def apply_target(draft: Draft, target: ClassTarget) -> None:
     if target.clean:
         draft.instances_complete = True
         draft.image_labels.update({t: False for t in DefectType})
+    for defect in target.absent:
+        draft.image_labels[defect] = False
     if target.defect is not None:
         draft.image_labels[target.defect] = target.present
 
