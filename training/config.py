@@ -53,6 +53,13 @@ class DataConfig(Strict):
         le=1,
         description="share of training draws cropped to the true device box (photos with zone masks)",
     )
+    reformat: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of draws of image-level-only photos made 244 px and black-barred "
+        "(training.dataset.small_black_barred: breaks phones_web's format shortcut)",
+    )
 
 
 class ModelConfig(Strict):
@@ -68,6 +75,13 @@ class OptimConfig(Strict):
     warmup_steps: int = Field(default=50, ge=0)
     grad_clip: float = Field(default=5.0, gt=0)
     max_steps_per_epoch: int | None = Field(default=None, gt=0)
+    time_budget_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="fit the run into this wall-clock time: after the first epoch, `epochs` shrinks to "
+        "what fits at that epoch's pace (the learning-rate schedule follows), and training stops early if "
+        "later epochs run slower (a lent GPU machine's minutes are few and fixed)",
+    )
 
 
 class LossConfig(Strict):
@@ -101,6 +115,9 @@ class TrainConfig(Strict):
         default=True, description="calibrate thresholds on the val sources after training"
     )
     progress: bool = True
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where to train: auto = a CUDA GPU when there is one, else the CPU"
+    )
 
     @model_validator(mode="after")
     def _val_needed(self) -> TrainConfig:

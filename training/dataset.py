@@ -17,7 +17,11 @@ Which photos: `load_items` (a manifest's splits), `load_sources` (a config's sou
 
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
 would swap meaning. With `device_crop`, a share of draws is cropped to the true device box first, as
-the crop-to-device pass (`model.crop`) shows the device to the network.
+the crop-to-device pass (`model.crop`) shows the device to the network. With `reformat`, a share of the
+draws of photos labelled at image level only is first brought to phones_web's "less damaged" format
+(shrunk to 244 px and padded to a black-barred square, `small_black_barred`): in that set nearly every
+such photo is cracked and almost no intact one is, so the format alone would tell the classes apart
+(the data card's shortcut); seen in both classes, the format stops meaning "cracked".
 """
 
 from __future__ import annotations
@@ -135,17 +139,40 @@ def true_device_box(item: Item, draft: float, margin: float) -> tuple[int, int, 
     )
 
 
+SHORTCUT_SIDE = 244  # phones_web's "less damaged" photos: 244 x 244, black bars (data card)
+
+
+def small_black_barred(rgb: np.ndarray, side: int = SHORTCUT_SIDE) -> np.ndarray:
+    """The photo shrunk to fit `side` and centred on a black `side` x `side` square."""
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    out = np.zeros((side, side, 3), dtype=np.uint8)
+    y, x = (side - nh) // 2, (side - nw) // 2
+    out[y : y + nh, x : x + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def image_level_only(rec: ManifestRecord) -> bool:
+    """No pixel geometry to keep in register: no instances, screen outlines or zone mask."""
+    return not rec.instances and not rec.screen_polygons and rec.zone_mask is None
+
+
 def build_targets(
     item: Item,
     size: int,
     crop: tuple[int, int, int, int] | None = None,
     device_margin: float | None = None,
+    reformat: bool = False,
 ) -> dict[str, np.ndarray]:
     """Photo and targets at model-input resolution, with validity flags; of the photo's `crop` when
     given (decoded pixels, as `Letterbox.crop`: the crop-to-device pass), or with `device_margin`, of
-    the true device box grown by that margin (`true_device_box`; the whole photo without one)."""
+    the true device box grown by that margin (`true_device_box`; the whole photo without one). With
+    `reformat`, a photo labelled at image level only is first made `small_black_barred`."""
     rec = item.record
     rgb, draft = decode_for(resolve(item.manifest, rec.image), size)  # decoded once, crop or not
+    if reformat and image_level_only(rec):
+        rgb, draft = small_black_barred(rgb), 1.0
     if device_margin is not None:
         crop = true_device_box(item, draft, device_margin)
     image, lb = letterbox(rgb, size, draft, crop)
@@ -226,6 +253,7 @@ class ManifestDataset(Dataset):
         augment: bool = False,
         cache: bool = False,
         device_crop: float = 0.0,
+        reformat: float = 0.0,
     ):
         self.items = items
         self.size = size
@@ -233,6 +261,7 @@ class ManifestDataset(Dataset):
         self._cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
         # Share of draws cropped to the true device box, as the crop-to-device pass sees photos (model.crop).
         self.device_crop = device_crop
+        self.reformat = reformat  # share of image-level-only draws made small and black-barred
 
     def __len__(self) -> int:
         return len(self.items)
@@ -245,7 +274,13 @@ class ManifestDataset(Dataset):
         return self._cache[i]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if self.device_crop > 0 and np.random.random() < self.device_crop:
+        if (
+            self.reformat > 0
+            and image_level_only(self.items[i].record)
+            and np.random.random() < self.reformat
+        ):
+            t = build_targets(self.items[i], self.size, reformat=True)
+        elif self.device_crop > 0 and np.random.random() < self.device_crop:
             # The margin varies around the inference crop's (CROP_MARGIN): the zone map's box is approximate.
             margin = float(np.random.uniform(0.5, 2.5) * CROP_MARGIN)
             t = build_targets(self.items[i], self.size, device_margin=margin)

@@ -12,6 +12,7 @@ tests/model/test_postprocess.py). The stride-s mask of a 1-px hairline is a fain
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -43,6 +44,27 @@ def model_inputs(batch: dict) -> Tensor | tuple:
     return batch["prefix"] if "prefix" in batch else batch["image"]
 
 
+def to_device(batch, device: torch.device | None):
+    """A batch (tensors in dicts, tuples and lists) moved to `device`; as it is when None (CPU runs)."""
+    if device is None:
+        return batch
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def autocast(device: torch.device | None):
+    """bfloat16 autocast on a GPU (the losses' BCE and cross-entropy stay float32 under it); nothing on
+    CPU, where the bundled recipe is float32 throughout."""
+    if device is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
 def _base(model: nn.Module) -> nn.Module:
     """The plain network inside Logits / DistributedDataParallel wrappers."""
     while isinstance(model, Logits) or hasattr(model, "module"):
@@ -63,7 +85,7 @@ def compute_losses(logits, batch: dict[str, Tensor], stride: int, w: LossConfig)
     d_logit = logits.defect_probs
     valid = batch["pixel_valid"][:, :, None, None].expand_as(d_logit)
     n_valid = valid.sum().clamp(min=1.0)
-    pos_weight = torch.tensor(w.defect_pos_weight)
+    pos_weight = torch.tensor(w.defect_pos_weight, device=d_logit.device)
     bce = F.binary_cross_entropy_with_logits(d_logit, defects, reduction="none", pos_weight=pos_weight)
     bce = (bce * valid).sum() / n_valid
     # Soft Dice per (sample, channel) with a positive target; empty channels are covered by the BCE.
@@ -113,9 +135,11 @@ def train_one_epoch(
     grad_clip: float = 5.0,
     max_steps: int | None = None,
     progress=None,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """One pass over `loader`; returns the mean of each loss term. `model` is a network, `Logits(net)`,
-    or DistributedDataParallel around `Logits(net)`."""
+    or DistributedDataParallel around `Logits(net)`; with `device`, batches are moved there (the model
+    already is)."""
     if not isinstance(model, Logits) and not hasattr(model, "module"):
         model = Logits(model)
     model.train()
@@ -125,7 +149,9 @@ def train_one_epoch(
     for step, batch in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        losses = compute_losses(model(model_inputs(batch)), batch, stride, loss_weights)
+        batch = to_device(batch, device)
+        with autocast(device):
+            losses = compute_losses(model(model_inputs(batch)), batch, stride, loss_weights)
         if not math.isfinite(losses["loss"].item()):
             raise FloatingPointError(
                 f"non-finite loss at step {step}: { {k: v.item() for k, v in losses.items()} }"
@@ -146,7 +172,10 @@ def train_one_epoch(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, loader: Iterable[dict[str, Tensor]], loss_weights: LossConfig
+    model: nn.Module,
+    loader: Iterable[dict[str, Tensor]],
+    loss_weights: LossConfig,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """Validation losses and quick metrics: defect soft IoU, zone mIoU, view/quality accuracy."""
     model.eval()
@@ -159,15 +188,18 @@ def validate(
     correct = {"view": [0, 0], "quality": [0, 0]}
     n = 0
     for batch in loader:
-        logits = Logits(net)(model_inputs(batch))
-        for k, v in compute_losses(logits, batch, stride, loss_weights).items():
+        batch = to_device(batch, device)
+        with autocast(device):
+            logits = Logits(net)(model_inputs(batch))
+            losses = compute_losses(logits, batch, stride, loss_weights)
+        for k, v in losses.items():
             sums[k] += v.item()
         n += 1
         defects, zone = mask_targets(batch, stride)
-        pred = torch.sigmoid(logits.defect_probs)
+        pred = torch.sigmoid(logits.defect_probs.float())
         valid = batch["pixel_valid"][:, :, None, None]
-        inter += (torch.minimum(pred, defects) * valid).sum(dim=(0, 2, 3)).numpy()
-        union += (torch.maximum(pred, defects) * valid).sum(dim=(0, 2, 3)).numpy()
+        inter += (torch.minimum(pred, defects) * valid).sum(dim=(0, 2, 3)).cpu().numpy()
+        union += (torch.maximum(pred, defects) * valid).sum(dim=(0, 2, 3)).cpu().numpy()
         zpred = logits.zone_probs.argmax(dim=1)
         known = zone != IGNORE
         for c in range(logits.zone_probs.shape[1]):

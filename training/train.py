@@ -102,6 +102,11 @@ def run_training(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = create_model(cfg.model.name, **cfg.model.overrides)
+    device = _device(cfg.device, rank)
+    if device is not None:
+        net.to(device)
+        if cfg.data.feature_cache:
+            raise ValueError("data.feature_cache is a CPU economy; set it false to train on a GPU")
     size = net.input_size
     train_items = load_sources(cfg.data.train)
     weights = {str(Path(s.manifest)): s.weight for s in cfg.data.train}
@@ -114,11 +119,20 @@ def run_training(cfg: TrainConfig) -> Path:
         augment=cfg.data.augment,
         cache=cfg.data.cache_images,
         device_crop=cfg.data.device_crop,
+        reformat=cfg.data.reformat,
     )
     if train_ds.augment is not None:
         train_ds.augment.set_random_seed(cfg.seed + rank)
     val_ds = ManifestDataset(val_items, size, augment=False, cache=cfg.data.cache_images)
-    val_loader = DataLoader(val_ds, batch_size=cfg.data.batch_size, collate_fn=_collate, num_workers=0)
+    # Workers stay for the whole run, so each keeps its share of decoded validation photos (cache_images).
+    val_loader = DataLoader(
+        val_ds,
+        batch_size=cfg.data.batch_size,
+        collate_fn=_collate,
+        num_workers=cfg.data.num_workers,
+        persistent_workers=cfg.data.num_workers > 0,
+        pin_memory=device is not None,
+    )
     train_cache = val_cache = None
     if cfg.data.feature_cache:
         from training.feature_cache import FeatureCache
@@ -141,11 +155,13 @@ def run_training(cfg: TrainConfig) -> Path:
     steps_per_epoch = max(1, n_samples // (cfg.data.batch_size * world))
     if o.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, o.max_steps_per_epoch)
-    total = steps_per_epoch * o.epochs
+    epochs = o.epochs  # fitted to o.time_budget_minutes after the first epoch
+    schedule = {"total": steps_per_epoch * epochs}
 
     def lr_factor(step: int) -> float:  # linear warm-up, then cosine to 5%
         if step < o.warmup_steps:
             return (step + 1) / (o.warmup_steps + 1)
+        total = schedule["total"]
         t = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))
 
@@ -159,9 +175,13 @@ def run_training(cfg: TrainConfig) -> Path:
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, history = ckpt["epoch"] + 1, ckpt["history"]
         best, stale = ckpt.get("best", best), ckpt.get("stale", 0)
+        epochs = ckpt.get("epochs_fitted") or epochs  # a budgeted run resumes with its fitted length
+        schedule["total"] = steps_per_epoch * epochs
 
     best_path = run_dir / "best.pt"
-    for epoch in range(start_epoch, o.epochs):
+    started = time.time()
+    epoch = start_epoch
+    while epoch < epochs:
         t0 = time.time()
         idx = epoch_indices(
             train_items, weights, steps_per_epoch * cfg.data.batch_size * world, cfg.seed, epoch
@@ -177,16 +197,25 @@ def run_training(cfg: TrainConfig) -> Path:
                 num_workers=cfg.data.num_workers,
                 worker_init_fn=_worker_init,
                 persistent_workers=False,
+                pin_memory=device is not None,
                 drop_last=True,
             )
         bar = None
         if cfg.progress and rank == 0:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{o.epochs}", leave=False)
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
         tick = _ticker(bar) if bar is not None else None
         train_m = train_one_epoch(
-            model, loader, optimizer, cfg.loss, scheduler, o.grad_clip, steps_per_epoch, progress=tick
+            model,
+            loader,
+            optimizer,
+            cfg.loss,
+            scheduler,
+            o.grad_clip,
+            steps_per_epoch,
+            progress=tick,
+            device=device,
         )
         if bar is not None:
             bar.close()
@@ -194,7 +223,7 @@ def run_training(cfg: TrainConfig) -> Path:
         row["lr"] = optimizer.param_groups[1]["lr"]
         if val_items:
             vl = val_cache.in_order(cfg.data.batch_size) if val_cache is not None else val_loader
-            row.update(validate(net, vl, cfg.loss))
+            row.update(validate(net, vl, cfg.loss, device))
         if train_cache is not None:
             row["feature_cache_mb"] = round((train_cache.nbytes + val_cache.nbytes) / 2**20, 1)
         row["seconds"] = round(time.time() - t0, 1)
@@ -202,8 +231,13 @@ def run_training(cfg: TrainConfig) -> Path:
         monitor = row.get("val_loss", row["train_loss"])
         improved = monitor < best
         best, stale = (monitor, 0) if improved else (best, stale + 1)
+        epochs, out_of_time = _fit_to_budget(
+            o.time_budget_minutes, started, epoch - start_epoch, epochs, epoch, time.time() - t0
+        )
+        schedule["total"] = steps_per_epoch * epochs
         if rank == 0:
-            extra = dict(epoch=epoch, history=history, best=best, stale=stale)
+            fitted = epochs if o.time_budget_minutes else None
+            extra = dict(epoch=epoch, history=history, best=best, stale=stale, epochs_fitted=fitted)
             save_checkpoint(
                 run_dir / "last.pt",
                 net,
@@ -221,6 +255,11 @@ def run_training(cfg: TrainConfig) -> Path:
             if rank == 0:
                 print(f"early stop: no val improvement for {stale} epochs", flush=True)
             break
+        if out_of_time:
+            if rank == 0:
+                print(f"time budget of {o.time_budget_minutes} min spent after epoch {epoch + 1}", flush=True)
+            break
+        epoch += 1
     if world > 1:
         dist.barrier()
     if rank == 0 and cfg.calibrate and val_items:
@@ -241,6 +280,35 @@ def run_training(cfg: TrainConfig) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return best_path if best_path.exists() else run_dir / "last.pt"
+
+
+def _device(name: str, rank: int) -> torch.device | None:
+    """The GPU to train on (one per rank), or None for the CPU (where batches need no moving)."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return None
+    if not torch.cuda.is_available():
+        raise ValueError("device: cuda asked for, but torch sees no CUDA GPU")
+    torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    return torch.device("cuda", rank % torch.cuda.device_count())
+
+
+def _fit_to_budget(
+    budget_min: float | None, started: float, done_here: int, epochs: int, epoch: int, last: float
+) -> tuple[int, bool]:
+    """(epochs, out_of_time) after epoch `epoch` (0-based), the `done_here`-th of this process (0-based),
+    which took `last` seconds. After each of the first two, the run's length becomes what fits in the
+    budget at the last epoch's pace (the first is slower: workers start, cuDNN picks its kernels, the
+    validation photos are decoded and kept); after later ones, the run stops when the next epoch would
+    not fit."""
+    if budget_min is None:
+        return epochs, False
+    left = budget_min * 60 - (time.time() - started)
+    if done_here <= 1:
+        fitted = max(epoch + 1, min(epochs, epoch + 1 + int(left // last)))
+        if fitted != epochs:
+            print(f"time budget: {epochs} epochs fitted to {fitted} at {last:.0f} s an epoch", flush=True)
+        return fitted, False
+    return epochs, epoch + 1 < epochs and left < last
 
 
 def _ticker(bar):

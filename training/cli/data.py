@@ -50,6 +50,13 @@ def synth(
     p_composite: Annotated[
         float, typer.Option(help="share of photos made by compositing defects onto real device photos")
     ] = 0.1,
+    composite_splits: Annotated[
+        str,
+        typer.Option(
+            "--composite-splits",
+            help="splits of the real photos that composites may use, e.g. 'train' for a training set",
+        ),
+    ] = "train,val,test",
     crack_style: Annotated[
         str,
         typer.Option(
@@ -77,6 +84,7 @@ def synth(
             target_standard=standard,
             p_real_background=p_real_background,
             p_composite=p_composite,
+            composite_splits=tuple(x.strip() for x in composite_splits.split(",") if x.strip()),
             crack_style=crack_style,
         )
     except ValueError as exc:

@@ -82,6 +82,10 @@ class SynthConfig(BaseModel):
     # Share of photos that are synthetic defects composited onto real device photos (compositing.py);
     # needs the committed real manifests and the shared photos, else those photos are procedural.
     p_composite: float = Field(default=0.1, ge=0, le=1)
+    # Which splits of the real photos composites may use. A composite keeps its real photo's split, but a
+    # training set is read whole (its synthetic splits mean nothing), so the training set's generation
+    # asks for ("train",): else composites of real test photos would be trained on.
+    composite_splits: tuple[Literal["train", "val", "test"], ...] = ("train", "val", "test")
     real_root: str | None = (
         None  # shared real data folder; None = look for it (backgrounds.default_real_root)
     )
@@ -226,6 +230,7 @@ def make_sample(
 
     if quality is PhotoQuality.USABLE and rng.random() < cfg.p_composite and planner is None and spec is None:
         sources = compositing.load_sources(tuple(str(p) for p in compositing.default_manifests()))
+        sources = tuple(s for s in sources if s[1].split in cfg.composite_splits)
         c = compositing.composite(rng, cfg.size, sources) if sources else None
         if c is not None and c.plans:  # else (no room for a defect on any photo tried): a procedural one
             meta.update(c.meta)
