@@ -111,6 +111,11 @@ class TrainConfig(Strict):
     resume: str | None = Field(
         default=None, description="checkpoint to resume from (model, optimizer, epoch)"
     )
+    init_weights: str | None = Field(
+        default=None,
+        description="checkpoint whose weights start this run (fine-tuning: a fresh optimizer, schedule "
+        "and history, unlike resume)",
+    )
     calibrate: bool = Field(
         default=True, description="calibrate thresholds on the val sources after training"
     )
@@ -171,7 +176,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
-    """Paths in a config file (manifests, run_dir, resume) are relative to the file's folder; make them
+    """Paths in a config file (manifests, run_dir, resume, init_weights) are relative to the file's folder; make them
     absolute, so a run does the same from any working directory."""
     base = Path(base)
 
@@ -195,5 +200,10 @@ def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
         }
     )
     return cfg.model_copy(
-        update={"data": data, "run_dir": absolute(cfg.run_dir), "resume": absolute(cfg.resume)}
+        update={
+            "data": data,
+            "run_dir": absolute(cfg.run_dir),
+            "resume": absolute(cfg.resume),
+            "init_weights": absolute(cfg.init_weights),
+        }
     )

@@ -102,6 +102,10 @@ def run_training(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = create_model(cfg.model.name, **cfg.model.overrides)
+    if cfg.init_weights:
+        net.load_state_dict(
+            torch.load(cfg.init_weights, map_location="cpu", weights_only=False)["state_dict"]
+        )
     device = _device(cfg.device, rank)
     if device is not None:
         net.to(device)

@@ -67,13 +67,20 @@ def test_config_is_strict_and_overrides_keep_types(tmp_path, toy):
 
     rel = resolve_paths(
         load_config(
-            None, ["data.train=[{manifest: m.jsonl}]", "early_stopping_patience=null", "run_dir=runs/x"]
+            None,
+            [
+                "data.train=[{manifest: m.jsonl}]",
+                "early_stopping_patience=null",
+                "run_dir=runs/x",
+                "init_weights=runs/y/best.pt",
+            ],
         ),
         tmp_path,
     )
     assert rel.run_dir == str(tmp_path / "runs" / "x") and rel.data.train[0].manifest == str(
         tmp_path / "m.jsonl"
     )
+    assert rel.init_weights == str(tmp_path / "runs" / "y" / "best.pt")
     with pytest.raises(ConfigError, match="early stopping needs"):  # patience without val data
         load_config(None, [f"data.train=[{{manifest: {toy}}}]"])
 
@@ -175,6 +182,28 @@ def test_run_training_writes_checkpoints_metrics_and_resumes(toy, tmp_path):
     run_training(cfg3)
     history = json.loads((run / "metrics.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3]
+
+
+def test_init_weights_starts_a_fresh_run_from_a_checkpoint(toy, tmp_path):
+    first = run_training(
+        _cfg(toy, tmp_path / "a", "optim.epochs=1", "calibrate=false", "early_stopping_patience=null")
+    )
+    trained, _ = load_checkpoint(first)
+    # lr ~0: the fine-tuning run keeps the weights it started from, and its history starts at epoch 1.
+    cfg = _cfg(
+        toy,
+        tmp_path / "b",
+        "optim.epochs=1",
+        "optim.lr=1e-12",
+        "calibrate=false",
+        "early_stopping_patience=null",
+        f"init_weights={first}",
+    )
+    tuned, ckpt = load_checkpoint(run_training(cfg))
+    assert [r["epoch"] for r in ckpt["history"]] == [1]
+    for (name, a), b in zip(trained.state_dict().items(), tuned.state_dict().values(), strict=True):
+        if a.is_floating_point() and "running" not in name:  # batch-norm statistics move in train mode
+            assert torch.allclose(a, b, atol=1e-6), name
 
 
 @pytest.mark.slow
