@@ -1,7 +1,7 @@
 """Real-photo benchmark: what a refurbisher sees when each real photo is graded as one device.
 
     .venv/bin/python benchmarks/bench_real.py [--model PATH] [--compare PATH] [--split val]
-        [-m MANIFEST ...] [--json OUT]
+        [-m MANIFEST ...] [--json OUT] [--shortcut]
 
 Every photo of the real sets' chosen split goes through serving's pipeline as `refurbgrade grade` runs
 it (`serving.pipeline.grade_device`, no device model given), as a device of its own. Truth is the
@@ -15,6 +15,10 @@ for all sources, for each model side by side (the `--compare` model is measured 
 - graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
 - view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
   photos' own views are not labelled one by one).
+
+With `--shortcut`, phones_web's photos are graded again made 244 px and black-barred (the "less
+damaged" folder's format, which nearly only cracked photos have: docs/data.md); a crack score that
+rises on barred intact photos means the model learnt the format.
 
 Choose on `--split val`; the test split is for the final report only.
 """
@@ -67,7 +71,19 @@ def truth_of(record) -> str | None:
     return None
 
 
-def grade_photos(model_path: Path, items) -> list[Graded]:
+def _barred(data: bytes) -> bytes:
+    """The photo in phones_web's "less damaged" format: 244 px, black-barred square (the shortcut)."""
+    import cv2
+
+    from model.preprocess import decode
+    from training.dataset import small_black_barred
+
+    rgb, _ = decode(data)
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(small_black_barred(rgb), cv2.COLOR_RGB2BGR))
+    return buf.tobytes()
+
+
+def grade_photos(model_path: Path, items, reformat: bool = False) -> list[Graded]:
     from tqdm import tqdm
 
     from model.manifest import resolve
@@ -80,6 +96,8 @@ def grade_photos(model_path: Path, items) -> list[Graded]:
     for it in tqdm(items, desc=model_path.name, leave=False):
         rec = it.record
         data = resolve(it.manifest, rec.image).read_bytes()
+        if reformat:
+            data = _barred(data)
         g = grade_device(run_direct, model, [data], device=Device(), standards=[STANDARD])
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
@@ -124,6 +142,26 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
     return out
 
 
+def shortcut_table(model_path: Path, items) -> dict[str, dict[str, float]]:
+    """The format-shortcut check (docs/data.md): phones_web photos graded as they are and again made
+    244 px and black-barred. A crack score that rises on barred intact photos is the shortcut."""
+    web = [it for it in items if it.record.source == "phones_web"]
+    out = {}
+    for label, rows in (
+        ("as they are", grade_photos(model_path, web)),
+        ("barred", grade_photos(model_path, web, True)),
+    ):
+        for truth in ("intact", "cracked"):
+            scores = np.array([r.crack_score for r in rows if r.truth == truth])
+            out[f"{truth}, {label}"] = {
+                "photos": len(scores),
+                "mean crack score": float(scores.mean()) if len(scores) else float("nan"),
+                "share above 0.5": float((scores > 0.5).mean()) if len(scores) else float("nan"),
+                "graded Unlistable": _share(r.listable is False for r in rows if r.truth == truth)[0],
+            }
+    return out
+
+
 def _fmt(v: tuple[float, int]) -> str:
     x, n = v
     return f"{'n/a' if x != x else f'{x:.3f}'} ({n})"
@@ -138,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", help="val to choose; test only for the final report")
     ap.add_argument("-m", "--manifest", type=Path, action="append", help="default: the real sets")
     ap.add_argument("--json", type=Path, help="write the tables here")
+    ap.add_argument(
+        "--shortcut",
+        action="store_true",
+        help="also grade phones_web's photos made 244 px and black-barred (the format shortcut)",
+    )
     args = ap.parse_args(argv)
     manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
     items = [it for m in manifests for it in load_items(m, (args.split,)) if truth_of(it.record)]
@@ -149,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         for measure in tables[str(args.model)][source]:
             cells = " | ".join(_fmt(tables[str(m)][source][measure]) for m in models)
             print(f"  {measure:<30} {cells}")
+    if args.shortcut:
+        for m in models:
+            print(f"\nformat shortcut, phones_web, {m.name}: crack score of photos as they are vs barred")
+            for row, v in shortcut_table(m, items).items():
+                cells = ", ".join(
+                    f"{k} {x:.3f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()
+                )
+                print(f"  {row:<20} {cells}")
     if args.json:
         args.json.write_text(json.dumps(tables, indent=2))
     return 0

@@ -107,7 +107,10 @@ class TrainConfig(Strict):
         description="infer with a second pass on the device crop (model.inference): calibration and the card",
     )
     early_stopping_patience: int | None = Field(default=5, gt=0, description="epochs without val improvement")
-    monitor: Literal["val_loss"] = "val_loss"
+    # What picks best.pt (and early stopping): the validation loss (lower is better), or the defect maps'
+    # soft IoU on validation (higher is better). The 2026-12-04 GPU run showed why the second exists: its
+    # real photos' image-level loss rose from epoch 8 on while the defect IoU kept rising to epoch 24.
+    monitor: Literal["val_loss", "val_defect_iou"] = "val_loss"
     resume: str | None = Field(
         default=None, description="checkpoint to resume from (model, optimizer, epoch)"
     )

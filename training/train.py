@@ -171,6 +171,7 @@ def run_training(cfg: TrainConfig) -> Path:
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     history: list[dict] = []
+    sign = -1.0 if cfg.monitor == "val_defect_iou" else 1.0  # the monitor, as something to minimise
     start_epoch, best, stale = 0, float("inf"), 0
     if cfg.resume:
         ckpt = torch.load(cfg.resume, map_location="cpu", weights_only=False)
@@ -232,7 +233,7 @@ def run_training(cfg: TrainConfig) -> Path:
             row["feature_cache_mb"] = round((train_cache.nbytes + val_cache.nbytes) / 2**20, 1)
         row["seconds"] = round(time.time() - t0, 1)
         history.append(row)
-        monitor = row.get("val_loss", row["train_loss"])
+        monitor = sign * row[cfg.monitor] if cfg.monitor in row else row["train_loss"]
         improved = monitor < best
         best, stale = (monitor, 0) if improved else (best, stale + 1)
         epochs, out_of_time = _fit_to_budget(

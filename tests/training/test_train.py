@@ -206,6 +206,20 @@ def test_init_weights_starts_a_fresh_run_from_a_checkpoint(toy, tmp_path):
             assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_monitor_picks_best_by_defect_iou(toy, tmp_path):
+    cfg = _cfg(
+        toy,
+        tmp_path / "r",
+        "optim.epochs=3",
+        "calibrate=false",
+        "early_stopping_patience=null",
+        "monitor=val_defect_iou",
+    )
+    _, ckpt = load_checkpoint(run_training(cfg))
+    ious = [r["val_defect_iou"] for r in json.loads((tmp_path / "r" / "metrics.json").read_text())]
+    assert len(ious) == 3 and ckpt["epoch"] == int(np.argmax(ious)) and ckpt["best"] == -max(ious)
+
+
 @pytest.mark.slow
 def test_early_stopping_stops_when_val_stops_improving(toy, tmp_path):
     # lr 0 -> nothing improves after epoch 1 -> stops after 1 + patience epochs.
