@@ -159,13 +159,12 @@ def run_training(cfg: TrainConfig) -> Path:
     steps_per_epoch = max(1, n_samples // (cfg.data.batch_size * world))
     if o.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, o.max_steps_per_epoch)
-    epochs = o.epochs  # fitted to o.time_budget_minutes after the first epoch
-    schedule = {"total": steps_per_epoch * epochs}
+    epochs = o.epochs  # fitted to o.time_budget_minutes after the first two epochs
 
-    def lr_factor(step: int) -> float:  # linear warm-up, then cosine to 5%
+    def lr_factor(step: int) -> float:  # linear warm-up, then cosine to 5% at the end of `epochs`
         if step < o.warmup_steps:
             return (step + 1) / (o.warmup_steps + 1)
-        total = schedule["total"]
+        total = steps_per_epoch * epochs  # read at each step: the closure sees `epochs` refitted
         t = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))
 
@@ -181,7 +180,6 @@ def run_training(cfg: TrainConfig) -> Path:
         start_epoch, history = ckpt["epoch"] + 1, ckpt["history"]
         best, stale = ckpt.get("best", best), ckpt.get("stale", 0)
         epochs = ckpt.get("epochs_fitted") or epochs  # a budgeted run resumes with its fitted length
-        schedule["total"] = steps_per_epoch * epochs
 
     best_path = run_dir / "best.pt"
     started = time.time()
@@ -237,9 +235,8 @@ def run_training(cfg: TrainConfig) -> Path:
         improved = monitor < best
         best, stale = (monitor, 0) if improved else (best, stale + 1)
         epochs, out_of_time = _fit_to_budget(
-            o.time_budget_minutes, started, epoch - start_epoch, epochs, epoch, time.time() - t0
+            o.time_budget_minutes, started, epoch - start_epoch, o.epochs, epochs, epoch, time.time() - t0
         )
-        schedule["total"] = steps_per_epoch * epochs
         if rank == 0:
             fitted = epochs if o.time_budget_minutes else None
             extra = dict(epoch=epoch, history=history, best=best, stale=stale, epochs_fitted=fitted)
@@ -298,18 +295,25 @@ def _device(name: str, rank: int) -> torch.device | None:
 
 
 def _fit_to_budget(
-    budget_min: float | None, started: float, done_here: int, epochs: int, epoch: int, last: float
+    budget_min: float | None,
+    started: float,
+    done_here: int,
+    asked: int,
+    epochs: int,
+    epoch: int,
+    last: float,
 ) -> tuple[int, bool]:
     """(epochs, out_of_time) after epoch `epoch` (0-based), the `done_here`-th of this process (0-based),
-    which took `last` seconds. After each of the first two, the run's length becomes what fits in the
-    budget at the last epoch's pace (the first is slower: workers start, cuDNN picks its kernels, the
-    validation photos are decoded and kept); after later ones, the run stops when the next epoch would
-    not fit."""
+    which took `last` seconds; `asked` is the config's epoch count, `epochs` the run's current length.
+    After each of the first two, the length becomes what fits in the budget at the last epoch's pace, up
+    to `asked` (the first epoch is slower: workers start, cuDNN picks its kernels, the validation photos
+    are decoded and kept; so the second may lengthen what the first shortened); after later ones, the
+    run stops when the next epoch would not fit."""
     if budget_min is None:
         return epochs, False
     left = budget_min * 60 - (time.time() - started)
     if done_here <= 1:
-        fitted = max(epoch + 1, min(epochs, epoch + 1 + int(left // last)))
+        fitted = max(epoch + 1, min(asked, epoch + 1 + int(left // last)))
         if fitted != epochs:
             print(f"time budget: {epochs} epochs fitted to {fitted} at {last:.0f} s an epoch", flush=True)
         return fitted, False

@@ -50,17 +50,19 @@ def test_to_device_moves_nested_tensors_and_none_leaves_them():
 def test_time_budget_fits_epochs_after_the_first_two_then_only_stops():
     now = time.time()
     # 60 epochs asked; 10 min budget; the first epoch took 60 s, 55 s spent before it ended: 9 more fit.
-    assert _fit_to_budget(10, now - 55, 0, 60, 0, last=60) == (10, False)
-    # the second at 20 s a piece, 95 s spent in all: (600 - 95) // 20 = 25 more after epoch 2.
-    assert _fit_to_budget(10, now - 95, 1, 60, 1, last=20) == (27, False)
+    assert _fit_to_budget(10, now - 55, 0, 60, 60, 0, last=60) == (10, False)
+    # the second at 20 s a piece, 95 s spent in all: (600 - 95) // 20 = 25 more after epoch 2, so the
+    # 10 the slow first epoch allowed grow to 27 (the first epoch's pace is not the run's).
+    assert _fit_to_budget(10, now - 95, 1, 60, 10, 1, last=20) == (27, False)
     # never fitted below the epochs done, never above the epochs asked
-    assert _fit_to_budget(1, now - 120, 0, 60, 0, last=120) == (1, False)
-    assert _fit_to_budget(100, now - 10, 0, 5, 0, last=10) == (5, False)
+    assert _fit_to_budget(1, now - 120, 0, 60, 60, 0, last=120) == (1, False)
+    assert _fit_to_budget(100, now - 10, 0, 5, 5, 0, last=10) == (5, False)
+    assert _fit_to_budget(100, now - 20, 1, 5, 5, 1, last=10) == (5, False)
     # later: stop when the next epoch would not fit, never resize
-    assert _fit_to_budget(10, now - 590, 5, 27, 5, last=20) == (27, True)
-    assert _fit_to_budget(10, now - 300, 5, 27, 5, last=20) == (27, False)
-    assert _fit_to_budget(10, now - 590, 26, 27, 26, last=20) == (27, False)  # the last one: nothing to stop
-    assert _fit_to_budget(None, now - 9999, 5, 27, 5, last=20) == (27, False)
+    assert _fit_to_budget(10, now - 590, 5, 60, 27, 5, last=20) == (27, True)
+    assert _fit_to_budget(10, now - 300, 5, 60, 27, 5, last=20) == (27, False)
+    assert _fit_to_budget(10, now - 590, 26, 60, 27, 26, last=20) == (27, False)  # the last: nothing to stop
+    assert _fit_to_budget(None, now - 9999, 5, 60, 27, 5, last=20) == (27, False)
 
 
 def test_small_black_barred_is_the_shortcut_format():
