@@ -142,22 +142,21 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
     return out
 
 
-def shortcut_table(model_path: Path, items) -> dict[str, dict[str, float]]:
-    """The format-shortcut check (docs/data.md): phones_web photos graded as they are and again made
-    244 px and black-barred. A crack score that rises on barred intact photos is the shortcut."""
+def shortcut_table(model_path: Path, items, rows: list[Graded]) -> dict[str, dict[str, float]]:
+    """The format-shortcut check (docs/data.md): phones_web photos as they were graded (`rows`, in the
+    order of `items`) and again made 244 px and black-barred. A crack score that rises on barred intact
+    photos is the shortcut."""
     web = [it for it in items if it.record.source == "phones_web"]
+    as_they_are = [r for r in rows if r.source == "phones_web"]
     out = {}
-    for label, rows in (
-        ("as they are", grade_photos(model_path, web)),
-        ("barred", grade_photos(model_path, web, True)),
-    ):
+    for label, graded in (("as they are", as_they_are), ("barred", grade_photos(model_path, web, True))):
         for truth in ("intact", "cracked"):
-            scores = np.array([r.crack_score for r in rows if r.truth == truth])
+            scores = np.array([r.crack_score for r in graded if r.truth == truth])
             out[f"{truth}, {label}"] = {
                 "photos": len(scores),
                 "mean crack score": float(scores.mean()) if len(scores) else float("nan"),
                 "share above 0.5": float((scores > 0.5).mean()) if len(scores) else float("nan"),
-                "graded Unlistable": _share(r.listable is False for r in rows if r.truth == truth)[0],
+                "graded Unlistable": _share(r.listable is False for r in graded if r.truth == truth)[0],
             }
     return out
 
@@ -185,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
     items = [it for m in manifests for it in load_items(m, (args.split,)) if truth_of(it.record)]
     models = [args.model] + ([args.compare] if args.compare else [])
-    tables = {str(m): table(grade_photos(m, items)) for m in models}
+    graded = {m: grade_photos(m, items) for m in models}
+    tables = {str(m): table(rows) for m, rows in graded.items()}
     print(f"{len(items)} real photos of split {args.split!r} from {', '.join(m.name for m in manifests)}")
     for source in tables[str(args.model)]:
         print(f"\n{source}" + "".join(f" | {m.name}" for m in models))
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shortcut:
         for m in models:
             print(f"\nformat shortcut, phones_web, {m.name}: crack score of photos as they are vs barred")
-            for row, v in shortcut_table(m, items).items():
+            for row, v in shortcut_table(m, items, graded[m]).items():
                 cells = ", ".join(
                     f"{k} {x:.3f}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()
                 )

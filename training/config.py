@@ -78,9 +78,10 @@ class OptimConfig(Strict):
     time_budget_minutes: float | None = Field(
         default=None,
         gt=0,
-        description="fit the run into this wall-clock time: after the first epoch, `epochs` shrinks to "
-        "what fits at that epoch's pace (the learning-rate schedule follows), and training stops early if "
-        "later epochs run slower (a lent GPU machine's minutes are few and fixed)",
+        description="fit the run into this wall-clock time: after each of the first two epochs, the run's "
+        "length becomes what fits at that epoch's pace, at most `epochs` (the learning-rate schedule "
+        "follows), and training stops early if later epochs run slower (a lent GPU machine's minutes "
+        "are few and fixed)",
     )
 
 
