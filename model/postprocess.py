@@ -11,7 +11,10 @@ of its peak's logit distance above the pixel threshold), and its length, width a
 Length of a thin defect (scratch, crack) comes from its outline: a ribbon of length L and width w has
 perimeter P ~ 2(L + w) and area A ~ L w, so L is the larger root of L^2 - (P/2) L + A = 0. That follows
 curves, unlike a bounding box. Blob defects (chip, dent, stain, smudge) use their minimum-area
-rectangle.
+rectangle. Maps at the defect's own resolution (the fine pass's 0.05 mm/px tiles, `measure="fine"`)
+measure a line along its centreline instead (`model.strokes`, ends run out to the mask's edge less
+half the width: the outline's ribbon reads a one- or two-pixel line several percent long) and a blob
+to its pixels' edges.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ MIN_COMPONENT_PX = 4  # in model-input pixels: smaller blobs are noise at any th
 LINE_FOOTPRINT_CELLS = 2.0
 # Line types whose components are split into their strokes (see `_pieces`).
 STROKE_TYPES = frozenset({DefectType.SCRATCH})
+# How sizes are read from a component (see `extract_instances`).
+Measure = Literal["coarse", "fine"]
 
 
 @dataclass(frozen=True)
@@ -136,23 +141,59 @@ def measure_component(
     return length, width, area, contour
 
 
+def _measure_fine(comp: np.ndarray, linear: bool) -> tuple[float, float, float, np.ndarray]:
+    """`measure_component` for maps at the defect's own resolution (`extract_instances`'
+    measure="fine"): a line's length along its centreline (`model.strokes`, ends="centre": the
+    skeleton's arc length, each end run out to the mask's edge less half the line's width), a blob's
+    from its pixels' extent (the contour runs through pixel centres, one pixel inside the edges)."""
+    length, width, area, contour = measure_component(comp, linear)
+    if linear:
+        ys, xs = np.nonzero(comp)
+        crop = comp[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        strokes = split_strokes(crop, ends="centre", max_turn_deg=180.0)
+        if strokes:
+            length = max(sum(s.length for s in strokes), 1.0)
+            width = area / length if length else 0.0
+    else:
+        (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
+        length, width = max(rw, rh) + 1.0, min(rw, rh) + 1.0
+    return length, width, area, contour
+
+
 def _pieces(
-    mask: np.ndarray, dtype: DefectType, footprint: float, split_lines: bool
+    mask: np.ndarray,
+    dtype: DefectType,
+    footprint: float,
+    split_lines: bool,
+    measure: Measure = "coarse",
+    stroke_options: dict | None = None,
 ) -> list[tuple[np.ndarray, tuple[float, float, float, np.ndarray]]]:
     """One component -> its instances: (mask, measurement) pairs. A scratch component that thins to
     several strokes (crossing or touching lines, see `model.strokes`) gives one per stroke, each with
     the component's pixels nearest to it; anything else is measured whole (`measure_component`).
-    Cracks stay whole: a crack network is one defect, its length all its branches."""
+    Cracks stay whole: a crack network is one defect, its length all its branches.
+    `measure`, `stroke_options`: see `extract_instances`."""
     comp = mask.astype(np.uint8)
     linear = dtype in LINEAR_DEFECT_TYPES
+    fine = measure == "fine"
+    whole = _measure_fine if fine else (lambda c, lin: measure_component(c, lin, footprint))
     if not (split_lines and dtype in STROKE_TYPES):
-        return [(comp, measure_component(comp, linear, footprint))]
+        return [(comp, whole(comp, linear))]
     ys, xs = np.nonzero(comp)
     y0, x0 = ys.min(), xs.min()
     crop = comp[y0 : ys.max() + 1, x0 : xs.max() + 1]
-    strokes = split_strokes(crop, spur_px=footprint)
+    options = dict(stroke_options or {})
+    if "orientation" in options:  # a per-pixel map of the whole frame: this component's part of it
+        options["orientation"] = options["orientation"][y0 : ys.max() + 1, x0 : xs.max() + 1]
+    if fine:
+        options.setdefault("ends", "centre")
+    strokes = split_strokes(crop, spur_px=footprint, **options)
+    if len(strokes) == 1 and fine:
+        length, _, area, contour = measure_component(comp, linear)
+        length = max(strokes[0].length, 1.0)
+        return [(comp, (length, area / length, area, contour))]
     if len(strokes) < 2:
-        return [(comp, measure_component(comp, linear, footprint))]
+        return [(comp, whole(comp, linear))]
     out = []
     for stroke, region in zip(strokes, stroke_masks(crop, strokes), strict=True):
         part = np.zeros_like(comp)
@@ -192,12 +233,19 @@ def extract_instances(
     view: View | None = None,
     split_lines: bool = True,
     encoder_features: np.ndarray | None = None,
+    measure: Measure = "coarse",
+    stroke_options: dict | None = None,
 ) -> list[DefectInstance]:
     """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
     `encoder_features`: the photo's `model.outputs.ENCODER_S16` output, which a card's zone-damage
     models may read (`model.damage`).
     `split_lines`: a scratch component that holds several lines becomes one instance per line
-    (`model.strokes`); off, each component is one instance (the measurement before 2026-12-03)."""
+    (`model.strokes`); off, each component is one instance (the measurement before 2026-12-03).
+    `measure`: "coarse" (the network's maps at 384 px: lines from their outline, the ribbon formula)
+    or "fine" (maps whose pixel is no wider than the defect, the fine pass's tiles at 0.05 mm/px:
+    lines along their centreline, blobs from their pixels' extent, `_measure_fine`).
+    `stroke_options`: keyword arguments for `model.strokes.split_strokes` (ends, max_turn_deg,
+    orientation: a per-pixel map of the model-input frame, cut to each component)."""
     probs = upsample(defect_probs.astype(np.float32), input_size)
     zones = upsample(zone_probs.astype(np.float32), input_size).argmax(axis=0)
     px_to_orig = lb.draft_factor / lb.scale  # model-input pixel -> original pixel
@@ -215,7 +263,8 @@ def extract_instances(
         for k in range(1, n):
             if stats[k, cv2.CC_STAT_AREA] < MIN_COMPONENT_PX:
                 continue
-            for comp, (length, width, area, contour) in _pieces(labels == k, dtype, footprint, split_lines):
+            pieces = _pieces(labels == k, dtype, footprint, split_lines, measure, stroke_options)
+            for comp, (length, width, area, contour) in pieces:
                 zone = vote_zone(zones[comp.astype(bool)], view)
                 peak = float(probs[d][comp.astype(bool)].max())
                 conf = instance_confidence(

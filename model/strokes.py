@@ -15,22 +15,41 @@ coverage maps still got wrong). This module splits such a component the way a gr
 
 `model.postprocess` keeps its own measurement for components that come out as one stroke (a simple
 ribbon measures better from its outline) and uses the strokes for the rest.
+
+At native resolution (the fine pass: a pixel no wider than the line, `ends="tip"` or `"centre"`) the
+ends are measured instead of assumed: from each free end of the skeleton a ray along the stroke's
+direction runs to the mask's edge (the visible tip; thinning stops short of it by a distance that
+depends on the cap's shape, and the distance transform at the end pixel over-counts a one-pixel line
+by half a pixel), and `"centre"` takes half the stroke's width off each tip: the length of the
+centreline of a round-capped stroke, which is what `training.synth` records as a scratch's length
+(it draws the centreline with round caps). Two more options there, both off by default: a tighter
+join angle (`max_turn_deg`) and an orientation map (a fine network's per-pixel line orientation, or
+the truth's in the oracle) that a join must also agree with, and at whose jumps a branch is cut: two
+near-collinear scratches that touch meet at a few degrees, which the skeleton's own direction cannot
+tell from one scratch's curve.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
-from skimage.morphology import skeletonize
+from skimage.morphology import skeletonize, thin
 
 # Two branches meeting at a junction are one line when their directions bend by at most this much.
 MAX_TURN_DEG = 20.0
 # How far along a branch its direction at a junction is read, in pixels: far enough to average out
 # the skeleton's staircase, short enough to follow a curve.
 DIRECTION_SPAN_PX = 8
+# With an orientation map: two branches join only when the map's orientations on them, read just off
+# the junction, agree within this; a branch is cut where the map turns by more than this within
+# `ORIENTATION_SPAN_PX` pixels (one scratch's curve turns far less over so short a way).
+ORIENTATION_TOL_DEG = 4.0
+ORIENTATION_SPAN_PX = 4
+Ends = Literal["half_width", "tip", "centre"]
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -95,11 +114,116 @@ def _direction(branch: _Branch, at_start: bool) -> np.ndarray:
     return v / n if n > 0 else v
 
 
-def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
+def _axis_diff(a: float, b: float) -> float:
+    """Angle between two line orientations (radians, modulo pi), in [0, pi/2]."""
+    d = abs(a - b) % math.pi
+    return min(d, math.pi - d)
+
+
+def _axis_mean(theta: np.ndarray) -> float:
+    """Mean of line orientations (radians, modulo pi; NaN ignored): the doubled-angle mean. NaN if none."""
+    t = theta[np.isfinite(theta)]
+    if not len(t):
+        return math.nan
+    return (math.atan2(np.sin(2 * t).mean(), np.cos(2 * t).mean()) / 2) % math.pi
+
+
+def _reading(branch: _Branch, at_start: bool, orient: np.ndarray) -> float:
+    """The orientation map's reading on a branch just off its end (the junction's own pixels are shared
+    by the lines that meet there, so skip the first two)."""
+    px = branch.pixels if at_start else branch.pixels[::-1]
+    sel = px[2 : 2 + DIRECTION_SPAN_PX] or px
+    return _axis_mean(np.array([orient[y, x] for y, x in sel], float))
+
+
+def _cut_at_turns(branch: _Branch, orient: np.ndarray, tol: float) -> list[_Branch]:
+    """A branch cut where the orientation map jumps by more than `tol` (radians) within
+    `ORIENTATION_SPAN_PX`, over what the branch's own curve turns there: two lines that touch end to end
+    without a junction. The cut ends get the node `CUT` (never joined, no tip added)."""
+    theta = np.array([orient[y, x] for y, x in branch.pixels], float)
+    n, k = len(theta), ORIENTATION_SPAN_PX
+    # Not within 2k pixels of a free end: a line's cap turns the map there (the map of a round end).
+    lo = 2 * k if branch.nodes[0] is None else k
+    hi = n - (2 * k if branch.nodes[1] is None else k)
+    if hi <= lo or np.isfinite(theta).sum() < 2 * k:
+        return [branch]
+    # Readings on either side of each pixel over k valid pixels (gaps where lines overlap are skipped),
+    # and over the k beyond those: a curve turns the outer pair 3k/(k+1) times as much as the inner
+    # pair, a jump turns both alike, so the inner turn less the curve's share is the jump.
+    valid = np.flatnonzero(np.isfinite(theta))
+    best, at = tol, None
+    for i in range(lo, hi):
+        before, after = valid[valid < i], valid[valid > i]
+        if len(before) < 2 * k or len(after) < 2 * k:
+            continue
+        inner = _axis_diff(_axis_mean(theta[before[-k:]]), _axis_mean(theta[after[:k]]))
+        outer = _axis_diff(_axis_mean(theta[before[-2 * k : -k]]), _axis_mean(theta[after[k : 2 * k]]))
+        jump = inner - max(outer - inner, 0.0) * (k + 1) / (2 * k - 1)
+        if jump > best:
+            best, at = jump, i
+    if at is None:
+        return [branch]
+    if not np.isfinite(theta[at]):  # in a gap (two lines overlap): cut in its middle
+        gap = np.flatnonzero(~np.isfinite(theta))
+        run = gap[(gap >= valid[valid < at][-1]) & (gap <= valid[valid > at][0])]
+        at = int(run[len(run) // 2])
+    head = _Branch(branch.pixels[: at + 1], [branch.nodes[0], CUT])
+    tail = _Branch(branch.pixels[at + 1 :], [CUT, branch.nodes[1]])
+    return _cut_at_turns(head, orient, tol) + _cut_at_turns(tail, orient, tol)
+
+
+CUT = -1  # node of a branch end cut at an orientation turn
+
+
+def _tip(mask: np.ndarray, start: np.ndarray, direction: np.ndarray) -> float:
+    """Distance (pixels) from `start` (y, x) along `direction` to the edge of `mask`: the first point of
+    the ray, in steps of a tenth of a pixel, whose pixel is outside (a pixel's edge is half a pixel
+    from its centre, which is what that rounding finds)."""
+    n = np.hypot(*direction)
+    if n == 0:
+        return 0.0
+    u = direction / n
+    h, w = mask.shape
+    t = np.arange(0.0, math.hypot(h, w) + 1.0, 0.1)
+    yy = np.rint(start[0] + t * u[0]).astype(int)
+    xx = np.rint(start[1] + t * u[1]).astype(int)
+    ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    inside = np.zeros(len(t), bool)
+    inside[ok] = mask[yy[ok], xx[ok]]
+    out = np.flatnonzero(~inside)
+    return float(t[out[0]]) if len(out) else float(t[-1])
+
+
+def split_strokes(
+    comp: np.ndarray,
+    spur_px: float = 0.0,
+    *,
+    ends: Ends = "half_width",
+    max_turn_deg: float = MAX_TURN_DEG,
+    orientation: np.ndarray | None = None,
+    orientation_tol_deg: float = ORIENTATION_TOL_DEG,
+) -> list[Stroke]:
     """The strokes of one component mask (2-D, non-zero = inside). `spur_px`: branches with a free end
-    shorter than this (plus the local half-width) are thinning artefacts and dropped."""
+    shorter than this (plus the local half-width) are thinning artefacts and dropped.
+
+    `ends`: what a free end adds to the skeleton's arc length: "half_width" (the distance transform at
+    the end pixel: coarse maps, where a line is a band of interpolated cells), "tip" (a ray along the
+    stroke to the mask's edge: the visible length) or "centre" ("tip" less half the stroke's width on
+    each end: the centreline of a round-capped stroke). With "tip" and "centre" a junction left with
+    one branch once spurs are dropped (thinning forks at a thick line's cap) is an end too.
+    `max_turn_deg`: the join angle. `orientation`: per pixel of `comp`, a line orientation in radians
+    modulo pi (NaN: unknown, e.g. where two lines overlap); joins must agree with it within
+    `orientation_tol_deg`, and branches are cut where it turns by more (see the module docstring)."""
     mask = np.pad(comp.astype(bool), 1)
+    orient = None if orientation is None else np.pad(orientation.astype(float), 1, constant_values=np.nan)
+    tol = math.radians(orientation_tol_deg)
     skel = skeletonize(mask)
+    if ends != "half_width":
+        # Zhang's thinning (`skeletonize`) erases some diagonal bands whole (a 45 degree line two pixels
+        # thick thins to one pixel); `thin` keeps them. Where it kept far more, it is the skeleton.
+        other = thin(mask)
+        if other.sum() > 1.5 * skel.sum() + 2:
+            skel = other
     if not skel.any():
         return []
     half_width = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
@@ -125,16 +249,21 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
     # longer than the blob is wide there is part of one crossing, so its junctions become one node.
     node_parent = list(range(n_nodes))
     bridges = set()
+    # With an orientation map, so is a bridge the map calls shared (no reading on most of it): two lines
+    # crossing at a shallow angle overlap over a long way.
     for i, b in enumerate(branches):
         a, c = b.nodes
         if a is not None and c is not None and a != c:
             y, x = b.pixels[len(b.pixels) // 2]
-            if _arc(b.pixels) + 2 <= 2 * half_width[y, x] + spur_px:
+            shared = orient is not None and np.mean([not np.isfinite(orient[p]) for p in b.pixels]) >= 0.5
+            if shared or _arc(b.pixels) + 2 <= 2 * half_width[y, x] + spur_px:
                 node_parent[_root(node_parent, a)] = _root(node_parent, c)
                 bridges.add(i)
     branches = [b for i, b in enumerate(branches) if i not in bridges]
     for b in branches:
         b.nodes = [None if n is None else _root(node_parent, n) for n in b.nodes]
+    if orient is not None:
+        branches = [piece for b in branches for piece in _cut_at_turns(b, orient, tol)]
     node_groups: dict[int, list[int]] = {}
     for n in range(1, n_nodes):
         node_groups.setdefault(_root(node_parent, n), []).append(n)
@@ -146,7 +275,7 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
         b.length = _arc(b.pixels) + sum(
             float(np.hypot(*(np.asarray(e, float) - node_centre[n])))
             for e, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True)
-            if n is not None
+            if n is not None and n != CUT
         )
     if not branches:  # only junction pixels: a small blob
         pts = np.argwhere(skel)[:, ::-1].astype(float) - 1
@@ -156,7 +285,7 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
     # Spurs: a free end, a junction at the other end, and shorter than the blob is wide there.
     def is_spur(b: _Branch) -> bool:
         free = [n is None for n in b.nodes]
-        if sum(free) != 1:
+        if sum(free) != 1 or CUT in b.nodes:
             return False
         junction_at = b.nodes[0] if b.nodes[0] is not None else b.nodes[1]
         cy, cx = np.round(node_centre[junction_at]).astype(int)
@@ -169,17 +298,18 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
     at_node: dict[int, list[tuple[int, bool]]] = {}
     for i, b in enumerate(kept):
         for end, n in enumerate(b.nodes):
-            if n is not None:
+            if n is not None and n != CUT:
                 at_node.setdefault(n, []).append((i, end == 0))
-    cos_max = math.cos(math.radians(MAX_TURN_DEG))
-    for ends in at_node.values():
-        dirs = [_direction(kept[i], s) for i, s in ends]
+    cos_max = math.cos(math.radians(max_turn_deg))
+    for ends_here in at_node.values():
+        dirs = [_direction(kept[i], s) for i, s in ends_here]
+        reads = [_reading(kept[i], s, orient) for i, s in ends_here] if orient is not None else None
         pairs = sorted(
             (
                 (-float(dirs[a] @ dirs[b]), a, b)
-                for a in range(len(ends))
-                for b in range(a + 1, len(ends))
-                if ends[a][0] != ends[b][0]
+                for a in range(len(ends_here))
+                for b in range(a + 1, len(ends_here))
+                if ends_here[a][0] != ends_here[b][0]
             ),
             reverse=True,
         )
@@ -187,7 +317,9 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
         for straight, a, b in pairs:
             if straight < cos_max or a in used or b in used:
                 continue
-            ia, ib = ends[a][0], ends[b][0]
+            if reads is not None and _axis_diff(reads[a], reads[b]) > tol:  # NaN (no reading): no veto
+                continue
+            ia, ib = ends_here[a][0], ends_here[b][0]
             if _root(parent, ia) == _root(parent, ib):  # would close a loop
                 continue
             used |= {a, b}
@@ -195,22 +327,43 @@ def split_strokes(comp: np.ndarray, spur_px: float = 0.0) -> list[Stroke]:
     strokes: dict[int, list[int]] = {}
     for i in range(len(kept)):
         strokes.setdefault(_root(parent, i), []).append(i)
+    measured = ends != "half_width"
+    if measured:
+        precise = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        degree: dict[int, int] = {}
+        for b in kept:
+            for n in b.nodes:
+                if n is not None and n != CUT:
+                    degree[n] = degree.get(n, 0) + 1
     out = []
     for members in strokes.values():
         # Branch lengths run to the junction centres, so a joined junction's crossing is counted.
         length = sum(kept[i].length for i in members)
-        for i in members:  # thinning stops a half-width short of each free end
-            b = kept[i]
-            for end, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True):
-                if n is None:
-                    length += float(half_width[end])
+        if measured:
+            own = [p for i in members for p in kept[i].pixels]
+            width = max(2.0 * float(np.median([precise[p] for p in own])) - 1.0, 1.0)
+            for i in members:
+                b = kept[i]
+                for at_start, n in ((True, b.nodes[0]), (False, b.nodes[1])):
+                    if n == CUT or (n is not None and degree.get(n, 0) > 1):
+                        continue
+                    end = np.asarray(b.pixels[0] if at_start else b.pixels[-1], float)
+                    start = end if n is None else node_centre[n]
+                    tip = _tip(mask, start, -_direction(b, at_start))
+                    length += tip - (width / 2 if ends == "centre" else 0.0)
+        else:
+            for i in members:  # thinning stops a half-width short of each free end
+                b = kept[i]
+                for end, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True):
+                    if n is None:
+                        length += float(half_width[end])
         # The junctions a stroke passes through or ends at are part of it (and of the others there).
-        nodes = {n for i in members for n in kept[i].nodes if n is not None}
+        nodes = {n for i in members for n in kept[i].nodes if n is not None and n != CUT}
         pixels = [p for i in members for p in kept[i].pixels]
         if nodes:
             pixels += [tuple(p) for p in np.argwhere(np.isin(node_root, list(nodes)))]
         pts = np.asarray(pixels, dtype=float)[:, ::-1] - 1
-        out.append(Stroke(pts, length))
+        out.append(Stroke(pts, max(length, 0.0)))
     return out
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from model.card import Thresholds
-from model.postprocess import estimate_scale, extract_instances
+from model.postprocess import Scale, estimate_scale, extract_instances
+from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
-from model.taxonomy import DefectType
+from model.taxonomy import DefectType, Zone
 
 from .test_postprocess import IDENTITY, SIZE, _defects, _zones
 
@@ -109,3 +110,115 @@ def test_a_crack_network_stays_one_defect():
     scale = estimate_scale(_zones(), IDENTITY, SIZE, device_length_mm=160.0)
     (inst,) = extract_instances(d, _zones(), IDENTITY, Thresholds(defect_pixel={"crack": 0.2}), scale, SIZE)
     assert inst.type is DefectType.CRACK
+
+
+# ---- the fine pass's measurement: maps at the line's own resolution (ends="centre", measure="fine")
+
+
+def _segment(angle_deg: float, length: float, thickness: int, size: int = 240):
+    """A round-capped line (cv2 draws thick lines with round caps) of centreline `length` px through the
+    middle of a canvas, drawn at sub-pixel precision."""
+    a = math.radians(angle_deg)
+    c = np.array([size / 2 + 0.3, size / 2 - 0.2])
+    d = np.array([math.cos(a), math.sin(a)]) * length / 2
+    m = np.zeros((size, size), np.uint8)
+    p, q = (np.round((c + s * d) * 16).astype(int) for s in (-1, 1))
+    cv2.line(m, tuple(p), tuple(q), 1, thickness, lineType=cv2.LINE_8, shift=4)
+    return m
+
+
+@pytest.mark.parametrize("angle", [0, 17, 45, 71])
+@pytest.mark.parametrize("thickness", [1, 3, 7])
+def test_centre_ends_measure_a_straight_line_within_a_pixel(angle, thickness):
+    m = _segment(angle, 120.0, thickness)
+    (stroke,) = split_strokes(m, ends="centre")
+    assert stroke.length == pytest.approx(120.0, abs=1.5)
+    # The visible length runs on to the tips of the round caps.
+    (tip,) = split_strokes(m, ends="tip")
+    assert tip.length > stroke.length + thickness - 1
+
+
+def test_centre_ends_follow_a_curve():
+    m = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(m, (100, 100), (70, 40), 0, 0, 180, 1, 3)
+    half_perimeter = math.pi * (3 * 110 - math.sqrt((3 * 70 + 40) * (70 + 3 * 40))) / 2
+    (stroke,) = split_strokes(m, ends="centre")
+    assert stroke.length == pytest.approx(half_perimeter, rel=0.015)
+
+
+def test_short_line_at_fine_resolution_within_a_pixel():
+    # 1 mm at 0.05 mm/px: 20 px, where a pixel at each end is 10% of the length.
+    for angle in (0, 30, 45):
+        (stroke,) = split_strokes(_segment(angle, 20.0, 2), ends="centre")
+        assert stroke.length == pytest.approx(20.0, abs=1.5)
+
+
+def test_extract_instances_measure_fine_on_a_native_resolution_map():
+    # A map at the line's own resolution (one map cell per input pixel, 0.05 mm each): a 90 px diagonal
+    # hairline is 4.5 mm; the coarse measurement (outline ribbon) reads it long, the fine one does not.
+    size = 256
+    m = _segment(33, 90.0, 2, size).astype(np.float32)
+    d = np.zeros((len(DefectType), size, size), np.float32)
+    d[list(DefectType).index(DefectType.SCRATCH)] = m
+    z = np.zeros((5, size, size), np.float32)
+    z[1 + list(Zone).index(Zone.BODY)] = 1
+    lb = Letterbox(scale=1.0, pad_x=0, pad_y=0, width=size, height=size)
+    scale = Scale("mm", 0.05, True)
+    th = Thresholds(defect_pixel={"scratch": 0.5})
+    (fine,) = extract_instances(d, z, lb, th, scale, size, measure="fine")
+    (coarse,) = extract_instances(d, z, lb, th, scale, size)
+    assert fine.measurement.length == pytest.approx(4.5, abs=0.06)
+    assert coarse.measurement.length > fine.measurement.length
+
+
+def test_extract_instances_measure_fine_reads_a_blob_to_its_edges():
+    size = 128
+    d = np.zeros((len(DefectType), size, size), np.float32)
+    d[list(DefectType).index(DefectType.DENT), 40:60, 30:90] = 1  # 60 x 20 px
+    z = np.zeros((5, size, size), np.float32)
+    z[1 + list(Zone).index(Zone.BODY)] = 1
+    lb = Letterbox(scale=1.0, pad_x=0, pad_y=0, width=size, height=size)
+    th = Thresholds(defect_pixel={"dent": 0.5})
+    (dent,) = extract_instances(d, z, lb, th, Scale("mm", 0.05, True), size, measure="fine")
+    assert dent.measurement.length == pytest.approx(3.0, abs=1e-6)
+
+
+def _axis(angle_deg: float, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask > 0, math.radians(angle_deg) % math.pi, np.nan)
+
+
+def test_an_orientation_map_parts_touching_near_collinear_lines():
+    # Two lines meeting end to end at 8 degrees: one stroke to the skeleton (a bend under the join
+    # angle, and no junction at all), two where an orientation map tells the lines apart.
+    a, b = np.zeros((200, 260), np.uint8), np.zeros((200, 260), np.uint8)
+    end = (130, 100)
+    cv2.line(a, (20, 100), end, 1, 3)
+    far = (int(130 + 110 * math.cos(math.radians(8))), int(100 - 110 * math.sin(math.radians(8))))
+    cv2.line(b, end, far, 1, 3)
+    m = a | b
+    orient = np.where(a & ~b, _axis(0, a), np.where(b & ~a, _axis(-8, b), np.nan))
+    assert len(split_strokes(m, ends="centre")) == 1
+    lengths = sorted(s.length for s in split_strokes(m, ends="centre", orientation=orient))
+    assert lengths == pytest.approx([110, 110], abs=4)
+
+
+def test_an_orientation_map_keeps_one_curved_line_whole():
+    m = np.zeros((200, 200), np.uint8)
+    cv2.ellipse(m, (100, 100), (70, 40), 0, 0, 180, 1, 3)
+    ys, xs = np.nonzero(m)
+    t = np.arctan2((ys - 100) / 40, (xs - 100) / 70)
+    orient = np.full(m.shape, np.nan)
+    orient[ys, xs] = np.arctan2(40 * np.cos(t), -70 * np.sin(t)) % math.pi  # the tangent's orientation
+    assert len(split_strokes(m, ends="centre", orientation=orient)) == 1
+
+
+def test_an_orientation_map_vetoes_a_join_the_skeleton_would_make():
+    # Two lines crossing at 12 degrees: the skeleton joins each half to its straight continuation, but
+    # also the pairs bending by 12 degrees would pass a 20 degree join; the map keeps each line's own.
+    a, b = np.zeros((200, 260), np.uint8), np.zeros((200, 260), np.uint8)
+    cv2.line(a, (20, 100), (240, 100), 1, 3)
+    dx, dy = 110 * math.cos(math.radians(12)), 110 * math.sin(math.radians(12))
+    cv2.line(b, (int(130 - dx), int(100 + dy)), (int(130 + dx), int(100 - dy)), 1, 3)
+    orient = np.where(a & ~b, _axis(0, a), np.where(b & ~a, _axis(-12, b), np.nan))
+    strokes = split_strokes(a | b, ends="centre", orientation=orient)
+    assert sorted(s.length for s in strokes) == pytest.approx([220, 220], rel=0.05)
