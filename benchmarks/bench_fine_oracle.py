@@ -21,10 +21,29 @@ python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifes
     but a line thinner than the generator's contrast floor (0.6 px, see training/synth/defects.py)
     looks like one 0.6 px wide, so the reading is max(true width, 0.6 px). The table also shows the
     width post-processing measures from the pixels, without a width head.
-    Prints per design and K: scratch recall, median length error, Back Market accuracy, the share of
-    devices whose proposals exceeded K at 0.05 mm/px (fallback) and still at 0.1 (truncated), and the
-    true scratch widths against the tiles' pixel size. `--gallery FILE` draws tiles at coarse and fine
-    resolution with the true scratches.
+    Prints per design and K: scratch recall, median length error (absolute and signed), Back Market
+    accuracy, the share of devices whose proposals exceeded K at 0.05 mm/px (fallback) and still at 0.1
+    (truncated), a tolerance band (below), and the true scratch widths against the tiles' pixel size.
+    `--gallery FILE` draws tiles at coarse and fine resolution with the true scratches.
+
+    How the fine pass measures (defaults: as first measured, docs/fine-pass.md's first table):
+    `--measure fine` measures in the tiles what the rules compare with limits, at the tiles' own
+    resolution (`extract_instances(measure="fine")`): a scratch's length along its centreline, ends
+    run out to the mask's edge less half the width (the generator's length is the centreline of a
+    round-capped stroke), a blob's to its pixels' edges, blobs' maps at coverage >= 0.5 instead of any
+    coverage; `--fine-types scratch chip dent` measures dents in the tiles too (and proposes tiles from
+    the coarse dent map); `--join-deg` the stroke split's join angle; `--orientation` gives the split a
+    perfect orientation head (each true scratch's structure-tensor orientation on its own pixels, none
+    where two overlap). `--ablation` adds rows at K = all, one change at a time from the first
+    measurement ("step N"); `--joins 10` rows at other join angles without the orientation head.
+    Tolerance band: a photo goes to review when its grade with every length 1 px (of the pixel it
+    was measured at: the tile's, or the coarse pass's for what the coarse pass measured) shorter
+    differs from its grade with every length 1 px longer; the table gives the share sent and the
+    accuracy on the rest, for lengths alone and for lengths and widths.
+
+python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifest.jsonl --measure fine
+        --fine-types scratch chip dent --orientation --ablation --joins 10 --budgets 8 16 32
+    (one command line) The re-run of docs/fine-pass.md ("Measuring in the fine pass").
 """
 
 from __future__ import annotations
@@ -129,12 +148,39 @@ class Tally:
     found: int = 0
     true: int = 0
     pairs: list = field(default_factory=list)
+    blob_pairs: dict = field(default_factory=dict)  # chip, dent -> (true mm, measured mm)
     right: list = field(default_factory=list)
     right_pixel_width: list = field(default_factory=list)
     fallback: list = field(default_factory=list)
     truncated: list = field(default_factory=list)
     tiles: list = field(default_factory=list)
     confusions: dict = field(default_factory=dict)
+    # Tolerance band: per photo, (sent to review, right) with lengths +-1 px, and with widths +-1 px too.
+    band: list = field(default_factory=list)
+    band_width: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How the fine pass measures (see the module docstring): `measure` ("coarse": serving's 384 px
+    measurement as it was; "fine": `extract_instances(measure="fine")`, lines along their centreline
+    and blobs from their extent, blobs' maps at coverage >= 0.5), the types the tiles measure,
+    the stroke split's join angle, and whether a perfect orientation head guides the split."""
+
+    measure: str = "coarse"
+    fine_types: tuple[str, ...] = FINE_TYPES
+    join_deg: float = 20.0
+    orientation: bool = False
+
+    def label(self) -> str:
+        parts = [
+            "centreline lengths" if self.measure == "fine" else "outline lengths",
+            "+".join(self.fine_types),
+            f"join {self.join_deg:g} deg",
+        ]
+        if self.orientation:
+            parts.append("orientation head")
+        return ", ".join(parts)
 
 
 def _canvas_lb(box: tuple[int, int, int, int], native_mm: float, tile_mm: float, w: int, h: int):
@@ -219,9 +265,54 @@ def _inside_tiles(inst, tiles: set, box, tile_native: float) -> bool:
     return (int((cx - box[0]) // tile_native), int((cy - box[1]) // tile_native)) in tiles
 
 
-def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_native, w, h, cache):
+def _area_mask(mask: np.ndarray, lb, side: int) -> np.ndarray:
+    """`letterbox_mask` for a blob: the canvas pixels the blob covers by at least half (area-unbiased;
+    `letterbox_mask` keeps any pixel covered 5%, which thin lines need and which grows a blob by up to a
+    pixel on every side)."""
+    from training.dataset import letterbox_mask
+
+    s = lb.scale / lb.draft_factor
+    if s >= 1:
+        return letterbox_mask(mask, lb, side)
+    x0, y0, x1, y1 = (round(v * lb.draft_factor) for v in lb.crop)
+    m = mask[y0:y1, x0:x1]
+    nw, nh = max(1, round(m.shape[1] * s)), max(1, round(m.shape[0] * s))
+    small = (cv2.resize(m.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) >= 0.5).astype(np.uint8)
+    out = np.zeros((side, side), np.uint8)
+    hh, ww = min(nh, side - lb.pad_y), min(nw, side - lb.pad_x)
+    out[lb.pad_y : lb.pad_y + hh, lb.pad_x : lb.pad_x + ww] = small[:hh, :ww]
+    return out
+
+
+def line_orientation(mask: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """Per pixel of a one-line mask, the line's orientation (radians modulo pi, image x right and y
+    down; NaN outside the mask): the structure tensor's minor axis, over a Gaussian window of `sigma`
+    pixels (default: 5, or the line's width where wider, so that the window reaches both edges from its
+    middle). What a perfect orientation head would output on that line's pixels."""
+    out = np.full(mask.shape, np.nan, np.float32)
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return out
+    if sigma is None:
+        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+        sigma = max(5.0, 2.0 * float(dist.max()))
+    pad = int(4 * sigma) + 2
+    y0, x0 = max(0, ys.min() - pad), max(0, xs.min() - pad)
+    y1, x1 = min(mask.shape[0], ys.max() + pad + 1), min(mask.shape[1], xs.max() + pad + 1)
+    m = cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(m, cv2.CV_32F, 1, 0), cv2.Sobel(m, cv2.CV_32F, 0, 1)
+    jxx, jxy, jyy = (cv2.GaussianBlur(v, (0, 0), sigma) for v in (gx * gx, gx * gy, gy * gy))
+    grad = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the dominant gradient, across the line
+    theta = np.mod(grad + np.pi / 2, np.pi)
+    inside = mask[y0:y1, x0:x1] > 0
+    out[y0:y1, x0:x1][inside] = theta[inside]
+    return out
+
+
+def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_native, w, h, cache, setting):
     """A perfect fine network's stitched maps inside `tiles` -> instances, each with the width a width
-    head would read (max(true, contrast floor)) and the width measured from pixels."""
+    head would read (max(true, contrast floor)) and the width measured from pixels. Returns (pairs of
+    instances, the canvas's mm per pixel)."""
     from model.card import Thresholds
     from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
     from model.postprocess import Scale, extract_instances
@@ -229,22 +320,36 @@ def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_na
     from training.metrics import instance_mask
 
     lb, side, res = _canvas_lb(box, native_mm, tile_mm, w, h)
-    key = (res, tuple(sorted(tiles)))
+    key = (res, tuple(sorted(tiles)), setting)
     if key in cache:
-        return cache[key]
+        return cache[key], res
     inside = _rect_mask(tiles, box, tile_native, lb, side)
     defect = np.zeros((len(DEFECT_CHANNELS), side, side), np.float32)
     width = np.zeros((side, side), np.float32)
+    orient = np.full((side, side), np.nan, np.float32) if setting.orientation else None
+    owners = np.zeros((side, side), np.uint8) if setting.orientation else None
     for t in truths:
-        if t.type not in FINE_TYPES:
+        if t.type not in setting.fine_types:
             continue
-        if res not in t.canvases:
-            t.canvases[res] = letterbox_mask(t.full, lb, side)
-        m = t.canvases[res] & inside
+        area = setting.measure == "fine" and t.type != "scratch"
+        ckey = (res, "area") if area else res
+        if ckey not in t.canvases:
+            t.canvases[ckey] = _area_mask(t.full, lb, side) if area else letterbox_mask(t.full, lb, side)
+        m = t.canvases[ckey] & inside
         d = DEFECT_CHANNELS.index(t.type)
         defect[d] = np.maximum(defect[d], m)
         if t.type == "scratch":
             width = np.where(m > 0, np.maximum(width, t.width_mm), width)
+            if orient is not None and m.any():
+                okey = (res, "orientation")
+                if okey not in t.canvases:
+                    t.canvases[okey] = line_orientation(t.canvases[res])
+                theta = t.canvases[okey]
+                here = m > 0
+                owners[here] += 1
+                orient[here] = theta[here]
+    if orient is not None:
+        orient[owners > 1] = np.nan  # where scratches overlap the orientation is not one line's
     zkey = ("zone", res)
     if zkey not in cache:
         cache[zkey] = letterbox_mask(zone_native, lb, side)
@@ -253,7 +358,19 @@ def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_na
     for c in range(len(ZONE_CHANNELS)):
         zone_probs[c] = zone == c
     thr = Thresholds(defect_pixel={n: 0.5 for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
-    insts = extract_instances(defect, zone_probs, lb, thr, Scale("mm", native_mm, True), side)
+    options = {"max_turn_deg": setting.join_deg}
+    if orient is not None:
+        options["orientation"] = orient
+    insts = extract_instances(
+        defect,
+        zone_probs,
+        lb,
+        thr,
+        Scale("mm", native_mm, True),
+        side,
+        measure=setting.measure,
+        stroke_options=options,
+    )
     out = []
     floor = CONTRAST_FLOOR_PX * res
     for inst in insts:
@@ -265,7 +382,50 @@ def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_na
             head = inst.model_copy(update={"measurement": inst.measurement.model_copy(update={"width": wmm})})
         out.append((head, inst))
     cache[key] = out
+    return out, res
+
+
+def _nudged(insts, pixels, sign: float, widths: bool) -> list:
+    """`insts` with each length (and width, with `widths`) moved by `sign` times its own pixel (mm), the
+    area scaled to match: the grade at the near or the far end of each measurement's +-1 px."""
+    out = []
+    for inst, px in zip(insts, pixels, strict=True):
+        m = inst.measurement
+        length = max(m.length + sign * px, 0.0)
+        width = max(m.width + sign * px, 0.0) if widths else m.width
+        ratio = (length / m.length if m.length else 1.0) * (width / m.width if m.width else 1.0)
+        upd = {"length": length, "width": width, "area": m.area * ratio}
+        out.append(inst.model_copy(update={"measurement": m.model_copy(update=upd)}))
     return out
+
+
+def band_grade(insts, pixels, kind: str, widths: bool) -> tuple[str, bool]:
+    """The tolerance band: the grade with every measurement 1 px smaller and 1 px larger (each instance's
+    own pixel, mm). Grading is monotone in sizes, so when the two differ a limit lies within 1 px of
+    a measurement that decides the grade: (the grade as measured, True: send to review)."""
+    from model.rules import grade
+
+    small = grade(_nudged(insts, pixels, -1.0, widths), "backmarket", device_kind=kind).grade
+    large = grade(_nudged(insts, pixels, 1.0, widths), "backmarket", device_kind=kind).grade
+    return grade(insts, "backmarket", device_kind=kind).grade, small != large
+
+
+def ablation_steps(setting: Setting) -> list[Setting]:
+    """From the fine pass as first measured to `setting`, one change at a time (measurement, the types
+    the tiles measure, the join angle, the orientation head); steps that change nothing are left out."""
+    from dataclasses import replace
+
+    steps = [Setting()]
+    for change in (
+        {"measure": setting.measure},
+        {"fine_types": setting.fine_types},
+        {"join_deg": setting.join_deg},
+        {"orientation": setting.orientation},
+    ):
+        nxt = replace(steps[-1], **change)
+        if nxt != steps[-1]:
+            steps.append(nxt)
+    return steps
 
 
 def oracle(
@@ -276,7 +436,15 @@ def oracle(
     min_line_mm: float,
     gallery: str | None,
     explain: bool = False,
+    setting: Setting | None = None,
+    ablation: bool = False,
+    joins: tuple[float, ...] = (),
 ) -> dict:
+    """The table of the module docstring. `setting`: how the fine pass measures (default: as first
+    measured). `ablation`: add rows at K = all for each step from the first measurement to `setting`
+    (`ablation_steps`), named "step N". `joins`: add rows at K = all with `setting` at these join
+    angles and no orientation head, named "join J"."""
+    from dataclasses import replace
     from types import SimpleNamespace
 
     from model.card import Thresholds
@@ -289,14 +457,22 @@ def oracle(
     from training.dataset import build_targets, load_items, read_mask, true_device_box
     from training.metrics import gt_instances, instance_mask, length_errors, match_instances
 
+    setting = setting or Setting()
     items = [
         it
         for it in load_items(manifest, ["train", "val", "test"])
         if it.record.grades.get("backmarket") and it.record.mm_per_px and it.record.zone_mask
     ][:limit]
     thr = Thresholds(defect_pixel={n: cut for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
-    designs = ["coarse"] + [f"fine {k}" for k in budgets] + ["fine all"] + [f"0.1 {k}" for k in budgets]
+    # (row name, resolution name, K, setting)
+    runs = [("fine", k, setting) for k in budgets] + [("fine", None, setting)]
+    runs += [("0.1", k, setting) for k in budgets]
+    steps = ablation_steps(setting) if ablation else []
+    runs += [("step", i, st) for i, st in enumerate(steps)]
+    runs += [("join", j, replace(setting, join_deg=j, orientation=False)) for j in joins]
+    designs = ["coarse"] + [_run_name(*r) for r in runs]
     tally = {d: Tally() for d in designs}
+    all_types = sorted({t for _, _, st in runs for t in st.fine_types})
     widths, natives, tiles_gallery = [], [], []
     for n_done, it in enumerate(items):
         rec = it.record
@@ -319,11 +495,16 @@ def oracle(
         _, lb = prepare(path, size, cbox)
         scale = Scale("mm", native, True)
         coarse = extract_instances(defect, zone_probs, lb, thr, scale, size)
+        coarse_px = native * lb.draft_factor / lb.scale  # mm per model-input pixel of the coarse pass
         gts = gt_instances(SimpleNamespace(item=it, lb=lb), size)
 
-        ctx = SimpleNamespace(lb=lb, size=size, gts=gts, s=s, kind=kind, truth=truth, rec=rec, native=native)
+        ctx = SimpleNamespace(
+            lb=lb, size=size, gts=gts, s=s, kind=kind, truth=truth, rec=rec, native=native, px=coarse_px
+        )
 
-        def score(name, insts, pixel_insts=None, fallback=None, truncated=None, n_tiles=None, ctx=ctx):
+        def score(
+            name, insts, pixel_insts=None, fallback=None, truncated=None, n_tiles=None, pixels=None, ctx=ctx
+        ):
             lb, size, gts, s, kind, truth = ctx.lb, ctx.size, ctx.gts, ctx.s, ctx.kind, ctx.truth
             tl = tally[name]
             masks = [instance_mask(i, lb, size) for i in insts]
@@ -333,9 +514,16 @@ def oracle(
                 1 for m in matches if m.type == "scratch" and m.pred is not None and m.gt is not None
             )
             tl.pairs += length_errors(matches, ("scratch",))
+            for bt in ("chip", "dent"):
+                tl.blob_pairs.setdefault(bt, []).extend(length_errors(matches, (bt,)))
             result = grade(insts, "backmarket", device_kind=kind)
             got = result.grade
             tl.right.append(got == truth)
+            if pixels is None:
+                pixels = [ctx.px] * len(insts)
+            for widths_too, out in ((False, tl.band), (True, tl.band_width)):
+                _, review = band_grade(insts, pixels, kind, widths_too)
+                out.append((review, got == truth))
             if explain and name == "fine all" and got != truth:
                 rec, native = ctx.rec, ctx.native
                 print(f"  wrong: {rec.image} ({rec.view}, {native:.3f} mm/px): {truth} -> {got}")
@@ -362,7 +550,7 @@ def oracle(
         zone_native = read_mask(resolve(it.manifest, rec.zone_mask))
         truths = []
         for inst in rec.instances:
-            if inst.type.value in FINE_TYPES and inst.mask is not None:
+            if inst.type.value in all_types and inst.mask is not None:
                 tr = Truth(inst.type.value, inst.width_mm or 0.0, inst.length_mm)
                 tr.full = (read_mask(resolve(it.manifest, inst.mask)) > 0).astype(np.uint8)
                 truths.append(tr)
@@ -381,81 +569,95 @@ def oracle(
         pts_line = np.stack([lx, ly], 1) * (fmm / native) + (x0, y0) if len(lx) else np.zeros((0, 2))
         cy_, cx_ = np.nonzero(np.isin(zsmall, (1, 4)))  # screen, camera
         pts_crit = np.stack([cx_, cy_], 1) * (fmm / native) + (x0, y0) if len(cx_) else np.zeros((0, 2))
-        # Coarse candidates: scratch or chip coverage at the low cut; each cell's centre and corners.
-        cand = (defect[DEFECT_CHANNELS.index("scratch")] >= CANDIDATE_CUT) | (
-            defect[DEFECT_CHANNELS.index("chip")] >= CANDIDATE_CUT
-        )
-        cj, ci = np.nonzero(cand)
-        offs = np.array([[0.5, 0.5], [0, 0], [1, 0], [0, 1], [1, 1]])
-        pts_net = np.zeros((0, 2))
-        crit_net = np.zeros(0)
-        if len(ci):
+
+        def candidates(types, defect=defect, zcells=zcells, lb=lb, s=s):
+            """The coarse cells of `types` at coverage >= the low cut: each cell's centre and corners."""
+            cand = np.zeros(defect.shape[1:], bool)
+            for ty in types:
+                cand |= defect[DEFECT_CHANNELS.index(ty)] >= CANDIDATE_CUT
+            cj, ci = np.nonzero(cand)
+            offs = np.array([[0.5, 0.5], [0, 0], [1, 0], [0, 1], [1, 1]])
+            if not len(ci):
+                return np.zeros((0, 2)), np.zeros(0)
             cells = (np.stack([ci, cj], 1)[:, None, :] + offs[None]).reshape(-1, 2) * s
-            pts_net = lb.to_original(cells)
-            crit_net = np.repeat(np.isin(zcells[cj, ci], (1, 4)).astype(float), len(offs))
+            crit = np.repeat(np.isin(zcells[cj, ci], (1, 4)).astype(float), len(offs))
+            return lb.to_original(cells), crit
+
+        cand_cache: dict = {}
         cache: dict = {}
-        for name_res, res in (("fine", FINE_MM), ("0.1", FALLBACK_MM)):
-            for k in budgets + ([None] if name_res == "fine" else []):
-                r0 = max(res, native)
+        for name_res, k, st in runs:
+            res = FALLBACK_MM if name_res == "0.1" else FINE_MM
+            budget = None if name_res in ("step", "join") else k
+            if st.fine_types not in cand_cache:
+                cand_cache[st.fine_types] = candidates(st.fine_types)
+            pts_net, crit_net = cand_cache[st.fine_types]
+            r0 = max(res, native)
+            tile_native = TILE_PX * r0 / native
+            net, line, crit = _tile_scores(pts_net, crit_net, pts_line, pts_crit, box, tile_native)
+            min_line = min_line_mm / fmm
+            tiles, n_prop = _choose_tiles(net, line, crit, budget, min_line)
+            fallback = truncated = False
+            use_mm = res
+            if name_res == "fine" and budget is not None and n_prop > budget:  # fall back to 0.1 mm/px
+                fallback = True
+                use_mm = FALLBACK_MM
+                r0 = max(FALLBACK_MM, native)
                 tile_native = TILE_PX * r0 / native
                 net, line, crit = _tile_scores(pts_net, crit_net, pts_line, pts_crit, box, tile_native)
-                min_line = min_line_mm / fmm
-                tiles, n_prop = _choose_tiles(net, line, crit, k, min_line)
-                fallback = truncated = False
-                use_mm = res
-                if name_res == "fine" and k is not None and n_prop > k:  # fall back to 0.1 mm/px tiles
-                    fallback = True
-                    use_mm = FALLBACK_MM
-                    r0 = max(FALLBACK_MM, native)
-                    tile_native = TILE_PX * r0 / native
-                    net, line, crit = _tile_scores(pts_net, crit_net, pts_line, pts_crit, box, tile_native)
-                    tiles, n_prop = _choose_tiles(net, line, crit, k, min_line)
-                truncated = k is not None and n_prop > k
-                fine = _fine_instances(
-                    truths, zone_native, box, native, use_mm, tiles, tile_native, w, h, cache
-                )
-                tset = set(tiles)
-                keep = [
-                    i
-                    for i in coarse
-                    if i.type.value not in FINE_TYPES or not _inside_tiles(i, tset, box, tile_native)
-                ]
-                name = f"{name_res} {k if k is not None else 'all'}"
-                score(
-                    name,
-                    keep + [a for a, _ in fine],
-                    keep + [b for _, b in fine],
-                    fallback,
-                    truncated,
-                    len(tiles),
-                )
-                if (
-                    gallery
-                    and name == f"fine {budgets[-1]}"
-                    and len(tiles_gallery) < 4
-                    and truth in ("Premium", "Excellent", "Good")
-                ):
-                    tiles_gallery += _gallery_tiles(
-                        t["image"],
-                        lb,
-                        photo,
-                        box,
-                        native,
-                        use_mm,
-                        tiles,
-                        tile_native,
-                        truths,
-                        [a for a, _ in fine],
-                        truth,
-                    )[: 4 - len(tiles_gallery)]
+                tiles, n_prop = _choose_tiles(net, line, crit, budget, min_line)
+            truncated = budget is not None and n_prop > budget
+            fine, fine_mm = _fine_instances(
+                truths, zone_native, box, native, use_mm, tiles, tile_native, w, h, cache, st
+            )
+            tset = set(tiles)
+            keep = [
+                i
+                for i in coarse
+                if i.type.value not in st.fine_types or not _inside_tiles(i, tset, box, tile_native)
+            ]
+            name = _run_name(name_res, k, st)
+            score(
+                name,
+                keep + [a for a, _ in fine],
+                keep + [b for _, b in fine],
+                fallback,
+                truncated,
+                len(tiles),
+                [coarse_px] * len(keep) + [fine_mm] * len(fine),
+            )
+            if (
+                gallery
+                and name == f"fine {budgets[-1]}"
+                and len(tiles_gallery) < 4
+                and truth in ("Premium", "Excellent", "Good")
+            ):
+                tiles_gallery += _gallery_tiles(
+                    t["image"],
+                    lb,
+                    photo,
+                    box,
+                    native,
+                    use_mm,
+                    tiles,
+                    tile_native,
+                    truths,
+                    [a for a, _ in fine],
+                    truth,
+                )[: 4 - len(tiles_gallery)]
         del truths
         if (n_done + 1) % 10 == 0:
             print(f"  {n_done + 1}/{len(items)} photos", file=sys.stderr, flush=True)
-    _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm)
+    _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm, setting, steps)
     if gallery and tiles_gallery:
         _save_tiles(tiles_gallery, Path(gallery))
         print(f"gallery: {gallery}")
     return tally
+
+
+def _run_name(name_res: str, k, setting) -> str:
+    if name_res in ("step", "join"):
+        return f"{name_res} {k:g}"
+    return f"{name_res} {k if k is not None else 'all'}"
 
 
 def _median_rel(pairs) -> float:
@@ -463,7 +665,24 @@ def _median_rel(pairs) -> float:
     return statistics.median(rel) if rel else float("nan")
 
 
-def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) -> None:
+def _median_signed(pairs) -> float:
+    rel = [(m - t) / t for t, m in pairs]
+    return statistics.median(rel) if rel else float("nan")
+
+
+def _band(rows) -> str:
+    """'share sent to review / accuracy on the rest' of a tolerance band's (review, right) rows."""
+    if not rows:
+        return "-"
+    review = np.array([r for r, _ in rows])
+    right = np.array([ok for _, ok in rows])
+    rest = f"{right[~review].mean():.3f}" if (~review).any() else "-"
+    return f"{review.mean():.0%} / {rest}"
+
+
+def _report(
+    manifest, items, tally, designs, widths, natives, cut, min_line_mm, setting=None, steps=()
+) -> None:
     from bench_model import true_instances
 
     from model.rules import grade
@@ -474,24 +693,44 @@ def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) 
         f"(10-90%: {nat[len(nat) // 10]:.3f}-{nat[9 * len(nat) // 10]:.3f}); coarse 384/4 on the true device "
         f"crop, cut {cut}; tiles {TILE_PX} px; line filter candidates >= {min_line_mm} mm of response"
     )
+    if setting is not None:
+        print(f"fine pass: {setting.label()}")
     print(
-        "design | K | scratch recall | median length error | BM acc (width head) | BM acc (pixel widths) "
-        "| fallback to 0.1 | truncated at K | tiles used (mean)"
+        "design | K | scratch recall | median length error | median signed length error | BM acc (width head) "
+        "| BM acc (pixel widths) | fallback to 0.1 | truncated at K | tiles used (mean) "
+        "| band +-1 px on lengths: review / BM acc on the rest | band on lengths and widths"
     )
     for d in designs:
         tl = tally[d]
         kind, _, k = d.partition(" ")
-        label = {"coarse": "(a) coarse 384/4", "fine": "(b) fine 0.05 mm/px", "0.1": "(c) fine 0.1 mm/px"}[
-            kind
-        ]
+        label = {
+            "coarse": "(a) coarse 384/4",
+            "fine": "(b) fine 0.05 mm/px",
+            "0.1": "(c) fine 0.1 mm/px",
+            "step": "(b) fine 0.05 mm/px, step",
+            "join": "(b) fine 0.05 mm/px, join angle",
+        }[kind]
         rpw = f"{np.mean(tl.right_pixel_width):.3f}" if tl.right_pixel_width else "-"
         fb = f"{np.mean(tl.fallback):.0%}" if tl.fallback and kind == "fine" and k != "all" else "-"
-        tr = f"{np.mean(tl.truncated):.0%}" if tl.truncated and k != "all" else "-"
+        tr = (
+            f"{np.mean(tl.truncated):.0%}" if tl.truncated and kind in ("fine", "0.1") and k != "all" else "-"
+        )
         nt = f"{np.mean(tl.tiles):.1f}" if tl.tiles else "-"
         print(
             f"{label} | {k or '-'} | {tl.found}/{tl.true} ({tl.found / max(tl.true, 1):.0%}) | "
-            f"{_median_rel(tl.pairs):.3f} | {np.mean(tl.right):.3f} | {rpw} | {fb} | {tr} | {nt}"
+            f"{_median_rel(tl.pairs):.3f} | {_median_signed(tl.pairs):+.3f} | {np.mean(tl.right):.3f} | {rpw} | "
+            f"{fb} | {tr} | {nt} | {_band(tl.band)} | {_band(tl.band_width)}"
         )
+    for i, st in enumerate(steps):
+        print(f"  step {i} (K = all): {st.label()}")
+    for d in designs:
+        tl = tally[d]
+        blobs = ", ".join(
+            f"{bt} {_median_rel(v):.3f} ({_median_signed(v):+.3f} signed, {len(v)})"
+            for bt, v in tl.blob_pairs.items()
+            if v
+        )
+        print(f"  {d}: median length error of matched {blobs}")
     # What the true widths are against the pixel: the grade limits are 0.05 (Premium), 0.15 (Excellent),
     # 0.3 (Good body) and 0.5 mm (Fair screen).
     ws = np.array([w for w, *_ in widths])
@@ -523,7 +762,7 @@ def _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm) 
             "true widths" if not px else f"widths read at {px} mm/px (floor {CONTRAST_FLOOR_PX * px:.3f} mm)"
         )
         print(f"  rules on the true instances, {label}: {np.mean(ok):.3f}")
-    for d in (designs[0], "fine all"):
+    for d in [designs[0], "fine all"] + [d for d in designs if d.startswith(("step", "join"))]:
         wrong = sorted(((v, a, b) for (a, b), v in tally[d].confusions.items() if a != b), reverse=True)[:6]
         print(
             f"  {d}: commonest errors (truth -> graded): " + ", ".join(f"{a}->{b} {v}" for v, a, b in wrong)
@@ -623,10 +862,31 @@ def main() -> None:
     o.add_argument("--min-line-mm", type=float, default=2.0, help="line-filter response that proposes a tile")
     o.add_argument("--gallery", help="image of a few tiles at coarse and fine resolution")
     o.add_argument("--explain", action="store_true", help="print why the unlimited fine pass grades wrong")
+    o.add_argument(
+        "--measure",
+        choices=["coarse", "fine"],
+        default="coarse",
+        help="fine: lengths along the centreline, blobs from their extent (extract_instances measure=fine)",
+    )
+    o.add_argument("--fine-types", nargs="+", default=list(FINE_TYPES), help="types the tiles measure")
+    o.add_argument("--join-deg", type=float, default=20.0, help="the stroke split's join angle in the tiles")
+    o.add_argument("--orientation", action="store_true", help="a perfect orientation head guides the split")
+    o.add_argument("--ablation", action="store_true", help="rows at K = all for each step of the change")
+    o.add_argument("--joins", type=float, nargs="*", default=[], help="rows at K = all at these join angles")
     args = ap.parse_args()
     if args.cmd == "oracle":
+        setting = Setting(args.measure, tuple(args.fine_types), args.join_deg, args.orientation)
         oracle(
-            args.manifest, args.budgets, args.limit, args.cut, args.min_line_mm, args.gallery, args.explain
+            args.manifest,
+            args.budgets,
+            args.limit,
+            args.cut,
+            args.min_line_mm,
+            args.gallery,
+            args.explain,
+            setting,
+            args.ablation,
+            tuple(args.joins),
         )
     elif args.cmd == "synth":
         synth(args.n, args.seed, args.out, args.size, args.fill, args.start)

@@ -33,3 +33,84 @@ def test_fine_oracle_finds_at_least_the_coarse_scratches(bench, tmp_path, capsys
     assert all(
         0.0 <= x <= 1.0 for x in (sum(fine.right) / len(fine.right), sum(coarse.right) / len(coarse.right))
     )
+
+
+def test_fine_oracle_with_the_fine_measurement_and_its_ablation(bench, tmp_path, capsys):
+    manifest = bench.synth(n=3, seed=11, out=str(tmp_path / "synth"), size=768, fill=0.9)
+    setting = bench.Setting("fine", ("scratch", "chip", "dent"), 20.0, True)
+    tally = bench.oracle(
+        str(manifest), [4], 3, 0.25, 2.0, None, setting=setting, ablation=True, joins=(10.0,)
+    )
+    out = capsys.readouterr().out
+    assert "centreline lengths, scratch+chip+dent, join 20 deg, orientation head" in out
+    steps = bench.ablation_steps(setting)
+    assert [s.measure for s in steps] == ["coarse", "fine", "fine", "fine"]
+    assert steps[-1] == setting
+    assert tally["step 3"].right == tally["fine all"].right  # the last step is the setting itself
+    for name in ("fine all", "step 0", "join 10"):
+        tl = tally[name]
+        assert len(tl.band) == len(tl.right) == len(tally["coarse"].right)
+        assert all(isinstance(review, bool) for review, _ in tl.band)
+
+
+def _scratch(length_mm: float, width_mm: float = 0.1, zone: str = "body"):
+    from model.instances import DefectInstance, Measurement
+    from model.taxonomy import DefectType, Zone
+
+    return DefectInstance(
+        type=DefectType.SCRATCH,
+        zone=Zone(zone),
+        photo_index=0,
+        box=(0.0, 0.0, 1.0, 1.0),
+        polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)],
+        confidence=1.0,
+        measurement=Measurement(units="mm", length=length_mm, width=width_mm, area=length_mm * width_mm),
+    )
+
+
+def test_tolerance_band_sends_a_grade_decided_within_a_pixel_to_review(bench):
+    # Excellent allows body scratches up to 3 mm: 2.98 mm read at 0.05 mm/px is within a pixel of it.
+    got, review = bench.band_grade([_scratch(2.98)], [0.05], "phone", widths=False)
+    assert got == "Excellent" and review
+    got, review = bench.band_grade([_scratch(2.5)], [0.05], "phone", widths=False)
+    assert got == "Excellent" and not review
+    # ... but a pixel of the coarse pass (0.6 mm) is wider than that margin.
+    assert bench.band_grade([_scratch(2.5)], [0.6], "phone", widths=False)[1]
+    # Widths: 0.12 mm is within a 0.05 mm pixel of Excellent's 0.15 mm only when widths are banded too.
+    assert not bench.band_grade([_scratch(2.0, 0.12)], [0.05], "phone", widths=False)[1]
+    assert bench.band_grade([_scratch(2.0, 0.12)], [0.05], "phone", widths=True)[1]
+
+
+def test_line_orientation_reads_a_line_s_angle(bench):
+    import math
+
+    import cv2
+    import numpy as np
+
+    for angle, thickness in ((0, 1), (30, 2), (120, 7)):
+        m = np.zeros((200, 200), np.uint8)
+        a = math.radians(angle)
+        d = np.array([math.cos(a), math.sin(a)]) * 80
+        p, q = (np.round(np.array([100, 100]) + s * d).astype(int) for s in (-1, 1))
+        cv2.line(m, tuple(p), tuple(q), 1, thickness)
+        theta = bench.line_orientation(m)
+        assert np.isnan(theta[m == 0]).all()
+        mid = theta[90:111, 90:111][m[90:111, 90:111] > 0]
+        err = np.degrees(np.abs((mid - a + np.pi / 2) % np.pi - np.pi / 2))
+        assert np.median(err) < 2.0
+
+
+def test_area_mask_keeps_a_blob_s_area(bench):
+    import numpy as np
+
+    from model.preprocess import Letterbox
+
+    full = np.zeros((400, 400), np.uint8)
+    full[101:302, 53:254] = 1  # 201 x 201 px at 0.04 mm/px: 160.8 x 160.8 px at 0.05, edges mid-pixel
+    lb, side, res = bench._canvas_lb((0, 0, 400, 400), 0.04, 0.05, 400, 400)
+    assert isinstance(lb, Letterbox) and res == 0.05
+    blob = bench._area_mask(full, lb, side)
+    assert abs(int(blob.sum()) - 160.8**2) <= 160  # within half a pixel's ring
+    from training.dataset import letterbox_mask
+
+    assert letterbox_mask(full, lb, side).sum() > blob.sum()  # any-coverage grows it
