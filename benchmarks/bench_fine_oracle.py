@@ -50,9 +50,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import pickle
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from unittest import mock
 
@@ -439,11 +440,14 @@ def oracle(
     setting: Setting | None = None,
     ablation: bool = False,
     joins: tuple[float, ...] = (),
+    start: int = 0,
+    dump: str | None = None,
 ) -> dict:
     """The table of the module docstring. `setting`: how the fine pass measures (default: as first
     measured). `ablation`: add rows at K = all for each step from the first measurement to `setting`
     (`ablation_steps`), named "step N". `joins`: add rows at K = all with `setting` at these join
-    angles and no orientation head, named "join J"."""
+    angles and no orientation head, named "join J". `start`, `dump`: grade the photos from `start` on
+    and pickle the tallies to `dump`, for `report` to put shards run side by side together."""
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -454,15 +458,11 @@ def oracle(
     from model.postprocess import Scale, extract_instances
     from model.preprocess import prepare
     from model.rules import grade
-    from training.dataset import build_targets, load_items, read_mask, true_device_box
+    from training.dataset import build_targets, read_mask, true_device_box
     from training.metrics import gt_instances, instance_mask, length_errors, match_instances
 
     setting = setting or Setting()
-    items = [
-        it
-        for it in load_items(manifest, ["train", "val", "test"])
-        if it.record.grades.get("backmarket") and it.record.mm_per_px and it.record.zone_mask
-    ][:limit]
+    items = _graded_items(manifest)[start : start + limit]
     thr = Thresholds(defect_pixel={n: cut for n in DEFECT_CHANNELS}, min_instance_confidence=0.0)
     # (row name, resolution name, K, setting)
     runs = [("fine", k, setting) for k in budgets] + [("fine", None, setting)]
@@ -648,9 +648,74 @@ def oracle(
         if (n_done + 1) % 10 == 0:
             print(f"  {n_done + 1}/{len(items)} photos", file=sys.stderr, flush=True)
     _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm, setting, steps)
+    if dump:
+        state = {
+            "manifest": manifest,
+            "start": start,
+            "n": len(items),
+            "tally": tally,
+            "designs": designs,
+            "widths": widths,
+            "natives": natives,
+            "cut": cut,
+            "min_line_mm": min_line_mm,
+            "setting": setting,
+            "steps": steps,
+        }
+        Path(dump).write_bytes(pickle.dumps(state))
     if gallery and tiles_gallery:
         _save_tiles(tiles_gallery, Path(gallery))
         print(f"gallery: {gallery}")
+    return tally
+
+
+def _graded_items(manifest: str) -> list:
+    from training.dataset import load_items
+
+    return [
+        it
+        for it in load_items(manifest, ["train", "val", "test"])
+        if it.record.grades.get("backmarket") and it.record.mm_per_px and it.record.zone_mask
+    ]
+
+
+def report(dumps: list[str]) -> dict:
+    """The table of shards (`oracle --start N --limit M --dump FILE`) graded side by side: their tallies
+    added up, in the order of the photos."""
+    states = sorted((pickle.loads(Path(d).read_bytes()) for d in dumps), key=lambda st: st["start"])
+    first = states[0]
+    tally = {d: Tally() for d in first["designs"]}
+    widths, natives = [], []
+    for st in states:
+        assert st["designs"] == first["designs"] and st["setting"] == first["setting"]
+        widths += st["widths"]
+        natives += st["natives"]
+        for d, tl in st["tally"].items():
+            out = tally[d]
+            for f in fields(Tally):
+                a, b = getattr(out, f.name), getattr(tl, f.name)
+                if isinstance(a, list):
+                    a.extend(b)
+                elif isinstance(a, int):
+                    setattr(out, f.name, a + b)
+                else:
+                    for key, v in b.items():
+                        a[key] = a.get(key, 0) + v if isinstance(v, int) else a.get(key, []) + v
+    end = max(st["start"] + st["n"] for st in states)
+    items = _graded_items(first["manifest"])[first["start"] : end]
+    assert len(items) == sum(st["n"] for st in states), "the shards must cover consecutive photos"
+    _report(
+        first["manifest"],
+        items,
+        tally,
+        first["designs"],
+        widths,
+        natives,
+        first["cut"],
+        first["min_line_mm"],
+        first["setting"],
+        first["steps"],
+    )
     return tally
 
 
@@ -873,6 +938,10 @@ def main() -> None:
     o.add_argument("--orientation", action="store_true", help="a perfect orientation head guides the split")
     o.add_argument("--ablation", action="store_true", help="rows at K = all for each step of the change")
     o.add_argument("--joins", type=float, nargs="*", default=[], help="rows at K = all at these join angles")
+    o.add_argument("--start", type=int, default=0, help="grade the photos from this one on (a shard)")
+    o.add_argument("--dump", help="pickle the tallies here, for `report`")
+    r = sub.add_parser("report", help="the table of shards run side by side (oracle --dump)")
+    r.add_argument("dumps", nargs="+")
     args = ap.parse_args()
     if args.cmd == "oracle":
         setting = Setting(args.measure, tuple(args.fine_types), args.join_deg, args.orientation)
@@ -887,7 +956,11 @@ def main() -> None:
             setting,
             args.ablation,
             tuple(args.joins),
+            args.start,
+            args.dump,
         )
+    elif args.cmd == "report":
+        report(args.dumps)
     elif args.cmd == "synth":
         synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
 

@@ -114,3 +114,16 @@ def test_area_mask_keeps_a_blob_s_area(bench):
     from training.dataset import letterbox_mask
 
     assert letterbox_mask(full, lb, side).sum() > blob.sum()  # any-coverage grows it
+
+
+def test_shards_add_up_to_the_whole(bench, tmp_path, capsys):
+    manifest = str(bench.synth(n=2, seed=12, out=str(tmp_path / "synth"), size=768, fill=0.9))
+    whole = bench.oracle(manifest, [4], 2, 0.25, 2.0, None)
+    dumps = [str(tmp_path / f"{i}.pkl") for i in range(2)]
+    for i, dump in enumerate(dumps):
+        bench.oracle(manifest, [4], 1, 0.25, 2.0, None, start=i, dump=dump)
+    merged = bench.report(dumps[::-1])
+    capsys.readouterr()
+    for name, tl in whole.items():
+        assert merged[name].right == tl.right and merged[name].band == tl.band
+        assert merged[name].found == tl.found and merged[name].confusions == tl.confusions
