@@ -82,6 +82,8 @@ model: $(STAMP_ALL)
 	test -f $(SYNTH)/synth_probe/manifest.jsonl || $(BIN)/refurbgrade synth --n 1500 --seed 606 --out $(SYNTH)/synth_probe $(SYNTH_ARGS)
 	test -f $(SYNTH)/real_degraded/manifest.jsonl || $(BIN)/refurbgrade degrade datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --seed 505 --out $(SYNTH)/real_degraded
+	test -f $(SYNTH)/real_reformat/manifest.jsonl || $(BIN)/refurbgrade reformat datasets/real/phones_web.jsonl \
+		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --out $(SYNTH)/real_reformat
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE1)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE2)
 	$(BIN)/refurbgrade export runs/default_ft/best.pt --out models/default.onnx --int8

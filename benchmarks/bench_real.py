@@ -11,7 +11,9 @@ for all sources, for each model side by side (the `--compare` model is measured 
 
 - crack AUROC: the photo's crack score (its most confident crack defect, zone-level or not) for
   cracked against intact and worn photos;
-- cracked graded Unlistable, intact graded listable, worn graded Unlistable (Back Market);
+- cracked graded Unlistable, intact graded listable, worn graded Unlistable (Back Market); intact
+  graded listable again without phones_web's product renders (its `render?` note: a refurbisher
+  uploads photos, and a third of the intact set is renders on white);
 - graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
 - view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
   photos' own views are not labelled one by one).
@@ -53,6 +55,7 @@ class Graded:
     listable: bool | None  # None: ungradable
     reviewed: bool  # sent to a person
     view_ok: bool | None
+    render: bool = False  # a product render, not a photo (phones_web's `render?` note)
 
 
 def truth_of(record) -> str | None:
@@ -103,8 +106,11 @@ def grade_photos(model_path: Path, items, reformat: bool = False) -> list[Graded
         grade = g.grades[STANDARD]
         listable = None if grade.grade == "ungradable" else bool(grade.listable)
         view_ok = None if rec.view is None else g.photos[0].view == rec.view
+        render = rec.meta.get("note") == "render?"
         out.append(
-            Graded(rec.source, truth_of(rec), max(cracks, default=0.0), listable, g.needs_review, view_ok)
+            Graded(
+                rec.source, truth_of(rec), max(cracks, default=0.0), listable, g.needs_review, view_ok, render
+            )
         )
     return out
 
@@ -132,6 +138,10 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             "crack AUROC": auroc,
             "cracked graded Unlistable": _share(r.listable is False for r in rs if r.truth == "cracked"),
             "intact graded listable": _share(r.listable is True for r in rs if r.truth == "intact"),
+            # What a refurbisher uploads is a photo: renders apart (a third of phones_web's intact set).
+            "  of them photos, not renders": _share(
+                r.listable is True for r in rs if r.truth == "intact" and not r.render
+            ),
             "worn graded Unlistable": _share(r.listable is False for r in rs if r.truth == "worn"),
             "graded without review": _share(not r.reviewed for r in rs),
             "of those, right on listable": _share(

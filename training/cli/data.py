@@ -219,7 +219,30 @@ def degrade(
     console.print(f"{len(items)} faulty copies, manifest: {degrade_items(items, out, seed)}")
 
 
+def reformat(
+    manifests: Annotated[
+        list[str], typer.Argument(metavar="MANIFEST[@SPLITS]", help="real photos (default split: train)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (photos, manifest.jsonl)")],
+) -> None:
+    """A copy of each real photo labelled at image level in the other format (black bars cut off, or
+    shrunk to 244 px and black-barred), labels kept: fitted on both, the format says nothing."""
+    from training.dataset import load_manifest_args
+    from training.synth.reformat import reformat_items
+
+    try:
+        items = load_manifest_args(manifests, ("train",))
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    if any(it.record.split == "test" for it in items):
+        _refuse("test photos are for the final report only: name train or val splits")
+    path, counts = reformat_items(items, out)
+    made = ", ".join(f"{v} {k}" for k, v in counts.items())
+    console.print(f"{len(items)} photos: {made}; manifest: {path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
     app.command("degrade")(degrade)
+    app.command("reformat")(reformat)
