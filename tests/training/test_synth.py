@@ -295,3 +295,27 @@ def test_edge_dent_deforms_the_silhouette_and_its_mask_stays_on_the_frame():
     notch = (plain.zone > 0) & (s.zone == 0)  # where the silhouette moved in
     assert notch.sum() > 5
     assert m.sum() * s.mm_per_px**2 == pytest.approx(plan.area_mm2, rel=0.15)
+
+
+def test_busy_wallpapers_put_fine_detail_on_lit_screens():
+    """`wallpapers="busy"` (display-on hard negatives) draws detailed wallpapers where the default
+    draws a two-colour gradient."""
+    from training.synth.devices import _busy_wallpaper, _screen_on, pick_spec, sample_design
+
+    rng = np.random.default_rng(3)
+    design = sample_design(rng, pick_spec(rng, lookup_device("Pixel 8").kind), View.FRONT)
+
+    def detail(img: np.ndarray) -> float:
+        return float(np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean())
+
+    plain = _screen_on(np.random.default_rng(0), design, (300, 160), 2.0)
+    splash = _busy_wallpaper(np.random.default_rng(1), (300, 160), ())  # no real photos: a splash
+    assert splash.shape == (300, 160, 3) and splash.dtype == np.float32
+    a, b = (np.asarray(c, np.float32) for c in design.wallpaper)
+    t = np.linspace(0, 1, 300, dtype=np.float32)[:, None, None]
+    gradient = np.broadcast_to(a * (1 - t) + b * t, (300, 160, 3)).copy()  # the default's wallpaper
+    assert detail(splash) > 10 * detail(gradient) + 1e-3
+    bright = (splash.max(axis=2) > splash.max(axis=2).mean() + 0.1).astype(np.uint8)
+    assert cv2.connectedComponents(bright)[0] > 15  # separate particles, not one blob
+    busy = _screen_on(np.random.default_rng(0), design, (300, 160), 2.0, wallpapers=())
+    assert not np.allclose(busy, plain)

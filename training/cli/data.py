@@ -65,6 +65,14 @@ def synth(
             "(spider webs, corner splinters, display damage) or mixed",
         ),
     ] = "classic",
+    wallpapers: Annotated[
+        str,
+        typer.Option(
+            "--wallpapers",
+            help="what a lit screen shows: gradient (default, what the bundled models saw) or busy "
+            "(real photos and particle splashes: display-on hard negatives)",
+        ),
+    ] = "gradient",
     gallery: Annotated[
         Path | None,
         typer.Option(
@@ -86,6 +94,7 @@ def synth(
             p_composite=p_composite,
             composite_splits=tuple(x.strip() for x in composite_splits.split(",") if x.strip()),
             crack_style=crack_style,
+            wallpapers=wallpapers,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -244,12 +244,51 @@ def _dark_glass(rng: np.random.Generator, shape: tuple[int, int], base) -> np.nd
     return np.clip(np.asarray(base, np.float32)[None, None, :] + room, 0, 1)
 
 
-def _screen_on(rng: np.random.Generator, design: Design, shape: tuple[int, int], ppm: float) -> np.ndarray:
-    """A lit display: a two-colour wallpaper gradient with a grid of app icons and a status bar."""
+def _busy_wallpaper(rng: np.random.Generator, shape: tuple[int, int], files: tuple[str, ...]) -> np.ndarray:
+    """A wallpaper with fine detail, as real display-on phones show (the known false-crack trigger: a
+    two-colour gradient never taught the network that detail on a lit screen is not broken glass). Half
+    a real photo (`backgrounds.real`: a random crop of one of `files`), half a procedural splash: a
+    dark or coloured field with thousands of small bright particles swept along a curve, as in the
+    splash and particle wallpapers phone makers ship."""
+    from training.synth.backgrounds import real
+
     h, w = shape
-    a, b = (np.asarray(c, np.float32) for c in design.wallpaper)
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    img = np.broadcast_to(a * (1 - t) + b * t, (h, w, 3)).copy()
+    if files and rng.random() < 0.5:
+        return real(rng, h, w, files)[0]
+    base = rng.uniform(0.0, 0.35, 3).astype(np.float32) * (rng.random() < 0.6)
+    img = np.broadcast_to(base, (h, w, 3)).copy()
+    n = int(rng.integers(800, 4000))
+    t = rng.random(n)
+    # particles around a random quadratic curve across the screen, thinning away from it
+    p0, p1, p2 = (rng.uniform([0, 0], [w, h]) for _ in range(3))
+    centre = (1 - t)[:, None] ** 2 * p0 + 2 * ((1 - t) * t)[:, None] * p1 + (t**2)[:, None] * p2
+    pts = centre + rng.normal(0, 1, (n, 2)) * rng.uniform(0.03, 0.15) * max(h, w) * rng.random(n)[:, None]
+    palette = rng.uniform(0.3, 1.0, (3, 3))
+    colours = palette[rng.integers(0, 3, n)]
+    radii = np.maximum(1, rng.exponential(0.004 * max(h, w), n)).astype(int)
+    for (x, y), c, r in zip(pts.astype(int), colours, radii, strict=True):
+        cv2.circle(img, (int(x), int(y)), int(r), tuple(float(v) for v in c), -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.5)))
+
+
+def _screen_on(
+    rng: np.random.Generator,
+    design: Design,
+    shape: tuple[int, int],
+    ppm: float,
+    wallpapers: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """A lit display: a wallpaper (a two-colour gradient, or a busy one when `wallpapers` is given) with
+    a grid of app icons and a status bar."""
+    h, w = shape
+    if wallpapers is not None:
+        img = _busy_wallpaper(rng, shape, wallpapers)
+        if rng.random() < 0.3:  # a lock screen: the wallpaper alone
+            return img
+    else:
+        a, b = (np.asarray(c, np.float32) for c in design.wallpaper)
+        t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+        img = np.broadcast_to(a * (1 - t) + b * t, (h, w, 3)).copy()
     if design.kind is DeviceKind.LAPTOP:
         # a desktop: a dock and a window
         dock_h = 6 * ppm
@@ -295,8 +334,16 @@ def _lens(rgb, zone, centre, radius, ring_colour, mark_zone=True) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def render_flat(design: Design, ppm: float, rng: np.random.Generator, pad_px: int = 6) -> Flat:
-    """Draw the design at `ppm` px/mm on a plane just large enough for it (plus `pad_px`)."""
+def render_flat(
+    design: Design,
+    ppm: float,
+    rng: np.random.Generator,
+    pad_px: int = 6,
+    wallpapers: tuple[str, ...] | None = None,
+) -> Flat:
+    """Draw the design at `ppm` px/mm on a plane just large enough for it (plus `pad_px`). `wallpapers`:
+    None for the two-colour gradient a lit screen always had (every existing seed's photos), else busy
+    wallpapers (`_busy_wallpaper`) from these photo files and procedural splashes."""
     wmm, hmm = design.plane_mm()
     w_px, h_px = wmm * ppm, hmm * ppm
     W, H = math.ceil(w_px) + 2 * pad_px, math.ceil(h_px) + 2 * pad_px
@@ -323,7 +370,7 @@ def render_flat(design: Design, ppm: float, rng: np.random.Generator, pad_px: in
     if side:
         _draw_side(flat, trng)
     elif design.view is View.FRONT:
-        _draw_front(flat, trng, rng)
+        _draw_front(flat, trng, rng, wallpapers)
     else:
         _draw_back(flat, trng)
         _edge_light(flat, w_px, h_px, corner)
@@ -348,7 +395,9 @@ def _edge_light(flat: Flat, w_px: float, h_px: float, corner_mm: float) -> None:
     flat.rgb[:] = np.clip(flat.rgb * (1.0 - dark)[..., None] + bright[..., None], 0, 1)
 
 
-def _draw_front(flat: Flat, trng: np.random.Generator, rng: np.random.Generator) -> None:
+def _draw_front(
+    flat: Flat, trng: np.random.Generator, rng: np.random.Generator, wallpapers: tuple[str, ...] | None = None
+) -> None:
     d, ppm = flat.design, flat.ppm
     H, W = flat.zone.shape
     cx, cy = flat.centre
@@ -372,7 +421,9 @@ def _draw_front(flat: Flat, trng: np.random.Generator, rng: np.random.Generator)
     flat.screen_poly = screen
     sm = _mask_of((H, W), screen)
     content = (
-        _screen_on(rng, d, (H, W), ppm) if d.screen_on else _dark_glass(trng, (H, W), (0.02, 0.02, 0.025))
+        _screen_on(rng, d, (H, W), ppm, wallpapers)
+        if d.screen_on
+        else _dark_glass(trng, (H, W), (0.02, 0.02, 0.025))
     )
     flat.rgb[sm] = content[sm]
     flat.extras["screen_on"] = d.screen_on
