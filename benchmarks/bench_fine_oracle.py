@@ -669,6 +669,63 @@ def oracle(
     return tally
 
 
+def lengths(manifest: str, limit: int) -> list:
+    """Each true scratch, chip and dent measured alone (no neighbour to merge with, no tile edge) on
+    the fine canvas at 0.05 mm/px: the serving measurement before (`measure_component`, outline) and
+    after (`measure="fine"`), against the generator's length, split by the photo's tilt (one mm/px per
+    photo: a tilted device's near side is larger than its far side)."""
+    from model.crop import CROP_MARGIN
+    from model.manifest import resolve
+    from model.postprocess import _measure_fine, measure_component
+    from training.dataset import letterbox_mask, read_mask, true_device_box
+
+    rows = []
+    for it in _graded_items(manifest)[:limit]:
+        rec = it.record
+        box = true_device_box(it, 1.0, CROP_MARGIN)
+        lb, side, res = _canvas_lb(box, rec.mm_per_px, FINE_MM, rec.width, rec.height)
+        tilt = max(abs(rec.meta.get("tilt_x") or 0.0), abs(rec.meta.get("tilt_y") or 0.0))
+        for inst in rec.instances:
+            ty = inst.type.value
+            if ty not in ("scratch", "chip", "dent") or inst.mask is None or not inst.length_mm:
+                continue
+            full = (read_mask(resolve(it.manifest, inst.mask)) > 0).astype(np.uint8)
+            line = ty == "scratch"
+            m = letterbox_mask(full, lb, side) if line else _area_mask(full, lb, side)
+            ys, xs = np.nonzero(m)
+            if not len(ys):
+                continue
+            crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+            before = measure_component(crop, line)[0] * res
+            after = _measure_fine(crop, line)[0] * res
+            rows.append((ty, inst.length_mm, before, after, res, tilt))
+    print(
+        f"each true defect measured alone at {FINE_MM} mm/px ({limit} photos at most): median |error| (signed)"
+    )
+    for ty in ("scratch", "chip", "dent"):
+        r = [x for x in rows if x[0] == ty]
+        if not r:
+            continue
+        for j, label in ((2, "outline (before)"), (3, "centreline / extent (fine)")):
+            e = np.array([(x[j] - x[1]) / x[1] for x in r])
+            px = np.array([(x[j] - x[1]) / x[4] for x in r])
+            print(
+                f"  {ty} {label}: n {len(r)}, {np.median(np.abs(e)):.1%} ({np.median(e):+.1%}), "
+                f"in pixels {np.median(np.abs(px)):.2f} ({np.median(px):+.2f}); over 1 px off: {np.mean(abs(px) > 1):.0%}"
+            )
+    r = [x for x in rows if x[0] == "scratch"]
+    tilt = np.array([x[5] for x in r])
+    e = np.array([(x[3] - x[1]) / x[1] for x in r])
+    for lo, hi in ((0.0, 0.01), (0.01, 0.03), (0.03, 1.0)):
+        sel = (tilt >= lo) & (tilt < hi)
+        if sel.any():
+            print(
+                f"  scratches, fine, photo tilt {lo}-{hi}: n {sel.sum()}, median |error| "
+                f"{np.median(np.abs(e[sel])):.1%} ({np.median(e[sel]):+.1%})"
+            )
+    return rows
+
+
 def _graded_items(manifest: str) -> list:
     from training.dataset import load_items
 
@@ -942,6 +999,9 @@ def main() -> None:
     o.add_argument("--dump", help="pickle the tallies here, for `report`")
     r = sub.add_parser("report", help="the table of shards run side by side (oracle --dump)")
     r.add_argument("dumps", nargs="+")
+    ln = sub.add_parser("lengths", help="each true defect measured alone, before and after --measure fine")
+    ln.add_argument("--manifest", required=True)
+    ln.add_argument("--limit", type=int, default=200)
     args = ap.parse_args()
     if args.cmd == "oracle":
         setting = Setting(args.measure, tuple(args.fine_types), args.join_deg, args.orientation)
@@ -961,6 +1021,8 @@ def main() -> None:
         )
     elif args.cmd == "report":
         report(args.dumps)
+    elif args.cmd == "lengths":
+        lengths(args.manifest, args.limit)
     elif args.cmd == "synth":
         synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
 

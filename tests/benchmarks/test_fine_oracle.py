@@ -123,7 +123,9 @@ def test_shards_add_up_to_the_whole(bench, tmp_path, capsys):
     for i, dump in enumerate(dumps):
         bench.oracle(manifest, [4], 1, 0.25, 2.0, None, start=i, dump=dump)
     merged = bench.report(dumps[::-1])
-    capsys.readouterr()
+    rows = bench.lengths(manifest, 2)
+    assert "each true defect measured alone" in capsys.readouterr().out
+    assert rows and all(before > 0 and after > 0 for _, _, before, after, _, _ in rows)
     for name, tl in whole.items():
         assert merged[name].right == tl.right and merged[name].band == tl.band
         assert merged[name].found == tl.found and merged[name].confusions == tl.confusions
