@@ -59,7 +59,8 @@ test: $(STAMP_ALL) lint
 # and the review threshold with the real validation photos), the evaluation report on held-out data,
 # and the latency and real-photo benchmarks.
 # NOTE: models/default.onnx is not yet from this recipe (docs/model-history.md, 2026-12-04: the first GPU
-# run was not bundled); it came from the three CPU stages of training/configs/default.yaml at 460a3e0.
+# run was not bundled); its network came from the three CPU stages of training/configs/default.yaml at
+# 460a3e0, its card from the `calibrate` line of `model` below, on this config.
 # Two training stages (recipe of 2026-12-04): (1) the whole network from encoder block 2 on, 24 epochs of
 # 4000 draws, batches of 32: ~6 min on one H200 (scripts/device_train.sh runs it on a lent GPU), many
 # hours on 2 CPU cores (add `--set optim.time_budget_minutes=N` to STAGE1 there); (2) from stage 1's best
