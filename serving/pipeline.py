@@ -28,6 +28,7 @@ import numpy as np
 
 from model.card import ModelCard
 from model.catalogue import lookup_device
+from model.detail import detail_advice
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
 from model.outputs import ENCODER_S16
@@ -82,6 +83,7 @@ class PhotoResult:
     quality_confidence: float
     device_found: bool
     instances: list[DefectInstance] = field(default_factory=list)
+    device_length_px: float | None = None  # the device's long side in photo pixels (model.detail)
 
     @property
     def usable(self) -> bool:
@@ -270,6 +272,7 @@ def analyse_photo(
         quality_confidence=q_conf,
         device_found=scale.device_found,
         instances=instances,
+        device_length_px=scale.device_length_px,
     )
 
 
@@ -288,18 +291,30 @@ def grade_instances(
     calibration = calibration or {}
     views = None if photos is None else {p.view for p in photos if p.usable}
     retakes = [f"photo {p.index + 1}: {p.message}" for p in photos or () if not p.usable]
-    return {
-        name: grade(
+    # Usable photos too coarse for the hairline tiers ask for a closer one (model.detail); said only
+    # where the grade is one of those tiers: a device graded Unlistable needs no finer photo.
+    coarse = [
+        advice
+        for p in photos or ()
+        if p.usable
+        and (advice := detail_advice(p.index + 1, p.device_length_px, device.length_mm, device.kind))
+    ]
+    out = {}
+    for name in standards:
+        std = load_standard(name)
+        result = grade(
             instances,
-            load_standard(name),
+            std,
             device_kind=device.kind,
             review_threshold=review_threshold,
             calibration=calibration.get(name),
             views=views,
             retakes=retakes,
         )
-        for name in standards
-    }
+        if coarse and result.listable:
+            result = result.model_copy(update={"advice": [*result.advice, *coarse]})
+        out[name] = result
+    return out
 
 
 def grade_device(
