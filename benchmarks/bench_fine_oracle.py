@@ -995,6 +995,11 @@ def main() -> None:
     o.add_argument("--orientation", action="store_true", help="a perfect orientation head guides the split")
     o.add_argument("--ablation", action="store_true", help="rows at K = all for each step of the change")
     o.add_argument("--joins", type=float, nargs="*", default=[], help="rows at K = all at these join angles")
+    o.add_argument(
+        "--blob-edge-px",
+        type=float,
+        help="measure fine: what a blob's extent adds to its contour's (model.postprocess.FINE_BLOB_EDGE_PX)",
+    )
     o.add_argument("--start", type=int, default=0, help="grade the photos from this one on (a shard)")
     o.add_argument("--dump", help="pickle the tallies here, for `report`")
     r = sub.add_parser("report", help="the table of shards run side by side (oracle --dump)")
@@ -1004,6 +1009,10 @@ def main() -> None:
     ln.add_argument("--limit", type=int, default=200)
     args = ap.parse_args()
     if args.cmd == "oracle":
+        if args.blob_edge_px is not None:
+            import model.postprocess
+
+            model.postprocess.FINE_BLOB_EDGE_PX = args.blob_edge_px
         setting = Setting(args.measure, tuple(args.fine_types), args.join_deg, args.orientation)
         oracle(
             args.manifest,

@@ -45,6 +45,10 @@ LINE_FOOTPRINT_CELLS = 2.0
 STROKE_TYPES = frozenset({DefectType.SCRATCH})
 # How sizes are read from a component (see `extract_instances`).
 Measure = Literal["coarse", "fine"]
+# measure="fine": what a blob's extent adds to its contour's (which runs through pixel centres, half a
+# pixel inside each edge). One pixel reads chips (pointed ends, partly covered) closer and dents
+# (round) longer than the contour alone: docs/fine-pass.md.
+FINE_BLOB_EDGE_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def _measure_fine(comp: np.ndarray, linear: bool) -> tuple[float, float, float, 
             width = area / length if length else 0.0
     else:
         (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
-        length, width = max(rw, rh) + 1.0, min(rw, rh) + 1.0
+        length, width = max(rw, rh) + FINE_BLOB_EDGE_PX, min(rw, rh) + FINE_BLOB_EDGE_PX
     return length, width, area, contour
 
 
