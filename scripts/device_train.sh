@@ -61,6 +61,7 @@ log "synthetic sets ready"
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv || true
 $PY -m refurbgrade train --config training/configs/default.yaml --set run_dir=$OUT/run \
   --set calibrate=false --set progress=false --set optim.time_budget_minutes=$BUDGET_MIN \
+  --set data.damage_holdout=${DAMAGE_HOLDOUT:-0.25} \
   ${EXTRA_SETS:-} 2>&1 | tee $OUT/train.log
 # last.pt holds the optimizer's state too (37 MB: over the 16 MB a file that comes back may have);
 # keep its weights, which the schedule's end may prefer to the best validation loss's epoch.

@@ -308,6 +308,7 @@ class ModelFile:
     damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
     probe_sources: list[SourceConfig] = field(default_factory=list)  # the run's photo-probe photos
     alone: bool = False  # an INT8 file calibrated on its own outputs (`store_calibration`)
+    damage_holdout: float = 0.0  # the run's data.damage_holdout (training.dataset.damage_split)
 
 
 def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
@@ -327,7 +328,10 @@ def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
         return ModelFile(path, load_predictor(path), card.crop_to_device, [], [], [], alone)
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
-    return ModelFile(path, net, run.crop_to_device, run.data.val, run.data.damage, run.data.probes)
+    data = run.data
+    return ModelFile(
+        path, net, run.crop_to_device, data.val, data.damage, data.probes, damage_holdout=data.damage_holdout
+    )
 
 
 def calibrate_model_file(

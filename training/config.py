@@ -36,6 +36,14 @@ class DataConfig(Strict):
     # Photos with a known view or photo quality (synthetic, real, faulty copies of real photos), unseen
     # by training, on which calibration fits the photo probes (model.probes, training.probes).
     probes: list[SourceConfig] = []
+    damage_holdout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of the device groups of the real sources in `damage` kept out of training and "
+        "left to the zone-damage fit alone (training.dataset.damage_split): fitted on photos the encoder "
+        "trained on, the damage model stacks on them (docs/model-history.md, 2026-12-04)",
+    )
     batch_size: int = Field(default=8, gt=0)
     num_workers: int = Field(default=0, ge=0)
     samples_per_epoch: int | None = Field(default=None, gt=0, description="default: all training records")

@@ -12,8 +12,9 @@ carries validity flags and the losses use only what is known:
 - screen polygons (cracked_screens): the screen zone inside them; outside is unknown (ignored);
 - photos marked `quality: no_device`: no defect anywhere and every pixel background.
 
-Which photos: `load_items` (a manifest's splits), `load_sources` (a config's sources) and
-`parse_manifest_arg` / `load_manifest_args` (the commands' `PATH@splits` arguments).
+Which photos: `load_items` (a manifest's splits), `load_sources` (a config's sources),
+`parse_manifest_arg` / `load_manifest_args` (the commands' `PATH@splits` arguments) and `damage_split`
+(device groups held out of training for the zone-damage fit, `data.damage_holdout`).
 
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
 would swap meaning. With `device_crop`, a share of draws is cropped to the true device box first, as
@@ -26,6 +27,7 @@ such photo is cracked and almost no intact one is, so the format alone would tel
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,41 @@ def load_items(
 def load_sources(sources: Iterable[SourceConfig]) -> list[Item]:
     """The items of a config's sources (`data.train` or `data.val`), in order, each source's limit applied."""
     return [it for s in sources for it in load_items(s.manifest, s.splits, s.limit)]
+
+
+# Suffixes of the device ids of derived copies (`refurbgrade reformat`, `refurbgrade degrade`): a copy
+# belongs to its original's group.
+COPY_SUFFIXES = ("-barred", "-unbarred", "-degraded")
+
+
+def device_group(rec: ManifestRecord) -> str:
+    """The device group a record belongs to: its device id, a derived copy's original's."""
+    gid = rec.device_id
+    for suffix in COPY_SUFFIXES:
+        gid = gid.removesuffix(suffix)
+    return gid
+
+
+def held_for_damage(rec: ManifestRecord, share: float) -> bool:
+    """Whether a real record's device group is among the `share` kept for the zone-damage fit: a fixed
+    hash of the group, so every run, and every copy of a photo, holds out the same groups."""
+    if share <= 0 or rec.instances_complete:
+        return False
+    digest = hashlib.sha1(device_group(rec).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def damage_split(train: list[Item], damage: list[Item], share: float) -> tuple[list[Item], list[Item]]:
+    """The training and zone-damage photos with `share` of the real damage sources' device groups held
+    out: those groups leave training (every source whose photos the damage fit reads, copies included)
+    and are all the damage fit gets of the real sources; synthetic photos (complete labels) are kept on
+    both sides. Share 0: both lists as they are."""
+    if share <= 0:
+        return train, damage
+    real = {it.record.source for it in damage if not it.record.instances_complete}
+    train = [it for it in train if not (it.record.source in real and held_for_damage(it.record, share))]
+    damage = [it for it in damage if it.record.instances_complete or held_for_damage(it.record, share)]
+    return train, damage
 
 
 def parse_manifest_arg(arg: str, default_splits: Sequence[str]) -> tuple[Path, tuple[str, ...]]:

@@ -1,5 +1,7 @@
 """Format-swapped copies of real photos (`training.synth.reformat`, `refurbgrade reformat`): a barred
-photo comes out of its bars, any other is shrunk and barred, labels kept, test photos refused."""
+photo comes out of its bars, any other is shrunk and barred, labels kept, test photos refused; and the
+device groups held out for the zone-damage fit (`training.dataset.damage_split`), copies with their
+originals."""
 
 from __future__ import annotations
 
@@ -70,3 +72,31 @@ def test_cli_copies_image_level_photos_with_their_labels_and_refuses_test(tmp_pa
     write_manifest(tmp_path / "t.jsonl", [records[0].model_copy(update={"split": "test"})])
     refused = CliRunner().invoke(app, ["reformat", f"{tmp_path / 't.jsonl'}@test", "--out", str(out)])
     assert refused.exit_code != 0 and "test photos" in refused.output
+
+
+def test_damage_holdout_keeps_held_groups_out_of_training_and_gives_them_alone_to_the_damage_fit():
+    from pathlib import Path
+
+    from training.dataset import Item, damage_split, device_group, held_for_damage
+
+    def item(device_id, source="web", complete=False):
+        rec = ManifestRecord(
+            image="x.jpg", device_id=device_id, split="train", source=source, instances_complete=complete
+        )
+        return Item(rec, Path("m.jsonl"), "m.jsonl")
+
+    web = [item(f"web:g{k:04d}") for k in range(400)]
+    copies = [item(f"web:g{k:04d}-barred") for k in range(400)]  # `refurbgrade reformat` copies
+    synth = [item(f"s{k}", "synthetic", complete=True) for k in range(20)]
+    laptops = [item(f"lap{k}", "laptop") for k in range(50)]  # trained on, never in the damage fit
+    assert device_group(copies[3].record) == "web:g0003"
+
+    train, damage = damage_split(web + synth + laptops, web + copies + synth, 0.25)
+    held = {it.record.device_id for it in web if held_for_damage(it.record, 0.25)}
+    assert 60 < len(held) < 140  # about a quarter of the groups, by a fixed hash
+    trained = {it.record.device_id for it in train}
+    assert not held & trained and len(train) == 400 - len(held) + 20 + 50  # synthetic and laptops stay
+    real_fit = {device_group(it.record) for it in damage if not it.record.instances_complete}
+    assert real_fit == held  # originals and copies of the held groups only
+    assert sum(it.record.instances_complete for it in damage) == 20
+    assert damage_split(web, copies, 0.0) == (web, copies)  # off: as they are

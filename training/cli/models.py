@@ -105,7 +105,7 @@ def calibrate(
     import json
 
     from training.calibrate import QuantizedModelError, calibrate_model_file, open_model_file
-    from training.dataset import load_manifest_args, load_sources
+    from training.dataset import damage_split, load_manifest_args, load_sources
 
     try:
         target = open_model_file(model, alone)
@@ -113,7 +113,12 @@ def calibrate(
         sources = run_data.val if run_data else target.val_sources
         items = load_manifest_args(manifest, ("val",)) if manifest else load_sources(sources)
         damage_sources = run_data.damage if run_data else target.damage_sources
-        damage_items = load_manifest_args(damage, ("train",)) if damage else load_sources(damage_sources)
+        holdout = run_data.damage_holdout if run_data else target.damage_holdout
+        damage_items = (
+            load_manifest_args(damage, ("train",))
+            if damage
+            else damage_split([], load_sources(damage_sources), holdout)[1]
+        )
         probe_sources = run_data.probes if run_data else target.probe_sources
         probe_items = load_manifest_args(probes, ("train",)) if probes else load_sources(probe_sources)
     except (QuantizedModelError, FileNotFoundError) as exc:
