@@ -73,7 +73,7 @@ CONFIG := training/configs/default.yaml
 # fitted on them alone (data.damage_holdout; fitted on photos the encoder learnt, it stacks). Both stages
 # and the calibration (the run's resolved config) must agree on it.
 HOLDOUT := --set data.damage_holdout=0.25
-STAGE1 ?= --set optim.epochs=24 $(HOLDOUT)
+STAGE1 ?= --set optim.epochs=24
 STAGE2 := --set run_dir=../../runs/default_ft --set init_weights=../../runs/default/best.pt \
 	--set model.overrides.freeze_blocks=11 --set data.feature_cache=true --set data.batch_size=8 \
 	--set data.num_workers=0 --set data.cache_images=false --set optim.epochs=8 --set optim.lr=0.001 \
@@ -89,7 +89,7 @@ model: $(STAMP_ALL)
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --seed 505 --out $(SYNTH)/real_degraded
 	test -f $(SYNTH)/real_reformat/manifest.jsonl || $(BIN)/refurbgrade reformat datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --out $(SYNTH)/real_reformat
-	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE1)
+	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(HOLDOUT) $(STAGE1)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE2)
 	$(BIN)/refurbgrade export runs/default_ft/best.pt --out models/default.onnx --int8
 	$(BIN)/refurbgrade calibrate models/default.onnx --config runs/default_ft/config.yaml
