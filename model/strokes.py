@@ -50,6 +50,7 @@ DIRECTION_SPAN_PX = 8
 ORIENTATION_TOL_DEG = 4.0
 ORIENTATION_SPAN_PX = 4
 Ends = Literal["half_width", "tip", "centre"]
+CUT = -1  # node of a branch end cut at an orientation turn (`_cut_at_turns`)
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -170,9 +171,6 @@ def _cut_at_turns(branch: _Branch, orient: np.ndarray, tol: float) -> list[_Bran
     head = _Branch(branch.pixels[: at + 1], [branch.nodes[0], CUT])
     tail = _Branch(branch.pixels[at + 1 :], [CUT, branch.nodes[1]])
     return _cut_at_turns(head, orient, tol) + _cut_at_turns(tail, orient, tol)
-
-
-CUT = -1  # node of a branch end cut at an orientation turn
 
 
 def _tip(mask: np.ndarray, start: np.ndarray, direction: np.ndarray) -> float:

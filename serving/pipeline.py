@@ -301,10 +301,9 @@ def grade_instances(
     ]
     out = {}
     for name in standards:
-        std = load_standard(name)
         result = grade(
             instances,
-            std,
+            load_standard(name),
             device_kind=device.kind,
             review_threshold=review_threshold,
             calibration=calibration.get(name),

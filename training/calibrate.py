@@ -308,7 +308,7 @@ class ModelFile:
     damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
     probe_sources: list[SourceConfig] = field(default_factory=list)  # the run's photo-probe photos
     alone: bool = False  # an INT8 file calibrated on its own outputs (`store_calibration`)
-    damage_holdout: float = 0.0  # the run's data.damage_holdout (training.dataset.damage_split)
+    damage_holdout: float = 0.0  # the run's data.damage_holdout (training.dataset.damage_fit_items)
 
 
 def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:

@@ -41,7 +41,7 @@ class DataConfig(Strict):
         ge=0,
         lt=1,
         description="share of the device groups of the real sources in `damage` kept out of training and "
-        "left to the zone-damage fit alone (training.dataset.damage_split): fitted on photos the encoder "
+        "left to the zone-damage fit alone (training.dataset.damage_fit_items): fitted on photos the encoder "
         "trained on, the damage model stacks on them (docs/model-history.md, 2026-12-04)",
     )
     batch_size: int = Field(default=8, gt=0)

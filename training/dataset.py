@@ -13,8 +13,9 @@ carries validity flags and the losses use only what is known:
 - photos marked `quality: no_device`: no defect anywhere and every pixel background.
 
 Which photos: `load_items` (a manifest's splits), `load_sources` (a config's sources),
-`parse_manifest_arg` / `load_manifest_args` (the commands' `PATH@splits` arguments) and `damage_split`
-(device groups held out of training for the zone-damage fit, `data.damage_holdout`).
+`parse_manifest_arg` / `load_manifest_args` (the commands' `PATH@splits` arguments), and
+`training_items` / `damage_fit_items` (device groups held out of training for the zone-damage fit,
+`data.damage_holdout`).
 
 Augmentations (albumentations) are photometric plus a mild affine; no flips, since left/right views
 would swap meaning. With `device_crop`, a share of draws is cropped to the true device box first, as
@@ -92,17 +93,22 @@ def held_for_damage(rec: ManifestRecord, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
-def damage_split(train: list[Item], damage: list[Item], share: float) -> tuple[list[Item], list[Item]]:
-    """The training and zone-damage photos with `share` of the real damage sources' device groups held
-    out: those groups leave training (every source whose photos the damage fit reads, copies included)
-    and are all the damage fit gets of the real sources; synthetic photos (complete labels) are kept on
-    both sides. Share 0: both lists as they are."""
+def damage_fit_items(damage: list[Item], share: float) -> list[Item]:
+    """The zone-damage fit's photos with `share` of the real sources' device groups held out of training
+    (`held_for_damage`): of the real photos, only those groups (copies with their originals); synthetic
+    photos (complete labels) all. Share 0: `damage` as it is."""
     if share <= 0:
-        return train, damage
+        return damage
+    return [it for it in damage if it.record.instances_complete or held_for_damage(it.record, share)]
+
+
+def training_items(train: list[Item], damage: list[Item], share: float) -> list[Item]:
+    """The training photos without the device groups `damage_fit_items` keeps for the damage fit: every
+    source whose real photos the fit reads loses those groups; other sources and synthetic photos stay."""
+    if share <= 0:
+        return train
     real = {it.record.source for it in damage if not it.record.instances_complete}
-    train = [it for it in train if not (it.record.source in real and held_for_damage(it.record, share))]
-    damage = [it for it in damage if it.record.instances_complete or held_for_damage(it.record, share)]
-    return train, damage
+    return [it for it in train if not (it.record.source in real and held_for_damage(it.record, share))]
 
 
 def parse_manifest_arg(arg: str, default_splits: Sequence[str]) -> tuple[Path, tuple[str, ...]]:

@@ -33,7 +33,7 @@ from model.manifest import manifest_hash
 from model.registry import create_model
 from training.checkpoint import attach_calibration, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.dataset import Item, ManifestDataset, damage_split, load_sources
+from training.dataset import Item, ManifestDataset, damage_fit_items, load_sources, training_items
 from training.engine import Logits, train_one_epoch, validate
 
 
@@ -117,7 +117,7 @@ def run_training(cfg: TrainConfig) -> Path:
         # Training needs only which real sources the damage fit reads: manifests generated for the fit
         # alone (synthetic seeds, format copies) need not exist where the network trains (a lent GPU).
         present = [s for s in cfg.data.damage if Path(s.manifest).is_file()]
-        train_items, _ = damage_split(train_items, load_sources(present), cfg.data.damage_holdout)
+        train_items = training_items(train_items, load_sources(present), cfg.data.damage_holdout)
     weights = {str(Path(s.manifest)): s.weight for s in cfg.data.train}
     val_items = load_sources(cfg.data.val)
     if not train_items:
@@ -277,7 +277,7 @@ def run_training(cfg: TrainConfig) -> Path:
             best_net,
             val_items,
             crop_to_device=cfg.crop_to_device,
-            damage_items=damage_split([], load_sources(cfg.data.damage), cfg.data.damage_holdout)[1],
+            damage_items=damage_fit_items(load_sources(cfg.data.damage), cfg.data.damage_holdout),
             probe_items=load_sources(cfg.data.probes),
         )
         attach_calibration(best_path, cal)

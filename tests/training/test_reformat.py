@@ -1,6 +1,6 @@
 """Format-swapped copies of real photos (`training.synth.reformat`, `refurbgrade reformat`): a barred
 photo comes out of its bars, any other is shrunk and barred, labels kept, test photos refused; and the
-device groups held out for the zone-damage fit (`training.dataset.damage_split`), copies with their
+device groups held out for the zone-damage fit (`training.dataset.training_items`, `damage_fit_items`), copies with their
 originals."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_cli_copies_image_level_photos_with_their_labels_and_refuses_test(tmp_pa
 def test_damage_holdout_keeps_held_groups_out_of_training_and_gives_them_alone_to_the_damage_fit():
     from pathlib import Path
 
-    from training.dataset import Item, damage_split, device_group, held_for_damage
+    from training.dataset import Item, damage_fit_items, device_group, held_for_damage, training_items
 
     def item(device_id, source="web", complete=False):
         rec = ManifestRecord(
@@ -91,7 +91,8 @@ def test_damage_holdout_keeps_held_groups_out_of_training_and_gives_them_alone_t
     laptops = [item(f"lap{k}", "laptop") for k in range(50)]  # trained on, never in the damage fit
     assert device_group(copies[3].record) == "web:g0003"
 
-    train, damage = damage_split(web + synth + laptops, web + copies + synth, 0.25)
+    train = training_items(web + synth + laptops, web + copies + synth, 0.25)
+    damage = damage_fit_items(web + copies + synth, 0.25)
     held = {it.record.device_id for it in web if held_for_damage(it.record, 0.25)}
     assert 60 < len(held) < 140  # about a quarter of the groups, by a fixed hash
     trained = {it.record.device_id for it in train}
@@ -99,4 +100,4 @@ def test_damage_holdout_keeps_held_groups_out_of_training_and_gives_them_alone_t
     real_fit = {device_group(it.record) for it in damage if not it.record.instances_complete}
     assert real_fit == held  # originals and copies of the held groups only
     assert sum(it.record.instances_complete for it in damage) == 20
-    assert damage_split(web, copies, 0.0) == (web, copies)  # off: as they are
+    assert training_items(web, copies, 0.0) == web and damage_fit_items(copies, 0.0) == copies  # off

@@ -105,7 +105,7 @@ def calibrate(
     import json
 
     from training.calibrate import QuantizedModelError, calibrate_model_file, open_model_file
-    from training.dataset import damage_split, load_manifest_args, load_sources
+    from training.dataset import damage_fit_items, load_manifest_args, load_sources
 
     try:
         target = open_model_file(model, alone)
@@ -117,7 +117,7 @@ def calibrate(
         damage_items = (
             load_manifest_args(damage, ("train",))
             if damage
-            else damage_split([], load_sources(damage_sources), holdout)[1]
+            else damage_fit_items(load_sources(damage_sources), holdout)
         )
         probe_sources = run_data.probes if run_data else target.probe_sources
         probe_items = load_manifest_args(probes, ("train",)) if probes else load_sources(probe_sources)
