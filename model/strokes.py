@@ -32,7 +32,7 @@ tell from one scratch's curve.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
@@ -57,10 +57,16 @@ _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1,
 @dataclass
 class Stroke:
     """One line found in a component: its skeleton points (x, y, in the component mask's pixels) and
-    its length in pixels."""
+    its length in pixels. `segments` and `signs`: the length as straight pieces (M, 2, 2: each piece's
+    two ends, x and y, same pixels) counted with their signs (+1, or -1 where an end's correction is
+    negative: "centre" on a tip shorter than the half width), so that the sum of signed piece lengths
+    is `length` (before its clamp at 0). A measurement through a homography (`model.plane`) maps the
+    pieces instead of multiplying `length` by one scale."""
 
     points: np.ndarray  # (N, 2) float, x and y
     length: float
+    segments: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))
+    signs: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -68,15 +74,34 @@ class _Branch:
     pixels: list[tuple[int, int]]  # ordered (y, x)
     nodes: list[int | None]  # junction cluster at the start and the end (None: a free end)
     length: float = 0.0
+    pieces: np.ndarray = field(default_factory=lambda: np.zeros((0, 2, 2)))  # what `length` sums
+
+
+def _arc_points(pixels: list[tuple[int, int]]) -> np.ndarray:
+    """The smoothed polyline (K, 2: y, x) of an ordered pixel chain whose length `_arc` is."""
+    if len(pixels) < 2:
+        return np.zeros((0, 2))
+    return cv2.approxPolyDP(np.asarray(pixels, dtype=np.int32)[:, None, :], 0.8, False)[:, 0, :].astype(float)
 
 
 def _arc(pixels: list[tuple[int, int]]) -> float:
     """Arc length of an ordered pixel chain, smoothed: a digital line's staircase of 4-steps would
     otherwise count |dx| + |dy| instead of its length."""
-    if len(pixels) < 2:
-        return 0.0
-    p = cv2.approxPolyDP(np.asarray(pixels, dtype=np.int32)[:, None, :], 0.8, False)[:, 0, :]
-    return float(np.hypot(*np.diff(p.astype(float), axis=0).T).sum())
+    p = _arc_points(pixels)
+    return float(np.hypot(*np.diff(p, axis=0).T).sum()) if len(p) else 0.0
+
+
+def _pieces_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Consecutive (y, x) points a -> b as straight pieces (M, 2, 2) of x, y in the unpadded mask."""
+    return np.stack([a, b], axis=1)[:, :, ::-1] - 1.0
+
+
+def _end_piece(start: np.ndarray, outward: np.ndarray, by: float) -> np.ndarray:
+    """An end's correction to a stroke's length (`by` pixels, negative to shorten it) as a straight
+    piece from `start` (y, x, padded) along `outward`: (1, 2, 2), x and y in the unpadded mask."""
+    n = np.hypot(*outward)
+    u = outward / n if n > 0 else np.array([0.0, 1.0])  # no direction: any, the piece's length is |by|
+    return _pieces_of(np.asarray([start], float), np.asarray([start + u * by], float))
 
 
 def _order(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -270,6 +295,12 @@ def split_strokes(
         node_root[np.isin(node_of, ns)] = r
     node_centre = {r: np.argwhere(node_root == r).mean(axis=0) for r in node_groups}
     for b in branches:  # arc length, running on to the junction centres
+        arc = _arc_points(b.pixels)
+        pieces = [_pieces_of(arc[:-1], arc[1:])] if len(arc) > 1 else []
+        for e, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True):
+            if n is not None and n != CUT:
+                pieces.append(_pieces_of(np.asarray([e], float), node_centre[n][None]))
+        b.pieces = np.concatenate(pieces) if pieces else np.zeros((0, 2, 2))
         b.length = _arc(b.pixels) + sum(
             float(np.hypot(*(np.asarray(e, float) - node_centre[n])))
             for e, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True)
@@ -277,8 +308,13 @@ def split_strokes(
         )
     if not branches:  # only junction pixels: a small blob
         pts = np.argwhere(skel)[:, ::-1].astype(float) - 1
-        (_, _), (rw, rh), _ = cv2.minAreaRect(pts.astype(np.float32))
-        return [Stroke(pts, float(max(rw, rh)) + 1.0)]
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(pts.astype(np.float32))
+        box = cv2.boxPoints(((cx, cy), (rw, rh), angle)).astype(float)
+        along = max((box[1] - box[0], box[2] - box[1]), key=lambda v: float(np.hypot(*v)))
+        u = along / np.hypot(*along) if np.hypot(*along) > 0 else np.array([1.0, 0.0])
+        length = float(max(rw, rh)) + 1.0
+        piece = np.array([[[cx, cy] - u * length / 2, [cx, cy] + u * length / 2]])
+        return [Stroke(pts, length, piece, np.ones(1))]
 
     # Spurs: a free end, a junction at the other end, and shorter than the blob is wide there.
     def is_spur(b: _Branch) -> bool:
@@ -337,6 +373,8 @@ def split_strokes(
     for members in strokes.values():
         # Branch lengths run to the junction centres, so a joined junction's crossing is counted.
         length = sum(kept[i].length for i in members)
+        pieces = [kept[i].pieces for i in members]
+        signs = [np.ones(len(kept[i].pieces)) for i in members]
         if measured:
             own = [p for i in members for p in kept[i].pixels]
             width = max(2.0 * float(np.median([precise[p] for p in own])) - 1.0, 1.0)
@@ -347,21 +385,29 @@ def split_strokes(
                         continue
                     end = np.asarray(b.pixels[0] if at_start else b.pixels[-1], float)
                     start = end if n is None else node_centre[n]
-                    tip = _tip(mask, start, -_direction(b, at_start))
-                    length += tip - (width / 2 if ends == "centre" else 0.0)
+                    outward = -_direction(b, at_start)
+                    tip = _tip(mask, start, outward)
+                    by = tip - (width / 2 if ends == "centre" else 0.0)
+                    length += by
+                    pieces.append(_end_piece(start, outward, by))
+                    signs.append(np.array([1.0 if by >= 0 else -1.0]))
         else:
             for i in members:  # thinning stops a half-width short of each free end
                 b = kept[i]
-                for end, n in zip((b.pixels[0], b.pixels[-1]), b.nodes, strict=True):
+                for at_start, n in ((True, b.nodes[0]), (False, b.nodes[1])):
                     if n is None:
-                        length += float(half_width[end])
+                        end = b.pixels[0] if at_start else b.pixels[-1]
+                        by = float(half_width[end])
+                        length += by
+                        pieces.append(_end_piece(np.asarray(end, float), -_direction(b, at_start), by))
+                        signs.append(np.ones(1))
         # The junctions a stroke passes through or ends at are part of it (and of the others there).
         nodes = {n for i in members for n in kept[i].nodes if n is not None and n != CUT}
         pixels = [p for i in members for p in kept[i].pixels]
         if nodes:
             pixels += [tuple(p) for p in np.argwhere(np.isin(node_root, list(nodes)))]
         pts = np.asarray(pixels, dtype=float)[:, ::-1] - 1
-        out.append(Stroke(pts, max(length, 0.0)))
+        out.append(Stroke(pts, max(length, 0.0), np.concatenate(pieces), np.concatenate(signs)))
     return out
 
 
