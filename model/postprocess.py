@@ -31,6 +31,7 @@ from model.damage import judge_zone_damage, zone_damage
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS, ENCODER_S16
+from model.plane import DevicePlane
 from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
 from model.taxonomy import LINEAR_DEFECT_TYPES, ZONES_BY_VIEW, DefectType, View, Zone
@@ -49,6 +50,9 @@ Measure = Literal["coarse", "fine"]
 # pixel inside each edge). One pixel reads chips (pointed ends, partly covered) closer and dents
 # (round) longer than the contour alone: docs/fine-pass.md.
 FINE_BLOB_EDGE_PX = 1.0
+# A line's centreline as straight pieces (M, 2, 2; x, y in model-input pixels) and their signs, for a
+# measurement in the device's plane (`_plane_sizes`); None where the length was not measured along one.
+Centreline = tuple[np.ndarray, np.ndarray] | None
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,23 @@ def _measure_fine(comp: np.ndarray, linear: bool) -> tuple[float, float, float, 
     measure="fine"): a line's length along its centreline (`model.strokes`, ends="centre": the
     skeleton's arc length, each end run out to the mask's edge less half the line's width), a blob's
     from its pixels' extent (the contour runs through pixel centres, one pixel inside the edges)."""
+    return _measure_fine_centreline(comp, linear)[0]
+
+
+def _centreline(strokes, x0: float = 0.0, y0: float = 0.0) -> Centreline:
+    """The strokes' straight pieces and signs (`model.strokes.Stroke.segments`), moved by (x0, y0)."""
+    if not strokes:
+        return None
+    segs = np.concatenate([s.segments for s in strokes]) + np.array([x0, y0], float)
+    return segs, np.concatenate([s.signs for s in strokes])
+
+
+def _measure_fine_centreline(
+    comp: np.ndarray, linear: bool
+) -> tuple[tuple[float, float, float, np.ndarray], Centreline]:
+    """`_measure_fine`, and for a line the centreline its length sums (in `comp`'s pixels)."""
     length, width, area, contour = measure_component(comp, linear)
+    line = None
     if linear:
         ys, xs = np.nonzero(comp)
         crop = comp[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
@@ -158,10 +178,11 @@ def _measure_fine(comp: np.ndarray, linear: bool) -> tuple[float, float, float, 
         if strokes:
             length = max(sum(s.length for s in strokes), 1.0)
             width = area / length if length else 0.0
+            line = _centreline(strokes, xs.min(), ys.min())
     else:
         (_, _), (rw, rh), _ = cv2.minAreaRect(contour)
         length, width = max(rw, rh) + FINE_BLOB_EDGE_PX, min(rw, rh) + FINE_BLOB_EDGE_PX
-    return length, width, area, contour
+    return (length, width, area, contour), line
 
 
 def _pieces(
@@ -180,9 +201,14 @@ def _pieces(
     comp = mask.astype(np.uint8)
     linear = dtype in LINEAR_DEFECT_TYPES
     fine = measure == "fine"
-    whole = _measure_fine if fine else (lambda c, lin: measure_component(c, lin, footprint))
+
+    def whole(c, lin):
+        if fine:
+            return _measure_fine_centreline(c, lin)
+        return measure_component(c, lin, footprint), None
+
     if not (split_lines and dtype in STROKE_TYPES):
-        return [(comp, whole(comp, linear))]
+        return [(comp, *whole(comp, linear))]
     ys, xs = np.nonzero(comp)
     y0, x0 = ys.min(), xs.min()
     crop = comp[y0 : ys.max() + 1, x0 : xs.max() + 1]
@@ -195,9 +221,9 @@ def _pieces(
     if len(strokes) == 1 and fine:
         length, _, area, contour = measure_component(comp, linear)
         length = max(strokes[0].length, 1.0)
-        return [(comp, (length, area / length, area, contour))]
+        return [(comp, (length, area / length, area, contour), _centreline(strokes, x0, y0))]
     if len(strokes) < 2:
-        return [(comp, whole(comp, linear))]
+        return [(comp, *whole(comp, linear))]
     out = []
     for stroke, region in zip(strokes, stroke_masks(crop, strokes), strict=True):
         part = np.zeros_like(comp)
@@ -209,8 +235,58 @@ def _pieces(
         area = float(part.sum())
         length = max(stroke.length, 1.0)
         width = max(area / length - footprint, 0.0)
-        out.append((part, (length, width, area, contour)))
+        out.append((part, (length, width, area, contour), _centreline([stroke], x0, y0)))
     return out
+
+
+def _plane_sizes(
+    comp: np.ndarray,
+    measured: tuple[float, float, float, np.ndarray],
+    line: Centreline,
+    lb: Letterbox,
+    plane: DevicePlane,
+    linear: bool,
+    fine: bool,
+) -> tuple[float, float, float]:
+    """Length, width (mm) and area (mm^2) of one piece measured in the device's plane
+    (`extract_instances`' `plane`), from its model-pixel measurement `measured`:
+    a centreline's straight pieces mapped through the homography (exact); a blob's extent the
+    minimum-area rectangle of its contour mapped onto the device (plus its pixels' edge, at the local
+    scale); what was measured in pixels and not as points (a width, a ribbon length on the coarse map,
+    an area) at the Jacobian's scale at the piece's centre, along or across its main axis."""
+    length_px, width_px, area_px, contour = measured
+
+    def to_photo(xy):  # model-pixel indices -> photo-pixel indices, through the pixels' centres
+        return lb.to_original(np.asarray(xy, float) + 0.5) - 0.5
+
+    px_to_orig = lb.draft_factor / lb.scale
+    ys, xs = np.nonzero(comp)
+    pts = np.stack([xs, ys], axis=1).astype(float)
+    centre = to_photo(pts.mean(axis=0)[None])[0]
+    if len(pts) > 1:  # the main axis: the pixels' principal direction
+        _, vecs = np.linalg.eigh(np.cov((pts - pts.mean(axis=0)).T))
+        axis = vecs[:, -1]
+    else:
+        axis = np.array([1.0, 0.0])
+    across = np.array([-axis[1], axis[0]])
+    along_mm = plane.scale_along(centre, axis) * px_to_orig
+    across_mm = plane.scale_along(centre, across) * px_to_orig
+    iso_mm = plane.scale(centre) * px_to_orig
+    area = area_px * plane.area_scale(centre) * px_to_orig**2
+    if not linear:
+        ring = plane.to_mm(to_photo(contour[:, 0, :].astype(float)))
+        (_, _), (rw, rh), _ = cv2.minAreaRect(ring.astype(np.float32))
+        if fine:
+            edge = FINE_BLOB_EDGE_PX * iso_mm
+            return max(rw, rh) + edge, min(rw, rh) + edge, area
+        return max(rw, rh, iso_mm), max(min(rw, rh), iso_mm), area
+    if line is not None:
+        segs, signs = line
+        ends = to_photo(segs.reshape(-1, 2)).reshape(-1, 2, 2)
+        length = max(plane.length(ends, signs), iso_mm)
+    else:
+        length = length_px * along_mm
+    return length, width_px * across_mm, area
 
 
 def vote_zone(cells: np.ndarray, view: View | None = None) -> Zone:
@@ -239,6 +315,7 @@ def extract_instances(
     encoder_features: np.ndarray | None = None,
     measure: Measure = "coarse",
     stroke_options: dict | None = None,
+    plane: DevicePlane | None = None,
 ) -> list[DefectInstance]:
     """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
     `encoder_features`: the photo's `model.outputs.ENCODER_S16` output, which a card's zone-damage
@@ -249,7 +326,12 @@ def extract_instances(
     or "fine" (maps whose pixel is no wider than the defect, the fine pass's tiles at 0.05 mm/px:
     lines along their centreline, blobs from their pixels' extent, `_measure_fine`).
     `stroke_options`: keyword arguments for `model.strokes.split_strokes` (ends, max_turn_deg,
-    orientation: a per-pixel map of the model-input frame, cut to each component)."""
+    orientation: a per-pixel map of the model-input frame, cut to each component).
+    `plane`: measure in the device's plane (`model.plane`: the homography from the original photo's
+    pixels to the device's rectangle in mm) instead of at one `scale.per_px` for the whole photo:
+    centrelines and blob outlines mapped through it, widths and areas at its local scale
+    (`_plane_sizes`). Sizes are then in mm whatever `scale.units`; zone damage keeps `scale`. Off
+    (None) by default: every measurement is as before."""
     probs = upsample(defect_probs.astype(np.float32), input_size)
     zones = upsample(zone_probs.astype(np.float32), input_size).argmax(axis=0)
     px_to_orig = lb.draft_factor / lb.scale  # model-input pixel -> original pixel
@@ -268,7 +350,15 @@ def extract_instances(
             if stats[k, cv2.CC_STAT_AREA] < MIN_COMPONENT_PX:
                 continue
             pieces = _pieces(labels == k, dtype, footprint, split_lines, measure, stroke_options)
-            for comp, (length, width, area, contour) in pieces:
+            for comp, measured, line in pieces:
+                length, width, area, contour = measured
+                units, per = scale.units, unit
+                if plane is not None:
+                    linear = dtype in LINEAR_DEFECT_TYPES
+                    length, width, area = _plane_sizes(
+                        comp, measured, line, lb, plane, linear, measure == "fine"
+                    )
+                    units, per = "mm", 1.0
                 zone = vote_zone(zones[comp.astype(bool)], view)
                 peak = float(probs[d][comp.astype(bool)].max())
                 conf = instance_confidence(
@@ -294,10 +384,10 @@ def extract_instances(
                         polygon=[(float(x), float(y)) for x, y in poly],
                         confidence=conf,
                         measurement=Measurement(
-                            units=scale.units,
-                            length=length * unit,
-                            width=width * unit,
-                            area=area * unit * unit,
+                            units=units,
+                            length=length * per,
+                            width=width * per,
+                            area=area * per * per,
                         ),
                     )
                 )
