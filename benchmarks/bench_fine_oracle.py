@@ -44,6 +44,14 @@ python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifes
 python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifest.jsonl --measure fine
         --fine-types scratch chip dent --orientation --ablation --joins 10 --budgets 8 16 32
     (one command line) The re-run of docs/fine-pass.md ("Measuring in the fine pass").
+
+    `--plane homography` measures every design's sizes in the device's plane instead of at one mm/px
+    for the photo (`model.plane`, `extract_instances(plane=...)`): the homography from the device's
+    outline in the true zone mask (a perfect zone head at the photo's pixels) to the catalogue's
+    rectangle for the photo's view; `--plane homography-coarse` fits the outline of the coarse pass's
+    zone cells instead (what a 384 px zone map holds). The report adds how far the fitted plane's scale
+    at the device's centre is from the photo's mm/px (exact there in the generator). `lengths --plane
+    homography` adds the plane's column to each defect measured alone.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ LINE_FILTER_K = 6.0  # response above median + K * MAD of the device's responses
 FRAME_FILL = 0.9
 CONTRAST_FLOOR_PX = 0.6  # training/synth/defects.py `_draw_scratch`: thinner lines look this wide
 FINE_TYPES = ("scratch", "chip")
+PLANES = ("none", "homography", "homography-coarse")  # how sizes are measured (`device_plane`)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,7 +319,46 @@ def line_orientation(mask: np.ndarray, sigma: float | None = None) -> np.ndarray
     return out
 
 
-def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_native, w, h, cache, setting):
+def device_plane(rec, zone_native: np.ndarray | None, how: str, zone_cells=None, lb=None, stride: int = 1):
+    """The device's plane for `extract_instances(plane=...)` (`model.plane`): the homography from the
+    photo's pixels to the device's rectangle in mm, the rectangle's size from the catalogue (the photo's
+    device model and view), its corners from the device's outline. `how`: "none" (None: one mm/px for
+    the photo, as before), "homography" (the outline of the true zone mask at the photo's pixels: a
+    perfect zone head at full resolution) or "homography-coarse" (the outline of the coarse pass's zone
+    cells, `zone_cells` at `stride` model pixels through `lb`: what serving's 384 px zone map holds)."""
+    from model.catalogue import lookup_device
+    from model.plane import fit_device_plane, plane_size_mm
+
+    if how == "none" or not rec.device_model:
+        return None
+    size_mm = plane_size_mm(lookup_device(rec.device_model), rec.view)
+    if how == "homography":
+        return fit_device_plane(zone_native > 0, size_mm)
+
+    def to_photo(cells):  # cell indices -> the model pixel each was read at -> photo pixel indices
+        return lb.to_original(np.asarray(cells, float) * stride + stride // 2 + 0.5) - 0.5
+
+    return fit_device_plane(zone_cells > 0, size_mm, to_photo)
+
+
+def plane_centre_error(plane, native_mm: float) -> float:
+    """How far the fitted plane's scale along the device's long side, at the device's centre (the
+    rectangle's centre mapped back into the photo), is from the photo's mm/px (relative). The
+    generator's camera is exactly the photo's mm/px there in every direction (its perspective is zero
+    at the device centre), so this is the fit's own error; along the long side, because the short side
+    of a side view is a few dozen pixels, where half a pixel of outline is a percent."""
+    long_mm, short_mm = plane.size_mm
+    c = np.linalg.inv(plane.h) @ np.array([long_mm / 2, short_mm / 2, 1.0])
+    centre = c[:2] / c[2]
+    along = np.linalg.solve(
+        plane.jacobian(centre), np.array([1.0, 0.0])
+    )  # photo px per mm along the long side
+    return 1.0 / float(np.hypot(*along)) / native_mm - 1.0
+
+
+def _fine_instances(
+    truths, zone_native, box, native_mm, tile_mm, tiles, tile_native, w, h, cache, setting, plane=None
+):
     """A perfect fine network's stitched maps inside `tiles` -> instances, each with the width a width
     head would read (max(true, contrast floor)) and the width measured from pixels. Returns (pairs of
     instances, the canvas's mm per pixel)."""
@@ -371,6 +419,7 @@ def _fine_instances(truths, zone_native, box, native_mm, tile_mm, tiles, tile_na
         side,
         measure=setting.measure,
         stroke_options=options,
+        plane=plane,
     )
     out = []
     floor = CONTRAST_FLOOR_PX * res
@@ -442,12 +491,15 @@ def oracle(
     joins: tuple[float, ...] = (),
     start: int = 0,
     dump: str | None = None,
+    plane: str = "none",
 ) -> dict:
     """The table of the module docstring. `setting`: how the fine pass measures (default: as first
     measured). `ablation`: add rows at K = all for each step from the first measurement to `setting`
     (`ablation_steps`), named "step N". `joins`: add rows at K = all with `setting` at these join
     angles and no orientation head, named "join J". `start`, `dump`: grade the photos from `start` on
-    and pickle the tallies to `dump`, for `report` to put shards run side by side together."""
+    and pickle the tallies to `dump`, for `report` to put shards run side by side together.
+    `plane`: how every design measures sizes (`device_plane`): "none", one mm/px per photo as before;
+    "homography" or "homography-coarse", in the device's plane."""
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -473,7 +525,7 @@ def oracle(
     designs = ["coarse"] + [_run_name(*r) for r in runs]
     tally = {d: Tally() for d in designs}
     all_types = sorted({t for _, _, st in runs for t in st.fine_types})
-    widths, natives, tiles_gallery = [], [], []
+    widths, natives, tiles_gallery, plane_errors = [], [], [], []
     for n_done, it in enumerate(items):
         rec = it.record
         path = resolve(it.manifest, rec.image)
@@ -494,7 +546,11 @@ def oracle(
         zone_probs = np.eye(len(ZONE_CHANNELS), dtype=np.float32)[np.clip(zcells, 0, 4)].transpose(2, 0, 1)
         _, lb = prepare(path, size, cbox)
         scale = Scale("mm", native, True)
-        coarse = extract_instances(defect, zone_probs, lb, thr, scale, size)
+        zone_native = read_mask(resolve(it.manifest, rec.zone_mask))
+        dplane = device_plane(rec, zone_native, plane, zcells, lb, s)
+        if dplane is not None:
+            plane_errors.append(plane_centre_error(dplane, native))
+        coarse = extract_instances(defect, zone_probs, lb, thr, scale, size, plane=dplane)
         coarse_px = native * lb.draft_factor / lb.scale  # mm per model-input pixel of the coarse pass
         gts = gt_instances(SimpleNamespace(item=it, lb=lb), size)
 
@@ -547,7 +603,6 @@ def oracle(
         # (b), (c): the fine pass. Native-resolution truth and photo, cropped to the true device box.
         h, w = rec.height, rec.width
         box = true_device_box(it, 1.0, CROP_MARGIN)
-        zone_native = read_mask(resolve(it.manifest, rec.zone_mask))
         truths = []
         for inst in rec.instances:
             if inst.type.value in all_types and inst.mask is not None:
@@ -607,7 +662,7 @@ def oracle(
                 tiles, n_prop = _choose_tiles(net, line, crit, budget, min_line)
             truncated = budget is not None and n_prop > budget
             fine, fine_mm = _fine_instances(
-                truths, zone_native, box, native, use_mm, tiles, tile_native, w, h, cache, st
+                truths, zone_native, box, native, use_mm, tiles, tile_native, w, h, cache, st, dplane
             )
             tset = set(tiles)
             keep = [
@@ -647,7 +702,20 @@ def oracle(
         del truths
         if (n_done + 1) % 10 == 0:
             print(f"  {n_done + 1}/{len(items)} photos", file=sys.stderr, flush=True)
-    _report(manifest, items, tally, designs, widths, natives, cut, min_line_mm, setting, steps)
+    _report(
+        manifest,
+        items,
+        tally,
+        designs,
+        widths,
+        natives,
+        cut,
+        min_line_mm,
+        setting,
+        steps,
+        plane,
+        plane_errors,
+    )
     if dump:
         state = {
             "manifest": manifest,
@@ -661,6 +729,8 @@ def oracle(
             "min_line_mm": min_line_mm,
             "setting": setting,
             "steps": steps,
+            "plane": plane,
+            "plane_errors": plane_errors,
         }
         Path(dump).write_bytes(pickle.dumps(state))
     if gallery and tiles_gallery:
@@ -669,14 +739,15 @@ def oracle(
     return tally
 
 
-def lengths(manifest: str, limit: int) -> list:
+def lengths(manifest: str, limit: int, plane: str = "none") -> list:
     """Each true scratch, chip and dent measured alone (no neighbour to merge with, no tile edge) on
     the fine canvas at 0.05 mm/px: the serving measurement before (`measure_component`, outline) and
     after (`measure="fine"`), against the generator's length, split by the photo's tilt (one mm/px per
-    photo: a tilted device's near side is larger than its far side)."""
+    photo: a tilted device's near side is larger than its far side). `plane="homography"` adds the
+    fine measurement in the device's plane (`device_plane`, from the true zone mask)."""
     from model.crop import CROP_MARGIN
     from model.manifest import resolve
-    from model.postprocess import _measure_fine, measure_component
+    from model.postprocess import _measure_fine, _measure_fine_centreline, _plane_sizes, measure_component
     from training.dataset import letterbox_mask, read_mask, true_device_box
 
     rows = []
@@ -685,6 +756,9 @@ def lengths(manifest: str, limit: int) -> list:
         box = true_device_box(it, 1.0, CROP_MARGIN)
         lb, side, res = _canvas_lb(box, rec.mm_per_px, FINE_MM, rec.width, rec.height)
         tilt = max(abs(rec.meta.get("tilt_x") or 0.0), abs(rec.meta.get("tilt_y") or 0.0))
+        dplane = None
+        if plane != "none":
+            dplane = device_plane(rec, read_mask(resolve(it.manifest, rec.zone_mask)), plane)
         for inst in rec.instances:
             ty = inst.type.value
             if ty not in ("scratch", "chip", "dent") or inst.mask is None or not inst.length_mm:
@@ -698,15 +772,22 @@ def lengths(manifest: str, limit: int) -> list:
             crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
             before = measure_component(crop, line)[0] * res
             after = _measure_fine(crop, line)[0] * res
-            rows.append((ty, inst.length_mm, before, after, res, tilt))
+            in_plane = after
+            if dplane is not None:
+                measured, centreline = _measure_fine_centreline(m, line)
+                in_plane = _plane_sizes(m, measured, centreline, lb, dplane, line, True)[0]
+            rows.append((ty, inst.length_mm, before, after, res, tilt, in_plane))
     print(
         f"each true defect measured alone at {FINE_MM} mm/px ({limit} photos at most): median |error| (signed)"
     )
+    columns = [(2, "outline (before)"), (3, "centreline / extent (fine)")]
+    if plane != "none":
+        columns.append((6, f"fine, in the device's plane ({plane})"))
     for ty in ("scratch", "chip", "dent"):
         r = [x for x in rows if x[0] == ty]
         if not r:
             continue
-        for j, label in ((2, "outline (before)"), (3, "centreline / extent (fine)")):
+        for j, label in columns:
             e = np.array([(x[j] - x[1]) / x[1] for x in r])
             px = np.array([(x[j] - x[1]) / x[4] for x in r])
             print(
@@ -715,14 +796,15 @@ def lengths(manifest: str, limit: int) -> list:
             )
     r = [x for x in rows if x[0] == "scratch"]
     tilt = np.array([x[5] for x in r])
-    e = np.array([(x[3] - x[1]) / x[1] for x in r])
-    for lo, hi in ((0.0, 0.01), (0.01, 0.03), (0.03, 1.0)):
-        sel = (tilt >= lo) & (tilt < hi)
-        if sel.any():
-            print(
-                f"  scratches, fine, photo tilt {lo}-{hi}: n {sel.sum()}, median |error| "
-                f"{np.median(np.abs(e[sel])):.1%} ({np.median(e[sel]):+.1%})"
-            )
+    for j, label in columns[1:]:
+        e = np.array([(x[j] - x[1]) / x[1] for x in r])
+        for lo, hi in ((0.0, 0.01), (0.01, 0.03), (0.03, 1.0)):
+            sel = (tilt >= lo) & (tilt < hi)
+            if sel.any():
+                print(
+                    f"  scratches, {label}, photo tilt {lo}-{hi}: n {sel.sum()}, median |error| "
+                    f"{np.median(np.abs(e[sel])):.1%} ({np.median(e[sel]):+.1%})"
+                )
     return rows
 
 
@@ -742,11 +824,13 @@ def report(dumps: list[str]) -> dict:
     states = sorted((pickle.loads(Path(d).read_bytes()) for d in dumps), key=lambda st: st["start"])
     first = states[0]
     tally = {d: Tally() for d in first["designs"]}
-    widths, natives = [], []
+    widths, natives, plane_errors = [], [], []
     for st in states:
         assert st["designs"] == first["designs"] and st["setting"] == first["setting"]
+        assert st.get("plane", "none") == first.get("plane", "none")
         widths += st["widths"]
         natives += st["natives"]
+        plane_errors += st.get("plane_errors", [])
         for d, tl in st["tally"].items():
             out = tally[d]
             for f in fields(Tally):
@@ -772,6 +856,8 @@ def report(dumps: list[str]) -> dict:
         first["min_line_mm"],
         first["setting"],
         first["steps"],
+        first.get("plane", "none"),
+        plane_errors,
     )
     return tally
 
@@ -803,7 +889,18 @@ def _band(rows) -> str:
 
 
 def _report(
-    manifest, items, tally, designs, widths, natives, cut, min_line_mm, setting=None, steps=()
+    manifest,
+    items,
+    tally,
+    designs,
+    widths,
+    natives,
+    cut,
+    min_line_mm,
+    setting=None,
+    steps=(),
+    plane="none",
+    plane_errors=(),
 ) -> None:
     from bench_model import true_instances
 
@@ -817,6 +914,15 @@ def _report(
     )
     if setting is not None:
         print(f"fine pass: {setting.label()}")
+    if plane != "none":
+        e = np.abs(np.asarray(plane_errors, float))
+        fit = (
+            f"the fitted plane's scale at the device centre against the photo's mm/px: median {np.median(e):.2%}, "
+            f"90% {np.quantile(e, 0.9):.2%}, max {e.max():.2%} ({len(e)} of {len(items)} photos fitted)"
+            if len(e)
+            else "no plane fitted"
+        )
+        print(f"sizes in the device's plane ({plane}); {fit}")
     print(
         "design | K | scratch recall | median length error | median signed length error | BM acc (width head) "
         "| BM acc (pixel widths) | fallback to 0.1 | truncated at K | tiles used (mean) "
@@ -1000,6 +1106,13 @@ def main() -> None:
         type=float,
         help="measure fine: what a blob's extent adds to its contour's (model.postprocess.FINE_BLOB_EDGE_PX)",
     )
+    o.add_argument(
+        "--plane",
+        choices=PLANES,
+        default="none",
+        help="measure in the device's plane: the homography from the outline (true zone mask, or the coarse "
+        "pass's zone cells) to the catalogue's rectangle (model.plane); none: one mm/px per photo",
+    )
     o.add_argument("--start", type=int, default=0, help="grade the photos from this one on (a shard)")
     o.add_argument("--dump", help="pickle the tallies here, for `report`")
     r = sub.add_parser("report", help="the table of shards run side by side (oracle --dump)")
@@ -1007,6 +1120,9 @@ def main() -> None:
     ln = sub.add_parser("lengths", help="each true defect measured alone, before and after --measure fine")
     ln.add_argument("--manifest", required=True)
     ln.add_argument("--limit", type=int, default=200)
+    ln.add_argument(
+        "--plane", choices=("none", "homography"), default="none", help="add the plane's measurement"
+    )
     args = ap.parse_args()
     if args.cmd == "oracle":
         if args.blob_edge_px is not None:
@@ -1027,11 +1143,12 @@ def main() -> None:
             tuple(args.joins),
             args.start,
             args.dump,
+            args.plane,
         )
     elif args.cmd == "report":
         report(args.dumps)
     elif args.cmd == "lengths":
-        lengths(args.manifest, args.limit)
+        lengths(args.manifest, args.limit, args.plane)
     elif args.cmd == "synth":
         synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
 

@@ -129,3 +129,21 @@ def test_shards_add_up_to_the_whole(bench, tmp_path, capsys):
     for name, tl in whole.items():
         assert merged[name].right == tl.right and merged[name].band == tl.band
         assert merged[name].found == tl.found and merged[name].confusions == tl.confusions
+
+
+def test_fine_oracle_measures_in_the_device_plane(bench, tmp_path, capsys):
+    from model.manifest import resolve
+    from training.dataset import read_mask
+
+    manifest = bench.synth(n=3, seed=11, out=str(tmp_path / "synth"), size=768, fill=0.9)
+    setting = bench.Setting("fine", ("scratch", "chip", "dent"), 20.0, False)
+    tally = bench.oracle(str(manifest), [4], 3, 0.25, 2.0, None, setting=setting, plane="homography")
+    out = capsys.readouterr().out
+    assert "sizes in the device's plane (homography)" in out
+    assert len(tally["fine all"].right) == len(tally["coarse"].right) > 0
+    for it in bench._graded_items(str(manifest)):
+        zone = read_mask(resolve(it.manifest, it.record.zone_mask))
+        plane = bench.device_plane(it.record, zone, "homography")
+        # The generator's camera is exactly the photo's mm/px at the device's centre.
+        assert abs(bench.plane_centre_error(plane, it.record.mm_per_px)) < 0.01
+    assert bench.device_plane(it.record, zone, "none") is None
