@@ -39,6 +39,8 @@ SIDE_FIT_SHARE = 0.5
 # corner arc is inside anyway; the margin keeps a point assigned to the wrong side out).
 SIDE_SUPPORT_MARGIN = 0.1
 FIT_ITERATIONS = 3
+# Outline points farther than this inside the outline's convex hull are in a notch (`_largest_contour`).
+HULL_TOLERANCE_PX = 1.5
 # A side whose middle points lie within this RMS (pixels) of their line is straight: the line through
 # them is its side (a pixel staircase is about 0.3 px RMS); farther, it is curved and supported at its apex.
 STRAIGHT_RMS_PX = 0.75
@@ -60,12 +62,21 @@ def plane_size_mm(spec: DeviceSpec, view: View | str | None) -> tuple[float, flo
 
 
 def _largest_contour(mask: np.ndarray) -> np.ndarray | None:
+    """The outline points of the largest region of `mask` that lie on its convex hull: a device is
+    convex (and stays so through a camera), so a notch in its outline is a defect (a chip or a dent on
+    the edge, drawn as background) or a segmentation error, and would tilt the side it is on."""
     m = (np.asarray(mask) > 0).astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     c = max(contours, key=cv2.contourArea)
-    return c[:, 0, :].astype(np.float64) if len(c) >= 8 else None
+    if len(c) < 8:
+        return None
+    hull = cv2.convexHull(c).astype(np.float32)
+    inside = np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), True) for x, y in c[:, 0, :]])
+    pts = c[:, 0, :].astype(np.float64)
+    on_hull = inside <= HULL_TOLERANCE_PX
+    return pts[on_hull] if on_hull.sum() >= 8 else pts
 
 
 def _intersect(p: np.ndarray, d: np.ndarray, q: np.ndarray, e: np.ndarray) -> np.ndarray | None:

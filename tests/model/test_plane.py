@@ -88,6 +88,21 @@ def test_device_quad_corners_are_the_sharp_rectangle_s():
     assert nearest.max() < 1.5
 
 
+def test_a_notch_in_the_outline_does_not_tilt_its_side():
+    # A chip or dent on the edge is drawn as background: the outline is no longer convex there.
+    long_mm, short_mm, ppm = 160.0, 8.0, 3.4  # a side view, where a notch spans much of the strip
+    h = _camera(long_mm, short_mm, ppm)
+    mask = _device_mask(h, long_mm, short_mm, 4.0)
+    whole = fit_device_plane(mask, (long_mm, short_mm))
+    notch = _apply(h, [[30.0, 4.5], [36.0, 1.0], [42.0, 4.5]])
+    cv2.fillPoly(mask, [np.round(notch).astype(np.int32)], 0)
+    notched = fit_device_plane(mask, (long_mm, short_mm))
+    pts = _apply(h, [[-75.0, 0.0], [75.0, 0.0], [0.0, -3.0], [0.0, 3.0]])
+    for plane in (whole, notched):
+        assert plane.length(np.array([pts[:2]])) == pytest.approx(150.0, rel=0.004)
+        assert plane.length(np.array([pts[2:]])) == pytest.approx(6.0, rel=0.05)
+
+
 def test_jacobian_and_lengths_through_a_plane():
     h = np.array([[0.1, 0.02, 3.0], [-0.01, 0.12, 1.0], [1e-4, -2e-4, 1.0]])
     plane = DevicePlane(h)
