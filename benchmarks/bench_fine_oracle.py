@@ -52,6 +52,11 @@ python benchmarks/bench_fine_oracle.py oracle --manifest /tmp/synth_fine/manifes
     zone cells instead (what a 384 px zone map holds). The report adds how far the fitted plane's scale
     at the device's centre is from the photo's mm/px (exact there in the generator). `lengths --plane
     homography` adds the plane's column to each defect measured alone.
+
+python benchmarks/bench_fine_oracle.py planefit --manifest /tmp/synth_fine/manifest.jsonl --coarse
+    Lengths between random pairs of the device's pixels, at one mm/px for the photo and through the
+    fitted planes, against the generator's camera rebuilt from the photo's record: the measurement's
+    own error before any defect is drawn.
 """
 
 from __future__ import annotations
@@ -354,6 +359,99 @@ def plane_centre_error(plane, native_mm: float) -> float:
         plane.jacobian(centre), np.array([1.0, 0.0])
     )  # photo px per mm along the long side
     return 1.0 / float(np.hypot(*along)) / native_mm - 1.0
+
+
+def camera_length_errors(rec, zone_native: np.ndarray, centre, plane=None, n: int = 200, seed: int = 0):
+    """Relative errors of lengths between `n` random pairs of the device's pixels in the photo, against
+    the generator's camera: measured through `plane` (`model.plane.DevicePlane`), or at the photo's one
+    mm/px when None. The camera is rebuilt from the photo's record (its mm/px, rotation and tilt, the
+    half extent `choose_pose` uses) and placed at `centre`, the device's centre in the photo (a fitted
+    plane's: a translation, a pixel off there changes no length measurably)."""
+    from model.catalogue import lookup_device
+    from model.plane import plane_size_mm
+    from training.synth.geometry import camera_homography
+
+    ppm = 1.0 / rec.mm_per_px
+    half_mm = max(plane_size_mm(lookup_device(rec.device_model), rec.view)) / 2
+    tilt = (float(rec.meta["tilt_x"]), float(rec.meta["tilt_y"]))
+    rot = math.radians(float(rec.meta["rotation_deg"]))
+    cam = camera_homography((0.0, 0.0), tuple(centre), rot, tilt, half_mm * ppm)
+    to_mm = np.linalg.inv(cam @ np.diag([ppm, ppm, 1.0]))
+    ys, xs = np.nonzero(zone_native > 0)
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(len(xs), size=(2, n))
+    pa, pb = np.stack([xs[a], ys[a]], 1).astype(float), np.stack([xs[b], ys[b]], 1).astype(float)
+
+    def through(h, p):
+        q = np.concatenate([p, np.ones((len(p), 1))], axis=1) @ h.T
+        return q[:, :2] / q[:, 2:3]
+
+    true = np.hypot(*(through(to_mm, pa) - through(to_mm, pb)).T)
+    if plane is None:
+        got = np.hypot(*(pa - pb).T) * rec.mm_per_px
+    else:
+        got = np.hypot(*(plane.to_mm(pa) - plane.to_mm(pb)).T)
+    keep = true > 1.0  # mm: a pair of nearly the same point has no length to be wrong about
+    return got[keep] / true[keep] - 1.0
+
+
+def device_centre(plane) -> tuple[float, float]:
+    """The device's centre in the photo: the centre of the plane's rectangle mapped back."""
+    long_mm, short_mm = plane.size_mm
+    c = np.linalg.inv(plane.h) @ np.array([long_mm / 2, short_mm / 2, 1.0])
+    return float(c[0] / c[2]), float(c[1] / c[2])
+
+
+def planefit(manifest: str, limit: int, coarse: bool = False) -> dict:
+    """How well each way of measuring reads lengths on the device, before any defect: random pairs of
+    the device's pixels measured at one mm/px for the photo, through the plane fitted to the true zone
+    mask, and (`coarse`) through the plane fitted to the coarse pass's zone cells, against the
+    generator's camera (`camera_length_errors`). Prints, per view and over all photos, the median and
+    90th percentile of the pairs' |relative error|."""
+    from model.crop import CROP_MARGIN, MIN_GAIN
+    from model.manifest import resolve
+    from model.preprocess import prepare
+    from training.dataset import build_targets, read_mask, true_device_box
+
+    ways = ["one mm/px", "plane (true zone mask)"] + (["plane (coarse zone cells)"] if coarse else [])
+    errors: dict = {}
+    for it in _graded_items(manifest)[:limit]:
+        rec = it.record
+        zone = read_mask(resolve(it.manifest, rec.zone_mask))
+        fine = device_plane(rec, zone, "homography")
+        if fine is None:
+            continue
+        planes = [None, fine]
+        if coarse:
+            path = resolve(it.manifest, rec.image)
+            _, whole = prepare(path, COARSE_SIZE)
+            cbox = true_device_box(it, whole.draft_factor, CROP_MARGIN)
+            if (
+                cbox is not None
+                and max(whole.region_size) / max(cbox[2] - cbox[0], cbox[3] - cbox[1]) < MIN_GAIN
+            ):
+                cbox = None
+            t = build_targets(it, COARSE_SIZE, cbox)
+            s = COARSE_STRIDE
+            zcells = t["zone"][s // 2 :: s, s // 2 :: s].astype(int)
+            _, lb = prepare(path, COARSE_SIZE, cbox)
+            planes.append(device_plane(rec, zone, "homography-coarse", zcells, lb, s))
+        centre = device_centre(fine)
+        side = "side" if rec.view not in ("front", "back") else "front/back"
+        for way, pl in zip(ways, planes, strict=True):
+            if pl is None and way != "one mm/px":
+                continue
+            e = np.abs(camera_length_errors(rec, zone, centre, pl))
+            for group in (side, "all"):
+                errors.setdefault((way, group), []).append(e)
+    print(f"lengths between random pairs of device pixels against the generator's camera ({manifest})")
+    for (way, group), es in sorted(errors.items(), key=lambda kv: (kv[0][1], ways.index(kv[0][0]))):
+        pooled = np.concatenate(es)
+        print(
+            f"  {group}, {way}: {len(es)} photos; |error| median {np.median(pooled):.2%}, "
+            f"90% {np.quantile(pooled, 0.9):.2%}, max {pooled.max():.2%}"
+        )
+    return errors
 
 
 def _fine_instances(
@@ -1123,6 +1221,10 @@ def main() -> None:
     ln.add_argument(
         "--plane", choices=("none", "homography"), default="none", help="add the plane's measurement"
     )
+    pf = sub.add_parser("planefit", help="lengths on the device at one mm/px and through the fitted planes")
+    pf.add_argument("--manifest", required=True)
+    pf.add_argument("--limit", type=int, default=200)
+    pf.add_argument("--coarse", action="store_true", help="also the plane from the coarse pass's zone cells")
     args = ap.parse_args()
     if args.cmd == "oracle":
         if args.blob_edge_px is not None:
@@ -1149,6 +1251,8 @@ def main() -> None:
         report(args.dumps)
     elif args.cmd == "lengths":
         lengths(args.manifest, args.limit, args.plane)
+    elif args.cmd == "planefit":
+        planefit(args.manifest, args.limit, args.coarse)
     elif args.cmd == "synth":
         synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
 

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fine_oracle.py"
@@ -146,4 +147,10 @@ def test_fine_oracle_measures_in_the_device_plane(bench, tmp_path, capsys):
         plane = bench.device_plane(it.record, zone, "homography")
         # The generator's camera is exactly the photo's mm/px at the device's centre.
         assert abs(bench.plane_centre_error(plane, it.record.mm_per_px)) < 0.01
+        # Lengths across the device through the plane, against the generator's camera.
+        centre = bench.device_centre(plane)
+        err = bench.camera_length_errors(it.record, zone, centre, plane)
+        assert np.median(np.abs(err)) < 0.005
     assert bench.device_plane(it.record, zone, "none") is None
+    bench.planefit(str(manifest), 3)
+    assert "plane (true zone mask)" in capsys.readouterr().out
