@@ -12,7 +12,12 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
   before its crack head, which tells a shattered screen from a scratched one or a wallpaper far better
   than the crack map (docs/model-history.md);
 - `joint_s16_v1`: both, so that one model can lean on the encoder for real photos and on the crack map
-  where the network's crack head is good (synthetic devices).
+  where the network's crack head is good (synthetic devices);
+- `joint_s16_v2` (fitted since 2026-12-04): as v1 with two more statistics per channel, the mean of its
+  top tenth of the zone's cells and its standard deviation. Where a pattern covers part of the glass
+  they say how much and how unevenly, which the mean and the maximum alone do not; cross-fitted on the
+  real fit photos (`benchmarks/bench_damage_cv.py`) it halved the crack calls on black-barred intact
+  photos (the format shortcut) and on MSD's worn screens (docs/model-history.md).
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
 the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
@@ -46,6 +51,8 @@ FEATURES: tuple[str, ...] = ("logit_max", "logit_top", "logit_touched", "logit_m
 CRACK_MAP = "crack_map_v1"
 ENCODER_POOL = "encoder_s16_v1"
 JOINT = "joint_s16_v1"  # the encoder's pooled features, then the crack map's statistics
+JOINT_V2 = "joint_s16_v2"  # as JOINT, each channel pooled four ways (`_encoder_pool`)
+TOP_CELLS = 0.1  # joint_s16_v2's "top": the mean of a channel's top tenth of the zone's feature cells
 
 
 def _logit(p: float) -> float:
@@ -60,8 +67,8 @@ def zone_features(outputs: Mapping[str, np.ndarray], zone: Zone, kind: str = CRA
     n = int(cells.sum())
     if n < MIN_ZONE_CELLS:
         return None
-    if kind in (ENCODER_POOL, JOINT):
-        pooled = _encoder_pool(outputs.get(ENCODER_S16), cells)
+    if kind in (ENCODER_POOL, JOINT, JOINT_V2):
+        pooled = _encoder_pool(outputs.get(ENCODER_S16), cells, four_ways=kind == JOINT_V2)
         if pooled is None or kind == ENCODER_POOL:
             return pooled
         return np.concatenate([pooled, _crack_stats(outputs["defect_probs"], cells)])
@@ -84,15 +91,23 @@ def _crack_stats(defect_probs: np.ndarray, cells: np.ndarray) -> np.ndarray:
     )
 
 
-def _encoder_pool(features: np.ndarray | None, cells: np.ndarray) -> np.ndarray | None:
-    """Each channel's mean and maximum over the feature cells that hold some of the zone's mask cells."""
+def _encoder_pool(
+    features: np.ndarray | None, cells: np.ndarray, four_ways: bool = False
+) -> np.ndarray | None:
+    """Each channel's mean and maximum over the feature cells that hold some of the zone's mask cells;
+    `four_ways`: then the mean of its top `TOP_CELLS` of those cells (at least one) and its standard
+    deviation too."""
     if features is None:
         return None
     h = features.shape[-1]
     f = cells.shape[0] // h
     mask = cells[: h * f, : h * f].reshape(h, f, h, f).any(axis=(1, 3))
     v = features[:, mask].astype(np.float64)
-    return np.concatenate([v.mean(axis=1), v.max(axis=1)])
+    stats = [v.mean(axis=1), v.max(axis=1)]
+    if four_ways:
+        k = max(1, round(TOP_CELLS * v.shape[1]))
+        stats += [np.sort(v, axis=1)[:, -k:].mean(axis=1), v.std(axis=1)]
+    return np.concatenate(stats)
 
 
 class ZoneDamageModel(BaseModel):
@@ -101,7 +116,7 @@ class ZoneDamageModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: Literal["crack_map_v1", "encoder_s16_v1", "joint_s16_v1"] = CRACK_MAP
+    features: Literal["crack_map_v1", "encoder_s16_v1", "joint_s16_v1", "joint_s16_v2"] = CRACK_MAP
     mean: tuple[float, ...] = ()  # the features' standardisation; empty: none
     scale: tuple[float, ...] = ()
     weights: tuple[float, ...]

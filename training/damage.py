@@ -20,20 +20,26 @@ So the held-apart real photos (all held-apart photos where the real ones lack a 
 that best separates cracked from not (Youden's J, each source and class weighted as in the fit), and
 the model's bias is shifted so that the cut is its 0.5: the order of the photos (AUROC) is unchanged,
 the counted cracks are the ones real photos chose.
+
+A real validation split is small (33 intact phones_web screens): `cross_fitted` judges every fit photo
+by a model fitted the same way without its device group's fold, which `benchmarks/bench_damage_cv.py`
+prints beside the validation figures.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from model.damage import CRACK_MAP, GLASS_ZONES, JOINT, ZoneDamageModel, zone_features
+from model.damage import CRACK_MAP, GLASS_ZONES, JOINT, JOINT_V2, ZoneDamageModel, zone_features
 from model.outputs import ENCODER_S16
 from model.taxonomy import DefectType, View, Zone
+from training.dataset import device_group
 from training.predict import Prediction
 
 # Down to 0.001: with an encoder trained on the real train photos (the 2026-12-04 GPU recipe), their
@@ -69,6 +75,7 @@ class ZoneSample:
     features: np.ndarray
     cracked: bool
     synthetic: bool = False  # the truth is the generator's (complete instance labels)
+    group: str = ""  # the device group (`training.dataset.device_group`): copies with their originals
 
 
 def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP) -> list[ZoneSample]:
@@ -81,7 +88,7 @@ def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP)
         f = zone_features(p.outputs, zone, kind)
         if f is not None:
             rec = p.item.record
-            out.append(ZoneSample(rec.source, f, truth, rec.instances_complete))
+            out.append(ZoneSample(rec.source, f, truth, rec.instances_complete, device_group(rec)))
     return out
 
 
@@ -169,17 +176,63 @@ def choose_cut(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, floa
     return best[1], best[0]
 
 
+def cross_fitted(
+    fit: Sequence[ZoneSample], choose: Sequence[ZoneSample], kind: str = CRACK_MAP, folds: int = 5
+) -> np.ndarray:
+    """Each `fit` photo's probability from a model fitted as `fit_zone_damage` (its C and cut chosen on
+    `choose`) without the fold of its device group: an out-of-fold estimate of how the zone-damage fit
+    generalises, over many more photos than a validation split holds. The folds are a fixed hash of
+    the group, so copies go with their originals and every run splits alike. NaN where a fold's
+    model could not be fitted (too few of a class)."""
+    fold = np.array([zlib.crc32(s.group.encode()) % folds for s in fit])
+    out = np.full(len(fit), np.nan)
+    for k in range(folds):
+        model, _ = fit_zone_damage([s for s, f in zip(fit, fold, strict=True) if f != k], choose, kind)
+        if model is not None:
+            for i in np.flatnonzero(fold == k):
+                out[i] = model.probability(fit[i].features)
+    return out
+
+
+def feature_kinds(preds: Sequence[Prediction]) -> tuple[str, ...]:
+    """The zone features a fit may read: the encoder's (pooled two ways or four, `model.damage`) and the
+    crack map's where the model file gives the encoder's features (`ENCODER_S16`), else the crack map's."""
+    return (JOINT, JOINT_V2) if preds and ENCODER_S16 in preds[0].outputs else (CRACK_MAP,)
+
+
+def out_of_fold_log_loss(fit: Sequence[ZoneSample], choose: Sequence[ZoneSample], kind: str) -> float:
+    """The weighted log-loss of `cross_fitted` probabilities (photos whose fold got a model): how well a
+    fit on these features generalises to device groups it did not see."""
+    p = cross_fitted(fit, choose, kind)
+    ok = ~np.isnan(p)
+    if not ok.any():
+        return math.inf
+    y = np.array([s.cracked for s in fit], dtype=float)
+    return _log_loss(y[ok], p[ok], source_weights(fit)[ok])
+
+
 def fit_all_zones(
     fit_preds: Sequence[Prediction], choose_preds: Sequence[Prediction]
 ) -> tuple[dict[str, ZoneDamageModel], dict]:
-    """A model per glass zone that has enough labelled photos, and the figures of each fit: on the
-    encoder's features where the model file gives them (`ENCODER_S16`), else on the crack map."""
+    """A model per glass zone that has enough labelled photos, and the figures of each fit.
+
+    Where more than one kind of features is on offer (`feature_kinds`), each zone takes the one whose
+    cross-fitted log-loss over the fit photos is lowest: many more photos than the validation split
+    (which still chooses C and the cut), and the choice is structural: four statistics a channel
+    generalise better on the screen's 1750 real and synthetic photos, worse on the back glass's 179
+    synthetic ones (docs/model-history.md)."""
     models, figures = {}, defaultdict(dict)
-    kind = JOINT if fit_preds and ENCODER_S16 in fit_preds[0].outputs else CRACK_MAP
+    kinds = feature_kinds(fit_preds)
     for zone in GLASS_ZONES:
+        losses = {}
+        if len(kinds) > 1:
+            for kind in kinds:
+                fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
+                losses[kind] = out_of_fold_log_loss(fit, choose, kind)
+        kind = min(losses, key=losses.get) if losses else kinds[0]
         fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
         model, fig = fit_zone_damage(fit, choose, kind)
-        figures[zone.value] = fig
+        figures[zone.value] = fig | ({"kind_out_of_fold_log_loss": losses} if losses else {})
         if model is not None:
             models[zone.value] = model
     return models, dict(figures)

@@ -149,6 +149,30 @@ def test_joint_features_are_the_encoders_then_the_crack_maps():
     np.testing.assert_array_equal(joint[6:], zone_features(maps, Zone.SCREEN, "crack_map_v1"))
 
 
+def test_v2_adds_each_channels_top_tenth_and_spread_over_the_zone_then_the_crack_map():
+    defect, zone = _maps(0.3, 6)  # the screen covers 24 feature cells
+    features = np.zeros((2, 8, 8), np.float32)
+    features[0, 1:7, 2:6] = np.arange(24, dtype=np.float32).reshape(6, 4)  # 0..23 over the screen
+    features[1, 0, 0] = 50.0  # outside the screen: never read
+    maps = {"defect_probs": defect, "zone_probs": zone, "encoder_s16": features}
+    v2 = zone_features(maps, Zone.SCREEN, "joint_s16_v2")
+    assert v2.shape == (2 * 4 + 4,)
+    mean, top, top_tenth, spread = v2[0:2], v2[2:4], v2[4:6], v2[6:8]
+    np.testing.assert_array_equal(mean, zone_features(maps, Zone.SCREEN, "encoder_s16_v1")[:2])
+    assert top[0] == 23.0 and top_tenth[0] == pytest.approx((23 + 22) / 2)  # round(0.1 * 24) = 2 cells
+    assert spread[0] == pytest.approx(np.arange(24).std()) and (v2[[1, 3, 5, 7]] == 0.0).all()
+    np.testing.assert_array_equal(v2[8:], zone_features(maps, Zone.SCREEN, "crack_map_v1"))
+    # One cell of the zone: its top tenth is that cell, its spread nothing.
+    one = np.zeros((8, 8), bool)
+    one[3, 3] = True
+    from model.damage import _encoder_pool
+
+    cells = np.kron(one, np.ones((4, 4), bool))
+    np.testing.assert_array_equal(
+        _encoder_pool(features, cells, four_ways=True)[[0, 4, 6]], [features[0, 3, 3]] * 2 + [0.0]
+    )
+
+
 def test_the_judged_crack_is_on_the_glass_the_view_shows_and_takes_every_glass_fragment():
     """The network called the photo a back view, so its fragments were put on the back (zones follow
     the view); the screen model's judgement is then about that glass too: one crack, on the back."""

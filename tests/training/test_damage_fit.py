@@ -9,7 +9,7 @@ import pytest
 from model.instances import mm
 from model.manifest import ManifestRecord
 from model.taxonomy import Zone
-from training.damage import ZoneSample, fit_zone_damage, source_weights, zone_truth
+from training.damage import ZoneSample, cross_fitted, fit_zone_damage, source_weights, zone_truth
 
 
 def _record(**kw) -> ManifestRecord:
@@ -163,3 +163,73 @@ def test_real_photos_choose_the_cut_when_they_have_both_classes():
     assert choose_cut(unshifted, y, source_weights(real))[0] == fig["cut"]
     _, only_synth = fit_zone_damage(fit, synthetic)
     assert only_synth["cut_chosen_on"] == {"synthetic": 40}
+
+
+def test_cross_fitted_judges_each_group_by_a_model_that_never_saw_it(monkeypatch):
+    import training.damage as damage
+
+    class Seen:  # a "model" that says 1.0 for a photo of a group it was fitted on, 0.0 otherwise
+        def __init__(self, groups):
+            self.groups = groups
+
+        def probability(self, features):
+            return float(int(features[0]) in self.groups)
+
+    def fake_fit(fit, choose, kind):
+        return Seen({int(s.features[0]) for s in fit}), {}
+
+    monkeypatch.setattr(damage, "fit_zone_damage", fake_fit)
+    # 30 groups of 3 photos each (an original and its copies share the group).
+    samples = [
+        ZoneSample("web", np.array([g, k]), g % 2 == 0, group=f"dev{g}") for g in range(30) for k in range(3)
+    ]
+    p = damage.cross_fitted(samples, [], folds=5)
+    assert p.shape == (90,) and (p == 0.0).all()
+
+
+def test_cross_fitted_probabilities_separate_held_out_groups():
+    rng = np.random.default_rng(3)
+    samples = [
+        ZoneSample(s.source, s.features, s.cracked, group=f"dev{k // 2}")
+        for k, s in enumerate(_samples(rng, 120))
+    ]
+    p = cross_fitted(samples, _samples(rng, 40), folds=4)
+    y = np.array([s.cracked for s in samples])
+    assert not np.isnan(p).any() and p[y].mean() > 0.8 and p[~y].mean() < 0.2
+    # A fold with too few photos of a class gets no model: NaN, not a guess.
+    lone = [ZoneSample("web", np.ones(4), True, group="a"), ZoneSample("web", -np.ones(4), False, group="a")]
+    assert np.isnan(cross_fitted(lone, [], folds=2)).all()
+
+
+def test_each_zone_takes_the_features_that_generalise_best_out_of_fold(monkeypatch):
+    import training.damage as damage
+    from model.damage import JOINT, JOINT_V2
+
+    seen = []
+
+    def fake_loss(fit, choose, kind):
+        seen.append(kind)
+        return {JOINT: 0.4, JOINT_V2: 0.3}[kind]
+
+    monkeypatch.setattr(damage, "out_of_fold_log_loss", fake_loss)
+    monkeypatch.setattr(damage, "feature_kinds", lambda preds: (JOINT, JOINT_V2))
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(damage, "zone_samples", lambda preds, zone, kind: _samples(rng, 40))
+    models, figures = damage.fit_all_zones([object()], [object()])
+    assert {m.features for m in models.values()} == {JOINT_V2}
+    assert figures["screen"]["kind_out_of_fold_log_loss"] == {JOINT: 0.4, JOINT_V2: 0.3}
+    assert seen.count(JOINT) == seen.count(JOINT_V2) == 2  # both kinds tried on both glass zones
+
+
+def test_the_out_of_fold_log_loss_is_lower_for_features_that_separate():
+    from training.damage import out_of_fold_log_loss
+
+    rng = np.random.default_rng(5)
+    good = [
+        ZoneSample(s.source, s.features, s.cracked, group=f"d{k}") for k, s in enumerate(_samples(rng, 80))
+    ]
+    noise = [ZoneSample(s.source, rng.normal(size=4), s.cracked, s.synthetic, s.group) for s in good]
+    choose = _samples(rng, 40)
+    assert out_of_fold_log_loss(good, choose, "crack_map_v1") < out_of_fold_log_loss(
+        noise, choose, "crack_map_v1"
+    )
