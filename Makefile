@@ -57,7 +57,8 @@ test: $(STAMP_ALL) lint
 # ONNX export + INT8 (both verified), recalibration of the exported file (it exposes the encoder's
 # features the zone-damage model reads, then fits that model, the photo probes, the grade calibration
 # and the review threshold with the real validation photos), the evaluation report on held-out data,
-# and the latency and real-photo benchmarks.
+# and the latency and real-photo benchmarks, and the zone-damage fit cross-fitted on the held-out
+# damage photos (benchmarks/bench_damage_cv.py).
 # NOTE: models/default.onnx is not yet from this recipe (docs/model-history.md, 2026-12-04: the first GPU
 # run was not bundled); its network came from the three CPU stages of training/configs/default.yaml at
 # 460a3e0, its card from the `calibrate` line of `model` below, on this config.
@@ -99,6 +100,7 @@ model: $(STAMP_ALL)
 		-m datasets/real/laptop_scratch.jsonl -m datasets/real/msd.jsonl -m datasets/real/phones_web.jsonl
 	$(BIN)/python benchmarks/bench_model.py latency models/default.onnx models/default.int8.onnx
 	$(BIN)/python benchmarks/bench_real.py --split test
+	$(BIN)/python benchmarks/bench_damage_cv.py --config runs/default_ft/config.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
