@@ -224,14 +224,10 @@ def fit_all_zones(
     models, figures = {}, defaultdict(dict)
     kinds = feature_kinds(fit_preds)
     for zone in GLASS_ZONES:
-        losses = {}
-        if len(kinds) > 1:
-            for kind in kinds:
-                fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
-                losses[kind] = out_of_fold_log_loss(fit, choose, kind)
+        samples = {k: (zone_samples(fit_preds, zone, k), zone_samples(choose_preds, zone, k)) for k in kinds}
+        losses = {k: out_of_fold_log_loss(*samples[k], k) for k in kinds} if len(kinds) > 1 else {}
         kind = min(losses, key=losses.get) if losses else kinds[0]
-        fit, choose = zone_samples(fit_preds, zone, kind), zone_samples(choose_preds, zone, kind)
-        model, fig = fit_zone_damage(fit, choose, kind)
+        model, fig = fit_zone_damage(*samples[kind], kind)
         figures[zone.value] = fig | ({"kind_out_of_fold_log_loss": losses} if losses else {})
         if model is not None:
             models[zone.value] = model
