@@ -408,10 +408,9 @@ def planefit(manifest: str, limit: int, coarse: bool = False) -> dict:
     mask, and (`coarse`) through the plane fitted to the coarse pass's zone cells, against the
     generator's camera (`camera_length_errors`). Prints, per view and over all photos, the median and
     90th percentile of the pairs' |relative error|."""
-    from model.crop import CROP_MARGIN, MIN_GAIN
     from model.manifest import resolve
     from model.preprocess import prepare
-    from training.dataset import build_targets, read_mask, true_device_box
+    from training.dataset import build_targets, read_mask, true_crop_box
 
     ways = ["one mm/px", "plane (true zone mask)"] + (["plane (coarse zone cells)"] if coarse else [])
     errors: dict = {}
@@ -424,13 +423,7 @@ def planefit(manifest: str, limit: int, coarse: bool = False) -> dict:
         planes = [None, fine]
         if coarse:
             path = resolve(it.manifest, rec.image)
-            _, whole = prepare(path, COARSE_SIZE)
-            cbox = true_device_box(it, whole.draft_factor, CROP_MARGIN)
-            if (
-                cbox is not None
-                and max(whole.region_size) / max(cbox[2] - cbox[0], cbox[3] - cbox[1]) < MIN_GAIN
-            ):
-                cbox = None
+            cbox = true_crop_box(it, prepare(path, COARSE_SIZE)[1])
             t = build_targets(it, COARSE_SIZE, cbox)
             s = COARSE_STRIDE
             zcells = t["zone"][s // 2 :: s, s // 2 :: s].astype(int)
@@ -602,13 +595,13 @@ def oracle(
     from types import SimpleNamespace
 
     from model.card import Thresholds
-    from model.crop import CROP_MARGIN, MIN_GAIN
+    from model.crop import CROP_MARGIN
     from model.manifest import resolve
     from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
     from model.postprocess import Scale, extract_instances
     from model.preprocess import prepare
     from model.rules import grade
-    from training.dataset import build_targets, read_mask, true_device_box
+    from training.dataset import build_targets, read_mask, true_crop_box, true_device_box
     from training.metrics import gt_instances, instance_mask, length_errors, match_instances
 
     setting = setting or Setting()
@@ -632,10 +625,7 @@ def oracle(
         truth = rec.grades["backmarket"]
         kind = rec.device_kind or "phone"
         # (a) today's design: true device crop, 384 px, coverage at stride 4 (bench_model.py oracle --crop)
-        _, whole = prepare(path, COARSE_SIZE)
-        cbox = true_device_box(it, whole.draft_factor, CROP_MARGIN)
-        if cbox is not None and max(whole.region_size) / max(cbox[2] - cbox[0], cbox[3] - cbox[1]) < MIN_GAIN:
-            cbox = None
+        cbox = true_crop_box(it, prepare(path, COARSE_SIZE)[1])
         t = build_targets(it, COARSE_SIZE, cbox)
         s, size = COARSE_STRIDE, COARSE_SIZE
         g = size // s

@@ -96,14 +96,13 @@ def oracle(
     line_heat: bool = False,
 ) -> None:
     from model.card import Thresholds
-    from model.crop import CROP_MARGIN, MIN_GAIN
     from model.inference import Frame, Inferred
     from model.manifest import resolve
     from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
     from model.postprocess import extract_instances
     from model.preprocess import prepare
     from model.rules import grade
-    from training.dataset import build_targets, load_items, true_device_box
+    from training.dataset import build_targets, load_items, true_crop_box
     from training.metrics import gt_instances, instance_mask, length_errors, match_instances, photo_scale
     from training.predict import Prediction
 
@@ -124,13 +123,7 @@ def oracle(
             for it in items:
                 box = None
                 if crop:  # as serving crops (model.crop), with the true device box for the zone map's
-                    _, whole = prepare(resolve(it.manifest, it.record.image), size)
-                    box = true_device_box(it, whole.draft_factor, CROP_MARGIN)
-                    if (
-                        box is not None
-                        and max(whole.region_size) / max(box[2] - box[0], box[3] - box[1]) < MIN_GAIN
-                    ):
-                        box = None
+                    box = true_crop_box(it, prepare(resolve(it.manifest, it.record.image), size)[1])
                 t = build_targets(it, size, box)
                 g = size // s
                 cells = t["defects"].reshape(g, s, g, s, -1).astype(np.float32)

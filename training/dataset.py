@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.crop import CROP_MARGIN
+from model.crop import CROP_MARGIN, MIN_GAIN
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
 from model.preprocess import PAD_VALUE, Letterbox, decode_for, letterbox
@@ -180,6 +180,16 @@ def true_device_box(item: Item, draft: float, margin: float) -> tuple[int, int, 
         min(round(W), int(np.ceil(x1))),
         min(round(H), int(np.ceil(y1))),
     )
+
+
+def true_crop_box(item: Item, whole: Letterbox) -> tuple[int, int, int, int] | None:
+    """The crop serving's second pass (`model.crop.device_box`) would take from a perfect zone map: the
+    true device box in the pixels of `whole`'s decode, grown by `CROP_MARGIN`; None where that crop
+    would magnify the device less than `MIN_GAIN` (serving then keeps the first pass)."""
+    box = true_device_box(item, whole.draft_factor, CROP_MARGIN)
+    if box is not None and max(whole.region_size) / max(box[2] - box[0], box[3] - box[1]) < MIN_GAIN:
+        return None
+    return box
 
 
 SHORTCUT_SIDE = 244  # phones_web's "less damaged" photos: 244 x 244, black bars (data card)
