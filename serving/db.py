@@ -12,6 +12,8 @@ Every time column is a `UTCDateTime`: stored in UTC, read back aware, on SQLite 
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -284,15 +286,37 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+SQLITE_TIMEOUT_S = 30.0  # how long an SQLite connection waits for another's lock
+
+
+def _enable_wal(cur, timeout_s: float) -> None:
+    """Put the database in WAL mode, waiting up to `timeout_s` for the lock that takes. Switching a fresh
+    file to WAL needs it exclusively and SQLite answers "database is locked" at once rather than
+    through its busy timeout, so replicas opening a new file together (tests/serving/test_replicas.py)
+    failed about one start in twenty. WAL is stored in the file: once set, the check costs nothing."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_TIMEOUT_S})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
             cur = dbapi_conn.cursor()
             # WAL lets readers run while a grading commits; synchronous=FULL makes a commit durable.
-            cur.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(cur, SQLITE_TIMEOUT_S)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -135,3 +135,25 @@ def test_a_grading_is_stored_whole_or_not_at_all(client, keys, jpeg):
             k: g["grade"] for k, g in body["grades"].items()
         }
     assert kinds == ["graded"] and row.body == body and row.model_version == body["model"]["version"]
+
+
+def test_a_fresh_sqlite_file_held_by_another_connection_waits_for_wal(tmp_path):
+    """Two replicas opening a new SQLite file together: switching it to WAL needs the file alone, and
+    SQLite refused at once ("database is locked") instead of waiting; the engine now waits its timeout."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # The other replica, mid-way through its own start: it holds the write lock, so this connection
+    # can read but not take the file alone, the case SQLite's busy timeout does not cover.
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE other_replica (x INTEGER)")
+    threading.Timer(0.3, holder.commit).start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+        holder.close()
