@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.damage import GLASS_ZONES, ZoneDamageModel
+from model.damage import NEEDS as DAMAGE_NEEDS
 from model.outputs import (
     DEFECT_CHANNELS,
     FEATURE_OUTPUTS,
@@ -143,6 +144,11 @@ class ModelCard(BaseModel):
         unknown_features = set(self.feature_outputs) - set(FEATURE_OUTPUTS)
         if unknown_features:
             raise ValueError(f"unknown feature outputs {sorted(unknown_features)}")
+        # A zone-damage model whose features the file cannot give would silently judge nothing.
+        for zone, zd in self.thresholds.zone_damage.items():
+            lacking = set(DAMAGE_NEEDS[zd.features]) - set(self.feature_outputs)
+            if lacking:
+                raise ValueError(f"zone_damage {zone} reads {sorted(lacking)}, not in feature_outputs")
         if set(self.output_names) != set(OUTPUT_NAMES):
             raise ValueError(f"output_names {self.output_names} do not match the contract {OUTPUT_NAMES}")
         unknown = set(self.thresholds.defect_pixel) - set(self.taxonomy.defect_types)

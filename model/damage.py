@@ -18,6 +18,14 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
   they say how much and how unevenly, which the mean and the maximum alone do not; cross-fitted on the
   real fit photos (`benchmarks/bench_damage_cv.py`) it halved the crack calls on black-barred intact
   photos (the format shortcut) and on MSD's worn screens (docs/model-history.md).
+- `joint_s16_v3` (fitted since 2026-12-04, later): v2 with the same four statistics of each channel of
+  ImageNet's own stride-32 features before the crack map's (`model.outputs.IMAGENET_S32`: the wheel's
+  Lite0 top blocks run on the frozen stride-16 features), which were never trained on synthetic
+  devices. Alone they tell real cracks from wallpapers and wear best and miss synthetic cracks, which
+  the crack map finds, so the fit weighs the crack map's statistics up (`training.damage.
+  CRACK_MAP_EMPHASIS`). Cross-fitted against v2 (docs/model-history.md): intact phones_web screens
+  called cracked 6.9% (7.5%), MSD's worn ones 2.9% (4.3%), cracked phones_web found 93.8% (91.3%),
+  synthetic cracked screens found 78% (68%).
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
 the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
@@ -37,7 +45,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance, Measurement
-from model.outputs import DEFECT_CHANNELS, ENCODER_S16, ZONE_CHANNELS
+from model.outputs import DEFECT_CHANNELS, ENCODER_S16, IMAGENET_S32, ZONE_CHANNELS
 from model.taxonomy import ZONES_BY_VIEW, DefectType, View, Zone
 
 CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
@@ -52,6 +60,15 @@ CRACK_MAP = "crack_map_v1"
 ENCODER_POOL = "encoder_s16_v1"
 JOINT = "joint_s16_v1"  # the encoder's pooled features, then the crack map's statistics
 JOINT_V2 = "joint_s16_v2"  # as JOINT, each channel pooled four ways (`_encoder_pool`)
+JOINT_V3 = "joint_s16_v3"  # as JOINT_V2 with IMAGENET_S32 pooled four ways before the crack map's
+# The optional model outputs (`model.outputs.FEATURE_OUTPUTS`) each kind of features reads.
+NEEDS: dict[str, tuple[str, ...]] = {
+    CRACK_MAP: (),
+    ENCODER_POOL: (ENCODER_S16,),
+    JOINT: (ENCODER_S16,),
+    JOINT_V2: (ENCODER_S16,),
+    JOINT_V3: (ENCODER_S16, IMAGENET_S32),
+}
 TOP_CELLS = 0.1  # joint_s16_v2's "top": the mean of a channel's top tenth of the zone's feature cells
 
 
@@ -67,12 +84,23 @@ def zone_features(outputs: Mapping[str, np.ndarray], zone: Zone, kind: str = CRA
     n = int(cells.sum())
     if n < MIN_ZONE_CELLS:
         return None
-    if kind in (ENCODER_POOL, JOINT, JOINT_V2):
-        pooled = _encoder_pool(outputs.get(ENCODER_S16), cells, four_ways=kind == JOINT_V2)
+    if kind in (ENCODER_POOL, JOINT, JOINT_V2, JOINT_V3):
+        pooled = _encoder_pool(outputs.get(ENCODER_S16), cells, four_ways=kind in (JOINT_V2, JOINT_V3))
         if pooled is None or kind == ENCODER_POOL:
             return pooled
+        if kind == JOINT_V3:
+            imagenet = _encoder_pool(outputs.get(IMAGENET_S32), cells, four_ways=True)
+            if imagenet is None:
+                return None
+            pooled = np.concatenate([pooled, imagenet])
         return np.concatenate([pooled, _crack_stats(outputs["defect_probs"], cells)])
     return _crack_stats(outputs["defect_probs"], cells)
+
+
+def crack_stats_slice(kind: str, n_features: int) -> slice:
+    """Where the crack map's statistics sit in a joint_s16_v3 feature vector of `n_features` (last); an
+    empty slice for any other kind."""
+    return slice(n_features - len(FEATURES), n_features) if kind == JOINT_V3 else slice(0, 0)
 
 
 def _crack_stats(defect_probs: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -116,7 +144,9 @@ class ZoneDamageModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: Literal["crack_map_v1", "encoder_s16_v1", "joint_s16_v1", "joint_s16_v2"] = CRACK_MAP
+    features: Literal["crack_map_v1", "encoder_s16_v1", "joint_s16_v1", "joint_s16_v2", "joint_s16_v3"] = (
+        CRACK_MAP
+    )
     mean: tuple[float, ...] = ()  # the features' standardisation; empty: none
     scale: tuple[float, ...] = ()
     weights: tuple[float, ...]

