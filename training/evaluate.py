@@ -53,6 +53,22 @@ def _pool(mask: np.ndarray, s: int) -> np.ndarray:
     return mask.reshape(S // s, s, S // s, s, -1).astype(np.float32).mean(axis=(1, 3)).transpose(2, 0, 1)
 
 
+LONG_LIST = 16
+
+
+def _summarised(x):
+    """`x` with every list of more than `LONG_LIST` numbers (a zone-damage model's or a photo probe's
+    weights, means and scales: 1732 each) replaced by a note of its length: the report shows which
+    thresholds were used, the card holds the fitted models whole."""
+    if isinstance(x, dict):
+        return {k: _summarised(v) for k, v in x.items()}
+    if isinstance(x, list):
+        if len(x) > LONG_LIST and all(isinstance(v, int | float) for v in x):
+            return f"{len(x)} numbers (in the model card)"
+        return [_summarised(v) for v in x]
+    return x
+
+
 def _nan_to_none(x):
     if isinstance(x, dict):
         return {k: _nan_to_none(v) for k, v in x.items()}
@@ -279,7 +295,7 @@ def compute_metrics(
         "image_auroc": auroc.result(),
         "grades": grade_metrics(rows, predictor.thresholds),
         "ms_per_photo": float(np.median(predictor.seconds) * 1000) if predictor.seconds else float("nan"),
-        "thresholds": predictor.thresholds.model_dump(mode="json"),
+        "thresholds": _summarised(predictor.thresholds.model_dump(mode="json")),
         "crop_to_device": predictor.crop_to_device,
     }
     return metrics, photos, rows

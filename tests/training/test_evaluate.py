@@ -218,3 +218,27 @@ def test_selective_accuracy_ranks_by_confidence_and_gains_nothing_from_ties():
     assert selective_accuracy(conf, correct, (0.5, 1.0)) == {"0.5": 1.0, "1.0": 0.5}
     tied = selective_accuracy(np.ones(4), np.array([0.0, 1.0, 1.0, 1.0]), (0.25,))
     assert tied == {"0.25": 0.0}  # the first device in order, not the best one
+
+
+def test_the_reports_thresholds_note_long_weight_vectors_instead_of_listing_them():
+    from training.evaluate import _summarised
+
+    card_like = {
+        "needs_review_below": 0.86,
+        "defect_pixel": {"crack": 0.25},
+        "zone_damage": {"screen": {"features": "joint_s16_v3", "weights": [0.1] * 1732, "bias": -0.3}},
+        "probes": {"view": {"weights": [[0.5] * 40, [0.2] * 40], "classes": ["front", "back"]}},
+        "cuts": [0.1, 0.2],
+    }
+    out = _summarised(card_like)
+    assert out["zone_damage"]["screen"] == {
+        "features": "joint_s16_v3",
+        "weights": "1732 numbers (in the model card)",
+        "bias": -0.3,
+    }
+    assert out["probes"]["view"]["weights"] == ["40 numbers (in the model card)"] * 2
+    assert (
+        out["needs_review_below"] == 0.86
+        and out["cuts"] == [0.1, 0.2]
+        and out["defect_pixel"] == {"crack": 0.25}
+    )
