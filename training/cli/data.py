@@ -250,8 +250,40 @@ def reformat(
     console.print(f"{len(items)} photos: {made}; manifest: {path}")
 
 
+def synth_fine(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="number of patches")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same files")] = 0,
+    size: Annotated[int, typer.Option("--size", help="side of each square patch, px")] = 256,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="parallel processes")] = 1,
+    gallery: Annotated[
+        Path | None, typer.Option("--gallery", help="also draw a grid of 12 patches to this .jpg")
+    ] = None,
+) -> None:
+    """Native-scale patches (0.03-0.12 mm/px) for the fine net: analytic sub-pixel scratches of known
+    width and contrast, their centreline, width and contrast targets, and a manifest of their truth."""
+    from training.synth.fine_patches import draw_fine_gallery, write_fine_patches
+
+    if n <= 0:
+        _refuse(f"--n must be at least 1, got {n}")
+    if out is None and gallery is None:
+        _refuse("--out is required (or --gallery JPG)")
+    if out is not None and out.exists() and not out.is_dir():
+        _refuse(f"--out {out} is a file, not a folder")
+    try:
+        if gallery is not None:
+            console.print(f"gallery: {draw_fine_gallery(gallery, 12, seed, size)}")
+        if out is not None:
+            console.print(f"{n} patches, manifest: {write_fine_patches(out, n, seed, size, workers)}")
+    except ValueError as exc:
+        _refuse(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
     app.command("degrade")(degrade)
     app.command("reformat")(reformat)
+    app.command("synth-fine")(synth_fine)
