@@ -1,6 +1,7 @@
 """The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them),
-`refurbgrade import` (a real dataset in a common format) and `refurbgrade degrade` (faulty copies of
-real photos).
+`refurbgrade import` (a real dataset in a common format), `refurbgrade degrade` (faulty copies of
+real photos), `refurbgrade reformat` (real photos again in the other format) and `refurbgrade
+synth-fine` (the fine pass's native-scale patches, `training.synth.fine_patches`).
 
 The generator and the importers are imported inside the commands, so `refurbgrade --help` stays fast
 and torch is never imported here. `import` prints problems as `file:line: message`; its exit status is
