@@ -234,9 +234,31 @@ def quantize(
     write_int8(model, out or model.with_suffix(".int8.onnx"), [s.manifest for s in cfg.data.train], images)
 
 
+def train_fine(
+    train: Annotated[Path, typer.Option("--train", help="fine-patch folder (refurbgrade synth-fine --out)")],
+    val: Annotated[Path, typer.Option("--val", help="fine-patch folder for validation")],
+    out: Annotated[Path, typer.Option("--out", help="run folder: last.pt, best.pt, history.json")],
+    minutes: Annotated[float, typer.Option("--minutes", help="wall-clock budget")] = 20.0,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 16,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+) -> None:
+    """Train the fine network (centreline, width, contrast) on the fine stream's patches."""
+    from training.fine_train import FineTrainConfig, manifest_path, run_fine_training
+
+    try:
+        manifest_path(train), manifest_path(val)
+        best = run_fine_training(
+            FineTrainConfig(str(train), str(val), str(out), minutes, batch, resume=resume)
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    typer.echo(f"best checkpoint: {best}")
+
+
 def register(app: typer.Typer) -> None:
     for name, command in (
         ("train", train),
+        ("train-fine", train_fine),
         ("calibrate", calibrate),
         ("evaluate", evaluate),
         ("export", export),

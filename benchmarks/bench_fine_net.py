@@ -1,0 +1,273 @@
+"""The fine network (`model.fine_network.FineNet`) on held-out fine patches, against a line filter.
+
+    .venv/bin/python benchmarks/bench_fine_net.py --checkpoint RUN/best.pt --manifest /tmp/fine_test
+        [--train /tmp/fine_train] [--int8] [--json OUT]
+
+The manifest must come from a seed the net never trained on (`refurbgrade synth-fine --seed 13`).
+Per scratch truth from the manifest (its polyline, width and contrast):
+
+- centreline recall and precision at a 1-pixel tolerance: the predicted centreline is heat >= 0.5
+  thinned with `skimage.morphology.skeletonize`; a true centreline pixel (the polyline rendered as
+  the generator renders its targets) is found when a predicted one lies within 1 px (8-neighbours), a
+  predicted pixel is right when a true one does. Recall pools the pixels of the scratches of each
+  width class (true width < 1 px, >= 1 px); precision pools all predicted pixels (a false pixel has no
+  scratch, so it has no width class). "Scratches found": the share with at least half their pixels
+  found;
+- width: per scratch, the median predicted width_px over its true centreline pixels; the median over
+  scratches of the absolute error in px and in mm (x the patch's mm/px) and of the relative error;
+- contrast: the same, absolute error.
+
+Baselines, measured in the same run: for the centreline, a top-hat/black-hat line filter (7 px
+ellipse, the larger of the two responses on the grey image) thresholded at median + 6 MAD of the
+patch and thinned the same way; for width and contrast, a constant (the training manifest's median,
+with `--train`; otherwise the test manifest's, which flatters it). Then the ONNX latency per 256 px
+tile: `torch.onnx.export` (opset 18, dynamo=False), ONNX Runtime on 2 threads, batch 1, FP32, and
+with `--int8` a static QDQ INT8 file calibrated on training patches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage.morphology import skeletonize
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from model.fine_network import FINE_OUTPUT_NAMES, FineNet  # noqa: E402
+from training.fine_train import FinePatchDataset, load_fine_net  # noqa: E402
+from training.synth.fine_patches import FinePatchRecord  # noqa: E402
+from training.synth.geometry import SHIFT, to_cv  # noqa: E402
+
+KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+NEAR = np.ones((3, 3), np.uint8)  # 1 px tolerance (8-neighbours)
+CLASSES = ("all", "< 1 px", ">= 1 px")
+
+
+def true_lines(rec: FinePatchRecord) -> list[np.ndarray]:
+    """Each scratch's centreline pixels (bool masks), drawn as the generator draws its targets."""
+    out = []
+    for s in rec.scratches:
+        line = np.zeros((rec.size, rec.size), np.uint8)
+        cv2.polylines(line, [to_cv(np.asarray(s.polyline, np.float64))], False, 255, 1, cv2.LINE_8, SHIFT)
+        out.append(line > 0)
+    return out
+
+
+def line_filter(img_rgb: np.ndarray) -> np.ndarray:
+    """The baseline: max(top-hat, black-hat) of the grey image above median + 6 MAD, as a bool mask."""
+    grey = cv2.cvtColor(img_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    resp = np.maximum(
+        cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, KERNEL), cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, KERNEL)
+    )
+    med = float(np.median(resp))
+    mad = float(np.median(np.abs(resp - med)))
+    return resp > med + 6.0 * 1.4826 * max(mad, 1e-3)
+
+
+class Tally:
+    """Pixel counts for recall and precision, and per-scratch errors, by width class."""
+
+    def __init__(self) -> None:
+        self.found = dict.fromkeys(CLASSES, 0)
+        self.true = dict.fromkeys(CLASSES, 0)
+        self.scr_found = {c: [] for c in CLASSES}
+        self.pred_ok = 0
+        self.pred = 0
+        self.err = {k: {c: [] for c in CLASSES} for k in ("width_px", "width_mm", "width_rel", "contrast")}
+
+    def add_lines(self, rec: FinePatchRecord, lines: list[np.ndarray], skel: np.ndarray) -> None:
+        near_pred = cv2.dilate(skel.astype(np.uint8), NEAR) > 0
+        any_true = np.zeros_like(skel)
+        for s, line in zip(rec.scratches, lines, strict=True):
+            any_true |= line
+            n, hit = int(line.sum()), int((line & near_pred).sum())
+            for c in ("all", "< 1 px" if s.width_px < 1 else ">= 1 px"):
+                self.true[c] += n
+                self.found[c] += hit
+                if n:
+                    self.scr_found[c].append(hit / n >= 0.5)
+        near_true = cv2.dilate(any_true.astype(np.uint8), NEAR) > 0
+        self.pred += int(skel.sum())
+        self.pred_ok += int((skel & near_true).sum())
+
+    def add_values(self, rec: FinePatchRecord, lines: list[np.ndarray], width_px, contrast) -> None:
+        for s, line in zip(rec.scratches, lines, strict=True):
+            if not line.any():
+                continue
+            w = float(np.median(width_px[line])) if isinstance(width_px, np.ndarray) else float(width_px)
+            k = float(np.median(contrast[line])) if isinstance(contrast, np.ndarray) else float(contrast)
+            for c in ("all", "< 1 px" if s.width_px < 1 else ">= 1 px"):
+                self.err["width_px"][c].append(abs(w - s.width_px))
+                self.err["width_mm"][c].append(abs(w - s.width_px) * rec.mm_per_px)
+                self.err["width_rel"][c].append(abs(w - s.width_px) / s.width_px)
+                self.err["contrast"][c].append(abs(k - s.contrast))
+
+    def summary(self) -> dict:
+        out: dict = {"precision": self.pred_ok / self.pred if self.pred else float("nan")}
+        for c in CLASSES:
+            out[f"recall {c}"] = self.found[c] / self.true[c] if self.true[c] else float("nan")
+            out[f"found {c}"] = float(np.mean(self.scr_found[c])) if self.scr_found[c] else float("nan")
+            out[f"n {c}"] = len(self.scr_found[c])
+            for k, v in self.err.items():
+                out[f"{k} {c}"] = statistics.median(v[c]) if v[c] else float("nan")
+        return out
+
+
+def predict(net: FineNet, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    x = torch.from_numpy(np.stack([im.transpose(2, 0, 1) for im in images]))
+    with torch.no_grad():
+        o = net(x)
+    return [
+        (o.heat[i, 0].numpy(), o.width_px[i, 0].numpy(), o.contrast[i, 0].numpy()) for i in range(len(images))
+    ]
+
+
+def accuracy(
+    net: FineNet, ds: FinePatchDataset, const_width: float, const_contrast: float
+) -> tuple[dict, dict]:
+    from tqdm import tqdm
+
+    fine, base = Tally(), Tally()
+    batch = 8
+    for start in tqdm(range(0, len(ds), batch), desc="bench", leave=False):
+        idx = list(range(start, min(len(ds), start + batch)))
+        images = [ds.load(i)[0] for i in idx]
+        for i, img, (heat, width_px, contrast) in zip(idx, images, predict(net, images), strict=True):
+            rec = ds.records[i]
+            lines = true_lines(rec)
+            fine.add_lines(rec, lines, skeletonize(heat >= 0.5))
+            fine.add_values(rec, lines, width_px, contrast)
+            base.add_lines(rec, lines, skeletonize(line_filter(img)))
+            base.add_values(rec, lines, const_width, const_contrast)
+    return fine.summary(), base.summary()
+
+
+def export_onnx(net: FineNet, path: Path, size: int = 256) -> None:
+    x = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+    torch.onnx.export(
+        net,
+        (x,),
+        str(path),
+        opset_version=18,
+        dynamo=False,
+        input_names=["image"],
+        output_names=list(FINE_OUTPUT_NAMES),
+    )
+
+
+def ort_latency_ms(path: Path, size: int = 256, runs: int = 40) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 256, (1, 3, size, size), dtype=np.uint8)
+    for _ in range(5):
+        sess.run(None, {"image": x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def quantize(fp32: Path, out: Path, images: list[np.ndarray]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"image": im.transpose(2, 0, 1)[None].copy()} for im in images])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+    )  # fmt: skip
+
+
+def fmt(v: float, pct: bool = False) -> str:
+    if v != v:
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+
+
+def table(fine: dict, base: dict) -> str:
+    rows = ["| metric | FineNet | baseline | FineNet / baseline |", "|---|---|---|---|"]
+    for c in CLASSES:
+        rows.append(f"| scratches ({c}) | {fine[f'n {c}']} | | |")
+    for key, pct, label in (
+        ("recall", True, "centreline recall, 1 px"),
+        ("found", True, "scratches found (>= half their centreline)"),
+        ("width_px", False, "width abs. error, px (median)"),
+        ("width_mm", False, "width abs. error, mm (median)"),
+        ("width_rel", True, "width relative error (median)"),
+        ("contrast", False, "contrast abs. error (median)"),
+    ):
+        for c in CLASSES:
+            f, b = fine[f"{key} {c}"], base[f"{key} {c}"]
+            ratio = f"{f / b:.2f}" if b == b and b and f == f else "-"
+            rows.append(f"| {label}, {c} | {fmt(f, pct)} | {fmt(b, pct)} | {ratio} |")
+        if key == "recall":
+            f, b = fine["precision"], base["precision"]
+            rows.append(f"| centreline precision, 1 px | {fmt(f, True)} | {fmt(b, True)} | {f / b:.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--manifest", required=True, help="held-out fine-patch folder (unseen seed)")
+    ap.add_argument(
+        "--train", help="training fine-patch folder: the constant baseline's medians, INT8 calibration"
+    )
+    ap.add_argument("--limit", type=int, help="at most this many patches")
+    ap.add_argument("--int8", action="store_true", help="also quantize (static QDQ) and time INT8")
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    net = load_fine_net(args.checkpoint)
+    ds = FinePatchDataset(args.manifest)
+    if args.limit:
+        ds.records = ds.records[: args.limit]
+    ref = FinePatchDataset(args.train) if args.train else ds
+    widths = [s.width_px for r in ref.records for s in r.scratches]
+    contrasts = [s.contrast for r in ref.records for s in r.scratches]
+    const_w, const_c = statistics.median(widths), statistics.median(contrasts)
+    fine, base = accuracy(net, ds, const_w, const_c)
+    print(f"{len(ds)} patches from {ds.manifest}; baseline width {const_w:.2f} px, contrast {const_c:.3f}")
+    print(table(fine, base))
+    result = {"fine": fine, "baseline": base, "const_width_px": const_w, "const_contrast": const_c}
+    if not args.no_latency:
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "fine.onnx"
+            export_onnx(net, fp32)
+            result["onnx_fp32_ms"] = ort_latency_ms(fp32)
+            print(f"ONNX Runtime, 2 threads, batch 1, 256 px tile: FP32 {result['onnx_fp32_ms']:.1f} ms")
+            if args.int8:
+                int8 = Path(tmp) / "fine.int8.onnx"
+                quantize(fp32, int8, [ref.load(i)[0] for i in range(min(32, len(ref)))])
+                result["onnx_int8_ms"] = ort_latency_ms(int8)
+                print(f"                                             INT8 {result['onnx_int8_ms']:.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The fine network and its training (model/fine_network.py, training/fine_train.py) on tiny patches:
+output shapes and ranges, the loss prefers the truth, a few steps lower it, resume continues, and the
+CLI refuses a missing manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from model.fine_network import FineNet, FineOutputs
+from refurbgrade.cli import build
+from training.fine_train import FinePatchDataset, FineTrainConfig, fine_loss, run_fine_training
+from training.synth.fine_patches import write_fine_patches
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fine")
+    write_fine_patches(root / "a", n=6, seed=3, size=64)
+    write_fine_patches(root / "b", n=6, seed=4, size=64)
+    return root
+
+
+def _batch(folder):
+    ds = FinePatchDataset(folder)
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([i for i, _ in items]), torch.stack([t for _, t in items]), ds
+
+
+def test_dataset_width_in_pixels(patches):
+    img, tgt, ds = _batch(patches / "a")
+    assert img.dtype == torch.uint8 and img.shape == (6, 3, 64, 64)
+    assert tgt.shape == (6, 3, 64, 64)
+    checked = 0
+    for i, rec in enumerate(ds.records):
+        on = tgt[i, 0] > 0.5
+        if not on.any():
+            continue
+        truth = torch.tensor([s.width_px for s in rec.scratches])
+        got = tgt[i, 1][on].unique()
+        # each on-line pixel carries one of the patch's scratch widths in pixels (float16 in mm)
+        assert ((got[:, None] - truth[None]).abs() / truth[None]).min(dim=1).values.max() < 0.01
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("encoder", ["lite0", "tiny"])
+def test_outputs_shapes_and_ranges(encoder):
+    net = FineNet(pretrained=False, encoder=encoder).eval()
+    x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(x)
+    for t in out:
+        assert t.shape == (2, 1, 64, 64)
+    assert out.heat.min() >= 0 and out.heat.max() <= 1
+    assert out.contrast.min() >= 0 and out.contrast.max() <= 1
+    assert out.width_px.min() >= 0
+    if encoder == "lite0":
+        decoder = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in net.encoder.parameters())
+        assert decoder < 1_000_000
+
+
+def _logits(t: torch.Tensor) -> FineOutputs:
+    """Logits whose outputs are the targets themselves."""
+    p = t.clamp(1e-4, 1 - 1e-4)
+    return FineOutputs(
+        torch.logit(p[:, 0:1]), torch.log(torch.expm1(t[:, 1:2].clamp(min=1e-3))), torch.logit(p[:, 2:3])
+    )
+
+
+def test_loss_prefers_the_truth(patches):
+    _, tgt, _ = _batch(patches / "a")
+    assert (tgt[:, 0] > 0.5).any()
+    shifted = tgt.clone()
+    shifted[:, 0] = torch.roll(tgt[:, 0], shifts=(5, 5), dims=(1, 2))
+    assert fine_loss(_logits(tgt), tgt)[0] < fine_loss(_logits(shifted), tgt)[0]
+
+
+def test_steps_reduce_the_loss(patches):
+    torch.manual_seed(0)
+    img, tgt, _ = _batch(patches / "a")
+    net = FineNet(pretrained=False, encoder="tiny")
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    net.train()
+    losses = []
+    for _ in range(4):
+        loss, _ = fine_loss(net.forward_logits(img), tgt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_resume_continues(patches, tmp_path):
+    cfg = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
+    )  # fmt: skip
+    run_fine_training(cfg)
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
+    cfg.max_epochs, cfg.resume = 2, True
+    run_fine_training(cfg)
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1
+
+
+def test_cli_refuses_missing_manifest(tmp_path, patches):
+    args = [
+        "train-fine",
+        "--train",
+        str(tmp_path / "nowhere"),
+        "--val",
+        str(patches / "b"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    out = CliRunner().invoke(build(), args)
+    assert out.exit_code == 2
+    assert "no fine manifest" in out.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_benchmark_runs(patches, tmp_path):
+    """benchmarks/bench_fine_net.py end to end on a tiny run (no latency: that exports ONNX)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fine_net.py"
+    spec = importlib.util.spec_from_file_location("bench_fine_net", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
+    )  # fmt: skip
+    best = run_fine_training(cfg)
+    out = bench.main(["--checkpoint", str(best), "--manifest", str(patches / "b"), "--no-latency"])
+    assert out["baseline"]["n all"] == out["fine"]["n all"] > 0
+    assert 0 <= out["fine"]["recall all"] <= 1
