@@ -1,4 +1,5 @@
-"""The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`.
+"""The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`, and
+`refurbgrade train-fine` (the fine pass's network on the fine stream's patches, `training.fine_train`).
 
 Each maps its options onto plain functions (`training.train.run_training`,
 `training.calibrate.calibrate_model_file`, `training.evaluate.run_evaluation`, `training.packaging`)
