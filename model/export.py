@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from model.card import MODEL_CARD_KEY, Int8Parity, ModelCard
+from model.network import LITE0_TAPS, imagenet_classifier
 from model.outputs import ENCODER_S16, FEATURE_OUTPUTS, IMAGENET_S32, INPUT_NAME, OUTPUT_NAMES
 
 OPSET = 18
@@ -186,7 +187,7 @@ def expose_encoder_features(path: str | Path) -> ModelCard:
 
 
 IMAGENET_TAIL_INPUT = "s16"
-FIRST_TAIL_BLOCK = 11  # LITE0_TAPS: block 10 ends stride 16, block 15 stride 32
+FIRST_TAIL_BLOCK = LITE0_TAPS[16][0] + 1  # the block after the one that ends stride 16
 
 
 class _ImagenetTail(nn.Module):
@@ -194,8 +195,6 @@ class _ImagenetTail(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from model.network import imagenet_classifier
-
         self.blocks = nn.ModuleList(list(imagenet_classifier(pretrained=True)._blocks)[FIRST_TAIL_BLOCK:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +216,7 @@ def imagenet_tail() -> onnx.ModelProto:
         warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(
             tail,
-            (torch.zeros(1, 112, 24, 24),),
+            (torch.zeros(1, LITE0_TAPS[16][1], 24, 24),),
             buf,
             input_names=[IMAGENET_TAIL_INPUT],
             output_names=[IMAGENET_S32],
@@ -235,9 +234,8 @@ def _append_graph(m: onnx.ModelProto, g: onnx.ModelProto, inputs: dict[str, str]
     """Copy `g`'s nodes and weights into `m` (names prefixed), its inputs read from `m`'s tensors as
     `inputs` maps them, its outputs becoming `m`'s outputs under their own names."""
     g = onnx.compose.add_prefix(g, prefix, rename_outputs=False, rename_inputs=False)
-    rename = {name: inputs[name] for name in inputs}
     for node in g.graph.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.input[:] = [inputs.get(i, i) for i in node.input]
     m.graph.node.extend(g.graph.node)
     m.graph.initializer.extend(g.graph.initializer)
     m.graph.output.extend(g.graph.output)

@@ -253,8 +253,9 @@ def fit_all_zones(
     Where more than one kind of features is on offer (`feature_kinds`), each zone takes the one whose
     cross-fitted log-loss over its fit photos (the real ones where they hold both classes,
     `out_of_fold_log_loss`) is lowest: many more photos than the validation split (which still
-    chooses C and the cut), and the choice is structural: ImageNet's features generalise best on the
-    screen's 1520 real photos, the two-way encoder pooling on the back glass's 179 synthetic ones
+    chooses C and the cut), and the choice is structural: four statistics a channel generalised better
+    than two on the screen's real photos, and ImageNet's features with them better still; the back
+    glass's 179 synthetic photos, too few for 452 features, once kept the two-way pooling
     (docs/model-history.md)."""
     models, figures = {}, defaultdict(dict)
     kinds = feature_kinds(fit_preds)
