@@ -44,7 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from model.export import OPSET, _Calibration, _session  # noqa: E402
 from model.fine_network import FINE_OUTPUT_NAMES, FineNet  # noqa: E402
+from model.outputs import INPUT_NAME  # noqa: E402
 from training.fine_train import FinePatchDataset, load_fine_net  # noqa: E402
 from training.synth.fine_patches import FinePatchRecord  # noqa: E402
 from training.synth.geometry import SHIFT, to_cv  # noqa: E402
@@ -159,9 +161,9 @@ def export_onnx(net: FineNet, path: Path, size: int = 256) -> None:
         net,
         (x,),
         str(path),
-        opset_version=18,
+        opset_version=OPSET,
         dynamo=False,
-        input_names=["image"],
+        input_names=[INPUT_NAME],
         output_names=list(FINE_OUTPUT_NAMES),
     )
 
@@ -169,33 +171,26 @@ def export_onnx(net: FineNet, path: Path, size: int = 256) -> None:
 def ort_latency_ms(path: Path, size: int = 256, runs: int = 40) -> float:
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 2, 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    ort.set_default_logger_severity(3)  # the optimiser's notes on unused initialisers: errors only
+    sess = _session(path, threads=2)
     x = np.random.default_rng(0).integers(0, 256, (1, 3, size, size), dtype=np.uint8)
     for _ in range(5):
-        sess.run(None, {"image": x})
+        sess.run(None, {INPUT_NAME: x})
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        sess.run(None, {"image": x})
+        sess.run(None, {INPUT_NAME: x})
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
 
 def quantize(fp32: Path, out: Path, images: list[np.ndarray]) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """Static INT8 as `model.export.quantize_int8` makes it (QDQ, per-channel), calibrated on `images`."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter([{"image": im.transpose(2, 0, 1)[None].copy()} for im in images])
-
-        def get_next(self):
-            return next(self.it, None)
-
+    nchw = np.stack([im.transpose(2, 0, 1) for im in images])
     quantize_static(
-        str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+        str(fp32), str(out), _Calibration(nchw), quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
     )  # fmt: skip
 
