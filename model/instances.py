@@ -2,7 +2,8 @@
 
 Measurements are in millimetres when the photo's scale is known (device model from the catalogue, or
 a size given by the caller); otherwise they are fractions of the device's length (`units="relative"`),
-and the grading rules fall back to relative limits.
+and the grading rules fall back to relative limits. A line measured by the fine pass also has a contrast,
+which with its width says how visible it is to a buyer (`model.visibility`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ Units = Literal["mm", "relative"]
 
 
 class Measurement(BaseModel):
-    """Size of one defect. `length` is along the defect (skeleton length for scratches and cracks)."""
+    """Size of one defect. `length` is along the defect (skeleton length for scratches and cracks).
+
+    `contrast`: the luminance change at the centre of a fully resolved line, as a fraction of the
+    surface's luminance (0..1), as the fine pass measures it; None where it was not measured (the coarse
+    pass, blobs). The grading rules read a line's visibility from its width and contrast."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,6 +30,7 @@ class Measurement(BaseModel):
     length: float = Field(ge=0)
     width: float = Field(ge=0)
     area: float = Field(ge=0)  # mm² or fraction of the device length squared
+    contrast: float | None = Field(default=None, ge=0, le=1)
 
 
 class DefectInstance(BaseModel):
@@ -67,6 +73,7 @@ def mm(
     width: float = 0.1,
     area: float | None = None,
     confidence: float = 1.0,
+    contrast: float | None = None,
     **kwargs,
 ) -> DefectInstance:
     """Shorthand for a defect measured in millimetres (tests, examples, the CLI)."""
@@ -75,7 +82,11 @@ def mm(
         zone=Zone(zone),
         confidence=confidence,
         measurement=Measurement(
-            units="mm", length=length, width=width, area=length * width if area is None else area
+            units="mm",
+            length=length,
+            width=width,
+            area=length * width if area is None else area,
+            contrast=contrast,
         ),
         **kwargs,
     )
