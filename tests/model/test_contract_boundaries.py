@@ -19,6 +19,7 @@ TORCH_FREE = [
     "model.crop",
     "model.inference",
     "model.rules",
+    "model.visibility",
     "model.cli",
     "refurbgrade.cli",
 ]
