@@ -1,9 +1,11 @@
 """Applying a standard to a device's defect instances: the grade, the reasons, the probabilities.
 
-Semantics of a limit (they make grading monotone — more or larger defects never improve a grade):
-a limit holds when every instance it selects is within its size bounds and there are at most
-`max_count` of them. A grade is admitted when all its limits hold; the device gets the best admitted
-grade (the last grade admits anything).
+Semantics of a limit (they make grading monotone — more, larger or more visible defects never improve
+a grade): a limit holds when every instance it selects is within its size and visibility bounds and
+there are at most `max_count` of them. A line's visibility (`invisible_at_cm`) is read from its width
+and contrast by `model.visibility`; without a measured contrast, from its width alone
+(`model.rules.schema.Limit`). A grade is admitted when all its limits hold; the device gets the best
+admitted grade (the last grade admits anything).
 
 The deterministic grade counts the instances whose confidence is at least `present_at` (0.5) and whose
 role is "defect" (`counted`): a zone-level crack's fragments (role "evidence") and candidates below the
@@ -32,6 +34,7 @@ from model.instances import DefectInstance
 from model.rules.calibration import GradeCalibration
 from model.rules.schema import GRADED_TYPES, UNGRADABLE, Limit, Standard, load_standard
 from model.taxonomy import REQUIRED_VIEWS, DefectType, DeviceKind, View, Zone, plural
+from model.visibility import visibility_index, visible_up_to_cm
 
 EXACT_MAX = 12  # 2**12 = 4096 subsets: still a few milliseconds
 N_SAMPLES = 4096
@@ -83,29 +86,52 @@ class _Sized:
     width: float
     area: float
     rel: tuple[float, float, float] | None  # relative sizes, when that is how it was measured
+    contrast: float | None = None  # measured contrast of a line in mm (None: unmeasured, or relative)
 
 
 def _sizes(inst: DefectInstance, ref_mm: float) -> _Sized:
     m = inst.measurement
     if m.units == "mm":
-        return _Sized(m.length, m.width, m.area, None)
+        return _Sized(m.length, m.width, m.area, None, m.contrast)
+    # Relative units keep the size bounds as before: a contrast is no use without the width in mm.
     return _Sized(m.length * ref_mm, m.width * ref_mm, m.area * ref_mm**2, (m.length, m.width, m.area))
 
 
-def _oversize(limit: Limit, s: _Sized) -> bool:
-    """Whether one instance exceeds a limit's size bounds (relative bounds first when unscaled)."""
+def _visibility(limit: Limit, s: _Sized) -> float | None:
+    """The instance's visibility index at the limit's `invisible_at_cm`, where that is what judges it
+    (`Limit`'s docstring): a measured contrast, or no width bound that applies to it. None: the limit
+    has no visibility bound, or its width bound stands in for it (no contrast measured)."""
+    if limit.invisible_at_cm is None:
+        return None
+    if s.contrast is not None:
+        return visibility_index(s.width, s.contrast, limit.invisible_at_cm)
+    if limit.max_width_mm is not None or (s.rel is not None and limit.max_width_rel is not None):
+        return None
+    return visibility_index(s.width, None, limit.invisible_at_cm)
+
+
+def _breaches(limit: Limit, s: _Sized) -> set[str]:
+    """Which of a limit's bounds one instance exceeds: "length", "width", "area", "visible" (relative
+    bounds first when unscaled; a width judged by visibility is not also held to the width bound)."""
+    vis = _visibility(limit, s)
+    out = {"visible"} if vis is not None and vis >= 1.0 else set()
     checks = (
-        (limit.max_length_rel, limit.max_length_mm, 0, s.length),
-        (limit.max_width_rel, limit.max_width_mm, 1, s.width),
-        (limit.max_area_rel, limit.max_area_mm2, 2, s.area),
+        ("length", limit.max_length_rel, limit.max_length_mm, 0, s.length),
+        ("width", limit.max_width_rel, None if vis is not None else limit.max_width_mm, 1, s.width),
+        ("area", limit.max_area_rel, limit.max_area_mm2, 2, s.area),
     )
-    for rel_bound, mm_bound, k, value_mm in checks:
+    for name, rel_bound, mm_bound, k, value_mm in checks:
         if s.rel is not None and rel_bound is not None:
             if s.rel[k] > rel_bound:
-                return True
+                out.add(name)
         elif mm_bound is not None and value_mm > mm_bound:
-            return True
-    return False
+            out.add(name)
+    return out
+
+
+def _oversize(limit: Limit, s: _Sized) -> bool:
+    """Whether one instance exceeds a limit's size or visibility bounds."""
+    return bool(_breaches(limit, s))
 
 
 class _Compiled:
@@ -174,10 +200,14 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
     estimated = any(c.sized[i].rel is not None for i in sel)
     approx = "≈" if estimated else ""
     longest = max(c.sized[i].length for i in sel)
-    widest = max(c.sized[i].width for i in sel)
     found = f"{what} on the {where}, the longest {approx}{_fmt(longest)} mm"
-    if lim.max_width_mm is not None and any(c.sized[i].width > lim.max_width_mm for i in big):
-        found += f", the widest {approx}{_fmt(widest)} mm"
+    breaches = {i: _breaches(lim, c.sized[i]) for i in big}
+    too_wide = [i for i in big if "width" in breaches[i]]
+    if too_wide:
+        found += f", the widest {approx}{_fmt(max(c.sized[i].width for i in too_wide))} mm"
+    seen = [i for i in big if "visible" in breaches[i]]
+    if seen and lim.invisible_at_cm is not None:
+        found += _seen_words(c, seen, lim.invisible_at_cm)
     if lim.is_bar:
         allowed = f"{grade_name} allows none"
     else:
@@ -186,10 +216,20 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
             parts.append(f"at most {lim.max_count}")
         sizes = lim.size_words(_fmt)
         if sizes:
-            parts.append("each up to " + ", ".join(sizes))
+            # "each up to 3.0 mm long, invisible at 20 cm", but "each invisible at 20 cm" alone
+            lead = "each " if sizes[0].startswith("invisible") else "each up to "
+            parts.append(lead + ", ".join(sizes))
         allowed = f"{grade_name} allows " + ", ".join(parts)
     note = " (sizes estimated: the device's scale is unknown)" if estimated else ""
     return f"{found}; {allowed}{note}"
+
+
+def _seen_words(c: _Compiled, seen: list[int], distance_cm: float) -> str:
+    """e.g. ", visible at 20 cm (from up to 34 cm)", or "(by its width alone, ...)" without a contrast:
+    the farthest distance any of them is seen from, a number a refurbisher can check."""
+    farthest = max(visible_up_to_cm(c.sized[i].width, c.sized[i].contrast) for i in seen)
+    alone = "by its width alone, " if all(c.sized[i].contrast is None for i in seen) else ""
+    return f", visible at {distance_cm:g} cm ({alone}from up to {farthest:.0f} cm)"
 
 
 def _relevant(instances: Sequence[DefectInstance]) -> list[DefectInstance]:

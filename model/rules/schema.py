@@ -1,7 +1,8 @@
 """Grading standards as data: the pydantic schema of a standard's YAML file, and its loading.
 
 A standard is an ordered list of grades, best first. Each grade holds limits; a limit selects
-instances by zone and defect type and bounds how many there may be and how large each may be. The
+instances by zone and defect type and bounds how many there may be, how large each may be and (for
+lines) from how near a buyer may not see it (`invisible_at_cm`, `model.visibility`). The
 last grade has no limits: it is what no better grade admits (e.g. "Unlistable"). A malformed file is
 a `StandardError` naming the file, the field and the problem.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model.taxonomy import GRADED_DEFECT_TYPES, DefectType, DeviceKind, Zone
+from model.taxonomy import GRADED_DEFECT_TYPES, LINEAR_DEFECT_TYPES, DefectType, DeviceKind, Zone
 
 BUNDLED_DIR = "rules/standards"
 # The grade of a device that no usable photo shows (`model.rules.engine.ungradable`): no standard may
@@ -29,7 +30,17 @@ class StandardError(ValueError):
 
 
 class Limit(BaseModel):
-    """Bounds on the instances of `types` in `zones`: how many, and how large each one."""
+    """Bounds on the instances of `types` in `zones`: how many, how large each one, how visible.
+
+    `invisible_at_cm` (lines only: scratches, cracks): each instance must be invisible to a normal
+    observer at that distance, its visibility index (`model.visibility`) below 1. An instance whose
+    contrast was measured (the fine pass) is judged on its width and contrast, and `max_width_mm` does
+    not apply to it: visibility is the criterion the width stood in for. An instance without a contrast
+    (the coarse pass, the synthetic generator) is judged by width alone: by `max_width_mm` where the limit
+    sets one (the standard's stand-in, kept so those instances grade as before), else by the width-only
+    criterion (at least 1 arc-minute wide at that distance is visible). Relative-unit instances (scale
+    unknown) are judged by width alone, as before: `max_width_rel`, else `max_width_mm` on their
+    estimated width, else the width-only criterion on it; their contrast is not used."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,6 +55,8 @@ class Limit(BaseModel):
     max_length_rel: float | None = Field(default=None, gt=0)
     max_width_rel: float | None = Field(default=None, gt=0)
     max_area_rel: float | None = Field(default=None, gt=0)
+    # Back Market's "invisible at 20 cm": see the class docstring.
+    invisible_at_cm: float | None = Field(default=None, gt=0)
 
     @field_validator("zones", "types", mode="before")
     @classmethod
@@ -63,9 +76,26 @@ class Limit(BaseModel):
 
     @model_validator(mode="after")
     def _bounds_something(self) -> Limit:
-        bounds = (self.max_count, self.max_length_mm, self.max_width_mm, self.max_area_mm2)
+        bounds = (
+            self.max_count,
+            self.max_length_mm,
+            self.max_width_mm,
+            self.max_area_mm2,
+            self.invisible_at_cm,
+        )
         if all(b is None for b in bounds):
-            raise ValueError("a limit must set max_count or a size bound (max_length_mm, ...)")
+            raise ValueError(
+                "a limit must set max_count, a size bound (max_length_mm, ...) or invisible_at_cm"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _visibility_of_lines(self) -> Limit:
+        if self.invisible_at_cm is not None and not set(self.types) <= LINEAR_DEFECT_TYPES:
+            others = sorted(t.value for t in self.types if t not in LINEAR_DEFECT_TYPES)
+            raise ValueError(
+                f"invisible_at_cm is a line's visibility (scratch, crack); not for {', '.join(others)}"
+            )
         return self
 
     @property
@@ -73,9 +103,19 @@ class Limit(BaseModel):
         return self.max_count == 0
 
     def size_words(self, fmt: Callable[[float], str]) -> list[str]:
-        """Its size bounds in words ("3 mm long", "0.15 mm wide", "4 mm²"), numbers written by `fmt`."""
-        bounds = ((self.max_length_mm, "mm long"), (self.max_width_mm, "mm wide"), (self.max_area_mm2, "mm²"))
-        return [f"{fmt(v)} {unit}" for v, unit in bounds if v is not None]
+        """Its size bounds in words ("3 mm long", "0.15 mm wide", "4 mm²", "invisible at 20 cm (by width
+        alone: 0.15 mm wide)"), mm numbers written by `fmt`."""
+        words = [f"{fmt(self.max_length_mm)} mm long"] if self.max_length_mm is not None else []
+        if self.max_width_mm is not None and self.invisible_at_cm is None:
+            words.append(f"{fmt(self.max_width_mm)} mm wide")
+        if self.max_area_mm2 is not None:
+            words.append(f"{fmt(self.max_area_mm2)} mm²")
+        if self.invisible_at_cm is not None:
+            alone = (
+                "" if self.max_width_mm is None else f" (by width alone: {fmt(self.max_width_mm)} mm wide)"
+            )
+            words.append(f"invisible at {self.invisible_at_cm:g} cm{alone}")
+        return words
 
 
 class Grade(BaseModel):
@@ -95,6 +135,8 @@ class ExampleDefect(BaseModel):
     length_mm: float = Field(ge=0)
     width_mm: float = Field(default=0.1, ge=0)
     area_mm2: float | None = Field(default=None, ge=0)
+    # As the fine pass measures it (`model.instances.Measurement.contrast`); None: not measured.
+    contrast: float | None = Field(default=None, ge=0, le=1)
 
 
 class Example(BaseModel):
