@@ -1,4 +1,5 @@
-"""The grading rules engine: documented examples, monotonicity, probabilities, reasons, bad files."""
+"""The grading rules engine: documented examples, monotonicity, probabilities, reasons, bad files, and
+the visibility bound (`invisible_at_cm`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from model.instances import DefectInstance, Measurement, mm
 from model.rules import StandardError, grade, grade_probabilities, list_standards, load_standard
 from model.rules.engine import EXACT_MAX, UNGRADABLE, counted
-from model.rules.schema import load_standard_file
+from model.rules.schema import load_standard_file, parse_standard
 from model.taxonomy import DefectType, View, Zone
 
 STANDARDS = list_standards()
@@ -28,7 +29,9 @@ def test_bundled_standards_are_the_three_named_ones():
     ids=lambda v: v if isinstance(v, str) else v.name,
 )
 def test_documented_examples_grade_as_documented(name, example):
-    instances = [mm(d.type, d.zone, d.length_mm, d.width_mm, d.area_mm2) for d in example.defects]
+    instances = [
+        mm(d.type, d.zone, d.length_mm, d.width_mm, d.area_mm2, contrast=d.contrast) for d in example.defects
+    ]
     assert grade(instances, name).grade == example.expect
 
 
@@ -305,3 +308,164 @@ def test_counted_needs_a_graded_type_the_defect_role_and_the_cut():
     assert not counted(mm("smudge", "screen", 5.0))
     assert not counted(mm("crack", "screen", 5.0, role="evidence"))
     assert counted(mm("crack", "screen", 5.0, confidence=0.3), present_at=0.3)
+
+
+# -- visibility: invisible_at_cm ---------------------------------------------------------------------
+
+# A standard whose line limits are visibility only (no width stand-in): the width-only criterion of
+# model.visibility judges the lines without a contrast, and relative-unit ones on their estimate.
+VISIBILITY_ONLY = parse_standard(
+    """
+standard: vis
+title: visibility only
+version: "1"
+source: tests
+grades:
+  - name: Near
+    summary: invisible at 20 cm
+    limits: [{zones: any, types: [scratch, crack], invisible_at_cm: 20}]
+  - name: Far
+    summary: invisible at 50 cm
+    limits: [{zones: any, types: [scratch, crack], invisible_at_cm: 50}]
+  - name: Seen
+    summary: anything
+""",
+    "tests/vis.yaml",
+)
+VIS_STANDARDS = [*STANDARDS, VISIBILITY_ONLY]
+
+measured_strategy = st.builds(
+    lambda t, z, length, width, contrast, conf: mm(t, z, length, width, confidence=conf, contrast=contrast),
+    st.sampled_from(GRADED),
+    st.sampled_from(list(Zone)),
+    st.floats(0.05, 60.0),
+    st.floats(0.0, 2.0),
+    st.one_of(st.none(), st.floats(0.0, 1.0)),
+    st.sampled_from([1.0, 0.9, 0.7]),
+)
+
+
+def _std(s):
+    return load_standard(s) if isinstance(s, str) else s
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(measured_strategy, min_size=1, max_size=8),
+    st.data(),
+    st.sampled_from(VIS_STANDARDS),
+    st.sampled_from(["width", "contrast", "both"]),
+)
+def test_a_wider_or_higher_contrast_line_never_gets_a_better_grade(instances, data, std, what):
+    std = _std(std)
+    i = data.draw(st.integers(0, len(instances) - 1))
+    m = instances[i].measurement
+    update = {}
+    if what in ("width", "both"):
+        update["width"] = m.width * data.draw(st.floats(1.0, 5.0))
+    if what in ("contrast", "both") and m.contrast is not None:
+        update["contrast"] = data.draw(st.floats(m.contrast, 1.0))
+    more = instances[i].model_copy(update={"measurement": m.model_copy(update=update)})
+    changed = [*instances[:i], more, *instances[i + 1 :]]
+    assert std.index(grade(changed, std).grade) >= std.index(grade(instances, std).grade)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(measured_strategy, max_size=8), measured_strategy, st.sampled_from(VIS_STANDARDS))
+def test_adding_a_measured_line_never_improves_the_grade(instances, extra, std):
+    std = _std(std)
+    assert std.index(grade([*instances, extra], std).grade) >= std.index(grade(instances, std).grade)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0.0, 0.01), st.floats(0.0, 1.0), st.sampled_from(VIS_STANDARDS))
+def test_relative_lines_grade_as_before_whatever_their_contrast(width, contrast, std):
+    std = _std(std)
+
+    def rel(c):
+        return DefectInstance(
+            type="scratch",
+            zone="body",
+            measurement=Measurement(
+                units="relative", length=0.02, width=width, area=0.02 * width, contrast=c
+            ),
+        )
+
+    assert grade([rel(contrast)], std).grade == grade([rel(None)], std).grade
+
+
+def test_visibility_only_limits_fall_back_to_1_arcminute_without_a_contrast():
+    assert grade([mm("scratch", "body", 5.0, 0.05)], VISIBILITY_ONLY).grade == "Near"  # 0.86' at 20 cm
+    assert grade([mm("scratch", "body", 5.0, 0.06)], VISIBILITY_ONLY).grade == "Far"  # 1.03' at 20 cm
+    assert grade([mm("scratch", "body", 5.0, 0.15)], VISIBILITY_ONLY).grade == "Seen"  # 1.03' at 50 cm
+    # the same 0.15 mm line, measured faint: invisible at 20 cm; contrasty: visible at 50 cm
+    assert grade([mm("scratch", "body", 5.0, 0.15, contrast=0.02)], VISIBILITY_ONLY).grade == "Near"
+    assert grade([mm("scratch", "body", 5.0, 0.15, contrast=0.3)], VISIBILITY_ONLY).grade == "Seen"
+
+
+def test_back_market_judges_measured_lines_by_visibility_and_unmeasured_ones_by_the_grader_widths():
+    def bm(width, contrast=None, length=2.5):
+        return grade([mm("scratch", "body", length, width, contrast=contrast)], "backmarket").grade
+
+    # Without a contrast: the grader scale's widths, as before (0.15 mm Excellent, 0.3 mm Good).
+    assert [bm(0.1), bm(0.2), bm(0.35)] == ["Excellent", "Good", "Fair"]
+    # Measured: a faint 0.1 mm line is Excellent, a moderate one Good, a contrasty one Fair ...
+    assert [bm(0.1, 0.03), bm(0.1, 0.1), bm(0.1, 0.3)] == ["Excellent", "Good", "Fair"]
+    # ... and a faint 0.25 mm line, over the grader's 0.15 mm, is still invisible at 20 cm.
+    assert bm(0.25, 0.02) == "Excellent"
+    # Counts and lengths stay the grader scale's whatever the visibility.
+    assert bm(0.1, 0.03, length=3.5) == "Good"
+
+
+def test_reasons_say_from_how_far_a_line_is_seen():
+    result = grade([mm("scratch", "body", 2.5, 0.1, contrast=0.1)], "backmarket")
+    assert result.grade == "Good"
+    (reason,) = result.barred["Excellent"]
+    assert reason.startswith("1 scratch on the back, the longest 2.5 mm, visible at 20 cm (from up to 34 cm)")
+    assert "Excellent allows at most 5, each up to 3.0 mm long, invisible at 20 cm" in reason
+    assert "(by width alone: 0.15 mm wide)" in reason
+    assert "the widest" not in reason  # its width is not what barred it
+    alone = grade([mm("scratch", "body", 5.0, 0.1)], VISIBILITY_ONLY).barred["Near"][0]
+    assert alone.endswith(
+        "visible at 20 cm (by its width alone, from up to 34 cm); Near allows each invisible at 20 cm"
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "problem"),
+    [
+        ("{zones: [body], types: [scratch, chip], invisible_at_cm: 20}", "not for chip"),
+        ("{zones: [body], types: [scratch], invisible_at_cm: 0}", "greater than 0"),
+        ("{zones: [body], types: [scratch], invisible_at_cm: -5}", "greater than 0"),
+    ],
+)
+def test_a_visibility_bound_must_be_positive_and_for_lines(tmp_path, limit, problem):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "standard: bad\ntitle: t\nversion: '1'\nsource: s\n"
+        f"grades: [{{name: A, summary: s, limits: [{limit}]}}, {{name: B, summary: s}}]\n"
+    )
+    with pytest.raises(StandardError, match=problem):
+        load_standard_file(path)
+
+
+def _without_visibility(std):
+    """The standard with every `invisible_at_cm` removed: Back Market as it was before version 2026.12.0."""
+    grades = [
+        g.model_copy(
+            update={"limits": tuple(lim.model_copy(update={"invisible_at_cm": None}) for lim in g.limits)}
+        )
+        for g in std.grades
+    ]
+    return std.model_copy(update={"grades": tuple(grades)})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(instance_strategy, max_size=8), st.sampled_from(STANDARDS))
+def test_lines_without_a_contrast_grade_as_before_the_visibility_bound(instances, name):
+    """The width-only stand-ins keep every grading without contrasts (the coarse pass, the generator's
+    labels) exactly where it was."""
+    std = load_standard(name)
+    before = grade(instances, _without_visibility(std))
+    after = grade(instances, std)
+    assert (after.grade, after.probabilities) == (before.grade, before.probabilities)

@@ -20,7 +20,10 @@ def test_standards_list_grades_limits_in_words_and_sources(client, keys):
     assert [g["name"] for g in bm["grades"]] == ["Premium", "Excellent", "Good", "Fair", "Unlistable"]
     assert [g["listable"] for g in bm["grades"]] == [True, True, True, True, False]
     words = [lim["words"] for lim in next(g for g in bm["grades"] if g["name"] == "Excellent")["limits"]]
-    assert "on the back and frame: at most 5 scratches, each up to 3 mm long, 0.15 mm wide" in words
+    assert (
+        "on the back and frame: at most 5 scratches, each up to 3 mm long, "
+        "invisible at 20 cm (by width alone: 0.15 mm wide)"
+    ) in words
     assert "on the screen and camera: no scratches, cracks, chips, dents or stains" in words
     assert next(g for g in bm["grades"] if g["name"] == "Unlistable")["limits"] == []
     assert client.get("/v1/standards/ctia", headers=H(keys.auditor)).json()["grades"][0]["name"] == "A"
