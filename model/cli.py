@@ -55,7 +55,11 @@ def standards_show(name: Annotated[str, typer.Argument(help="standard name or YA
     for g in std.grades:
         console.print(f"[bold]{g.name}[/]{'' if g.listable else ' (not listable)'}: {g.summary}")
         for lim in g.limits:
-            bounds = {k: v for k, v in lim.model_dump().items() if k.startswith("max_") and v is not None}
+            bounds = {
+                k: v
+                for k, v in lim.model_dump().items()
+                if k.startswith(("max_", "invisible_")) and v is not None
+            }
             zones = ",".join(lim.zones)
             types = ",".join(lim.types)
             console.print(f"  {types} on {zones}: " + ", ".join(f"{k}={v}" for k, v in bounds.items()))

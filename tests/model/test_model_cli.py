@@ -54,3 +54,20 @@ def test_bad_instance_file_names_the_file_and_problem(tmp_path):
 def test_unknown_standard_is_an_error():
     out = runner.invoke(app, ["rules", "grade", str(SAMPLE), "--standard", "ebay"])
     assert out.exit_code == 2 and "unknown standard" in out.output
+
+
+def test_rules_grade_reads_a_measured_contrast_and_show_lists_the_visibility_bound(tmp_path):
+    out = runner.invoke(app, ["standards", "show", "backmarket"])
+    assert out.exit_code == 0 and "invisible_at_cm=20" in out.stdout.replace("\n", "")
+    faint, contrasty = (
+        {"type": "scratch", "zone": "body", "length_mm": 2.5, "width_mm": 0.1, "contrast": c}
+        for c in (0.03, 0.3)
+    )
+    grades = []
+    for inst in (faint, contrasty):
+        path = tmp_path / "one.json"
+        path.write_text(json.dumps({"instances": [inst]}))
+        out = runner.invoke(app, ["rules", "grade", str(path), "--standard", "backmarket", "--json"])
+        assert out.exit_code == 0, out.output
+        grades.append(json.loads(out.stdout)[0]["grade"])
+    assert grades == ["Excellent", "Fair"]
