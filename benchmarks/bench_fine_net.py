@@ -6,7 +6,8 @@
 The manifest must come from a seed the net never trained on (`refurbgrade synth-fine --seed 13`).
 Per scratch truth from the manifest (its polyline, width and contrast):
 
-- centreline recall and precision at a 1-pixel tolerance: the predicted centreline is heat >= 0.5
+- centreline recall and precision at a 1-pixel tolerance: the predicted centreline is heat >= the cut
+  (`--cut`, default 0.5; pass the fine card's, which `refurbgrade export-fine` chose on validation)
   thinned with `skimage.morphology.skeletonize`; a true centreline pixel (the polyline rendered as
   the generator renders its targets) is found when a predicted one lies within 1 px (8-neighbours), a
   predicted pixel is right when a true one does. Recall pools the pixels of the scratches of each
@@ -44,26 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from model.export import OPSET, _Calibration, _session  # noqa: E402
-from model.fine_network import FINE_OUTPUT_NAMES, FineNet  # noqa: E402
+from model.export import _Calibration, _session, export_fine_onnx  # noqa: E402
+from model.fine_network import FineNet  # noqa: E402
+from model.fine_pass import FineCard  # noqa: E402
 from model.outputs import INPUT_NAME  # noqa: E402
+from training.fine_metrics import CLASSES, Tally, true_lines  # noqa: E402
 from training.fine_train import FinePatchDataset, load_fine_net  # noqa: E402
-from training.synth.fine_patches import FinePatchRecord  # noqa: E402
-from training.synth.geometry import SHIFT, to_cv  # noqa: E402
 
 KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
-NEAR = np.ones((3, 3), np.uint8)  # 1 px tolerance (8-neighbours)
-CLASSES = ("all", "< 1 px", ">= 1 px")
-
-
-def true_lines(rec: FinePatchRecord) -> list[np.ndarray]:
-    """Each scratch's centreline pixels (bool masks), drawn as the generator draws its targets."""
-    out = []
-    for s in rec.scratches:
-        line = np.zeros((rec.size, rec.size), np.uint8)
-        cv2.polylines(line, [to_cv(np.asarray(s.polyline, np.float64))], False, 255, 1, cv2.LINE_8, SHIFT)
-        out.append(line > 0)
-    return out
 
 
 def line_filter(img_rgb: np.ndarray) -> np.ndarray:
@@ -77,55 +66,6 @@ def line_filter(img_rgb: np.ndarray) -> np.ndarray:
     return resp > med + 6.0 * 1.4826 * max(mad, 1e-3)
 
 
-class Tally:
-    """Pixel counts for recall and precision, and per-scratch errors, by width class."""
-
-    def __init__(self) -> None:
-        self.found = dict.fromkeys(CLASSES, 0)
-        self.true = dict.fromkeys(CLASSES, 0)
-        self.scr_found = {c: [] for c in CLASSES}
-        self.pred_ok = 0
-        self.pred = 0
-        self.err = {k: {c: [] for c in CLASSES} for k in ("width_px", "width_mm", "width_rel", "contrast")}
-
-    def add_lines(self, rec: FinePatchRecord, lines: list[np.ndarray], skel: np.ndarray) -> None:
-        near_pred = cv2.dilate(skel.astype(np.uint8), NEAR) > 0
-        any_true = np.zeros_like(skel)
-        for s, line in zip(rec.scratches, lines, strict=True):
-            any_true |= line
-            n, hit = int(line.sum()), int((line & near_pred).sum())
-            for c in ("all", "< 1 px" if s.width_px < 1 else ">= 1 px"):
-                self.true[c] += n
-                self.found[c] += hit
-                if n:
-                    self.scr_found[c].append(hit / n >= 0.5)
-        near_true = cv2.dilate(any_true.astype(np.uint8), NEAR) > 0
-        self.pred += int(skel.sum())
-        self.pred_ok += int((skel & near_true).sum())
-
-    def add_values(self, rec: FinePatchRecord, lines: list[np.ndarray], width_px, contrast) -> None:
-        for s, line in zip(rec.scratches, lines, strict=True):
-            if not line.any():
-                continue
-            w = float(np.median(width_px[line])) if isinstance(width_px, np.ndarray) else float(width_px)
-            k = float(np.median(contrast[line])) if isinstance(contrast, np.ndarray) else float(contrast)
-            for c in ("all", "< 1 px" if s.width_px < 1 else ">= 1 px"):
-                self.err["width_px"][c].append(abs(w - s.width_px))
-                self.err["width_mm"][c].append(abs(w - s.width_px) * rec.mm_per_px)
-                self.err["width_rel"][c].append(abs(w - s.width_px) / s.width_px)
-                self.err["contrast"][c].append(abs(k - s.contrast))
-
-    def summary(self) -> dict:
-        out: dict = {"precision": self.pred_ok / self.pred if self.pred else float("nan")}
-        for c in CLASSES:
-            out[f"recall {c}"] = self.found[c] / self.true[c] if self.true[c] else float("nan")
-            out[f"found {c}"] = float(np.mean(self.scr_found[c])) if self.scr_found[c] else float("nan")
-            out[f"n {c}"] = len(self.scr_found[c])
-            for k, v in self.err.items():
-                out[f"{k} {c}"] = statistics.median(v[c]) if v[c] else float("nan")
-        return out
-
-
 def predict(net: FineNet, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     x = torch.from_numpy(np.stack([im.transpose(2, 0, 1) for im in images]))
     with torch.no_grad():
@@ -136,7 +76,7 @@ def predict(net: FineNet, images: list[np.ndarray]) -> list[tuple[np.ndarray, np
 
 
 def accuracy(
-    net: FineNet, ds: FinePatchDataset, const_width: float, const_contrast: float
+    net: FineNet, ds: FinePatchDataset, const_width: float, const_contrast: float, cut: float = 0.5
 ) -> tuple[dict, dict]:
     from tqdm import tqdm
 
@@ -148,24 +88,11 @@ def accuracy(
         for i, img, (heat, width_px, contrast) in zip(idx, images, predict(net, images), strict=True):
             rec = ds.records[i]
             lines = true_lines(rec)
-            fine.add_lines(rec, lines, skeletonize(heat >= 0.5))
+            fine.add_lines(rec, lines, skeletonize(heat >= cut))
             fine.add_values(rec, lines, width_px, contrast)
             base.add_lines(rec, lines, skeletonize(line_filter(img)))
             base.add_values(rec, lines, const_width, const_contrast)
     return fine.summary(), base.summary()
-
-
-def export_onnx(net: FineNet, path: Path, size: int = 256) -> None:
-    x = torch.zeros(1, 3, size, size, dtype=torch.uint8)
-    torch.onnx.export(
-        net,
-        (x,),
-        str(path),
-        opset_version=OPSET,
-        dynamo=False,
-        input_names=[INPUT_NAME],
-        output_names=list(FINE_OUTPUT_NAMES),
-    )
 
 
 def ort_latency_ms(path: Path, size: int = 256, runs: int = 40) -> float:
@@ -231,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--train", help="training fine-patch folder: the constant baseline's medians, INT8 calibration"
     )
     ap.add_argument("--limit", type=int, help="at most this many patches")
+    ap.add_argument("--cut", type=float, default=0.5, help="heat cut for the centreline (the fine card's)")
     ap.add_argument("--int8", action="store_true", help="also quantize (static QDQ) and time INT8")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--json", type=Path)
@@ -244,14 +172,15 @@ def main(argv: list[str] | None = None) -> dict:
     widths = [s.width_px for r in ref.records for s in r.scratches]
     contrasts = [s.contrast for r in ref.records for s in r.scratches]
     const_w, const_c = statistics.median(widths), statistics.median(contrasts)
-    fine, base = accuracy(net, ds, const_w, const_c)
+    fine, base = accuracy(net, ds, const_w, const_c, args.cut)
     print(f"{len(ds)} patches from {ds.manifest}; baseline width {const_w:.2f} px, contrast {const_c:.3f}")
     print(table(fine, base))
     result = {"fine": fine, "baseline": base, "const_width_px": const_w, "const_contrast": const_c}
     if not args.no_latency:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "fine.onnx"
-            export_onnx(net, fp32)
+            tiles = np.random.default_rng(0).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
+            export_fine_onnx(net, fp32, FineCard(name="bench", version="0"), tiles)
             result["onnx_fp32_ms"] = ort_latency_ms(fp32)
             print(f"ONNX Runtime, 2 threads, batch 1, 256 px tile: FP32 {result['onnx_fp32_ms']:.1f} ms")
             if args.int8:

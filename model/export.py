@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from model.card import MODEL_CARD_KEY, Int8Parity, ModelCard
+from model.fine_pass import FINE_CARD_KEY, FINE_OUTPUT_NAMES, FineCard
 from model.network import LITE0_TAPS, imagenet_classifier
 from model.outputs import ENCODER_S16, FEATURE_OUTPUTS, IMAGENET_S32, INPUT_NAME, OUTPUT_NAMES
 
@@ -456,3 +457,56 @@ def quantize_int8(
 
 def summary(rep: ParityReport) -> str:
     return json.dumps(rep.to_dict(), indent=2)
+
+
+def export_fine_onnx(net: nn.Module, out: str | Path, card: FineCard, verify_tiles: np.ndarray) -> float:
+    """The fine network (`model.fine_network.FineNet`) -> `out`, with `card` in its metadata under
+    `FINE_CARD_KEY`; a dynamic batch axis (serving runs a photo's tiles in one batch). Verified against
+    PyTorch on `verify_tiles` (N x 3 x T x T uint8), batch 1 and N, within `FP32_TOLERANCE`; returns the
+    largest difference. Raises `ExportVerificationError` (the file kept as `*.failed.onnx`)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    t = card.tile_px
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        net,
+        (torch.zeros(2, 3, t, t, dtype=torch.uint8),),
+        str(tmp),
+        input_names=[INPUT_NAME],
+        output_names=list(FINE_OUTPUT_NAMES),
+        dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in FINE_OUTPUT_NAMES}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    m = onnx.load(str(tmp))
+    tmp.unlink()
+    entry = m.metadata_props.add()
+    entry.key, entry.value = FINE_CARD_KEY, card.to_json()
+    m.producer_name = "refurbgrade"
+    m.doc_string = f"{card.name} {card.version}: fine-pass scratch centreline, width_px, contrast."
+    onnx.save(m, str(out))
+    try:
+        onnx.checker.check_model(str(out), full_check=True)
+        sess = _session(out)
+        back = FineCard.from_metadata(dict(sess.get_modelmeta().custom_metadata_map), str(out))
+        if back != card:
+            raise ExportVerificationError(f"{out}: the fine card does not read back as written")
+        worst = 0.0
+        with torch.no_grad():
+            want = net(torch.from_numpy(verify_tiles))
+        for batch in (verify_tiles[:1], verify_tiles):
+            got = dict(
+                zip(FINE_OUTPUT_NAMES, sess.run(list(FINE_OUTPUT_NAMES), {INPUT_NAME: batch}), strict=True)
+            )
+            for k, name in enumerate(FINE_OUTPUT_NAMES):
+                ref = want[k][: len(batch)].numpy()
+                # width_px is in pixels, not a probability: compare it relative to its size.
+                scale = max(1.0, float(np.abs(ref).max())) if name == "width_px" else 1.0
+                worst = max(worst, float(np.abs(got[name] - ref).max()) / scale)
+        if worst > FP32_TOLERANCE["max_abs"]:
+            raise ExportVerificationError(f"{out}: ONNX Runtime differs from PyTorch by {worst:.2e}")
+    except (ExportVerificationError, onnx.checker.ValidationError):
+        out.rename(out.with_suffix(".failed.onnx"))
+        raise
+    return worst

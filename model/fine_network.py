@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from model.network import Lite0Encoder, Normalise, TinyEncoder, conv_bn_act, sep_block
 
-FINE_OUTPUT_NAMES = ("heat", "width_px", "contrast")
 FINE_STRIDES = (2, 4, 8)
 
 

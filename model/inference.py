@@ -10,7 +10,9 @@ steps between a decoded photo and the maps post-processing reads cannot drift ap
    (`model.crop.device_box`), that box letterboxed at the input size, and a second pass on it;
 4. the merge: the crop's maps, the whole photo's photo-level verdicts (`model.crop.merge_outputs`);
 5. the card's photo probes (`model.probes`), where it has them: the view and quality verdicts read from
-   the encoder's features in place of the network's heads.
+   the encoder's features in place of the network's heads;
+6. with a `FineStage` (a fine network beside the model, `model.fine_pass`): the fine pass on
+   native-resolution tiles of the device, from the encoded photo, its maps kept on `Inferred.fine`.
 
 The network is a plain callable on a list of letterboxed photos (`Run`): serving hands it an ONNX
 Runtime session behind its micro-batcher, training a PyTorch module or an ORT session (`batched` turns
@@ -29,6 +31,7 @@ import numpy as np
 
 from model.card import Thresholds
 from model.crop import crop_input, merge_outputs
+from model.fine_pass import FineMaps, FineStage, fine_pass
 from model.preprocess import Letterbox, prepare_keeping_photo, to_nchw
 from model.probes import apply_probes
 
@@ -59,6 +62,7 @@ class Frame:
     image: np.ndarray  # letterboxed model input, S x S x 3 uint8
     letterbox: Letterbox
     decoded: np.ndarray | None = None  # the decoded photo, kept for the crop pass (None for a crop)
+    source: bytes | str | Path | None = None  # the encoded photo, for the fine pass's own decode
 
     @property
     def size(self) -> int:
@@ -78,6 +82,7 @@ class Inferred:
 
     frame: Frame
     outputs: Outputs
+    fine: FineMaps | None = None  # the fine pass's maps, where it ran
 
     @property
     def letterbox(self) -> Letterbox:
@@ -91,7 +96,7 @@ class Inferred:
 def frame_photo(data: bytes | str | Path, size: int) -> Frame:
     """Decode and letterbox one photo (raises `model.preprocess.DecodeError`)."""
     image, lb, decoded = prepare_keeping_photo(data, size)
-    return Frame(image, lb, decoded)
+    return Frame(image, lb, decoded, data)
 
 
 def infer(
@@ -99,11 +104,12 @@ def infer(
     spec: PassSpec,
     run: Run,
     cpu: AbstractContextManager | None = None,
+    fine: FineStage | None = None,
 ) -> list[Inferred]:
     """Run the network on `frames` as `spec` says: the first pass, then the crop pass where a device
-    was found, then the card's photo probes. `cpu` (a semaphore, say) is held around the CPU-heavy crop
-    step but not while `run` works, so concurrent requests waiting for a shared batch do not hold the
-    cores."""
+    was found, then the card's photo probes, then with `fine` the fine pass on each photo that shows
+    its device finely enough. `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not
+    while `run` works, so concurrent requests waiting for a shared batch do not hold the cores."""
     outputs = run([f.image for f in frames])
     if len(outputs) != len(frames):
         raise ValueError(f"the network gave {len(outputs)} outputs for {len(frames)} photos")
@@ -116,12 +122,25 @@ def infer(
             for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
                 done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
     probes = spec.thresholds.photo_probes
-    return [with_probes(d, probes) for d in done] if probes else done
+    done = [with_probes(d, probes) for d in done] if probes else done
+    if fine is None:
+        return done
+    with cpu if cpu is not None else nullcontext():
+        return [with_fine(d, fine) for d in done]
+
+
+def with_fine(inferred: Inferred, stage: FineStage) -> Inferred:
+    """`inferred` with its fine pass's maps (unchanged where the photo gets none)."""
+    f = inferred.frame
+    if f.source is None:
+        return inferred
+    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage)
+    return inferred if maps is None else Inferred(f, inferred.outputs, maps)
 
 
 def with_probes(inferred: Inferred, probes) -> Inferred:
     """`inferred` with its view and quality verdicts from `probes` (`model.probes.apply_probes`)."""
-    return Inferred(inferred.frame, apply_probes(inferred.outputs, probes))
+    return Inferred(inferred.frame, apply_probes(inferred.outputs, probes), inferred.fine)
 
 
 def crop_frame(first: Inferred, size: int) -> Frame | None:
@@ -131,7 +150,7 @@ def crop_frame(first: Inferred, size: int) -> Frame | None:
     if f.decoded is None:
         return None
     crop = crop_input(f.decoded, f.letterbox, first.outputs["zone_probs"], size)
-    return None if crop is None else Frame(*crop)
+    return None if crop is None else Frame(*crop, source=f.source)
 
 
 def batched(run_nchw: RunNCHW, max_batch: int = 8) -> Run:

@@ -28,11 +28,12 @@ import numpy as np
 
 from model.card import ModelCard
 from model.catalogue import lookup_device
-from model.detail import detail_advice
+from model.detail import NOMINAL_LENGTH_MM, detail_advice
+from model.fine_instances import photo_instances
+from model.fine_pass import FineCard, FineStage
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
-from model.outputs import feature_maps
-from model.postprocess import estimate_scale, extract_instances
+from model.postprocess import estimate_scale
 from model.preprocess import DETAIL, DecodeError, decoded_pixels
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
 from model.rules.engine import UNGRADABLE
@@ -230,8 +231,10 @@ def analyse_photo(
     device: Device,
     index: int,
     view: View | None = None,
+    fine_card: FineCard | None = None,
 ) -> PhotoResult:
-    """One photo's network outputs -> its verdict and measured defects."""
+    """One photo's network outputs -> its verdict and measured defects (with the fine pass's scratches
+    where it ran: `fine_card` is its network's card)."""
     outputs, size = inferred.outputs, inferred.size
     scale = estimate_scale(outputs["zone_probs"], inferred.letterbox, size, device.length_mm)
     view_probs = outputs["view_probs"]
@@ -249,16 +252,16 @@ def analyse_photo(
         q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))
     instances: list[DefectInstance] = []
     if scale.device_found:
-        instances = extract_instances(
-            outputs["defect_probs"],
-            outputs["zone_probs"],
+        instances = photo_instances(
+            outputs,
             inferred.letterbox,
+            size,
             card.thresholds,
             scale,
-            size,
             photo_index=index,
             view=view_res,
-            features=feature_maps(outputs),
+            fine=inferred.fine,
+            fine_card=fine_card,
         )
     w, h = inferred.frame.original_size
     return PhotoResult(
@@ -344,11 +347,15 @@ def grade_device(
         frames = prepare_photos(datas, model.input_size, filenames, hold_pixels)
     if on_decoded is not None:
         on_decoded()
+    fine = fine_stage(model, device)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
-        inferred = infer(frames, model.card, lambda images: run(model, images), slot)
+        inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
     views = list(views) if views is not None else [None] * len(datas)
+    fine_card = model.fine.card if model.fine is not None else None
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
-        photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
+        photos = [
+            analyse_photo(inf, model.card, device, k, views[k], fine_card) for k, inf in enumerate(inferred)
+        ]
         sp.set_attribute("defect.count", sum(len(p.instances) for p in photos))
     threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]
@@ -364,6 +371,15 @@ def grade_device(
         model_name=model.card.name,
         model_sha256=model.sha256,
     )
+
+
+def fine_stage(model: Model, device: Device) -> FineStage | None:
+    """The fine pass for `model` (None without a fine network): the device's length from the catalogue,
+    else a typical one for its kind (it only sets the tiles' pixel size)."""
+    if model.fine is None:
+        return None
+    length = device.length_mm or NOMINAL_LENGTH_MM[device.kind]
+    return FineStage(model.fine.card, model.fine.run, length)
 
 
 def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:

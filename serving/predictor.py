@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from model.card import ModelCard
+from model.fine_pass import FINE_OUTPUT_NAMES, FineCard, fine_sibling
 from model.outputs import FEATURE_STRIDES, INPUT_NAME, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 
@@ -27,13 +28,30 @@ class ModelLoadError(ValueError):
 
 
 @dataclass(frozen=True)
+class FineModel:
+    """The fine network beside a model (`NAME.fine.onnx`, `model.fine_pass`): session + its card."""
+
+    path: Path
+    sha256: str
+    card: FineCard
+    session: ort.InferenceSession
+
+    def run(self, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, 3, T, T) uint8 tiles -> heat, width_px, contrast, each N x 1 x T x T."""
+        names = list(FINE_OUTPUT_NAMES)
+        return dict(zip(names, self.session.run(names, {INPUT_NAME: batch_nchw}), strict=True))
+
+
+@dataclass(frozen=True)
 class Model:
-    """A verified, loaded model: session + card. Immutable, so swapping one for another is atomic."""
+    """A verified, loaded model: session + card (+ the fine network beside it, where there is one).
+    Immutable, so swapping one for another is atomic."""
 
     path: Path
     sha256: str
     card: ModelCard
     session: ort.InferenceSession
+    fine: FineModel | None = None
 
     @property
     def input_size(self) -> int:
@@ -70,28 +88,56 @@ def session_options(intra_op_threads: int, inter_op_threads: int, spin: bool = F
     return opts
 
 
+def _session(path: Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for every kind of broken file
+        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+
+
 def load_model(
-    path: str | Path, intra_op_threads: int = 2, inter_op_threads: int = 1, spin: bool = False
+    path: str | Path,
+    intra_op_threads: int = 2,
+    inter_op_threads: int = 1,
+    spin: bool = False,
+    fine: bool = True,
 ) -> Model:
-    """Load and verify a model file; raises ModelLoadError when it cannot be served."""
+    """Load and verify a model file, and with `fine` the fine network beside it (`NAME.fine.onnx`)
+    where there is one; raises ModelLoadError when either cannot be served (a broken fine file is
+    refused, never silently skipped: it would change every grade)."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
-    try:
-        session = ort.InferenceSession(
-            str(path),
-            sess_options=session_options(intra_op_threads, inter_op_threads, spin),
-            providers=["CPUExecutionProvider"],
-        )
-    except Exception as exc:  # ORT raises its own exception types for every kind of broken file
-        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+    opts = session_options(intra_op_threads, inter_op_threads, spin)
+    session = _session(path, opts)
     try:
         card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
-    model = Model(path=path, sha256=_file_sha256(path), card=card, session=session)
+    sibling = fine_sibling(path)
+    fine_model = load_fine_model(sibling, opts) if fine and sibling.is_file() else None
+    model = Model(path=path, sha256=_file_sha256(path), card=card, session=session, fine=fine_model)
     verify(model)
     return model
+
+
+def load_fine_model(path: Path, opts: ort.SessionOptions) -> FineModel:
+    """Load a fine file and check it on one blank tile (its card, its outputs' names and shapes)."""
+    session = _session(path, opts)
+    try:
+        card = FineCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    fine = FineModel(path=path, sha256=_file_sha256(path), card=card, session=session)
+    t = card.tile_px
+    try:
+        out = fine.run(np.zeros((1, 3, t, t), np.uint8))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: the fine network does not run on a {t} px tile: {exc}") from exc
+    for name, value in out.items():
+        if value.shape != (1, 1, t, t) or not np.isfinite(value).all():
+            raise ModelLoadError(f"{path}: fine output {name} has shape {value.shape}, want (1, 1, {t}, {t})")
+    return fine
 
 
 INT8_SUFFIX = ".int8.onnx"

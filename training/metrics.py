@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 
 from model.catalogue import UnknownDeviceError, lookup_device
+from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
-from model.outputs import VIEW_CLASSES, feature_maps
-from model.postprocess import Scale, estimate_scale, extract_instances
+from model.outputs import VIEW_CLASSES
+from model.postprocess import Scale, estimate_scale
 from model.preprocess import Letterbox
 from model.rules.calibration import GradeCalibration
 from model.taxonomy import DefectType, View
@@ -140,16 +141,16 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
     scale, source = photo_scale(pred, size)
     view_probs = pred.outputs.get("view_probs")
     view = None if view_probs is None else View(VIEW_CLASSES[int(np.argmax(view_probs))])
-    insts = extract_instances(
-        pred.outputs["defect_probs"],
-        pred.outputs["zone_probs"],
+    insts = photo_instances(
+        pred.outputs,
         pred.lb,
+        size,
         thresholds,
         scale,
-        size,
         photo_index,
         view,
-        features=feature_maps(pred.outputs),
+        fine=getattr(pred.inferred, "fine", None),
+        fine_card=getattr(pred, "fine_card", None),
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:

@@ -6,7 +6,8 @@ crop pass or not) and the thresholds to use (calibrated ones from the checkpoint
 otherwise). `predict(items, predictor)` yields one `Prediction` per photo: the manifest item and its
 `model.inference.Inferred` (outputs and the frame their maps are in). The passes themselves are
 `model.inference.infer`, the same function serving calls, so evaluation and calibration see exactly
-what serving sees.
+what serving sees; an ONNX file with a fine network beside it (`NAME.fine.onnx`) also gets the fine
+pass (`model.inference.with_fine`), with the device's length as serving would take it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from model.card import ModelCard, Thresholds
-from model.inference import Inferred, Outputs, RunNCHW, batched, frame_photo, infer
+from model.catalogue import UnknownDeviceError, lookup_device
+from model.detail import NOMINAL_LENGTH_MM
+from model.fine_pass import FineCard, FineRun, FineStage, fine_sibling
+from model.inference import Inferred, Outputs, RunNCHW, batched, frame_photo, infer, with_fine
 from model.manifest import resolve
 from model.outputs import DEFECT_CHANNELS
 from model.preprocess import Letterbox
+from model.taxonomy import DeviceKind
 from training.dataset import Item
 
 
@@ -36,6 +41,8 @@ class Predictor:
     name: str
     crop_to_device: bool = False
     seconds: list[float] = field(default_factory=list)  # per photo, each batch: all passes of it
+    fine_card: FineCard | None = None  # the fine network beside an ONNX file, and its runner
+    fine_run: FineRun | None = None
 
 
 def default_thresholds() -> Thresholds:
@@ -58,22 +65,55 @@ def torch_predictor(
     )
 
 
-def onnx_predictor(path: str | Path, threads: int = 2) -> Predictor:
-    """An ONNX file with its card's thresholds and crop pass (the card read as serving reads it)."""
+def onnx_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Predictor:
+    """An ONNX file with its card's thresholds and crop pass (the card read as serving reads it), and
+    with `fine` the fine network beside it where there is one."""
     from model.export import onnx_runner
 
     path = Path(path)
     run, meta = onnx_runner(path, threads)
     card = ModelCard.from_metadata(meta, source=str(path))
-    return Predictor(
+    pred = Predictor(
         run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name, card.crop_to_device
     )
+    sibling = fine_sibling(path)
+    if fine and sibling.is_file():
+        pred.fine_card, pred.fine_run = fine_runner(sibling, threads)
+        pred.name += f" + {sibling.name}"
+    return pred
 
 
-def load_predictor(path: str | Path, threads: int = 2) -> Predictor:
+def fine_runner(path: Path, threads: int = 2) -> tuple[FineCard, FineRun]:
+    """A fine file's card and its network as a `FineRun`."""
+    from model.export import _session
+    from model.fine_pass import FINE_OUTPUT_NAMES
+    from model.outputs import INPUT_NAME
+
+    sess = _session(path, threads)
+    card = FineCard.from_metadata(dict(sess.get_modelmeta().custom_metadata_map), source=str(path))
+    names = list(FINE_OUTPUT_NAMES)
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, sess.run(names, {INPUT_NAME: batch}), strict=True))
+
+    return card, run
+
+
+def device_length_mm(item: Item) -> float:
+    """The device's length as serving takes it: the catalogue's for a named model, else typical."""
+    rec = item.record
+    if rec.device_model:
+        try:
+            return lookup_device(rec.device_model).length
+        except UnknownDeviceError:
+            pass
+    return NOMINAL_LENGTH_MM[DeviceKind(rec.device_kind or "phone")]
+
+
+def load_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Predictor:
     path = Path(path)
     if path.suffix == ".onnx":
-        return onnx_predictor(path, threads)
+        return onnx_predictor(path, threads, fine)
     from training.checkpoint import load_checkpoint
 
     net, ckpt = load_checkpoint(path)
@@ -88,6 +128,7 @@ class Prediction:
 
     item: Item
     inferred: Inferred
+    fine_card: FineCard | None = None  # where `inferred.fine` came from
 
     @property
     def image(self) -> np.ndarray:
@@ -122,7 +163,14 @@ def predict(items: Sequence[Item], predictor: Predictor, batch_size: int = 8) ->
             return out
 
         inferred = infer(frames, predictor, timed)
-        # Latency is per photo: both passes of the batch, over its photos.
+        if predictor.fine_card is not None and predictor.fine_run is not None:
+            t0 = time.perf_counter()
+            inferred = [
+                with_fine(inf, FineStage(predictor.fine_card, predictor.fine_run, device_length_mm(it)))
+                for it, inf in zip(chunk, inferred, strict=True)
+            ]
+            spent += time.perf_counter() - t0
+        # Latency is per photo: all passes of the batch, over its photos.
         predictor.seconds.append(spent / len(chunk))
         for it, inf in zip(chunk, inferred, strict=True):
-            yield Prediction(it, inf)
+            yield Prediction(it, inf, predictor.fine_card)

@@ -1,5 +1,6 @@
 """The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`, and
-`refurbgrade train-fine` (the fine pass's network on the fine stream's patches, `training.fine_train`).
+`refurbgrade train-fine` (the fine pass's network on the fine stream's patches, `training.fine_train`),
+`refurbgrade export-fine` (that network as the fine file serving runs, `training.fine_package`).
 
 Each maps its options onto plain functions (`training.train.run_training`,
 `training.calibrate.calibrate_model_file`, `training.evaluate.run_evaluation`, `training.packaging`)
@@ -256,6 +257,31 @@ def train_fine(
     typer.echo(f"best checkpoint: {best}")
 
 
+def export_fine(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="train-fine checkpoint (best.pt)")],
+    val: Annotated[Path, typer.Option("--val", help="fine-patch folder the heat cut is chosen on")],
+    out: Annotated[Path, typer.Option("--out", help="the fine file: NAME.fine.onnx beside NAME.onnx")],
+    version: Annotated[str, typer.Option("--version", help="the fine card's version")] = "0.1.0",
+    max_tiles: Annotated[int, typer.Option("--max-tiles", min=1, help="tiles a photo may get")] = 8,
+) -> None:
+    """Export a fine network with its card (heat cut chosen on validation patches), verified."""
+    from model.export import ExportVerificationError
+    from training.fine_package import package_fine
+
+    if not checkpoint.is_file():
+        _refuse(f"{checkpoint}: no such checkpoint")
+    if not out.name.endswith(".fine.onnx"):
+        _refuse(f"{out}: a fine file is named NAME.fine.onnx (serving finds it beside NAME.onnx)")
+    try:
+        card = package_fine(checkpoint, val, out, version, max_tiles)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    except ExportVerificationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{out}: heat cut {card.heat_cut}; {card.notes}")
+
+
 def register(app: typer.Typer) -> None:
     for name, command in (
         ("train", train),
@@ -264,5 +290,6 @@ def register(app: typer.Typer) -> None:
         ("evaluate", evaluate),
         ("export", export),
         ("quantize", quantize),
+        ("export-fine", export_fine),
     ):
         app.command(name)(command)

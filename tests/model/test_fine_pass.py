@@ -1,0 +1,159 @@
+"""The fine pass (model.fine_pass, model.fine_instances): tiles proposed where lines are, stitched maps in
+the device's frame, scratches measured from them in mm, and the coarse scratches they replace."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.card import Thresholds
+from model.fine_instances import merge_fine, photo_instances
+from model.fine_pass import FineCard, FineStage, choose_cells, fine_pass, fine_sibling
+from model.inference import Inferred, frame_photo, with_fine
+from model.instances import DefectInstance, Measurement
+from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+from model.postprocess import estimate_scale
+from model.taxonomy import DefectType, Zone
+
+SIZE, STRIDE = 128, 4
+LENGTH_MM = 100.0  # the device's long side: 2000 px -> 0.05 mm per pixel
+DEVICE = (200, 300, 2200, 1300)  # x0, y0, x1, y1 in the photo
+LINE = ((900, 800), (1300, 800))  # a 400 px (20 mm) dark line, 3 px wide, on the back
+
+
+def _photo() -> np.ndarray:
+    img = np.full((1600, 2400, 3), 30, np.uint8)
+    x0, y0, x1, y1 = DEVICE
+    img[y0:y1, x0:x1] = 170
+    cv2.line(img, LINE[0], LINE[1], (20, 20, 20), 3)
+    return img
+
+
+def _png(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _coarse(frame, scratch_at=None) -> dict[str, np.ndarray]:
+    """Coarse outputs in `frame`: the device as the body zone; optionally a coarse scratch cell."""
+    n = SIZE // STRIDE
+    zone = np.zeros((len(ZONE_CHANNELS), n, n), np.float32)
+    zone[0] = 1.0
+    (a, b), (c, d) = frame.letterbox.to_model(np.array(DEVICE, float).reshape(2, 2)) / STRIDE
+    body = ZONE_CHANNELS.index(Zone.BODY.value)
+    zone[0, round(b) : round(d), round(a) : round(c)] = 0.0
+    zone[body, round(b) : round(d), round(a) : round(c)] = 1.0
+    defect = np.zeros((len(DEFECT_CHANNELS), n, n), np.float32)
+    if scratch_at is not None:
+        (x, y) = frame.letterbox.to_model(np.array([scratch_at], float))[0] / STRIDE
+        defect[DEFECT_CHANNELS.index("scratch"), int(y), int(x) : int(x) + 3] = 0.9
+    return {"defect_probs": defect, "zone_probs": zone, "view_probs": np.array([0.0, 1.0, 0.0, 0.0, 0.0])}
+
+
+def _dark_lines(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """A stand-in fine network: heat on dark pixels, width 3 px, contrast 0.6."""
+    dark = (batch.mean(axis=1, keepdims=True) < 60).astype(np.float32)
+    return {"heat": dark, "width_px": np.full_like(dark, 3.0), "contrast": np.full_like(dark, 0.6)}
+
+
+def _card(**kw) -> FineCard:
+    return FineCard(name="test", version="0", **kw)
+
+
+def test_the_fine_file_sits_beside_either_precision():
+    assert fine_sibling("models/default.onnx").name == "default.fine.onnx"
+    assert fine_sibling("models/default.int8.onnx").name == "default.fine.onnx"
+
+
+def test_the_fine_card_reads_back_and_refuses_what_it_cannot_read():
+    card = _card(heat_cut=0.9)
+    assert FineCard.from_metadata({"refurbgrade.fine_card": card.to_json()}) == card
+    with pytest.raises(ValueError, match="no fine card"):
+        FineCard.from_metadata({})
+    with pytest.raises(ValueError, match="invalid fine card"):
+        FineCard.from_metadata({"refurbgrade.fine_card": '{"name": "x"}'})
+
+
+def test_tiles_go_to_coarse_evidence_first_then_lines_then_the_screen():
+    net = {(0, 0): 2.0, (5, 5): 9.0}
+    line = {(1, 1): 3.0, (2, 2): 0.5}  # (2, 2): too little line to propose
+    crit = {(3, 3): 50.0, (4, 4): 10.0, (5, 5): 1.0}
+    plan = choose_cells(net, line, crit, k=4, min_line=2.0)
+    assert plan.proposed == 3
+    assert plan.cells == ((5, 5), (0, 0), (1, 1), (3, 3))
+    assert choose_cells(net, line, crit, k=1, min_line=2.0).cells == ((5, 5),)
+
+
+def test_a_hairline_is_found_in_the_tiles_and_measured_in_mm():
+    data = _png(_photo())
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame)
+    card = _card(max_tiles=4, heat_cut=0.5)
+    stage = FineStage(card, _dark_lines, LENGTH_MM)
+    fine = fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage)
+    assert fine is not None and not fine.fallback
+    assert fine.mm_per_px == pytest.approx(0.05, rel=0.05)
+    assert 0 < len(fine.tiles) <= 4
+    thresholds = Thresholds(defect_pixel={n: 0.5 for n in DEFECT_CHANNELS})
+    scale = estimate_scale(outputs["zone_probs"], frame.letterbox, SIZE, LENGTH_MM)
+    insts = photo_instances(outputs, frame.letterbox, SIZE, thresholds, scale, fine=fine, fine_card=card)
+    scratches = [i for i in insts if i.type == DefectType.SCRATCH]
+    assert len(scratches) == 1
+    (s,) = scratches
+    assert s.zone == Zone.BODY
+    assert s.measurement.units == "mm"
+    assert s.measurement.length == pytest.approx(20.0, rel=0.1)
+    assert s.measurement.width == pytest.approx(3 * 0.05, rel=0.1)
+    assert s.measurement.contrast == pytest.approx(0.6)
+    # The polygon is in the photo's pixels, along the drawn line.
+    xs, ys = np.asarray(s.polygon).T
+    assert xs.min() > 880 and xs.max() < 1320 and ys.min() > 790 and ys.max() < 810
+
+
+def test_a_photo_too_coarse_for_the_fine_pass_gets_none():
+    small = cv2.resize(_photo(), (600, 400), interpolation=cv2.INTER_AREA)  # 0.2 mm per pixel
+    data = _png(small)
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame)
+    stage = FineStage(_card(), _dark_lines, LENGTH_MM)
+    assert with_fine(Inferred(frame, outputs), stage).fine is None
+
+
+def test_without_a_device_there_is_no_fine_pass():
+    data = _png(_photo())
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame)
+    outputs["zone_probs"][:] = 0.0
+    outputs["zone_probs"][0] = 1.0
+    stage = FineStage(_card(), _dark_lines, LENGTH_MM)
+    assert fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage) is None
+
+
+def test_fine_scratches_replace_the_coarse_ones_where_the_tiles_looked():
+    data = _png(_photo())
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame, scratch_at=(1000, 800))
+    card = _card(max_tiles=2, heat_cut=0.5)
+    fine = fine_pass(
+        outputs, frame.letterbox, SIZE, data, frame.original_size, FineStage(card, _dark_lines, LENGTH_MM)
+    )
+    assert fine is not None
+
+    def coarse(x, y):
+        return DefectInstance(
+            type=DefectType.SCRATCH,
+            zone=Zone.BODY,
+            polygon=[(x - 5, y - 1), (x + 5, y - 1), (x + 5, y + 1), (x - 5, y + 1)],
+            box=(x - 5, y - 1, x + 5, y + 1),
+            measurement=Measurement(units="mm", length=1.0, width=0.3, area=0.3),
+        )
+
+    inside, outside = coarse(1000, 800), coarse(400, 1200)
+    chip = inside.model_copy(update={"type": DefectType.CHIP})
+    merged = merge_fine([inside, outside, chip], [], fine)
+    assert merged == [outside, chip]  # only the scratch the tiles covered is replaced

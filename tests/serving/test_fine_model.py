@@ -1,0 +1,75 @@
+"""A fine network beside the served model (`NAME.fine.onnx`): loaded with it, run on high-resolution
+photos, refused when broken; without one nothing changes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from model.export import export_fine_onnx
+from model.fine_network import FineNet
+from model.fine_pass import FineCard
+from model.inference import frame_photo, infer
+from serving.pipeline import fine_stage, grade_device, resolve_device, run_direct
+from serving.predictor import ModelLoadError, load_model
+from tests.serving.conftest import encode
+from tests.serving.tiny_model import device_photo
+
+
+@pytest.fixture(scope="module")
+def with_fine(model_path, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fine")
+    shutil.copy(model_path, d / "tiny.onnx")
+    torch.manual_seed(0)
+    net = FineNet(pretrained=False, encoder="tiny").eval()
+    card = FineCard(name="tiny-fine", version="0.0.1", tile_px=64, margin_px=8, heat_cut=0.5, max_tiles=2)
+    tiles = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)
+    worst = export_fine_onnx(net, d / "tiny.fine.onnx", card, tiles)
+    assert worst < 1e-3
+    return d / "tiny.onnx"
+
+
+def test_the_fine_file_beside_a_model_loads_with_it(with_fine, model_path):
+    model = load_model(with_fine, intra_op_threads=1)
+    assert model.fine is not None
+    assert model.fine.card.name == "tiny-fine" and model.fine.card.tile_px == 64
+    out = model.fine.run(np.zeros((3, 3, 64, 64), np.uint8))
+    assert {k: v.shape for k, v in out.items()} == {
+        k: (3, 1, 64, 64) for k in ("heat", "width_px", "contrast")
+    }
+    assert load_model(with_fine, intra_op_threads=1, fine=False).fine is None
+    assert load_model(model_path, intra_op_threads=1).fine is None  # no sibling, no fine pass
+
+
+def test_a_broken_fine_file_refuses_the_model(with_fine, tmp_path):
+    shutil.copy(with_fine, tmp_path / "tiny.onnx")
+    (tmp_path / "tiny.fine.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelLoadError, match=r"tiny\.fine\.onnx"):
+        load_model(tmp_path / "tiny.onnx", intra_op_threads=1)
+
+
+def test_grading_runs_the_fine_pass_on_a_fine_photo(with_fine):
+    model = load_model(with_fine, intra_op_threads=1)
+    device = resolve_device(None, "phone")
+    # 3000 px tall, the device 80% of it: about 0.06 mm a pixel for a typical phone.
+    photo = encode(device_photo(width=2400, height=3000))
+    frames = [frame_photo(photo, model.input_size)]
+    (inferred,) = infer(
+        frames, model.card, lambda images: run_direct(model, images), None, fine_stage(model, device)
+    )
+    assert inferred.fine is not None
+    assert 0 < len(inferred.fine.tiles) <= model.fine.card.max_tiles
+    assert inferred.fine.covered.any()
+    grading = grade_device(run_direct, model, [photo], device=device, standards=["backmarket"])
+    assert grading.grades["backmarket"].grade
+    for inst in grading.photos[0].instances:
+        assert inst.measurement.contrast is None or 0.0 <= inst.measurement.contrast <= 1.0
+    # A web-sized photo of the same device is too coarse: no fine pass.
+    small = [frame_photo(encode(device_photo()), model.input_size)]
+    (coarse,) = infer(
+        small, model.card, lambda images: run_direct(model, images), None, fine_stage(model, device)
+    )
+    assert coarse.fine is None
