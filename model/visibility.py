@@ -81,7 +81,8 @@ def retinal_contrast(width_mm: float, contrast: float, distance_cm: float) -> fl
     """The contrast of the line's image on the retina (module docstring): c * a / (a + W)."""
     _check(width_mm, contrast, distance_cm)
     a = angular_width_arcmin(width_mm, distance_cm)
-    return contrast * a / (a + LINE_SPREAD_ARCMIN) if a > 0 else 0.0
+    # a / (a + W) written so that every step is monotone in floating point, down to subnormal contrasts
+    return contrast * (1.0 / (1.0 + LINE_SPREAD_ARCMIN / a)) if a > 0 else 0.0
 
 
 def visibility_index(width_mm: float, contrast: float | None, distance_cm: float) -> float:
