@@ -461,7 +461,7 @@ def summary(rep: ParityReport) -> str:
 
 def export_fine_onnx(net: nn.Module, out: str | Path, card: FineCard, verify_tiles: np.ndarray) -> float:
     """The fine network (`model.fine_network.FineNet`) -> `out`, with `card` in its metadata under
-    `FINE_CARD_KEY`; a dynamic batch axis (serving runs a photo's tiles in one batch). Verified against
+    `FINE_CARD_KEY`; dynamic batch and side axes (serving runs a photo's tiles in one batch). Verified against
     PyTorch on `verify_tiles` (N x 3 x T x T uint8), batch 1 and N, within `FP32_TOLERANCE`; returns the
     largest difference. Raises `ExportVerificationError` (the file kept as `*.failed.onnx`)."""
     out = Path(out)
@@ -475,7 +475,11 @@ def export_fine_onnx(net: nn.Module, out: str | Path, card: FineCard, verify_til
         str(tmp),
         input_names=[INPUT_NAME],
         output_names=list(FINE_OUTPUT_NAMES),
-        dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in FINE_OUTPUT_NAMES}},
+        # Batch and side dynamic: serving runs a photo's tiles in one batch, at the card's tile side.
+        dynamic_axes={
+            INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            **{n: {0: "batch", 2: "height", 3: "width"} for n in FINE_OUTPUT_NAMES},
+        },
         opset_version=OPSET,
         dynamo=False,
     )

@@ -30,9 +30,6 @@ from model.postprocess import (
 )
 from model.taxonomy import DefectType, View
 
-# A centreline shorter than this is texture or noise at any cut (0.3 mm: a hairline a buyer could see
-# at 20 cm is at least this long to be called a scratch).
-MIN_FINE_LENGTH_MM = 0.3
 # Fine scratches are single lines: strokes joined across at most this turn (`model.strokes`).
 FINE_STROKE_OPTIONS = {"max_turn_deg": 20.0}
 
@@ -58,7 +55,7 @@ def fine_instances(
     zones = canvas_zones(zone_probs, lb, input_size, fine.letterbox, binary.shape)
     clb = fine.letterbox
     unit = scale.per_px * clb.draft_factor / clb.scale  # canvas pixel -> scale units
-    min_len = MIN_FINE_LENGTH_MM / fine.mm_per_px
+    min_len = card.min_length_mm / fine.mm_per_px
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     out: list[DefectInstance] = []
     for k in range(1, n):
@@ -82,6 +79,8 @@ def fine_instances(
             ridge = h_here >= max(card.heat_cut, 0.5 * peak)
             width_px = float(np.median(fine.width_px[y : y + h, x : x + w][on][ridge]))
             contrast = float(np.median(fine.contrast[y : y + h, x : x + w][on][ridge]))
+            if contrast < card.min_contrast:
+                continue
             corner = np.array([x, y], float)
             pts = contour[:, 0, :] + corner
             if len(pts) > 64:  # keep stored polygons small

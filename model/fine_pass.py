@@ -87,6 +87,10 @@ class FineCard(BaseModel):
     coarsest_mm: float = Field(default=0.12, gt=0)
     max_tiles: int = Field(default=8, ge=1)
     heat_cut: float = Field(default=0.5, gt=0, lt=1)  # a centreline pixel: heat at least this
+    # A fine scratch shorter or fainter than these is not reported: on real screens the network marks
+    # dust, display pixels and sensor openings with short, faint strokes (docs/fine-pass.md).
+    min_length_mm: float = Field(default=1.0, ge=0)
+    min_contrast: float = Field(default=0.08, ge=0, le=1)
     candidate_cut: float = Field(default=0.1, gt=0, lt=1)  # a coarse scratch/chip cell proposes a tile
     line_min_mm: float = Field(default=2.0, gt=0)  # line-filter response that proposes a tile
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -52,7 +52,8 @@ def heat_cut_scores(net, ds: FinePatchDataset, cuts=CUTS, limit: int | None = No
     out = {}
     for c, t in tallies.items():
         s = t.summary()
-        p, r = s["precision"], s["recall all"]
+        # No centreline pixel predicted at a cut: precision is undefined; count it as 0 (F1 0).
+        p, r = (0.0 if v != v else v for v in (s["precision"], s["recall all"]))
         out[c] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
     return out
 

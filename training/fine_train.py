@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from model.fine_network import FineNet, FineOutputs
 from training.synth.fine_patches import load_targets, read_fine_manifest
@@ -117,8 +117,8 @@ def fine_loss(logits: FineOutputs, target: Tensor) -> tuple[Tensor, dict[str, fl
 
 @dataclass
 class FineTrainConfig:
-    train: str
-    val: str
+    train: str | list[str]  # one fine-patch folder or several (rendered patches, negatives)
+    val: str | list[str]
     out: str
     minutes: float = 20.0
     batch: int = 16
@@ -132,6 +132,7 @@ class FineTrainConfig:
     threads: int = 2
     seed: int = 0
     progress: bool = True
+    init: str | None = None  # start from this checkpoint's weights (a fresh optimiser and schedule)
 
 
 def evaluate_loss(net: FineNet, loader: DataLoader) -> float:
@@ -170,6 +171,14 @@ def load_fine_net(checkpoint: str | Path) -> FineNet:
     return net.eval()
 
 
+def _folders(folders: str | list[str], **kwargs) -> Dataset:
+    """One fine-patch folder's dataset, or several concatenated."""
+    if isinstance(folders, str | Path):
+        return FinePatchDataset(folders, **kwargs)
+    sets = [FinePatchDataset(f, **kwargs) for f in folders]
+    return sets[0] if len(sets) == 1 else ConcatDataset(sets)
+
+
 def run_fine_training(cfg: FineTrainConfig) -> Path:
     """Train until the time budget or `max_epochs`; returns the path of `best.pt`."""
     from tqdm import tqdm
@@ -178,11 +187,13 @@ def run_fine_training(cfg: FineTrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_ds = FinePatchDataset(cfg.train, augment=True, crop=cfg.crop, seed=cfg.seed)
-    val_ds = FinePatchDataset(cfg.val)
+    train_ds = _folders(cfg.train, augment=True, crop=cfg.crop, seed=cfg.seed)
+    val_ds = _folders(cfg.val)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch, shuffle=True, drop_last=len(train_ds) > cfg.batch)
     val_dl = DataLoader(val_ds, batch_size=cfg.batch)
     net = FineNet(pretrained=cfg.pretrained, encoder=cfg.encoder)
+    if cfg.init and not cfg.resume:
+        net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, history, spent = 0, math.inf, [], 0.0
     last = out / "last.pt"

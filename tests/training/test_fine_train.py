@@ -142,3 +142,53 @@ def test_benchmark_runs(patches, tmp_path):
     out = bench.main(["--checkpoint", str(best), "--manifest", str(patches / "b"), "--no-latency"])
     assert out["baseline"]["n all"] == out["fine"]["n all"] > 0
     assert 0 <= out["fine"]["recall all"] <= 1
+
+
+def test_training_mixes_folders_and_starts_from_a_checkpoint(patches, tmp_path):
+    first = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path / "one"), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
+    )  # fmt: skip
+    best = run_fine_training(first)
+    mixed = FineTrainConfig(
+        [str(patches / "a"), str(patches / "b")], [str(patches / "b")], str(tmp_path / "two"), minutes=10,
+        batch=3, crop=None, max_epochs=1, pretrained=False, encoder="tiny", progress=False, init=str(best),
+    )  # fmt: skip
+    run_fine_training(mixed)
+    hist = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert hist[0]["steps"] == 4  # 12 patches of both folders, batches of 3
+    # --init took the first run's weights: its first validation loss is the first run's best, not a
+    # fresh network's (the second folder is the first run's validation set).
+    one = json.loads((tmp_path / "one" / "history.json").read_text())
+    assert hist[0]["val_loss"] < one[0]["val_loss"] + 0.5
+
+
+def test_export_fine_picks_the_cut_on_validation_and_writes_a_card(patches, tmp_path):
+    from model.fine_pass import FineCard
+    from training.fine_package import CUTS, package_fine
+
+    cfg = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path / "run"), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
+    )  # fmt: skip
+    best = run_fine_training(cfg)
+    card = package_fine(best, patches / "b", tmp_path / "x.fine.onnx", "0.0.1")
+    assert card.heat_cut in CUTS
+    assert set(card.metrics) == {"val_centreline_precision", "val_centreline_recall", "val_centreline_f1"}
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(tmp_path / "x.fine.onnx")).get_modelmeta().custom_metadata_map
+    assert FineCard.from_metadata(meta) == card
+    out = CliRunner().invoke(
+        build(),
+        [
+            "export-fine",
+            "--checkpoint",
+            str(best),
+            "--val",
+            str(patches / "b"),
+            "--out",
+            str(tmp_path / "y.onnx"),
+        ],
+    )
+    assert out.exit_code == 2 and "NAME.fine.onnx" in out.output

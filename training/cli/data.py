@@ -282,9 +282,35 @@ def synth_fine(
         _refuse(str(exc))
 
 
+def fine_negatives(
+    manifest: Annotated[list[Path], typer.Option("--manifest", "-m", help="photo manifest; repeatable")],
+    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    per_photo: Annotated[int, typer.Option("--per-photo", min=1, help="patches a photo gives")] = 20,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+) -> None:
+    """Negative patches for the fine net (no scratch in them) cut from whole photos: device outlines,
+    camera rings, screen borders of high-resolution synthetic photos, and real screens without a
+    scratch or crack (training.synth.fine_negatives)."""
+    from training.synth.fine_negatives import write_fine_negatives
+
+    for m in manifest:
+        if not m.is_file():
+            _refuse(f"{m}: no such manifest")
+    if out.exists() and not out.is_dir():
+        _refuse(f"--out {out} is a file, not a folder")
+    try:
+        path = write_fine_negatives(manifest, out, per_photo, seed, split=split)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    console.print(f"{n} negative patches, manifest: {path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
     app.command("degrade")(degrade)
     app.command("reformat")(reformat)
     app.command("synth-fine")(synth_fine)
+    app.command("fine-negatives")(fine_negatives)

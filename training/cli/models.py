@@ -237,20 +237,39 @@ def quantize(
 
 
 def train_fine(
-    train: Annotated[Path, typer.Option("--train", help="fine-patch folder (refurbgrade synth-fine --out)")],
-    val: Annotated[Path, typer.Option("--val", help="fine-patch folder for validation")],
+    train: Annotated[
+        list[Path],
+        typer.Option("--train", help="fine-patch folder (synth-fine or fine-negatives --out); repeatable"),
+    ],
+    val: Annotated[list[Path], typer.Option("--val", help="fine-patch folder for validation; repeatable")],
     out: Annotated[Path, typer.Option("--out", help="run folder: last.pt, best.pt, history.json")],
     minutes: Annotated[float, typer.Option("--minutes", help="wall-clock budget")] = 20.0,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="start from this checkpoint's weights (fresh schedule)")
+    ] = None,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 2e-3,
 ) -> None:
     """Train the fine network (centreline, width, contrast) on the fine stream's patches."""
     from training.fine_train import FineTrainConfig, manifest_path, run_fine_training
 
+    if init is not None and not init.is_file():
+        _refuse(f"--init {init}: no such checkpoint")
     try:
-        manifest_path(train), manifest_path(val)
+        for folder in (*train, *val):
+            manifest_path(folder)
         best = run_fine_training(
-            FineTrainConfig(str(train), str(val), str(out), minutes, batch, resume=resume)
+            FineTrainConfig(
+                [str(t) for t in train],
+                [str(v) for v in val],
+                str(out),
+                minutes,
+                batch,
+                lr=lr,
+                resume=resume,
+                init=str(init) if init else None,
+            )
         )
     except (FileNotFoundError, ValueError) as exc:
         _refuse(str(exc))

@@ -89,7 +89,9 @@ class ScratchTruth(BaseModel):
 class FineSurface(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["glass", "body", "flat"]
+    # glass, body, flat: rendered patches; device_photo, real_photo: negatives cut from whole photos
+    # (`training.synth.fine_negatives`), no scratch in them.
+    kind: Literal["glass", "body", "flat", "device_photo", "real_photo"]
     material: str  # glass, aluminium, plastic (flat: a uniform test surface)
     luminance: float  # mean luminance of the bare surface, 0-1
     texture: float  # amplitude of its texture (glass: the reflection gradient's strength)

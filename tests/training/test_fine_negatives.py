@@ -1,0 +1,70 @@
+"""Negative patches for the fine network (training/synth/fine_negatives.py): cut from whole photos at
+the fine pass's pixel sizes, all-zero targets, never where a true scratch, chip or crack lies."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from model.manifest import LabelledInstance, ManifestRecord, write_manifest
+from refurbgrade.cli import build
+from training.fine_train import FinePatchDataset
+from training.synth.fine_negatives import write_fine_negatives
+
+
+def _photo_manifest(root, scratch_box=None, mm_per_px=0.05):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    img = rng.integers(90, 110, (900, 1200, 3), dtype=np.uint8)
+    cv2.rectangle(img, (200, 150), (1000, 750), (40, 40, 40), -1)  # the device
+    cv2.imwrite(str(root / "p.jpg"), img)
+    zones = np.zeros((900, 1200), np.uint8)
+    zones[150:750, 200:1000] = 2  # body
+    cv2.imwrite(str(root / "z.png"), zones)
+    instances = []
+    if scratch_box is not None:
+        m = np.zeros((900, 1200), np.uint8)
+        x0, y0, x1, y1 = scratch_box
+        m[y0:y1, x0:x1] = 255
+        cv2.imwrite(str(root / "s.png"), m)
+        instances.append(LabelledInstance(type="scratch", mask="s.png"))
+    rec = ManifestRecord(
+        image="p.jpg", device_id="d", split="train", source="synthetic", width=1200, height=900,
+        device_kind="phone", mm_per_px=mm_per_px, zone_mask="z.png", instances=instances,
+        instances_complete=True,
+    )  # fmt: skip
+    path = root / "manifest.jsonl"
+    write_manifest(path, [rec])
+    return path
+
+
+def test_negatives_are_patches_with_zero_targets(tmp_path):
+    manifest = _photo_manifest(tmp_path / "photos")
+    path = write_fine_negatives([manifest], tmp_path / "neg", per_photo=6, seed=0, size=64)
+    ds = FinePatchDataset(path.parent)
+    assert len(ds) == 6
+    for i in range(len(ds)):
+        img, tgt = ds.load(i)
+        assert img.shape == (64, 64, 3) and not tgt.any()
+        rec = ds.records[i]
+        assert rec.surface.kind == "device_photo" and not rec.scratches
+        assert 0.05 <= rec.mm_per_px <= 0.12 + 1e-6
+
+
+def test_no_negative_where_a_scratch_lies(tmp_path):
+    # A "scratch" covering the whole photo: every patch would hold it, so none is cut.
+    manifest = _photo_manifest(tmp_path / "photos", scratch_box=(0, 0, 1200, 900))
+    path = write_fine_negatives([manifest], tmp_path / "neg", per_photo=6, seed=0, size=64)
+    assert path.read_text().strip() == ""
+
+
+def test_a_photo_too_coarse_gives_none_and_the_cli_counts(tmp_path):
+    manifest = _photo_manifest(tmp_path / "photos", mm_per_px=0.3)
+    out = CliRunner().invoke(build(), ["fine-negatives", "-m", str(manifest), "--out", str(tmp_path / "neg")])
+    assert out.exit_code == 0, out.output
+    assert "0 negative patches" in out.output
+    missing = CliRunner().invoke(
+        build(), ["fine-negatives", "-m", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "n2")]
+    )
+    assert missing.exit_code == 2 and "no such manifest" in missing.output

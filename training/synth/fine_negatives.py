@@ -1,0 +1,181 @@
+"""Negative patches for the fine network: what a scratch is not, cut from whole photos.
+
+The first fine network learnt lines on flat rendered patches (`training.synth.fine_patches`) and, on
+whole photos, called every sharp edge a scratch: device outlines, camera rings, screen borders,
+sensor openings, dust and reflections on real screens (docs/fine-pass.md). This module cuts 256 px
+patches at the fine pass's pixel sizes (0.03-0.12 mm/px, never finer than the photo) from:
+
+- synthetic device photos rendered at high resolution (`bench_fine_oracle.py synth`: the device at
+  about 0.05 mm/px), half of them centred on an edge of the true zone map (outline, camera, screen
+  border), the rest anywhere on or around the device; a patch touching a true scratch, chip or crack
+  (its mask, dilated by 1 mm) is skipped: it is not a negative;
+- real photos whose image labels say no scratch and no crack (MSD's oily and stained screens), at the
+  photo's scale from a typical device length (the phone fills the frame).
+
+Each patch is written as a fine-manifest record (`FinePatchRecord`, surface kind "device_photo" or
+"real_photo", no scratches) with all-zero targets, so `refurbgrade train-fine --train A --train B`
+mixes them with the rendered patches. One seed gives the same patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from model.detail import NOMINAL_LENGTH_MM
+from model.manifest import ManifestRecord, read_manifest, resolve
+from model.taxonomy import DefectType, DeviceKind
+from training.dataset import read_mask
+from training.synth.fine_patches import (
+    MM_PER_PX,
+    FineCamera,
+    FinePatchRecord,
+    FineSurface,
+    npz_bytes,
+)
+
+# Types whose pixels a negative must not hold (what the fine network measures, or looks like it).
+LINE_TYPES = {DefectType.SCRATCH, DefectType.CHIP, DefectType.CRACK}
+NEAR_MM = 1.0  # a negative keeps this far from any of them
+EDGE_SHARE = 0.5  # of a synthetic photo's patches, centred on an edge of the true zone map
+JPEG_QUALITY = 92
+
+
+def _blocked(rec: ManifestRecord, manifest: Path, shape: tuple[int, int], near_px: int) -> np.ndarray:
+    """The photo's pixels within `near_px` of a true scratch, chip or crack."""
+    out = np.zeros(shape, np.uint8)
+    for inst in rec.instances:
+        if inst.type not in LINE_TYPES:
+            continue
+        if inst.mask:
+            m = read_mask(resolve(manifest, inst.mask)) > 0
+            out[m[: shape[0], : shape[1]]] = 1
+        elif inst.polygon:
+            cv2.fillPoly(out, [np.asarray(inst.polygon, np.int32)], 1)
+    if near_px > 0 and out.any():
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near_px + 1, 2 * near_px + 1))
+        out = cv2.dilate(out, k)
+    return out.astype(bool)
+
+
+def _centres(rng, zones: np.ndarray | None, shape, n: int) -> np.ndarray:
+    """Patch centres: half on an edge of the zone map (where there is one), the rest on or near the device."""
+    h, w = shape
+    if zones is None:
+        return np.stack([rng.uniform(0, w, n), rng.uniform(0, h, n)], 1)
+    edges = cv2.Canny((zones * 40).astype(np.uint8), 10, 30)
+    ey, ex = np.nonzero(edges)
+    dy, dx = np.nonzero(zones)
+    n_edge = round(n * EDGE_SHARE) if len(ex) else 0
+    out = []
+    if n_edge:
+        k = rng.integers(0, len(ex), n_edge)
+        out.append(np.stack([ex[k], ey[k]], 1).astype(float))
+    if n - n_edge:
+        if len(dx):
+            x0, x1, y0, y1 = dx.min(), dx.max(), dy.min(), dy.max()
+            mx, my = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+            out.append(
+                np.stack(
+                    [rng.uniform(x0 - mx, x1 + mx, n - n_edge), rng.uniform(y0 - my, y1 + my, n - n_edge)], 1
+                )
+            )
+        else:
+            out.append(np.stack([rng.uniform(0, w, n - n_edge), rng.uniform(0, h, n - n_edge)], 1))
+    return np.concatenate(out)
+
+
+def photo_patches(
+    rec: ManifestRecord, manifest: Path, per_photo: int, size: int, rng
+) -> Iterator[tuple[np.ndarray, float, str]]:
+    """(patch RGB, its mm per pixel, surface kind) for one photo's negatives."""
+    img = cv2.imread(str(resolve(manifest, rec.image)), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(resolve(manifest, rec.image))
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    synthetic = rec.mm_per_px is not None
+    if synthetic:
+        native, kind = rec.mm_per_px, "device_photo"
+    else:  # a real photo of a device filling the frame
+        native, kind = NOMINAL_LENGTH_MM[rec.device_kind or DeviceKind.PHONE] / max(h, w), "real_photo"
+    lo, hi = MM_PER_PX
+    if native > hi:
+        return
+    zones = read_mask(resolve(manifest, rec.zone_mask)) if rec.zone_mask else None
+    blocked = _blocked(rec, manifest, (h, w), round(NEAR_MM / native))
+    for cx, cy in _centres(rng, zones, (h, w), per_photo * 2):
+        res = float(np.exp(rng.uniform(np.log(max(lo, native)), np.log(hi))))
+        side = round(size * res / native)  # photo pixels under one patch
+        x0, y0 = round(cx - side / 2), round(cy - side / 2)
+        if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+            continue
+        if blocked[y0 : y0 + side, x0 : x0 + side].any():
+            continue
+        crop = img[y0 : y0 + side, x0 : x0 + side]
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        yield cv2.resize(crop, (size, size), interpolation=interp), native * side / size, kind
+        per_photo -= 1
+        if per_photo == 0:
+            return
+
+
+def write_fine_negatives(
+    manifests: list[Path],
+    out: Path,
+    per_photo: int = 20,
+    seed: int = 0,
+    size: int = 256,
+    split: str = "train",
+) -> Path:
+    """Negatives from every photo of `split` in `manifests` that holds no scratch or crack by its image
+    labels (instance-labelled photos are cut around their labels) -> `out` as a fine manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(exist_ok=True)
+    (out / "targets").mkdir(exist_ok=True)
+    zeros = npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
+    rng = np.random.default_rng(seed)
+    lines, index = [], 0
+    todo = [
+        (m, r)
+        for m in manifests
+        for r in read_manifest(m)
+        if r.split == split
+        and not any(r.image_labels.get(t) for t in (DefectType.SCRATCH, DefectType.CRACK))
+        and (r.instances_complete or not r.instances)
+    ]
+    for manifest, rec in tqdm(todo, desc="negatives"):
+        for patch, res, kind in photo_patches(rec, Path(manifest), per_photo, size, rng):
+            name = f"{index:06d}"
+            ok, jpeg = cv2.imencode(
+                ".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+            )
+            assert ok
+            (out / "images" / f"{name}.jpg").write_bytes(jpeg.tobytes())
+            (out / "targets" / f"{name}.npz").write_bytes(zeros)
+            lum = float(patch.mean() / 255.0)
+            record = FinePatchRecord(
+                image=f"images/{name}.jpg",
+                targets=f"targets/{name}.npz",
+                index=index,
+                seed=seed,
+                size=size,
+                mm_per_px=round(res, 5),
+                surface=FineSurface(kind=kind, material=rec.source, luminance=lum, texture=0.0),
+                camera=FineCamera(
+                    blur_sigma_px=0.0,
+                    noise_sigma=0.0,
+                    processing="none",
+                    processing_strength=0.0,
+                    jpeg_quality=JPEG_QUALITY,
+                ),
+            )
+            lines.append(record.model_dump_json())
+            index += 1
+    path = out / "manifest.jsonl"
+    path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return path
