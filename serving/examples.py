@@ -184,6 +184,7 @@ STANDARD = {
                     "max_length_mm": 3.0,
                     "max_width_mm": 0.15,
                     "max_area_mm2": None,
+                    "invisible_at_cm": None,
                     "words": "on the screen: at most 5 scratches, each up to 3 mm long, 0.15 mm wide",
                 },
                 {
@@ -193,6 +194,7 @@ STANDARD = {
                     "max_length_mm": None,
                     "max_width_mm": None,
                     "max_area_mm2": None,
+                    "invisible_at_cm": None,
                     "words": "anywhere: no cracks",
                 },
             ],

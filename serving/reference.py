@@ -20,8 +20,16 @@ class LimitOut(BaseModel):
     types: list[str] = Field(description="the defect types it counts: scratch, crack, chip, dent, stain")
     max_count: int | None = Field(description="how many at most (0: none allowed; null: any number)")
     max_length_mm: float | None = Field(description="the longest each may be, mm (null: no limit)")
-    max_width_mm: float | None = Field(description="the widest each may be, mm (null: no limit)")
+    max_width_mm: float | None = Field(
+        description="the widest each may be, mm (null: no limit); with `invisible_at_cm`, it applies only "
+        "to lines without a measured contrast (it stands in for their visibility)"
+    )
     max_area_mm2: float | None = Field(description="the largest area each may have, mm² (null: no limit)")
+    invisible_at_cm: float | None = Field(
+        default=None,
+        description="scratches and cracks only: each must be invisible to a normal observer from this "
+        "distance, cm (a defect's `visibility`; docs/visibility.md); null: no visibility bound",
+    )
     words: str = Field(
         description="the limit in words, e.g. 'on the back and frame: at most 5 scratches, ...'"
     )
@@ -87,7 +95,11 @@ def limit_words(lim: Limit) -> str:
     else:
         count = f"at most {lim.max_count} {_join(many, 'or')} in all"
     sizes = lim.size_words(_fmt)
-    return f"{where}: {count}" + (", each up to " + ", ".join(sizes) if sizes else "")
+    if not sizes:
+        return f"{where}: {count}"
+    # "each up to 3 mm long, invisible at 20 cm", but "each invisible at 20 cm" when that is all
+    lead = "each " if sizes[0].startswith("invisible") else "each up to "
+    return f"{where}: {count}, {lead}" + ", ".join(sizes)
 
 
 def standard_out(std: Standard) -> StandardOut:
@@ -110,6 +122,7 @@ def standard_out(std: Standard) -> StandardOut:
                         max_length_mm=lim.max_length_mm,
                         max_width_mm=lim.max_width_mm,
                         max_area_mm2=lim.max_area_mm2,
+                        invisible_at_cm=lim.invisible_at_cm,
                         words=limit_words(lim),
                     )
                     for lim in g.limits

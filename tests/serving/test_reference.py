@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from model.catalogue import devices
 from model.rules import list_standards
+from model.rules.schema import Limit
+from serving.reference import limit_words
 from tests.serving.conftest import Keys, post_grading
 
 H = Keys.h
@@ -31,6 +33,44 @@ def test_standards_list_grades_limits_in_words_and_sources(client, keys):
     assert r.status_code == 404 and r.json()["code"] == "unknown_standard"
     assert r.json()["suggestions"] == ["backmarket"] and "did you mean backmarket?" in r.json()["message"]
     assert client.get("/v1/standards").status_code == 401
+
+
+def test_standards_expose_each_limits_visibility_bound(client, keys):
+    body = {s["name"]: s for s in client.get("/v1/standards", headers=H(keys.a)).json()}
+    bounds = {
+        g["name"]: [(lim["zones"], lim["invisible_at_cm"]) for lim in g["limits"] if lim["invisible_at_cm"]]
+        for g in body["backmarket"]["grades"]
+    }
+    assert bounds["Premium"] == bounds["Excellent"] == [(["body", "frame"], 20.0)]
+    assert bounds["Good"] == [(["body", "frame"], 50.0)]
+    assert bounds["Fair"] == bounds["Unlistable"] == []
+    excellent = next(g for g in body["backmarket"]["grades"] if g["name"] == "Excellent")
+    lim = next(lim for lim in excellent["limits"] if lim["invisible_at_cm"])
+    assert lim["max_width_mm"] == 0.15 and lim["types"] == ["scratch"]  # the stand-in without a contrast
+    for name in ("ctia", "r2"):
+        assert all(lim["invisible_at_cm"] is None for g in body[name]["grades"] for lim in g["limits"])
+
+
+def test_a_limit_bounded_only_by_visibility_reads_each_invisible():
+    def words(**bounds) -> str:
+        return limit_words(Limit(zones=("body",), types=("scratch",), **bounds))
+
+    assert (
+        words(max_count=5, invisible_at_cm=20) == "on the back: at most 5 scratches, each invisible at 20 cm"
+    )
+    assert words(invisible_at_cm=50) == "on the back: any number of scratches, each invisible at 50 cm"
+    assert (
+        words(max_count=5, max_width_mm=0.15, invisible_at_cm=20)
+        == "on the back: at most 5 scratches, each invisible at 20 cm (by width alone: 0.15 mm wide)"
+    )
+    assert (
+        words(max_count=5, max_length_mm=3.0, invisible_at_cm=20)
+        == "on the back: at most 5 scratches, each up to 3 mm long, invisible at 20 cm"
+    )
+    assert (
+        words(max_count=2, max_width_mm=0.15) == "on the back: at most 2 scratches, each up to 0.15 mm wide"
+    )
+    assert words(max_count=0) == "on the back: no scratches"
 
 
 def test_devices_catalogue_and_search(client, keys):
