@@ -61,6 +61,8 @@ _PHOTO = {
             "area": 1.9,
             "length_mm": 9.1,
             "length_rel": None,
+            "contrast": None,
+            "visibility": None,
         },
         {
             "type": "scratch",
@@ -76,6 +78,14 @@ _PHOTO = {
             "area": 0.3,
             "length_mm": 2.6,
             "length_rel": None,
+            "contrast": 0.08,
+            "visibility": {
+                "index_at_20cm": 1.078,
+                "index_at_50cm": 0.723,
+                "visible_at_20cm": True,
+                "visible_at_50cm": False,
+                "visible_up_to_cm": 24.8,
+            },
         },
     ],
     "photo_url": f"/v1/gradings/{GRADING_ID}/photos/0",

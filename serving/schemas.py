@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.rules.engine import PRESENT_AT, counted
 from model.rules.schema import GRADED_TYPES
-from model.taxonomy import DefectType, DeviceKind, PhotoQuality, View, Zone
+from model.taxonomy import LINEAR_DEFECT_TYPES, DefectType, DeviceKind, PhotoQuality, View, Zone
+from model.visibility import visibility_index, visible_up_to_cm
 
 if TYPE_CHECKING:  # type-only: the API client imports these schemas without onnxruntime or the database
     from model.instances import DefectInstance
@@ -33,10 +34,53 @@ def is_counted(d: dict) -> bool:
     )
 
 
+_LINES = {t.value for t in LINEAR_DEFECT_TYPES}
+
+
+def visibility_of(d: dict) -> dict | None:
+    """A stored or new defect's `visibility` block (`VisibilityOut`; `model.visibility`): for a line
+    (scratch, crack) measured in mm with a measured contrast, at Back Market's distances (body scratches
+    invisible at 20 cm for Excellent, at 50 cm for Good); None otherwise (no contrast, relative units, not
+    a line), and for values the model refuses."""
+    contrast, width = d.get("contrast"), d.get("width")
+    if contrast is None or width is None or d.get("units") != "mm" or d.get("type") not in _LINES:
+        return None
+    try:
+        at20, at50 = (visibility_index(width, contrast, cm) for cm in (20, 50))
+        farthest = visible_up_to_cm(width, contrast)
+    except (TypeError, ValueError):
+        return None
+    return {
+        "index_at_20cm": round(at20, 3),
+        "index_at_50cm": round(at50, 3),
+        # from the unrounded index, as model.visibility.visible and the rules decide it
+        "visible_at_20cm": at20 >= 1.0,
+        "visible_at_50cm": at50 >= 1.0,
+        "visible_up_to_cm": round(farthest, 1),
+    }
+
+
 def _one_of(enum, description: str, **kw) -> Any:
     """A str field whose documented values are the enum's (the field stays a str for older clients)."""
     values = [e.value for e in enum]
     return Field(description=f"{description}: {', '.join(values)}", json_schema_extra={"enum": values}, **kw)
+
+
+class VisibilityOut(BaseModel):
+    """How visible a line is to a buyer, from its width (mm) and measured contrast (model.visibility)."""
+
+    index_at_20cm: float = Field(
+        description="its visibility index at 20 cm, in threshold units: below 1 a normal observer does not "
+        "see it, 1 just visible (Back Market's Excellent: invisible at 20 cm)"
+    )
+    index_at_50cm: float = Field(
+        description="its visibility index at 50 cm (Back Market's Good: invisible at 50 cm)"
+    )
+    visible_at_20cm: bool = Field(description="whether it is visible at 20 cm (index at least 1)")
+    visible_at_50cm: bool = Field(description="whether it is visible at 50 cm (index at least 1)")
+    visible_up_to_cm: float = Field(
+        description="the farthest distance it is visible from, cm (0: from nowhere, its contrast is too low)"
+    )
 
 
 class DefectOut(BaseModel):
@@ -61,6 +105,20 @@ class DefectOut(BaseModel):
     area: float = Field(description="its area, in `units` squared (mm²)")
     length_mm: float | None = Field(description="when the device's size is known")
     length_rel: float | None = Field(description="fraction of the device's length, when its size is unknown")
+    contrast: float | None = Field(
+        default=None,
+        description="a line's contrast as the fine pass measured it at the photo's native resolution: the "
+        "change in brightness at its centre as a fraction of the surface's brightness, 0 to 1; null where "
+        "not measured (the coarse pass, blobs, gradings stored before contrasts were kept). With `width` it "
+        "decides a body scratch's visibility limits (docs/visibility.md)",
+    )
+    visibility: VisibilityOut | None = Field(
+        default=None,
+        description="derived from `width` and `contrast` (docs/visibility.md): how visible the line is at "
+        "20 and 50 cm; only for a scratch or crack with a measured contrast on a device whose size is known "
+        "(`units` 'mm'), null otherwise",
+        json_schema_extra={"readOnly": True},
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -68,6 +126,15 @@ class DefectOut(BaseModel):
         # Gradings stored before defects said whether they counted: derive it from what was stored.
         if isinstance(data, dict) and "counted" not in data:
             data = {"role": "defect", **data, "counted": is_counted(data)}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_visibility(cls, data):
+        # Derived, never sent in: computed when a defect is first listed (and for a stored one without
+        # it), then stored with the grading, so GET answers what POST answered.
+        if isinstance(data, dict) and "visibility" not in data:
+            data = {**data, "visibility": visibility_of(data)}
         return data
 
 
@@ -318,6 +385,7 @@ def defect_out(inst: DefectInstance, gradable: bool = True) -> dict:
         area=m.area,
         length_mm=m.length if m.units == "mm" else None,
         length_rel=m.length if m.units == "relative" else None,
+        contrast=m.contrast,  # unrounded, like the sizes: the record reproduces the grade
     ).model_dump(mode="json")
 
 

@@ -98,6 +98,21 @@ def test_enumerated_fields_list_their_values(spec):
     assert {"needs_review", "confirmed", "overruled", "disputed"} <= set(statuses)
 
 
+def test_defects_carry_contrast_and_visibility_and_limits_their_distance(spec):
+    props = spec["components"]["schemas"]
+    defect = props["DefectOut"]["properties"]
+    # a line's measured contrast, and the visibility derived from it (read-only: never sent in)
+    assert {"contrast", "visibility"} <= set(defect) and defect["visibility"]["readOnly"] is True
+    assert set(props["VisibilityOut"]["properties"]) == {
+        "index_at_20cm",
+        "index_at_50cm",
+        "visible_at_20cm",
+        "visible_at_50cm",
+        "visible_up_to_cm",
+    }
+    assert "invisible_at_cm" in props["LimitOut"]["properties"]
+
+
 def _fits(spec: dict, schema: dict, value) -> None:
     from jsonschema import Draft202012Validator
 
