@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from model.taxonomy import DefectType, Zone
 from serving.db import ApiKey, Grading, GradingEvent
+from serving.schemas import visibility_of
 
 GRADED = "graded"
 DISPUTED = "disputed"
@@ -57,6 +58,7 @@ class Defect:
     origin: str = "model"  # "model" or "reviewer"
     status: str = "kept"  # "kept" or "false"
     original_type: str | None = None  # set once a reviewer changed the type
+    seen: str = ""  # where a contrast was measured: "contrast 0.08, visible at 20 cm: yes, at 50 cm: no"
 
     @property
     def corrected(self) -> bool:
@@ -134,14 +136,37 @@ class ReviewState:
         raise ReviewInvalid("that defect is not on this grading")
 
 
+def _mm(x: float) -> str:
+    # hairlines in hundredths: the visibility tiers turn on widths like 0.06 and 0.15 mm
+    return f"{x:.2f}" if x < 1 else f"{x:.1f}"
+
+
 def _size(d: dict) -> str:
     if d.get("units") == "mm" or d.get("length_mm") is not None:
         length = d.get("length_mm", d.get("length"))
-        return f"{length:.1f} mm × {d.get('width', 0):.1f} mm"
+        return f"{length:.1f} mm × {_mm(d.get('width') or 0.0)} mm"
     if d.get("length_rel") is not None or d.get("units") == "relative":
         rel = d.get("length_rel", d.get("length")) or 0.0
         return f"{100 * rel:.1f}% of length"
     return ""
+
+
+def _seen(d: dict) -> str:
+    """A measured contrast and what it means at Back Market's distances; '' without a contrast (the
+    coarse pass, gradings stored before contrasts were kept). The stored `visibility` block as answered,
+    derived from width and contrast where a stored defect has none."""
+    contrast = d.get("contrast")
+    if contrast is None:
+        return ""
+    words = f"contrast {contrast:.2g}"
+    v = d.get("visibility") or visibility_of(d)
+    if not v:  # relative units: no width in mm to judge it by
+        return words
+
+    def yes(key: str) -> str:
+        return "yes" if v.get(key) else "no"
+
+    return f"{words}, visible at 20 cm: {yes('visible_at_20cm')}, at 50 cm: {yes('visible_at_50cm')}"
 
 
 def _drawn_size(box) -> str:
@@ -167,6 +192,7 @@ def fold(body: dict, events: list[GradingEvent]) -> ReviewState:
                 polygon=[tuple(xy) for xy in d.get("polygon") or []],
                 confidence=d.get("confidence"),
                 size=_size(d),
+                seen=_seen(d),
             )
             for k, d in enumerate(p["defects"])
         ]

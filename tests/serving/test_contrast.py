@@ -1,6 +1,6 @@
 """A line's measured contrast and its visibility through the service: answered by the API, stored with the
-grading and read back, enough to work the grade out again from the record; listed by the offline
-grader; and gradings stored before contrasts were kept still load.
+grading and read back, enough to work the grade out again from the record; shown on the review page; listed
+by the offline grader; and gradings stored before contrasts were kept still load and display.
 
 The tiny model has no fine network, so `fine_contrast` stands in for the fine pass: every scratch the
 model finds becomes what the fine pass reports for a hairline, 2.5 mm long and 0.12 mm wide, with a
@@ -24,9 +24,16 @@ from serving import examples
 from serving.db import Grading
 from serving.schemas import defect_out, visibility_of
 from tests.serving.conftest import Keys, pg_and_sqlite, post_grading
+from tests.serving.test_review_pages import sign_in
 
 H = Keys.h
 LENGTH, WIDTH, CONTRAST = 2.5, 0.12, 0.08
+SEEN = "contrast 0.08, visible at 20 cm: yes, at 50 cm: no"
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"review_secure_cookie": False})  # TestClient speaks plain http
 
 
 def _as_fine_pass(inst: DefectInstance, contrast: float) -> DefectInstance:
@@ -135,6 +142,13 @@ def test_the_stored_defects_reproduce_a_grade_decided_by_visibility(client, keys
     assert grade(blind, std, device_kind=body["device_kind"], views={View.BACK}).grade == "Excellent"
 
 
+def test_the_review_page_shows_the_contrast_and_visibility(client, keys, graded):
+    sign_in(client, keys.auditor)
+    html = client.get(f"/review/gradings/{graded['id']}").text
+    assert f"{LENGTH:.1f} mm × {WIDTH:.2f} mm" in html
+    assert SEEN in html
+
+
 def _rewrite_defects(client, gid: str, change) -> None:
     with client.app.state.svc.sessions() as s:
         row = s.get(Grading, gid)
@@ -146,13 +160,15 @@ def _rewrite_defects(client, gid: str, change) -> None:
         s.commit()
 
 
-def test_gradings_stored_before_contrasts_load(client, keys, graded):
+def test_gradings_stored_before_contrasts_load_and_display(client, keys, graded):
     gid = graded["id"]
+    sign_in(client, keys.auditor)
     # Stored with a contrast but before the visibility block: worked out on reading, as first answered.
     _rewrite_defects(client, gid, lambda d: d.pop("visibility"))
     (d,) = client.get(f"/v1/gradings/{gid}", headers=H(keys.a)).json()["photos"][0]["defects"]
     assert d["contrast"] == CONTRAST and d["visibility"] == graded["photos"][0]["defects"][0]["visibility"]
-    # Stored before contrasts were kept: neither key. Both read back null.
+    assert SEEN in client.get(f"/review/gradings/{gid}").text
+    # Stored before contrasts were kept: neither key. Both read back null; the page shows the size only.
     _rewrite_defects(client, gid, lambda d: d.pop("contrast"))
     with client.app.state.svc.sessions() as s:
         assert "contrast" not in s.get(Grading, gid).body["photos"][0]["defects"][0]
@@ -160,6 +176,8 @@ def test_gradings_stored_before_contrasts_load(client, keys, graded):
     assert r.status_code == 200
     (d,) = r.json()["photos"][0]["defects"]
     assert d["contrast"] is None and d["visibility"] is None and d["counted"]
+    page = client.get(f"/review/gradings/{gid}")
+    assert page.status_code == 200 and "mm ×" in page.text and "contrast" not in page.text.lower()
     assert client.get(f"/v1/gradings/{gid}/overlays/0", headers=H(keys.a)).status_code == 200
 
 
