@@ -33,22 +33,25 @@ def _git_commit() -> str:
         return ""
 
 
-def heat_cut_scores(net, ds: FinePatchDataset, cuts=CUTS, limit: int | None = None) -> dict[float, dict]:
-    """Per cut: centreline precision, recall and F1 (1 px) over `ds`'s patches."""
+def heat_cut_scores(
+    net, sets: list[FinePatchDataset], cuts=CUTS, limit: int | None = None
+) -> dict[float, dict]:
+    """Per cut: centreline precision, recall and F1 (1 px) over the patches of `sets` (negative patches,
+    without scratches, count only through the false pixels they draw)."""
     tallies = {c: Tally() for c in cuts}
-    n = len(ds) if limit is None else min(limit, len(ds))
-    for start in tqdm(range(0, n, 8), desc="heat cut", leave=False):
-        idx = list(range(start, min(n, start + 8)))
-        images = [ds.load(i)[0] for i in idx]
-        with torch.no_grad():
-            heat = (
-                net(torch.from_numpy(np.stack([im.transpose(2, 0, 1) for im in images]))).heat[:, 0].numpy()
-            )
-        for k, i in enumerate(idx):
-            rec = ds.records[i]
-            lines = true_lines(rec)
-            for c, t in tallies.items():
-                t.add_lines(rec, lines, skeletonize(heat[k] >= c))
+    for ds in sets:
+        n = len(ds) if limit is None else min(limit, len(ds))
+        for start in tqdm(range(0, n, 8), desc="heat cut", leave=False):
+            idx = list(range(start, min(n, start + 8)))
+            images = [ds.load(i)[0] for i in idx]
+            with torch.no_grad():
+                x = torch.from_numpy(np.stack([im.transpose(2, 0, 1) for im in images]))
+                heat = net(x).heat[:, 0].numpy()
+            for k, i in enumerate(idx):
+                rec = ds.records[i]
+                lines = true_lines(rec)
+                for c, t in tallies.items():
+                    t.add_lines(rec, lines, skeletonize(heat[k] >= c))
     out = {}
     for c, t in tallies.items():
         s = t.summary()
@@ -60,16 +63,19 @@ def heat_cut_scores(net, ds: FinePatchDataset, cuts=CUTS, limit: int | None = No
 
 def package_fine(
     checkpoint: str | Path,
-    val: str | Path,
+    val: str | Path | list,
     out: str | Path,
     version: str,
     max_tiles: int = 8,
     limit: int | None = None,
 ) -> FineCard:
-    """Export `checkpoint` to `out` with the heat cut chosen on `val`; returns the card written."""
+    """Export `checkpoint` to `out` with the heat cut chosen on `val` (one fine-patch folder or several:
+    rendered patches and negatives); returns the card written."""
     net = load_fine_net(checkpoint)
-    ds = FinePatchDataset(val)
-    scores = heat_cut_scores(net, ds, limit=limit)
+    folders = [val] if isinstance(val, str | Path) else list(val)
+    sets = [FinePatchDataset(v) for v in folders]
+    ds = sets[0]
+    scores = heat_cut_scores(net, sets, limit=limit)
     cut = max(scores, key=lambda c: (scores[c]["f1"], -c))
     best = scores[cut]
     card = FineCard(
@@ -83,7 +89,8 @@ def package_fine(
             "val_centreline_recall": round(best["recall"], 4),
             "val_centreline_f1": round(best["f1"], 4),
         },
-        notes=f"heat cut chosen on {Path(val).name} ({len(ds) if limit is None else limit} patches): "
+        notes=f"heat cut chosen on {', '.join(Path(v).name for v in folders)} "
+        f"({sum(len(d) if limit is None else min(limit, len(d)) for d in sets)} patches): "
         + ", ".join(f"{c}: F1 {s['f1']:.3f}" for c, s in scores.items()),
     )
     tiles = np.stack([ds.load(i)[0].transpose(2, 0, 1) for i in range(min(4, len(ds)))])

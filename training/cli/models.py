@@ -278,7 +278,9 @@ def train_fine(
 
 def export_fine(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="train-fine checkpoint (best.pt)")],
-    val: Annotated[Path, typer.Option("--val", help="fine-patch folder the heat cut is chosen on")],
+    val: Annotated[
+        list[Path], typer.Option("--val", help="fine-patch folder the heat cut is chosen on; repeatable")
+    ],
     out: Annotated[Path, typer.Option("--out", help="the fine file: NAME.fine.onnx beside NAME.onnx")],
     version: Annotated[str, typer.Option("--version", help="the fine card's version")] = "0.1.0",
     max_tiles: Annotated[int, typer.Option("--max-tiles", min=1, help="tiles a photo may get")] = 8,
@@ -292,7 +294,7 @@ def export_fine(
     if not out.name.endswith(".fine.onnx"):
         _refuse(f"{out}: a fine file is named NAME.fine.onnx (serving finds it beside NAME.onnx)")
     try:
-        card = package_fine(checkpoint, val, out, version, max_tiles)
+        card = package_fine(checkpoint, [str(v) for v in val], out, version, max_tiles)
     except (FileNotFoundError, ValueError) as exc:
         _refuse(str(exc))
     except ExportVerificationError as exc:
