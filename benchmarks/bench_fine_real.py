@@ -1,4 +1,5 @@
-"""The fine pass on real photos: MSD's scratched, stained and oily screens and the laptop lids, graded
+"""The fine pass on real photos: MSD's scratched, stained and oily screens, the laptop lids and
+phones_web's intact and cracked phones (the fine pass runs on the few fine enough for it), graded
 through serving's pipeline with and without the fine network beside the model, in the same run.
 
     .venv/bin/python benchmarks/bench_fine_real.py [--model models/default.onnx] [--split val]
@@ -37,7 +38,11 @@ from model.rules.engine import counted  # noqa: E402
 from serving.pipeline import analyse_photo, fine_stage, grade_device, resolve_device, run_direct  # noqa: E402
 from serving.predictor import load_model  # noqa: E402
 
-MANIFESTS = [ROOT / "datasets/real/msd.jsonl", ROOT / "datasets/real/laptop_scratch.jsonl"]
+MANIFESTS = [
+    ROOT / "datasets/real/msd.jsonl",
+    ROOT / "datasets/real/laptop_scratch.jsonl",
+    ROOT / "datasets/real/phones_web.jsonl",
+]
 STANDARD = "backmarket"
 
 
@@ -53,10 +58,10 @@ def _kind(rec) -> str:
     if rec["device_kind"] == "laptop":
         return "lid"
     labels = rec.get("image_labels") or {}
-    for k in ("scratch", "stain", "smudge"):
+    for k in ("scratch", "stain", "smudge", "crack"):
         if labels.get(k):
             return k
-    return "other"
+    return "intact" if "crack" in labels else "other"
 
 
 def _overlaps(box, poly) -> bool:

@@ -100,11 +100,18 @@ def fine_loss(logits: FineOutputs, target: Tensor) -> tuple[Tensor, dict[str, fl
     skel = (heat_t > ON_LINE).float()
     n_on = skel.sum()
     recall = 1.0 - (p * skel).sum() / n_on.clamp(min=1.0) if n_on > 0 else p.new_zeros(())
-    if n_on > 0:
-        width = (F.softplus(logits.width_px) - width_t).abs().mul(skel).sum() / n_on
-        contrast = (torch.sigmoid(logits.contrast) - contrast_t).abs().mul(skel).sum() / n_on
+    # A patch cut from a device photo knows its scratches' widths but not their contrast (NaN): the
+    # contrast term reads only where it is known.
+    known = (~torch.isnan(contrast_t)).float() * skel
+    contrast_t = torch.nan_to_num(contrast_t)
+    n_known = known.sum()
+    width = (
+        (F.softplus(logits.width_px) - width_t).abs().mul(skel).sum() / n_on if n_on > 0 else p.new_zeros(())
+    )
+    if n_known > 0:
+        contrast = (torch.sigmoid(logits.contrast) - contrast_t).abs().mul(known).sum() / n_known
     else:
-        width = contrast = p.new_zeros(())
+        contrast = p.new_zeros(())
     total = bce + recall + WIDTH_WEIGHT * width + CONTRAST_WEIGHT * contrast
     parts = {
         "bce": bce.item(),

@@ -291,8 +291,8 @@ def fine_negatives(
 ) -> None:
     """Negative patches for the fine net (no scratch in them) cut from whole photos: device outlines,
     camera rings, screen borders of high-resolution synthetic photos, and real screens without a
-    scratch or crack (training.synth.fine_negatives)."""
-    from training.synth.fine_negatives import write_fine_negatives
+    scratch or crack (training.synth.fine_photo_patches)."""
+    from training.synth.fine_photo_patches import write_fine_negatives
 
     for m in manifest:
         if not m.is_file():
@@ -307,6 +307,32 @@ def fine_negatives(
     console.print(f"{n} negative patches, manifest: {path}")
 
 
+def fine_positives(
+    manifest: Annotated[
+        list[Path], typer.Option("--manifest", "-m", help="synthetic photo manifest; repeatable")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    per_scratch: Annotated[int, typer.Option("--per-scratch", min=1, help="patches a scratch gives")] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+) -> None:
+    """Patches on the true scratches of high-resolution synthetic device photos, with centreline and
+    width targets (training.synth.fine_photo_patches)."""
+    from training.synth.fine_photo_patches import write_fine_positives
+
+    for m in manifest:
+        if not m.is_file():
+            _refuse(f"{m}: no such manifest")
+    if out.exists() and not out.is_dir():
+        _refuse(f"--out {out} is a file, not a folder")
+    try:
+        path = write_fine_positives(manifest, out, per_scratch, seed, split=split)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    console.print(f"{n} scratch patches, manifest: {path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
@@ -314,3 +340,4 @@ def register(app: typer.Typer) -> None:
     app.command("reformat")(reformat)
     app.command("synth-fine")(synth_fine)
     app.command("fine-negatives")(fine_negatives)
+    app.command("fine-positives")(fine_positives)

@@ -90,7 +90,7 @@ class FineSurface(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # glass, body, flat: rendered patches; device_photo, real_photo: negatives cut from whole photos
-    # (`training.synth.fine_negatives`), no scratch in them.
+    # (`training.synth.fine_photo_patches`): negatives without a scratch, or a synthetic device's own scratches.
     kind: Literal["glass", "body", "flat", "device_photo", "real_photo"]
     material: str  # glass, aluminium, plastic (flat: a uniform test surface)
     luminance: float  # mean luminance of the bare surface, 0-1

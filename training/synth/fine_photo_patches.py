@@ -1,4 +1,5 @@
-"""Negative patches for the fine network: what a scratch is not, cut from whole photos.
+"""Patches for the fine network cut from whole photos: negatives (what a scratch is not) and the
+scratches of high-resolution synthetic devices (what a scratch is, drawn as the photo generator draws it).
 
 The first fine network learnt lines on flat rendered patches (`training.synth.fine_patches`) and, on
 whole photos, called every sharp edge a scratch: device outlines, camera rings, screen borders,
@@ -15,6 +16,13 @@ patches at the fine pass's pixel sizes (0.03-0.12 mm/px, never finer than the ph
 Each patch is written as a fine-manifest record (`FinePatchRecord`, surface kind "device_photo" or
 "real_photo", no scratches) with all-zero targets, so `refurbgrade train-fine --train A --train B`
 mixes them with the rendered patches. One seed gives the same patches.
+
+`write_fine_positives` cuts patches centred on the true scratches of synthetic device photos (the
+generator's `_draw_scratch`, which the rendered patches do not reproduce: its light-dependent contrast,
+its 0.6 px floor, the device's own surface and light). Targets: the heat of the distance to the
+scratches' centrelines (their masks thinned at the photo's resolution), the width from the manifest;
+the contrast is not in the manifest, so its target is NaN there and the loss leaves it out. Patches
+touching a chip or crack are skipped.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ import numpy as np
 from tqdm import tqdm
 
 from model.detail import NOMINAL_LENGTH_MM
+from model.fine_pass import SURFACE_ZONES
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.taxonomy import DefectType, DeviceKind
 from training.dataset import read_mask
 from training.synth.fine_patches import (
+    HEAT_SIGMA_PX,
     MM_PER_PX,
     FineCamera,
     FinePatchRecord,
@@ -178,4 +188,133 @@ def write_fine_negatives(
             index += 1
     path = out / "manifest.jsonl"
     path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return path
+
+
+def _record(index, seed, size, res, kind, material, patch) -> FinePatchRecord:
+    return FinePatchRecord(
+        image=f"images/{index:06d}.jpg",
+        targets=f"targets/{index:06d}.npz",
+        index=index,
+        seed=seed,
+        size=size,
+        mm_per_px=round(res, 5),
+        surface=FineSurface(kind=kind, material=material, luminance=float(patch.mean() / 255.0), texture=0.0),
+        camera=FineCamera(
+            blur_sigma_px=0.0,
+            noise_sigma=0.0,
+            processing="none",
+            processing_strength=0.0,
+            jpeg_quality=JPEG_QUALITY,
+        ),
+    )
+
+
+def _write(out: Path, index: int, patch: np.ndarray, targets: dict[str, np.ndarray]) -> None:
+    ok, jpeg = cv2.imencode(
+        ".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    assert ok
+    (out / "images" / f"{index:06d}.jpg").write_bytes(jpeg.tobytes())
+    (out / "targets" / f"{index:06d}.npz").write_bytes(npz_bytes(targets))
+
+
+def scratch_targets(lines: list[tuple[np.ndarray, float]], size: int, res_mm: float) -> dict[str, np.ndarray]:
+    """Targets of a patch from its scratches' centreline pixels (bool masks at the patch's size) and
+    widths in mm: heat exp(-d^2/2 sigma^2) of the distance to the nearest centreline, width_mm of the
+    nearest within 1.5 px, contrast NaN (unknown)."""
+    heat = np.zeros((size, size), np.float32)
+    width = np.zeros((size, size), np.float32)
+    best = np.full((size, size), np.inf, np.float32)
+    for line, w_mm in lines:
+        if not line.any():
+            continue
+        d = cv2.distanceTransform((~line).astype(np.uint8), cv2.DIST_L2, 5)
+        closer = d < best
+        best = np.where(closer, d, best)
+        width = np.where(closer & (d <= 1.5), w_mm, np.where(closer, 0.0, width))
+    heat = np.exp(-(best**2) / (2 * HEAT_SIGMA_PX**2)).astype(np.float32)
+    heat[~np.isfinite(best)] = 0.0
+    return {
+        "heat": heat.astype(np.float16),
+        "width_mm": width.astype(np.float16),
+        "contrast": np.full((size, size), np.nan, np.float16),
+    }
+
+
+def write_fine_positives(
+    manifests: list[Path],
+    out: Path,
+    per_scratch: int = 3,
+    seed: int = 0,
+    size: int = 256,
+    split: str = "train",
+) -> Path:
+    """Patches on the true scratches of synthetic device photos (`mm_per_px` and instance masks known)."""
+    from skimage.morphology import skeletonize
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(exist_ok=True)
+    (out / "targets").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines_out, index = [], 0
+    todo = [(m, r) for m in manifests for r in read_manifest(m) if r.split == split and r.mm_per_px]
+    lo, hi = MM_PER_PX
+    for manifest, rec in tqdm(todo, desc="positives"):
+        native = rec.mm_per_px
+        if native > hi:
+            continue
+        # The fine pass reads the screen and the back (`model.fine_pass.SURFACE_ZONES`); a frame scratch
+        # runs along the device's edge, which the negatives teach is not a scratch.
+        scratches = [
+            i
+            for i in rec.instances
+            if i.type == DefectType.SCRATCH and i.mask and i.width_mm and i.zone in SURFACE_ZONES
+        ]
+        if not scratches:
+            continue
+        img = cv2.cvtColor(cv2.imread(str(resolve(manifest, rec.image)), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        h, w = img.shape[:2]
+        others = rec.model_copy(
+            update={"instances": [i for i in rec.instances if i.type != DefectType.SCRATCH]}
+        )
+        blocked = _blocked(others, Path(manifest), (h, w), round(NEAR_MM / native))
+        centre = [
+            (skeletonize(read_mask(resolve(manifest, i.mask))[:h, :w] > 0), i.width_mm) for i in scratches
+        ]
+        for skel, _ in centre:
+            ys, xs = np.nonzero(skel)
+            if not len(xs):
+                continue
+            for k in rng.integers(0, len(xs), per_scratch):
+                res = float(np.exp(rng.uniform(np.log(max(lo, native)), np.log(hi))))
+                side = round(size * res / native)
+                # The scratch anywhere in the patch, not always at its centre.
+                x0 = round(xs[k] - side * rng.uniform(0.2, 0.8))
+                y0 = round(ys[k] - side * rng.uniform(0.2, 0.8))
+                if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+                    continue
+                if blocked[y0 : y0 + side, x0 : x0 + side].any():
+                    continue
+                crop = img[y0 : y0 + side, x0 : x0 + side]
+                interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+                patch = cv2.resize(crop, (size, size), interpolation=interp)
+                f = size / side
+                lines = []
+                for sk, w_mm in centre:
+                    py, px = np.nonzero(sk[y0 : y0 + side, x0 : x0 + side])
+                    line = np.zeros((size, size), bool)
+                    line[
+                        np.minimum((py * f).astype(int), size - 1), np.minimum((px * f).astype(int), size - 1)
+                    ] = True
+                    lines.append((line, w_mm))
+                _write(out, index, patch, scratch_targets(lines, size, native * side / size))
+                lines_out.append(
+                    _record(
+                        index, seed, size, native * side / size, "device_photo", rec.source, patch
+                    ).model_dump_json()
+                )
+                index += 1
+    path = out / "manifest.jsonl"
+    path.write_text("\n".join(lines_out) + ("\n" if lines_out else ""), encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""Negative patches for the fine network (training/synth/fine_negatives.py): cut from whole photos at
+"""Negative patches for the fine network (training.synth.fine_photo_patches.py): cut from whole photos at
 the fine pass's pixel sizes, all-zero targets, never where a true scratch, chip or crack lies."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from refurbgrade.cli import build
 from training.fine_train import FinePatchDataset
-from training.synth.fine_negatives import write_fine_negatives
+from training.synth.fine_photo_patches import write_fine_negatives
 
 
 def _photo_manifest(root, scratch_box=None, mm_per_px=0.05):
@@ -28,7 +28,7 @@ def _photo_manifest(root, scratch_box=None, mm_per_px=0.05):
         x0, y0, x1, y1 = scratch_box
         m[y0:y1, x0:x1] = 255
         cv2.imwrite(str(root / "s.png"), m)
-        instances.append(LabelledInstance(type="scratch", mask="s.png"))
+        instances.append(LabelledInstance(type="scratch", mask="s.png", zone="body", width_mm=0.15))
     rec = ManifestRecord(
         image="p.jpg", device_id="d", split="train", source="synthetic", width=1200, height=900,
         device_kind="phone", mm_per_px=mm_per_px, zone_mask="z.png", instances=instances,
@@ -68,3 +68,35 @@ def test_a_photo_too_coarse_gives_none_and_the_cli_counts(tmp_path):
         build(), ["fine-negatives", "-m", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "n2")]
     )
     assert missing.exit_code == 2 and "no such manifest" in missing.output
+
+
+def test_positives_put_the_heat_on_the_true_scratch(tmp_path):
+    from training.fine_train import fine_loss
+    from training.synth.fine_photo_patches import write_fine_positives
+
+    root = tmp_path / "photos"
+    # A 300 px line on the body, 0.15 mm wide.
+    manifest = _photo_manifest(root, scratch_box=(500, 449, 800, 452))
+    path = write_fine_positives([manifest], tmp_path / "pos", per_scratch=4, seed=0, size=64)
+    ds = FinePatchDataset(path.parent)
+    assert len(ds) >= 1
+    for i in range(len(ds)):
+        img, tgt = ds.load(i)
+        heat, width_px, contrast = tgt[..., 0], tgt[..., 1], tgt[..., 2]
+        on = heat > 0.5
+        assert on.any()
+        ys, xs = np.nonzero(on)
+        assert np.ptp(ys) <= 3  # a horizontal line, as drawn
+        rec = ds.records[i]
+        assert np.allclose(width_px[on & (width_px > 0)], 0.15 / rec.mm_per_px, rtol=0.01)
+        assert np.isnan(contrast).all()  # the manifest does not know it
+        # The loss leaves the unknown contrast out instead of turning NaN.
+        import torch
+
+        from model.fine_network import FineNet
+
+        net = FineNet(pretrained=False, encoder="tiny")
+        x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
+        t = torch.from_numpy(tgt.transpose(2, 0, 1).copy())[None]
+        loss, parts = fine_loss(net.forward_logits(x), t)
+        assert torch.isfinite(loss) and parts["contrast_l1"] == 0.0
