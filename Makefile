@@ -103,14 +103,16 @@ model: $(STAMP_ALL)
 	$(BIN)/python benchmarks/bench_damage_cv.py --config runs/default_ft/config.yaml
 
 # The fine network beside the model (docs/fine-pass.md): rendered hairline patches, negatives cut from
-# high-resolution synthetic devices (seed 7101: train, 708: validation) and real screens without a
-# scratch, 20 minutes from ImageNet's Lite0 then 30 with the negatives, the heat cut chosen on validation.
+# high-resolution synthetic devices (seeds 7101, 7102: train, 708: validation) and real screens without a
+# scratch, the devices' own scratches as positives; 20 minutes from ImageNet's Lite0, 30 with the
+# negatives, 25 with the positives; the heat cut chosen on validation.
 FINE := $(SYNTH)/fine
 fine-model: $(STAMP_ALL)
 	test -f $(FINE)/patches_train/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 3000 --seed 11 --out $(FINE)/patches_train --workers 2
 	test -f $(FINE)/patches_val/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 300 --seed 12 --out $(FINE)/patches_val --workers 2
 	test -f $(FINE)/patches_test/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 300 --seed 13 --out $(FINE)/patches_test --workers 2
 	test -f $(FINE)/devices_train/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 7101 --n 40 --out $(FINE)/devices_train
+	test -f $(FINE)/devices_train2/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 7102 --n 60 --out $(FINE)/devices_train2
 	test -f $(FINE)/devices_val/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 708 --n 60 --out $(FINE)/devices_val
 	test -f $(FINE)/neg_train/manifest.jsonl || $(BIN)/refurbgrade fine-negatives -m $(FINE)/devices_train/manifest.jsonl \
 		--out $(FINE)/neg_train --per-photo 40 --seed 3
@@ -119,12 +121,19 @@ fine-model: $(STAMP_ALL)
 		--per-photo 20 --seed 1
 	test -f $(FINE)/neg_val/manifest.jsonl || $(BIN)/refurbgrade fine-negatives -m $(FINE)/devices_val/manifest.jsonl \
 		--out $(FINE)/neg_val --per-photo 8 --seed 4
+	test -f $(FINE)/pos_train/manifest.jsonl || $(BIN)/refurbgrade fine-positives -m $(FINE)/devices_train/manifest.jsonl \
+		-m $(FINE)/devices_train2/manifest.jsonl --out $(FINE)/pos_train --per-scratch 6 --seed 5
+	test -f $(FINE)/pos_val/manifest.jsonl || $(BIN)/refurbgrade fine-positives -m $(FINE)/devices_val/manifest.jsonl \
+		--out $(FINE)/pos_val --per-scratch 1 --seed 6
 	test -f $(FINE)/neg_real_val/manifest.jsonl || $(BIN)/refurbgrade fine-negatives -m datasets/real/msd.jsonl \
 		-m datasets/real/phones_web.jsonl --split val --out $(FINE)/neg_real_val --per-photo 10 --seed 2
 	$(BIN)/refurbgrade train-fine --train $(FINE)/patches_train --val $(FINE)/patches_val --out runs/fine --minutes 20
 	$(BIN)/refurbgrade train-fine --train $(FINE)/patches_train --train $(FINE)/neg_train \
 		--train $(FINE)/neg_real_train --val $(FINE)/patches_val \
 		--val $(FINE)/neg_val --val $(FINE)/neg_real_val --out runs/fine_neg --minutes 30 --init runs/fine/best.pt --lr 0.001
+	$(BIN)/refurbgrade train-fine --train $(FINE)/patches_train --train $(FINE)/neg_train --train $(FINE)/neg_real_train \
+		--train $(FINE)/pos_train --train $(FINE)/pos_train --val $(FINE)/patches_val --val $(FINE)/neg_val \
+		--val $(FINE)/neg_real_val --val $(FINE)/pos_val --out runs/fine_pos --minutes 25 --init runs/fine_neg/best.pt --lr 0.001
 	$(BIN)/refurbgrade export-fine --checkpoint runs/fine_pos/best.pt --val $(FINE)/patches_val --val $(FINE)/neg_val \
 		--val $(FINE)/neg_real_val --out models/default.fine.onnx
 	$(BIN)/python benchmarks/bench_fine_net.py --checkpoint runs/fine_pos/best.pt --manifest $(FINE)/patches_test \

@@ -85,7 +85,7 @@ def test_positives_put_the_heat_on_the_true_scratch(tmp_path):
         heat, width_px, contrast = tgt[..., 0], tgt[..., 1], tgt[..., 2]
         on = heat > 0.5
         assert on.any()
-        ys, xs = np.nonzero(on)
+        ys, _ = np.nonzero(on)
         assert np.ptp(ys) <= 3  # a horizontal line, as drawn
         rec = ds.records[i]
         assert np.allclose(width_px[on & (width_px > 0)], 0.15 / rec.mm_per_px, rtol=0.01)
