@@ -34,6 +34,19 @@ from model.taxonomy import DefectType, View
 FINE_STROKE_OPTIONS = {"max_turn_deg": 20.0}
 
 
+def lines_mask(heat: np.ndarray, cut: float, low: float | None) -> np.ndarray:
+    """Centreline pixels (uint8 0/1): at `cut`, or with `low` the connected pixels at `low` that hold
+    one at `cut` (hysteresis)."""
+    strong = heat >= cut
+    if low is None or low >= cut or not strong.any():
+        return strong.astype(np.uint8)
+    n, labels = cv2.connectedComponents((heat >= low).astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[strong])] = True
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
 def fine_instances(
     fine: FineMaps,
     card: FineCard,
@@ -49,7 +62,7 @@ def fine_instances(
     known); `zone_probs`, `lb`, `input_size`: the coarse frame, whose zone map names each scratch's zone
     (as the view shows it)."""
     heat = np.where(fine.covered, fine.heat, 0.0)
-    binary = (heat >= card.heat_cut).astype(np.uint8)
+    binary = lines_mask(heat, card.heat_cut, card.heat_low)
     if not binary.any():
         return []
     zones = canvas_zones(zone_probs, lb, input_size, fine.letterbox, binary.shape)

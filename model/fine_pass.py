@@ -87,6 +87,10 @@ class FineCard(BaseModel):
     coarsest_mm: float = Field(default=0.12, gt=0)
     max_tiles: int = Field(default=8, ge=1)
     heat_cut: float = Field(default=0.5, gt=0, lt=1)  # a centreline pixel: heat at least this
+    # Hysteresis: a line is the connected pixels at `heat_low` or more that hold one at `heat_cut`. The
+    # cut that is best per pixel (0.97-0.99) breaks a line into fragments where its heat dips; growing
+    # from it over the low cut keeps the line whole (None: no hysteresis, the cut alone).
+    heat_low: float | None = Field(default=None, gt=0, lt=1)
     # A fine scratch shorter or fainter than these is not reported: on real screens the network marks
     # dust, display pixels and sensor openings with short, faint strokes (docs/fine-pass.md).
     min_length_mm: float = Field(default=1.0, ge=0)

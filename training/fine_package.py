@@ -21,7 +21,7 @@ from model.fine_pass import FineCard
 from training.fine_metrics import Tally, true_lines
 from training.fine_train import FinePatchDataset, load_fine_net
 
-CUTS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+CUTS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
 
 
 def _git_commit() -> str:
@@ -68,6 +68,7 @@ def package_fine(
     version: str,
     max_tiles: int = 8,
     limit: int | None = None,
+    heat_low: float | None = None,
 ) -> FineCard:
     """Export `checkpoint` to `out` with the heat cut chosen on `val` (one fine-patch folder or several:
     rendered patches and negatives); returns the card written."""
@@ -84,6 +85,7 @@ def package_fine(
         git_commit=_git_commit(),
         max_tiles=max_tiles,
         heat_cut=cut,
+        heat_low=heat_low if heat_low is not None and heat_low < cut else None,
         metrics={
             "val_centreline_precision": round(best["precision"], 4),
             "val_centreline_recall": round(best["recall"], 4),

@@ -157,3 +157,17 @@ def test_fine_scratches_replace_the_coarse_ones_where_the_tiles_looked():
     chip = inside.model_copy(update={"type": DefectType.CHIP})
     merged = merge_fine([inside, outside, chip], [], fine)
     assert merged == [outside, chip]  # only the scratch the tiles covered is replaced
+
+
+def test_hysteresis_keeps_a_line_whole_where_its_heat_dips():
+    from model.fine_instances import lines_mask
+
+    heat = np.zeros((20, 60), np.float32)
+    heat[10, 5:55] = 0.995
+    heat[10, 25:30] = 0.7  # the line dips below the cut here
+    heat[3, 5:15] = 0.7  # a faint line with no pixel at the cut: not a line
+    alone = lines_mask(heat, 0.99, None)
+    assert cv2.connectedComponents(alone)[0] - 1 == 2  # the cut alone breaks the line in two
+    grown = lines_mask(heat, 0.99, 0.5)
+    assert cv2.connectedComponents(grown)[0] - 1 == 1  # grown from the cut: one line
+    assert grown[10, 25:30].all() and not grown[3].any()

@@ -284,6 +284,10 @@ def export_fine(
     out: Annotated[Path, typer.Option("--out", help="the fine file: NAME.fine.onnx beside NAME.onnx")],
     version: Annotated[str, typer.Option("--version", help="the fine card's version")] = "0.1.0",
     max_tiles: Annotated[int, typer.Option("--max-tiles", min=1, help="tiles a photo may get")] = 8,
+    heat_low: Annotated[
+        float | None,
+        typer.Option("--heat-low", min=0.0, max=1.0, help="hysteresis: lines grow from the cut over this"),
+    ] = None,
 ) -> None:
     """Export a fine network with its card (heat cut chosen on validation patches), verified."""
     from model.export import ExportVerificationError
@@ -294,7 +298,7 @@ def export_fine(
     if not out.name.endswith(".fine.onnx"):
         _refuse(f"{out}: a fine file is named NAME.fine.onnx (serving finds it beside NAME.onnx)")
     try:
-        card = package_fine(checkpoint, [str(v) for v in val], out, version, max_tiles)
+        card = package_fine(checkpoint, [str(v) for v in val], out, version, max_tiles, heat_low=heat_low)
     except (FileNotFoundError, ValueError) as exc:
         _refuse(str(exc))
     except ExportVerificationError as exc:
