@@ -46,8 +46,8 @@ MANIFESTS = [
 STANDARD = "backmarket"
 
 
-def _records(split: str):
-    for m in MANIFESTS:
+def _records(split: str, manifests=None):
+    for m in manifests or MANIFESTS:
         for line in m.read_text().splitlines():
             rec = json.loads(line)
             if rec["split"] == split:
@@ -69,10 +69,10 @@ def _overlaps(box, poly) -> bool:
     return not (box[2] < xs.min() or box[0] > xs.max() or box[3] < ys.min() or box[1] > ys.max())
 
 
-def measure(model, split: str) -> dict:
+def measure(model, split: str, manifests=None) -> dict:
     rows = defaultdict(Counter)
     ms = defaultdict(list)
-    for manifest, rec in _records(split):
+    for manifest, rec in _records(split, manifests):
         data = resolve(manifest, rec["image"]).read_bytes()
         device = resolve_device(None, rec["device_kind"])
         t0 = time.perf_counter()
@@ -157,6 +157,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--gallery", type=Path)
     ap.add_argument("--show", nargs="*", default=[])
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "-m", "--manifest", type=Path, action="append", help="only these manifests (default: all three)"
+    )
     args = ap.parse_args(argv)
     fine = load_model(args.model, intra_op_threads=2)
     if fine.fine is None:
@@ -166,7 +169,10 @@ def main(argv=None) -> dict:
         print(f"gallery: {args.gallery}")
         return {}
     plain = load_model(args.model, intra_op_threads=2, fine=False)
-    result = {"fine": measure(fine, args.split), "coarse": measure(plain, args.split)}
+    result = {
+        "fine": measure(fine, args.split, args.manifest),
+        "coarse": measure(plain, args.split, args.manifest),
+    }
     keys = sorted(set(result["fine"]["rows"]) | set(result["coarse"]["rows"]))
     for k in keys:
         a, b = result["fine"]["rows"].get(k, {}), result["coarse"]["rows"].get(k, {})

@@ -89,7 +89,7 @@ def fine_instances(
             if conf < min_confidence:
                 continue
             # The heads are meaningful on the ridge: read them where heat is near its local peak.
-            ridge = h_here >= max(card.heat_cut, 0.5 * peak)
+            ridge = h_here >= 0.5 * peak  # never empty: a piece grown by hysteresis may lack a cut pixel
             width_px = float(np.median(fine.width_px[y : y + h, x : x + w][on][ridge]))
             contrast = float(np.median(fine.contrast[y : y + h, x : x + w][on][ridge]))
             if contrast < card.min_contrast:
