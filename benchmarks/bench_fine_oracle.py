@@ -80,8 +80,6 @@ FALLBACK_MM = 0.1  # its fallback when more than K tiles are proposed
 TILE_PX = 256
 COARSE_SIZE, COARSE_STRIDE, COARSE_CUT = 384, 4, 0.25  # today's network, bench_model.py oracle's cut
 CANDIDATE_CUT = 0.02  # the coarse scratch/chip map's low cut for proposals
-LINE_FILTER_MM = 0.6  # top-hat/black-hat structuring element, mm
-LINE_FILTER_K = 6.0  # response above median + K * MAD of the device's responses
 FRAME_FILL = 0.9
 CONTRAST_FLOOR_PX = 0.6  # training/synth/defects.py `_draw_scratch`: thinner lines look this wide
 FINE_TYPES = ("scratch", "chip")
@@ -209,23 +207,6 @@ def _canvas_lb(box: tuple[int, int, int, int], native_mm: float, tile_mm: float,
     return Letterbox(scale, 0, 0, w, h, 1.0, box), side, res
 
 
-def _line_filter(gray: np.ndarray, device: np.ndarray, px_mm: float) -> np.ndarray:
-    """Thin bright or dark lines: the larger of the white top-hat and the black-hat with a disc of
-    `LINE_FILTER_MM`, kept above median + K * MAD of the device's responses, inside the device less
-    1 mm of its outline (the outline itself is the strongest 'line')."""
-    r = max(1, round(LINE_FILTER_MM / px_mm / 2))
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    g = cv2.GaussianBlur(gray, (0, 0), 0.7)
-    resp = np.maximum(cv2.morphologyEx(g, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(g, cv2.MORPH_BLACKHAT, k))
-    inner = cv2.erode(device.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(1 / px_mm)))
-    if not inner.any():
-        return np.zeros_like(inner, bool)
-    vals = resp[inner > 0].astype(np.float32)
-    med = float(np.median(vals))
-    mad = float(np.median(np.abs(vals - med))) + 1.0
-    return (resp > med + LINE_FILTER_K * mad) & (inner > 0)
-
-
 def _tile_scores(
     points_net: np.ndarray,
     crit_net: np.ndarray,
@@ -251,19 +232,11 @@ def _tile_scores(
 
 
 def _choose_tiles(net: dict, line: dict, crit: dict, k: int | None, min_line: float) -> tuple[list, int]:
-    """Proposed tiles: every tile with a coarse candidate or a line-filter response of at least
-    `min_line` pixels; ranked net first, then line; at most k. The budget left over goes to the
-    grade-critical zones (screen, camera: any scratch there bars Excellent), most line response first,
-    then most area. Returns (tiles, number proposed)."""
-    proposed = {t for t in net} | {t for t, v in line.items() if v >= min_line}
-    ranked = sorted(proposed, key=lambda t: (-net.get(t, 0.0), -line.get(t, 0.0), t))
-    if k is None:
-        return ranked, len(proposed)
-    chosen = ranked[:k]
-    if len(chosen) < k:
-        rest = sorted((t for t in crit if t not in proposed), key=lambda t: (-line.get(t, 0.0), -crit[t], t))
-        chosen += rest[: k - len(chosen)]
-    return chosen, len(proposed)
+    """`model.fine_pass.choose_cells`, as (tiles, number proposed): serving's own tile choice."""
+    from model.fine_pass import choose_cells
+
+    plan = choose_cells(net, line, crit, k, min_line)
+    return list(plan.cells), plan.proposed
 
 
 def _rect_mask(tiles, box, tile_native: float, lb, side: int) -> np.ndarray:
@@ -596,6 +569,7 @@ def oracle(
 
     from model.card import Thresholds
     from model.crop import CROP_MARGIN
+    from model.fine_pass import line_filter
     from model.manifest import resolve
     from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
     from model.postprocess import Scale, extract_instances
@@ -707,7 +681,7 @@ def oracle(
         zsmall = cv2.resize(
             zone_native[y0:y1, x0:x1], (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST
         )
-        lines = _line_filter(small, zsmall > 0, fmm)
+        lines = line_filter(small, zsmall > 0, fmm)  # serving's (model.fine_pass)
         ly, lx = np.nonzero(lines)
         pts_line = np.stack([lx, ly], 1) * (fmm / native) + (x0, y0) if len(lx) else np.zeros((0, 2))
         cy_, cx_ = np.nonzero(np.isin(zsmall, (1, 4)))  # screen, camera

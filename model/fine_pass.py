@@ -9,12 +9,15 @@ less even at 0.05 mm per pixel, invisible at the coarse pass's 0.2-0.5 mm. After
 1. decode the photo again at the resolution the tiles need (a JPEG at 1/2, 1/4 or 1/8 scale where the
    photo is finer than that), keep the device's box, resized to `fine_mm` per pixel (never finer than
    the photo: a fine pass cannot add pixels the photo does not have): the *canvas*;
-2. propose tiles on a grid over the canvas (`plan_tiles`): every tile with a coarse scratch or chip
-   cell at `candidate_cut` (cells in the screen or camera count double: any scratch there bars
-   Excellent), or with `line_min_mm` of a top-hat/black-hat line filter's response; ranked coarse
-   evidence first. More than `max_tiles` proposed: the whole plan at `fallback_mm` per pixel
-   instead; still more: the best `max_tiles`. Budget left over goes to the screen and camera;
-3. run the fine network on each tile with `margin_px` of context on every side and keep the tile's
+2. find the surface it reads (`surface`): the screen and the back, more than `EDGE_MM` inside their
+   zone's edge (the network calls sharp edges scratches; frame and camera keep the coarse pass's);
+3. propose tiles on a grid over the canvas (`tile_scores`, `choose_cells`): every tile with a coarse
+   scratch or chip cell at `candidate_cut` on the surface (cells in the screen count double: any
+   scratch there bars Excellent), or with `line_min_mm` of a top-hat/black-hat line filter's
+   response; ranked coarse evidence first. More than `max_tiles` proposed: the whole plan at
+   `fallback_mm` per pixel instead; still more: the best `max_tiles`. Budget left over goes to the
+   surface, the screen first;
+4. run the fine network on each tile with `margin_px` of context on every side and keep the tile's
    inner part, so neighbouring tiles meet without seams; stitch `heat`, `width_px` and `contrast`
    into maps of the canvas (`FineMaps`).
 
