@@ -282,6 +282,21 @@ def synth_fine(
         _refuse(str(exc))
 
 
+def _cut_patches(write, manifests: list[Path], out: Path, per: int, seed: int, split: str, what: str) -> None:
+    """`fine-negatives` / `fine-positives`: check the arguments, cut the patches, say how many."""
+    for m in manifests:
+        if not m.is_file():
+            _refuse(f"{m}: no such manifest")
+    if out.exists() and not out.is_dir():
+        _refuse(f"--out {out} is a file, not a folder")
+    try:
+        path = write(manifests, out, per, seed, split=split)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    console.print(f"{n} {what}, manifest: {path}")
+
+
 def fine_negatives(
     manifest: Annotated[list[Path], typer.Option("--manifest", "-m", help="photo manifest; repeatable")],
     out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
@@ -294,17 +309,7 @@ def fine_negatives(
     scratch or crack (training.synth.fine_photo_patches)."""
     from training.synth.fine_photo_patches import write_fine_negatives
 
-    for m in manifest:
-        if not m.is_file():
-            _refuse(f"{m}: no such manifest")
-    if out.exists() and not out.is_dir():
-        _refuse(f"--out {out} is a file, not a folder")
-    try:
-        path = write_fine_negatives(manifest, out, per_photo, seed, split=split)
-    except (FileNotFoundError, ValueError) as exc:
-        _refuse(str(exc))
-    n = sum(1 for line in path.read_text().splitlines() if line.strip())
-    console.print(f"{n} negative patches, manifest: {path}")
+    _cut_patches(write_fine_negatives, manifest, out, per_photo, seed, split, "negative patches")
 
 
 def fine_positives(
@@ -320,17 +325,7 @@ def fine_positives(
     width targets (training.synth.fine_photo_patches)."""
     from training.synth.fine_photo_patches import write_fine_positives
 
-    for m in manifest:
-        if not m.is_file():
-            _refuse(f"{m}: no such manifest")
-    if out.exists() and not out.is_dir():
-        _refuse(f"--out {out} is a file, not a folder")
-    try:
-        path = write_fine_positives(manifest, out, per_scratch, seed, split=split)
-    except (FileNotFoundError, ValueError) as exc:
-        _refuse(str(exc))
-    n = sum(1 for line in path.read_text().splitlines() if line.strip())
-    console.print(f"{n} scratch patches, manifest: {path}")
+    _cut_patches(write_fine_positives, manifest, out, per_scratch, seed, split, "scratch patches")
 
 
 def register(app: typer.Typer) -> None:

@@ -99,36 +99,100 @@ def _centres(rng, zones: np.ndarray | None, shape, n: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _read_rgb(manifest: Path, rec: ManifestRecord) -> np.ndarray:
+    path = resolve(manifest, rec.image)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _side(rng, native: float, size: int) -> int:
+    """Photo pixels under one patch at a pixel size drawn log-uniform in `MM_PER_PX` (never finer than
+    the photo's `native`)."""
+    lo, hi = MM_PER_PX
+    res = float(np.exp(rng.uniform(np.log(max(lo, native)), np.log(hi))))
+    return round(size * res / native)
+
+
+def _cut(img: np.ndarray, blocked: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray | None:
+    """The `side` x `side` square at (x0, y0) resized to `size`, or None when it leaves the photo or
+    touches `blocked`."""
+    h, w = img.shape[:2]
+    if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+        return None
+    if blocked[y0 : y0 + side, x0 : x0 + side].any():
+        return None
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(img[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=interp)
+
+
+class _PatchWriter:
+    """A fine-patch folder being written: images/, targets/, and manifest.jsonl at `finish`."""
+
+    def __init__(self, out: Path, seed: int, size: int):
+        self.out, self.seed, self.size = out, seed, size
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "images").mkdir(exist_ok=True)
+        (out / "targets").mkdir(exist_ok=True)
+        self.lines: list[str] = []
+
+    def add(self, patch: np.ndarray, targets: bytes, res: float, kind: str, material: str) -> None:
+        index = len(self.lines)
+        ok, jpeg = cv2.imencode(
+            ".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        )
+        assert ok
+        (self.out / "images" / f"{index:06d}.jpg").write_bytes(jpeg.tobytes())
+        (self.out / "targets" / f"{index:06d}.npz").write_bytes(targets)
+        record = FinePatchRecord(
+            image=f"images/{index:06d}.jpg",
+            targets=f"targets/{index:06d}.npz",
+            index=index,
+            seed=self.seed,
+            size=self.size,
+            mm_per_px=round(res, 5),
+            surface=FineSurface(
+                kind=kind, material=material, luminance=float(patch.mean() / 255.0), texture=0.0
+            ),
+            camera=FineCamera(
+                blur_sigma_px=0.0,
+                noise_sigma=0.0,
+                processing="none",
+                processing_strength=0.0,
+                jpeg_quality=JPEG_QUALITY,
+            ),
+        )
+        self.lines.append(record.model_dump_json())
+
+    def finish(self) -> Path:
+        path = self.out / "manifest.jsonl"
+        path.write_text("\n".join(self.lines) + ("\n" if self.lines else ""), encoding="utf-8")
+        return path
+
+
 def photo_patches(
     rec: ManifestRecord, manifest: Path, per_photo: int, size: int, rng
 ) -> Iterator[tuple[np.ndarray, float, str]]:
     """(patch RGB, its mm per pixel, surface kind) for one photo's negatives."""
-    img = cv2.imread(str(resolve(manifest, rec.image)), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(resolve(manifest, rec.image))
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img = _read_rgb(manifest, rec)
     h, w = img.shape[:2]
     synthetic = rec.mm_per_px is not None
     if synthetic:
         native, kind = rec.mm_per_px, "device_photo"
     else:  # a real photo of a device filling the frame
         native, kind = NOMINAL_LENGTH_MM[rec.device_kind or DeviceKind.PHONE] / max(h, w), "real_photo"
-    lo, hi = MM_PER_PX
-    if native > hi:
+    if native > MM_PER_PX[1]:
         return
     zones = read_mask(resolve(manifest, rec.zone_mask)) if rec.zone_mask else None
     blocked = _blocked(rec, manifest, (h, w), round(NEAR_MM / native))
     for cx, cy in _centres(rng, zones, (h, w), per_photo * 2):
-        res = float(np.exp(rng.uniform(np.log(max(lo, native)), np.log(hi))))
-        side = round(size * res / native)  # photo pixels under one patch
+        side = _side(rng, native, size)
         x0, y0 = round(cx - side / 2), round(cy - side / 2)
-        if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+        patch = _cut(img, blocked, x0, y0, side, size)
+        if patch is None:
             continue
-        if blocked[y0 : y0 + side, x0 : x0 + side].any():
-            continue
-        crop = img[y0 : y0 + side, x0 : x0 + side]
-        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        yield cv2.resize(crop, (size, size), interpolation=interp), native * side / size, kind
+        yield patch, native * side / size, kind
         per_photo -= 1
         if per_photo == 0:
             return
@@ -144,12 +208,9 @@ def write_fine_negatives(
 ) -> Path:
     """Negatives from every photo of `split` in `manifests` that holds no scratch or crack by its image
     labels (instance-labelled photos are cut around their labels) -> `out` as a fine manifest."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "images").mkdir(exist_ok=True)
-    (out / "targets").mkdir(exist_ok=True)
+    writer = _PatchWriter(out, seed, size)
     zeros = npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
     rng = np.random.default_rng(seed)
-    lines, index = [], 0
     todo = [
         (m, r)
         for m in manifests
@@ -160,70 +221,14 @@ def write_fine_negatives(
     ]
     for manifest, rec in tqdm(todo, desc="negatives"):
         for patch, res, kind in photo_patches(rec, Path(manifest), per_photo, size, rng):
-            name = f"{index:06d}"
-            ok, jpeg = cv2.imencode(
-                ".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-            )
-            assert ok
-            (out / "images" / f"{name}.jpg").write_bytes(jpeg.tobytes())
-            (out / "targets" / f"{name}.npz").write_bytes(zeros)
-            lum = float(patch.mean() / 255.0)
-            record = FinePatchRecord(
-                image=f"images/{name}.jpg",
-                targets=f"targets/{name}.npz",
-                index=index,
-                seed=seed,
-                size=size,
-                mm_per_px=round(res, 5),
-                surface=FineSurface(kind=kind, material=rec.source, luminance=lum, texture=0.0),
-                camera=FineCamera(
-                    blur_sigma_px=0.0,
-                    noise_sigma=0.0,
-                    processing="none",
-                    processing_strength=0.0,
-                    jpeg_quality=JPEG_QUALITY,
-                ),
-            )
-            lines.append(record.model_dump_json())
-            index += 1
-    path = out / "manifest.jsonl"
-    path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    return path
+            writer.add(patch, zeros, res, kind, rec.source)
+    return writer.finish()
 
 
-def _record(index, seed, size, res, kind, material, patch) -> FinePatchRecord:
-    return FinePatchRecord(
-        image=f"images/{index:06d}.jpg",
-        targets=f"targets/{index:06d}.npz",
-        index=index,
-        seed=seed,
-        size=size,
-        mm_per_px=round(res, 5),
-        surface=FineSurface(kind=kind, material=material, luminance=float(patch.mean() / 255.0), texture=0.0),
-        camera=FineCamera(
-            blur_sigma_px=0.0,
-            noise_sigma=0.0,
-            processing="none",
-            processing_strength=0.0,
-            jpeg_quality=JPEG_QUALITY,
-        ),
-    )
-
-
-def _write(out: Path, index: int, patch: np.ndarray, targets: dict[str, np.ndarray]) -> None:
-    ok, jpeg = cv2.imencode(
-        ".jpg", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    )
-    assert ok
-    (out / "images" / f"{index:06d}.jpg").write_bytes(jpeg.tobytes())
-    (out / "targets" / f"{index:06d}.npz").write_bytes(npz_bytes(targets))
-
-
-def scratch_targets(lines: list[tuple[np.ndarray, float]], size: int, res_mm: float) -> dict[str, np.ndarray]:
+def scratch_targets(lines: list[tuple[np.ndarray, float]], size: int) -> dict[str, np.ndarray]:
     """Targets of a patch from its scratches' centreline pixels (bool masks at the patch's size) and
     widths in mm: heat exp(-d^2/2 sigma^2) of the distance to the nearest centreline, width_mm of the
     nearest within 1.5 px, contrast NaN (unknown)."""
-    heat = np.zeros((size, size), np.float32)
     width = np.zeros((size, size), np.float32)
     best = np.full((size, size), np.inf, np.float32)
     for line, w_mm in lines:
@@ -253,16 +258,12 @@ def write_fine_positives(
     """Patches on the true scratches of synthetic device photos (`mm_per_px` and instance masks known)."""
     from skimage.morphology import skeletonize
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "images").mkdir(exist_ok=True)
-    (out / "targets").mkdir(exist_ok=True)
+    writer = _PatchWriter(out, seed, size)
     rng = np.random.default_rng(seed)
-    lines_out, index = [], 0
     todo = [(m, r) for m in manifests for r in read_manifest(m) if r.split == split and r.mm_per_px]
-    lo, hi = MM_PER_PX
     for manifest, rec in tqdm(todo, desc="positives"):
         native = rec.mm_per_px
-        if native > hi:
+        if native > MM_PER_PX[1]:
             continue
         # The fine pass reads the screen and the back (`model.fine_pass.SURFACE_ZONES`); a frame scratch
         # runs along the device's edge, which the negatives teach is not a scratch.
@@ -273,7 +274,7 @@ def write_fine_positives(
         ]
         if not scratches:
             continue
-        img = cv2.cvtColor(cv2.imread(str(resolve(manifest, rec.image)), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        img = _read_rgb(Path(manifest), rec)
         h, w = img.shape[:2]
         others = rec.model_copy(
             update={"instances": [i for i in rec.instances if i.type != DefectType.SCRATCH]}
@@ -287,18 +288,13 @@ def write_fine_positives(
             if not len(xs):
                 continue
             for k in rng.integers(0, len(xs), per_scratch):
-                res = float(np.exp(rng.uniform(np.log(max(lo, native)), np.log(hi))))
-                side = round(size * res / native)
+                side = _side(rng, native, size)
                 # The scratch anywhere in the patch, not always at its centre.
                 x0 = round(xs[k] - side * rng.uniform(0.2, 0.8))
                 y0 = round(ys[k] - side * rng.uniform(0.2, 0.8))
-                if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+                patch = _cut(img, blocked, x0, y0, side, size)
+                if patch is None:
                     continue
-                if blocked[y0 : y0 + side, x0 : x0 + side].any():
-                    continue
-                crop = img[y0 : y0 + side, x0 : x0 + side]
-                interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-                patch = cv2.resize(crop, (size, size), interpolation=interp)
                 f = size / side
                 lines = []
                 for sk, w_mm in centre:
@@ -308,13 +304,6 @@ def write_fine_positives(
                         np.minimum((py * f).astype(int), size - 1), np.minimum((px * f).astype(int), size - 1)
                     ] = True
                     lines.append((line, w_mm))
-                _write(out, index, patch, scratch_targets(lines, size, native * side / size))
-                lines_out.append(
-                    _record(
-                        index, seed, size, native * side / size, "device_photo", rec.source, patch
-                    ).model_dump_json()
-                )
-                index += 1
-    path = out / "manifest.jsonl"
-    path.write_text("\n".join(lines_out) + ("\n" if lines_out else ""), encoding="utf-8")
-    return path
+                targets = npz_bytes(scratch_targets(lines, size))
+                writer.add(patch, targets, native * side / size, "device_photo", rec.source)
+    return writer.finish()
