@@ -121,7 +121,7 @@ def gallery(model, names: list[str], out: Path, split_any: bool = True) -> None:
             (inf,) = infer(
                 frames, model.card, lambda im: run_direct(model, im), None, fine_stage(model, device)
             )
-            photo = analyse_photo(inf, model.card, device, 0, None, model.fine.card if model.fine else None)
+            photo = analyse_photo(inf, model.card, device, 0, None)
             img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if inf.fine is not None:
                 for x0, y0, x1, y1 in inf.fine.tiles:

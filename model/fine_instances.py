@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from model.card import Thresholds
-from model.fine_pass import FineCard, FineMaps, canvas_zones
+from model.fine_pass import FineMaps
 from model.instances import DefectInstance, Measurement
 from model.outputs import feature_maps
 from model.postprocess import (
@@ -49,23 +49,19 @@ def lines_mask(heat: np.ndarray, cut: float, low: float | None) -> np.ndarray:
 
 def fine_instances(
     fine: FineMaps,
-    card: FineCard,
-    zone_probs: np.ndarray,
-    lb,
-    input_size: int,
     scale: Scale,
     min_confidence: float,
     photo_index: int = 0,
     view: View | None = None,
 ) -> list[DefectInstance]:
-    """Measured scratches in `fine`'s maps. Sizes in `scale`'s units (mm when the device's length is
-    known); `zone_probs`, `lb`, `input_size`: the coarse frame, whose zone map names each scratch's zone
-    (as the view shows it)."""
+    """Measured scratches in `fine`'s maps, read with its card's cuts. Sizes in `scale`'s units (mm when
+    the device's length is known); each scratch's zone from the coarse zone map on the canvas (as the
+    view shows it)."""
+    card = fine.card
     heat = np.where(fine.covered, fine.heat, 0.0)
     binary = lines_mask(heat, card.heat_cut, card.heat_low)
     if not binary.any():
         return []
-    zones = canvas_zones(zone_probs, lb, input_size, fine.letterbox, binary.shape)
     clb = fine.letterbox
     unit = scale.per_px * clb.draft_factor / clb.scale  # canvas pixel -> scale units
     min_len = card.min_length_mm / fine.mm_per_px
@@ -101,7 +97,7 @@ def fine_instances(
             poly = clb.to_original(pts)
             x0, y0 = poly.min(axis=0)
             x1, y1 = poly.max(axis=0)
-            zone = vote_zone(zones[y : y + h, x : x + w][on], view)
+            zone = vote_zone(fine.zones[y : y + h, x : x + w][on], view)
             out.append(
                 DefectInstance(
                     type=DefectType.SCRATCH,
@@ -150,10 +146,9 @@ def photo_instances(
     photo_index: int = 0,
     view: View | None = None,
     fine: FineMaps | None = None,
-    fine_card: FineCard | None = None,
 ) -> list[DefectInstance]:
     """Every measured instance of one photo: the coarse maps' (`extract_instances`), and where the fine
-    pass ran (`fine` and its `fine_card`), its scratches in place of the coarse ones it covers."""
+    pass ran (`fine`), its scratches in place of the coarse ones it covers."""
     coarse = extract_instances(
         outputs["defect_probs"],
         outputs["zone_probs"],
@@ -165,17 +160,7 @@ def photo_instances(
         view,
         features=feature_maps(outputs),
     )
-    if fine is None or fine_card is None:
+    if fine is None:
         return coarse
-    found = fine_instances(
-        fine,
-        fine_card,
-        outputs["zone_probs"],
-        lb,
-        input_size,
-        scale,
-        thresholds.min_instance_confidence,
-        photo_index,
-        view,
-    )
+    found = fine_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view)
     return merge_fine(coarse, found, fine)

@@ -103,6 +103,11 @@ class FineCard(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     notes: str = ""
 
+    @property
+    def stride(self) -> int:
+        """The grid's cell: a tile less its context margins (the part of a tile that is kept)."""
+        return self.tile_px - 2 * self.margin_px
+
     def to_json(self) -> str:
         return self.model_dump_json()
 
@@ -149,6 +154,8 @@ class FineMaps:
     width_px: np.ndarray  # H x W float32, in canvas pixels
     contrast: np.ndarray  # H x W float32
     covered: np.ndarray  # H x W bool: inside a tile's kept part and on a surface it reads (`surface`)
+    zones: np.ndarray  # H x W uint8: the coarse zone map on the canvas (`canvas_zones`)
+    card: FineCard  # the fine network's card the maps were made and are read with
     letterbox: Letterbox  # canvas pixels -> the original photo's (pad 0, crop = the device's box)
     mm_per_px: float  # the canvas's pixel size on the device (from the length `FineStage` gave)
     tiles: tuple[tuple[int, int, int, int], ...]  # kept parts, canvas pixels (x0, y0, x1, y1)
@@ -270,7 +277,7 @@ def tile_scores(
     candidate cut, those in critical zones listed twice), the line filter's response on `canvas` at
     `LINE_FILTER_RES_MM` (mm of line) inside the surface `surf`, and the surface's area, screen pixels
     weighing ten (what `choose_cells` gives the budget left over to)."""
-    stride = card.tile_px - 2 * card.margin_px
+    stride = card.stride
     net = _cells(candidates, stride)
     f = min(1.0, res_mm / LINE_FILTER_RES_MM)
     gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
@@ -353,8 +360,7 @@ def run_tiles(
 ) -> dict[str, np.ndarray]:
     """The fine network over `cells` of the canvas's grid, each with `margin_px` of context (the canvas
     reflected at its edges); the kept parts stitched into canvas-sized maps, plus `covered`."""
-    t, m = card.tile_px, card.margin_px
-    stride = t - 2 * m
+    t, m, stride = card.tile_px, card.margin_px, card.stride
     h, w = canvas.shape[:2]
     ni, nj = math.ceil(w / stride), math.ceil(h / stride)
     padded = cv2.copyMakeBorder(
@@ -402,16 +408,16 @@ def fine_pass(
     res = max(card.fine_mm, native)
     canvas, clb = _decode_box(source, box, native, res, original_size)
     fallback = False
-    scores, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
+    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
     if choose_cells(*scores, None, card.line_min_mm).proposed > card.max_tiles and res < card.fallback_mm:
         canvas, clb = _rescaled(canvas, clb, res / card.fallback_mm)
         res, fallback = card.fallback_mm, True
-        scores, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
+        scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
     plan = choose_cells(*scores, card.max_tiles, card.line_min_mm)
     if not plan.cells:
         return None
     maps = run_tiles(canvas, plan.cells, card, stage.run)
-    stride = card.tile_px - 2 * card.margin_px
+    stride = card.stride
     ch, cw = canvas.shape[:2]
     kept = tuple(
         (i * stride, j * stride, min(cw, (i + 1) * stride), min(ch, (j + 1) * stride)) for i, j in plan.cells
@@ -421,6 +427,8 @@ def fine_pass(
         width_px=maps["width_px"],
         contrast=maps["contrast"],
         covered=maps["covered"] & surf,
+        zones=zones,
+        card=card,
         letterbox=clb,
         mm_per_px=res,
         tiles=kept,
@@ -429,12 +437,12 @@ def fine_pass(
     )
 
 
-def _scores(outputs, lb, input_size, canvas, clb, res, card) -> tuple[Scores, np.ndarray]:
-    """The cells' scores, and the surface mask they were scored on."""
+def _scores(outputs, lb, input_size, canvas, clb, res, card) -> tuple[Scores, np.ndarray, np.ndarray]:
+    """The cells' scores, the canvas's zone map and the surface mask they were scored on."""
     zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
     surf = surface(zones, res)
     cands = _candidate_points(outputs, lb, input_size, clb, card.candidate_cut)
     h, w = canvas.shape[:2]
     cands = cands[(cands[:, 0] >= 0) & (cands[:, 1] >= 0) & (cands[:, 0] < w) & (cands[:, 1] < h)]
     on = surf[cands[:, 1].astype(int), cands[:, 0].astype(int)]
-    return tile_scores(canvas, zones, surf, cands[on], res, card), surf
+    return tile_scores(canvas, zones, surf, cands[on], res, card), zones, surf

@@ -30,7 +30,7 @@ from model.card import ModelCard
 from model.catalogue import lookup_device
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.fine_instances import photo_instances
-from model.fine_pass import FineCard, FineStage
+from model.fine_pass import FineStage
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale
@@ -231,10 +231,9 @@ def analyse_photo(
     device: Device,
     index: int,
     view: View | None = None,
-    fine_card: FineCard | None = None,
 ) -> PhotoResult:
     """One photo's network outputs -> its verdict and measured defects (with the fine pass's scratches
-    where it ran: `fine_card` is its network's card)."""
+    where it ran)."""
     outputs, size = inferred.outputs, inferred.size
     scale = estimate_scale(outputs["zone_probs"], inferred.letterbox, size, device.length_mm)
     view_probs = outputs["view_probs"]
@@ -261,7 +260,6 @@ def analyse_photo(
             photo_index=index,
             view=view_res,
             fine=inferred.fine,
-            fine_card=fine_card,
         )
     w, h = inferred.frame.original_size
     return PhotoResult(
@@ -351,11 +349,8 @@ def grade_device(
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
         inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
     views = list(views) if views is not None else [None] * len(datas)
-    fine_card = model.fine.card if model.fine is not None else None
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
-        photos = [
-            analyse_photo(inf, model.card, device, k, views[k], fine_card) for k, inf in enumerate(inferred)
-        ]
+        photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
         sp.set_attribute("defect.count", sum(len(p.instances) for p in photos))
     threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]

@@ -150,7 +150,6 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         photo_index,
         view,
         fine=getattr(pred.inferred, "fine", None),
-        fine_card=getattr(pred, "fine_card", None),
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:

@@ -128,7 +128,6 @@ class Prediction:
 
     item: Item
     inferred: Inferred
-    fine_card: FineCard | None = None  # where `inferred.fine` came from
 
     @property
     def image(self) -> np.ndarray:
@@ -173,4 +172,4 @@ def predict(items: Sequence[Item], predictor: Predictor, batch_size: int = 8) ->
         # Latency is per photo: all passes of the batch, over its photos.
         predictor.seconds.append(spent / len(chunk))
         for it, inf in zip(chunk, inferred, strict=True):
-            yield Prediction(it, inf, predictor.fine_card)
+            yield Prediction(it, inf)

@@ -101,7 +101,7 @@ def test_a_hairline_is_found_in_the_tiles_and_measured_in_mm():
     assert 0 < len(fine.tiles) <= 4
     thresholds = Thresholds(defect_pixel={n: 0.5 for n in DEFECT_CHANNELS})
     scale = estimate_scale(outputs["zone_probs"], frame.letterbox, SIZE, LENGTH_MM)
-    insts = photo_instances(outputs, frame.letterbox, SIZE, thresholds, scale, fine=fine, fine_card=card)
+    insts = photo_instances(outputs, frame.letterbox, SIZE, thresholds, scale, fine=fine)
     scratches = [i for i in insts if i.type == DefectType.SCRATCH]
     assert len(scratches) == 1
     (s,) = scratches
