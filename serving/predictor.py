@@ -166,10 +166,7 @@ def read_card(path: str | Path) -> ModelCard:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelLoadError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+    session = _session(Path(path), opts)
     try:
         return ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
     except ValueError as exc:

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from model.catalogue import UnknownDeviceError, lookup_device
 from model.crop import CROP_MARGIN, MIN_GAIN
 from model.manifest import ManifestRecord, read_manifest, resolve
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES
@@ -74,6 +75,16 @@ def load_sources(sources: Iterable[SourceConfig]) -> list[Item]:
 # Suffixes of the device ids of derived copies (`refurbgrade reformat`, `refurbgrade degrade`): a copy
 # belongs to its original's group.
 COPY_SUFFIXES = ("-barred", "-unbarred", "-degraded")
+
+
+def catalogue_length(rec: ManifestRecord) -> float | None:
+    """The catalogue's length (mm) of a record's named device model; None when unnamed or unknown."""
+    if not rec.device_model:
+        return None
+    try:
+        return lookup_device(rec.device_model).length
+    except UnknownDeviceError:
+        return None
 
 
 def device_group(rec: ManifestRecord) -> str:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from model.catalogue import UnknownDeviceError, lookup_device
 from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
@@ -31,7 +30,7 @@ from model.postprocess import Scale, estimate_scale
 from model.preprocess import Letterbox
 from model.rules.calibration import GradeCalibration
 from model.taxonomy import DefectType, View
-from training.dataset import letterbox_mask, polygon_to_model, read_mask
+from training.dataset import catalogue_length, letterbox_mask, polygon_to_model, read_mask
 
 MATCH_IOU = 0.2
 
@@ -68,12 +67,7 @@ def instance_mask(inst: DefectInstance, lb: Letterbox, size: int) -> np.ndarray:
 
 def photo_scale(pred, size: int) -> tuple[Scale, str]:
     rec = pred.item.record
-    length = None
-    if rec.device_model:
-        try:
-            length = lookup_device(rec.device_model).length
-        except UnknownDeviceError:
-            length = None
+    length = catalogue_length(rec)
     if length is not None:
         return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, length), "catalogue"
     if rec.mm_per_px:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from model.card import ModelCard, Thresholds
-from model.catalogue import UnknownDeviceError, lookup_device
 from model.detail import NOMINAL_LENGTH_MM
 from model.fine_pass import FineCard, FineRun, FineStage, fine_sibling
 from model.inference import Inferred, Outputs, RunNCHW, batched, frame_photo, infer, with_fine
@@ -28,7 +27,7 @@ from model.manifest import resolve
 from model.outputs import DEFECT_CHANNELS
 from model.preprocess import Letterbox
 from model.taxonomy import DeviceKind
-from training.dataset import Item
+from training.dataset import Item, catalogue_length
 
 
 @dataclass
@@ -102,12 +101,7 @@ def fine_runner(path: Path, threads: int = 2) -> tuple[FineCard, FineRun]:
 def device_length_mm(item: Item) -> float:
     """The device's length as serving takes it: the catalogue's for a named model, else typical."""
     rec = item.record
-    if rec.device_model:
-        try:
-            return lookup_device(rec.device_model).length
-        except UnknownDeviceError:
-            pass
-    return NOMINAL_LENGTH_MM[DeviceKind(rec.device_kind or "phone")]
+    return catalogue_length(rec) or NOMINAL_LENGTH_MM[DeviceKind(rec.device_kind or "phone")]
 
 
 def load_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Predictor:
