@@ -5,7 +5,8 @@ through serving's pipeline with and without the fine network beside the model, i
     .venv/bin/python benchmarks/bench_fine_real.py [--model models/default.onnx] [--split val]
         [--gallery docs/fine_pass_real.jpg --show Scr_0003.jpg ...]
 
-Per source, for each side: photos the fine pass ran on (the device at `FineCard.coarsest_mm` or finer);
+Per source, for each side: photos fine enough for the fine pass (the device at `FineCard.coarsest_mm`
+or finer, from its length in the photo as the pipeline measured it);
 MSD: scratched screens with at least one counted screen scratch (image-level recall: MSD labels the
 photo, not the scratch), stained/oily screens with one (false scratches), the Back Market grade
 mix; laptop lids: their labelled scratch polygons matched by a counted scratch whose box overlaps the
@@ -32,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model.detail import device_mm_per_px  # noqa: E402
 from model.inference import frame_photo, infer  # noqa: E402
 from model.manifest import resolve  # noqa: E402
 from model.rules.engine import counted  # noqa: E402
@@ -83,8 +85,13 @@ def measure(model, split: str, manifests=None) -> dict:
         r = rows[f"{source} {kind}"]
         r["photos"] += 1
         photo = g.photos[0]
-        fine = [i for i in photo.instances if i.measurement.contrast is not None]
-        r["fine pass ran"] += bool(fine) or _fine_ran(model, data, device)
+        # The fine pass's own condition (`FineCard.coarsest_mm`) on the device as the pipeline measured it.
+        r["fine enough for the pass"] += (
+            model.fine is not None
+            and photo.device_found
+            and device_mm_per_px(photo.device_length_px, device.length_mm, device.kind)[0]
+            <= model.fine.card.coarsest_mm
+        )
         scratches = [i for i in photo.instances if i.type.value == "scratch" and counted(i)]
         r["counted screen scratch"] += any(i.zone.value == "screen" for i in scratches)
         r[f"grade {g.grades[STANDARD].grade}"] += 1
@@ -100,15 +107,7 @@ def measure(model, split: str, manifests=None) -> dict:
     }
 
 
-def _fine_ran(model, data: bytes, device) -> bool:
-    if model.fine is None:
-        return False
-    frames = [frame_photo(data, model.input_size)]
-    (inf,) = infer(frames, model.card, lambda im: run_direct(model, im), None, fine_stage(model, device))
-    return inf.fine is not None
-
-
-def gallery(model, names: list[str], out: Path, split_any: bool = True) -> None:
+def gallery(model, names: list[str], out: Path) -> None:
     panels = []
     for manifest in MANIFESTS:
         for line in manifest.read_text().splitlines():
