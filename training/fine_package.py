@@ -8,7 +8,6 @@ the file against PyTorch (`model.export.export_fine_onnx`).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +19,9 @@ from model.export import export_fine_onnx
 from model.fine_pass import FineCard
 from training.fine_metrics import Tally, true_lines
 from training.fine_train import FinePatchDataset, load_fine_net
+from training.packaging import git_commit
 
 CUTS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
 
 
 def heat_cut_scores(
@@ -82,7 +73,7 @@ def package_fine(
     card = FineCard(
         name="refurbgrade-fine",
         version=version,
-        git_commit=_git_commit(),
+        git_commit=git_commit(),
         max_tiles=max_tiles,
         heat_cut=cut,
         heat_low=heat_low if heat_low is not None and heat_low < cut else None,
