@@ -26,6 +26,7 @@ from model.postprocess import (
     _pieces,
     extract_instances,
     instance_confidence,
+    outline,
     vote_zone,
 )
 from model.taxonomy import DefectType, View
@@ -90,13 +91,7 @@ def fine_instances(
             contrast = float(np.median(fine.contrast[y : y + h, x : x + w][on][ridge]))
             if contrast < card.min_contrast:
                 continue
-            corner = np.array([x, y], float)
-            pts = contour[:, 0, :] + corner
-            if len(pts) > 64:  # keep stored polygons small
-                pts = cv2.approxPolyDP(contour, 1.0, True)[:, 0, :] + corner
-            poly = clb.to_original(pts)
-            x0, y0 = poly.min(axis=0)
-            x1, y1 = poly.max(axis=0)
+            polygon, box = outline(contour, clb, (x, y))
             zone = vote_zone(fine.zones[y : y + h, x : x + w][on], view)
             out.append(
                 DefectInstance(
@@ -104,8 +99,8 @@ def fine_instances(
                     zone=zone,
                     photo_index=photo_index,
                     view=view,
-                    box=(float(x0), float(y0), float(x1), float(y1)),
-                    polygon=[(float(a), float(b)) for a, b in poly],
+                    box=box,
+                    polygon=polygon,
                     confidence=conf,
                     measurement=Measurement(
                         units=scale.units,

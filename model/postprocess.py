@@ -303,6 +303,21 @@ def vote_zone(cells: np.ndarray, view: View | None = None) -> Zone:
     return max(ZONES_BY_VIEW[view], key=lambda z: votes[ZONES.index(z)])  # max keeps the first of a tie
 
 
+def outline(
+    contour: np.ndarray, lb: Letterbox, corner: tuple[int, int] = (0, 0)
+) -> tuple[list[tuple[float, float]], tuple[float, float, float, float]]:
+    """An instance's polygon and box in the original photo's pixels from its contour (OpenCV's, in the
+    frame `lb` maps, offset by `corner`): the box from the whole contour, the polygon simplified when
+    it has more than 64 points (stored polygons stay small)."""
+    shift = np.asarray(corner, float)
+    poly = lb.to_original(contour[:, 0, :].astype(float) + shift)
+    x0, y0 = poly.min(axis=0)
+    x1, y1 = poly.max(axis=0)
+    if len(poly) > 64:
+        poly = lb.to_original(cv2.approxPolyDP(contour, 1.0, True)[:, 0, :].astype(float) + shift)
+    return [(float(x), float(y)) for x, y in poly], (float(x0), float(y0), float(x1), float(y1))
+
+
 def extract_instances(
     defect_probs: np.ndarray,
     zone_probs: np.ndarray,
@@ -370,19 +385,15 @@ def extract_instances(
                 )
                 if conf < thresholds.min_instance_confidence:
                     continue
-                poly = lb.to_original(contour[:, 0, :].astype(float))
-                x0, y0 = poly.min(axis=0)
-                x1, y1 = poly.max(axis=0)
-                if len(poly) > 64:  # keep stored polygons small
-                    poly = lb.to_original(cv2.approxPolyDP(contour, 1.0, True)[:, 0, :].astype(float))
+                polygon, box = outline(contour, lb)
                 out.append(
                     DefectInstance(
                         type=dtype,
                         zone=zone,
                         photo_index=photo_index,
                         view=view,
-                        box=(float(x0), float(y0), float(x1), float(y1)),
-                        polygon=[(float(x), float(y)) for x, y in poly],
+                        box=box,
+                        polygon=polygon,
                         confidence=conf,
                         measurement=Measurement(
                             units=units,
