@@ -134,7 +134,18 @@ def test_without_a_device_there_is_no_fine_pass():
     assert fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage) is None
 
 
-def test_fine_scratches_replace_the_coarse_ones_where_the_tiles_looked():
+def _line_instance(x, y, half=5, type_=DefectType.SCRATCH) -> DefectInstance:
+    """A thin horizontal instance centred on (x, y) in the photo's pixels."""
+    return DefectInstance(
+        type=type_,
+        zone=Zone.BODY,
+        polygon=[(x - half, y - 1), (x + half, y - 1), (x + half, y + 1), (x - half, y + 1)],
+        box=(x - half, y - 1, x + half, y + 1),
+        measurement=Measurement(units="mm", length=1.0, width=0.3, area=0.3),
+    )
+
+
+def _fine_maps():
     data = _png(_photo())
     frame = frame_photo(data, SIZE)
     outputs = _coarse(frame, scratch_at=(1000, 800))
@@ -143,20 +154,40 @@ def test_fine_scratches_replace_the_coarse_ones_where_the_tiles_looked():
         outputs, frame.letterbox, SIZE, data, frame.original_size, FineStage(card, _dark_lines, LENGTH_MM)
     )
     assert fine is not None
+    return frame, outputs, fine
 
-    def coarse(x, y):
-        return DefectInstance(
-            type=DefectType.SCRATCH,
-            zone=Zone.BODY,
-            polygon=[(x - 5, y - 1), (x + 5, y - 1), (x + 5, y + 1), (x - 5, y + 1)],
-            box=(x - 5, y - 1, x + 5, y + 1),
-            measurement=Measurement(units="mm", length=1.0, width=0.3, area=0.3),
-        )
 
-    inside, outside = coarse(1000, 800), coarse(400, 1200)
+def test_a_coarse_scratch_gives_way_only_to_a_fine_scratch_on_it():
+    _, _, fine = _fine_maps()
+    inside, outside = _line_instance(1000, 800), _line_instance(400, 1200)
     chip = inside.model_copy(update={"type": DefectType.CHIP})
-    merged = merge_fine([inside, outside, chip], [], fine)
-    assert merged == [outside, chip]  # only the scratch the tiles covered is replaced
+    # The tiles looked at `inside` and found nothing: it stays (a wide gouge the fine network misses).
+    assert merge_fine([inside, outside, chip], [], fine) == [inside, outside, chip]
+    # A fine scratch on it replaces it; one 10 mm away (200 px at 0.05 mm/px) does not.
+    on, far = _line_instance(1002, 801), _line_instance(1000, 1000)
+    assert merge_fine([inside, outside, chip], [on], fine) == [outside, chip, on]
+    assert merge_fine([inside, outside, chip], [far], fine) == [inside, outside, chip, far]
+
+
+def test_a_line_on_a_coarse_crack_is_not_a_fine_scratch():
+    frame, outputs, fine = _fine_maps()
+    thresholds = Thresholds(defect_pixel={n: 0.5 for n in DEFECT_CHANNELS})
+    scale = estimate_scale(outputs["zone_probs"], frame.letterbox, SIZE, LENGTH_MM)
+
+    def fine_scratches(outputs):
+        insts = photo_instances(outputs, frame.letterbox, SIZE, thresholds, scale, fine=fine)
+        return [i for i in insts if i.type == DefectType.SCRATCH and i.measurement.contrast is not None]
+
+    assert len(fine_scratches(outputs)) == 1
+    # The coarse pass calls the same line a crack (its cells over the whole line, end cells included):
+    # the fine pass leaves it to the crack.
+    crack = {k: v.copy() for k, v in outputs.items()}
+    crack["defect_probs"][:] = 0.0
+    (x0, y), (x1, _) = frame.letterbox.to_model(np.array(LINE, float)) / STRIDE
+    crack["defect_probs"][DEFECT_CHANNELS.index("crack"), int(y), int(x0) - 1 : int(x1) + 2] = 0.9
+    insts = photo_instances(crack, frame.letterbox, SIZE, thresholds, scale, fine=fine)
+    assert any(i.type == DefectType.CRACK for i in insts)
+    assert fine_scratches(crack) == []
 
 
 def test_hysteresis_keeps_a_line_whole_where_its_heat_dips():
