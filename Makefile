@@ -105,7 +105,8 @@ model: $(STAMP_ALL)
 # The fine network beside the model (docs/fine-pass.md): rendered hairline patches, negatives cut from
 # high-resolution synthetic devices (seeds 7101, 7102: train, 708: validation) and real screens without a
 # scratch, the devices' own scratches as positives; 20 minutes from ImageNet's Lite0, 30 with the
-# negatives, 25 with the positives; the heat cut chosen on validation.
+# negatives, 25 with the positives; the heat cut chosen on validation patches, then on whole validation
+# photos (`fine-cut`: scratch F1 through the one inference path, the coarse pass alone as its baseline).
 FINE := $(SYNTH)/fine
 fine-model: $(STAMP_ALL)
 	test -f $(FINE)/patches_train/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 3000 --seed 11 --out $(FINE)/patches_train --workers 2
@@ -136,6 +137,8 @@ fine-model: $(STAMP_ALL)
 		--val $(FINE)/neg_real_val --val $(FINE)/pos_val --out runs/fine_pos --minutes 25 --init runs/fine_neg/best.pt --lr 0.001
 	$(BIN)/refurbgrade export-fine --checkpoint runs/fine_pos/best.pt --val $(FINE)/patches_val --val $(FINE)/neg_val \
 		--val $(FINE)/neg_real_val --out models/default.fine.onnx
+	$(BIN)/refurbgrade fine-cut models/default.onnx -m $(FINE)/devices_val/manifest.jsonl@train,val,test \
+		-m datasets/real/msd.jsonl@val --write
 	$(BIN)/python benchmarks/bench_fine_net.py --checkpoint runs/fine_pos/best.pt --manifest $(FINE)/patches_test \
 		--train $(FINE)/patches_train --cut $$($(BIN)/python -c "import onnx,json;m=onnx.load('models/default.fine.onnx');print(json.loads({p.key:p.value for p in m.metadata_props}['refurbgrade.fine_card'])['heat_cut'])")
 	$(BIN)/python benchmarks/bench_fine_real.py --split val

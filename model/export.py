@@ -144,6 +144,21 @@ def update_card(path: str | Path, **changes) -> ModelCard:
     return new
 
 
+def update_fine_card(path: str | Path, **changes) -> FineCard:
+    """Rewrite only the fine card in a fine file (e.g. cuts chosen on whole validation photos after
+    export); the graph is untouched, so its verified parity holds."""
+    m = onnx.load(str(path))
+    props = {p.key: p.value for p in m.metadata_props}
+    new = FineCard.model_validate({**FineCard.from_metadata(props, str(path)).model_dump(), **changes})
+    for p in list(m.metadata_props):
+        if p.key == FINE_CARD_KEY:
+            m.metadata_props.remove(p)
+    entry = m.metadata_props.add()
+    entry.key, entry.value = FINE_CARD_KEY, new.to_json()
+    onnx.save(m, str(path))
+    return new
+
+
 # The lite0_fpn decoder reads the encoder's stride-16 features through this lateral convolution.
 S16_LATERAL_WEIGHT = "lateral.2.0.weight"
 

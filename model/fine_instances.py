@@ -190,10 +190,11 @@ def photo_instances(
     )
     if fine is None:
         return coarse
-    # A line on a crack the coarse pass found is that crack, not a scratch: the fine network learnt lines
+    # A line on a crack the coarse pass counts is that crack, not a scratch: the fine network learnt lines
     # and reads a crack's branches as scratches (on the synthetic validation photos, this removes 51 of
-    # its 62 false scratches).
-    cracks = [i for i in coarse if i.type == DefectType.CRACK]
+    # its 62 false scratches). Only counted cracks: the fragments of a glass zone judged not cracked
+    # (`model.damage`, role "evidence") are often the very scratch the fine pass measures (MSD's screens).
+    cracks = [i for i in coarse if i.type == DefectType.CRACK and i.role == "defect"]
     exclude = canvas_raster(cracks, fine, MERGE_MM) if cracks else None
     found = fine_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view, exclude)
     return merge_fine(coarse, found, fine)

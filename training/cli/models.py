@@ -1,6 +1,7 @@
 """The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`, and
 `refurbgrade train-fine` (the fine pass's network on the fine stream's patches, `training.fine_train`),
-`refurbgrade export-fine` (that network as the fine file serving runs, `training.fine_package`).
+`refurbgrade export-fine` (that network as the fine file serving runs, `training.fine_package`),
+`refurbgrade fine-cut` (its heat cut chosen on whole validation photos, `training.fine_cut`).
 
 Each maps its options onto plain functions (`training.train.run_training`,
 `training.calibrate.calibrate_model_file`, `training.evaluate.run_evaluation`, `training.packaging`)
@@ -307,6 +308,55 @@ def export_fine(
     typer.echo(f"{out}: heat cut {card.heat_cut}; {card.notes}")
 
 
+def fine_cut(
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="the .onnx with NAME.fine.onnx beside it")
+    ],
+    manifest: Annotated[
+        list[str],
+        typer.Option("--manifest", "-m", help="validation photos; repeatable; PATH@val picks splits"),
+    ],
+    split: Annotated[list[str] | None, typer.Option("--split", help="splits to use (default: val)")] = None,
+    cuts: Annotated[str, typer.Option("--cuts", help="heat cuts to try, comma-separated")] = "",
+    lows: Annotated[str, typer.Option("--lows", help="hysteresis lows to try ('none': without)")] = "",
+    write: Annotated[bool, typer.Option("--write", help="put the best pair into the fine card")] = False,
+) -> None:
+    """Choose the fine file's heat cut on whole validation photos (scratch F1 through the one path)."""
+    from model.export import update_fine_card
+    from model.fine_pass import fine_sibling
+    from training.dataset import parse_manifest_arg
+    from training.fine_cut import CUTS, LOWS, choose, cut_table, format_table
+
+    try:
+        splits = tuple(split or ["val"])
+        for m in manifest:
+            parse_manifest_arg(m, splits)
+        cut_list = [float(c) for c in cuts.split(",")] if cuts else list(CUTS)
+        low_list = (
+            [None if v.strip() == "none" else float(v) for v in lows.split(",")] if lows else list(LOWS)
+        )
+        if any(not 0 < c < 1 for c in cut_list) or any(v is not None and not 0 < v < 1 for v in low_list):
+            raise ValueError("cuts and lows lie strictly between 0 and 1")
+        rows = cut_table(model, manifest, cut_list, low_list, splits)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    typer.echo(format_table(rows))
+    best = choose(rows)
+    typer.echo(f"best scratch F1: cut {best['heat_cut']}, low {best['heat_low']}")
+    if write:
+        path = fine_sibling(model)
+        card = update_fine_card(
+            path,
+            heat_cut=best["heat_cut"],
+            heat_low=best["heat_low"],
+            metrics={
+                **{k: v for k, v in best.items() if k.startswith("scratch_") and isinstance(v, float)},
+            },
+            notes=f"heat cut chosen on whole photos ({', '.join(manifest)}) by scratch F1",
+        )
+        typer.echo(f"{path}: heat cut {card.heat_cut}, low {card.heat_low}")
+
+
 def register(app: typer.Typer) -> None:
     for name, command in (
         ("train", train),
@@ -316,5 +366,6 @@ def register(app: typer.Typer) -> None:
         ("export", export),
         ("quantize", quantize),
         ("export-fine", export_fine),
+        ("fine-cut", fine_cut),
     ):
         app.command(name)(command)

@@ -1,0 +1,128 @@
+"""The fine file's heat cut chosen on whole validation photos, through the one inference path.
+
+`refurbgrade export-fine` chooses the heat cut on patches: the centreline F1 of single pixels. A grade
+sees something else: the scratches the pass reports on whole photos, after tile proposal, the cracks it
+leaves to the coarse pass and the merge with the coarse scratches (`model.fine_instances`). Those differ:
+on 60 high-resolution synthetic validation photos the patch choice (0.99) cut off device scratches
+the network marked at 0.95-0.98.
+
+`cut_table` runs the model and its fine file once over validation manifests, keeps each photo's fine
+maps, and reads them again at every (cut, low) pair: scratch instance precision, recall and F1 by
+`training.metrics` (the evaluation's matching) on the instance-labelled photos, Back Market accuracy on
+the graded ones, and per source the share of photos graded unlistable (a guard for real screens:
+MSD's scratched screens are Fair, never unlistable). `choose` takes the best F1. `refurbgrade fine-cut`
+prints the table and, with `--write`, puts the choice into the fine card (`model.export.update_fine_card`).
+Choose on validation manifests only; report on a held-out seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from model.rules import grade
+from training.dataset import load_manifest_args
+from training.metrics import photo_result
+from training.predict import load_predictor, predict
+
+CUTS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
+LOWS: tuple[float | None, ...] = (None, 0.5)
+STANDARD = "backmarket"
+
+
+def _at(pred, cut: float | None, low: float | None):
+    """`pred` with its fine maps read at (cut, low); cut None: without its fine maps (the coarse pass)."""
+    fine = pred.inferred.fine
+    if fine is None:
+        return pred
+    if cut is None:
+        return dataclasses.replace(pred, inferred=dataclasses.replace(pred.inferred, fine=None))
+    card = fine.card.model_copy(update={"heat_cut": cut, "heat_low": low})
+    return dataclasses.replace(
+        pred, inferred=dataclasses.replace(pred.inferred, fine=dataclasses.replace(fine, card=card))
+    )
+
+
+def cut_table(
+    model_path: str | Path,
+    manifests: Sequence[str],
+    cuts: Sequence[float] = CUTS,
+    lows: Sequence[float | None] = LOWS,
+    splits: Sequence[str] = ("val",),
+) -> list[dict]:
+    """One row per (cut, low) with low below cut: the figures above over the photos of `manifests`; the
+    first row (cut None) is the coarse pass alone on the same photos, the baseline."""
+    predictor = load_predictor(model_path, fine=True)
+    if predictor.fine_card is None:
+        raise FileNotFoundError(f"{model_path}: no fine file beside it")
+    items = load_manifest_args(manifests, splits)
+    if not items:
+        raise ValueError(f"no photos in splits {tuple(splits)} of {list(manifests)}")
+    preds = list(tqdm(predict(items, predictor), total=len(items), desc="photos"))
+    pairs = [(None, None)] + [(c, v) for c in cuts for v in lows if v is None or v < c]
+    rows = []
+    for cut, low in tqdm(pairs, desc="cuts"):
+        tp = fp = fn = right = graded = 0
+        unlistable: Counter = Counter()
+        photos: Counter = Counter()
+        for pred in preds:
+            res = photo_result(_at(pred, cut, low), predictor.thresholds, predictor.mask_stride)
+            for m in res.matches:
+                if m.type == "scratch":
+                    tp += m.pred is not None and m.gt is not None
+                    fp += m.gt is None
+                    fn += m.pred is None
+            rec = pred.item.record
+            g = grade(res.instances, STANDARD, device_kind=rec.device_kind or "phone")
+            photos[rec.source] += 1
+            unlistable[rec.source] += not g.listable
+            if STANDARD in rec.grades:
+                graded += 1
+                right += g.grade == rec.grades[STANDARD]
+        p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
+        rows.append(
+            {
+                "heat_cut": cut,
+                "heat_low": low,
+                "scratch_tp": tp,
+                "scratch_fp": fp,
+                "scratch_fn": fn,
+                "scratch_precision": p,
+                "scratch_recall": r,
+                "scratch_f1": 2 * p * r / (p + r) if p + r else 0.0,
+                "backmarket_accuracy": right / graded if graded else float("nan"),
+                "graded": graded,
+                "unlistable_share": {s: unlistable[s] / n for s, n in photos.items()},
+            }
+        )
+    return rows
+
+
+def choose(rows: list[dict]) -> dict:
+    """The fine row with the best scratch F1 (ties: the higher cut, the fewer false scratches)."""
+    return max(
+        (r for r in rows if r["heat_cut"] is not None),
+        key=lambda r: (round(r["scratch_f1"], 4), r["heat_cut"]),
+    )
+
+
+def format_table(rows: list[dict]) -> str:
+    sources = sorted({s for r in rows for s in r["unlistable_share"]})
+    head = "| cut | low | scratch P | R | F1 | TP / FP / FN | BM acc. | " + " | ".join(
+        f"unlistable, {s}" for s in sources
+    )
+    lines = [head + " |", "|" + "---|" * (7 + len(sources))]
+    for r in rows:
+        share = " | ".join(f"{r['unlistable_share'].get(s, float('nan')):.0%}" for s in sources)
+        lines.append(
+            f"| {'coarse only' if r['heat_cut'] is None else r['heat_cut']} | "
+            f"{r['heat_low'] if r['heat_low'] is not None else '-'} | "
+            f"{r['scratch_precision']:.3f} | {r['scratch_recall']:.3f} | {r['scratch_f1']:.3f} | "
+            f"{r['scratch_tp']} / {r['scratch_fp']} / {r['scratch_fn']} | "
+            f"{r['backmarket_accuracy']:.3f} ({r['graded']}) | {share} |"
+        )
+    return "\n".join(lines)
