@@ -59,7 +59,11 @@ class Model:
 
     @property
     def version(self) -> str:
-        return self.card.version
+        """The card's version, and the fine network's where one runs beside it ("V+fine-F"): a stored
+        grading names every file whose outputs made it."""
+        return (
+            self.card.version if self.fine is None else f"{self.card.version}+fine-{self.fine.card.version}"
+        )
 
     def run(self, batch_nchw: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 3, S, S) uint8 -> the contract's outputs by name, each with a leading N axis."""

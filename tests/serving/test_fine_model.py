@@ -40,6 +40,7 @@ def test_the_fine_file_beside_a_model_loads_with_it(with_fine, model_path):
     assert {k: v.shape for k, v in out.items()} == {
         k: (3, 1, 64, 64) for k in ("heat", "width_px", "contrast")
     }
+    assert model.version == f"{model.card.version}+fine-0.0.1"  # a grading's record names both files
     assert load_model(with_fine, intra_op_threads=1, fine=False).fine is None
     assert load_model(model_path, intra_op_threads=1).fine is None  # no sibling, no fine pass
 
@@ -65,6 +66,7 @@ def test_grading_runs_the_fine_pass_on_a_fine_photo(with_fine):
     assert inferred.fine.covered.any()
     grading = grade_device(run_direct, model, [photo], device=device, standards=["backmarket"])
     assert grading.grades["backmarket"].grade
+    assert grading.model_version.endswith("+fine-0.0.1")
     for inst in grading.photos[0].instances:
         assert inst.measurement.contrast is None or 0.0 <= inst.measurement.contrast <= 1.0
     # A web-sized photo of the same device is too coarse: no fine pass.
