@@ -13,7 +13,7 @@ from training.fine_train import FinePatchDataset
 from training.synth.fine_photo_patches import write_fine_negatives
 
 
-def _photo_manifest(root, scratch_box=None, mm_per_px=0.05):
+def _photo_manifest(root, scratch_box=None, mm_per_px=0.05, crack_box=None):
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     img = rng.integers(90, 110, (900, 1200, 3), dtype=np.uint8)
@@ -29,6 +29,14 @@ def _photo_manifest(root, scratch_box=None, mm_per_px=0.05):
         m[y0:y1, x0:x1] = 255
         cv2.imwrite(str(root / "s.png"), m)
         instances.append(LabelledInstance(type="scratch", mask="s.png", zone="body", width_mm=0.15))
+    if crack_box is not None:
+        m = np.zeros((900, 1200), np.uint8)
+        x0, y0, x1, y1 = crack_box
+        m[y0:y1, x0:x1] = 255
+        cv2.line(img, (x0, (y0 + y1) // 2), (x1, (y0 + y1) // 2), (200, 200, 200), 2)
+        cv2.imwrite(str(root / "p.jpg"), img)
+        cv2.imwrite(str(root / "c.png"), m)
+        instances.append(LabelledInstance(type="crack", mask="c.png", zone="body", width_mm=0.1))
     rec = ManifestRecord(
         image="p.jpg", device_id="d", split="train", source="synthetic", width=1200, height=900,
         device_kind="phone", mm_per_px=mm_per_px, zone_mask="z.png", instances=instances,
@@ -100,3 +108,25 @@ def test_positives_put_the_heat_on_the_true_scratch(tmp_path):
         t = torch.from_numpy(tgt.transpose(2, 0, 1).copy())[None]
         loss, parts = fine_loss(net.forward_logits(x), t)
         assert torch.isfinite(loss) and parts["contrast_l1"] == 0.0
+
+
+def test_crack_negatives_sit_on_the_crack_with_zero_targets(tmp_path):
+    from training.synth.fine_photo_patches import write_fine_crack_negatives
+
+    # A 400 px crack across the body: every patch holds a piece of its bright line, and no target.
+    manifest = _photo_manifest(tmp_path / "photos", crack_box=(400, 449, 800, 452))
+    path = write_fine_crack_negatives([manifest], tmp_path / "cneg", per_crack=5, seed=0, size=64)
+    ds = FinePatchDataset(path.parent)
+    assert len(ds) >= 1
+    for i in range(len(ds)):
+        img, tgt = ds.load(i)
+        assert not tgt.any() and not ds.records[i].scratches
+        assert img.max() > 80  # the crack's bright line is in the patch (the body is 40)
+    # A scratch over the whole photo: a crack patch would hold it, so none is cut.
+    both = _photo_manifest(tmp_path / "both", scratch_box=(0, 0, 1200, 900), crack_box=(400, 449, 800, 452))
+    assert write_fine_crack_negatives([both], tmp_path / "c2", per_crack=5, seed=0, size=64).read_text() == ""
+    out = CliRunner().invoke(
+        build(),
+        ["fine-crack-negatives", "-m", str(manifest), "--out", str(tmp_path / "c3"), "--per-crack", "2"],
+    )
+    assert out.exit_code == 0 and "crack patches" in out.output, out.output

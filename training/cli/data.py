@@ -1,7 +1,9 @@
 """The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them),
 `refurbgrade import` (a real dataset in a common format), `refurbgrade degrade` (faulty copies of
-real photos), `refurbgrade reformat` (real photos again in the other format) and `refurbgrade
-synth-fine` (the fine pass's native-scale patches, `training.synth.fine_patches`).
+real photos), `refurbgrade reformat` (real photos again in the other format), `refurbgrade
+synth-fine` (the fine pass's native-scale patches, `training.synth.fine_patches`) and the fine
+network's patches cut from whole photos (`fine-negatives`, `fine-positives`, `fine-crack-negatives`,
+`training.synth.fine_photo_patches`).
 
 The generator and the importers are imported inside the commands, so `refurbgrade --help` stays fast
 and torch is never imported here. `import` prints problems as `file:line: message`; its exit status is
@@ -328,6 +330,22 @@ def fine_positives(
     _cut_patches(write_fine_positives, manifest, out, per_scratch, seed, split, "scratch patches")
 
 
+def fine_crack_negatives(
+    manifest: Annotated[
+        list[Path], typer.Option("--manifest", "-m", help="synthetic photo manifest; repeatable")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    per_crack: Annotated[int, typer.Option("--per-crack", min=1, help="patches a crack gives")] = 6,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+) -> None:
+    """Negative patches on the true cracks of high-resolution synthetic device photos (a crack's
+    branches are lines, not scratches: all-zero targets; training.synth.fine_photo_patches)."""
+    from training.synth.fine_photo_patches import write_fine_crack_negatives
+
+    _cut_patches(write_fine_crack_negatives, manifest, out, per_crack, seed, split, "crack patches")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth)
     app.command("import")(import_command)
@@ -336,3 +354,4 @@ def register(app: typer.Typer) -> None:
     app.command("synth-fine")(synth_fine)
     app.command("fine-negatives")(fine_negatives)
     app.command("fine-positives")(fine_positives)
+    app.command("fine-crack-negatives")(fine_crack_negatives)

@@ -23,6 +23,10 @@ its 0.6 px floor, the device's own surface and light). Targets: the heat of the 
 scratches' centrelines (their masks thinned at the photo's resolution), the width from the manifest;
 the contrast is not in the manifest, so its target is NaN there and the loss leaves it out. Patches
 touching a chip or crack are skipped.
+
+`write_fine_crack_negatives` cuts patches on the true cracks of those photos (the screen and the back),
+with all-zero targets: a crack's branches are lines, and the network, which had never seen one, called
+them scratches on whole photos. Patches touching a scratch or chip are skipped.
 """
 
 from __future__ import annotations
@@ -247,6 +251,44 @@ def scratch_targets(lines: list[tuple[np.ndarray, float]], size: int) -> dict[st
     }
 
 
+def _skeletons(manifest: Path, insts, shape) -> list[tuple[np.ndarray, float]]:
+    """(centreline pixels at the photo's resolution, width in mm) of `insts` (mask files)."""
+    from skimage.morphology import skeletonize
+
+    h, w = shape
+    return [(skeletonize(read_mask(resolve(manifest, i.mask))[:h, :w] > 0), i.width_mm or 0.0) for i in insts]
+
+
+def _on_lines(skeletons, rng, native: float, size: int, per_line: int) -> Iterator[tuple[int, int, int]]:
+    """(x0, y0, side) of `per_line` patch squares on each line: a random point of it anywhere in the
+    patch (not always at its centre), the patch's pixel size drawn as `_side` draws it."""
+    for skel, _ in skeletons:
+        ys, xs = np.nonzero(skel)
+        if not len(xs):
+            continue
+        for k in rng.integers(0, len(xs), per_line):
+            side = _side(rng, native, size)
+            yield (
+                round(xs[k] - side * rng.uniform(0.2, 0.8)),
+                round(ys[k] - side * rng.uniform(0.2, 0.8)),
+                side,
+            )
+
+
+def _surface_lines(rec: ManifestRecord, kind: DefectType) -> list:
+    """The record's instances of `kind` with a mask on the zones the fine pass reads."""
+    return [i for i in rec.instances if i.type == kind and i.mask and i.zone in SURFACE_ZONES]
+
+
+def _fine_enough(manifests: list[Path], split: str) -> list[tuple[Path, ManifestRecord]]:
+    return [
+        (Path(m), r)
+        for m in manifests
+        for r in read_manifest(m)
+        if r.split == split and r.mm_per_px and r.mm_per_px <= MM_PER_PX[1]
+    ]
+
+
 def write_fine_positives(
     manifests: list[Path],
     out: Path,
@@ -256,54 +298,69 @@ def write_fine_positives(
     split: str = "train",
 ) -> Path:
     """Patches on the true scratches of synthetic device photos (`mm_per_px` and instance masks known)."""
-    from skimage.morphology import skeletonize
-
     writer = _PatchWriter(out, seed, size)
     rng = np.random.default_rng(seed)
-    todo = [(m, r) for m in manifests for r in read_manifest(m) if r.split == split and r.mm_per_px]
-    for manifest, rec in tqdm(todo, desc="positives"):
-        native = rec.mm_per_px
-        if native > MM_PER_PX[1]:
-            continue
+    for manifest, rec in tqdm(_fine_enough(manifests, split), desc="positives"):
         # The fine pass reads the screen and the back (`model.fine_pass.SURFACE_ZONES`); a frame scratch
         # runs along the device's edge, which the negatives teach is not a scratch.
-        scratches = [
-            i
-            for i in rec.instances
-            if i.type == DefectType.SCRATCH and i.mask and i.width_mm and i.zone in SURFACE_ZONES
-        ]
+        scratches = [i for i in _surface_lines(rec, DefectType.SCRATCH) if i.width_mm]
         if not scratches:
             continue
-        img = _read_rgb(Path(manifest), rec)
+        img = _read_rgb(manifest, rec)
         h, w = img.shape[:2]
         others = rec.model_copy(
             update={"instances": [i for i in rec.instances if i.type != DefectType.SCRATCH]}
         )
-        blocked = _blocked(others, Path(manifest), (h, w), round(NEAR_MM / native))
-        centre = [
-            (skeletonize(read_mask(resolve(manifest, i.mask))[:h, :w] > 0), i.width_mm) for i in scratches
-        ]
-        for skel, _ in centre:
-            ys, xs = np.nonzero(skel)
-            if not len(xs):
+        blocked = _blocked(others, manifest, (h, w), round(NEAR_MM / rec.mm_per_px))
+        centre = _skeletons(manifest, scratches, (h, w))
+        for x0, y0, side in _on_lines(centre, rng, rec.mm_per_px, size, per_scratch):
+            patch = _cut(img, blocked, x0, y0, side, size)
+            if patch is None:
                 continue
-            for k in rng.integers(0, len(xs), per_scratch):
-                side = _side(rng, native, size)
-                # The scratch anywhere in the patch, not always at its centre.
-                x0 = round(xs[k] - side * rng.uniform(0.2, 0.8))
-                y0 = round(ys[k] - side * rng.uniform(0.2, 0.8))
-                patch = _cut(img, blocked, x0, y0, side, size)
-                if patch is None:
-                    continue
-                f = size / side
-                lines = []
-                for sk, w_mm in centre:
-                    py, px = np.nonzero(sk[y0 : y0 + side, x0 : x0 + side])
-                    line = np.zeros((size, size), bool)
-                    line[
-                        np.minimum((py * f).astype(int), size - 1), np.minimum((px * f).astype(int), size - 1)
-                    ] = True
-                    lines.append((line, w_mm))
-                targets = npz_bytes(scratch_targets(lines, size))
-                writer.add(patch, targets, native * side / size, "device_photo", rec.source)
+            f = size / side
+            lines = []
+            for sk, w_mm in centre:
+                py, px = np.nonzero(sk[y0 : y0 + side, x0 : x0 + side])
+                line = np.zeros((size, size), bool)
+                line[
+                    np.minimum((py * f).astype(int), size - 1), np.minimum((px * f).astype(int), size - 1)
+                ] = True
+                lines.append((line, w_mm))
+            targets = npz_bytes(scratch_targets(lines, size))
+            writer.add(patch, targets, rec.mm_per_px * side / size, "device_photo", rec.source)
+    return writer.finish()
+
+
+def write_fine_crack_negatives(
+    manifests: list[Path],
+    out: Path,
+    per_crack: int = 6,
+    seed: int = 0,
+    size: int = 256,
+    split: str = "train",
+) -> Path:
+    """Patches on the true cracks of synthetic device photos, with all-zero targets: a crack's branches
+    are lines, and the fine network, which never saw one, called them scratches (docs/fine-pass.md).
+    Patches within `NEAR_MM` of a scratch or chip are skipped."""
+    writer = _PatchWriter(out, seed, size)
+    zeros = npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
+    rng = np.random.default_rng(seed)
+    for manifest, rec in tqdm(_fine_enough(manifests, split), desc="crack negatives"):
+        cracks = _surface_lines(rec, DefectType.CRACK)
+        if not cracks:
+            continue
+        img = _read_rgb(manifest, rec)
+        h, w = img.shape[:2]
+        others = rec.model_copy(
+            update={
+                "instances": [i for i in rec.instances if i.type in (DefectType.SCRATCH, DefectType.CHIP)]
+            }
+        )
+        blocked = _blocked(others, manifest, (h, w), round(NEAR_MM / rec.mm_per_px))
+        for x0, y0, side in _on_lines(
+            _skeletons(manifest, cracks, (h, w)), rng, rec.mm_per_px, size, per_crack
+        ):
+            patch = _cut(img, blocked, x0, y0, side, size)
+            if patch is not None:
+                writer.add(patch, zeros, rec.mm_per_px * side / size, "device_photo", rec.source)
     return writer.finish()
