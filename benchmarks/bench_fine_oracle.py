@@ -116,11 +116,13 @@ def _close_pose(fill: float):
     return choose
 
 
-def synth(n: int, seed: int, out: str, size: int, fill: float, start: int = 0) -> Path:
+def synth(
+    n: int, seed: int, out: str, size: int, fill: float, start: int = 0, grade_mix: dict | None = None
+) -> Path:
     from model.manifest import write_manifest
     from training.synth.generator import SynthConfig, iter_generate
 
-    cfg = SynthConfig(seed=seed, size=size, p_composite=0.0)
+    cfg = SynthConfig(seed=seed, size=size, p_composite=0.0, grade_mix=grade_mix or {})
     out_dir = Path(out)
     with mock.patch("training.synth.generator.choose_pose", _close_pose(fill)):
         records = []
@@ -1144,6 +1146,13 @@ def main() -> None:
     s.add_argument("--fill", type=float, default=FRAME_FILL)
     s.add_argument("--start", type=int, default=0)
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--grade",
+        action="append",
+        default=[],
+        metavar="NAME=WEIGHT",
+        help="the Back Market grade mix (repeatable; default every grade alike), e.g. Unlistable=1 for cracks",
+    )
     o = sub.add_parser("oracle")
     o.add_argument("--manifest", required=True)
     o.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32])
@@ -1218,7 +1227,8 @@ def main() -> None:
     elif args.cmd == "planefit":
         planefit(args.manifest, args.limit, args.coarse)
     elif args.cmd == "synth":
-        synth(args.n, args.seed, args.out, args.size, args.fill, args.start)
+        mix = {k: float(v) for k, v in (g.split("=", 1) for g in args.grade)}
+        synth(args.n, args.seed, args.out, args.size, args.fill, args.start, mix)
 
 
 if __name__ == "__main__":
