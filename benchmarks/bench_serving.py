@@ -49,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,8 +61,6 @@ def pct(values: list[float], q: float) -> float:
 
 def make_photo(width: int = 4000, height: int = 3000) -> bytes:
     """A 12 MP JPEG like a phone camera's: a dark phone on a table, a scratch, sensor noise."""
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     img = np.full((height, width, 3), (205, 200, 190), np.float32)
     img += np.linspace(-20, 20, width, dtype=np.float32)[None, :, None]  # uneven light
@@ -432,6 +431,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive PyTorch baseline")
     ap.add_argument(
+        "--photo",
+        type=Path,
+        help="grade this JPEG instead of the drawn one (e.g. a high-resolution synthetic device: the "
+        "drawn phone is too flat for the model to find, so it never gets the fine pass)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -442,12 +447,14 @@ def main() -> None:
     overrides = {f"REFURBGRADE_{k.upper()}": v for k, v in (kv.split("=", 1) for kv in args.set)}
 
     cores = os.cpu_count() or 2
-    photo = make_photo()
+    photo = args.photo.read_bytes() if args.photo else make_photo()
+    with Image.open(io.BytesIO(photo)) as im:
+        size = f"{im.width}x{im.height}"
     model_path = ensure_model(args.model, Path(tempfile.gettempdir()) / "refurbgrade-bench-models")
     int8_path = None if args.no_int8 else (args.int8 or int8_sibling_of(model_path))
     load0 = os.getloadavg()
     print(
-        f"cores: {cores}  photo: 4000x3000 JPEG, {len(photo) / 1e6:.1f} MB  model: {model_path}"
+        f"cores: {cores}  photo: {size} JPEG, {len(photo) / 1e6:.1f} MB  model: {model_path}"
         f"{f' and {int8_path}' if int8_path else ''}  load average at start: {load0[0]:.2f} {load0[1]:.2f}",
         flush=True,
     )

@@ -291,11 +291,12 @@ def tile_scores(
     sub, on = zones[::8, ::8], surf[::8, ::8]
     ys, xs = np.nonzero(on)
     weight = 1.0 + 9.0 * (sub[ys, xs] == 1 + list(Zone).index(Zone.SCREEN))
-    crit: dict[tuple[int, int], float] = {}
-    for key, v in zip(
-        map(tuple, np.floor(np.stack([xs, ys], 1) * 8.0 / stride).astype(int)), weight, strict=True
-    ):
-        crit[key] = crit.get(key, 0.0) + float(v)
+    # Summed per cell with numpy: a Python loop over the samples cost 40 ms on a 12 MP photo.
+    cells, inverse = np.unique(
+        np.floor(np.stack([xs, ys], 1) * 8.0 / stride).astype(int), axis=0, return_inverse=True
+    )
+    sums = np.bincount(inverse.ravel(), weights=weight, minlength=len(cells))
+    crit = {(int(i), int(j)): float(v) for (i, j), v in zip(cells, sums, strict=True)}
     return net, line, crit
 
 

@@ -101,7 +101,7 @@ def activate(state, candidate: Path, actor: str | None) -> Model:
     s = state.settings
     rel = candidate.relative_to(s.models_dir.resolve()).as_posix()
     with state.swap_lock:
-        model = load_model(candidate, s.intra_op_threads, s.inter_op_threads, s.ort_spinning)
+        model = load_model(candidate, s.intra_op_threads, s.inter_op_threads, s.ort_spinning, s.fine_pass)
         record_active(state.sessions, model, rel, actor)
         install(state, model)
     log.info(
@@ -139,7 +139,7 @@ class ModelWatcher:
                 return False
             try:
                 path = model_file(s.models_dir, row.path)
-                model = load_model(path, s.intra_op_threads, s.inter_op_threads, s.ort_spinning)
+                model = load_model(path, s.intra_op_threads, s.inter_op_threads, s.ort_spinning, s.fine_pass)
                 if model.sha256 != row.sha256:
                     raise ModelLoadError(
                         f"{path}: its SHA-256 is {model.sha256[:12]}..., the activated file's "

@@ -58,6 +58,7 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
         settings.intra_op_threads,
         settings.inter_op_threads,
         settings.ort_spinning,
+        settings.fine_pass,
     )
     logging.getLogger("refurbgrade").info(
         "model %s (%s): %s",

@@ -246,16 +246,18 @@ def load_served_model(
     intra_op_threads: int = 2,
     inter_op_threads: int = 1,
     spin: bool = False,
+    fine: bool = True,
 ) -> tuple[Model, ModelChoice]:
-    """`choose_model_file`, then `load_model`; an INT8 file that fails to load falls back to FP32."""
+    """`choose_model_file`, then `load_model` (`fine`: with the fine network beside it); an INT8 file
+    that fails to load falls back to FP32."""
     choice = choose_model_file(path, precision)
     try:
-        return load_model(choice.path, intra_op_threads, inter_op_threads, spin), choice
+        return load_model(choice.path, intra_op_threads, inter_op_threads, spin, fine), choice
     except ModelLoadError as exc:
         if not choice.int8:
             raise
         choice = ModelChoice(Path(path), False, f"FP32: the INT8 sibling does not load: {exc}")
-        return load_model(path, intra_op_threads, inter_op_threads, spin), choice
+        return load_model(path, intra_op_threads, inter_op_threads, spin, fine), choice
 
 
 def verify(model: Model) -> None:

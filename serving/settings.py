@@ -110,6 +110,11 @@ class Settings(BlobSettings):
     # "auto": serve the model file's INT8 sibling (default.onnx -> default.int8.onnx) where its card says
     # it passed parity against this file (serving.predictor.choose_model_file); "fp32": the file as given.
     model_precision: Literal["auto", "fp32"] = "auto"
+    # The fine pass (docs/fine-pass.md): with the fine network beside the model (`NAME.fine.onnx`),
+    # photos that show the device at 0.12 mm a pixel or finer get native-resolution tiles for hairline
+    # scratches. It costs about 270 ms more a 12 MP photo on 2 cores (6x less throughput on such photos):
+    # false serves the coarse pass alone, at the price of missing screen scratches the coarse pass cannot see.
+    fine_pass: bool = True
     # Gradings database and photo blobs. Without a database URL: SQLite under data_dir (per user).
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None

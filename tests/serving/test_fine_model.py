@@ -75,3 +75,26 @@ def test_grading_runs_the_fine_pass_on_a_fine_photo(with_fine):
         small, model.card, lambda images: run_direct(model, images), None, fine_stage(model, device)
     )
     assert coarse.fine is None
+
+
+def test_the_service_serves_the_fine_pass_unless_told_not_to(with_fine, settings):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    for fine_pass, expected in ((True, "+fine-0.0.1"), (False, None)):
+        s = settings.model_copy(
+            update={"model_path": with_fine, "models_dir": with_fine.parent, "fine_pass": fine_pass}
+        )
+        with TestClient(create_app(s)) as client:
+            model = client.app.state.svc.slot.current
+            assert (model.fine is not None) is fine_pass
+            assert model.version.endswith(expected) if expected else "+fine" not in model.version
+
+
+def test_fine_pass_is_a_setting(monkeypatch):
+    from serving.settings import Settings
+
+    assert Settings().fine_pass is True
+    monkeypatch.setenv("REFURBGRADE_FINE_PASS", "false")
+    assert Settings().fine_pass is False
