@@ -29,6 +29,7 @@ from model.postprocess import (
     outline,
     vote_zone,
 )
+from model.rules.engine import counted
 from model.taxonomy import DefectType, View
 
 # Fine scratches are single lines: strokes joined across at most this turn (`model.strokes`).
@@ -192,9 +193,10 @@ def photo_instances(
         return coarse
     # A line on a crack the coarse pass counts is that crack, not a scratch: the fine network learnt lines
     # and reads a crack's branches as scratches (on the synthetic validation photos, this removes 51 of
-    # its 62 false scratches). Only counted cracks: the fragments of a glass zone judged not cracked
-    # (`model.damage`, role "evidence") are often the very scratch the fine pass measures (MSD's screens).
-    cracks = [i for i in coarse if i.type == DefectType.CRACK and i.role == "defect"]
+    # its 62 false scratches). Only cracks the grade counts (`model.rules.engine.counted`): the fragments
+    # of a glass zone (`model.damage`, role "evidence") and an uncertain zone crack (an MSD screen's at
+    # 0.25, whose outline spans its long scratch) lie on the very scratch the fine pass measures.
+    cracks = [i for i in coarse if i.type == DefectType.CRACK and counted(i)]
     exclude = canvas_raster(cracks, fine, MERGE_MM) if cracks else None
     found = fine_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view, exclude)
     return merge_fine(coarse, found, fine)
