@@ -93,8 +93,11 @@ def run_batch(
     path = model_path or Path(
         os.environ.get("REFURBGRADE_MODEL_PATH") or Settings.model_fields["model_path"].default
     )
+    # As the service reads REFURBGRADE_FINE_PASS (serving.settings): false grades with the coarse pass
+    # alone even where a fine network sits beside the model.
+    fine = os.environ.get("REFURBGRADE_FINE_PASS", "true").strip().lower() not in {"0", "false", "no", "off"}
     try:
-        model = load_model(path, intra_op_threads=threads)
+        model = load_model(path, intra_op_threads=threads, fine=fine)
     except ValueError as exc:
         err(f"error: {exc}")
         return 2

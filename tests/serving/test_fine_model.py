@@ -98,3 +98,25 @@ def test_fine_pass_is_a_setting(monkeypatch):
     assert Settings().fine_pass is True
     monkeypatch.setenv("REFURBGRADE_FINE_PASS", "false")
     assert Settings().fine_pass is False
+
+
+def test_the_offline_grader_reads_the_same_setting(with_fine, tmp_path, monkeypatch):
+    import json
+
+    from serving.batch_grader import run_batch
+
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(encode(device_photo(width=2400, height=3000)))
+
+    def version() -> str:
+        out = tmp_path / "out.jsonl"
+        rc = run_batch(
+            paths=[photo], files=[(photo, tmp_path)], standard="backmarket", device_model=None, device_kind="phone",
+            jsonl=out, overlays=None, device_per_folder=False, model_path=with_fine, threads=1,
+        )  # fmt: skip
+        assert rc == 0, rc
+        return json.loads(out.read_text().splitlines()[0])["model_version"]
+
+    assert version().endswith("+fine-0.0.1")
+    monkeypatch.setenv("REFURBGRADE_FINE_PASS", "false")
+    assert "+fine" not in version()
