@@ -116,12 +116,17 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard.from_metadata({p.key: p.value for p in m.metadata_props}, source=str(path))
 
 
-def _set_card(m: onnx.ModelProto, card: ModelCard) -> None:
+def _put_metadata(m: onnx.ModelProto, key: str, value: str) -> None:
+    """`key` in `m`'s metadata set to `value`, replacing any entry it had."""
     for p in list(m.metadata_props):
-        if p.key == MODEL_CARD_KEY:
+        if p.key == key:
             m.metadata_props.remove(p)
     entry = m.metadata_props.add()
-    entry.key, entry.value = MODEL_CARD_KEY, card.to_json()
+    entry.key, entry.value = key, value
+
+
+def _set_card(m: onnx.ModelProto, card: ModelCard) -> None:
+    _put_metadata(m, MODEL_CARD_KEY, card.to_json())
     m.producer_name = "refurbgrade"
     m.model_version = 1
     m.doc_string = (
@@ -150,11 +155,7 @@ def update_fine_card(path: str | Path, **changes) -> FineCard:
     m = onnx.load(str(path))
     props = {p.key: p.value for p in m.metadata_props}
     new = FineCard.model_validate({**FineCard.from_metadata(props, str(path)).model_dump(), **changes})
-    for p in list(m.metadata_props):
-        if p.key == FINE_CARD_KEY:
-            m.metadata_props.remove(p)
-    entry = m.metadata_props.add()
-    entry.key, entry.value = FINE_CARD_KEY, new.to_json()
+    _put_metadata(m, FINE_CARD_KEY, new.to_json())
     onnx.save(m, str(path))
     return new
 
@@ -500,8 +501,7 @@ def export_fine_onnx(net: nn.Module, out: str | Path, card: FineCard, verify_til
     )
     m = onnx.load(str(tmp))
     tmp.unlink()
-    entry = m.metadata_props.add()
-    entry.key, entry.value = FINE_CARD_KEY, card.to_json()
+    _put_metadata(m, FINE_CARD_KEY, card.to_json())
     m.producer_name = "refurbgrade"
     m.doc_string = f"{card.name} {card.version}: fine-pass scratch centreline, width_px, contrast."
     onnx.save(m, str(out))

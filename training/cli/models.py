@@ -349,9 +349,7 @@ def fine_cut(
             path,
             heat_cut=best["heat_cut"],
             heat_low=best["heat_low"],
-            metrics={
-                **{k: v for k, v in best.items() if k.startswith("scratch_") and isinstance(v, float)},
-            },
+            metrics={k: v for k, v in best.items() if k.startswith("scratch_") and isinstance(v, float)},
             notes=f"heat cut chosen on whole photos ({', '.join(manifest)}) by scratch F1",
         )
         typer.echo(f"{path}: heat cut {card.heat_cut}, low {card.heat_low}")
