@@ -284,8 +284,16 @@ def synth_fine(
         _refuse(str(exc))
 
 
+# The options the commands that cut fine patches from whole photos share.
+_PhotoManifests = Annotated[list[Path], typer.Option("--manifest", "-m", help="photo manifest; repeatable")]
+_PatchOut = Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")]
+_PatchSeed = Annotated[int, typer.Option("--seed")]
+_PatchSplit = Annotated[str, typer.Option("--split", help="the manifests' split to cut from")]
+
+
 def _cut_patches(write, manifests: list[Path], out: Path, per: int, seed: int, split: str, what: str) -> None:
-    """`fine-negatives` / `fine-positives`: check the arguments, cut the patches, say how many."""
+    """`fine-negatives`, `fine-positives`, `fine-crack-negatives`: check the arguments, cut the patches,
+    say how many."""
     for m in manifests:
         if not m.is_file():
             _refuse(f"{m}: no such manifest")
@@ -300,11 +308,11 @@ def _cut_patches(write, manifests: list[Path], out: Path, per: int, seed: int, s
 
 
 def fine_negatives(
-    manifest: Annotated[list[Path], typer.Option("--manifest", "-m", help="photo manifest; repeatable")],
-    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    manifest: _PhotoManifests,
+    out: _PatchOut,
     per_photo: Annotated[int, typer.Option("--per-photo", min=1, help="patches a photo gives")] = 20,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+    seed: _PatchSeed = 0,
+    split: _PatchSplit = "train",
 ) -> None:
     """Negative patches for the fine net (no scratch in them) cut from whole photos: device outlines,
     camera rings, screen borders of high-resolution synthetic photos, and real screens without a
@@ -315,13 +323,11 @@ def fine_negatives(
 
 
 def fine_positives(
-    manifest: Annotated[
-        list[Path], typer.Option("--manifest", "-m", help="synthetic photo manifest; repeatable")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    manifest: _PhotoManifests,
+    out: _PatchOut,
     per_scratch: Annotated[int, typer.Option("--per-scratch", min=1, help="patches a scratch gives")] = 3,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+    seed: _PatchSeed = 0,
+    split: _PatchSplit = "train",
 ) -> None:
     """Patches on the true scratches of high-resolution synthetic device photos, with centreline and
     width targets (training.synth.fine_photo_patches)."""
@@ -331,13 +337,11 @@ def fine_positives(
 
 
 def fine_crack_negatives(
-    manifest: Annotated[
-        list[Path], typer.Option("--manifest", "-m", help="synthetic photo manifest; repeatable")
-    ],
-    out: Annotated[Path, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")],
+    manifest: _PhotoManifests,
+    out: _PatchOut,
     per_crack: Annotated[int, typer.Option("--per-crack", min=1, help="patches a crack gives")] = 6,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    split: Annotated[str, typer.Option("--split", help="the manifests' split to cut from")] = "train",
+    seed: _PatchSeed = 0,
+    split: _PatchSplit = "train",
 ) -> None:
     """Negative patches on the true cracks of high-resolution synthetic device photos (a crack's
     branches are lines, not scratches: all-zero targets; training.synth.fine_photo_patches)."""

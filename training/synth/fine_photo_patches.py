@@ -59,11 +59,13 @@ EDGE_SHARE = 0.5  # of a synthetic photo's patches, centred on an edge of the tr
 JPEG_QUALITY = 92
 
 
-def _blocked(rec: ManifestRecord, manifest: Path, shape: tuple[int, int], near_px: int) -> np.ndarray:
-    """The photo's pixels within `near_px` of a true scratch, chip or crack."""
+def _blocked(
+    rec: ManifestRecord, manifest: Path, shape: tuple[int, int], near_px: int, types=LINE_TYPES
+) -> np.ndarray:
+    """The photo's pixels within `near_px` of a true instance of `types` (a scratch, chip or crack)."""
     out = np.zeros(shape, np.uint8)
     for inst in rec.instances:
-        if inst.type not in LINE_TYPES:
+        if inst.type not in types:
             continue
         if inst.mask:
             m = read_mask(resolve(manifest, inst.mask)) > 0
@@ -202,6 +204,11 @@ def photo_patches(
             return
 
 
+def _zero_targets(size: int) -> bytes:
+    """A negative patch's targets: no centreline, width or contrast anywhere."""
+    return npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
+
+
 def write_fine_negatives(
     manifests: list[Path],
     out: Path,
@@ -213,7 +220,7 @@ def write_fine_negatives(
     """Negatives from every photo of `split` in `manifests` that holds no scratch or crack by its image
     labels (instance-labelled photos are cut around their labels) -> `out` as a fine manifest."""
     writer = _PatchWriter(out, seed, size)
-    zeros = npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
+    zeros = _zero_targets(size)
     rng = np.random.default_rng(seed)
     todo = [
         (m, r)
@@ -308,10 +315,9 @@ def write_fine_positives(
             continue
         img = _read_rgb(manifest, rec)
         h, w = img.shape[:2]
-        others = rec.model_copy(
-            update={"instances": [i for i in rec.instances if i.type != DefectType.SCRATCH]}
+        blocked = _blocked(
+            rec, manifest, (h, w), round(NEAR_MM / rec.mm_per_px), LINE_TYPES - {DefectType.SCRATCH}
         )
-        blocked = _blocked(others, manifest, (h, w), round(NEAR_MM / rec.mm_per_px))
         centre = _skeletons(manifest, scratches, (h, w))
         for x0, y0, side in _on_lines(centre, rng, rec.mm_per_px, size, per_scratch):
             patch = _cut(img, blocked, x0, y0, side, size)
@@ -343,7 +349,7 @@ def write_fine_crack_negatives(
     are lines, and the fine network, which never saw one, called them scratches (docs/fine-pass.md).
     Patches within `NEAR_MM` of a scratch or chip are skipped."""
     writer = _PatchWriter(out, seed, size)
-    zeros = npz_bytes({k: np.zeros((size, size), np.float16) for k in ("heat", "width_mm", "contrast")})
+    zeros = _zero_targets(size)
     rng = np.random.default_rng(seed)
     for manifest, rec in tqdm(_fine_enough(manifests, split), desc="crack negatives"):
         cracks = _surface_lines(rec, DefectType.CRACK)
@@ -351,12 +357,9 @@ def write_fine_crack_negatives(
             continue
         img = _read_rgb(manifest, rec)
         h, w = img.shape[:2]
-        others = rec.model_copy(
-            update={
-                "instances": [i for i in rec.instances if i.type in (DefectType.SCRATCH, DefectType.CHIP)]
-            }
+        blocked = _blocked(
+            rec, manifest, (h, w), round(NEAR_MM / rec.mm_per_px), LINE_TYPES - {DefectType.CRACK}
         )
-        blocked = _blocked(others, manifest, (h, w), round(NEAR_MM / rec.mm_per_px))
         for x0, y0, side in _on_lines(
             _skeletons(manifest, cracks, (h, w)), rng, rec.mm_per_px, size, per_crack
         ):
