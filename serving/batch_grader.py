@@ -15,6 +15,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
 from serving.pipeline import (
     PhotoError,
     RequestError,
@@ -93,9 +95,14 @@ def run_batch(
     path = model_path or Path(
         os.environ.get("REFURBGRADE_MODEL_PATH") or Settings.model_fields["model_path"].default
     )
-    # As the service reads REFURBGRADE_FINE_PASS (serving.settings): false grades with the coarse pass
-    # alone even where a fine network sits beside the model.
-    fine = os.environ.get("REFURBGRADE_FINE_PASS", "true").strip().lower() not in {"0", "false", "no", "off"}
+    # REFURBGRADE_FINE_PASS read as the service's setting reads it (serving.settings, a pydantic bool):
+    # false grades with the coarse pass alone even where a fine network sits beside the model.
+    raw = os.environ.get("REFURBGRADE_FINE_PASS", "true")
+    try:
+        fine = TypeAdapter(bool).validate_python(raw)
+    except ValueError:
+        err(f"error: REFURBGRADE_FINE_PASS={raw!r} is not a boolean (true or false)")
+        return 2
     try:
         model = load_model(path, intra_op_threads=threads, fine=fine)
     except ValueError as exc:

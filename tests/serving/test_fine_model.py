@@ -120,3 +120,10 @@ def test_the_offline_grader_reads_the_same_setting(with_fine, tmp_path, monkeypa
     assert version().endswith("+fine-0.0.1")
     monkeypatch.setenv("REFURBGRADE_FINE_PASS", "false")
     assert "+fine" not in version()
+    monkeypatch.setenv("REFURBGRADE_FINE_PASS", "maybe")  # refused, as the service refuses it
+    rc = run_batch(
+        paths=[photo], files=[(photo, tmp_path)], standard="backmarket", device_model=None,
+        device_kind="phone", jsonl=tmp_path / "x.jsonl", overlays=None, device_per_folder=False,
+        model_path=with_fine, threads=1,
+    )  # fmt: skip
+    assert rc == 2
