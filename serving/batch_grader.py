@@ -15,8 +15,6 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
 from serving.pipeline import (
     PhotoError,
     RequestError,
@@ -76,9 +74,10 @@ def run_batch(
     model_path: Path | None,
     threads: int = 2,
 ) -> int:
+    from pydantic import ValidationError
     from tqdm import tqdm
 
-    from serving.settings import Settings
+    from serving.settings import FineSettings, Settings, settings_error_line
 
     def err(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
@@ -95,13 +94,12 @@ def run_batch(
     path = model_path or Path(
         os.environ.get("REFURBGRADE_MODEL_PATH") or Settings.model_fields["model_path"].default
     )
-    # REFURBGRADE_FINE_PASS read as the service's setting reads it (serving.settings, a pydantic bool):
-    # false grades with the coarse pass alone even where a fine network sits beside the model.
-    raw = os.environ.get("REFURBGRADE_FINE_PASS", "true")
+    # REFURBGRADE_FINE_PASS as the service reads it: false grades with the coarse pass alone even where a
+    # fine network sits beside the model.
     try:
-        fine = TypeAdapter(bool).validate_python(raw)
-    except ValueError:
-        err(f"error: REFURBGRADE_FINE_PASS={raw!r} is not a boolean (true or false)")
+        fine = FineSettings().fine_pass
+    except ValidationError as exc:
+        err(f"error: invalid settings: {settings_error_line(exc)}")
         return 2
     try:
         model = load_model(path, intra_op_threads=threads, fine=fine)

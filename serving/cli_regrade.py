@@ -68,11 +68,13 @@ def regrade(
 
     from model.rules import list_standards
     from serving.cli import _check_standards, _check_storage, _fail
-    from serving.settings import StorageSettings, settings_error_line
+    from serving.settings import FineSettings, StorageSettings, settings_error_line
 
     _check_standards(standard)
     try:
         settings = StorageSettings()
+        # As the service grades: with the fine network beside MODEL unless REFURBGRADE_FINE_PASS is false.
+        fine = FineSettings().fine_pass
     except ValidationError as exc:
         _fail(f"invalid settings: {settings_error_line(exc)}")
     _check_storage(settings.db_url)
@@ -80,7 +82,7 @@ def regrade(
     from serving.regrade import RegradeJob, default_threads, format_summary, run_regrade
 
     try:
-        load_model(model, intra_op_threads=1)
+        load_model(model, intra_op_threads=1, fine=fine)
     except ModelLoadError as exc:
         _fail(f"cannot grade with the model: {exc}")
     standards = (
@@ -97,6 +99,7 @@ def regrade(
         until=_when(until, "--until"),
         tenant=tenant,
         intra_op_threads=threads or default_threads(workers),
+        fine_pass=fine,
     )
     try:
         result = run_regrade(job, out, workers=workers, partition_size=partition_size, scheduler=scheduler)

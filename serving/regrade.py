@@ -52,6 +52,9 @@ class RegradeJob:
     until: datetime | None = None  # created_at < until (the job pins it to its start when not given)
     tenant: str | None = None
     intra_op_threads: int = 1
+    fine_pass: bool = (
+        True  # with the fine network beside the model, where there is one (REFURBGRADE_FINE_PASS)
+    )
 
 
 @dataclass(frozen=True)
@@ -158,16 +161,17 @@ def id_ranges(engine: Engine, job: RegradeJob, partition_size: int) -> Iterator[
 
 # -- the worker side ---------------------------------------------------------------------------------
 
-_MODELS: dict[tuple[str, int], object] = {}
+_MODELS: dict[tuple[str, int, bool], object] = {}
 
 
-def _model(path: str, threads: int):
-    """The new model, loaded once per worker process (every partition it runs reuses it)."""
+def _model(path: str, threads: int, fine: bool = True):
+    """The new model, loaded once per worker process (every partition it runs reuses it); `fine`: with
+    the fine network beside it, as the service loads it unless REFURBGRADE_FINE_PASS is false."""
     from serving.predictor import load_model
 
-    key = (path, threads)
+    key = (path, threads, fine)
     if key not in _MODELS:
-        _MODELS[key] = load_model(path, intra_op_threads=threads)
+        _MODELS[key] = load_model(path, intra_op_threads=threads, fine=fine)
     return _MODELS[key]
 
 
@@ -276,7 +280,7 @@ def _open_blobs(job: RegradeJob):
 
 def run_partition(rng: IdRange, job: RegradeJob, parts_dir: str) -> Summary:
     """Grade one id range again; its rows go to `parts_dir/part-NNNNN.csv`, its counts are returned."""
-    model = _model(job.model_path, job.intra_op_threads)
+    model = _model(job.model_path, job.intra_op_threads, job.fine_pass)
     blobs = _open_blobs(job)
     engine = read_only_engine(job.db_url)
     stmt = _filtered(
@@ -382,7 +386,9 @@ def run_regrade(
     parts.mkdir(parents=True)
     if job.until is None:  # a snapshot: gradings stored while the job runs are not half-included
         job = replace(job, until=datetime.now(UTC))
-    model_version = load_model(job.model_path, intra_op_threads=1).version  # refuses a bad file up front
+    model_version = load_model(
+        job.model_path, intra_op_threads=1, fine=job.fine_pass
+    ).version  # refuses a bad file up front
     engine = read_only_engine(job.db_url)
     try:
         ranges = list(id_ranges(engine, job, partition_size))  # one small record per partition

@@ -213,6 +213,15 @@ def get_settings() -> Settings:
     return Settings()
 
 
+class FineSettings(BaseSettings):
+    """REFURBGRADE_FINE_PASS alone, read as the service reads it (a pydantic bool), for the offline
+    commands that load a model: `refurbgrade grade` and `refurbgrade regrade` grade as the service would."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    fine_pass: bool = True
+
+
 class StorageSettings(BlobSettings):
     """The subset the `keys` command needs: it must work without a model file."""
 

@@ -152,3 +152,40 @@ def test_cli_in_worker_processes(archive, new_model, tmp_path, monkeypatch):
     assert len(rows) == 4 and "ctia_old" not in rows[0]
     bad = CliRunner().invoke(build(), [*args, "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_regrade_grades_with_the_fine_file_unless_the_setting_says_false(
+    archive, new_model, tmp_path, monkeypatch
+):
+    """As the service and `refurbgrade grade` do: a fine network beside MODEL is used, and named in each
+    new model version, unless REFURBGRADE_FINE_PASS is false; a value that is no boolean is refused."""
+    import numpy as np
+    import torch
+
+    from model.export import export_fine_onnx
+    from model.fine_network import FineNet
+    from model.fine_pass import FineCard
+    from refurbgrade.cli import build
+
+    torch.manual_seed(0)
+    card = FineCard(name="tiny-fine", version="0.0.1", tile_px=64, margin_px=8, heat_cut=0.5, max_tiles=2)
+    tiles = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)
+    export_fine_onnx(
+        FineNet(pretrained=False, encoder="tiny").eval(), new_model.with_suffix(".fine.onnx"), card, tiles
+    )
+    monkeypatch.setenv("REFURBGRADE_DATA_DIR", str(archive.data_dir))
+    monkeypatch.delenv("REFURBGRADE_DATABASE_URL", raising=False)
+
+    def versions(setting: str) -> set[str]:
+        monkeypatch.setenv("REFURBGRADE_FINE_PASS", setting)
+        out = tmp_path / setting
+        args = ["regrade", "--model", str(new_model), "--out", str(out), "--standard", "backmarket"]
+        r = CliRunner().invoke(build(), args)
+        assert r.exit_code == 0, r.output
+        return {row["new_model_version"] for row in _rows(out)}
+
+    assert versions("true") == {"tiny-2+fine-0.0.1"}
+    assert versions("false") == {"tiny-2"}
+    monkeypatch.setenv("REFURBGRADE_FINE_PASS", "maybe")
+    bad = CliRunner().invoke(build(), ["regrade", "--model", str(new_model), "--out", str(tmp_path / "y")])
+    assert bad.exit_code == 2 and "FINE_PASS" in bad.output.upper()
