@@ -66,6 +66,25 @@ def canvas_raster(insts: list[DefectInstance], fine: FineMaps, grow_mm: float) -
     return out.astype(bool)
 
 
+def _touches(inst: DefectInstance, fine: FineMaps, mask: np.ndarray) -> bool:
+    """Whether `inst`'s outline, drawn as `canvas_raster` draws it, meets `mask` (canvas pixels). Drawn
+    in its own box only: a full canvas per coarse scratch (4 MP on a 12 MP phone photo) cost milliseconds
+    each."""
+    if not inst.polygon:
+        return False
+    pts = fine.letterbox.to_model(np.asarray(inst.polygon, float)).round().astype(np.int32)
+    h, w = mask.shape
+    x0, y0 = np.maximum(pts.min(axis=0), 0)
+    x1, y1 = np.minimum(pts.max(axis=0) + 1, (w, h))
+    if x0 >= x1 or y0 >= y1:
+        return False
+    box = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    local = pts - (x0, y0)
+    cv2.fillPoly(box, [local], 1)
+    cv2.polylines(box, [local], True, 1)
+    return bool((box.astype(bool) & mask[y0:y1, x0:x1]).any())
+
+
 def fine_instances(
     fine: FineMaps,
     scale: Scale,
@@ -156,11 +175,7 @@ def merge_fine(
     near = canvas_raster(fine, maps, MERGE_MM) if fine else None
 
     def refound(inst: DefectInstance) -> bool:
-        return (
-            near is not None
-            and in_fine_tiles(inst, maps)
-            and bool((canvas_raster([inst], maps, 0.0) & near).any())
-        )
+        return near is not None and in_fine_tiles(inst, maps) and _touches(inst, maps, near)
 
     kept = [i for i in coarse if not (i.type == DefectType.SCRATCH and refound(i))]
     return kept + fine

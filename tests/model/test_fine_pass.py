@@ -202,3 +202,27 @@ def test_hysteresis_keeps_a_line_whole_where_its_heat_dips():
     grown = lines_mask(heat, 0.99, 0.5)
     assert cv2.connectedComponents(grown)[0] - 1 == 1  # grown from the cut: one line
     assert grown[10, 25:30].all() and not grown[3].any()
+
+
+def test_an_outline_meets_a_mask_in_its_box_as_on_the_whole_canvas():
+    """merge_fine draws each coarse scratch in its own box (`_touches`): the same answer as drawing it on
+    the whole canvas, including outlines that run off the canvas's edges."""
+    from model.fine_instances import _touches, canvas_raster
+
+    _, _, fine = _fine_maps()
+    h, w = fine.heat.shape
+    rng = np.random.default_rng(0)
+    answers = set()
+    x0, y0, x1, y1 = DEVICE
+    for _ in range(60):
+        mask = np.zeros((h, w), bool)
+        for _ in range(3):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            mask[max(0, y - h // 8) : y + h // 8, max(0, x - w // 8) : x + w // 8] = True
+        # In the photo's pixels, around the device (the canvas): some run off its edges.
+        x, y = rng.uniform(x0 - 100, x1 + 100), rng.uniform(y0 - 100, y1 + 100)
+        inst = _line_instance(x, y, half=float(rng.uniform(5, 400)))
+        whole = bool((canvas_raster([inst], fine, 0.0) & mask).any())
+        assert _touches(inst, fine, mask) == whole
+        answers.add(whole)
+    assert answers == {True, False}  # both outcomes were tried
