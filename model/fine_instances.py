@@ -1,7 +1,8 @@
 """The fine pass's maps -> measured scratches, and every instance of one photo (coarse and fine).
 Torch-free.
 
-`fine_instances` reads the stitched maps of `model.fine_pass.FineMaps`: centreline pixels are those at
+`fine_instances` reads the stitched maps of `model.fine_pass.FineMaps`, one group of touching tiles at a
+time (the maps are zero between them): centreline pixels are those at
 `FineCard.heat_cut`; each connected group is split into strokes and measured along its centreline by
 the same post-processing as the coarse maps (`model.postprocess`, measure="fine", `model.strokes`), so a
 tile seam never splits a scratch. A scratch's width and contrast are the fine network's own heads
@@ -13,6 +14,8 @@ pass's cracks; a coarse scratch the fine pass found again gives way to the fine 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -61,9 +64,45 @@ def canvas_raster(insts: list[DefectInstance], fine: FineMaps, grow_mm: float) -
             cv2.fillPoly(out, [pts], 1)
             cv2.polylines(out, [pts], True, 1)  # a thin outline has no interior
     r = round(grow_mm / fine.mm_per_px)
-    if r > 0 and out.any():
-        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    box = _box_of(out)
+    if r > 0 and box is not None:
+        # Grown inside the drawing's box widened by r only: the same pixels as growing the whole canvas
+        # (nothing farther than r from a drawn pixel can turn on), at a fraction of a 4 MP dilation.
+        x0, y0, x1, y1 = max(box[0] - r, 0), max(box[1] - r, 0), min(box[2] + r, w), min(box[3] + r, h)
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        out[y0:y1, x0:x1] = cv2.dilate(out[y0:y1, x0:x1], disc)
     return out.astype(bool)
+
+
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The bounding box (x0, y0, x1, y1, exclusive) of a mask's nonzero pixels; None when it has none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def tile_groups(tiles: Sequence[tuple[int, int, int, int]]) -> list[list[tuple[int, int, int, int]]]:
+    """The tiles in groups that touch (sides or corners): a line of the fine maps lies inside one group,
+    since the maps are zero between groups. A photo's tiles cover a few percent of its canvas, so
+    reading the maps group by group is much cheaper than reading the whole canvas."""
+    parent = list(range(len(tiles)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(tiles):
+        for j in range(i):
+            b = tiles[j]
+            if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[tuple[int, int, int, int]]] = {}
+    for i, t in enumerate(tiles):
+        groups.setdefault(root(i), []).append(t)
+    return list(groups.values())
 
 
 def _touches(inst: DefectInstance, fine: FineMaps, mask: np.ndarray) -> bool:
@@ -97,60 +136,82 @@ def fine_instances(
     pixels). Sizes in `scale`'s units (mm when the device's length is known); each scratch's zone from
     the coarse zone map on the canvas (as the view shows it)."""
     card = fine.card
-    read = fine.covered if exclude is None else fine.covered & ~exclude
-    heat = np.where(read, fine.heat, 0.0)
-    binary = lines_mask(heat, card.heat_cut, card.heat_low)
-    if not binary.any():
-        return []
     clb = fine.letterbox
     unit = scale.per_px * clb.draft_factor / clb.scale  # canvas pixel -> scale units
     min_len = card.min_length_mm / fine.mm_per_px
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    out: list[DefectInstance] = []
-    for k in range(1, n):
-        x, y, w, h = (int(v) for v in stats[k, :4])
-        if max(w, h) < min_len:
-            continue
-        sub = labels[y : y + h, x : x + w] == k
-        for comp, measured, _line in _pieces(
-            sub, DefectType.SCRATCH, 0.0, True, "fine", dict(FINE_STROKE_OPTIONS)
-        ):
-            length, _, _, contour = measured
-            if length < min_len:
+
+    def scratches(binary, heat, maps, origin):
+        """The measured scratches of one tile group's centreline pixels (`binary`, group pixels), each with
+        the (row, column) of its line's first pixel in a raster scan of the group."""
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        for k in range(1, n):
+            x, y, w, h = (int(v) for v in stats[k, :4])
+            if max(w, h) < min_len:
                 continue
-            on = comp.astype(bool)
-            h_here = heat[y : y + h, x : x + w][on]
-            peak = float(h_here.max())
-            conf = instance_confidence(peak, card.heat_cut)
-            if conf < min_confidence:
-                continue
-            # The heads are meaningful on the ridge: read them where heat is near its local peak.
-            ridge = h_here >= 0.5 * peak  # never empty: a piece grown by hysteresis may lack a cut pixel
-            width_px = float(np.median(fine.width_px[y : y + h, x : x + w][on][ridge]))
-            contrast = float(np.median(fine.contrast[y : y + h, x : x + w][on][ridge]))
-            if contrast < card.min_contrast:
-                continue
-            polygon, box = outline(contour, clb, (x, y))
-            zone = vote_zone(fine.zones[y : y + h, x : x + w][on], view)
-            out.append(
-                DefectInstance(
-                    type=DefectType.SCRATCH,
-                    zone=zone,
-                    photo_index=photo_index,
-                    view=view,
-                    box=box,
-                    polygon=polygon,
-                    confidence=conf,
-                    measurement=Measurement(
-                        units=scale.units,
-                        length=length * unit,
-                        width=width_px * unit,
-                        area=length * width_px * unit * unit,
-                        contrast=min(max(contrast, 0.0), 1.0),
+            sub = labels[y : y + h, x : x + w] == k
+            first = (y, x + int(np.argmax(sub[0])))
+            for comp, measured, _line in _pieces(
+                sub, DefectType.SCRATCH, 0.0, True, "fine", dict(FINE_STROKE_OPTIONS)
+            ):
+                length, _, _, contour = measured
+                if length < min_len:
+                    continue
+                on = comp.astype(bool)
+                h_here = heat[y : y + h, x : x + w][on]
+                peak = float(h_here.max())
+                conf = instance_confidence(peak, card.heat_cut)
+                if conf < min_confidence:
+                    continue
+                # The heads are meaningful on the ridge: read them where heat is near its local peak.
+                ridge = h_here >= 0.5 * peak  # never empty: a piece grown by hysteresis may lack a cut pixel
+                width_px = float(np.median(maps["width_px"][y : y + h, x : x + w][on][ridge]))
+                contrast = float(np.median(maps["contrast"][y : y + h, x : x + w][on][ridge]))
+                if contrast < card.min_contrast:
+                    continue
+                polygon, box = outline(contour, clb, (x + origin[0], y + origin[1]))
+                zone = vote_zone(maps["zones"][y : y + h, x : x + w][on], view)
+                yield (
+                    first,
+                    DefectInstance(
+                        type=DefectType.SCRATCH,
+                        zone=zone,
+                        photo_index=photo_index,
+                        view=view,
+                        box=box,
+                        polygon=polygon,
+                        confidence=conf,
+                        measurement=Measurement(
+                            units=scale.units,
+                            length=length * unit,
+                            width=width_px * unit,
+                            area=length * width_px * unit * unit,
+                            contrast=min(max(contrast, 0.0), 1.0),
+                        ),
                     ),
                 )
-            )
-    return out
+
+    found: list[tuple[tuple[int, int], DefectInstance]] = []
+    height, width = fine.heat.shape
+    for group in tile_groups(fine.tiles):
+        gx0, gy0 = min(t[0] for t in group), min(t[1] for t in group)
+        gx1, gy1 = min(max(t[2] for t in group), width), min(max(t[3] for t in group), height)
+        here = (slice(gy0, gy1), slice(gx0, gx1))
+        mine = np.zeros((gy1 - gy0, gx1 - gx0), bool)  # this group's tiles only: boxes may overlap
+        for x0, y0, x1, y1 in group:
+            mine[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] = True
+        read = mine & fine.covered[here]
+        if exclude is not None:
+            read &= ~exclude[here]
+        heat = np.where(read, fine.heat[here], 0.0)
+        binary = lines_mask(heat, card.heat_cut, card.heat_low)
+        if not binary.any():
+            continue
+        maps = {name: getattr(fine, name)[here] for name in ("width_px", "contrast", "zones")}
+        for first, inst in scratches(binary, heat, maps, (gx0, gy0)):
+            found.append(((first[0] + gy0, first[1] + gx0), inst))
+    # In the order of a scan of the whole canvas (each line by its first pixel), as one labelling of the
+    # canvas gave them.
+    return [inst for _, inst in sorted(found, key=lambda f: f[0])]
 
 
 def in_fine_tiles(inst: DefectInstance, fine: FineMaps) -> bool:

@@ -226,3 +226,17 @@ def test_an_outline_meets_a_mask_in_its_box_as_on_the_whole_canvas():
         assert _touches(inst, fine, mask) == whole
         answers.add(whole)
     assert answers == {True, False}  # both outcomes were tried
+
+
+def test_tiles_touching_by_a_side_or_a_corner_are_one_group():
+    """fine_instances reads the maps group by group: a line can cross from a tile into any tile that
+    touches it, corners included (8-connected lines), and never into one that does not."""
+    from model.fine_instances import tile_groups
+
+    t = 64
+    ell = [(0, 0, t, t), (0, t, t, 2 * t), (t, 2 * t, 2 * t, 3 * t)]  # down, then a corner to the right
+    apart = (t + 1, 0, 2 * t, t - 1)  # inside the L's box, one pixel clear of each of its tiles
+    away = (2 * t + 1, 0, 3 * t + 1, t)  # one pixel clear of `apart`
+    groups = tile_groups([*ell, apart, away])
+    assert sorted(map(sorted, groups)) == sorted([sorted(ell), [apart], [away]])
+    assert tile_groups([]) == []
