@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.outputs import DEFECT_CHANNELS
 from model.postprocess import estimate_scale
-from model.preprocess import Letterbox, decode
+from model.preprocess import Letterbox, decode_again
 from model.taxonomy import DefectType, Zone
 
 FINE_CARD_KEY = "refurbgrade.fine_card"
@@ -326,7 +326,8 @@ def _decode_box(
     (canvas RGB at `res_mm` per pixel, its Letterbox)."""
     w, h = size
     factor = 2 ** max(0, min(3, math.floor(math.log2(max(res_mm / native_mm, 1.0) + 1e-9))))
-    rgb, draft = decode(source, target=math.ceil(max(w, h) / factor)) if factor > 1 else decode(source)
+    # The coarse pass decoded this photo without an error: read it again the fast way (`decode_again`).
+    rgb, draft = decode_again(source, math.ceil(max(w, h) / factor) if factor > 1 else None)
     dh, dw = rgb.shape[:2]
     x0, y0 = max(0, int(box[0] / draft)), max(0, int(box[1] / draft))
     x1, y1 = min(dw, math.ceil(box[2] / draft)), min(dh, math.ceil(box[3] / draft))
