@@ -212,10 +212,26 @@ def line_filter(gray: np.ndarray, device: np.ndarray, px_mm: float) -> np.ndarra
     )
     if not inner.any():
         return np.zeros(inner.shape, bool)
-    vals = resp[inner > 0].astype(np.float32)
-    med = float(np.median(vals))
-    mad = float(np.median(np.abs(vals - med))) + 1.0
-    return (resp > med + LINE_FILTER_K * mad) & (inner > 0)
+    med, mad = median_and_mad(resp[inner > 0])
+    return (resp > med + LINE_FILTER_K * (mad + 1.0)) & (inner > 0)
+
+
+def median_and_mad(values: np.ndarray) -> tuple[float, float]:
+    """`np.median` of uint8 `values` and the median of their absolute deviations from it, exactly as
+    `np.median` gives them, from a 256-bin histogram: linear time, where `np.median`'s partition of a
+    12 MP photo's responses took 15 ms twice."""
+    counts = np.bincount(values.ravel(), minlength=256)
+    n = int(counts.sum())
+    middle = ((n - 1) // 2, n // 2)  # the order statistics an even count averages
+
+    def median_of(order: np.ndarray, value: np.ndarray) -> float:
+        cum = np.cumsum(counts[order])
+        return float(np.mean([value[order[np.searchsorted(cum, k + 1)]] for k in middle]))
+
+    levels = np.arange(256, dtype=np.float64)
+    med = median_of(np.arange(256), levels)
+    deviation = np.abs(levels - med)
+    return med, median_of(np.argsort(deviation, kind="stable"), deviation)
 
 
 def _canvas_to_model(canvas_lb: Letterbox, lb: Letterbox) -> np.ndarray:
@@ -291,12 +307,12 @@ def tile_scores(
     sub, on = zones[::8, ::8], surf[::8, ::8]
     ys, xs = np.nonzero(on)
     weight = 1.0 + 9.0 * (sub[ys, xs] == 1 + list(Zone).index(Zone.SCREEN))
-    # Summed per cell with numpy: a Python loop over the samples cost 40 ms on a 12 MP photo.
-    cells, inverse = np.unique(
-        np.floor(np.stack([xs, ys], 1) * 8.0 / stride).astype(int), axis=0, return_inverse=True
-    )
-    sums = np.bincount(inverse.ravel(), weights=weight, minlength=len(cells))
-    crit = {(int(i), int(j)): float(v) for (i, j), v in zip(cells, sums, strict=True)}
+    # Summed per cell with one bincount over the cells' flat index: a Python loop over the samples cost
+    # 40 ms on a 12 MP photo, np.unique over (i, j) pairs 20 ms.
+    ci, cj = (xs * 8) // stride, (ys * 8) // stride
+    ncols = int(ci.max()) + 1 if len(ci) else 1
+    sums = np.bincount(cj * ncols + ci, weights=weight)
+    crit = {(int(k % ncols), int(k // ncols)): float(sums[k]) for k in np.flatnonzero(sums)}
     return net, line, crit
 
 

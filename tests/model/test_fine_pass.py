@@ -240,3 +240,23 @@ def test_tiles_touching_by_a_side_or_a_corner_are_one_group():
     groups = tile_groups([*ell, apart, away])
     assert sorted(map(sorted, groups)) == sorted([sorted(ell), [apart], [away]])
     assert tile_groups([]) == []
+
+
+def test_the_line_filters_median_and_mad_are_numpys():
+    """`median_and_mad` (a histogram) gives exactly `np.median` and the median absolute deviation, odd
+    and even counts, spread and piled-up values alike."""
+    from model.fine_pass import median_and_mad
+
+    rng = np.random.default_rng(0)
+    samples = [
+        rng.integers(0, 256, 1001, dtype=np.uint8),
+        rng.integers(0, 256, 1000, dtype=np.uint8),
+        np.minimum(rng.exponential(3.0, 5000), 255).astype(np.uint8),  # piled up near 0, as responses are
+        np.array([7], np.uint8),
+        np.array([0, 255], np.uint8),
+        np.array([3, 3, 4, 9], np.uint8),
+    ]
+    for v in samples:
+        med = float(np.median(v.astype(np.float32)))
+        mad = float(np.median(np.abs(v.astype(np.float32) - med)))
+        assert median_and_mad(v) == (med, mad)
