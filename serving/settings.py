@@ -112,7 +112,7 @@ class Settings(BlobSettings):
     model_precision: Literal["auto", "fp32"] = "auto"
     # The fine pass (docs/fine-pass.md): with the fine network beside the model (`NAME.fine.onnx`),
     # photos that show the device at 0.12 mm a pixel or finer get native-resolution tiles for hairline
-    # scratches. It costs about 270 ms more a 12 MP photo on 2 cores (6x less throughput on such photos):
+    # scratches. It costs about 240 ms more a 12 MP photo on 2 cores (5x less throughput on such photos):
     # false serves the coarse pass alone, at the price of missing screen scratches the coarse pass cannot see.
     fine_pass: bool = True
     # Gradings database and photo blobs. Without a database URL: SQLite under data_dir (per user).
