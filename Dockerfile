@@ -31,9 +31,10 @@ RUN groupadd --system --gid 10001 refurbgrade \
     && mkdir -p /var/lib/refurbgrade \
     && chown refurbgrade:refurbgrade /var/lib/refurbgrade
 COPY --from=build /opt/refurbgrade /opt/refurbgrade
-# The bundled model and its INT8 sibling (served where its card says it passed parity). A wheel does
-# not carry models/, hence REFURBGRADE_MODEL_PATH; other models go in a volume under models_dir.
-COPY models/default.onnx models/default.int8.onnx /opt/refurbgrade-models/
+# The bundled model, its INT8 sibling (served where its card says it passed parity) and its fine network
+# (the fine pass, docs/fine-pass.md). A wheel does not carry models/, hence REFURBGRADE_MODEL_PATH; other
+# models go in a volume under models_dir.
+COPY models/default.onnx models/default.int8.onnx models/default.fine.onnx /opt/refurbgrade-models/
 USER refurbgrade
 WORKDIR /var/lib/refurbgrade
 VOLUME ["/var/lib/refurbgrade"]

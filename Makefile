@@ -107,8 +107,7 @@ model: $(STAMP_ALL)
 # scratch, the devices' own scratches as positives; 20 minutes from ImageNet's Lite0, 30 with the
 # negatives, 25 with the positives; the heat cut chosen on validation patches, then on whole validation
 # photos (`fine-cut`: scratch F1 through the one inference path, the coarse pass alone as its baseline).
-# Its output, models/default.fine.onnx, is served beside the model once it exists but is not committed:
-# docs/fine-pass.md (last section) says why none is bundled yet.
+# Its output, models/default.fine.onnx, is bundled and served beside the model (docs/fine-pass.md).
 FINE := $(SYNTH)/fine
 fine-model: $(STAMP_ALL)
 	test -f $(FINE)/patches_train/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 3000 --seed 11 --out $(FINE)/patches_train --workers 2

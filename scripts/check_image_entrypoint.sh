@@ -55,7 +55,7 @@ fi
 
 # The models as the Dockerfile copies them: the same file names, in a folder outside the checkout.
 mkdir -p "$WORK/models" "$WORK/data"
-cp models/default.onnx models/default.int8.onnx "$WORK/models/"
+cp models/default.onnx models/default.int8.onnx models/default.fine.onnx "$WORK/models/"
 export REFURBGRADE_MODEL_PATH="$WORK/models/$(basename "$MODEL_DIR_IN_IMAGE")"
 export REFURBGRADE_DATA_DIR="$WORK/data"
 unset REFURBGRADE_DATABASE_URL REFURBGRADE_BLOB_URL OTEL_EXPORTER_OTLP_ENDPOINT || true

@@ -106,6 +106,7 @@ def test_the_dockerfile_keeps_its_promises():
     assert "useradd --system --uid 10001" in DOCKERFILE
     copies = " ".join(dockerfile_instructions("COPY"))
     assert "models/default.onnx" in copies and "models/default.int8.onnx" in copies
+    assert "models/default.fine.onnx" in copies  # the fine pass beside either precision
     (env,) = [e for e in dockerfile_instructions("ENV") if "REFURBGRADE_MODEL_PATH" in e]
     assert "REFURBGRADE_MODEL_PATH=/opt/refurbgrade-models/default.onnx" in env
     (health,) = dockerfile_instructions("HEALTHCHECK")
