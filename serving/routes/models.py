@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
+from model.fine_pass import FINE_SUFFIX
 from serving import activation, examples
 from serving.apidocs import AUTH, errors, example
 from serving.deps import AdminDep, ReaderDep, StateDep
@@ -45,7 +46,9 @@ def model_info(m: Model, active: bool = True) -> ModelInfo:
 )
 def list_models(state: StateDep, _principal: ReaderDep) -> ModelsOut:
     folder = state.settings.models_dir
-    available = sorted(p.name for p in folder.glob("*.onnx")) if folder and folder.is_dir() else []
+    # A fine network (`NAME.fine.onnx`) is served beside its model, never alone: not a model to offer.
+    files = folder.glob("*.onnx") if folder and folder.is_dir() else []
+    available = sorted(p.name for p in files if not p.name.endswith(FINE_SUFFIX))
     return ModelsOut(active=model_info(state.slot.current), available=available)
 
 
@@ -69,6 +72,13 @@ def activate_model(state: StateDep, admin: AdminDep, body: ActivateIn) -> ModelI
         raise ApiError(422, "invalid_model_path", f"not a usable file name: {exc}") from exc
     if folder not in candidate.parents or candidate.suffix != ".onnx":
         raise ApiError(422, "invalid_model_path", f"the model must be a .onnx file inside {folder.name}/")
+    if candidate.name.endswith(FINE_SUFFIX):
+        model_name = candidate.name.removesuffix(FINE_SUFFIX)
+        raise ApiError(
+            422,
+            "invalid_model_path",
+            f"{candidate.name} is a fine network: it is served beside {model_name}.onnx, not on its own",
+        )
     if not candidate.is_file():
         raise ApiError(404, "model_not_found", f"no model file {candidate.name}")
     try:  # recorded in the database for every replica only once it loaded and passed its checks here

@@ -189,6 +189,22 @@ def test_models_list_and_activation(client, keys, jpeg, model_dir):
     assert graded["model"]["version"] == "tiny-2" and len(graded["photos"][0]["defects"]) == 1
 
 
+def test_a_fine_network_is_not_offered_or_activated_as_a_model(client, keys, model_dir):
+    """`NAME.fine.onnx` runs beside its model (the bundled one has one): the models list leaves it out,
+    and activating it alone is refused with a reason, the active model untouched."""
+    fine = model_dir / "tiny.fine.onnx"
+    fine.write_bytes(b"a fine network's bytes")  # written after the service loaded tiny.onnx
+    try:
+        models = client.get("/v1/models", headers=H(keys.a)).json()
+        assert "tiny.onnx" in models["available"] and "tiny.fine.onnx" not in models["available"]
+        r = client.post("/v1/models/activate", json={"path": "tiny.fine.onnx"}, headers=H(keys.admin))
+        assert r.status_code == 422 and r.json()["code"] == "invalid_model_path"
+        assert "served beside tiny.onnx" in r.json()["message"]
+        assert client.get("/v1/models", headers=H(keys.a)).json()["active"]["version"] == "tiny-1"
+    finally:
+        fine.unlink()  # the folder is shared: a broken sibling would refuse tiny.onnx to the next test
+
+
 def test_model_file_without_card_is_refused(client, keys, model_dir):
     import onnx
 
