@@ -65,7 +65,7 @@ def collect(items, predictor, kind: str) -> list[Photo]:
     """Every photo whose screen truth is known and that shows enough screen, with what the methods read."""
     from tqdm import tqdm
 
-    from model.damage import zone_features
+    from model.damage import coarsen, zone_features
     from model.inference import batched
     from model.outputs import ENCODER_S16, ZONE_CHANNELS
     from model.preprocess import letterbox
@@ -95,9 +95,7 @@ def collect(items, predictor, kind: str) -> list[Photo]:
         content[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = True
         mirror = run([np.ascontiguousarray(p.image[:, ::-1])])[0][ENCODER_S16]
         s16 = np.stack([p.outputs[ENCODER_S16], mirror]).astype(np.float16)
-        h = s16.shape[-1]
-        f = cells.shape[0] // h
-        stride16 = cells[: h * f, : h * f].reshape(h, f, h, f).any(axis=(1, 3))
+        stride16 = coarsen(cells, s16.shape[-1])
         generated = rec.instances_complete or rec.source in GENERATED_DEFECT_SOURCES
         copy = rec.device_id.endswith(COPY_SUFFIXES)
         out.append(
@@ -120,7 +118,7 @@ def collect(items, predictor, kind: str) -> list[Photo]:
 def zoom_features(photos: list[Photo], predictor) -> list[np.ndarray]:
     """Each zoomed screen through the model again: ImageNet's stride-32 features pooled four ways over the
     crop's content, then its crack map's statistics over the same cells."""
-    from model.damage import _crack_stats, _encoder_pool
+    from model.damage import _crack_stats, _encoder_pool, coarsen
     from model.inference import batched
     from model.outputs import IMAGENET_S32
 
@@ -129,9 +127,7 @@ def zoom_features(photos: list[Photo], predictor) -> list[np.ndarray]:
     for start in range(0, len(photos), 8):
         chunk = photos[start : start + 8]
         for ph, o in zip(chunk, run([ph.zoom for ph in chunk]), strict=True):
-            m = o["defect_probs"].shape[-1]
-            f = ph.zoom_content.shape[0] // m
-            cells = ph.zoom_content[: m * f, : m * f].reshape(m, f, m, f).any(axis=(1, 3))
+            cells = coarsen(ph.zoom_content, o["defect_probs"].shape[-1])
             pooled = _encoder_pool(o[IMAGENET_S32], cells, four_ways=True)
             out.append(np.concatenate([pooled, _crack_stats(o["defect_probs"], cells)]))
     return out

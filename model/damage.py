@@ -119,6 +119,12 @@ def _crack_stats(defect_probs: np.ndarray, cells: np.ndarray) -> np.ndarray:
     )
 
 
+def coarsen(cells: np.ndarray, side: int) -> np.ndarray:
+    """The cells of a `side` x `side` grid (a feature map's) that hold some of the square mask `cells`."""
+    f = cells.shape[0] // side
+    return cells[: side * f, : side * f].reshape(side, f, side, f).any(axis=(1, 3))
+
+
 def _encoder_pool(
     features: np.ndarray | None, cells: np.ndarray, four_ways: bool = False
 ) -> np.ndarray | None:
@@ -127,9 +133,7 @@ def _encoder_pool(
     deviation too."""
     if features is None:
         return None
-    h = features.shape[-1]
-    f = cells.shape[0] // h
-    mask = cells[: h * f, : h * f].reshape(h, f, h, f).any(axis=(1, 3))
+    mask = coarsen(cells, features.shape[-1])
     v = features[:, mask].astype(np.float64)
     stats = [v.mean(axis=1), v.max(axis=1)]
     if four_ways:

@@ -59,10 +59,9 @@ def canvas_raster(insts: list[DefectInstance], fine: FineMaps, grow_mm: float) -
     h, w = fine.heat.shape
     out = np.zeros((h, w), np.uint8)
     for inst in insts:
-        if inst.polygon:
-            pts = fine.letterbox.to_model(np.asarray(inst.polygon, float)).round().astype(np.int32)
-            cv2.fillPoly(out, [pts], 1)
-            cv2.polylines(out, [pts], True, 1)  # a thin outline has no interior
+        pts = _outline_px(inst, fine)
+        if pts is not None:
+            _draw(out, pts)
     r = round(grow_mm / fine.mm_per_px)
     box = _box_of(out)
     if r > 0 and box is not None:
@@ -72,6 +71,19 @@ def canvas_raster(insts: list[DefectInstance], fine: FineMaps, grow_mm: float) -
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         out[y0:y1, x0:x1] = cv2.dilate(out[y0:y1, x0:x1], disc)
     return out.astype(bool)
+
+
+def _outline_px(inst: DefectInstance, fine: FineMaps) -> np.ndarray | None:
+    """`inst`'s outline in `fine`'s canvas pixels (int32 N x 2); None when it has none."""
+    if not inst.polygon:
+        return None
+    return fine.letterbox.to_model(np.asarray(inst.polygon, float)).round().astype(np.int32)
+
+
+def _draw(out: np.ndarray, pts: np.ndarray) -> None:
+    """An outline filled into `out` (uint8), its edge drawn too: a thin outline has no interior."""
+    cv2.fillPoly(out, [pts], 1)
+    cv2.polylines(out, [pts], True, 1)
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -109,18 +121,16 @@ def _touches(inst: DefectInstance, fine: FineMaps, mask: np.ndarray) -> bool:
     """Whether `inst`'s outline, drawn as `canvas_raster` draws it, meets `mask` (canvas pixels). Drawn
     in its own box only: a full canvas per coarse scratch (4 MP on a 12 MP phone photo) cost milliseconds
     each."""
-    if not inst.polygon:
+    pts = _outline_px(inst, fine)
+    if pts is None:
         return False
-    pts = fine.letterbox.to_model(np.asarray(inst.polygon, float)).round().astype(np.int32)
     h, w = mask.shape
     x0, y0 = np.maximum(pts.min(axis=0), 0)
     x1, y1 = np.minimum(pts.max(axis=0) + 1, (w, h))
     if x0 >= x1 or y0 >= y1:
         return False
     box = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    local = pts - (x0, y0)
-    cv2.fillPoly(box, [local], 1)
-    cv2.polylines(box, [local], True, 1)
+    _draw(box, pts - (x0, y0))
     return bool((box.astype(bool) & mask[y0:y1, x0:x1]).any())
 
 
