@@ -52,9 +52,8 @@ class RegradeJob:
     until: datetime | None = None  # created_at < until (the job pins it to its start when not given)
     tenant: str | None = None
     intra_op_threads: int = 1
-    fine_pass: bool = (
-        True  # with the fine network beside the model, where there is one (REFURBGRADE_FINE_PASS)
-    )
+    # With the fine network beside the model, where there is one (REFURBGRADE_FINE_PASS).
+    fine_pass: bool = True
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,21 @@ class BlobSettings(BaseSettings):
         return self.data_dir / "blobs"
 
 
-class Settings(BlobSettings):
+class FineSettings(BaseSettings):
+    """REFURBGRADE_FINE_PASS: the service's setting (`Settings` has it from here), and alone for the
+    offline commands that load a model, so `refurbgrade grade` and `refurbgrade regrade` grade as the
+    service would."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    # The fine pass (docs/fine-pass.md): with the fine network beside the model (`NAME.fine.onnx`),
+    # photos that show the device at 0.12 mm a pixel or finer get native-resolution tiles for hairline
+    # scratches. It costs about 240 ms more a 12 MP photo on 2 cores (5x less throughput on such photos):
+    # false serves the coarse pass alone, at the price of missing screen scratches the coarse pass cannot see.
+    fine_pass: bool = True
+
+
+class Settings(BlobSettings, FineSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
     # The model served at start-up (default: the bundled one, wherever the command runs from), and the
@@ -110,11 +124,7 @@ class Settings(BlobSettings):
     # "auto": serve the model file's INT8 sibling (default.onnx -> default.int8.onnx) where its card says
     # it passed parity against this file (serving.predictor.choose_model_file); "fp32": the file as given.
     model_precision: Literal["auto", "fp32"] = "auto"
-    # The fine pass (docs/fine-pass.md): with the fine network beside the model (`NAME.fine.onnx`),
-    # photos that show the device at 0.12 mm a pixel or finer get native-resolution tiles for hairline
-    # scratches. It costs about 240 ms more a 12 MP photo on 2 cores (5x less throughput on such photos):
-    # false serves the coarse pass alone, at the price of missing screen scratches the coarse pass cannot see.
-    fine_pass: bool = True
+    # fine_pass: `FineSettings`.
     # Gradings database and photo blobs. Without a database URL: SQLite under data_dir (per user).
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -211,15 +221,6 @@ class Settings(BlobSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
-
-
-class FineSettings(BaseSettings):
-    """REFURBGRADE_FINE_PASS alone, read as the service reads it (a pydantic bool), for the offline
-    commands that load a model: `refurbgrade grade` and `refurbgrade regrade` grade as the service would."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
-
-    fine_pass: bool = True
 
 
 class StorageSettings(BlobSettings):
