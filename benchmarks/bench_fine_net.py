@@ -1,7 +1,7 @@
 """The fine network (`model.fine_network.FineNet`) on held-out fine patches, against a line filter.
 
     .venv/bin/python benchmarks/bench_fine_net.py --checkpoint RUN/best.pt --manifest /tmp/fine_test
-        [--train /tmp/fine_train] [--int8] [--json OUT]
+        [--train /tmp/fine_train] [--compare OTHER/best.pt] [--int8] [--json OUT]
 
 The manifest must come from a seed the net never trained on (`refurbgrade synth-fine --seed 13`).
 Per scratch truth from the manifest (its polyline, width and contrast):
@@ -22,8 +22,10 @@ Baselines, measured in the same run: for the centreline, a top-hat/black-hat lin
 ellipse, the larger of the two responses on the grey image) thresholded at median + 6 MAD of the
 patch and thinned the same way; for width and contrast, a constant (the training manifest's median,
 with `--train`; otherwise the test manifest's, which flatters it). Then the ONNX latency per 256 px
-tile: `torch.onnx.export` (opset 18, dynamo=False), ONNX Runtime on 2 threads, batch 1, FP32, and
-with `--int8` a static QDQ INT8 file calibrated on training patches.
+tile: `torch.onnx.export` (opset 18, dynamo=False), ONNX Runtime on 2 threads, FP32 at 1, 2, 4 and 8
+tiles a run, and with `--int8` a static QDQ INT8 file calibrated on training patches (batch 1).
+`--compare` measures a second checkpoint in the same run (the full head against the light one,
+`model.fine_network.HEADS`) and prints how many times faster a tile the first is.
 """
 
 from __future__ import annotations
@@ -95,19 +97,23 @@ def accuracy(
     return fine.summary(), base.summary()
 
 
-def ort_latency_ms(path: Path, size: int = 256, runs: int = 40) -> float:
+BATCHES = (1, 2, 4, 8)  # tiles a run: the fine pass runs `model.fine_pass.TILE_BATCH` at once
+
+
+def ort_latency_ms(path: Path, size: int = 256, runs: int = 40, batch: int = 1) -> float:
+    """Median milliseconds a tile, `batch` tiles a run."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # the optimiser's notes on unused initialisers: errors only
     sess = _session(path, threads=2)
-    x = np.random.default_rng(0).integers(0, 256, (1, 3, size, size), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8)
     for _ in range(5):
         sess.run(None, {INPUT_NAME: x})
     times = []
-    for _ in range(runs):
+    for _ in range(max(5, runs // batch)):
         t = time.perf_counter()
         sess.run(None, {INPUT_NAME: x})
-        times.append((time.perf_counter() - t) * 1000)
+        times.append((time.perf_counter() - t) * 1000 / batch)
     return statistics.median(times)
 
 
@@ -150,9 +156,35 @@ def table(fine: dict, base: dict) -> str:
     return "\n".join(rows)
 
 
+def measure(checkpoint: Path, ds, ref, const_w: float, const_c: float, args) -> dict:
+    """One checkpoint's accuracy table against the baselines and, unless --no-latency, its ONNX time a
+    tile at each of `BATCHES` (and INT8 at batch 1 with --int8)."""
+    net = load_fine_net(checkpoint)
+    fine, base = accuracy(net, ds, const_w, const_c, args.cut)
+    print(f"\n{checkpoint} ({net.head_kind} head): {len(ds)} patches from {ds.manifest}")
+    print(table(fine, base))
+    result = {"fine": fine, "baseline": base}
+    if args.no_latency:
+        return result
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fine.onnx"
+        tiles = np.random.default_rng(0).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
+        export_fine_onnx(net, fp32, FineCard(name="bench", version="0"), tiles)
+        result["onnx_fp32_ms"] = {b: ort_latency_ms(fp32, batch=b) for b in BATCHES}
+        cells = ", ".join(f"{ms:.1f} ms at {b}" for b, ms in result["onnx_fp32_ms"].items())
+        print(f"ONNX Runtime, 2 threads, 256 px tile, FP32 a tile: {cells} a run")
+        if args.int8:
+            int8 = Path(tmp) / "fine.int8.onnx"
+            quantize(fp32, int8, [ref.load(i)[0] for i in range(min(32, len(ref)))])
+            result["onnx_int8_ms"] = ort_latency_ms(int8)
+            print(f"                                  INT8 a tile, batch 1: {result['onnx_int8_ms']:.1f} ms")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--compare", type=Path, help="a second checkpoint, measured in the same run")
     ap.add_argument("--manifest", required=True, help="held-out fine-patch folder (unseen seed)")
     ap.add_argument(
         "--train", help="training fine-patch folder: the constant baseline's medians, INT8 calibration"
@@ -164,7 +196,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    net = load_fine_net(args.checkpoint)
     ds = FinePatchDataset(args.manifest)
     if args.limit:
         ds.records = ds.records[: args.limit]
@@ -172,22 +203,16 @@ def main(argv: list[str] | None = None) -> dict:
     widths = [s.width_px for r in ref.records for s in r.scratches]
     contrasts = [s.contrast for r in ref.records for s in r.scratches]
     const_w, const_c = statistics.median(widths), statistics.median(contrasts)
-    fine, base = accuracy(net, ds, const_w, const_c, args.cut)
-    print(f"{len(ds)} patches from {ds.manifest}; baseline width {const_w:.2f} px, contrast {const_c:.3f}")
-    print(table(fine, base))
-    result = {"fine": fine, "baseline": base, "const_width_px": const_w, "const_contrast": const_c}
-    if not args.no_latency:
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = Path(tmp) / "fine.onnx"
-            tiles = np.random.default_rng(0).integers(0, 256, (2, 3, 256, 256), dtype=np.uint8)
-            export_fine_onnx(net, fp32, FineCard(name="bench", version="0"), tiles)
-            result["onnx_fp32_ms"] = ort_latency_ms(fp32)
-            print(f"ONNX Runtime, 2 threads, batch 1, 256 px tile: FP32 {result['onnx_fp32_ms']:.1f} ms")
-            if args.int8:
-                int8 = Path(tmp) / "fine.int8.onnx"
-                quantize(fp32, int8, [ref.load(i)[0] for i in range(min(32, len(ref)))])
-                result["onnx_int8_ms"] = ort_latency_ms(int8)
-                print(f"                                             INT8 {result['onnx_int8_ms']:.1f} ms")
+    print(f"baseline width {const_w:.2f} px, contrast {const_c:.3f}")
+    result = measure(args.checkpoint, ds, ref, const_w, const_c, args)
+    result.update(const_width_px=const_w, const_contrast=const_c)
+    if args.compare:
+        result["compare"] = other = measure(args.compare, ds, ref, const_w, const_c, args)
+        if not args.no_latency:
+            ratios = ", ".join(
+                f"{other['onnx_fp32_ms'][b] / result['onnx_fp32_ms'][b]:.2f}x at {b}" for b in BATCHES
+            )
+            print(f"\n{args.checkpoint} is faster a tile than {args.compare}: {ratios}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result

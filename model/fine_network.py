@@ -14,6 +14,13 @@ branch (a sub-pixel line is a one-pixel signal: stride 2 alone would blur it awa
 - `contrast`: sigmoid, the luminance change at the centre of a fully resolved line (0-1).
 
 Width and contrast are meaningful only where `heat` is high.
+
+Two heads (`HEADS`), i.e. what runs at the tile's full resolution, where a 256 px tile's cost is:
+- "full" (the first fine file): the decoder's 32 channels upsampled, a 16-wide two-conv pixel branch and a
+  dense 3x3 mix, about 18k multiply-adds a pixel, three quarters of the network's time;
+- "light": the decoder reduced to 16 channels at stride 2 before upsampling, an 8-wide two-conv pixel
+  branch and a depthwise-separable mix, about 2k a pixel: 2.6x faster a tile (docs/fine-pass.md).
+The encoder and decoder are the same in both, so a light net starts from a full one's weights.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import Tensor, nn
 from model.network import Lite0Encoder, Normalise, TinyEncoder, conv_bn_act, sep_block
 
 FINE_STRIDES = (2, 4, 8)
+HEADS = ("full", "light")
 
 
 class FineOutputs(NamedTuple):
@@ -38,8 +46,13 @@ class FineOutputs(NamedTuple):
 class FineNet(nn.Module):
     """Lite0 to stride 8 -> top-down decoder to stride 2 -> full resolution -> heat, width_px, contrast."""
 
-    def __init__(self, pretrained: bool = True, decoder_channels: int = 32, encoder: str = "lite0"):
+    def __init__(
+        self, pretrained: bool = True, decoder_channels: int = 32, encoder: str = "lite0", head: str = "full"
+    ):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r} ({', '.join(HEADS)})")
+        self.head_kind = head  # `self.head` is the output convolution
         self.normalise = Normalise()
         if encoder == "lite0":
             self.encoder: nn.Module = Lite0Encoder(
@@ -55,12 +68,20 @@ class FineNet(nn.Module):
         self.lateral = nn.ModuleList(conv_bn_act(ch, c) for ch in self.encoder.channels)
         self.smooth = nn.ModuleList(sep_block(c) for _ in self.encoder.channels[:-1])
         # Full resolution: a shallow branch from the pixels themselves (a 0.3 px line is one faint pixel).
-        f = 16
+        if head == "full":
+            f, m = 16, c
+            self.reduce: nn.Module = nn.Identity()
+            self.mix = nn.Sequential(
+                conv_bn_act(m + f, m, 3), conv_bn_act(m, m, 3, groups=m), conv_bn_act(m, m, 1)
+            )
+        else:  # a layer at full resolution costs 16x the same layer at stride 8: narrow and separable
+            f, m = 8, c // 2
+            self.reduce = conv_bn_act(c, m, 1)
+            self.mix = nn.Sequential(
+                conv_bn_act(m + f, m, 1), conv_bn_act(m, m, 3, groups=m), conv_bn_act(m, m, 1)
+            )
         self.full = nn.Sequential(conv_bn_act(3, f, 3), conv_bn_act(f, f, 3))
-        self.mix = nn.Sequential(
-            conv_bn_act(c + f, c, 3), conv_bn_act(c, c, 3, groups=c), conv_bn_act(c, c, 1)
-        )
-        self.head = nn.Conv2d(c, 3, 1)
+        self.head = nn.Conv2d(m, 3, 1)
         with torch.no_grad():  # centrelines are a few percent of pixels: start at a low prior
             self.head.bias.copy_(torch.tensor([-3.0, 0.5, -2.0]))
 
@@ -71,7 +92,7 @@ class FineNet(nn.Module):
         for i in range(len(feats) - 2, -1, -1):
             top = self.lateral[i](feats[i]) + F.interpolate(top, size=feats[i].shape[-2:], mode="nearest")
             top = self.smooth[i](top)
-        up = F.interpolate(top, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(self.reduce(top), size=image.shape[-2:], mode="bilinear", align_corners=False)
         y = self.head(self.mix(torch.cat([up, self.full(x)], dim=1)))
         return FineOutputs(y[:, 0:1], y[:, 1:2], y[:, 2:3])
 

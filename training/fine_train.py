@@ -136,6 +136,7 @@ class FineTrainConfig:
     resume: bool = False
     pretrained: bool = True
     encoder: str = "lite0"
+    head: str = "full"  # model.fine_network.HEADS: what runs at the tile's full resolution
     threads: int = 2
     seed: int = 0
     progress: bool = True
@@ -173,9 +174,19 @@ def _save(
 def load_fine_net(checkpoint: str | Path) -> FineNet:
     """A FineNet from a `train-fine` checkpoint (eval mode)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net = FineNet(pretrained=False, encoder=state["config"].get("encoder", "lite0"))
+    cfg = state["config"]
+    net = FineNet(pretrained=False, encoder=cfg.get("encoder", "lite0"), head=cfg.get("head", "full"))
     net.load_state_dict(state["model"])
     return net.eval()
+
+
+def load_matching(net: FineNet, state: dict[str, Tensor]) -> list[str]:
+    """Load the tensors of `state` that `net` has with the same shape (a light head from a full one's
+    encoder and decoder); returns the names of `net`'s tensors that keep their fresh values."""
+    own = net.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(kept, strict=False)
+    return [k for k in own if k not in kept]
 
 
 def _folders(folders: str | list[str], **kwargs) -> Dataset:
@@ -198,9 +209,11 @@ def run_fine_training(cfg: FineTrainConfig) -> Path:
     val_ds = _folders(cfg.val)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch, shuffle=True, drop_last=len(train_ds) > cfg.batch)
     val_dl = DataLoader(val_ds, batch_size=cfg.batch)
-    net = FineNet(pretrained=cfg.pretrained, encoder=cfg.encoder)
+    net = FineNet(pretrained=cfg.pretrained, encoder=cfg.encoder, head=cfg.head)
     if cfg.init and not cfg.resume:
-        net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        fresh = load_matching(net, torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        if fresh and cfg.progress:
+            tqdm.write(f"--init {cfg.init}: {len(fresh)} tensors of another shape or head start fresh")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, history, spent = 0, math.inf, [], 0.0
     last = out / "last.pt"

@@ -47,9 +47,10 @@ def test_dataset_width_in_pixels(patches):
     assert checked
 
 
+@pytest.mark.parametrize("head", ["full", "light"])
 @pytest.mark.parametrize("encoder", ["lite0", "tiny"])
-def test_outputs_shapes_and_ranges(encoder):
-    net = FineNet(pretrained=False, encoder=encoder).eval()
+def test_outputs_shapes_and_ranges(encoder, head):
+    net = FineNet(pretrained=False, encoder=encoder, head=head).eval()
     x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     with torch.no_grad():
         out = net(x)
@@ -161,6 +162,44 @@ def test_training_mixes_folders_and_starts_from_a_checkpoint(patches, tmp_path):
     # fresh network's (the second folder is the first run's validation set).
     one = json.loads((tmp_path / "one" / "history.json").read_text())
     assert hist[0]["val_loss"] < one[0]["val_loss"] + 0.5
+
+
+def test_a_light_head_starts_from_a_full_runs_encoder_and_decoder(patches, tmp_path):
+    """`--head light --init FULL/best.pt`: every tensor the two heads share (encoder, decoder) starts
+    from the full run's, the rest fresh; the checkpoint rebuilds a light net; the benchmark compares
+    the two checkpoints in one run."""
+    import importlib.util
+    from pathlib import Path
+
+    from training.fine_train import load_fine_net
+
+    full_cfg = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path / "full"), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
+    )  # fmt: skip
+    full = run_fine_training(full_cfg)
+    light_cfg = FineTrainConfig(
+        str(patches / "a"), str(patches / "b"), str(tmp_path / "light"), minutes=10, batch=3, crop=None,
+        max_epochs=1, pretrained=False, encoder="tiny", progress=False, init=str(full), head="light", lr=0.0,
+    )  # fmt: skip
+    light = load_fine_net(run_fine_training(light_cfg))
+    assert light.head_kind == "light"
+    before = load_fine_net(full).state_dict()
+    after = light.state_dict()
+    shared = [k for k in after if k in before and before[k].shape == after[k].shape and "running" not in k]
+    assert any(k.startswith("encoder.") for k in shared) and any(k.startswith("lateral.") for k in shared)
+    # lr 0: the shared weights are the full run's exactly (batch norm statistics still move in training)
+    assert all(torch.equal(before[k], after[k]) for k in shared if not k.endswith("num_batches_tracked"))
+    assert "reduce.0.weight" in after and "reduce.0.weight" not in before
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fine_net.py"
+    spec = importlib.util.spec_from_file_location("bench_fine_net", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    light_best, manifest = str(tmp_path / "light" / "best.pt"), str(patches / "b")
+    out = bench.main(
+        ["--checkpoint", light_best, "--compare", str(full), "--manifest", manifest, "--no-latency"]
+    )
+    assert out["fine"]["n all"] == out["compare"]["fine"]["n all"] > 0
 
 
 def test_export_fine_picks_the_cut_on_validation_and_writes_a_card(patches, tmp_path):

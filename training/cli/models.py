@@ -251,12 +251,18 @@ def train_fine(
         Path | None, typer.Option("--init", help="start from this checkpoint's weights (fresh schedule)")
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 2e-3,
+    head: Annotated[
+        str, typer.Option("--head", help="full or light: what runs at full resolution (model.fine_network)")
+    ] = "full",
 ) -> None:
     """Train the fine network (centreline, width, contrast) on the fine stream's patches."""
+    from model.fine_network import HEADS
     from training.fine_train import FineTrainConfig, manifest_path, run_fine_training
 
     if init is not None and not init.is_file():
         _refuse(f"--init {init}: no such checkpoint")
+    if head not in HEADS:
+        _refuse(f"--head {head}: not one of {', '.join(HEADS)}")
     try:
         for folder in (*train, *val):
             manifest_path(folder)
@@ -270,6 +276,7 @@ def train_fine(
                 lr=lr,
                 resume=resume,
                 init=str(init) if init else None,
+                head=head,
             )
         )
     except (FileNotFoundError, ValueError) as exc:
