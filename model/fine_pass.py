@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.outputs import DEFECT_CHANNELS
 from model.postprocess import estimate_scale
-from model.preprocess import Letterbox, decode_again
+from model.preprocess import Letterbox, decode_part_again
 from model.taxonomy import DefectType, Zone
 
 FINE_CARD_KEY = "refurbgrade.fine_card"
@@ -343,11 +343,8 @@ def _decode_box(
     w, h = size
     factor = 2 ** max(0, min(3, math.floor(math.log2(max(res_mm / native_mm, 1.0) + 1e-9))))
     # The coarse pass decoded this photo without an error: read it again the fast way (`decode_again`).
-    rgb, draft = decode_again(source, math.ceil(max(w, h) / factor) if factor > 1 else None)
-    dh, dw = rgb.shape[:2]
-    x0, y0 = max(0, int(box[0] / draft)), max(0, int(box[1] / draft))
-    x1, y1 = min(dw, math.ceil(box[2] / draft)), min(dh, math.ceil(box[3] / draft))
-    crop = rgb[y0:y1, x0:x1]
+    part = decode_part_again(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box)
+    crop, draft, (dw, dh), (x0, y0, x1, y1) = part.rgb, part.draft_factor, part.size, part.crop
     scale = min(1.0, native_mm * draft / res_mm)  # canvas pixels per decoded pixel
     if scale < 1.0:
         nw, nh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
@@ -373,8 +370,14 @@ def _rescaled(canvas: np.ndarray, lb: Letterbox, f: float) -> tuple[np.ndarray, 
     )
 
 
+# Tiles a fine-network run takes at once. On 2 cores a tile costs about the same at 1-4 a run and more
+# at 8 (the light head: 6.2-6.7 ms a tile at 1-4, 7.9 ms at 8; `benchmarks/bench_fine_net.py`), and
+# much more at 8 when another job shares the cores. A tile's outputs do not depend on its batch.
+TILE_BATCH = 4
+
+
 def run_tiles(
-    canvas: np.ndarray, cells, card: FineCard, run: FineRun, batch: int = 8
+    canvas: np.ndarray, cells, card: FineCard, run: FineRun, batch: int = TILE_BATCH
 ) -> dict[str, np.ndarray]:
     """The fine network over `cells` of the canvas's grid, each with `margin_px` of context (the canvas
     reflected at its edges); the kept parts stitched into canvas-sized maps, plus `covered`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import cv2
 import numpy as np
@@ -136,3 +137,29 @@ def test_decode_again_gives_decodes_pixels_at_every_orientation_and_scale(orient
     png = _encode(Image.fromarray(arr), "PNG")
     for other in (grey, png):
         assert np.array_equal(decode_again(other, 91)[0], decode(other, 91)[0])
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_decode_part_again_is_the_box_of_decodes_array(orientation):
+    """The fine pass keeps the device's box (full-size pixels) of the photo read again: exactly that
+    part of `decode`'s array, outward to whole pixels at the draft scale and clipped to the photo, for a
+    colour JPEG (converted to RGB after cropping), a grey one and a PNG alike."""
+    from model.preprocess import decode_part_again
+
+    rng = np.random.default_rng(orientation)
+    arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    colour = _encode(Image.fromarray(arr), "JPEG", exif=exif.tobytes(), quality=90)
+    grey = _encode(Image.fromarray(arr[..., 0]), "JPEG", quality=90)
+    png = _encode(Image.fromarray(arr), "PNG")
+    box = (17.5, 9.2, 140.1, 400.0)  # past the bottom edge in every orientation
+    for data in (colour, grey, png):
+        for target in (None, 91):
+            whole, draft = decode(data, target)
+            part = decode_part_again(data, target, box)
+            x0, y0 = int(box[0] / draft), int(box[1] / draft)
+            x1, y1 = min(whole.shape[1], math.ceil(box[2] / draft)), whole.shape[0]
+            assert part.draft_factor == draft and part.size == (whole.shape[1], whole.shape[0])
+            assert part.crop == (x0, y0, x1, y1) and part.rgb.flags.c_contiguous
+            assert np.array_equal(part.rgb, whole[y0:y1, x0:x1]), (orientation, target)

@@ -127,3 +127,19 @@ def test_the_offline_grader_reads_the_same_setting(with_fine, tmp_path, monkeypa
         model_path=with_fine, threads=1,
     )  # fmt: skip
     assert rc == 2
+
+
+def test_a_tiles_maps_do_not_depend_on_how_many_tiles_run_at_once(with_fine):
+    """`run_tiles` runs TILE_BATCH tiles at once (faster a tile on 2 cores than 8); what each tile gives
+    is the same as run one by one, through ONNX Runtime."""
+    from model.fine_pass import TILE_BATCH, run_tiles
+
+    model = load_model(with_fine, intra_op_threads=1)
+    canvas = np.random.default_rng(3).integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    cells = [(0, 0), (1, 0), (2, 1), (3, 2), (0, 2)]  # 48 px a cell: more cells than TILE_BATCH
+    assert len(cells) > TILE_BATCH
+    one = run_tiles(canvas, cells, model.fine.card, model.fine.run, batch=1)
+    together = run_tiles(canvas, cells, model.fine.card, model.fine.run)
+    assert one["covered"].sum() > 0
+    for name, value in one.items():
+        np.testing.assert_allclose(together[name], value, atol=1e-6, err_msg=name)
