@@ -68,18 +68,13 @@ class FineNet(nn.Module):
         self.lateral = nn.ModuleList(conv_bn_act(ch, c) for ch in self.encoder.channels)
         self.smooth = nn.ModuleList(sep_block(c) for _ in self.encoder.channels[:-1])
         # Full resolution: a shallow branch from the pixels themselves (a 0.3 px line is one faint pixel).
-        if head == "full":
-            f, m = 16, c
-            self.reduce: nn.Module = nn.Identity()
-            self.mix = nn.Sequential(
-                conv_bn_act(m + f, m, 3), conv_bn_act(m, m, 3, groups=m), conv_bn_act(m, m, 1)
-            )
-        else:  # a layer at full resolution costs 16x the same layer at stride 8: narrow and separable
-            f, m = 8, c // 2
-            self.reduce = conv_bn_act(c, m, 1)
-            self.mix = nn.Sequential(
-                conv_bn_act(m + f, m, 1), conv_bn_act(m, m, 3, groups=m), conv_bn_act(m, m, 1)
-            )
+        # The light head: a layer at full resolution costs 16x the same layer at stride 8, so narrow
+        # channels and a 1x1 (not 3x3) first mix; the depthwise 3x3 after it still mixes neighbours.
+        f, m, k = (16, c, 3) if head == "full" else (8, c // 2, 1)
+        self.reduce: nn.Module = nn.Identity() if head == "full" else conv_bn_act(c, m, 1)
+        self.mix = nn.Sequential(
+            conv_bn_act(m + f, m, k), conv_bn_act(m, m, 3, groups=m), conv_bn_act(m, m, 1)
+        )
         self.full = nn.Sequential(conv_bn_act(3, f, 3), conv_bn_act(f, f, 3))
         self.head = nn.Conv2d(m, 3, 1)
         with torch.no_grad():  # centrelines are a few percent of pixels: start at a low prior

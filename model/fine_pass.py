@@ -342,7 +342,7 @@ def _decode_box(
     (canvas RGB at `res_mm` per pixel, its Letterbox)."""
     w, h = size
     factor = 2 ** max(0, min(3, math.floor(math.log2(max(res_mm / native_mm, 1.0) + 1e-9))))
-    # The coarse pass decoded this photo without an error: read it again the fast way (`decode_again`).
+    # The coarse pass decoded this photo without an error: read it again the fast way.
     part = decode_part_again(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box)
     crop, draft, (dw, dh), (x0, y0, x1, y1) = part.rgb, part.draft_factor, part.size, part.crop
     scale = min(1.0, native_mm * draft / res_mm)  # canvas pixels per decoded pixel

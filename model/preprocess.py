@@ -191,17 +191,6 @@ _ORIENT_ARRAY = {
 }
 
 
-def decode_again(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndarray, float]:
-    """`decode` for a photo `decode` already read without an error: the fine pass reads the photo again,
-    finer. A colour JPEG goes through OpenCV's decoder straight into an array: the same libjpeg-turbo
-    pixels (a test checks them against `decode`'s, every orientation and scale), without Pillow's copy
-    of the decoded photo into bytes and then into the array (12 MP: 47 ms of a 100 ms decode). Anything
-    else goes through `decode`. Never for unchecked input: OpenCV decodes a truncated JPEG without an
-    error, where `decode` refuses it."""
-    part = decode_part_again(data, target, None)
-    return part.rgb, part.draft_factor
-
-
 @dataclass(frozen=True)
 class DecodedPart:
     """Part of a decoded photo: `rgb` is `crop` (x0, y0, x1, y1) of the whole decoded array, which is
@@ -216,9 +205,15 @@ class DecodedPart:
 def decode_part_again(
     data: bytes | str | Path, target: int | None, box: tuple[float, float, float, float] | None
 ) -> DecodedPart:
-    """`decode_again`, keeping only `box` (x0, y0, x1, y1 in the photo's full-size pixels; None: all).
-    Only the part is converted to RGB and copied: the fine pass keeps the device's box, and converting
-    the rest of a 12 MP photo costs about 10 ms for nothing."""
+    """`decode` again, for a photo `decode` already read without an error (the fine pass reads it again,
+    finer), keeping only `box` (x0, y0, x1, y1 in the photo's full-size pixels; None: all of it).
+
+    A colour JPEG goes through OpenCV's decoder straight into an array: the same libjpeg-turbo pixels
+    (a test checks them against `decode`'s, every orientation and scale), without Pillow's copy of the
+    decoded photo into bytes and then into the array (12 MP: 47 ms of a 100 ms decode). Only the part
+    is converted to RGB and copied: the fine pass keeps the device's box, and converting the rest of a
+    12 MP photo costs about 10 ms for nothing. Anything else goes through `decode`. Never for unchecked
+    input: OpenCV decodes a truncated JPEG without an error, where `decode` refuses it."""
     img = _open(data)
     full_w, full_h = img.size
     bgr = None
@@ -226,8 +221,8 @@ def decode_part_again(
         if target is not None:
             img.draft("RGB", _draft_box(full_w, full_h, target))
         flag = _CV2_SCALE.get(round(full_w / img.size[0]))
-        buf = data if isinstance(data, bytes | bytearray) else Path(data).read_bytes()
         if flag is not None:
+            buf = data if isinstance(data, bytes | bytearray) else Path(data).read_bytes()
             bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is not None and bgr.shape[:2] != (img.size[1], img.size[0]):
             bgr = None

@@ -78,11 +78,12 @@ def regrade(
     except ValidationError as exc:
         _fail(f"invalid settings: {settings_error_line(exc)}")
     _check_storage(settings.db_url)
-    from serving.predictor import ModelLoadError, load_model
-    from serving.regrade import RegradeJob, default_threads, format_summary, run_regrade
+    from serving.predictor import ModelLoadError
+    from serving.regrade import RegradeJob, default_threads, format_summary, job_model, run_regrade
 
+    model_path, intra_op_threads = str(model.resolve()), threads or default_threads(workers)
     try:
-        load_model(model, intra_op_threads=1, fine=fine)
+        job_model(model_path, intra_op_threads, fine)
     except ModelLoadError as exc:
         _fail(f"cannot grade with the model: {exc}")
     standards = (
@@ -93,12 +94,12 @@ def regrade(
     job = RegradeJob(
         db_url=settings.db_url,
         blobs=settings,
-        model_path=str(model.resolve()),
+        model_path=model_path,
         standards=standards,
         since=_when(since, "--since"),
         until=_when(until, "--until"),
         tenant=tenant,
-        intra_op_threads=threads or default_threads(workers),
+        intra_op_threads=intra_op_threads,
         fine_pass=fine,
     )
     try:

@@ -163,9 +163,10 @@ def id_ranges(engine: Engine, job: RegradeJob, partition_size: int) -> Iterator[
 _MODELS: dict[tuple[str, int, bool], object] = {}
 
 
-def _model(path: str, threads: int, fine: bool = True):
-    """The new model, loaded once per worker process (every partition it runs reuses it); `fine`: with
-    the fine network beside it, as the service loads it unless REFURBGRADE_FINE_PASS is false."""
+def job_model(path: str, threads: int, fine: bool = True):
+    """The new model, loaded once per process: the command's check, the job's version and every
+    partition a worker in the same process runs share it; `fine`: with the fine network beside it, as
+    the service loads it unless REFURBGRADE_FINE_PASS is false."""
     from serving.predictor import load_model
 
     key = (path, threads, fine)
@@ -279,7 +280,7 @@ def _open_blobs(job: RegradeJob):
 
 def run_partition(rng: IdRange, job: RegradeJob, parts_dir: str) -> Summary:
     """Grade one id range again; its rows go to `parts_dir/part-NNNNN.csv`, its counts are returned."""
-    model = _model(job.model_path, job.intra_op_threads, job.fine_pass)
+    model = job_model(job.model_path, job.intra_op_threads, job.fine_pass)
     blobs = _open_blobs(job)
     engine = read_only_engine(job.db_url)
     stmt = _filtered(
@@ -376,8 +377,6 @@ def run_regrade(
     import dask
     import dask.bag as db
 
-    from serving.predictor import load_model
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     parts = out / "parts"
@@ -385,9 +384,8 @@ def run_regrade(
     parts.mkdir(parents=True)
     if job.until is None:  # a snapshot: gradings stored while the job runs are not half-included
         job = replace(job, until=datetime.now(UTC))
-    model_version = load_model(
-        job.model_path, intra_op_threads=1, fine=job.fine_pass
-    ).version  # refuses a bad file up front
+    # Refuses a bad file up front; the command checked it with the same key, so this loads nothing.
+    model_version = job_model(job.model_path, job.intra_op_threads, job.fine_pass).version
     engine = read_only_engine(job.db_url)
     try:
         ranges = list(id_ranges(engine, job, partition_size))  # one small record per partition

@@ -113,11 +113,11 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_decode_again_gives_decodes_pixels_at_every_orientation_and_scale(orientation, tmp_path):
+def test_decode_part_again_gives_decodes_pixels_at_every_orientation_and_scale(orientation, tmp_path):
     """The fine pass's second read of a photo (OpenCV's decoder for a colour JPEG) gives exactly the
     array and draft factor `decode` gives, whatever the EXIF orientation and the reduced scale; a grey
     JPEG and a PNG go through `decode` itself."""
-    from model.preprocess import decode_again
+    from model.preprocess import decode_part_again
 
     rng = np.random.default_rng(orientation)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
@@ -130,13 +130,14 @@ def test_decode_again_gives_decodes_pixels_at_every_orientation_and_scale(orient
     for target in (None, 181, 91, 46, 23):
         for source in (data, path):
             want, want_draft = decode(source, target)
-            got, got_draft = decode_again(source, target)
+            part = decode_part_again(source, target, None)
+            got, got_draft = part.rgb, part.draft_factor
             assert got_draft == want_draft and got.shape == want.shape and got.flags.c_contiguous
             assert np.array_equal(got, want), (orientation, target)
     grey = _encode(Image.fromarray(arr[..., 0]), "JPEG", quality=90)
     png = _encode(Image.fromarray(arr), "PNG")
     for other in (grey, png):
-        assert np.array_equal(decode_again(other, 91)[0], decode(other, 91)[0])
+        assert np.array_equal(decode_part_again(other, 91, None).rgb, decode(other, 91)[0])
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])

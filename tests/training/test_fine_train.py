@@ -16,6 +16,14 @@ from training.fine_train import FinePatchDataset, FineTrainConfig, fine_loss, ru
 from training.synth.fine_patches import write_fine_patches
 
 
+def _tiny_run(train, val, out, **kwargs) -> FineTrainConfig:
+    """A one-epoch training config on the tiny encoder, for tests (whole patches, batches of 3)."""
+    return FineTrainConfig(
+        train, val, str(out), minutes=10, batch=3, crop=None, max_epochs=1, pretrained=False,
+        encoder="tiny", progress=False, **kwargs,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def patches(tmp_path_factory):
     root = tmp_path_factory.mktemp("fine")
@@ -97,10 +105,7 @@ def test_steps_reduce_the_loss(patches):
 
 
 def test_resume_continues(patches, tmp_path):
-    cfg = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
-    )  # fmt: skip
+    cfg = _tiny_run(str(patches / "a"), str(patches / "b"), tmp_path)
     run_fine_training(cfg)
     assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
     cfg.max_epochs, cfg.resume = 2, True
@@ -135,10 +140,7 @@ def test_benchmark_runs(patches, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_fine_net", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    cfg = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
-    )  # fmt: skip
+    cfg = _tiny_run(str(patches / "a"), str(patches / "b"), tmp_path)
     best = run_fine_training(cfg)
     out = bench.main(["--checkpoint", str(best), "--manifest", str(patches / "b"), "--no-latency"])
     assert out["baseline"]["n all"] == out["fine"]["n all"] > 0
@@ -146,15 +148,11 @@ def test_benchmark_runs(patches, tmp_path):
 
 
 def test_training_mixes_folders_and_starts_from_a_checkpoint(patches, tmp_path):
-    first = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path / "one"), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
-    )  # fmt: skip
+    first = _tiny_run(str(patches / "a"), str(patches / "b"), tmp_path / "one")
     best = run_fine_training(first)
-    mixed = FineTrainConfig(
-        [str(patches / "a"), str(patches / "b")], [str(patches / "b")], str(tmp_path / "two"), minutes=10,
-        batch=3, crop=None, max_epochs=1, pretrained=False, encoder="tiny", progress=False, init=str(best),
-    )  # fmt: skip
+    mixed = _tiny_run(
+        [str(patches / "a"), str(patches / "b")], [str(patches / "b")], tmp_path / "two", init=str(best)
+    )
     run_fine_training(mixed)
     hist = json.loads((tmp_path / "two" / "history.json").read_text())
     assert hist[0]["steps"] == 4  # 12 patches of both folders, batches of 3
@@ -173,15 +171,11 @@ def test_a_light_head_starts_from_a_full_runs_encoder_and_decoder(patches, tmp_p
 
     from training.fine_train import load_fine_net
 
-    full_cfg = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path / "full"), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
-    )  # fmt: skip
+    full_cfg = _tiny_run(str(patches / "a"), str(patches / "b"), tmp_path / "full")
     full = run_fine_training(full_cfg)
-    light_cfg = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path / "light"), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False, init=str(full), head="light", lr=0.0,
-    )  # fmt: skip
+    light_cfg = _tiny_run(
+        str(patches / "a"), str(patches / "b"), tmp_path / "light", init=str(full), head="light", lr=0.0
+    )
     light = load_fine_net(run_fine_training(light_cfg))
     assert light.head_kind == "light"
     before = load_fine_net(full).state_dict()
@@ -206,10 +200,7 @@ def test_export_fine_picks_the_cut_on_validation_and_writes_a_card(patches, tmp_
     from model.fine_pass import FineCard
     from training.fine_package import CUTS, package_fine
 
-    cfg = FineTrainConfig(
-        str(patches / "a"), str(patches / "b"), str(tmp_path / "run"), minutes=10, batch=3, crop=None,
-        max_epochs=1, pretrained=False, encoder="tiny", progress=False,
-    )  # fmt: skip
+    cfg = _tiny_run(str(patches / "a"), str(patches / "b"), tmp_path / "run")
     best = run_fine_training(cfg)
     card = package_fine(best, patches / "b", tmp_path / "x.fine.onnx", "0.0.1")
     assert card.heat_cut in CUTS
