@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.outputs import DEFECT_CHANNELS
 from model.postprocess import estimate_scale
-from model.preprocess import Letterbox, decode_part_again
+from model.preprocess import Letterbox, decode_part
 from model.taxonomy import DefectType, Zone
 
 FINE_CARD_KEY = "refurbgrade.fine_card"
@@ -343,7 +343,7 @@ def _decode_box(
     w, h = size
     factor = 2 ** max(0, min(3, math.floor(math.log2(max(res_mm / native_mm, 1.0) + 1e-9))))
     # The coarse pass decoded this photo without an error: read it again the fast way.
-    part = decode_part_again(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box)
+    part = decode_part(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box)
     crop, draft, (dw, dh), (x0, y0, x1, y1) = part.rgb, part.draft_factor, part.size, part.crop
     scale = min(1.0, native_mm * draft / res_mm)  # canvas pixels per decoded pixel
     if scale < 1.0:

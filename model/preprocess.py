@@ -1,7 +1,8 @@
 """Photo preprocessing shared by training, evaluation and serving — the one place its constants live.
 
 decode: bytes or path -> RGB uint8 HxWx3, EXIF orientation applied, JPEGs decoded at reduced scale
-(libjpeg's DCT scaling via Pillow's `draft`) when the model needs far fewer pixels, other formats (which
+(libjpeg's DCT scaling: Pillow's `draft` chooses it, simplejpeg decodes colour JPEGs with it, Pillow
+the rest) when the model needs far fewer pixels, other formats (which
 cannot decode at reduced scale) box-reduced right after decoding so that only one full-size buffer ever
 exists, any mode (CMYK, 16-bit, alpha, grayscale, palette) converted to RGB without float copies, a
 pixel limit against decompression bombs, and JPEGs too short for the size their header claims refused.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # ImageNet statistics, in 0..255 units: the pretrained backbone expects them.
@@ -155,6 +157,13 @@ def decoded_pixels(data: bytes | str | Path, target: int | None = None) -> int:
 def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndarray, float]:
     """Decode a photo to RGB uint8. With `target`, JPEGs may decode at 1/2, 1/4 or 1/8 scale as long as
     the longer side stays at least `target`. Returns the array and the draft factor (>= 1)."""
+    arr, draft_factor = _decode_upright(data, target)
+    return np.ascontiguousarray(arr), draft_factor
+
+
+def _decode_upright(data: bytes | str | Path, target: int | None) -> tuple[np.ndarray, float]:
+    """`decode`, whose array may be a turned view of the decoded one (EXIF orientation): whoever keeps
+    only part of it copies only that part."""
     img = _open(data)
     full_w, full_h = img.size
     if target is not None and img.format not in {"JPEG", "MPO"}:
@@ -162,9 +171,11 @@ def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndar
     if target is not None:
         img.draft("RGB", _draft_box(full_w, full_h, target))
     draft_factor = full_w / img.size[0]  # draft sets the reduced size before any pixel is decoded
+    fast = _colour_jpeg(img, data)
+    if fast is not None:
+        return fast, draft_factor
     try:
-        # In place: without an orientation tag the copying variant copies the whole photo for nothing
-        # (a 12 MP photo is 36 MB; the fine pass decodes one at full size).
+        # In place: without an orientation tag the copying variant copies the whole photo for nothing.
         ImageOps.exif_transpose(img, in_place=True)
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
@@ -172,13 +183,29 @@ def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndar
     return _to_rgb(img), draft_factor
 
 
-# OpenCV's reduced-scale JPEG reads, by the scale `Image.draft` chose (both are libjpeg's DCT scaling).
-_CV2_SCALE = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
+def _colour_jpeg(img: Image.Image, data: bytes | str | Path) -> np.ndarray | None:
+    """A colour JPEG decoded by simplejpeg at the scale `img.draft` chose, upright (a view when turned);
+    None for anything else (grey, CMYK), or a file libjpeg warns about: Pillow decodes those, and
+    refuses the truncated ones.
+
+    The same libjpeg-turbo pixels as Pillow's (a test checks every orientation and scale), about twice
+    as fast on a 12 MP photo (33 against 62-100 ms, `benchmarks/bench_decode.py`): straight into an
+    RGB array, without Pillow's copy of the photo into bytes and then into the array."""
+    if img.format not in {"JPEG", "MPO"} or img.mode != "RGB":
+        return None
+    buf = data if isinstance(data, bytes | bytearray) else Path(data).read_bytes()
+    w, h = img.size
+    try:
+        # libjpeg's smallest scale that keeps draft's size (1/2, 1/4, 1/8 or 1) is draft's own scale.
+        rgb = simplejpeg.decode_jpeg(buf, colorspace="RGB", min_width=w, min_height=h, strict=True)
+    except ValueError:  # strict: any libjpeg warning (a truncated scan, extraneous bytes)
+        return None
+    if rgb.shape[:2] != (h, w):
+        return None
+    turn = _ORIENT_ARRAY.get(img.getexif().get(0x0112))
+    return turn(rgb) if turn else rgb
+
+
 # `_ORIENT`'s transposes on an H x W x C array.
 _ORIENT_ARRAY = {
     2: lambda a: a[:, ::-1],
@@ -202,43 +229,21 @@ class DecodedPart:
     crop: tuple[int, int, int, int]
 
 
-def decode_part_again(
+def decode_part(
     data: bytes | str | Path, target: int | None, box: tuple[float, float, float, float] | None
 ) -> DecodedPart:
-    """`decode` again, for a photo `decode` already read without an error (the fine pass reads it again,
-    finer), keeping only `box` (x0, y0, x1, y1 in the photo's full-size pixels; None: all of it).
+    """`decode`, keeping only `box` (x0, y0, x1, y1 in the photo's full-size pixels; None: all of it):
+    the fine pass reads a photo a second time, finer, for the device's box.
 
-    A colour JPEG goes through OpenCV's decoder straight into an array: the same libjpeg-turbo pixels
-    (a test checks them against `decode`'s, every orientation and scale), without Pillow's copy of the
-    decoded photo into bytes and then into the array (12 MP: 47 ms of a 100 ms decode). Only the part
-    is converted to RGB and copied: the fine pass keeps the device's box, and converting the rest of a
-    12 MP photo costs about 10 ms for nothing. Anything else goes through `decode`. Never for unchecked
-    input: OpenCV decodes a truncated JPEG without an error, where `decode` refuses it."""
-    img = _open(data)
-    full_w, full_h = img.size
-    bgr = None
-    if img.format == "JPEG" and img.mode == "RGB":  # grey, CMYK: Pillow's own conversions
-        if target is not None:
-            img.draft("RGB", _draft_box(full_w, full_h, target))
-        flag = _CV2_SCALE.get(round(full_w / img.size[0]))
-        if flag is not None:
-            buf = data if isinstance(data, bytes | bytearray) else Path(data).read_bytes()
-            bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
-        if bgr is not None and bgr.shape[:2] != (img.size[1], img.size[0]):
-            bgr = None
-    if bgr is None:
-        whole, draft = decode(data, target)
-    else:
-        turn = _ORIENT_ARRAY.get(img.getexif().get(0x0112))
-        whole, draft = (turn(bgr) if turn else bgr), full_w / img.size[0]  # turning is a view
+    Only the part is copied: the fine pass keeps the device's box of a 12 MP photo, and turning or
+    copying the rest costs about 10 ms for nothing."""
+    whole, draft = _decode_upright(data, target)
     h, w = whole.shape[:2]
     x0, y0, x1, y1 = 0, 0, w, h
     if box is not None:
         x0, y0 = max(0, int(box[0] / draft)), max(0, int(box[1] / draft))
         x1, y1 = min(w, math.ceil(box[2] / draft)), min(h, math.ceil(box[3] / draft))
     part = np.ascontiguousarray(whole[y0:y1, x0:x1])
-    if bgr is not None:
-        part = cv2.cvtColor(part, cv2.COLOR_BGR2RGB)
     return DecodedPart(part, draft, (w, h), (x0, y0, x1, y1))
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import astuple
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from model.preprocess import MAX_PIXELS, PAD_VALUE, DecodeError, decode, letterbox, prepare, to_nchw
 
@@ -112,12 +113,24 @@ def test_decompression_bomb_is_refused_before_decoding():
     assert info.value.code == "too_many_pixels"
 
 
+def _pillow_decode(data, target):
+    """Pillow's own decode, as `decode` was before simplejpeg: draft, EXIF transpose, RGB."""
+    from model.preprocess import _draft_box
+
+    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    full_w = img.width
+    if target is not None:
+        img.draft("RGB", _draft_box(*img.size, target))
+    factor = full_w / img.width
+    return np.asarray(ImageOps.exif_transpose(img).convert("RGB")), factor
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_decode_part_again_gives_decodes_pixels_at_every_orientation_and_scale(orientation, tmp_path):
-    """The fine pass's second read of a photo (OpenCV's decoder for a colour JPEG) gives exactly the
-    array and draft factor `decode` gives, whatever the EXIF orientation and the reduced scale; a grey
-    JPEG and a PNG go through `decode` itself."""
-    from model.preprocess import decode_part_again
+def test_decode_gives_pillows_pixels_at_every_orientation_and_scale(orientation, tmp_path):
+    """A colour JPEG goes through simplejpeg: exactly the array and draft factor Pillow gives, whatever
+    the EXIF orientation and the reduced scale, from bytes or a path, for `decode` and `decode_part`
+    alike; a grey JPEG and a PNG go through Pillow."""
+    from model.preprocess import decode_part
 
     rng = np.random.default_rng(orientation)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
@@ -128,24 +141,34 @@ def test_decode_part_again_gives_decodes_pixels_at_every_orientation_and_scale(o
     path = tmp_path / "p.jpg"
     path.write_bytes(data)
     for target in (None, 181, 91, 46, 23):
+        want, want_draft = _pillow_decode(data, target)
         for source in (data, path):
-            want, want_draft = decode(source, target)
-            part = decode_part_again(source, target, None)
-            got, got_draft = part.rgb, part.draft_factor
-            assert got_draft == want_draft and got.shape == want.shape and got.flags.c_contiguous
-            assert np.array_equal(got, want), (orientation, target)
+            for got, got_draft in (decode(source, target), astuple(decode_part(source, target, None))[:2]):
+                assert got_draft == want_draft and got.shape == want.shape and got.flags.c_contiguous
+                assert np.array_equal(got, want), (orientation, target)
     grey = _encode(Image.fromarray(arr[..., 0]), "JPEG", quality=90)
     png = _encode(Image.fromarray(arr), "PNG")
     for other in (grey, png):
-        assert np.array_equal(decode_part_again(other, 91, None).rgb, decode(other, 91)[0])
+        assert np.array_equal(decode_part(other, 91, None).rgb, decode(other, 91)[0])
+
+
+def test_a_jpeg_libjpeg_warns_about_is_pillows_to_judge():
+    """simplejpeg is strict; what it refuses, Pillow decides: a scan cut short is refused as truncated
+    (the size check in the header passes), a JPEG with extraneous bytes after its end decodes."""
+    data = _encode(_photo(640, 480), "JPEG", quality=95)
+    with pytest.raises(DecodeError) as info:
+        decode(data[: len(data) * 3 // 4])
+    assert info.value.code == "corrupt_image"
+    rgb, _ = decode(data + b"\x00" * 64)
+    assert np.array_equal(rgb, decode(data)[0])
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-def test_decode_part_again_is_the_box_of_decodes_array(orientation):
+def test_decode_part_is_the_box_of_decodes_array(orientation):
     """The fine pass keeps the device's box (full-size pixels) of the photo read again: exactly that
     part of `decode`'s array, outward to whole pixels at the draft scale and clipped to the photo, for a
     colour JPEG (converted to RGB after cropping), a grey one and a PNG alike."""
-    from model.preprocess import decode_part_again
+    from model.preprocess import decode_part
 
     rng = np.random.default_rng(orientation)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
@@ -158,7 +181,7 @@ def test_decode_part_again_is_the_box_of_decodes_array(orientation):
     for data in (colour, grey, png):
         for target in (None, 91):
             whole, draft = decode(data, target)
-            part = decode_part_again(data, target, box)
+            part = decode_part(data, target, box)
             x0, y0 = int(box[0] / draft), int(box[1] / draft)
             x1, y1 = min(whole.shape[1], math.ceil(box[2] / draft)), whole.shape[0]
             assert part.draft_factor == draft and part.size == (whole.shape[1], whole.shape[0])
