@@ -260,3 +260,29 @@ def test_the_line_filters_median_and_mad_are_numpys():
         med = float(np.median(v.astype(np.float32)))
         mad = float(np.median(np.abs(v.astype(np.float32) - med)))
         assert median_and_mad(v) == (med, mad)
+
+
+def _worst_line_contrast(scale: float, interpolation: int) -> int:
+    """A dark line one pixel wide (contrast 100) shrunk by `scale`: its least contrast left in any canvas
+    column, over every phase of the line against the output grid."""
+    worst = 100
+    for x in range(40, 48):
+        img = np.full((32, 96), 200, np.uint8)
+        img[:, x] = 100
+        out = cv2.resize(img, (round(96 * scale), 32), interpolation=interpolation)
+        worst = min(worst, 200 - int(out[16].min()))
+    return worst
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.99])
+def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale):
+    """The canvas's shrink is bilinear only where bilinear never steps over a thin line more than the area
+    average does (from 0.75); below, where it would (0.6: a third of the contrast gone), the area average."""
+    from model.fine_pass import LINEAR_SHRINK_FROM, _shrink_interpolation
+
+    chosen = _shrink_interpolation(scale)
+    area = _worst_line_contrast(scale, cv2.INTER_AREA)
+    assert (chosen == cv2.INTER_LINEAR) == (scale >= LINEAR_SHRINK_FROM)
+    assert _worst_line_contrast(scale, chosen) >= area - 2
+    if scale in (0.6, 0.7):
+        assert _worst_line_contrast(scale, cv2.INTER_LINEAR) < area - 2  # why not bilinear everywhere
