@@ -361,10 +361,15 @@ def int8_sibling_of(path: Path) -> Path | None:
 
 def run_variant(name: str, model_path: Path, overrides: dict[str, str], args, photo: bytes, baseline) -> dict:
     """One served model: in-process limit and service (latency, then throughput rounds), alternated."""
+    from pydantic import TypeAdapter
+
     from serving.predictor import load_model
 
     cores = os.cpu_count() or 2
-    model = load_model(model_path, intra_op_threads=cores)
+    # The in-process rows run what the service runs: without the fine network under --set FINE_PASS=false
+    # (parsed as the service's settings parse it).
+    fine = TypeAdapter(bool).validate_python(overrides.get("REFURBGRADE_FINE_PASS", "true"))
+    model = load_model(model_path, intra_op_threads=cores, fine=fine)
     bench_in_process(photo, model, 1, 1)  # warm-up
     work = Path(tempfile.mkdtemp(prefix="refurbgrade-bench-"))
     port = _free_port()
