@@ -130,7 +130,7 @@ def test_decode_gives_pillows_pixels_at_every_orientation_and_scale(orientation,
     """A colour JPEG goes through simplejpeg: exactly the array and draft factor Pillow gives, whatever
     the EXIF orientation and the reduced scale, from bytes or a path, for `decode` and `decode_part`
     alike; a grey JPEG and a PNG go through Pillow."""
-    from model.preprocess import decode_part
+    from model.preprocess import _colour_jpeg, decode_part
 
     rng = np.random.default_rng(orientation)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
@@ -150,6 +150,9 @@ def test_decode_gives_pillows_pixels_at_every_orientation_and_scale(orientation,
     png = _encode(Image.fromarray(arr), "PNG")
     for other in (grey, png):
         assert np.array_equal(decode_part(other, 91, None).rgb, decode(other, 91)[0])
+    # The colour JPEG took simplejpeg's path (the speed this is for), the grey one Pillow's.
+    assert _colour_jpeg(Image.open(io.BytesIO(data)), data) is not None
+    assert _colour_jpeg(Image.open(io.BytesIO(grey)), grey) is None
 
 
 def test_a_jpeg_libjpeg_warns_about_is_pillows_to_judge():
