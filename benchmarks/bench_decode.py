@@ -34,8 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from model.preprocess import DETAIL, _draft_box, decode, decode_part  # noqa: E402
 
-_CV2_SCALE = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
-_CV2_SCALE[8] = cv2.IMREAD_REDUCED_COLOR_8
+# OpenCV's reduced-scale reads, by the DCT scale `decode` chose.
+_CV2_SCALE = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 def pillow(data: bytes, target: int | None) -> np.ndarray:

@@ -19,7 +19,7 @@ Two heads (`HEADS`), i.e. what runs at the tile's full resolution, where a 256 p
 - "full" (the first fine file): the decoder's 32 channels upsampled, a 16-wide two-conv pixel branch and a
   dense 3x3 mix, about 18k multiply-adds a pixel, three quarters of the network's time;
 - "light": the decoder reduced to 16 channels at stride 2 before upsampling, an 8-wide two-conv pixel
-  branch and a depthwise-separable mix, about 2k a pixel: 2.6x faster a tile (docs/fine-pass.md).
+  branch and a depthwise-separable mix, about 2k a pixel: 2.3-2.4x faster a tile (docs/fine-pass.md).
 The encoder and decoder are the same in both, so a light net starts from a full one's weights.
 """
 

@@ -2,10 +2,10 @@
 
 decode: bytes or path -> RGB uint8 HxWx3, EXIF orientation applied, JPEGs decoded at reduced scale
 (libjpeg's DCT scaling: Pillow's `draft` chooses it, simplejpeg decodes colour JPEGs with it, Pillow
-the rest) when the model needs far fewer pixels, other formats (which
-cannot decode at reduced scale) box-reduced right after decoding so that only one full-size buffer ever
-exists, any mode (CMYK, 16-bit, alpha, grayscale, palette) converted to RGB without float copies, a
-pixel limit against decompression bombs, and JPEGs too short for the size their header claims refused.
+the rest) when the model needs far fewer pixels, other formats (which cannot decode at reduced scale)
+box-reduced right after decoding so that only one full-size buffer ever exists, any mode (CMYK, 16-bit,
+alpha, grayscale, palette) converted to RGB without float copies, a pixel limit against decompression
+bombs, and JPEGs too short for the size their header claims refused.
 `decoded_pixels` says from the header alone how many pixels `decode` will hold at once (the service
 budgets them across requests).
 letterbox: keep the aspect ratio, pad to a square of the model's input size with `PAD_VALUE`; optionally
