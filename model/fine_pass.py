@@ -20,6 +20,8 @@ less even at 0.05 mm per pixel, invisible at the coarse pass's 0.2-0.5 mm. After
 4. run the fine network on each tile with `margin_px` of context on every side and keep the tile's
    inner part, so neighbouring tiles meet without seams; stitch `heat`, `width_px` and `contrast`
    into maps of the canvas (`FineMaps`).
+5. on a front or back view, with the card's `frame_z`, read the frame's rim along the device's outline
+   on the same canvas (`model.frame_read`): the lines there, which the tiles do not read (`FineMaps.frame`).
 
 `model.fine_instances` turns the maps into measured scratches and merges them with the coarse pass's.
 The fine network's file is a sibling of the coarse model's (`NAME.fine.onnx`, `fine_sibling`), with its
@@ -39,11 +41,12 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from model.frame_read import FrameLine, read_frame
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
-from model.outputs import DEFECT_CHANNELS
+from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES
 from model.postprocess import estimate_scale
 from model.preprocess import Letterbox, decode_part
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import DefectType, View, Zone
 
 FINE_CARD_KEY = "refurbgrade.fine_card"
 FINE_CARD_SCHEMA_VERSION = 1
@@ -100,6 +103,13 @@ class FineCard(BaseModel):
     min_contrast: float = Field(default=0.08, ge=0, le=1)
     candidate_cut: float = Field(default=0.1, gt=0, lt=1)  # a coarse scratch/chip cell proposes a tile
     line_min_mm: float = Field(default=2.0, gt=0)  # line-filter response that proposes a tile
+    # The frame reader (`model.frame_read`) on front and back views: a line on the rim is connected
+    # pixels at a z-score of `frame_z_low` or more whose peak reaches `frame_z`. The pass keeps lines
+    # from `frame_z_low` on (`FineMaps.frame`); `frame_z` is applied when they are read, so `fine-cut`
+    # can choose it without running the pass again. None: the frame is not read (cards before
+    # 2026.12.05.3).
+    frame_z: float | None = Field(default=None, gt=0)
+    frame_z_low: float | None = Field(default=None, gt=0)
     metrics: dict[str, float] = Field(default_factory=dict)
     notes: str = ""
 
@@ -161,6 +171,9 @@ class FineMaps:
     tiles: tuple[tuple[int, int, int, int], ...]  # kept parts, canvas pixels (x0, y0, x1, y1)
     proposed: int  # tiles the plan proposed at this resolution
     fallback: bool  # the plan fell back to `fallback_mm`
+    # Lines on the rim (`model.frame_read`) whose z reaches the card's frame_z_low, in the original
+    # photo's pixels (`model.fine_instances.frame_instances` keeps those at frame_z).
+    frame: tuple[FrameLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -288,15 +301,17 @@ def tile_scores(
     candidates: np.ndarray,
     res_mm: float,
     card: FineCard,
+    gray: np.ndarray | None = None,
 ) -> Scores:
     """Per cell of the canvas's grid: `candidates` (N x 2 canvas points of coarse cells at the
     candidate cut, those in critical zones listed twice), the line filter's response on `canvas` at
     `LINE_FILTER_RES_MM` (mm of line) inside the surface `surf`, and the surface's area, screen pixels
-    weighing ten (what `choose_cells` gives the budget left over to)."""
+    weighing ten (what `choose_cells` gives the budget left over to). `gray`: the canvas in grey, where
+    the caller has it."""
     stride = card.stride
     net = _cells(candidates, stride)
     f = min(1.0, res_mm / LINE_FILTER_RES_MM)
-    gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
+    gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY) if gray is None else gray
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
     dev = cv2.resize(surf.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
     lines = line_filter(small, dev, res_mm / f)  # dev: the surface; line_filter drops its outline too
@@ -440,18 +455,25 @@ def fine_pass(
     box = (max(0.0, x0 - pad), max(0.0, y0 - pad), min(float(w), x1 + pad), min(float(h), y1 + pad))
     res = max(card.fine_mm, native)
     canvas, clb = _decode_box(source, box, native, res, original_size)
+    gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
     fallback = False
-    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
+    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray)
+    # The rim is read on the finest canvas, before any fallback: its scratches are as fine as any.
+    frame = _frame_lines(outputs, gray, zones, res, clb, card)
     if choose_cells(*scores, None, card.line_min_mm).proposed > card.max_tiles and res < card.fallback_mm:
         canvas, clb = _rescaled(canvas, clb, res / card.fallback_mm)
         res, fallback = card.fallback_mm, True
         scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
     plan = choose_cells(*scores, card.max_tiles, card.line_min_mm)
-    if not plan.cells:
+    if not plan.cells and not frame:
         return None
-    maps = run_tiles(canvas, plan.cells, card, stage.run)
-    stride = card.stride
     ch, cw = canvas.shape[:2]
+    if plan.cells:
+        maps = run_tiles(canvas, plan.cells, card, stage.run)
+    else:  # only the rim: maps that read as empty (read-only views of a single zero, never written)
+        zero = np.broadcast_to(np.float32(0.0), (ch, cw))
+        maps = {**dict.fromkeys(FINE_OUTPUT_NAMES, zero), "covered": np.broadcast_to(False, (ch, cw))}
+    stride = card.stride
     kept = tuple(
         (i * stride, j * stride, min(cw, (i + 1) * stride), min(ch, (j + 1) * stride)) for i, j in plan.cells
     )
@@ -467,10 +489,43 @@ def fine_pass(
         tiles=kept,
         proposed=plan.proposed,
         fallback=fallback,
+        frame=frame,
     )
 
 
-def _scores(outputs, lb, input_size, canvas, clb, res, card) -> tuple[Scores, np.ndarray, np.ndarray]:
+# Views whose photo shows the frame as a rim around the glass (a side view is mostly frame: not read).
+FRAME_VIEWS = (View.FRONT, View.BACK)
+
+
+def _frame_lines(outputs, gray, zones, res, clb: Letterbox, card: FineCard) -> tuple[FrameLine, ...]:
+    """The rim's lines (`model.frame_read`) of a front or back view, as the network sees the view, in
+    the original photo's pixels; none where the card does not read the frame."""
+    if card.frame_z is None:
+        return ()
+    view_probs = outputs.get("view_probs")
+    if view_probs is None or View(VIEW_CLASSES[int(np.argmax(view_probs))]) not in FRAME_VIEWS:
+        return ()
+    z_low = card.frame_z if card.frame_z_low is None else min(card.frame_z_low, card.frame_z)
+    lines = read_frame(gray, zones, res, z_low, z_low)
+    per_canvas_px = clb.draft_factor / clb.scale  # original pixels a canvas pixel
+    out = []
+    for line in lines:
+        out.append(
+            FrameLine(
+                centre=clb.to_original(line.centre),
+                polygon=clb.to_original(line.polygon),
+                length_px=line.length_px * per_canvas_px,
+                width_px=line.width_px * per_canvas_px,
+                contrast=line.contrast,
+                z=line.z,
+            )
+        )
+    return tuple(out)
+
+
+def _scores(
+    outputs, lb, input_size, canvas, clb, res, card, gray=None
+) -> tuple[Scores, np.ndarray, np.ndarray]:
     """The cells' scores, the canvas's zone map and the surface mask they were scored on."""
     zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
     surf = surface(zones, res)
@@ -478,4 +533,4 @@ def _scores(outputs, lb, input_size, canvas, clb, res, card) -> tuple[Scores, np
     h, w = canvas.shape[:2]
     cands = cands[(cands[:, 0] >= 0) & (cands[:, 1] >= 0) & (cands[:, 0] < w) & (cands[:, 1] < h)]
     on = surf[cands[:, 1].astype(int), cands[:, 0].astype(int)]
-    return tile_scores(canvas, zones, surf, cands[on], res, card), zones, surf
+    return tile_scores(canvas, zones, surf, cands[on], res, card, gray), zones, surf
