@@ -12,6 +12,11 @@ maps, and reads them again at every (cut, low) pair: scratch instance precision,
 the graded ones, and per source the share of photos graded unlistable (a guard for real screens:
 MSD's scratched screens are Fair, never unlistable). `choose` takes the best F1. `refurbgrade fine-cut`
 prints the table and, with `--write`, puts the choice into the fine card (`model.export.update_fine_card`).
+
+With `frame_zs`, each (cut, low) is also read with the frame reader's lines (`model.frame_read`) kept
+from each z (None: without them): the pass runs once with the lowest, and `choose_frame` takes the z
+whose Back Market accuracy is best at the chosen cut (ties: the higher z, fewer false lines), and only
+if it grades at least as well as without the frame and finds scratches at least as well (F1).
 Choose on validation manifests only; report on a held-out seed.
 """
 
@@ -32,18 +37,23 @@ from training.predict import load_predictor, predict
 CUTS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
 LOWS: tuple[float | None, ...] = (None, 0.5)
 STANDARD = "backmarket"
+# The frame reader's hysteresis low when the card has none: a line is grown from this z.
+FRAME_Z_LOW = 4.0
 
 
-def _at(pred, cut: float | None, low: float | None):
-    """`pred` with its fine maps read at (cut, low); cut None: without its fine maps (the coarse pass)."""
+def _at(pred, cut: float | None, low: float | None, frame_z: float | None = None):
+    """`pred` with its fine maps read at (cut, low) and its frame lines kept from `frame_z` (None:
+    without them); cut None: without its fine maps (the coarse pass)."""
     fine = pred.inferred.fine
     if fine is None:
         return pred
     if cut is None:
         return dataclasses.replace(pred, inferred=dataclasses.replace(pred.inferred, fine=None))
-    card = fine.card.model_copy(update={"heat_cut": cut, "heat_low": low})
+    card = fine.card.model_copy(update={"heat_cut": cut, "heat_low": low, "frame_z": frame_z})
+    frame = fine.frame if frame_z is not None else ()
     return dataclasses.replace(
-        pred, inferred=dataclasses.replace(pred.inferred, fine=dataclasses.replace(fine, card=card))
+        pred,
+        inferred=dataclasses.replace(pred.inferred, fine=dataclasses.replace(fine, card=card, frame=frame)),
     )
 
 
@@ -53,24 +63,34 @@ def cut_table(
     cuts: Sequence[float] = CUTS,
     lows: Sequence[float | None] = LOWS,
     splits: Sequence[str] = ("val",),
+    frame_zs: Sequence[float | None] = (None,),
 ) -> list[dict]:
-    """One row per (cut, low) with low below cut: the figures above over the photos of `manifests`; the
-    first row (cut None) is the coarse pass alone on the same photos, the baseline."""
+    """One row per (cut, low, frame z) with low below cut: the figures above over the photos of
+    `manifests`; the first row (cut None) is the coarse pass alone on the same photos, the baseline."""
     predictor = load_predictor(model_path, fine=True)
     if predictor.fine_card is None:
         raise FileNotFoundError(f"{model_path}: no fine file beside it")
+    zs = [z for z in frame_zs if z is not None]
+    if zs:  # the pass keeps the lines from the lowest z asked for
+        card = predictor.fine_card
+        low = min(min(zs), card.frame_z_low if card.frame_z_low is not None else FRAME_Z_LOW)
+        predictor = dataclasses.replace(
+            predictor, fine_card=card.model_copy(update={"frame_z": min(zs), "frame_z_low": low})
+        )
     items = load_manifest_args(manifests, splits)
     if not items:
         raise ValueError(f"no photos in splits {tuple(splits)} of {list(manifests)}")
     preds = list(tqdm(predict(items, predictor), total=len(items), desc="photos"))
-    pairs = [(None, None)] + [(c, v) for c in cuts for v in lows if v is None or v < c]
+    pairs = [(None, None, None)] + [
+        (c, v, z) for c in cuts for v in lows if v is None or v < c for z in frame_zs
+    ]
     rows = []
-    for cut, low in tqdm(pairs, desc="cuts"):
+    for cut, low, frame_z in tqdm(pairs, desc="cuts"):
         tp = fp = fn = right = graded = 0
         unlistable: Counter = Counter()
         photos: Counter = Counter()
         for pred in preds:
-            res = photo_result(_at(pred, cut, low), predictor.thresholds, predictor.mask_stride)
+            res = photo_result(_at(pred, cut, low, frame_z), predictor.thresholds, predictor.mask_stride)
             for m in res.matches:
                 if m.type == "scratch":
                     tp += m.pred is not None and m.gt is not None
@@ -88,6 +108,8 @@ def cut_table(
             {
                 "heat_cut": cut,
                 "heat_low": low,
+                "frame_z": frame_z,
+                "frame_z_low": predictor.fine_card.frame_z_low if frame_z is not None else None,
                 "scratch_tp": tp,
                 "scratch_fp": fp,
                 "scratch_fn": fn,
@@ -103,24 +125,44 @@ def cut_table(
 
 
 def choose(rows: list[dict]) -> dict:
-    """The fine row with the best scratch F1 (ties: the higher cut, the fewer false scratches)."""
+    """The fine row without frame lines with the best scratch F1 (ties: the higher cut, the fewer false
+    scratches)."""
     return max(
-        (r for r in rows if r["heat_cut"] is not None),
+        (r for r in rows if r["heat_cut"] is not None and r.get("frame_z") is None),
         key=lambda r: (round(r["scratch_f1"], 4), r["heat_cut"]),
     )
 
 
+def choose_frame(rows: list[dict], best: dict) -> float | None:
+    """The frame z at `best`'s (cut, low) with the best Back Market accuracy (ties: the higher z), if
+    it grades and finds scratches at least as well as `best` (without frame lines); else None."""
+    here = [
+        r
+        for r in rows
+        if r["heat_cut"] == best["heat_cut"] and r["heat_low"] == best["heat_low"] and r.get("frame_z")
+    ]
+    ok = [
+        r
+        for r in here
+        if r["backmarket_accuracy"] >= best["backmarket_accuracy"] and r["scratch_f1"] >= best["scratch_f1"]
+    ]
+    if not ok:
+        return None
+    return max(ok, key=lambda r: (round(r["backmarket_accuracy"], 4), r["frame_z"]))["frame_z"]
+
+
 def format_table(rows: list[dict]) -> str:
     sources = sorted({s for r in rows for s in r["unlistable_share"]})
-    head = "| cut | low | scratch P | R | F1 | TP / FP / FN | BM acc. | " + " | ".join(
+    head = "| cut | low | frame z | scratch P | R | F1 | TP / FP / FN | BM acc. | " + " | ".join(
         f"unlistable, {s}" for s in sources
     )
-    lines = [head + " |", "|" + "---|" * (7 + len(sources))]
+    lines = [head + " |", "|" + "---|" * (8 + len(sources))]
     for r in rows:
         share = " | ".join(f"{r['unlistable_share'].get(s, float('nan')):.0%}" for s in sources)
         lines.append(
             f"| {'coarse only' if r['heat_cut'] is None else r['heat_cut']} | "
             f"{r['heat_low'] if r['heat_low'] is not None else '-'} | "
+            f"{r['frame_z'] if r.get('frame_z') is not None else '-'} | "
             f"{r['scratch_precision']:.3f} | {r['scratch_recall']:.3f} | {r['scratch_f1']:.3f} | "
             f"{r['scratch_tp']} / {r['scratch_fp']} / {r['scratch_fn']} | "
             f"{r['backmarket_accuracy']:.3f} ({r['graded']}) | {share} |"

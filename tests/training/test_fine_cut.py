@@ -17,7 +17,7 @@ from model.fine_pass import FineCard
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from refurbgrade.cli import build
 from tests.serving.tiny_model import build_tiny_model, device_photo
-from training.fine_cut import choose, cut_table
+from training.fine_cut import choose, choose_frame, cut_table
 
 W, H = 2400, 3000  # the tiny model's device fills 80% of the height: about 0.06 mm per pixel
 
@@ -70,6 +70,50 @@ def test_every_cut_is_read_on_the_same_photos(model_dir):
         assert set(r["unlistable_share"]) == {"synthetic"}
 
 
+def test_each_cut_is_also_read_with_the_frame_lines_from_each_z(model_dir):
+    rows = cut_table(
+        model_dir / "tiny.onnx",
+        [f"{model_dir / 'val.jsonl'}@val"],
+        (0.6,),
+        (None,),
+        ("val",),
+        (None, 6.0, 12.0),
+    )
+    assert [(r["heat_cut"], r["frame_z"]) for r in rows] == [
+        (None, None),
+        (0.6, None),
+        (0.6, 6.0),
+        (0.6, 12.0),
+    ]
+    assert [r["frame_z_low"] for r in rows] == [None, None, 4.0, 4.0]  # the lines grown from the default low
+    for r in rows:
+        assert r["scratch_tp"] + r["scratch_fn"] == 1 and r["graded"] == 1
+
+
+def test_the_frame_z_that_grades_best_wins_if_it_costs_nothing():
+    best = {
+        "heat_cut": 0.99,
+        "heat_low": 0.5,
+        "frame_z": None,
+        "backmarket_accuracy": 0.40,
+        "scratch_f1": 0.30,
+    }
+    at = {"heat_cut": 0.99, "heat_low": 0.5}
+    rows = [
+        best,
+        {**at, "frame_z": 6.0, "backmarket_accuracy": 0.35, "scratch_f1": 0.40},  # grades worse
+        {**at, "frame_z": 10.0, "backmarket_accuracy": 0.44, "scratch_f1": 0.38},
+        {**at, "frame_z": 12.0, "backmarket_accuracy": 0.44, "scratch_f1": 0.37},  # the tie: higher z
+        {"heat_cut": 0.97, "heat_low": 0.5, "frame_z": 8.0, "backmarket_accuracy": 0.9, "scratch_f1": 0.9},
+    ]
+    assert choose_frame(rows, best) == 12.0
+    assert (
+        choose_frame([best, {**at, "frame_z": 8.0, "backmarket_accuracy": 0.44, "scratch_f1": 0.29}], best)
+        is None
+    )
+    assert choose_frame([best], best) is None
+
+
 def test_the_best_f1_wins_and_a_tie_goes_to_the_higher_cut():
     rows = [
         {"heat_cut": 0.9, "scratch_f1": 0.40},
@@ -77,6 +121,7 @@ def test_the_best_f1_wins_and_a_tie_goes_to_the_higher_cut():
         {"heat_cut": 0.99, "scratch_f1": 0.42},
         {"heat_cut": 0.8, "scratch_f1": 0.30},
         {"heat_cut": None, "scratch_f1": 0.50},  # the coarse baseline is never the choice
+        {"heat_cut": 0.9, "frame_z": 8.0, "scratch_f1": 0.60},  # nor a row with frame lines
     ]
     assert choose(rows)["heat_cut"] == 0.99
 
@@ -111,14 +156,18 @@ def test_the_command_writes_its_choice_and_refuses_a_model_without_a_fine_file(m
             "0.3,0.6",
             "--lows",
             "none",
+            "--frame-zs",
+            "8,12",
             "--write",
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "| cut | low | scratch P" in res.output
     sess = _session(tmp_path / "m" / "tiny.fine.onnx")
     card = json.loads(sess.get_modelmeta().custom_metadata_map["refurbgrade.fine_card"])
     assert card["heat_cut"] in (0.3, 0.6) and card["heat_low"] is None
+    assert "| cut | low | frame z |" in res.output and "frame reader:" in res.output
+    assert card["frame_z"] in (None, 8.0, 12.0)  # off unless it grades and finds as well
+    assert (card["frame_z_low"] is None) == (card["frame_z"] is None)
     assert "chosen on whole photos" in card["notes"]
 
     res = runner.invoke(app, ["fine-cut", str(model_dir / "tiny.onnx"), "-m", "nowhere.jsonl"])

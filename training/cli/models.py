@@ -326,13 +326,17 @@ def fine_cut(
     split: Annotated[list[str] | None, typer.Option("--split", help="splits to use (default: val)")] = None,
     cuts: Annotated[str, typer.Option("--cuts", help="heat cuts to try, comma-separated")] = "",
     lows: Annotated[str, typer.Option("--lows", help="hysteresis lows to try ('none': without)")] = "",
+    frame_zs: Annotated[
+        str, typer.Option("--frame-zs", help="frame reader z cuts to try, comma-separated ('none': off)")
+    ] = "",
     write: Annotated[bool, typer.Option("--write", help="put the best pair into the fine card")] = False,
 ) -> None:
-    """Choose the fine file's heat cut on whole validation photos (scratch F1 through the one path)."""
+    """Choose the fine file's heat cut on whole validation photos (scratch F1 through the one path), and
+    with --frame-zs the frame reader's z (Back Market accuracy, at no loss of F1)."""
     from model.export import update_fine_card
     from model.fine_pass import fine_sibling
     from training.dataset import parse_manifest_arg
-    from training.fine_cut import CUTS, LOWS, choose, cut_table, format_table
+    from training.fine_cut import CUTS, LOWS, choose, choose_frame, cut_table, format_table
 
     try:
         splits = tuple(split or ["val"])
@@ -344,22 +348,35 @@ def fine_cut(
         )
         if any(not 0 < c < 1 for c in cut_list) or any(v is not None and not 0 < v < 1 for v in low_list):
             raise ValueError("cuts and lows lie strictly between 0 and 1")
-        rows = cut_table(model, manifest, cut_list, low_list, splits)
+        z_list = (
+            [None] + [float(z) for z in frame_zs.split(",") if z.strip() != "none"] if frame_zs else [None]
+        )
+        if any(z is not None and z <= 0 for z in z_list):
+            raise ValueError("frame z cuts are positive")
+        rows = cut_table(model, manifest, cut_list, low_list, splits, z_list)
     except (FileNotFoundError, ValueError) as exc:
         _refuse(str(exc))
     typer.echo(format_table(rows))
     best = choose(rows)
     typer.echo(f"best scratch F1: cut {best['heat_cut']}, low {best['heat_low']}")
+    frame_z = choose_frame(rows, best) if len(z_list) > 1 else None
+    if len(z_list) > 1:
+        typer.echo(f"frame reader: {'off' if frame_z is None else f'z {frame_z}'}")
     if write:
         path = fine_sibling(model)
+        changes = {}
+        if len(z_list) > 1:  # the z chosen, and the low its lines were grown from
+            low = next((r["frame_z_low"] for r in rows if r.get("frame_z") == frame_z), None)
+            changes = {"frame_z": frame_z, "frame_z_low": low}
         card = update_fine_card(
             path,
             heat_cut=best["heat_cut"],
             heat_low=best["heat_low"],
             metrics={k: v for k, v in best.items() if k.startswith("scratch_") and isinstance(v, float)},
             notes=f"heat cut chosen on whole photos ({', '.join(manifest)}) by scratch F1",
+            **changes,
         )
-        typer.echo(f"{path}: heat cut {card.heat_cut}, low {card.heat_low}")
+        typer.echo(f"{path}: heat cut {card.heat_cut}, low {card.heat_low}, frame z {card.frame_z}")
 
 
 def register(app: typer.Typer) -> None:
