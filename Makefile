@@ -110,7 +110,9 @@ model: $(STAMP_ALL)
 # F1 through the one inference path, the coarse pass alone as its baseline; its full grid has 0.98 F1
 # 0.003 higher at 0.03 lower precision, so the recipe keeps 0.99, low 0.5). At most 6 tiles a photo: on
 # the same validation photos 6 found as many scratches as 8 or 16 (one fewer true, eight fewer false), 4 lost
-# three; each tile costs about 8 ms.
+# three; each tile costs about 8 ms. The frame reader (model.frame_read: scratches along the rim of a front or
+# back view, which the tiles do not read) is switched on by the same fine-cut, at the z that grades the
+# validation photos best without losing scratch F1 (`--frame-zs`; 15 on these photos).
 # Its output, models/default.fine.onnx, is bundled and served beside the model (docs/fine-pass.md).
 FINE := $(SYNTH)/fine
 fine-model: $(STAMP_ALL)
@@ -147,7 +149,7 @@ fine-model: $(STAMP_ALL)
 	$(BIN)/refurbgrade export-fine --checkpoint runs/fine_light/best.pt --val $(FINE)/patches_val --val $(FINE)/neg_val \
 		--val $(FINE)/neg_real_val --out models/default.fine.onnx --heat-low 0.5 --max-tiles 6
 	$(BIN)/refurbgrade fine-cut models/default.onnx -m $(FINE)/devices_val/manifest.jsonl@train,val,test \
-		-m datasets/real/msd.jsonl@val --cuts 0.99 --lows 0.5 --write
+		-m datasets/real/msd.jsonl@val --cuts 0.99 --lows 0.5 --frame-zs 6,8,10,12,15 --write
 	$(BIN)/python benchmarks/bench_fine_net.py --checkpoint runs/fine_light/best.pt --compare runs/fine_pos/best.pt \
 		--manifest $(FINE)/patches_test \
 		--train $(FINE)/patches_train --cut $$($(BIN)/python -c "import onnx,json;m=onnx.load('models/default.fine.onnx');print(json.loads({p.key:p.value for p in m.metadata_props}['refurbgrade.fine_card'])['heat_cut'])")
