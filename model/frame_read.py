@@ -116,7 +116,7 @@ def _hull(zones: np.ndarray, res_mm: float) -> np.ndarray | None:
     if not contours:
         return None
     biggest = max(contours, key=cv2.contourArea)
-    if cv2.contourArea(biggest) * (HULL_RES_MM**2) < 100.0:  # under 1 cm²: no device to follow
+    if cv2.contourArea(biggest) * (res_mm / f) ** 2 < 100.0:  # under 1 cm²: no device to follow
         return None
     return (cv2.convexHull(biggest)[:, 0, :].astype(np.float64) + 0.5) / f - 0.5
 
@@ -255,12 +255,12 @@ def _z_scores(values: np.ndarray, level: np.ndarray, res: float) -> tuple[np.nda
     block = max(2, round(PROFILE_BLOCK_MM / res))
     residual = values - level
     match = uniform_filter1d(residual, max(3, round(MATCH_MM / res)), axis=1, mode="wrap")
-    noise = _running_mean_abs(match, block, round(NOISE_MM / PROFILE_BLOCK_MM)) + NOISE_FLOOR
+    noise = _noise(match, block, round(NOISE_MM / PROFILE_BLOCK_MM)) + NOISE_FLOOR
     return match / noise, match
 
 
-def _running_mean_abs(values: np.ndarray, block: int, window: int) -> np.ndarray:
-    """The running median of |values|' block means: the row's noise, robust to the line itself."""
+def _noise(values: np.ndarray, block: int, window: int) -> np.ndarray:
+    """Each row's noise: the running median of |values|' block means (robust to the line itself)."""
     return _running_median(np.abs(values), block, window)
 
 

@@ -156,3 +156,11 @@ def test_the_fine_pass_reports_rim_scratches_on_the_frame(view, frame_z, found):
     assert s.measurement.length == pytest.approx(LINE_MM, rel=0.2)
     assert s.confidence >= 0.5
     assert s.polygon and s.box[2] > s.box[0]
+
+
+def test_no_device_or_a_speck_of_one_reads_nothing():
+    img, zones, _ = _device()
+    assert read_frame(img, np.zeros_like(zones), RES, 4.0, 10.0) == []
+    speck = np.zeros_like(zones)
+    speck[100:140, 100:140] = 1  # 2 x 2 mm: no outline to follow
+    assert read_frame(img, speck, RES, 4.0, 10.0) == []
