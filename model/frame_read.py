@@ -111,7 +111,8 @@ def read_frame(
 def _hull(zones: np.ndarray, res_mm: float) -> np.ndarray | None:
     """The convex hull of the largest device region of `zones`, in canvas pixels (None without one)."""
     f = min(1.0, res_mm / HULL_RES_MM)
-    small = cv2.resize((zones > 0).astype(np.uint8), None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+    # Nearest-neighbour first, then the test: the same pixels as testing the whole canvas, a 25th of the work.
+    small = (cv2.resize(zones, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST) > 0).astype(np.uint8)
     contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
