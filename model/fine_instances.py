@@ -8,8 +8,8 @@ the same post-processing as the coarse maps (`model.postprocess`, measure="fine"
 tile seam never splits a scratch. A scratch's width and contrast are the fine network's own heads
 (median along its centreline): the heat ridge is as wide as the network draws it, not as the scratch is.
 
-`frame_instances` turns the frame reader's lines (`FineMaps.frame`, `model.frame_read`) into scratches on
-the frame of a front or back view.
+`frame_lines` and `frame_instances` turn the frame reader's lines (`FineMaps.frame`, `model.frame_read`)
+into scratches on the frame of a front or back view.
 
 `photo_instances` is what serving, evaluation and calibration call for one photo: the coarse pass's
 instances (`model.postprocess.extract_instances`) and the fine pass's scratches, read off the coarse
@@ -26,6 +26,7 @@ import numpy as np
 
 from model.card import Thresholds
 from model.fine_pass import FRAME_VIEWS, FineMaps
+from model.frame_read import FrameLine
 from model.instances import DefectInstance, Measurement
 from model.outputs import feature_maps
 from model.postprocess import (
@@ -256,18 +257,28 @@ def merge_fine(
     return kept + fine
 
 
-def frame_instances(
-    fine: FineMaps, scale: Scale, min_confidence: float, photo_index: int = 0, view: View | None = None
-) -> list[DefectInstance]:
-    """The frame reader's lines as scratches on the frame, where the photo is a front or back view (as
-    the caller or the network says: the reader ran on the network's view). A line's confidence is
-    z / (z + frame_z): one half at the card's cut, as a component's at its pixel threshold."""
-    if view not in FRAME_VIEWS or not fine.frame or fine.card.frame_z is None:
+def frame_lines(fine: FineMaps, view: View | None) -> list[FrameLine]:
+    """The frame reader's lines the card counts (z at its `frame_z`), where the photo is a front or back
+    view as the caller or the network says (the reader ran on the network's view)."""
+    if view not in FRAME_VIEWS or fine.card.frame_z is None:
         return []
+    return [line for line in fine.frame if line.z >= fine.card.frame_z]
+
+
+def frame_instances(
+    lines: list[FrameLine],
+    frame_z: float,
+    scale: Scale,
+    min_confidence: float,
+    photo_index: int = 0,
+    view: View | None = None,
+) -> list[DefectInstance]:
+    """`frame_lines` as scratches on the frame. A line's confidence is z / (z + frame_z): one half at the
+    card's cut, as a component's at its pixel threshold."""
     out = []
-    for line in fine.frame:
-        conf = line.z / (line.z + fine.card.frame_z)
-        if line.z < fine.card.frame_z or conf < min_confidence:
+    for line in lines:
+        conf = line.z / (line.z + frame_z)
+        if conf < min_confidence:
             continue
         poly = line.polygon.astype(np.float32)
         if len(poly) > 64:
@@ -293,17 +304,18 @@ def frame_instances(
     return out
 
 
-def merge_frame(coarse: list[DefectInstance], frame: list[DefectInstance], fine: FineMaps, scale: Scale):
-    """`coarse` less its frame scratches lying on a frame line (their outline's centre within
-    `MERGE_MM` of the line's centre), then the frame lines: the reader measures the line at the photo's
-    pixels, the coarse pass at a cell as wide as the rim."""
+def merge_frame(
+    coarse: list[DefectInstance], frame: list[DefectInstance], lines: list[FrameLine], scale: Scale
+) -> list[DefectInstance]:
+    """`coarse` less its frame scratches lying on one of `lines` (their outline's centre within
+    `MERGE_MM` of the line's centre), then `frame`, the lines' scratches: the reader measures a line at
+    the photo's pixels, the coarse pass at a cell as wide as the rim."""
     if not frame:
         return coarse
-    near = MERGE_MM / scale.per_px if scale.units == "mm" else 0.0
-    kept = [line.centre for line in fine.frame if line.z >= fine.card.frame_z]
-    if not kept or near <= 0:
+    if scale.units != "mm":  # no mm to measure MERGE_MM in: both are kept
         return coarse + frame
-    centres = np.concatenate(kept)
+    near = MERGE_MM / scale.per_px
+    centres = np.concatenate([line.centre for line in lines])
 
     def on_a_line(inst: DefectInstance) -> bool:
         if inst.type != DefectType.SCRATCH or inst.zone != Zone.FRAME or not inst.polygon:
@@ -347,5 +359,8 @@ def photo_instances(
     cracks = [i for i in coarse if i.type == DefectType.CRACK and counted(i)]
     exclude = canvas_raster(cracks, fine, MERGE_MM) if cracks else None
     found = fine_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view, exclude)
-    frame = frame_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view)
-    return merge_frame(merge_fine(coarse, found, fine), frame, fine, scale)
+    lines = frame_lines(fine, view)
+    frame = frame_instances(
+        lines, fine.card.frame_z, scale, thresholds.min_instance_confidence, photo_index, view
+    )
+    return merge_frame(merge_fine(coarse, found, fine), frame, lines, scale)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -506,21 +506,17 @@ def _frame_lines(outputs, gray, zones, res, clb: Letterbox, card: FineCard) -> t
     if view_probs is None or View(VIEW_CLASSES[int(np.argmax(view_probs))]) not in FRAME_VIEWS:
         return ()
     z_low = card.frame_z if card.frame_z_low is None else min(card.frame_z_low, card.frame_z)
-    lines = read_frame(gray, zones, res, z_low, z_low)
     per_canvas_px = clb.draft_factor / clb.scale  # original pixels a canvas pixel
-    out = []
-    for line in lines:
-        out.append(
-            FrameLine(
-                centre=clb.to_original(line.centre),
-                polygon=clb.to_original(line.polygon),
-                length_px=line.length_px * per_canvas_px,
-                width_px=line.width_px * per_canvas_px,
-                contrast=line.contrast,
-                z=line.z,
-            )
+    return tuple(
+        replace(
+            line,
+            centre=clb.to_original(line.centre),
+            polygon=clb.to_original(line.polygon),
+            length_px=line.length_px * per_canvas_px,
+            width_px=line.width_px * per_canvas_px,
         )
-    return tuple(out)
+        for line in read_frame(gray, zones, res, z_low, z_low)
+    )
 
 
 def _scores(

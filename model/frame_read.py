@@ -142,9 +142,10 @@ def _smoothed_normals(points: np.ndarray, sigma: float) -> tuple[np.ndarray, np.
 
 
 def _unwrap(gray, points, normals, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The strip: row i, column j is `gray` at points[j] + offsets[i] * normals[j] (bilinear)."""
-    xs = (points[None, :, 0] + offsets[:, None] * normals[None, :, 0]).astype(np.float32)
-    ys = (points[None, :, 1] + offsets[:, None] * normals[None, :, 1]).astype(np.float32)
+    """The strip: row i, column j is `gray` at points[j] + offsets[i, j] * normals[j] (bilinear);
+    `offsets` is rows x columns, or rows x 1 for the same offsets in every column."""
+    xs = (points[None, :, 0] + offsets * normals[None, :, 0]).astype(np.float32)
+    ys = (points[None, :, 1] + offsets * normals[None, :, 1]).astype(np.float32)
     return cv2.remap(gray, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), xs, ys
 
 
@@ -192,21 +193,19 @@ def _follow(gray: np.ndarray, hull: np.ndarray, res: float):
         return None
     half = SEARCH_MM / res
     offsets = np.arange(-half, half + 1e-9, step)
-    first, _, _ = _unwrap(gray, points, normals, offsets)
+    first, _, _ = _unwrap(gray, points, normals, offsets[:, None])
     rows = _seam(first, max(2, round(SEAM_BLOCK_MM[0] / res / step)), SEAM_STEP[0])
     edge = points + (offsets[0] + rows * step)[:, None] * normals
     points, normals = _smoothed_normals(_resample(edge, 1.0), SEAM_SMOOTH_MM / res)
     half = STRIP_MM / res
     offsets = np.arange(-round(half), round(half) + 1, 1.0)
-    second, xs, ys = _unwrap(gray, points, normals, offsets)
+    second, _, _ = _unwrap(gray, points, normals, offsets[:, None])
     rows = _seam(second, max(2, round(SEAM_BLOCK_MM[1] / res)), SEAM_STEP[1])
     ref = len(offsets) // 2
     # The strip again, each column moved so the seam sits on row `ref`.
     shift = offsets[0] + np.arange(len(offsets))[:, None] + (rows - ref)[None, :]
-    xs = (points[None, :, 0] + shift * normals[None, :, 0]).astype(np.float32)
-    ys = (points[None, :, 1] + shift * normals[None, :, 1]).astype(np.float32)
-    values = cv2.remap(gray, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    return values, xs, ys, ref
+    values, xs, ys = _unwrap(gray, points, normals, shift)
+    return values.astype(np.float32), xs, ys, ref
 
 
 def _running_median(values: np.ndarray, block: int, window: int) -> np.ndarray:
@@ -256,13 +255,9 @@ def _z_scores(values: np.ndarray, level: np.ndarray, res: float) -> tuple[np.nda
     block = max(2, round(PROFILE_BLOCK_MM / res))
     residual = values - level
     match = uniform_filter1d(residual, max(3, round(MATCH_MM / res)), axis=1, mode="wrap")
-    noise = _noise(match, block, round(NOISE_MM / PROFILE_BLOCK_MM)) + NOISE_FLOOR
+    # Each row's noise: the running median of |match|'s block means (robust to the line itself).
+    noise = _running_median(np.abs(match), block, round(NOISE_MM / PROFILE_BLOCK_MM)) + NOISE_FLOOR
     return match / noise, match
-
-
-def _noise(values: np.ndarray, block: int, window: int) -> np.ndarray:
-    """Each row's noise: the running median of |values|' block means (robust to the line itself)."""
-    return _running_median(np.abs(values), block, window)
 
 
 def _lines(z, smooth, level, height, xs, ys, res, z_low, z_high) -> list[FrameLine]:

@@ -17,11 +17,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from model.fine_instances import frame_instances, frame_lines
 from model.manifest import resolve
+from model.outputs import VIEW_CLASSES
 from model.preprocess import decode
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import View
 from training.dataset import load_manifest_args, read_mask
-from training.metrics import photo_result
+from training.metrics import photo_scale
 from training.predict import load_predictor, predict
 
 CROP_MM = 12.0
@@ -44,10 +46,14 @@ def main() -> None:
     for p in predict(items, pred):
         if photos >= args.photos:
             break
-        res = photo_result(p, pred.thresholds, pred.mask_stride)
-        found = [i for i in res.instances if i.zone == Zone.FRAME and i.type == DefectType.SCRATCH]
-        found = [i for i in found if i.measurement.contrast is None and i.confidence >= 0.5]
-        if not found or p.inferred.fine is None:
+        fine = p.inferred.fine
+        if fine is None:
+            continue
+        # The reader's own lines, measured as serving measures them (not the coarse pass's frame scratches).
+        view = View(VIEW_CLASSES[int(np.argmax(p.outputs["view_probs"]))])
+        scale, _ = photo_scale(p, p.size)
+        found = frame_instances(frame_lines(fine, view), fine.card.frame_z, scale, 0.0)
+        if not found:
             continue
         photos += 1
         rgb = decode(resolve(p.item.manifest, p.item.record.image))[0].copy()
@@ -56,11 +62,7 @@ def main() -> None:
                 mask = read_mask(resolve(p.item.manifest, inst.mask)) > 0
                 if mask.shape == rgb.shape[:2]:
                     rgb[mask] = (0.4 * rgb[mask] + (0, 150, 0)).astype(np.uint8)
-        mm_px = (
-            p.inferred.fine.mm_per_px
-            * p.inferred.fine.letterbox.scale
-            / p.inferred.fine.letterbox.draft_factor
-        )
+        mm_px = fine.mm_per_px * fine.letterbox.scale / fine.letterbox.draft_factor
         half = round(CROP_MM / mm_px / 2)
         for inst in found[:4]:
             pts = np.asarray(inst.polygon, float)

@@ -49,11 +49,10 @@ def _at(pred, cut: float | None, low: float | None, frame_z: float | None = None
         return pred
     if cut is None:
         return dataclasses.replace(pred, inferred=dataclasses.replace(pred.inferred, fine=None))
+    # frame_z None: the card reads no frame lines (`model.fine_instances.frame_lines`).
     card = fine.card.model_copy(update={"heat_cut": cut, "heat_low": low, "frame_z": frame_z})
-    frame = fine.frame if frame_z is not None else ()
     return dataclasses.replace(
-        pred,
-        inferred=dataclasses.replace(pred.inferred, fine=dataclasses.replace(fine, card=card, frame=frame)),
+        pred, inferred=dataclasses.replace(pred.inferred, fine=dataclasses.replace(fine, card=card))
     )
 
 
