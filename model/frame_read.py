@@ -22,8 +22,9 @@ segment of a row, where the rim's edges are whole rows. `read_frame` does, on th
    noise (`NOISE_MM`): a z-score. The rim's edges, its colour, its shading, lighting gradients: all are
    constant along a row over centimetres, and drop out.
 5. **Lines**: connected pixels with |z| over the fine card's `frame_z_low`, at least `MIN_LENGTH_MM`
-   long, whose peak reaches its `frame_z` and which cover at most `MAX_HEIGHT_SHARE` of the rim's height (a scratch is thin across
-   the rim; a change of the background just outside, or a reflection, spans it). Not at the corners,
+   long, whose peak reaches its `frame_z` and which cover at most `MAX_HEIGHT_SHARE` of the rim's
+   height (a scratch is thin across the rim; a change of the background just outside, or a
+   reflection, spans it), where the rim has at least `MIN_RIM_ROWS` rows to read. Not at the corners,
    where the strip turns more than `CORNER_TURN_DEG` in `CORNER_MM` (the running median does not hold
    around a bend).
 
@@ -68,6 +69,11 @@ NOISE_FLOOR = 0.5  # grey levels: a flawless synthetic rim has no noise to divid
 # 5. Lines (the z cuts are the fine card's: `FineCard.frame_z_low`, `FineCard.frame_z`).
 MIN_LENGTH_MM = 1.0  # as the fine card's `min_length_mm`
 MAX_HEIGHT_SHARE = 0.5
+# A line is read only where the rim has at least this many rows between its edges: in fewer, a line
+# cannot be told from the edges moving. A real phone's glass edge at 0.11 mm per pixel (MSD) is a
+# chamfer 3-4 rows wide whose highlight wobbles along it; read, it gave one false line on 9 of the 20
+# MSD validation photos. No synthetic line at z 15 sat on a rim this narrow (docs/fine-pass.md).
+MIN_RIM_ROWS = 5
 CORNER_MM = 1.5
 CORNER_TURN_DEG = 8.0
 
@@ -105,7 +111,7 @@ def read_frame(
         return []
     z, smooth = _z_scores(values, level, res_mm)
     z = np.where(inside, z, 0.0)
-    return _lines(z, smooth, level, height, xs, ys, res_mm, z_low, z_high)
+    return _lines(z, smooth, level, height, inside.sum(axis=0), xs, ys, res_mm, z_low, z_high)
 
 
 def _hull(zones: np.ndarray, res_mm: float) -> np.ndarray | None:
@@ -260,8 +266,9 @@ def _z_scores(values: np.ndarray, level: np.ndarray, res: float) -> tuple[np.nda
     return match / noise, match
 
 
-def _lines(z, smooth, level, height, xs, ys, res, z_low, z_high) -> list[FrameLine]:
-    """Connected runs of |z| over `z_low` (each sign apart) that pass the line tests, measured."""
+def _lines(z, smooth, level, height, rows_read, xs, ys, res, z_low, z_high) -> list[FrameLine]:
+    """Connected runs of |z| over `z_low` (each sign apart) that pass the line tests, measured;
+    `rows_read` is the rim's rows read in each column."""
     found: list[FrameLine] = []
     close = np.ones((1, max(3, round(0.5 / res))), np.uint8)  # bridge gaps of half a mm along a row
     match = max(3, round(MATCH_MM / res))  # the matched filter's length (`_z_scores`)
@@ -276,6 +283,9 @@ def _lines(z, smooth, level, height, xs, ys, res, z_low, z_high) -> list[FrameLi
             zk = np.where(mine, sign * z[y : y + h, x : x + w], -np.inf)
             peak = float(zk.max())
             if peak < z_high or h > MAX_HEIGHT_SHARE * max(1.0, float(height[x + w // 2])):
+                continue
+            pc = int(np.argmax(zk)) % w  # the peak's column
+            if rows_read[x + pc] < MIN_RIM_ROWS:  # at its peak: too narrow a rim to read
                 continue
             found.append(_measure(mine, zk, sign, smooth, level, xs, ys, x, y, peak, match))
     return _one_per_line(found, res)

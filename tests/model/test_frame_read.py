@@ -39,11 +39,11 @@ def _rounded(img: np.ndarray, box: tuple[int, int, int, int], r: int, value: int
 
 
 def _device(
-    width_mm=24.0, length_mm=40.0, margin_mm=3.0, line=True, outside=False, seed=0
+    width_mm=24.0, length_mm=40.0, margin_mm=3.0, line=True, outside=False, seed=0, rim_mm=RIM_MM
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A grey canvas at RES: a textured background, a device with a bright 1 mm rim around a dark
-    panel, and (line) a bright 8 mm line 0.15 mm wide inside the rim along the top side (outside:
-    the same line 0.6 mm outside the outline instead). Returns the canvas, the coarse zone map (the
+    """A grey canvas at RES: a textured background, a device with a bright `rim_mm` rim around a
+    dark panel, and (line) a bright 8 mm line 0.15 mm wide along the middle of the rim's top side
+    (outside: the same line 0.6 mm outside the outline instead). Returns the canvas, the coarse zone map (the
     device drawn in 2 mm cells, as a coarse pass places it) and where things are."""
     rng = np.random.default_rng(seed)
     h, w = _px(length_mm + 2 * margin_mm), _px(width_mm + 2 * margin_mm)
@@ -52,9 +52,9 @@ def _device(
     m = _px(margin_mm)
     outer = (m, m, w - m - 1, h - m - 1)
     _rounded(img, outer, _px(4.0), 190)
-    rim = _px(RIM_MM)
+    rim = _px(rim_mm)
     _rounded(img, (outer[0] + rim, outer[1] + rim, outer[2] - rim, outer[3] - rim), _px(3.0), 40)
-    y = m + _px(0.5) if not outside else m - _px(0.6)
+    y = m + _px(rim_mm / 2) if not outside else m - _px(0.6)
     x0 = w // 2 - _px(LINE_MM / 2)
     if line or outside:
         cv2.line(img, (x0, y), (x0 + _px(LINE_MM), y), 235, 3)
@@ -93,6 +93,21 @@ def test_a_faint_line_passes_a_low_cut_and_not_a_high_one():
     lines = read_frame(img, zones, RES, 4.0, 4.0)
     assert lines and lines[0].z < 1e3
     assert read_frame(img, zones, RES, 4.0, lines[0].z + 1.0) == []
+
+
+def test_a_rim_too_narrow_for_its_pixels_is_not_read():
+    # At 0.11 mm per pixel (MSD's phones), a 1 mm rim has rows enough to read a line within it; a 0.5 mm
+    # one (a glass edge's chamfer) has three, where a line cannot be told from its edges moving.
+    coarse = 0.11
+    found = {}
+    for rim_mm in (1.0, 0.5):
+        img, zones, _ = _device(rim_mm=rim_mm)
+        f = RES / coarse
+        small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        small_zones = cv2.resize(zones, small.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        found[rim_mm] = read_frame(small, small_zones, coarse, 4.0, 8.0)
+    assert [round(line.length_px * coarse) for line in found[1.0] if line.z > 50] == [LINE_MM]
+    assert found[0.5] == []
 
 
 # The same device as a photo through the fine pass: 0.05 mm per pixel, as a 12 MP photo shows a phone.
