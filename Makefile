@@ -173,7 +173,7 @@ manifests: $(STAMP_ALL)
 	  --label-map $(REAL)/cracked_screens/test_label_map.csv --allow-skips \
 	  2> datasets/real/cracked_screens.import.txt
 	$(IMPORT) yolo $(REAL)/laptop_scratch --out datasets/real/laptop_scratch.jsonl --source laptop_scratch \
-	  --class-map datasets/real/laptop_scratch.classes.yaml --device-kind laptop --group-by runs:1 --split regroup --allow-skips \
+	  --class-map datasets/real/laptop_scratch.classes.yaml --device-kind laptop --view back --group-by runs:1 --split regroup --allow-skips \
 	  2> datasets/real/laptop_scratch.import.txt
 	$(IMPORT) csv $(REAL)/phones_web/labels.csv --out datasets/real/phones_web.jsonl --source phones_web \
 	  --class-map datasets/real/phones_web.classes.yaml --split-column split --group-column group \

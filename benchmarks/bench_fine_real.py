@@ -9,8 +9,9 @@ Per source, for each side: photos fine enough for the fine pass (the device at `
 or finer, from its length in the photo as the pipeline measured it);
 MSD: scratched screens with at least one counted screen scratch (image-level recall: MSD labels the
 photo, not the scratch), stained/oily screens with one (false scratches), the Back Market grade
-mix; laptop lids: their labelled scratch polygons matched by a counted scratch whose box overlaps the
-polygon's (recall on the laptop polygons); milliseconds per photo. The fine side is the model file with
+mix, the views the photos were taken for and the Unlistable grades not sent to review (which the review
+flag promises are right); laptop lids: their labelled scratch polygons matched by a counted scratch
+whose box overlaps the polygon's (recall on the laptop polygons); milliseconds per photo. The fine side is the model file with
 its `NAME.fine.onnx` sibling, the other the same file loaded with `fine=False`.
 
 `--gallery`: the named photos drawn with the fine pass's tiles (cyan), its scratches (red, labelled
@@ -95,6 +96,8 @@ def measure(model, split: str, manifests=None) -> dict:
         scratches = [i for i in photo.instances if i.type.value == "scratch" and counted(i)]
         r["counted screen scratch"] += any(i.zone.value == "screen" for i in scratches)
         r[f"grade {g.grades[STANDARD].grade}"] += 1
+        r[f"view {photo.view.value}"] += 1
+        r["unlistable, not sent to review"] += not g.grades[STANDARD].listable and not g.needs_review
         if kind == "lid":
             for gt in rec.get("instances", []):
                 if gt["type"] != "scratch" or not gt.get("polygon"):

@@ -46,11 +46,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS, ENCODER_S16, IMAGENET_S32, ZONE_CHANNELS
-from model.taxonomy import ZONES_BY_VIEW, DefectType, View, Zone
+from model.taxonomy import ZONES_BY_VIEW, DefectType, DeviceKind, View, Zone
 
 CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
 # Zones whose glass can crack as a whole: the display's cover glass, a phone's back glass.
 GLASS_ZONES: tuple[Zone, ...] = (Zone.SCREEN, Zone.BODY)
+# A laptop's body is its lid and base, metal or plastic: only its display is glass. Its lid photographed
+# is a back view; judged as glass, a lid's vents, labels and wear were read as a shattered screen (the
+# real laptop_scratch photos: 7 of the 15 validation lids graded Unlistable, 6 of them without review).
+GLASS_BY_KIND: dict[DeviceKind, tuple[Zone, ...]] = {DeviceKind.LAPTOP: (Zone.SCREEN,)}
+
+
+def glass_zones(kind: DeviceKind | str | None) -> tuple[Zone, ...]:
+    """The zones that are glass on a device of `kind` (all of `GLASS_ZONES` when unknown)."""
+    return GLASS_BY_KIND.get(DeviceKind(kind), GLASS_ZONES) if kind is not None else GLASS_ZONES
+
+
 MIN_ZONE_CELLS = 24  # fewer mask cells of the zone: too little glass in view to judge it
 TOP_SHARE = 0.02  # the top 2% of the zone's cells (at least one): a pattern's strongest part
 LOW_CUT = 0.15  # a cell "touched" by the crack map, far below any instance cut
@@ -213,6 +224,7 @@ def judge_zone_damage(
     min_confidence: float,
     photo_index: int = 0,
     view: View | None = None,
+    glass: tuple[Zone, ...] = GLASS_ZONES,
 ) -> list[DefectInstance]:
     """`instances` with the photo's glass crack fragments turned into evidence and, where a judged
     zone's probability of being cracked reaches `min_confidence`, one crack defect for it. Its box and
@@ -222,23 +234,26 @@ def judge_zone_damage(
     A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
     judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows
     (a screen judged on a photo the network calls a back view is the back glass), so zones follow the
-    view as every other instance's do."""
-    if not judged:
+    view as every other instance's do. `glass`: the zones that are glass on this device
+    (`glass_zones`); a view whose glass face is not glass on it (a laptop's lid: a back view) gets no
+    zone crack, and its crack fragments stay defects of their own."""
+    judged = {z: p for z, p in judged.items() if z in glass}
+    shown = ZONES_BY_VIEW.get(view, GLASS_ZONES) if view is not None else GLASS_ZONES
+    mine = [z for z in glass if z in shown]
+    if not judged or (not mine and any(z in shown for z in GLASS_ZONES)):
         return list(instances)
     out = [
         i.model_copy(update={"role": "evidence"})
-        if i.type is DefectType.CRACK and i.zone in GLASS_ZONES and i.role == "defect"
+        if i.type is DefectType.CRACK and i.zone in glass and i.role == "defect"
         else i
         for i in instances
     ]
     fragments = [i for i in out if i.type is DefectType.CRACK and i.role == "evidence"]
-    shown = ZONES_BY_VIEW.get(view, GLASS_ZONES) if view is not None else GLASS_ZONES
     for judged_zone, p in judged.items():
         if p < min_confidence:
             continue
-        zone = (
-            judged_zone if judged_zone in shown else next((z for z in GLASS_ZONES if z in shown), judged_zone)
-        )
+        # On the glass the view shows; a view with no glass face at all (a side view) keeps the judged zone.
+        zone = judged_zone if judged_zone in shown else (mine[0] if mine else judged_zone)
         if fragments:
             boxes = np.array([f.box for f in fragments])
             box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from model.card import Thresholds
+from model.damage import GLASS_ZONES
 from model.fine_pass import FRAME_VIEWS, FineMaps
 from model.frame_read import FrameLine
 from model.instances import DefectInstance, Measurement
@@ -335,9 +336,11 @@ def photo_instances(
     photo_index: int = 0,
     view: View | None = None,
     fine: FineMaps | None = None,
+    glass: tuple[Zone, ...] = GLASS_ZONES,
 ) -> list[DefectInstance]:
     """Every measured instance of one photo: the coarse maps' (`extract_instances`), and where the fine
-    pass ran (`fine`), its scratches in place of the coarse ones it covers."""
+    pass ran (`fine`), its scratches in place of the coarse ones it covers. `glass`: the zones that are
+    glass on the device (`model.damage.glass_zones`)."""
     coarse = extract_instances(
         outputs["defect_probs"],
         outputs["zone_probs"],
@@ -348,6 +351,7 @@ def photo_instances(
         photo_index,
         view,
         features=feature_maps(outputs),
+        glass=glass,
     )
     if fine is None:
         return coarse

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from model.card import Thresholds
-from model.damage import judge_zone_damage, zone_damage
+from model.damage import GLASS_ZONES, judge_zone_damage, zone_damage
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS
@@ -332,6 +332,7 @@ def extract_instances(
     measure: Measure = "coarse",
     stroke_options: dict | None = None,
     plane: DevicePlane | None = None,
+    glass: tuple[Zone, ...] = GLASS_ZONES,
 ) -> list[DefectInstance]:
     """Measured instances of every defect type on one photo (outputs for that photo, no batch axis).
     `features`: the photo's optional feature outputs (`model.outputs.feature_maps`), which a card's
@@ -347,7 +348,8 @@ def extract_instances(
     pixels to the device's rectangle in mm) instead of at one `scale.per_px` for the whole photo:
     centrelines and blob outlines mapped through it, widths and areas at its local scale
     (`_plane_sizes`). Sizes are then in mm whatever `scale.units`; zone damage keeps `scale`. Off
-    (None) by default: every measurement is as before."""
+    (None) by default: every measurement is as before.
+    `glass`: the zones that are glass on the device (`model.damage.glass_zones`), for zone damage."""
     probs = upsample(defect_probs.astype(np.float32), input_size)
     zones = upsample(zone_probs.astype(np.float32), input_size).argmax(axis=0)
     px_to_orig = lb.draft_factor / lb.scale  # model-input pixel -> original pixel
@@ -417,5 +419,6 @@ def extract_instances(
             thresholds.min_instance_confidence,
             photo_index,
             view,
+            glass,
         )
     return out

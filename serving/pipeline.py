@@ -28,6 +28,7 @@ import numpy as np
 
 from model.card import ModelCard
 from model.catalogue import lookup_device
+from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
@@ -260,6 +261,7 @@ def analyse_photo(
             photo_index=index,
             view=view_res,
             fine=inferred.fine,
+            glass=glass_zones(device.kind),
         )
     w, h = inferred.frame.original_size
     return PhotoResult(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from model.damage import glass_zones
 from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
@@ -144,6 +145,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         photo_index,
         view,
         fine=getattr(pred.inferred, "fine", None),
+        glass=glass_zones(pred.item.record.device_kind),
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
     if pred.item.record.instances_complete or pred.item.record.instances:

@@ -2,14 +2,15 @@
 
 Truth per photo:
 - view: the record's view (synthetic photos: the generator's; real sets: their manifest's, phones_web
-  and MSD "front", which the phones_web audit found true for 60 of 60 photos looked at);
+  and MSD "front", which the phones_web audit found true for 60 of 60 photos looked at, laptop_scratch
+  "back": its 18 laptops, each looked at, are closed lids and bottom covers, none opened);
 - quality: the record's quality where it has one (synthetic photos, and the faulty copies of real
   photos made by `training.synth.degrade`); a real photo without one is usable: each was labelled by
   what a person could see on it.
 
 The photos with synthetic truth (the generator's) and the real ones weigh half each in the fit, and
 within each half every source the same (a faulty copy's source is its own, `phones_web_degraded`): the
-real photos are all front views, and must not teach that every photo is one, nor may the synthetic
+real photos are nearly all front views, and must not teach that every photo is one, nor may the synthetic
 photos outvote the real ones. `C` is chosen by the weighted log-loss on a second, held-apart set of
 photos (the validation sources). Never fit on a test split. The view probe leaves the choice between
 the side views to the network's head (`PhotoProbe.head_split`): no real photo shows a side.

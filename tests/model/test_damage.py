@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 
 from model.card import Thresholds
-from model.damage import FEATURES, ZoneDamageModel, judge_zone_damage, zone_damage, zone_features
+from model.damage import (
+    FEATURES,
+    GLASS_ZONES,
+    ZoneDamageModel,
+    glass_zones,
+    judge_zone_damage,
+    zone_damage,
+    zone_features,
+)
 from model.instances import mm
 from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
 from model.postprocess import Scale, extract_instances
 from model.preprocess import letterbox
 from model.rules import grade
-from model.taxonomy import DefectType, View, Zone
+from model.taxonomy import DefectType, DeviceKind, View, Zone
 
 CELLS, SIZE = 32, 128
 SCREEN = ZONE_CHANNELS.index("screen")
@@ -190,6 +198,31 @@ def test_the_judged_crack_is_on_the_glass_the_view_shows_and_takes_every_glass_f
     )
     assert [i.role for i in out] == ["evidence", "defect", "defect"]  # a chipped frame is not glass
     assert out[2].zone is Zone.BODY and out[2].box == on_back.box and out[2].confidence == pytest.approx(0.9)
+
+
+def test_a_laptops_lid_is_not_glass_its_screen_is():
+    """A laptop's lid photographed is a back view, and its lid is metal or plastic: a screen judged
+    cracked on it is no crack, and its crack fragments stay defects of their own (their cut decides).
+    Its front view's screen is glass as a phone's is."""
+    laptop = glass_zones("laptop")
+    assert laptop == (Zone.SCREEN,) and glass_zones(DeviceKind.PHONE) == glass_zones(None) == GLASS_ZONES
+    frag = mm("crack", "body", 3.0, confidence=0.3, box=(10.0, 10.0, 20.0, 20.0))
+    judged = {Zone.SCREEN: 0.95, Zone.BODY: 0.9}
+    box = {Zone.SCREEN: (0, 0, 100, 100), Zone.BODY: (0, 0, 100, 100)}
+    lid = judge_zone_damage([frag], judged, box, "mm", 0.1, 0.05, 0, View.BACK, laptop)
+    assert lid == [frag]
+    phone = judge_zone_damage([frag], {Zone.SCREEN: 0.95}, box, "mm", 0.1, 0.05, 0, View.BACK)
+    # A phone's back is glass: the fragment is evidence of the back glass's crack.
+    assert [(i.type, i.zone, i.role) for i in phone] == [
+        (DefectType.CRACK, Zone.BODY, "evidence"),
+        (DefectType.CRACK, Zone.BODY, "defect"),
+    ]
+    on_screen = mm("crack", "screen", 3.0, confidence=0.3, box=(10.0, 10.0, 20.0, 20.0))
+    front = judge_zone_damage([on_screen], judged, box, "mm", 0.1, 0.05, 0, View.FRONT, laptop)
+    assert [(i.zone, i.role, round(i.confidence, 2)) for i in front] == [
+        (Zone.SCREEN, "evidence", 0.3),
+        (Zone.SCREEN, "defect", 0.95),
+    ]  # the body's 0.9 is not judged: not glass on a laptop
 
 
 def test_v3_adds_the_imagenet_features_pooled_four_ways_and_needs_them():
