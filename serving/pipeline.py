@@ -332,6 +332,7 @@ def grade_device(
     on_decoded: Callable[[], None] | None = None,
     cpu_slot: AbstractContextManager | None = None,
     hold_pixels: HoldPixels | None = None,
+    spare_cores: Callable[[], bool] | None = None,
 ) -> DeviceGrading:
     """Grade one device from its photos (raises PhotoError for an undecodable photo).
 
@@ -339,7 +340,8 @@ def grade_device(
     storing the photos there, so the disk writes overlap the inference instead of following it.
     `cpu_slot` (a semaphore, say) is held around the CPU-heavy steps but not while waiting for the model,
     so many concurrent requests do not thrash a few cores while their batch forms. `hold_pixels`: see
-    `prepare_photos`.
+    `prepare_photos`. `spare_cores`: whether the fine pass may spread one photo's work over the cores
+    now (`FineStage.spare_cores`; None: always).
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
     # Spans (serving/tracing.py): nothing is created when tracing is off.
@@ -347,7 +349,7 @@ def grade_device(
         frames = prepare_photos(datas, model.input_size, filenames, hold_pixels)
     if on_decoded is not None:
         on_decoded()
-    fine = fine_stage(model, device)
+    fine = fine_stage(model, device, spare_cores)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
         inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
     views = list(views) if views is not None else [None] * len(datas)
@@ -370,13 +372,15 @@ def grade_device(
     )
 
 
-def fine_stage(model: Model, device: Device) -> FineStage | None:
+def fine_stage(
+    model: Model, device: Device, spare_cores: Callable[[], bool] | None = None
+) -> FineStage | None:
     """The fine pass for `model` (None without a fine network): the device's length from the catalogue,
     else a typical one for its kind (it only sets the tiles' pixel size)."""
     if model.fine is None:
         return None
     length = device.length_mm or NOMINAL_LENGTH_MM[device.kind]
-    return FineStage(model.fine.card, model.fine.run, length)
+    return FineStage(model.fine.card, model.fine.run, length, spare_cores)
 
 
 def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:

@@ -312,6 +312,7 @@ class GradingService:
                     on_decoded=store_photos,
                     cpu_slot=self._cpu,
                     hold_pixels=self.pixels.hold,
+                    spare_cores=lambda: self.inflight <= 1,
                 )
             except PhotoError as exc:
                 raise ApiError(422, exc.code, str(exc)) from exc

@@ -286,3 +286,18 @@ def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale
     assert _worst_line_contrast(scale, chosen) >= area - 2
     if scale in (0.6, 0.7):
         assert _worst_line_contrast(scale, cv2.INTER_LINEAR) < area - 2  # why not bilinear everywhere
+
+
+def test_the_rim_read_beside_the_tiles_hands_back_its_lines_and_its_errors():
+    """The rim is read on a thread beside the tiles (`fine_pass._beside`): its result, and an error it
+    raises, reach the caller when it asks, never lost on the thread."""
+    from model.fine_pass import _beside
+
+    assert _beside(lambda: ("a line",))() == ("a line",)
+
+    def broken():
+        raise ValueError("the rim's canvas is empty")
+
+    result = _beside(broken)
+    with pytest.raises(ValueError, match="canvas is empty"):
+        result()

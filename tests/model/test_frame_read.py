@@ -173,9 +173,68 @@ def test_the_fine_pass_reports_rim_scratches_on_the_frame(view, frame_z, found):
     assert s.polygon and s.box[2] > s.box[0]
 
 
+@pytest.mark.parametrize("spare", [True, False, None], ids=["alone", "busy", "offline"])
+def test_the_rim_is_read_beside_the_tiles_only_with_cores_to_spare(spare, monkeypatch):
+    """The service lets the rim be read on a thread of its own only while a grading is alone
+    (`FineStage.spare_cores`); busy, it reads on the grading's thread. The lines are the same."""
+    import threading
+
+    import model.fine_pass as fine_pass_module
+
+    threads = []
+    real = fine_pass_module.read_frame
+
+    def spy(*args):
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(fine_pass_module, "read_frame", spy)
+    img, zones, _ = _device(length_mm=100.0, width_mm=50.0)
+    data = _png(img)
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame, zones, 1)
+    card = FineCard(name="test", version="0", max_tiles=2, frame_z=10.0, frame_z_low=4.0)
+    stage = FineStage(card, _no_lines, 100.0, None if spare is None else (lambda: spare))
+    fine = fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage)
+    assert len(threads) == 1
+    assert (threads[0] is threading.current_thread()) == (spare is False)
+    assert len(fine.frame) >= 1
+
+
 def test_no_device_or_a_speck_of_one_reads_nothing():
     img, zones, _ = _device()
     assert read_frame(img, np.zeros_like(zones), RES, 4.0, 10.0) == []
     speck = np.zeros_like(zones)
     speck[100:140, 100:140] = 1  # 2 x 2 mm: no outline to follow
     assert read_frame(img, speck, RES, 4.0, 10.0) == []
+
+
+@pytest.mark.parametrize("shape, window", [((7, 90), 15), ((5, 10), 15), ((3, 40), 4)])
+def test_the_running_median_is_scipys_wrapped_median_filter(shape, window):
+    """`_running_median` takes its median over a sliding window for speed; it must stay scipy's
+    median filter (mode wrap) of the block means exactly, the strip being closed."""
+    from scipy.ndimage import median_filter
+
+    from model.frame_read import _running_median
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(100, 20, (shape[0], shape[1] * 4)).astype(np.float32)
+    got = _running_median(values, 4, window)
+    means = values.reshape(shape[0], shape[1], 4).mean(axis=2)
+    want = median_filter(means, size=(1, min(window, shape[1]) | 1), mode="wrap").astype(np.float32)
+    want = cv2.resize(want, (shape[1] * 4, shape[0]), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_seam_follows_the_strongest_edge_and_prefers_staying_put():
+    """`_seam`'s dynamic programme: a step edge that moves by two rows half-way is followed, and in a
+    blank strip (a tie everywhere) the seam does not wander."""
+    from model.frame_read import _seam
+
+    strip = np.zeros((40, 400), np.float32)
+    strip[:15, :200] = 200.0
+    strip[:17, 200:] = 200.0
+    rows = _seam(strip, 10, 3)
+    assert abs(rows[50] - 14.5) <= 1.0 and abs(rows[350] - 16.5) <= 1.0
+    flat = _seam(np.full((40, 400), 50.0, np.float32), 10, 3)
+    assert np.ptp(flat) == 0.0
