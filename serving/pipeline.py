@@ -120,6 +120,11 @@ class DeviceGrading:
                     f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
                     f"< {g.review_threshold:.2f}"
                 )
+            if g.gradable and g.scale_decides:
+                out.append(
+                    f"{name}: {g.grade} depends on the device's size, which is unknown (sizes estimated "
+                    "from a typical one): give the device model, or check"
+                )
         # A missing view is a reason where it left a grade unsure (an upper bound, `model.rules.grade`).
         missing = sorted(
             {v for g in self.grades.values() if g.gradable and g.needs_review for v in g.missing_views}

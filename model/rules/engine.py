@@ -40,6 +40,13 @@ EXACT_MAX = 12  # 2**12 = 4096 subsets: still a few milliseconds
 N_SAMPLES = 4096
 SEED = 20261125
 PRESENT_AT = 0.5  # the deterministic grade counts an instance from this confidence on
+# Without the device's model, sizes are estimated from the standard's reference length for its kind; a
+# device may be this much shorter or longer (our choice: the bundled catalogue's phones run from 12%
+# under to 12% over the 150 mm reference, tablets from 22% under to 12% over 250 mm, and laptops, 310
+# mm, from 11-inch to 16-inch ones, about 10% under to 15% over). A grade that another length in this
+# range would change is decided by the unknown size, not by what the photos show: a person should
+# look (or the caller give the model).
+SCALE_RANGE = (0.85, 1.15)
 
 ZONE_WORDS = {Zone.SCREEN: "screen", Zone.BODY: "back", Zone.FRAME: "frame", Zone.CAMERA: "camera"}
 VIEW_WORDS = {View.FRONT: "the screen", View.BACK: "the back and its camera"}  # what a view shows
@@ -65,6 +72,9 @@ class GradeResult(BaseModel):
     advice: list[str]
     # Views the device needs (REQUIRED_VIEWS) that no usable photo showed: what they show was not graded.
     missing_views: list[str] = Field(default_factory=list)
+    # The grade hinges on the device's size, which is unknown: with sizes estimated from the reference
+    # length, another length within `SCALE_RANGE` of it gives another grade (`_scale_decides`).
+    scale_decides: bool = False
 
     @property
     def gradable(self) -> bool:
@@ -324,6 +334,7 @@ def grade(
         probs = calibration.apply(probs)
         method = f"{method}, calibrated on {calibration.devices} validation devices"
     chosen = std.grades[g]
+    scale_decides = _scale_decides(c, present, g, std.reference_length_mm[kind])
     missing = [v for v in REQUIRED_VIEWS[kind] if seen is not None and v not in seen]
     advice = [f"no usable {v} photo: {VIEW_WORDS.get(v, 'that side')} not graded, add one" for v in missing]
     advice += retakes
@@ -342,13 +353,28 @@ def grade(
         probabilities=probs,
         # A missing view can only lower the grade (more defects never improve one): unless the grade is
         # already the last, what the photos show is an upper bound that a person should check.
-        needs_review=probs[chosen.name] < threshold or (bool(missing) and g < last),
+        needs_review=probs[chosen.name] < threshold or (bool(missing) and g < last) or scale_decides,
         review_threshold=threshold,
         method=method,
         scale_known=all(i.scaled for i in insts),
         advice=advice,
         missing_views=[v.value for v in missing],
+        scale_decides=scale_decides,
     )
+
+
+def _scale_decides(c: _Compiled, present: np.ndarray, g: int, ref_mm: float) -> bool:
+    """Whether the deterministic grade `g` changes when the device's length, unknown (some counted
+    instance measured in relative units), is anywhere in `SCALE_RANGE` of the reference `ref_mm`.
+    Sizes grow with the length and grades are monotone in sizes, so the two ends of the range bound
+    every grade in between."""
+    if not any(c.sized[i].rel is not None for i in np.flatnonzero(present)):
+        return False
+    for f in SCALE_RANGE:
+        other = _Compiled(c.std, c.instances, ref_mm * f)
+        if int(other.best_grade(present[None, :])[0]) != g:
+            return True
+    return False
 
 
 def ungradable(

@@ -257,3 +257,31 @@ def test_overruling_one_standard_of_an_ungradable_grading_leaves_the_others_as_t
         unchanged = {"ctia": "ungradable", "r2": "ungradable"}
         events.overrule(s, row, who, {"backmarket": "Good", **unchanged}, "seen in person", None)
         assert events.load_state(s, row).current_grades() == {"backmarket": "Good", **unchanged}
+
+
+def test_a_grade_the_devices_unknown_size_decides_says_so_in_the_review_reasons():
+    """A laptop lid's stain measured without the laptop's model, near Fair's area limit: the grading
+    goes to review, and the reason names the unknown size and the remedy."""
+    from model.instances import DefectInstance, Measurement
+    from model.rules import grade
+    from serving.pipeline import Device, DeviceGrading
+
+    stain = DefectInstance(
+        type="stain",
+        zone="body",
+        measurement=Measurement(units="relative", length=0.12, width=0.07, area=0.0046),
+    )
+    result = grade([stain], "backmarket", device_kind="laptop", review_threshold=0.0)
+    graded = DeviceGrading(
+        photos=[],
+        grades={"backmarket": result},
+        device=Device(kind="laptop"),
+        model_version="t",
+        model_name="t",
+        model_sha256="0" * 64,
+    )
+    assert result.grade == "Unlistable" and graded.needs_review
+    assert graded.review_reasons == [
+        "backmarket: Unlistable depends on the device's size, which is unknown (sizes estimated from a "
+        "typical one): give the device model, or check"
+    ]
