@@ -164,7 +164,6 @@ def test_relative_measurements_use_relative_fallbacks_and_say_so():
     assert "scale is unknown" in result.barred["Excellent"][0]
 
 
-
 def _rel(kind, zone, length, width, area):
     return DefectInstance(
         type=kind, zone=zone, measurement=Measurement(units="relative", length=length, width=width, area=area)
@@ -191,6 +190,7 @@ def test_a_grade_the_unknown_size_decides_goes_to_review(instance, device_kind, 
     result = grade([instance], "backmarket", device_kind=device_kind, review_threshold=0.0)
     assert result.scale_decides is decides
     assert result.needs_review is decides
+
 
 def test_malformed_standard_names_file_field_and_problem(tmp_path):
     bad = tmp_path / "mine.yaml"
