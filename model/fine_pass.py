@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -48,6 +49,8 @@ from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES
 from model.postprocess import estimate_scale
 from model.preprocess import Letterbox, decode_part
 from model.taxonomy import DefectType, View, Zone
+
+T = TypeVar("T")
 
 FINE_CARD_KEY = "refurbgrade.fine_card"
 FINE_CARD_SCHEMA_VERSION = 1
@@ -155,7 +158,7 @@ class FineStage:
     card: FineCard
     run: FineRun
     length_mm: float
-    # Whether the rim may be read on a thread beside the tiles now (`_beside`): the service says yes
+    # Whether the rim may be read on a thread beside the tiles now (`beside`): the service says yes
     # only while this grading is the only one in flight, when the cores would otherwise wait on it.
     # None: always (offline grading and evaluation, one photo at a time).
     spare_cores: Callable[[], bool] | None = None
@@ -369,13 +372,19 @@ def _shrink_interpolation(scale: float) -> int:
 
 
 def _decode_box(
-    source, box: tuple[float, float, float, float], native_mm: float, res_mm: float, size: tuple[int, int]
+    source,
+    box: tuple[float, float, float, float],
+    native_mm: float,
+    res_mm: float,
+    size: tuple[int, int],
+    whole: Callable[[], tuple[np.ndarray, float]] | None = None,
 ):
     """The original photo's `box` decoded at no more pixels than `res_mm` needs (JPEG draft scale) ->
-    (canvas RGB at `res_mm` per pixel, its Letterbox)."""
+    (canvas RGB at `res_mm` per pixel, its Letterbox). `whole`: the full-scale decode, started early."""
     w, h = size
     factor = 2 ** max(0, min(3, math.floor(math.log2(max(res_mm / native_mm, 1.0) + 1e-9))))
-    part = decode_part(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box)
+    early = whole() if whole is not None and factor == 1 else None
+    part = decode_part(source, math.ceil(max(w, h) / factor) if factor > 1 else None, box, early)
     crop, draft, (dw, dh), (x0, y0, x1, y1) = part.rgb, part.draft_factor, part.size, part.crop
     scale = min(1.0, native_mm * draft / res_mm)  # canvas pixels per decoded pixel
     if scale < 1.0:
@@ -441,9 +450,12 @@ def fine_pass(
     source,
     original_size: tuple[int, int],
     stage: FineStage,
+    whole: Callable[[], tuple[np.ndarray, float]] | None = None,
 ) -> FineMaps | None:
     """One photo's fine pass after its coarse passes (`outputs` in the frame `lb`/`input_size`), from
-    the encoded photo `source`; None when no device was found or the photo shows it too coarsely."""
+    the encoded photo `source`; None when no device was found or the photo shows it too coarsely.
+    `whole`: the photo decoded at full scale, started early (`model.inference.infer`): used where the
+    canvas needs the full scale, which is what the pass would decode."""
     card = stage.card
     zone_probs = outputs["zone_probs"]
     mask = device_mask(zone_probs)
@@ -459,19 +471,19 @@ def fine_pass(
     w, h = original_size
     box = (max(0.0, x0 - pad), max(0.0, y0 - pad), min(float(w), x1 + pad), min(float(h), y1 + pad))
     res = max(card.fine_mm, native)
-    canvas, clb = _decode_box(source, box, native, res, original_size)
+    canvas, clb = _decode_box(source, box, native, res, original_size, whole)
     gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
     fallback = False
     scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray)
     # The rim is read on the finest canvas, before any fallback: its scratches are as fine as any. It
-    # needs nothing the tiles give, so it runs beside them (`_beside`).
+    # needs nothing the tiles give, so it runs beside them (`beside`).
     rim_zones, rim_res, rim_clb = zones, res, clb
 
     def read_rim() -> tuple[FrameLine, ...]:
         return _frame_lines(outputs, gray, rim_zones, rim_res, rim_clb, card)
 
     if stage.spare_cores is None or stage.spare_cores():
-        frame = _beside(read_rim)
+        frame = beside(read_rim, "refurbgrade-rim")
     else:  # the cores are busy with other gradings: a thread more would only add switching
         lines = read_rim()
         frame = lambda: lines  # noqa: E731
@@ -509,29 +521,29 @@ def fine_pass(
     )
 
 
-def _beside(work: Callable[[], tuple[FrameLine, ...]]) -> Callable[[], tuple[FrameLine, ...]]:
+def beside(work: Callable[[], T], name: str = "refurbgrade-beside") -> Callable[[], T]:
     """`work` started on a thread of its own; call the result to wait for it (its exception, if any,
     is raised there). The rim read (`model.frame_read`: OpenCV and numpy, which let go of the GIL) and
     the tiles (ONNX Runtime, likewise) then share the cores: on 2 cores a 12 MP photo's fine pass
     takes about 30 ms less when it is graded alone. Under load it gains nothing and costs 3-5% more
     CPU a grading, so the service does it only for a grading alone (`FineStage.spare_cores`). A thread
-    per photo, not a shared pool: a pool's queue would make one photo's rim wait for another's."""
+    per photo, not a shared pool: a pool's queue would make one photo's work wait for another's."""
     box: dict[str, object] = {}
 
     def run() -> None:
         try:
-            box["lines"] = work()
+            box["value"] = work()
         except BaseException as exc:  # handed to the caller, never lost on the thread
             box["error"] = exc
 
-    thread = threading.Thread(target=run, name="refurbgrade-rim", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
 
-    def result() -> tuple[FrameLine, ...]:
+    def result() -> T:
         thread.join()
         if "error" in box:
             raise box["error"]  # type: ignore[misc]
-        return box["lines"]  # type: ignore[return-value]
+        return box["value"]  # type: ignore[return-value]
 
     return result
 

@@ -31,8 +31,8 @@ import numpy as np
 
 from model.card import Thresholds
 from model.crop import crop_input, merge_outputs
-from model.fine_pass import FineMaps, FineStage, fine_pass
-from model.preprocess import Letterbox, prepare_keeping_photo, to_nchw
+from model.fine_pass import FineMaps, FineStage, beside, fine_pass
+from model.preprocess import Letterbox, decode_upright, prepare_keeping_photo, to_nchw
 from model.probes import apply_probes
 
 Outputs = dict[str, np.ndarray]  # one photo's network outputs by contract name, no batch axis
@@ -110,6 +110,7 @@ def infer(
     was found, then the card's photo probes, then with `fine` the fine pass on each photo that shows
     its device finely enough. `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not
     while `run` works, so concurrent requests waiting for a shared batch do not hold the cores."""
+    early = _early_decodes(frames, fine)
     outputs = run([f.image for f in frames])
     if len(outputs) != len(frames):
         raise ValueError(f"the network gave {len(outputs)} outputs for {len(frames)} photos")
@@ -126,15 +127,39 @@ def infer(
     if fine is None:
         return done
     with cpu if cpu is not None else nullcontext():
-        return [with_fine(d, fine) for d in done]
+        return [with_fine(d, fine, early.get(k)) for k, d in enumerate(done)]
 
 
-def with_fine(inferred: Inferred, stage: FineStage) -> Inferred:
-    """`inferred` with its fine pass's maps (unchanged where the photo gets none)."""
+# Photos from this many pixels on have their full-scale decode started beside the coarse passes: a
+# 12 MP JPEG takes 35-40 ms to decode, which the fine pass would otherwise wait for (a phone filling a
+# 12 MP photo is about 0.05 mm a pixel, the scale the fine pass reads it at); smaller ones decode in a
+# few ms.
+EARLY_DECODE_PIXELS = 4_000_000
+
+
+def _early_decodes(frames: Sequence[Frame], fine: FineStage | None) -> dict[int, Callable]:
+    """The full-scale decode of each large photo, started on a thread beside the coarse passes while
+    the cores have room (`FineStage.spare_cores`). Its result is used only where the fine pass reads
+    the photo at full scale, and is then exactly what the pass would have decoded."""
+    if fine is None or (fine.spare_cores is not None and not fine.spare_cores()):
+        return {}
+    out = {}
+    for k, f in enumerate(frames):
+        w, h = f.original_size
+        if f.source is not None and w * h >= EARLY_DECODE_PIXELS:
+            out[k] = beside(lambda src=f.source: decode_upright(src, None), "refurbgrade-decode")
+    return out
+
+
+def with_fine(
+    inferred: Inferred, stage: FineStage, whole: Callable[[], tuple[np.ndarray, float]] | None = None
+) -> Inferred:
+    """`inferred` with its fine pass's maps (unchanged where the photo gets none); `whole`: the photo's
+    full-scale decode where it was started early."""
     f = inferred.frame
     if f.source is None:
         return inferred
-    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage)
+    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage, whole)
     return inferred if maps is None else Inferred(f, inferred.outputs, maps)
 
 

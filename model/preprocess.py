@@ -161,6 +161,12 @@ def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndar
     return np.ascontiguousarray(arr), draft_factor
 
 
+def decode_upright(data: bytes | str | Path, target: int | None) -> tuple[np.ndarray, float]:
+    """`decode`'s array, which may be a turned view of the decoded one (EXIF orientation), and its draft
+    factor: for `decode_part`'s `whole`."""
+    return _decode_upright(data, target)
+
+
 def _decode_upright(data: bytes | str | Path, target: int | None) -> tuple[np.ndarray, float]:
     """`decode`, whose array may be a turned view of the decoded one (EXIF orientation): whoever keeps
     only part of it copies only that part."""
@@ -230,14 +236,18 @@ class DecodedPart:
 
 
 def decode_part(
-    data: bytes | str | Path, target: int | None, box: tuple[float, float, float, float] | None
+    data: bytes | str | Path,
+    target: int | None,
+    box: tuple[float, float, float, float] | None,
+    whole: tuple[np.ndarray, float] | None = None,
 ) -> DecodedPart:
     """`decode`, keeping only `box` (x0, y0, x1, y1 in the photo's full-size pixels; None: all of it):
-    the fine pass reads a photo a second time, finer, for the device's box.
+    the fine pass reads a photo a second time, finer, for the device's box. `whole`: what
+    `decode_upright(data, target)` gives, where it was already decoded (`model.inference`).
 
     Only the part is copied: the fine pass keeps the device's box of a 12 MP photo, and turning or
     copying the rest costs about 10 ms for nothing."""
-    whole, draft = _decode_upright(data, target)
+    whole, draft = whole if whole is not None else _decode_upright(data, target)
     h, w = whole.shape[:2]
     x0, y0, x1, y1 = 0, 0, w, h
     if box is not None:

@@ -289,15 +289,60 @@ def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale
 
 
 def test_the_rim_read_beside_the_tiles_hands_back_its_lines_and_its_errors():
-    """The rim is read on a thread beside the tiles (`fine_pass._beside`): its result, and an error it
+    """The rim is read on a thread beside the tiles (`fine_pass.beside`): its result, and an error it
     raises, reach the caller when it asks, never lost on the thread."""
-    from model.fine_pass import _beside
+    from model.fine_pass import beside
 
-    assert _beside(lambda: ("a line",))() == ("a line",)
+    assert beside(lambda: ("a line",))() == ("a line",)
 
     def broken():
         raise ValueError("the rim's canvas is empty")
 
-    result = _beside(broken)
+    result = beside(broken)
     with pytest.raises(ValueError, match="canvas is empty"):
         result()
+
+
+def test_a_decode_started_early_gives_the_fine_pass_the_same_canvas():
+    """`model.inference` may start the full-scale decode beside the coarse passes; handed to the fine
+    pass (`whole`), it is used where the pass reads the photo at full scale, with the same result."""
+    from model.preprocess import decode_upright
+
+    data = _png(_photo())
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame)
+    stage = FineStage(_card(max_tiles=4, heat_cut=0.5), _dark_lines, LENGTH_MM)
+    calls = []
+
+    def whole():
+        calls.append(1)
+        return decode_upright(data, None)
+
+    plain = fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage)
+    early = fine_pass(outputs, frame.letterbox, SIZE, data, frame.original_size, stage, whole)
+    assert calls == [1]
+    assert plain.tiles == early.tiles and plain.tiles
+    for name in ("heat", "width_px", "contrast", "covered"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(early, name))
+
+
+def test_large_photos_start_their_full_decode_early_only_with_cores_to_spare():
+    from model.inference import _early_decodes
+    from model.preprocess import decode
+
+    def jpeg(w, h):
+        buf = io.BytesIO()
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=80)
+        return buf.getvalue()
+
+    big, small = jpeg(2400, 1800), jpeg(800, 600)
+    frames = [frame_photo(big, SIZE), frame_photo(small, SIZE)]
+    card = _card()
+    early = _early_decodes(frames, FineStage(card, _dark_lines, LENGTH_MM))
+    assert set(early) == {0}  # 4.3 MP from EARLY_DECODE_PIXELS on; 0.5 MP decodes in a few ms
+    arr, factor = early[0]()
+    np.testing.assert_array_equal(arr, decode(big)[0])
+    assert factor == 1.0
+    assert _early_decodes(frames, FineStage(card, _dark_lines, LENGTH_MM, lambda: False)) == {}
+    assert _early_decodes(frames, None) == {}
