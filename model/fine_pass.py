@@ -158,9 +158,10 @@ class FineStage:
     card: FineCard
     run: FineRun
     length_mm: float
-    # Whether the rim may be read on a thread beside the tiles now (`beside`): the service says yes
-    # only while this grading is the only one in flight, when the cores would otherwise wait on it.
-    # None: always (offline grading and evaluation, one photo at a time).
+    # Whether a photo's work may go to a thread of its own now (`beside`: the rim read beside the tiles,
+    # a large photo's full-scale decode beside the coarse passes): the service says yes only while this
+    # grading is the only one in flight, when the cores would otherwise wait on it. None: always
+    # (offline grading and evaluation, one photo at a time).
     spare_cores: Callable[[], bool] | None = None
 
 
@@ -525,9 +526,10 @@ def beside(work: Callable[[], T], name: str = "refurbgrade-beside") -> Callable[
     """`work` started on a thread of its own; call the result to wait for it (its exception, if any,
     is raised there). The rim read (`model.frame_read`: OpenCV and numpy, which let go of the GIL) and
     the tiles (ONNX Runtime, likewise) then share the cores: on 2 cores a 12 MP photo's fine pass
-    takes about 30 ms less when it is graded alone. Under load it gains nothing and costs 3-5% more
-    CPU a grading, so the service does it only for a grading alone (`FineStage.spare_cores`). A thread
-    per photo, not a shared pool: a pool's queue would make one photo's work wait for another's."""
+    takes about 30 ms less when it is graded alone (and its full-scale decode beside the coarse
+    passes, `model.inference`, about 20 ms more). Under load it gains nothing and costs 3-5% more CPU
+    a grading, so the service does it only for a grading alone (`FineStage.spare_cores`). A thread per
+    photo, not a shared pool: a pool's queue would make one photo's work wait for another's."""
     box: dict[str, object] = {}
 
     def run() -> None:

@@ -42,8 +42,8 @@ SEED = 20261125
 PRESENT_AT = 0.5  # the deterministic grade counts an instance from this confidence on
 # Without the device's model, sizes are estimated from the standard's reference length for its kind; a
 # device may be this much shorter or longer (our choice: the bundled catalogue's phones run from 12%
-# under to 12% over the 150 mm reference, tablets from 22% under to 12% over 250 mm, and laptops, 310
-# mm, from 11-inch to 16-inch ones, about 10% under to 15% over). A grade that another length in this
+# under to 12% over the 150 mm reference, its tablets from 22% under to 12% over 250 mm, its laptops
+# from 2% under to 15% over 310 mm, and smaller laptops exist). A grade that another length in this
 # range would change is decided by the unknown size, not by what the photos show: a person should
 # look (or the caller give the model).
 SCALE_RANGE = (0.85, 1.15)
