@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -477,12 +478,9 @@ def fine_pass(
     fallback = False
     scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray)
     # The rim is read on the finest canvas, before any fallback: its scratches are as fine as any. It
-    # needs nothing the tiles give, so it runs beside them (`beside`).
-    rim_zones, rim_res, rim_clb = zones, res, clb
-
-    def read_rim() -> tuple[FrameLine, ...]:
-        return _frame_lines(outputs, gray, rim_zones, rim_res, rim_clb, card)
-
+    # needs nothing the tiles give, so it runs beside them (`beside`). Its arguments are bound now: the
+    # fallback below rebinds the canvas's names.
+    read_rim = partial(_frame_lines, outputs, gray, zones, res, clb, card)
     if stage.spare_cores is None or stage.spare_cores():
         frame = beside(read_rim, "refurbgrade-rim")
     else:  # the cores are busy with other gradings: a thread more would only add switching

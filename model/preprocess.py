@@ -157,19 +157,13 @@ def decoded_pixels(data: bytes | str | Path, target: int | None = None) -> int:
 def decode(data: bytes | str | Path, target: int | None = None) -> tuple[np.ndarray, float]:
     """Decode a photo to RGB uint8. With `target`, JPEGs may decode at 1/2, 1/4 or 1/8 scale as long as
     the longer side stays at least `target`. Returns the array and the draft factor (>= 1)."""
-    arr, draft_factor = _decode_upright(data, target)
+    arr, draft_factor = decode_upright(data, target)
     return np.ascontiguousarray(arr), draft_factor
 
 
 def decode_upright(data: bytes | str | Path, target: int | None) -> tuple[np.ndarray, float]:
-    """`decode`'s array, which may be a turned view of the decoded one (EXIF orientation), and its draft
-    factor: for `decode_part`'s `whole`."""
-    return _decode_upright(data, target)
-
-
-def _decode_upright(data: bytes | str | Path, target: int | None) -> tuple[np.ndarray, float]:
     """`decode`, whose array may be a turned view of the decoded one (EXIF orientation): whoever keeps
-    only part of it copies only that part."""
+    only part of it copies only that part (`decode_part`, and its `whole` made early)."""
     img = _open(data)
     full_w, full_h = img.size
     if target is not None and img.format not in {"JPEG", "MPO"}:
@@ -247,7 +241,7 @@ def decode_part(
 
     Only the part is copied: the fine pass keeps the device's box of a 12 MP photo, and turning or
     copying the rest costs about 10 ms for nothing."""
-    whole, draft = whole if whole is not None else _decode_upright(data, target)
+    whole, draft = whole if whole is not None else decode_upright(data, target)
     h, w = whole.shape[:2]
     x0, y0, x1, y1 = 0, 0, w, h
     if box is not None:
