@@ -50,6 +50,7 @@ from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES
 from model.postprocess import estimate_scale
 from model.preprocess import Letterbox, decode_part
 from model.taxonomy import DefectType, View, Zone
+from model.tiled_map import TiledMap, tiled
 
 T = TypeVar("T")
 
@@ -168,12 +169,13 @@ class FineStage:
 
 @dataclass(frozen=True)
 class FineMaps:
-    """The fine network's maps stitched over the device's canvas (zero outside the tiles)."""
+    """The fine network's maps over the device's canvas, zero outside the tiles (kept as the tiles:
+    `model.tiled_map`; read a box or a pixel, or `np.asarray` for the dense map)."""
 
-    heat: np.ndarray  # H x W float32
-    width_px: np.ndarray  # H x W float32, in canvas pixels
-    contrast: np.ndarray  # H x W float32
-    covered: np.ndarray  # H x W bool: inside a tile's kept part and on a surface it reads (`surface`)
+    heat: TiledMap  # H x W float32
+    width_px: TiledMap  # H x W float32, in canvas pixels
+    contrast: TiledMap  # H x W float32
+    covered: TiledMap  # H x W bool: inside a tile's kept part and on a surface it reads (`surface`)
     zones: np.ndarray  # H x W uint8: the coarse zone map on the canvas (`canvas_zones`)
     card: FineCard  # the fine network's card the maps were made and are read with
     letterbox: Letterbox  # canvas pixels -> the original photo's (pad 0, crop = the device's box)
@@ -419,30 +421,48 @@ def _rescaled(canvas: np.ndarray, lb: Letterbox, f: float) -> tuple[np.ndarray, 
 TILE_BATCH = 4
 
 
+def _reflect(start: int, size: int, n: int) -> np.ndarray:
+    """Indices start .. start + size - 1 of an axis of `n`, folded back into it as OpenCV's
+    BORDER_REFLECT_101 folds them (`cv2.borderInterpolate`: periodic, the edge pixel not repeated)."""
+    k = np.arange(start, start + size)
+    if n == 1:
+        return np.zeros(size, np.intp)
+    period = 2 * (n - 1)
+    k = np.mod(k, period)
+    return np.where(k >= n, period - k, k)
+
+
+def _window(canvas: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """The `size` x `size` window of the canvas at (x0, y0), reflected where it runs off the canvas:
+    the pixels of `cv2.copyMakeBorder(..., BORDER_REFLECT_101)` without padding the whole canvas."""
+    h, w = canvas.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + size <= w and y0 + size <= h:
+        return canvas[y0 : y0 + size, x0 : x0 + size]
+    return canvas[np.ix_(_reflect(y0, size, h), _reflect(x0, size, w))]
+
+
 def run_tiles(
     canvas: np.ndarray, cells, card: FineCard, run: FineRun, batch: int = TILE_BATCH
-) -> dict[str, np.ndarray]:
+) -> dict[str, TiledMap]:
     """The fine network over `cells` of the canvas's grid, each with `margin_px` of context (the canvas
-    reflected at its edges); the kept parts stitched into canvas-sized maps, plus `covered`."""
+    reflected at its edges): each output's kept parts as a canvas-sized `TiledMap`, plus `covered`
+    (True on the kept parts). Kept as tiles, never stitched into dense maps: they cover a few percent
+    of the canvas (`model.tiled_map`)."""
     t, m, stride = card.tile_px, card.margin_px, card.stride
     h, w = canvas.shape[:2]
-    ni, nj = math.ceil(w / stride), math.ceil(h / stride)
-    padded = cv2.copyMakeBorder(
-        canvas, m, nj * stride - h + m, m, ni * stride - w + m, cv2.BORDER_REFLECT_101
-    )
-    maps = {name: np.zeros((nj * stride, ni * stride), np.float32) for name in FINE_OUTPUT_NAMES}
-    covered = np.zeros((nj * stride, ni * stride), bool)
     cells = list(cells)
+    boxes = [(i * stride, j * stride, min(w, (i + 1) * stride), min(h, (j + 1) * stride)) for i, j in cells]
+    blocks: dict[str, list[np.ndarray]] = {name: [] for name in FINE_OUTPUT_NAMES}
     for start in range(0, len(cells), batch):
         chunk = cells[start : start + batch]
-        tiles = np.stack([padded[j * stride : j * stride + t, i * stride : i * stride + t] for i, j in chunk])
+        tiles = np.stack([_window(canvas, i * stride - m, j * stride - m, t) for i, j in chunk])
         out = run(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
-        for n, (i, j) in enumerate(chunk):
-            ys, xs = slice(j * stride, (j + 1) * stride), slice(i * stride, (i + 1) * stride)
+        for n, (x0, y0, x1, y1) in enumerate(boxes[start : start + batch]):
             for name in FINE_OUTPUT_NAMES:
-                maps[name][ys, xs] = out[name][n, 0, m : m + stride, m : m + stride]
-            covered[ys, xs] = True
-    return {name: v[:h, :w] for name, v in {**maps, "covered": covered}.items()}
+                blocks[name].append(out[name][n, 0, m : m + y1 - y0, m : m + x1 - x0].astype(np.float32))
+    maps = {name: tiled((h, w), np.float32, boxes, blocks[name]) for name in FINE_OUTPUT_NAMES}
+    covered = [np.ones((y1 - y0, x1 - x0), bool) for x0, y0, x1, y1 in boxes]
+    return {**maps, "covered": tiled((h, w), bool, boxes, covered)}
 
 
 def fine_pass(
@@ -492,11 +512,7 @@ def fine_pass(
         scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
     plan = choose_cells(*scores, card.max_tiles, card.line_min_mm)
     ch, cw = canvas.shape[:2]
-    if plan.cells:
-        maps = run_tiles(canvas, plan.cells, card, stage.run)
-    else:  # only the rim: maps that read as empty (read-only views of a single zero, never written)
-        zero = np.broadcast_to(np.float32(0.0), (ch, cw))
-        maps = {**dict.fromkeys(FINE_OUTPUT_NAMES, zero), "covered": np.broadcast_to(False, (ch, cw))}
+    maps = run_tiles(canvas, plan.cells, card, stage.run)  # no cells (only the rim): maps that read zero
     frame = frame()
     if not plan.cells and not frame:
         return None
@@ -508,7 +524,7 @@ def fine_pass(
         heat=maps["heat"],
         width_px=maps["width_px"],
         contrast=maps["contrast"],
-        covered=maps["covered"] & surf,
+        covered=maps["covered"].masked(surf),
         zones=zones,
         card=card,
         letterbox=clb,

@@ -323,7 +323,7 @@ def test_a_decode_started_early_gives_the_fine_pass_the_same_canvas():
     assert calls == [1]
     assert plain.tiles == early.tiles and plain.tiles
     for name in ("heat", "width_px", "contrast", "covered"):
-        np.testing.assert_array_equal(getattr(plain, name), getattr(early, name))
+        np.testing.assert_array_equal(np.asarray(getattr(plain, name)), np.asarray(getattr(early, name)))
 
 
 def test_large_photos_start_their_full_decode_early_only_with_cores_to_spare():
@@ -346,3 +346,20 @@ def test_large_photos_start_their_full_decode_early_only_with_cores_to_spare():
     assert factor == 1.0
     assert _early_decodes(frames, FineStage(card, _dark_lines, LENGTH_MM, lambda: False)) == {}
     assert _early_decodes(frames, None) == {}
+
+
+def test_a_tiles_window_is_the_padded_canvas_without_padding_it():
+    """`run_tiles` cuts each tile's window (with its margin) straight from the canvas, reflected where it
+    runs off: the same pixels as padding the whole canvas with BORDER_REFLECT_101 first, including
+    canvases smaller than the margin (the reflection folds again)."""
+    from model.fine_pass import _window
+
+    rng = np.random.default_rng(5)
+    for h, w, m, size in [(40, 70, 8, 32), (5, 9, 8, 24), (1, 30, 4, 12), (33, 33, 16, 48)]:
+        canvas = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pad = 3 * size
+        padded = cv2.copyMakeBorder(canvas, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        for y0 in range(-m, h, 3):
+            for x0 in range(-m, w, 5):
+                want = padded[pad + y0 : pad + y0 + size, pad + x0 : pad + x0 + size]
+                np.testing.assert_array_equal(_window(canvas, x0, y0, size), want)
