@@ -32,6 +32,7 @@ from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
+from model.glare import blown_share, glare_advice
 from model.inference import Frame, Inferred, batched, frame_photo, infer
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale
@@ -86,6 +87,7 @@ class PhotoResult:
     device_found: bool
     instances: list[DefectInstance] = field(default_factory=list)
     device_length_px: float | None = None  # the device's long side in photo pixels (model.detail)
+    glare_share: float | None = None  # its main surface's share blown out (model.glare)
 
     @property
     def usable(self) -> bool:
@@ -256,7 +258,9 @@ def analyse_photo(
         quality = PhotoQuality.NO_DEVICE
         q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))
     instances: list[DefectInstance] = []
+    glare = None
     if scale.device_found:
+        glare = blown_share(inferred.frame.image, outputs["zone_probs"], view_res)
         instances = photo_instances(
             outputs,
             inferred.letterbox,
@@ -281,6 +285,7 @@ def analyse_photo(
         device_found=scale.device_found,
         instances=instances,
         device_length_px=scale.device_length_px,
+        glare_share=glare,
     )
 
 
@@ -299,13 +304,18 @@ def grade_instances(
     calibration = calibration or {}
     views = None if photos is None else {p.view for p in photos if p.usable}
     retakes = [f"photo {p.index + 1}: {p.message}" for p in photos or () if not p.usable]
-    # Usable photos too coarse for the hairline tiers ask for a closer one (model.detail); said only
-    # where the grade is one of those tiers: a device graded Unlistable needs no finer photo.
+    # Usable photos too coarse for the hairline tiers ask for a closer one (model.detail), and those
+    # whose surface glare blows out for another (model.glare); said only where the grade is one of
+    # those tiers: a device graded Unlistable needs no better photo.
     coarse = [
         advice
         for p in photos or ()
         if p.usable
-        and (advice := detail_advice(p.index + 1, p.device_length_px, device.length_mm, device.kind))
+        for advice in (
+            detail_advice(p.index + 1, p.device_length_px, device.length_mm, device.kind),
+            glare_advice(p.index + 1, p.glare_share, p.view),
+        )
+        if advice
     ]
     out = {}
     for name in standards:

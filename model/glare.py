@@ -1,0 +1,63 @@
+"""Glare: how much of a photo's main surface the light blows out, where no scratch can be seen. Torch-free.
+
+Issue 19's photo requirements: a photo whose glass is partly blown out by a reflected light (or a
+display lit white) hides any hairline there, so the grades hairlines decide (Back Market's Premium,
+Excellent and Good) cannot be told apart on that part, and the refurbisher is asked to retake it.
+
+Measured on the coarse pass's frame (the device's crop where the card crops, so the device fills it):
+the view's main surface (a front view's screen, a back view's back) from the zone map, less `EDGE_PX`
+at its outline (the coarse map's edge runs onto white bezels and backgrounds), and the pixels there
+whose three channels are all at `BLOWN` or more (clipped white: no contrast left to show a line), in
+blobs of at least `MIN_BLOB_SHARE` of the surface (a glare is a patch, not specks). The share is
+`GLARE_SHARE` or more: the photo asks for a retake. The cuts are our choice; docs/fine-pass.md
+("Glare") has their measurement on validation photos.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from model.taxonomy import View, Zone
+
+BLOWN = 250  # all three channels at least this: clipped white
+# The zone map's cells are 4 px of a 384 px frame, and its screen runs onto white bezels: 6 px left two
+# white bezels of validation photos over the cut, 10 px none, and the glares as they were.
+EDGE_PX = 10
+MIN_BLOB_SHARE = 0.005
+GLARE_SHARE = 0.02
+MIN_SURFACE_PX = 400  # less surface in view: nothing to judge
+SURFACE_OF_VIEW = {View.FRONT: Zone.SCREEN, View.BACK: Zone.BODY}
+
+
+def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float | None:
+    """The share of `view`'s main surface in `image` (the frame the network saw, S x S x 3 RGB; its zone
+    map `zone_probs`, Z x s x s) blown out; None for a view without one, or too little of it in view."""
+    zone = SURFACE_OF_VIEW.get(view)
+    if zone is None:
+        return None
+    zones = cv2.resize(
+        zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
+    )
+    surface = (zones == 1 + list(Zone).index(zone)).astype(np.uint8)
+    surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
+    area = int(surface.sum())
+    if area < MIN_SURFACE_PX:
+        return None
+    blown = ((image.min(axis=2) >= BLOWN) & (surface > 0)).astype(np.uint8)
+    stats = cv2.connectedComponentsWithStats(blown, connectivity=8)[2]
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    return float(sizes[sizes >= MIN_BLOB_SHARE * area].sum() / area)
+
+
+def glare_advice(photo_number: int, share: float | None, view: View) -> str | None:
+    """Retake advice for a photo whose main surface is blown out (None below `GLARE_SHARE`).
+    `photo_number` counts from 1, as people do."""
+    if share is None or share < GLARE_SHARE:
+        return None
+    where = "screen" if view is View.FRONT else "back"
+    return (
+        f"photo {photo_number}: glare (or a display lit white) blows out {share:.0%} of the {where}, where "
+        f"no scratch can be seen: the top grades could not be told apart there; retake at an angle to the "
+        f"light, with the display off"
+    )
