@@ -496,16 +496,18 @@ def fine_pass(
     canvas, clb = _decode_box(source, box, native, res, original_size, whole)
     gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)
     fallback = False
-    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray)
+    zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
     # The rim is read on the finest canvas, before any fallback: its scratches are as fine as any. It
-    # needs nothing the tiles give, so it runs beside them (`beside`). Its arguments are bound now: the
-    # fallback below rebinds the canvas's names.
+    # needs the canvas and its zone map, nothing the tile scoring or the tiles give, so it runs beside
+    # both (`beside`): the scoring is single-threaded, which leaves the other core to the rim. Its
+    # arguments are bound now: the fallback below rebinds the canvas's names.
     read_rim = partial(_frame_lines, outputs, gray, zones, res, clb, card)
     if stage.spare_cores is None or stage.spare_cores():
         frame = beside(read_rim, "refurbgrade-rim")
     else:  # the cores are busy with other gradings: a thread more would only add switching
         lines = read_rim()
         frame = lambda: lines  # noqa: E731
+    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray, zones)
     if choose_cells(*scores, None, card.line_min_mm).proposed > card.max_tiles and res < card.fallback_mm:
         canvas, clb = _rescaled(canvas, clb, res / card.fallback_mm)
         res, fallback = card.fallback_mm, True
@@ -591,10 +593,12 @@ def _frame_lines(outputs, gray, zones, res, clb: Letterbox, card: FineCard) -> t
 
 
 def _scores(
-    outputs, lb, input_size, canvas, clb, res, card, gray=None
+    outputs, lb, input_size, canvas, clb, res, card, gray=None, zones=None
 ) -> tuple[Scores, np.ndarray, np.ndarray]:
-    """The cells' scores, the canvas's zone map and the surface mask they were scored on."""
-    zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
+    """The cells' scores, the canvas's zone map and the surface mask they were scored on. `gray` and
+    `zones`: the canvas in grey and its zone map, where the caller has them."""
+    if zones is None:
+        zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
     surf = surface(zones, res)
     cands = _candidate_points(outputs, lb, input_size, clb, card.candidate_cut)
     h, w = canvas.shape[:2]
