@@ -319,3 +319,25 @@ def test_busy_wallpapers_put_fine_detail_on_lit_screens():
     assert cv2.connectedComponents(bright)[0] > 15  # separate particles, not one blob
     busy = _screen_on(np.random.default_rng(0), design, (300, 160), 2.0, wallpapers=())
     assert not np.allclose(busy, plain)
+
+
+@pytest.mark.parametrize("finish", [0.06, 0.15, 0.8])
+def test_a_gouge_shows_on_any_finish(finish):
+    """A labelled scratch the camera cannot show teaches nothing: a gouge on black anodising darkened by
+    two thirds changed it by a few grey levels (generator 1). Now a gouge on a dark finish shows lighter
+    (the material under it), on a light one darker, by a clear step either way."""
+    from types import SimpleNamespace
+
+    from training.synth.defects import DefectPlan, _draw_scratch
+
+    h, w = 40, 200
+    region = np.full((h, w, 3), finish, np.float32)
+    a = np.zeros((h, w), np.float32)
+    a[18:23, 20:180] = 1.0  # a 0.5 mm gouge at 10 px a mm
+    line = np.array([[20.0, 20.0], [180.0, 20.0]])
+    plan = DefectPlan(DefectType.SCRATCH, Zone.FRAME, "gouge", lines=[line], width_mm=0.5, contrast=0.4)
+    flat = SimpleNamespace(ppm=10.0)
+    _draw_scratch(flat, plan, region, a, np.random.default_rng(0), light_angle=0.0, box=None)
+    step = float(region[19:22, 40:160].mean()) - finish
+    assert abs(step) >= 0.12
+    assert (step > 0) == (finish < 0.3)  # lighter on dark finishes, darker on light ones

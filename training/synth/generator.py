@@ -41,7 +41,8 @@ from training.synth.photography import (
     warp_layers,
 )
 
-GENERATOR_VERSION = "1"
+# In every record's meta. 2 (2026-12-05): a gouge on a dark finish shows lighter (`defects._draw_scratch`).
+GENERATOR_VERSION = "2"
 ZONES = tuple(Zone)
 
 
