@@ -612,7 +612,7 @@ def _draw_scratch(flat, plan, region, a, rng, light_angle, box):
         # (black anodising, paint, black glass) it shows the lighter material under the finish, scattered:
         # darkening black by two thirds changed it by a few grey levels. On the 12 MP photos of seed 708,
         # the median step a gouge makes in the photo went 8 -> 13 grey levels on the frame, 13.5 -> 46.5
-        # on the body (docs/fine-pass.md, "Generator 2").
+        # on the body (docs/fine-pass.md, "Where the scratches are lost, and generator 2").
         under = float((region.mean(axis=2) * a).sum() / max(float(a.sum()), 1e-6))
         if under < GOUGE_DARK_BASE:
             groove = np.full(3, min(0.8, under + 0.45), np.float32)
