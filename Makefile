@@ -80,6 +80,7 @@ STAGE2 := --set run_dir=../../runs/default_ft --set init_weights=../../runs/defa
 	--set data.num_workers=0 --set data.cache_images=false --set optim.epochs=8 --set optim.lr=0.001 \
 	--set optim.warmup_steps=30 --set device=cpu $(HOLDOUT)
 model: $(STAMP_ALL)
+	$(BIN)/python scripts/check_synth_current.py $(SYNTH)
 	test -f $(SYNTH)/synth_train/manifest.jsonl || $(BIN)/refurbgrade synth --n 4000 --seed 101 --out $(SYNTH)/synth_train $(SYNTH_ARGS) \
 		--crack-style mixed --composite-splits train
 	test -f $(SYNTH)/synth_val/manifest.jsonl || $(BIN)/refurbgrade synth --n 300 --seed 202 --out $(SYNTH)/synth_val $(SYNTH_ARGS)
@@ -116,6 +117,7 @@ model: $(STAMP_ALL)
 # Its output, models/default.fine.onnx, is bundled and served beside the model (docs/fine-pass.md).
 FINE := $(SYNTH)/fine
 fine-model: $(STAMP_ALL)
+	$(BIN)/python scripts/check_synth_current.py $(SYNTH)
 	test -f $(FINE)/patches_train/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 3000 --seed 11 --out $(FINE)/patches_train --workers 2
 	test -f $(FINE)/patches_val/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 300 --seed 12 --out $(FINE)/patches_val --workers 2
 	test -f $(FINE)/patches_test/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 300 --seed 13 --out $(FINE)/patches_test --workers 2
