@@ -513,15 +513,10 @@ def fine_pass(
         res, fallback = card.fallback_mm, True
         scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
     plan = choose_cells(*scores, card.max_tiles, card.line_min_mm)
-    ch, cw = canvas.shape[:2]
     maps = run_tiles(canvas, plan.cells, card, stage.run)  # no cells (only the rim): maps that read zero
     frame = frame()
     if not plan.cells and not frame:
         return None
-    stride = card.stride
-    kept = tuple(
-        (i * stride, j * stride, min(cw, (i + 1) * stride), min(ch, (j + 1) * stride)) for i, j in plan.cells
-    )
     return FineMaps(
         heat=maps["heat"],
         width_px=maps["width_px"],
@@ -531,7 +526,7 @@ def fine_pass(
         card=card,
         letterbox=clb,
         mm_per_px=res,
-        tiles=kept,
+        tiles=maps["covered"].boxes,  # the tiles' kept parts, as `run_tiles` cut them
         proposed=plan.proposed,
         fallback=fallback,
         frame=frame,

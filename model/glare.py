@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from model.outputs import ZONE_CHANNELS
 from model.taxonomy import View, Zone
 
 BLOWN = 250  # all three channels at least this: clipped white
@@ -39,7 +40,7 @@ def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float 
     zones = cv2.resize(
         zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
     )
-    surface = (zones == 1 + list(Zone).index(zone)).astype(np.uint8)
+    surface = (zones == ZONE_CHANNELS.index(zone.value)).astype(np.uint8)
     surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
     area = int(surface.sum())
     if area < MIN_SURFACE_PX:

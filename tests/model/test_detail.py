@@ -26,7 +26,14 @@ def test_advice_only_for_photos_coarser_than_the_fine_pass_needs():
     assert "about 0.25 mm" in detail_advice(1, 600, None, DeviceKind.PHONE)  # estimated length: "about"
 
 
-def _photo(index: int, length_px: float | None, quality=PhotoQuality.USABLE, view=View.FRONT) -> PhotoResult:
+def _photo(
+    index: int,
+    length_px: float | None,
+    quality=PhotoQuality.USABLE,
+    view=View.FRONT,
+    glare: float | None = None,
+) -> PhotoResult:
+    """A photo's verdict as `analyse_photo` gives it (also used by tests/model/test_glare.py)."""
     return PhotoResult(
         index=index,
         width=4000,
@@ -38,6 +45,7 @@ def _photo(index: int, length_px: float | None, quality=PhotoQuality.USABLE, vie
         quality_confidence=0.9,
         device_found=length_px is not None,
         device_length_px=length_px,
+        glare_share=glare,
     )
 
 

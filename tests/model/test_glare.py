@@ -7,8 +7,9 @@ import pytest
 
 from model.glare import EDGE_PX, GLARE_SHARE, blown_share, glare_advice
 from model.instances import mm
-from model.taxonomy import DefectType, DeviceKind, PhotoQuality, View, Zone
-from serving.pipeline import Device, PhotoResult, grade_instances
+from model.taxonomy import DefectType, DeviceKind, View, Zone
+from serving.pipeline import Device, grade_instances
+from tests.model.test_detail import _photo
 
 S = 384
 ZONES = 1 + len(Zone)  # background first, as the network's zone map
@@ -70,25 +71,10 @@ def test_advice_names_the_photo_the_share_and_the_surface():
     assert "retake at an angle to the light" in text
 
 
-def _photo(index: int, glare: float | None, view=View.FRONT) -> PhotoResult:
-    return PhotoResult(
-        index=index,
-        width=4000,
-        height=3000,
-        view=view,
-        view_source="caller",
-        view_confidence=1.0,
-        quality=PhotoQuality.USABLE,
-        quality_confidence=0.9,
-        device_found=True,
-        device_length_px=3000.0,  # fine enough: no "closer" advice
-        glare_share=glare,
-    )
-
-
 def test_grading_asks_for_a_photo_without_glare_only_where_a_top_tier_is_at_stake():
     device = Device(kind=DeviceKind.PHONE, length_mm=150.0)
-    photos = [_photo(0, 0.001), _photo(1, 0.2, view=View.BACK)]
+    # Fine enough (3000 px): no "closer" advice.
+    photos = [_photo(0, 3000.0, glare=0.001), _photo(1, 3000.0, view=View.BACK, glare=0.2)]
     graded = grade_instances([], ["backmarket"], device, 0.8, photos=photos)["backmarket"]
     assert graded.listable
     glare = [a for a in graded.advice if "glare" in a]
