@@ -215,6 +215,23 @@ def _box_corners(box) -> list[tuple[float, float]]:
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
+def one_glass_side(
+    judged: Mapping[Zone, float], cells: Mapping[Zone, int], shown: Sequence[Zone]
+) -> dict[Zone, float]:
+    """The judged zones a photo's crack may rest on. A photo shows one glass side, so of two judged
+    glass zones only the glass its view shows (`shown`) and the glass the zone map gives most `cells`
+    count: the second keeps a photo whose view the network got wrong (a cracked screen it called a back
+    view is still mostly "screen" on the zone map). A sliver of the other glass's label is not judged:
+    on MSD's bare screens the zone map puts a strip of "back" along an edge (4-15% of the glass), and
+    the back glass's model read that strip as a shattered back, p 0.78-0.97, on a scratched screen
+    photographed 1 EV darker and on 1 of the 20 validation screens as they are
+    (`benchmarks/bench_robustness.py`, docs/model-history.md)."""
+    if len(judged) < 2 or not cells:
+        return dict(judged)
+    largest = max(judged, key=lambda z: cells.get(z, 0))
+    return {z: p for z, p in judged.items() if z == largest or z in shown}
+
+
 def judge_zone_damage(
     instances: list[DefectInstance],
     judged: dict[Zone, float],
@@ -225,11 +242,14 @@ def judge_zone_damage(
     photo_index: int = 0,
     view: View | None = None,
     glass: tuple[Zone, ...] = GLASS_ZONES,
+    cells: Mapping[Zone, int] | None = None,
 ) -> list[DefectInstance]:
     """`instances` with the photo's glass crack fragments turned into evidence and, where a judged
     zone's probability of being cracked reaches `min_confidence`, one crack defect for it. Its box and
     outline are the fragments' union (the zone's box when the map left no fragment); its length is the
-    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's.
+    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's. `cells`: how
+    many of the zone map's cells each judged zone has (`one_glass_side`; without it every judged zone
+    counts).
 
     A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
     judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows
@@ -242,6 +262,7 @@ def judge_zone_damage(
     mine = [z for z in glass if z in shown]
     if not judged or (not mine and any(z in shown for z in GLASS_ZONES)):
         return list(instances)
+    judged = one_glass_side(judged, cells or {}, shown)
     out = [
         i.model_copy(update={"role": "evidence"})
         if i.type is DefectType.CRACK and i.zone in glass and i.role == "defect"

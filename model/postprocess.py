@@ -409,16 +409,17 @@ def extract_instances(
         maps = {"defect_probs": defect_probs, "zone_probs": zone_probs, **(features or {})}
         judged = zone_damage(maps, thresholds.zone_damage)
         zone_map = zone_probs.argmax(axis=0)
-        boxes = {z: mask_box(zone_map == 1 + ZONES.index(z), lb, input_size) for z in judged}
+        masks = {z: zone_map == 1 + ZONES.index(z) for z in judged}
         out = judge_zone_damage(
             out,
             judged,
-            boxes,
+            {z: mask_box(m, lb, input_size) for z, m in masks.items()},
             scale.units,
             scale.per_px,
             thresholds.min_instance_confidence,
             photo_index,
             view,
             glass,
+            {z: int(m.sum()) for z, m in masks.items()},
         )
     return out

@@ -13,6 +13,7 @@ from model.damage import (
     ZoneDamageModel,
     glass_zones,
     judge_zone_damage,
+    one_glass_side,
     zone_damage,
     zone_features,
 )
@@ -263,3 +264,63 @@ def test_a_card_refuses_zone_damage_whose_features_its_file_does_not_give():
         }
     )
     assert ok.thresholds.zone_damage["screen"].features == "joint_s16_v3"
+
+
+def test_a_sliver_of_the_other_glass_is_not_judged():
+    """A photo shows one glass side. On a front view the zone map may still label a strip along an
+    edge "back" (MSD's dim bare screens); the back glass's model must not turn that strip into a crack
+    on the screen. The glass the view shows and the glass the zone map shows most of are judged."""
+    frag = mm("crack", "screen", 3.0, confidence=0.2, box=(10.0, 10.0, 20.0, 20.0))
+    judged = {Zone.SCREEN: 0.05, Zone.BODY: 0.95}
+    box = {Zone.SCREEN: (0, 0, 100, 100), Zone.BODY: (0, 90, 100, 100)}
+
+    def cracks(view, cells):
+        out = judge_zone_damage([frag], judged, box, "mm", 0.1, 0.05, 0, view, GLASS_ZONES, cells)
+        return sorted(
+            round(i.confidence, 2) for i in out if i.type is DefectType.CRACK and i.role == "defect"
+        )
+
+    # Front view, a strip of "back" (6% of the glass): only the screen's own 0.05 is judged.
+    assert cracks(View.FRONT, {Zone.SCREEN: 3200, Zone.BODY: 200}) == [0.05]
+    # The same judgement without the cells (callers that have none) keeps both, as before.
+    assert cracks(View.FRONT, None) == [0.05, 0.95]
+    # A front view whose zone map is mostly "back" keeps both: the view's glass and the largest.
+    assert cracks(View.FRONT, {Zone.SCREEN: 1700, Zone.BODY: 2200}) == [0.05, 0.95]
+    # A view the network got wrong (called back, mostly "screen"): the screen's judgement still counts.
+    wrong_view = {Zone.SCREEN: 0.95, Zone.BODY: 0.2}
+    out = judge_zone_damage(
+        [frag],
+        wrong_view,
+        box,
+        "mm",
+        0.1,
+        0.05,
+        0,
+        View.BACK,
+        GLASS_ZONES,
+        {Zone.SCREEN: 2000, Zone.BODY: 560},
+    )
+    assert max(i.confidence for i in out if i.role == "defect") == pytest.approx(0.95)
+    assert one_glass_side({Zone.SCREEN: 0.3}, {Zone.SCREEN: 10}, (Zone.BODY,)) == {Zone.SCREEN: 0.3}
+
+
+def test_post_processing_judges_the_back_glass_only_where_it_is_more_than_a_sliver():
+    """Through `extract_instances`: the zone map's cells decide which glass a front photo is judged on."""
+    defect, zone = _maps(0.3, 14)
+    body = ZONE_CHANNELS.index("body")
+    photo = np.full((480, 480, 3), 200, np.uint8)
+    _, lb = letterbox(photo, SIZE)
+    scale = Scale("mm", 0.3, True, 480.0)
+    cut = {n: 0.5 for n in DEFECT_CHANNELS} | {"crack": 0.25}
+    never = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=-8.0, photos=10, positives=5)
+    card = Thresholds(defect_pixel=cut, zone_damage={"screen": never, "body": MODEL})
+
+    def judged_cracks(rows):  # `rows` of the screen relabelled back glass
+        z = zone.copy()
+        z[SCREEN, rows, 8:24], z[body, rows, 8:24] = 0, 1
+        out = extract_instances(defect, z, lb, card, scale, SIZE, view=View.FRONT)
+        return [i for i in out if i.type is DefectType.CRACK and i.role == "defect"]
+
+    # 4 of 24 rows (its fragments read 0.89 by the back glass's model): a sliver, the screen's model decides
+    assert judged_cracks(slice(24, 28)) == []
+    assert [i.zone for i in judged_cracks(slice(4, 18))] == [Zone.SCREEN]  # mostly "back": judged too
