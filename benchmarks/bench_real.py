@@ -31,6 +31,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def _barred(data: bytes) -> bytes:
     return buf.tobytes()
 
 
-def grade_photos(model_path: Path, items, reformat: bool = False) -> list[Graded]:
+def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | None = None) -> list[Graded]:
+    """Each item's photo graded as one device (`transform`: the photo's bytes changed first)."""
     from tqdm import tqdm
 
     from model.manifest import resolve
@@ -99,8 +101,8 @@ def grade_photos(model_path: Path, items, reformat: bool = False) -> list[Graded
     for it in tqdm(items, desc=model_path.name, leave=False):
         rec = it.record
         data = resolve(it.manifest, rec.image).read_bytes()
-        if reformat:
-            data = _barred(data)
+        if transform is not None:
+            data = transform(data)
         g = grade_device(run_direct, model, [data], device=Device(), standards=[STANDARD])
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
@@ -159,7 +161,7 @@ def shortcut_table(model_path: Path, items, rows: list[Graded]) -> dict[str, dic
     web = [it for it in items if it.record.source == "phones_web"]
     as_they_are = [r for r in rows if r.source == "phones_web"]
     out = {}
-    for label, graded in (("as they are", as_they_are), ("barred", grade_photos(model_path, web, True))):
+    for label, graded in (("as they are", as_they_are), ("barred", grade_photos(model_path, web, _barred))):
         for truth in ("intact", "cracked"):
             scores = np.array([r.crack_score for r in graded if r.truth == truth])
             out[f"{truth}, {label}"] = {

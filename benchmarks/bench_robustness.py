@@ -1,0 +1,141 @@
+"""Real photos graded again as another phone, light or upload would give them: do the decisions hold?
+
+    .venv/bin/python benchmarks/bench_robustness.py [--model PATH] [--compare PATH] [--split val]
+        [--transforms NAME,NAME] [--json OUT]
+
+A refurbisher's photo is not a dataset's: it may be turned a quarter (held the other way, or its EXIF
+orientation lost on the way), taken in a dimmer or brighter room, resized or recompressed by an app. Each
+real photo of the split (`bench_real.py`'s sets and truth) is graded through serving's pipeline as it is
+and after each transform below, and `bench_real.py`'s figures are printed for each (all sources, then
+per source for the measures that moved most), with the `--compare` model measured in the same run:
+
+- quarter turn, half turn: the pixels turned (no EXIF tag);
+- EXIF turn: the pixels turned a quarter and the EXIF orientation tag saying to turn them back (what a
+  phone writes): the decode must undo it, so this should read as "as is";
+- -1 EV, +0.5 EV: the exposure halved, or raised by half a stop, in linear light (sRGB decoded, scaled,
+  encoded; whites clip);
+- half size: half the width and height (INTER_AREA);
+- JPEG 40: recompressed at quality 40.
+
+The transforms are fixed (no random draws), so two runs agree. `training.synth.jitter` draws the same
+kinds of change for the zone-damage fit's copies; its ranges, not these points, were chosen there.
+Choose on `--split val`; the test split is for the final report only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_real  # noqa: E402  (a sibling script, not a package)
+
+QUALITY = 92  # transformed photos are saved at this JPEG quality (but "JPEG 40")
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    from model.preprocess import decode
+
+    return decode(data)[0]
+
+
+def _encoded(rgb: np.ndarray, quality: int = QUALITY) -> bytes:
+    from training.synth.photography import encode_jpeg
+
+    return encode_jpeg(np.ascontiguousarray(rgb), quality)
+
+
+def _exposure(gain: float):
+    def apply(data: bytes) -> bytes:
+        from training.synth.jitter import exposure_lut
+
+        return _encoded(cv2.LUT(_decoded(data), exposure_lut(gain)))
+
+    return apply
+
+
+def _exif_turn(data: bytes) -> bytes:
+    """The photo's pixels turned a quarter counter-clockwise, tagged orientation 6 ("turn 90° clockwise
+    to display"), as a phone held sideways writes it."""
+    from PIL import Image
+
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(_decoded(data), 1)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    turned.save(buf, "JPEG", quality=QUALITY, exif=exif)
+    return buf.getvalue()
+
+
+TRANSFORMS = {
+    "quarter turn": lambda d: _encoded(np.rot90(_decoded(d), -1)),
+    "half turn": lambda d: _encoded(np.rot90(_decoded(d), 2)),
+    "EXIF turn": _exif_turn,
+    "-1 EV": _exposure(0.5),
+    "+0.5 EV": _exposure(2**0.5),
+    "half size": lambda d: _encoded(
+        cv2.resize(_decoded(d), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    ),
+    "JPEG 40": lambda d: _encoded(_decoded(d), 40),
+}
+MEASURES = (
+    "crack AUROC",
+    "cracked graded Unlistable",
+    "intact graded listable",
+    "worn graded Unlistable",
+    "graded without review",
+    "of those, right on listable",
+    "view accuracy",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.dataset import load_items
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "models/default.onnx")
+    ap.add_argument("--compare", type=Path, help="a second model, measured in the same run")
+    ap.add_argument("--split", default="val", help="val to choose; test only for the final report")
+    ap.add_argument(
+        "--transforms", default=",".join(TRANSFORMS), help="comma-separated, of: " + ", ".join(TRANSFORMS)
+    )
+    ap.add_argument("--json", type=Path, help="write the tables here")
+    args = ap.parse_args(argv)
+    names = [n.strip() for n in args.transforms.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRANSFORMS]
+    if unknown:
+        ap.error(f"unknown transform(s) {', '.join(unknown)}; choose from {', '.join(TRANSFORMS)}")
+    manifests = [m for m in bench_real.DEFAULT_MANIFESTS if m.is_file()]
+    items = [it for m in manifests for it in load_items(m, (args.split,)) if bench_real.truth_of(it.record)]
+    models = [args.model] + ([args.compare] if args.compare else [])
+    print(f"{len(items)} real photos of split {args.split!r}; models: {', '.join(str(m) for m in models)}")
+    tables: dict[str, dict[str, dict]] = {}
+    for name in ["as is", *names]:
+        transform = TRANSFORMS.get(name)
+        tables[name] = {
+            str(m): bench_real.table(bench_real.grade_photos(m, items, transform)) for m in models
+        }
+        print(f"\n{name}" + "".join(f" | {m.name}" for m in models))
+        first = tables[name][str(args.model)]
+        for source in first:
+            for measure in MEASURES:
+                cells = " | ".join(bench_real._fmt(tables[name][str(m)][source][measure]) for m in models)
+                if not cells.startswith("n/a"):
+                    print(f"  {source:<16} {measure:<30} {cells}")
+        sys.stdout.flush()
+    if args.json:
+        args.json.write_text(json.dumps(tables, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
