@@ -72,9 +72,9 @@ def load_sources(sources: Iterable[SourceConfig]) -> list[Item]:
     return [it for s in sources for it in load_items(s.manifest, s.splits, s.limit)]
 
 
-# Suffixes of the device ids of derived copies (`refurbgrade reformat`, `refurbgrade degrade`): a copy
-# belongs to its original's group.
-COPY_SUFFIXES = ("-barred", "-unbarred", "-degraded")
+# Suffixes of the device ids of derived copies (`refurbgrade reformat`, `refurbgrade degrade`,
+# `refurbgrade jitter`): a copy belongs to its original's group.
+COPY_SUFFIXES = ("-barred", "-unbarred", "-degraded", "-jitter")
 
 
 def catalogue_length(rec: ManifestRecord) -> float | None:

@@ -1,9 +1,10 @@
 """The commands that make manifests: `refurbgrade synth` (synthetic photos, or a gallery of them),
 `refurbgrade import` (a real dataset in a common format), `refurbgrade degrade` (faulty copies of
-real photos), `refurbgrade reformat` (real photos again in the other format), `refurbgrade
-synth-fine` (the fine pass's native-scale patches, `training.synth.fine_patches`) and the fine
-network's patches cut from whole photos (`fine-negatives`, `fine-positives`, `fine-crack-negatives`,
-`training.synth.fine_photo_patches`).
+real photos), `refurbgrade reformat` (real photos again in the other format), `refurbgrade jitter`
+(real photos again as another camera, light and upload would give them, `training.synth.jitter`),
+`refurbgrade synth-fine` (the fine pass's native-scale patches, `training.synth.fine_patches`) and the
+fine network's patches cut from whole photos (`fine-negatives`, `fine-positives`,
+`fine-crack-negatives`, `training.synth.fine_photo_patches`).
 
 The generator and the importers are imported inside the commands, so `refurbgrade --help` stays fast
 and torch is never imported here. `import` prints problems as `file:line: message`; its exit status is
@@ -253,6 +254,29 @@ def reformat(
     console.print(f"{len(items)} photos: {made}; manifest: {path}")
 
 
+def jitter(
+    manifests: Annotated[
+        list[str], typer.Argument(metavar="MANIFEST[@SPLITS]", help="real photos (default split: train)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output folder (photos, manifest.jsonl)")],
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same files")] = 0,
+) -> None:
+    """A usable copy of each real photo labelled at image level, turned, re-exposed, shrunk and
+    recompressed (`training.synth.jitter`), labels kept: fitted on both, how a source was photographed
+    says nothing about the damage."""
+    from training.dataset import load_manifest_args
+    from training.synth.jitter import jitter_items
+
+    try:
+        items = load_manifest_args(manifests, ("train",))
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    if any(it.record.split == "test" for it in items):
+        _refuse("test photos are for the final report only: name train or val splits")
+    path = jitter_items(items, out, seed)
+    console.print(f"{len(items)} photos: {sum(1 for _ in path.open())} jittered copies; manifest: {path}")
+
+
 def synth_fine(
     out: Annotated[
         Path | None, typer.Option("--out", help="output folder (images, targets, manifest.jsonl)")
@@ -355,6 +379,7 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
     app.command("degrade")(degrade)
     app.command("reformat")(reformat)
+    app.command("jitter")(jitter)
     app.command("synth-fine")(synth_fine)
     app.command("fine-negatives")(fine_negatives)
     app.command("fine-positives")(fine_positives)

@@ -1,0 +1,118 @@
+"""Usable copies of real photos as another phone, another light and another upload would give them, so
+that an image-level fit (the zone-damage model, `training.damage`) cannot lean on how a source happened to
+be photographed.
+
+Each real source's photos share a camera, a light and an orientation (MSD: landscape bare screens under
+one lamp), and a logistic model over the encoder's features can take those for the damage. Graded again
+turned, darker, smaller or recompressed (`benchmarks/bench_robustness.py`, real validation photos), the
+bundled card's crack calls moved with the photo, not the device. So each real photo labelled at image
+level gets one copy, drawn per photo from `seed`:
+
+- turned by a multiple of a quarter (a phone held either way, a photo without its EXIF orientation);
+- its exposure scaled in linear light by `GAIN` (darker rooms to brighter ones; the generator's usable
+  photos span 0.8-1.15, its bad exposures 0.1-0.25 and 2.4-4, `training.synth.photography.sensor`,
+  so the copy stays a photo a person would grade);
+- made smaller by `SCALE` (a device photographed from further away, or a resized upload);
+- saved as JPEG at a quality in `QUALITY` (messaging apps and marketplaces recompress).
+
+The copy keeps the photo's source, split, device group, view and image labels (the damage is the same)
+and drops its pixel geometry (the turn and the scale move it): like `training.synth.reformat`'s copies it
+is for the image-level fit, and its device id ends in "-jitter" so it is grouped with its original
+(`training.dataset.COPY_SUFFIXES`: never split from it, never counted as another device).
+
+    refurbgrade jitter datasets/real/phones_web.jsonl@train --out datasets/generated/real_jitter
+
+Not in the default config's zone-damage fit yet: fitted with these copies the bundled network's card
+found more cracks on every kind of photo but its recalibrated review threshold fell back to 0.95
+(docs/model-history.md, 2026-12-05 session 38).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from model.manifest import resolve, write_manifest
+from training.dataset import Item
+from training.synth.photography import encode_jpeg
+
+GAIN = (0.45, 1.5)  # exposure factor in linear light, drawn log-uniformly
+SCALE = (0.35, 1.0)  # the copy's size against the photo's, drawn uniformly
+MIN_SIDE = 256  # a copy is never made smaller than this on its long side
+QUALITY = (30, 90)  # JPEG quality, drawn uniformly
+MAX_SIDE = 2048  # originals larger than this are shrunk first: the network reads 384 px
+SUFFIX = "-jitter"
+
+
+def exposure_lut(gain: float) -> np.ndarray:
+    """sRGB levels -> the same light times `gain`, back in sRGB (a 256-entry table; clipped at white)."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * gain
+    linear = np.clip(linear, 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(srgb * 255.0).astype(np.uint8)
+
+
+def jitter_photo(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
+    """`rgb` (H x W x 3 uint8) turned, re-exposed and shrunk by one draw of `rng`; returns the copy, the
+    JPEG quality to save it at and the draw (for the manifest)."""
+    turns = int(rng.integers(4))
+    gain = float(np.exp(rng.uniform(np.log(GAIN[0]), np.log(GAIN[1]))))
+    scale = float(rng.uniform(*SCALE))
+    quality = int(rng.integers(QUALITY[0], QUALITY[1] + 1))
+    img = cv2.LUT(np.ascontiguousarray(np.rot90(rgb, turns)), exposure_lut(gain))
+    long_side = max(img.shape[:2])
+    scale = max(scale, min(1.0, MIN_SIDE / long_side))
+    if scale < 1.0:
+        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    draw = {"turns": turns, "gain": round(gain, 3), "scale": round(scale, 3), "quality": quality}
+    return img, quality, draw
+
+
+def _load(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im.thumbnail((MAX_SIDE, MAX_SIDE))
+        return np.asarray(im)
+
+
+def jitter_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
+    """One jittered copy of each item labelled at image level under `out/images`, and
+    `out/manifest.jsonl`; returns the manifest. Items without image labels are skipped (nothing for the
+    image-level fit to learn). Same seed, same files."""
+    from tqdm import tqdm
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, it in enumerate(tqdm(list(items), desc="jittering", leave=False)):
+        src = it.record
+        if not src.image_labels:
+            continue
+        rng = np.random.default_rng([seed, k])
+        rgb, quality, draw = jitter_photo(_load(resolve(it.manifest, src.image)), rng)
+        name = f"images/{len(records):06d}.jpg"
+        (out / name).write_bytes(encode_jpeg(rgb, quality))
+        records.append(
+            src.model_copy(
+                update={
+                    "image": name,
+                    "device_id": f"{src.device_id}{SUFFIX}",
+                    "width": rgb.shape[1],
+                    "height": rgb.shape[0],
+                    # The turn and the scale move every outline: the copy is image-level only.
+                    "instances": [],
+                    "instances_complete": False,
+                    "screen_polygons": [],
+                    "zone_mask": None,
+                    "meta": {**src.meta, "from": src.image, **{f"jitter_{k}": v for k, v in draw.items()}},
+                }
+            )
+        )
+    path = out / "manifest.jsonl"
+    write_manifest(path, records)
+    return path
