@@ -1,0 +1,60 @@
+"""The robustness benchmark's transforms (benchmarks/bench_robustness.py) change a photo as their names
+say: a turn turns it, the EXIF turn decodes to the photo as it was, an exposure change darkens or
+brightens it in linear light, half size halves it; and its main refuses a transform it does not know."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_robustness", ROOT / "benchmarks" / "bench_robustness.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _photo() -> tuple[np.ndarray, bytes]:
+    rgb = np.full((240, 320, 3), 128, np.uint8)
+    rgb[:40] = 230  # a bright band along the top shows where the top went
+    rgb = cv2.GaussianBlur(rgb, (5, 5), 0)
+    return rgb, cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[
+        1
+    ].tobytes()
+
+
+def test_each_transform_does_what_its_name_says(bench):
+    from model.preprocess import decode
+
+    rgb, data = _photo()
+    out = {name: decode(f(data))[0] for name, f in bench.TRANSFORMS.items()}
+    assert (
+        out["quarter turn"].shape == (320, 240, 3) and out["quarter turn"][:, -20:].mean() > 200
+    )  # top -> right
+    assert out["half turn"].shape == rgb.shape and out["half turn"][-20:].mean() > 200
+    # The EXIF turn is undone by the decode: the photo as it was, less a JPEG generation.
+    assert out["EXIF turn"].shape == rgb.shape and np.abs(out["EXIF turn"].astype(int) - rgb).mean() < 3
+    assert out["half size"].shape == (120, 160, 3)
+    grey = float(rgb[120:].mean())
+    assert (
+        85 < out["-1 EV"][120:].mean() < 100 < grey < out["+0.5 EV"][120:].mean()
+    )  # sRGB 128 is 93 at half the light
+    assert np.abs(out["JPEG 40"].astype(int) - rgb).mean() < 6
+
+
+def test_an_unknown_transform_is_refused(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--transforms", "sideways"])
+    assert exc.value.code == 2 and "unknown transform(s) sideways" in capsys.readouterr().err
