@@ -29,7 +29,8 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
 the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
-listed, never counted on their own.
+listed, never counted on their own. A photo shows one glass side: `one_glass_side` keeps the judged
+zones of the glass its view shows and of the glass most of its zone map says, not a sliver of the other.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
 """
