@@ -370,6 +370,43 @@ def expose_features(path: Path) -> bool:
     return True
 
 
+def calibration_json(path: str | Path) -> Path:
+    """Where `store_calibration` writes the whole result for the model file at `path`."""
+    path = Path(path)
+    return (
+        path.with_suffix(".calibration.json")
+        if path.suffix == ".onnx"
+        else path.with_name("calibration.json")
+    )
+
+
+def summary(cal: dict) -> list[str]:
+    """`calibrate`'s result in a few lines a person reads: the cuts, the review threshold and the picks
+    behind it, what the zone-damage models, the photo probes and the grade calibration were fitted on.
+    The weights stay in the card and the JSON beside it (thousands of numbers)."""
+    t, fig = cal["thresholds"], cal.get("figures", {})
+    cuts = ", ".join(
+        f"{n} {cut:g} (T {t['confidence_temperature'].get(n, 1.0):g}, offset {t['confidence_offset'].get(n, 0.0):g})"
+        for n, cut in t["defect_pixel"].items()
+    )
+    lines = [f"defect cuts: {cuts}"]
+    picks = fig.get("review", {}).get("threshold_by_kind", {})
+    by_kind = ", ".join(f"{k} {v:g}" for k, v in picks.items())
+    lines.append(
+        f"needs_review_below {t['needs_review_below']:g}"
+        + (f" (the higher of: {by_kind})" if by_kind else "")
+    )
+    for zone, m in (t.get("zone_damage") or {}).items():
+        lines.append(
+            f"zone damage, {zone}: {m['features']}, fitted on {m['photos']} photos, {m['positives']} cracked"
+        )
+    for name, m in (t.get("photo_probes") or {}).items():
+        lines.append(f"photo probe, {name}: fitted on {m['photos']} photos")
+    for std, c in (t.get("grade_calibration") or {}).items():
+        lines.append(f"grade calibration, {std} {c['standard_version']}: {c['devices']} validation devices")
+    return lines
+
+
 def store_calibration(path: str | Path, cal: dict, alone: bool = False) -> list[Path]:
     """Keep `calibrate`'s result with the model it calibrated: a checkpoint holds it inside
     (`training.checkpoint.attach_calibration`) with calibration.json beside; an .onnx file gets the
@@ -380,7 +417,7 @@ def store_calibration(path: str | Path, cal: dict, alone: bool = False) -> list[
     text = json.dumps(cal, indent=2)
     if path.suffix != ".onnx":
         attach_calibration(path, cal)
-        path.with_name("calibration.json").write_text(text)
+        calibration_json(path).write_text(text)
         return []
     from model.export import update_card
 
@@ -392,5 +429,5 @@ def store_calibration(path: str | Path, cal: dict, alone: bool = False) -> list[
     cards = [path] if alone else [p for p in (path, path.with_suffix(".int8.onnx")) if p.is_file()]
     for card_file in cards:
         update_card(card_file, **changes)
-    path.with_suffix(".calibration.json").write_text(text)
+    calibration_json(path).write_text(text)
     return cards

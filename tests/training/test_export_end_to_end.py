@@ -43,7 +43,11 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     assert r.exit_code == 0, r.output
     ckpt = tmp_path / "run" / "best.pt"
     r = runner.invoke(app, ["calibrate", str(ckpt), "-m", f"{manifest}@val,test"])  # recalibration
-    assert r.exit_code == 0 and "defect_pixel" in r.output, r.output
+    assert r.exit_code == 0 and "defect cuts: scratch" in r.output and "needs_review_below" in r.output, (
+        r.output
+    )
+    assert f"figures behind them: {tmp_path / 'run' / 'calibration.json'}" in r.output  # not the weights
+    assert '"weights"' not in r.output
     onnx_path = tmp_path / "m.onnx"
     r = runner.invoke(app, ["export", str(ckpt), "--out", str(onnx_path), "--int8", "--version", "9.9.9"])
     assert r.exit_code == 0, r.output

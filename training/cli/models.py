@@ -105,9 +105,13 @@ def calibrate(
 ) -> None:
     """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
     them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
-    import json
-
-    from training.calibrate import QuantizedModelError, calibrate_model_file, open_model_file
+    from training.calibrate import (
+        QuantizedModelError,
+        calibrate_model_file,
+        calibration_json,
+        open_model_file,
+        summary,
+    )
     from training.dataset import damage_fit_items, load_manifest_args, load_sources
 
     try:
@@ -131,7 +135,9 @@ def calibrate(
     cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items)
     if cards:
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
-    typer.echo(json.dumps(cal["thresholds"], indent=2))
+    for line in summary(cal):
+        typer.echo(line)
+    typer.echo(f"all thresholds and the figures behind them: {calibration_json(model)}")
 
 
 def evaluate(
