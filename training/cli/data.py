@@ -211,6 +211,20 @@ def import_command(
             raise typer.Exit(1)
 
 
+def _real_copy_items(manifests: list[str], splits: tuple[str, ...]):
+    """The real photos `degrade`, `reformat` and `jitter` copy (`splits` where a manifest names none);
+    a missing or malformed manifest, or any test photo, refused."""
+    from training.dataset import load_manifest_args
+
+    try:
+        items = load_manifest_args(manifests, splits)
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    if any(it.record.split == "test" for it in items):
+        _refuse("test photos are for the final report only: name train or val splits")
+    return items
+
+
 def degrade(
     manifests: Annotated[
         list[str], typer.Argument(metavar="MANIFEST[@SPLITS]", help="real photos (default splits: train,val)")
@@ -220,15 +234,9 @@ def degrade(
 ) -> None:
     """One unusable copy of each real photo (too dark, blown out or blurred, by the generator's camera
     model), for the photo-quality probe: real-looking must not mean usable."""
-    from training.dataset import load_manifest_args
     from training.synth.degrade import degrade_items
 
-    try:
-        items = load_manifest_args(manifests, ("train", "val"))
-    except (FileNotFoundError, ValueError) as exc:
-        _refuse(str(exc))
-    if any(it.record.split == "test" for it in items):
-        _refuse("test photos are for the final report only: name train or val splits")
+    items = _real_copy_items(manifests, ("train", "val"))
     console.print(f"{len(items)} faulty copies, manifest: {degrade_items(items, out, seed)}")
 
 
@@ -240,15 +248,9 @@ def reformat(
 ) -> None:
     """A copy of each real photo labelled at image level in the other format (black bars cut off, or
     shrunk to 244 px and black-barred), labels kept: fitted on both, the format says nothing."""
-    from training.dataset import load_manifest_args
     from training.synth.reformat import reformat_items
 
-    try:
-        items = load_manifest_args(manifests, ("train",))
-    except (FileNotFoundError, ValueError) as exc:
-        _refuse(str(exc))
-    if any(it.record.split == "test" for it in items):
-        _refuse("test photos are for the final report only: name train or val splits")
+    items = _real_copy_items(manifests, ("train",))
     path, counts = reformat_items(items, out)
     made = ", ".join(f"{v} {k}" for k, v in counts.items())
     console.print(f"{len(items)} photos: {made}; manifest: {path}")
@@ -264,17 +266,11 @@ def jitter(
     """A usable copy of each real photo labelled at image level, turned, re-exposed, shrunk and
     recompressed (`training.synth.jitter`), labels kept: fitted on both, how a source was photographed
     says nothing about the damage."""
-    from training.dataset import load_manifest_args
     from training.synth.jitter import jitter_items
 
-    try:
-        items = load_manifest_args(manifests, ("train",))
-    except (FileNotFoundError, ValueError) as exc:
-        _refuse(str(exc))
-    if any(it.record.split == "test" for it in items):
-        _refuse("test photos are for the final report only: name train or val splits")
-    path = jitter_items(items, out, seed)
-    console.print(f"{len(items)} photos: {sum(1 for _ in path.open())} jittered copies; manifest: {path}")
+    items = _real_copy_items(manifests, ("train",))
+    path, copies = jitter_items(items, out, seed)
+    console.print(f"{len(items)} photos: {copies} jittered copies; manifest: {path}")
 
 
 def synth_fine(

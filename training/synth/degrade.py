@@ -17,12 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from model.manifest import ManifestRecord, resolve, write_manifest
 from model.taxonomy import PhotoQuality
 from training.dataset import Item
-from training.synth.photography import encode_jpeg, sensor
+from training.synth.photography import encode_jpeg, load_rgb, sensor
 
 FAULTS = (PhotoQuality.BAD_EXPOSURE, PhotoQuality.BLURRY)
 MAX_SIDE = 1024  # copies are made at most this large: the network sees 384 px, and the sets are small
@@ -34,13 +33,6 @@ def degrade_photo(rgb: np.ndarray, fault: PhotoQuality, rng: np.random.Generator
     scale = max(rgb.shape[:2]) / 512  # the generator's blur sizes are per 512 px of long side
     img, _ = sensor(rgb.astype(np.float32) / 255.0, rng, fault, scale)
     return img
-
-
-def _load(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im.thumbnail((MAX_SIDE, MAX_SIDE))
-        return np.asarray(im)
 
 
 def degrade_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
@@ -56,7 +48,7 @@ def degrade_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
         rng = np.random.default_rng([seed, k])
         fault = FAULTS[int(rng.integers(len(FAULTS)))]
         src = it.record
-        rgb = degrade_photo(_load(resolve(it.manifest, src.image)), fault, rng)
+        rgb = degrade_photo(load_rgb(resolve(it.manifest, src.image), MAX_SIDE), fault, rng)
         name = f"images/{k:06d}.jpg"
         (out / name).write_bytes(encode_jpeg(rgb, JPEG_QUALITY))
         records.append(

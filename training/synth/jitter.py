@@ -34,11 +34,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
 from model.manifest import resolve, write_manifest
 from training.dataset import Item
-from training.synth.photography import encode_jpeg
+from training.synth.photography import encode_jpeg, load_rgb
 
 GAIN = (0.45, 1.5)  # exposure factor in linear light, drawn log-uniformly
 SCALE = (0.35, 1.0)  # the copy's size against the photo's, drawn uniformly
@@ -74,16 +73,9 @@ def jitter_photo(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     return img, quality, draw
 
 
-def _load(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im.thumbnail((MAX_SIDE, MAX_SIDE))
-        return np.asarray(im)
-
-
-def jitter_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
+def jitter_items(items: Iterable[Item], out: Path, seed: int = 0) -> tuple[Path, int]:
     """One jittered copy of each item labelled at image level under `out/images`, and
-    `out/manifest.jsonl`; returns the manifest. Items without image labels are skipped (nothing for the
+    `out/manifest.jsonl`; returns the manifest and how many copies it holds. Items without image labels are skipped (nothing for the
     image-level fit to learn). Same seed, same files."""
     from tqdm import tqdm
 
@@ -94,7 +86,7 @@ def jitter_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
         if not src.image_labels:
             continue
         rng = np.random.default_rng([seed, k])
-        rgb, quality, draw = jitter_photo(_load(resolve(it.manifest, src.image)), rng)
+        rgb, quality, draw = jitter_photo(load_rgb(resolve(it.manifest, src.image), MAX_SIDE), rng)
         name = f"images/{len(records):06d}.jpg"
         (out / name).write_bytes(encode_jpeg(rgb, quality))
         records.append(
@@ -115,4 +107,4 @@ def jitter_items(items: Iterable[Item], out: Path, seed: int = 0) -> Path:
         )
     path = out / "manifest.jsonl"
     write_manifest(path, records)
-    return path
+    return path, len(records)

@@ -196,6 +196,18 @@ def _motion(img: np.ndarray, rng: np.random.Generator, length: float) -> tuple[n
     return cv2.filter2D(img, -1, k), f"motion:{length:.0f}px@{ang:.0f}"
 
 
+def load_rgb(path, max_side: int | None = None) -> np.ndarray:
+    """A real photo as H x W x 3 uint8 RGB, turned upright by its EXIF orientation and, with `max_side`,
+    shrunk to fit it (the copies `degrade`, `reformat` and `jitter` make of real photos start here)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        if max_side is not None:
+            im.thumbnail((max_side, max_side))
+        return np.asarray(im)
+
+
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]

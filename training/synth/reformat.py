@@ -24,11 +24,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from model.manifest import resolve, write_manifest
 from training.dataset import SHORTCUT_SIDE, Item, image_level_only, small_black_barred
-from training.synth.photography import encode_jpeg
+from training.synth.photography import encode_jpeg, load_rgb
 
 BAR_LEVEL = 24  # a bar row or column: every pixel darker than this (JPEG ringing stays under it)
 MIN_BAR = 3  # pixels of bar on a side before the photo counts as barred
@@ -63,11 +62,6 @@ def swapped_format(rgb: np.ndarray) -> tuple[np.ndarray, str] | None:
     return small_black_barred(rgb), "barred"
 
 
-def _load(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-
-
 def reformat_items(items: Iterable[Item], out: Path) -> tuple[Path, dict[str, int]]:
     """The format-swapped copy of each image-level-only item under `out/images`, and
     `out/manifest.jsonl`; returns the manifest and how many copies of each format (and skips) were
@@ -78,7 +72,7 @@ def reformat_items(items: Iterable[Item], out: Path) -> tuple[Path, dict[str, in
     records, counts = [], {"barred": 0, "unbarred": 0, "skipped": 0}
     for it in tqdm(list(items), desc="reformatting", leave=False):
         src = it.record
-        swapped = swapped_format(_load(resolve(it.manifest, src.image))) if image_level_only(src) else None
+        swapped = swapped_format(load_rgb(resolve(it.manifest, src.image))) if image_level_only(src) else None
         if swapped is None:
             counts["skipped"] += 1
             continue
