@@ -30,6 +30,7 @@ from model.card import ModelCard
 from model.catalogue import lookup_device
 from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
+from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
 from model.glare import blown_share, glare_advice
@@ -254,6 +255,15 @@ def analyse_photo(
     q_probs = outputs["quality_probs"]
     q = int(np.argmax(q_probs))
     quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
+    if quality is PhotoQuality.BAD_EXPOSURE and scale.device_found:
+        # "Too dark or blown out" is about the device, not a white sheet behind it (model/exposure.py).
+        exposure = device_exposure(inferred.frame.image, outputs["zone_probs"])
+        if exposure is not None and exposure.well_exposed:
+            # The next verdict the probe gives, among those a found device can have.
+            ruled_out = {PhotoQuality.BAD_EXPOSURE.value, PhotoQuality.NO_DEVICE.value}
+            names = card.taxonomy.qualities
+            q = max((k for k, n in enumerate(names) if n not in ruled_out), key=lambda k: q_probs[k])
+            quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
     if not scale.device_found:
         quality = PhotoQuality.NO_DEVICE
         q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))
