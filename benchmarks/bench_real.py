@@ -13,7 +13,8 @@ for all sources, for each model side by side (the `--compare` model is measured 
   cracked against intact and worn photos;
 - cracked graded Unlistable, intact graded listable, worn graded Unlistable (Back Market); intact
   graded listable again without phones_web's product renders (its `render?` note: a refurbisher
-  uploads photos, and a third of the intact set is renders on white);
+  uploads photos, and a third of the intact set is renders on white), and the share of intact photos
+  graded `ungradable` (no usable photo: not listable for want of evidence, not for a defect);
 - graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
 - view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
   photos' own views are not labelled one by one).
@@ -144,6 +145,8 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             "  of them photos, not renders": _share(
                 r.listable is True for r in rs if r.truth == "intact" and not r.render
             ),
+            # Why an intact phone was not listable: no usable photo (`ungradable`), not a defect seen.
+            "  of them ungradable": _share(r.listable is None for r in rs if r.truth == "intact"),
             "worn graded Unlistable": _share(r.listable is False for r in rs if r.truth == "worn"),
             "graded without review": _share(not r.reviewed for r in rs),
             "of those, right on listable": _share(
