@@ -5,13 +5,23 @@ dropped, the same files from the same seed, test photos refused."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from model.manifest import LabelledInstance, ManifestRecord, read_manifest, write_manifest
 from model.taxonomy import DefectType, Zone
 from training.dataset import device_group
-from training.synth.jitter import GAIN, MIN_SIDE, QUALITY, SCALE, exposure_lut, jitter_photo
+from training.synth.jitter import (
+    DARKER,
+    GAIN,
+    MIN_SIDE,
+    PLAIN_QUALITY,
+    QUALITY,
+    SCALE,
+    exposure_lut,
+    jitter_photo,
+)
 
 
 def test_exposure_is_scaled_in_linear_light():
@@ -43,6 +53,23 @@ def test_a_copy_is_drawn_within_the_ranges_and_turned_as_drawn():
     assert turns == {0, 1, 2, 3}
     small = jitter_photo(np.zeros((300, 280, 3), np.uint8), np.random.default_rng(0))[0]
     assert max(small.shape[:2]) >= MIN_SIDE  # never shrunk under MIN_SIDE on its long side
+
+
+def test_a_single_change_mode_makes_that_change_alone():
+    rgb = np.full((400, 300, 3), 128, np.uint8)
+    rgb[:50, :] = 200
+    turns = set()
+    for k in range(12):
+        out, quality, draw = jitter_photo(rgb, np.random.default_rng([5, k]), "quarter-turn")
+        turns.add(draw["turns"])
+        assert out.shape == (300, 400, 3) and quality == PLAIN_QUALITY  # turned, never shrunk
+        assert out[150, 200].tolist() == [128, 128, 128]  # the light as it was
+    assert turns == {1, 3}  # a quarter either way, never upright or upside down
+    out, quality, draw = jitter_photo(rgb, np.random.default_rng(0), "darker")
+    assert out.shape == rgb.shape and draw == {"turns": 0, "gain": DARKER, "scale": 1.0, "quality": quality}
+    assert out[200, 150, 0] == exposure_lut(DARKER)[128] < 128 and out[10, 10, 0] == exposure_lut(DARKER)[200]
+    with pytest.raises(ValueError, match="sideways"):
+        jitter_photo(rgb, np.random.default_rng(0), "sideways")
 
 
 def test_cli_copies_labelled_photos_with_their_labels_and_group_and_refuses_test(tmp_path):

@@ -262,14 +262,22 @@ def jitter(
     ],
     out: Annotated[Path, typer.Option("--out", help="output folder (photos, manifest.jsonl)")],
     seed: Annotated[int, typer.Option("--seed", help="same seed, same files")] = 0,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="mixed: all four changes drawn; quarter-turn or darker (1 EV): that change alone"
+        ),
+    ] = "mixed",
 ) -> None:
     """A usable copy of each real photo labelled at image level, turned, re-exposed, shrunk and
     recompressed (`training.synth.jitter`), labels kept: fitted on both, how a source was photographed
     says nothing about the damage."""
-    from training.synth.jitter import jitter_items
+    from training.synth.jitter import MODES, jitter_items
 
+    if mode not in MODES:
+        raise typer.BadParameter(f"{mode!r}: one of {', '.join(MODES)}", param_hint="--mode")
     items = _real_copy_items(manifests, ("train",))
-    path, copies = jitter_items(items, out, seed)
+    path, copies = jitter_items(items, out, seed, mode)
     console.print(f"{len(items)} photos: {copies} jittered copies; manifest: {path}")
 
 
