@@ -263,7 +263,7 @@ def analyse_photo(
             ruled_out = {PhotoQuality.BAD_EXPOSURE.value, PhotoQuality.NO_DEVICE.value}
             names = card.taxonomy.qualities
             q = max((k for k, n in enumerate(names) if n not in ruled_out), key=lambda k: q_probs[k])
-            quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
+            quality, q_conf = PhotoQuality(names[q]), float(q_probs[q])
     if not scale.device_found:
         quality = PhotoQuality.NO_DEVICE
         q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))

@@ -44,7 +44,7 @@ import numpy as np
 
 from model.manifest import resolve, write_manifest
 from training.dataset import Item
-from training.synth.photography import encode_jpeg, load_rgb
+from training.synth.photography import load_rgb, save_copy
 
 GAIN = (0.45, 1.5)  # exposure factor in linear light, drawn log-uniformly
 SCALE = (0.35, 1.0)  # the copy's size against the photo's, drawn uniformly
@@ -75,20 +75,17 @@ def jitter_photo(
     JPEG quality to save it at and the draw (for the manifest). `mode` (`MODES`): "mixed" draws all
     four; "quarter-turn" only turns, a quarter either way, and "darker" only darkens, by `DARKER`
     (each saved at `PLAIN_QUALITY`, nothing else changed)."""
-    if mode != "mixed":
-        if mode not in MODES:
-            raise ValueError(f"unknown jitter mode {mode!r}: one of {', '.join(MODES)}")
+    if mode == "mixed":
+        turns = int(rng.integers(4))
+        gain = float(np.exp(rng.uniform(np.log(GAIN[0]), np.log(GAIN[1]))))
+        scale = float(rng.uniform(*SCALE))
+        quality = int(rng.integers(QUALITY[0], QUALITY[1] + 1))
+    elif mode in MODES:
         turns = int(rng.choice([1, 3])) if mode == "quarter-turn" else 0
-        gain = DARKER if mode == "darker" else 1.0
-        img = np.ascontiguousarray(np.rot90(rgb, turns))
-        if gain != 1.0:
-            img = cv2.LUT(img, exposure_lut(gain))
-        return img, PLAIN_QUALITY, {"turns": turns, "gain": gain, "scale": 1.0, "quality": PLAIN_QUALITY}
-    turns = int(rng.integers(4))
-    gain = float(np.exp(rng.uniform(np.log(GAIN[0]), np.log(GAIN[1]))))
-    scale = float(rng.uniform(*SCALE))
-    quality = int(rng.integers(QUALITY[0], QUALITY[1] + 1))
-    img = cv2.LUT(np.ascontiguousarray(np.rot90(rgb, turns)), exposure_lut(gain))
+        gain, scale, quality = (DARKER if mode == "darker" else 1.0), 1.0, PLAIN_QUALITY
+    else:
+        raise ValueError(f"unknown jitter mode {mode!r}: one of {', '.join(MODES)}")
+    img = cv2.LUT(np.ascontiguousarray(np.rot90(rgb, turns)), exposure_lut(gain))  # gain 1: identity
     long_side = max(img.shape[:2])
     scale = max(scale, min(1.0, MIN_SIDE / long_side))
     if scale < 1.0:
@@ -112,24 +109,10 @@ def jitter_items(items: Iterable[Item], out: Path, seed: int = 0, mode: str = "m
             continue
         rng = np.random.default_rng([seed, k])
         rgb, quality, draw = jitter_photo(load_rgb(resolve(it.manifest, src.image), MAX_SIDE), rng, mode)
-        name = f"images/{len(records):06d}.jpg"
-        (out / name).write_bytes(encode_jpeg(rgb, quality))
-        records.append(
-            src.model_copy(
-                update={
-                    "image": name,
-                    "device_id": f"{src.device_id}{SUFFIX}",
-                    "width": rgb.shape[1],
-                    "height": rgb.shape[0],
-                    # The turn and the scale move every outline: the copy is image-level only.
-                    "instances": [],
-                    "instances_complete": False,
-                    "screen_polygons": [],
-                    "zone_mask": None,
-                    "meta": {**src.meta, "from": src.image, **{f"jitter_{k}": v for k, v in draw.items()}},
-                }
-            )
-        )
+        # The turn and the scale move every outline: the copy is image-level only.
+        geometry = {"instances": [], "instances_complete": False, "screen_polygons": [], "zone_mask": None}
+        meta = {f"jitter_{k}": v for k, v in draw.items()}
+        records.append(save_copy(out, len(records), src, rgb, quality, SUFFIX, meta, **geometry))
     path = out / "manifest.jsonl"
     write_manifest(path, records)
     return path, len(records)

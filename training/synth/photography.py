@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,6 +22,9 @@ import numpy as np
 from model.taxonomy import PhotoQuality
 from training.synth.devices import Flat
 from training.synth.geometry import apply_h, camera_homography
+
+if TYPE_CHECKING:
+    from model.manifest import ManifestRecord
 
 
 def scale3(img: np.ndarray, m: np.ndarray, gains=(1.0, 1.0, 1.0)) -> np.ndarray:
@@ -215,3 +220,27 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def save_copy(
+    out: Path,
+    index: int,
+    src: ManifestRecord,
+    rgb: np.ndarray,
+    quality: int,
+    suffix: str,
+    meta: dict,
+    **update,
+) -> ManifestRecord:
+    """A copy of the real photo of `src` written as `out/images/<index>.jpg` (JPEG `quality`), and its
+    record: `src`'s, with the new image and size, `suffix` on its device id (grouped with its original,
+    `training.dataset.COPY_SUFFIXES`), `meta` added to its own with where it came from, and `update`."""
+    name = f"images/{index:06d}.jpg"
+    (out / name).write_bytes(encode_jpeg(rgb, quality))
+    fields = {
+        "image": name,
+        "device_id": f"{src.device_id}{suffix}",
+        "width": rgb.shape[1],
+        "height": rgb.shape[0],
+    }
+    return src.model_copy(update=fields | update | {"meta": {**src.meta, "from": src.image, **meta}})

@@ -27,7 +27,7 @@ import numpy as np
 
 from model.manifest import resolve, write_manifest
 from training.dataset import SHORTCUT_SIDE, Item, image_level_only, small_black_barred
-from training.synth.photography import encode_jpeg, load_rgb
+from training.synth.photography import load_rgb, save_copy
 
 BAR_LEVEL = 24  # a bar row or column: every pixel darker than this (JPEG ringing stays under it)
 MIN_BAR = 3  # pixels of bar on a side before the photo counts as barred
@@ -78,19 +78,7 @@ def reformat_items(items: Iterable[Item], out: Path) -> tuple[Path, dict[str, in
             continue
         rgb, fmt = swapped
         counts[fmt] += 1
-        name = f"images/{len(records):06d}.jpg"
-        (out / name).write_bytes(encode_jpeg(rgb, JPEG_QUALITY))
-        records.append(
-            src.model_copy(
-                update={
-                    "image": name,
-                    "device_id": f"{src.device_id}-{fmt}",
-                    "width": rgb.shape[1],
-                    "height": rgb.shape[0],
-                    "meta": {**src.meta, "from": src.image, "format": fmt},
-                }
-            )
-        )
+        records.append(save_copy(out, len(records), src, rgb, JPEG_QUALITY, f"-{fmt}", {"format": fmt}))
     path = out / "manifest.jsonl"
     write_manifest(path, records)
     return path, counts
