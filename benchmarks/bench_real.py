@@ -17,7 +17,12 @@ for all sources, for each model side by side (the `--compare` model is measured 
   graded `ungradable` (no usable photo: not listable for want of evidence, not for a defect);
 - graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
 - view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
-  photos' own views are not labelled one by one).
+  photos' own views are not labelled one by one);
+- every standard, as the API and the CLI grade by default: each one's grade right (a cracked photo
+  may have the grades that standard gives cracked glass, CTIA's D and E say, an intact or worn one its
+  listable grades: `training.metrics.cracked_grades`), the mean probability it gave its grade (a
+  calibrated grade's mean probability is near its share right), and the share that standard does not
+  send to review; and the share of photos graded without review by all standards together.
 
 With `--shortcut`, phones_web's photos are graded again made 244 px and black-barred (the "less
 damaged" folder's format, which nearly only cracked photos have: docs/data.md); a crack score that
@@ -33,7 +38,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +51,8 @@ DEFAULT_MANIFESTS = [
     ROOT / "datasets/real/cracked_screens.jsonl",
     ROOT / "datasets/real/msd.jsonl",
 ]
-STANDARD = "backmarket"
+STANDARD = "backmarket"  # the grade the Back Market measures read
+STANDARDS = ("backmarket", "ctia", "r2")  # the API's and the CLI's default: every bundled standard
 
 
 @dataclass
@@ -58,6 +64,9 @@ class Graded:
     reviewed: bool  # sent to a person
     view_ok: bool | None
     render: bool = False  # a product render, not a photo (phones_web's `render?` note)
+    # Per standard: (grade right, the probability given to the grade, sent to review by that standard).
+    standards: dict[str, tuple[bool, float, bool]] = field(default_factory=dict)
+    reviewed_by_any: bool = True  # sent to a person by any standard (the default grading)
 
 
 def truth_of(record) -> str | None:
@@ -96,23 +105,38 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
     from model.taxonomy import DefectType
     from serving.pipeline import Device, grade_device, run_direct
     from serving.predictor import load_model
+    from training.metrics import cracked_grades, listable_grades
 
     model = load_model(model_path, intra_op_threads=2)
+    allowed = {s: {True: cracked_grades(s), False: listable_grades(s)} for s in STANDARDS}
     out = []
     for it in tqdm(items, desc=model_path.name, leave=False):
         rec = it.record
         data = resolve(it.manifest, rec.image).read_bytes()
         if transform is not None:
             data = transform(data)
-        g = grade_device(run_direct, model, [data], device=Device(), standards=[STANDARD])
+        g = grade_device(run_direct, model, [data], device=Device(), standards=list(STANDARDS))
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
         listable = None if grade.grade == "ungradable" else bool(grade.listable)
         view_ok = None if rec.view is None else g.photos[0].view == rec.view
         render = rec.meta.get("note") == "render?"
+        truth = truth_of(rec)
+        per_standard = {
+            s: (r.grade in allowed[s][truth == "cracked"], r.probabilities.get(r.grade, 0.0), r.needs_review)
+            for s, r in g.grades.items()
+        }
         out.append(
             Graded(
-                rec.source, truth_of(rec), max(cracks, default=0.0), listable, g.needs_review, view_ok, render
+                rec.source,
+                truth,
+                max(cracks, default=0.0),
+                listable,
+                grade.needs_review,  # Back Market's own flag: what the measures above were set for
+                view_ok,
+                render,
+                per_standard,
+                g.needs_review,
             )
         )
     return out
@@ -154,6 +178,13 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             ),
             "view accuracy": _share(r.view_ok for r in rs),
         }
+        for std in STANDARDS:
+            out[name] |= {
+                f"{std}: grade right": _share(r.standards[std][0] for r in rs),
+                f"{std}: mean probability": _share(r.standards[std][1] for r in rs),
+                f"{std}: not sent to review": _share(not r.standards[std][2] for r in rs),
+            }
+        out[name]["without review, all standards"] = _share(not r.reviewed_by_any for r in rs)
     return out
 
 

@@ -240,6 +240,33 @@ def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> f
     return min(c["threshold"] for c in ok) if ok else 0.95
 
 
+def listable_grades(standard: str) -> tuple[str, ...]:
+    """The grades a device known only to be intact (no cracked glass) may have: the listable ones."""
+    from model.rules import load_standard
+
+    return tuple(g.name for g in load_standard(standard).grades if g.listable)
+
+
+def cracked_grades(standard: str) -> tuple[str, ...]:
+    """The grades a device known only to have cracked glass may have: the best grade one crack across
+    the screen leaves, and every worse one. Not simply the unlistable grades: Back Market bars any crack
+    (Unlistable), but CTIA grades a cracked cover glass D and R2 grades cracked glass C6, both listable
+    (E and C7 are a shattered screen). Taking the unlistable grades for CTIA and R2 counted every cracked
+    phone graded D or C6 wrong, and the grade calibration learnt that those grades were right a
+    quarter of the time or less."""
+    from model.instances import mm
+    from model.rules import grade, load_standard
+    from model.taxonomy import Zone
+
+    std = load_standard(standard)
+    one_crack = grade([mm(DefectType.CRACK, Zone.SCREEN, ONE_CRACK_MM, 0.2)], std).grade
+    return std.grade_names[std.index(one_crack) :]
+
+
+# A crack across a phone's screen: long enough that no limit on length lets it pass as a lesser defect.
+ONE_CRACK_MM = 40.0
+
+
 def grade_devices(
     results: list[ScoredPhoto],
     standards: list[str],
@@ -252,8 +279,8 @@ def grade_devices(
 
     `listability`: also a row for each device known only to be cracked or not (real photos with an
     image-level crack label, `training.damage.zone_truth`), whose `true` is then the set of the
-    standard's grades it may have (the unlistable ones, or the listable ones), with `"real": True`."""
-    from model.rules import grade, load_standard
+    standard's grades it may have (`cracked_grades`, or `listable_grades`), with `"real": True`."""
+    from model.rules import grade
     from training.damage import zone_truth
 
     by_device: dict[str, list[ScoredPhoto]] = defaultdict(list)
@@ -269,7 +296,7 @@ def grade_devices(
         if real:
             crack = any(cracked)
             for std in standards:
-                truth[std] = tuple(g.name for g in load_standard(std).grades if g.listable != crack)
+                truth[std] = cracked_grades(std) if crack else listable_grades(std)
         if not truth:
             continue
         kind = next(

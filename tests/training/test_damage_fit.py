@@ -104,6 +104,30 @@ def test_real_photos_known_only_cracked_or_not_give_set_labels_for_the_grade_cal
     assert sum(w[:4]) == pytest.approx(sum(w[4:]))
 
 
+def test_a_cracked_real_photo_may_have_the_grades_each_standard_gives_cracked_glass():
+    """CTIA grades a cracked cover glass D and R2 cracked glass C6, both listable: a cracked phone graded
+    so is right, and so is one graded worse; Back Market bars every crack."""
+    from types import SimpleNamespace
+
+    from training.metrics import cracked_grades, grade_devices, is_right, listable_grades
+
+    record = _record(image_labels={"crack": True}, view="front", source="phones_web").model_copy(
+        update={"device_id": "cracked"}
+    )
+    crack = SimpleNamespace(
+        pred=SimpleNamespace(item=SimpleNamespace(record=record)),
+        instances=[mm("crack", "screen", 30.0, 0.3)],
+    )
+    rows = {r["standard"]: r for r in grade_devices([crack], ["backmarket", "ctia", "r2"], listability=True)}
+    assert {s: r["pred"] for s, r in rows.items()} == {"backmarket": "Unlistable", "ctia": "D", "r2": "C6"}
+    assert all(is_right(r) for r in rows.values())
+    assert cracked_grades("backmarket") == ("Unlistable",)
+    assert cracked_grades("ctia") == ("D", "E")
+    assert cracked_grades("r2") == ("C6", "C7")
+    # A phone known to be intact may have any listable grade (CTIA's D for heavy dents too), not E.
+    assert listable_grades("ctia") == ("A", "B", "C", "D")
+
+
 def test_the_review_threshold_holds_for_synthetic_devices_and_real_photos_apart():
     from training.calibrate import review_thresholds
 
