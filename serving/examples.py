@@ -16,7 +16,7 @@ _BACKMARKET = {
     "listable": True,
     "probabilities": {"Premium": 0.02, "Excellent": 0.09, "Good": 0.71, "Fair": 0.15, "Unlistable": 0.03},
     "needs_review": True,
-    "review_threshold": 0.86,
+    "review_threshold": 0.96,
     "reasons": {
         "Premium": ["2 scratches on the back, the longest 9.1 mm; Premium allows none"],
         "Excellent": [
