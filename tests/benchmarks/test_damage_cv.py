@@ -3,25 +3,16 @@ per source, truth and copy, and AUROC on originals only."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.benchmarks import load_bench
 from training.damage import ZoneSample
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_damage_cv.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_damage_cv", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_damage_cv")
 
 
 def test_rates_split_originals_from_copies_and_skip_unjudged_photos(bench):

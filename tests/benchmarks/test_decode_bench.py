@@ -3,23 +3,17 @@ every row of its table says so for a turned JPEG at both scales."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_decode.py"
+from tests.benchmarks import load_bench
 
 
 def test_every_decoder_in_the_table_gives_the_same_pixels(capsys):
-    spec = importlib.util.spec_from_file_location("bench_decode", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_decode")
     rng = np.random.default_rng(3)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (5, 5), 0)
     exif = Image.Exif()

@@ -3,23 +3,15 @@ runs, and a perfect fine pass finds at least the scratches the perfect coarse pa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fine_oracle.py"
+from tests.benchmarks import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_fine_oracle", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_fine_oracle")
 
 
 def test_fine_oracle_finds_at_least_the_coarse_scratches(bench, tmp_path, capsys):
