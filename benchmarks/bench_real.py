@@ -52,7 +52,6 @@ DEFAULT_MANIFESTS = [
     ROOT / "datasets/real/msd.jsonl",
 ]
 STANDARD = "backmarket"  # the grade the Back Market measures read
-STANDARDS = ("backmarket", "ctia", "r2")  # the API's and the CLI's default: every bundled standard
 
 
 @dataclass
@@ -102,20 +101,21 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
     from tqdm import tqdm
 
     from model.manifest import resolve
+    from model.rules import list_standards
     from model.taxonomy import DefectType
     from serving.pipeline import Device, grade_device, run_direct
     from serving.predictor import load_model
     from training.metrics import cracked_grades, listable_grades
 
     model = load_model(model_path, intra_op_threads=2)
-    allowed = {s: {True: cracked_grades(s), False: listable_grades(s)} for s in STANDARDS}
+    standards = list_standards()  # the API's and the CLI's default: every bundled standard
     out = []
     for it in tqdm(items, desc=model_path.name, leave=False):
         rec = it.record
         data = resolve(it.manifest, rec.image).read_bytes()
         if transform is not None:
             data = transform(data)
-        g = grade_device(run_direct, model, [data], device=Device(), standards=list(STANDARDS))
+        g = grade_device(run_direct, model, [data], device=Device(), standards=standards)
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
         listable = None if grade.grade == "ungradable" else bool(grade.listable)
@@ -123,7 +123,11 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
         render = rec.meta.get("note") == "render?"
         truth = truth_of(rec)
         per_standard = {
-            s: (r.grade in allowed[s][truth == "cracked"], r.probabilities.get(r.grade, 0.0), r.needs_review)
+            s: (
+                r.grade in (cracked_grades(s) if truth == "cracked" else listable_grades(s)),
+                r.probabilities.get(r.grade, 0.0),
+                r.needs_review,
+            )
             for s, r in g.grades.items()
         }
         out.append(
@@ -178,7 +182,7 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             ),
             "view accuracy": _share(r.view_ok for r in rs),
         }
-        for std in STANDARDS:
+        for std in sorted({s for r in rs for s in r.standards}):
             out[name] |= {
                 f"{std}: grade right": _share(r.standards[std][0] for r in rs),
                 f"{std}: mean probability": _share(r.standards[std][1] for r in rs),

@@ -18,6 +18,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 
 import cv2
 import numpy as np
@@ -240,6 +241,11 @@ def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> f
     return min(c["threshold"] for c in ok) if ok else 0.95
 
 
+# A crack across a phone's screen: long enough that no limit on length lets it pass as a lesser defect.
+ONE_CRACK_MM = 40.0
+
+
+@cache
 def listable_grades(standard: str) -> tuple[str, ...]:
     """The grades a device known only to be intact (no cracked glass) may have: the listable ones."""
     from model.rules import load_standard
@@ -247,6 +253,7 @@ def listable_grades(standard: str) -> tuple[str, ...]:
     return tuple(g.name for g in load_standard(standard).grades if g.listable)
 
 
+@cache  # calibration asks once per real device and standard; the bundled standards do not change
 def cracked_grades(standard: str) -> tuple[str, ...]:
     """The grades a device known only to have cracked glass may have: the best grade one crack across
     the screen leaves, and every worse one. Not simply the unlistable grades: Back Market bars any crack
@@ -261,10 +268,6 @@ def cracked_grades(standard: str) -> tuple[str, ...]:
     std = load_standard(standard)
     one_crack = grade([mm(DefectType.CRACK, Zone.SCREEN, ONE_CRACK_MM, 0.2)], std).grade
     return std.grade_names[std.index(one_crack) :]
-
-
-# A crack across a phone's screen: long enough that no limit on length lets it pass as a lesser defect.
-ONE_CRACK_MM = 40.0
 
 
 def grade_devices(
