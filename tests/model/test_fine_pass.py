@@ -288,6 +288,57 @@ def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale
         assert _worst_line_contrast(scale, cv2.INTER_LINEAR) < area - 2  # why not bilinear everywhere
 
 
+def test_the_line_filter_shrinks_by_whole_numbers_where_that_keeps_near_its_pixel_size():
+    """A 12 MP phone's canvas (0.05-0.0625 mm a pixel) is shrunk by a half for the line filter, OpenCV's
+    block average; coarser canvases to the filter's 0.1 mm as before, and from 0.1 mm not at all. A
+    one-pixel line keeps more of its contrast through the half than through any fractional area shrink
+    the filter used to make of such canvases."""
+    from model.fine_pass import LINE_FILTER_RES_MM, line_filter_shrink
+
+    for res in (0.05, 0.055, 0.06, 0.0625):
+        assert line_filter_shrink(res) == 0.5
+    for res in (0.07, 0.08, 0.09):
+        assert line_filter_shrink(res) == pytest.approx(res / LINE_FILTER_RES_MM)
+    assert line_filter_shrink(0.1) == line_filter_shrink(0.2) == 1.0
+    half = _worst_line_contrast(0.5, cv2.INTER_AREA)
+    assert half == 50
+    assert all(half >= _worst_line_contrast(s, cv2.INTER_AREA) for s in (0.55, 0.6, 0.65, 0.7, 0.8, 0.9))
+
+
+def test_the_line_filter_is_its_definition():
+    """`line_filter` (OpenCV's histogram, threshold and mask) gives exactly what its docstring defines,
+    written out in numpy: the larger of the top-hat and black-hat, above the device's median + K x
+    MAD, inside the device less its outline band; bool, the shape of the image."""
+    from model.fine_pass import LINE_FILTER_K, LINE_FILTER_MM, OUTLINE_MM, line_filter
+
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.integers(60, 200, (120, 150), dtype=np.uint8), (0, 0), 2.0)
+    img[40, 20:130] = 20  # a dark line, and a bright one
+    img[30:100, 90] = 250
+    for px_mm in (0.05, 0.1, 0.2):
+        device = np.zeros(img.shape, bool)
+        device[10:110, 5:140] = True
+        r = max(1, round(LINE_FILTER_MM / px_mm / 2))
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        g = cv2.GaussianBlur(img, (0, 0), 0.7)
+        resp = np.maximum(
+            cv2.morphologyEx(g, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(g, cv2.MORPH_BLACKHAT, k)
+        )
+        inner = cv2.erode(
+            device.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(OUTLINE_MM / px_mm))
+        )
+        inside = resp[inner > 0].astype(np.float64)
+        med = np.median(inside)
+        mad = np.median(np.abs(inside - med))
+        want = (resp > med + LINE_FILTER_K * (mad + 1.0)) & (inner > 0)
+        for dev in (device, device.astype(np.uint8)):
+            got = line_filter(img, dev, px_mm)
+            assert got.dtype == bool and got.shape == img.shape
+            assert np.array_equal(got, want), px_mm
+        assert want[40, 60] and want[60, 90]  # both lines are found, so the comparison means something
+    assert not line_filter(img, np.zeros(img.shape, bool), 0.1).any()  # no device, no lines
+
+
 def test_the_rim_read_beside_the_tiles_hands_back_its_lines_and_its_errors():
     """The rim is read on a thread beside the tiles (`fine_pass.beside`): its result, and an error it
     raises, reach the caller when it asks, never lost on the thread."""

@@ -171,7 +171,7 @@ def test_decode_part_is_the_box_of_decodes_array(orientation):
     """The fine pass keeps the device's box (full-size pixels) of the photo read again: exactly that
     part of `decode`'s array, outward to whole pixels at the draft scale and clipped to the photo, for a
     colour JPEG (converted to RGB after cropping), a grey one and a PNG alike."""
-    from model.preprocess import decode_part
+    from model.preprocess import decode_part, decode_upright, rows_contiguous
 
     rng = np.random.default_rng(orientation)
     arr = cv2.GaussianBlur(rng.integers(0, 256, (181, 243, 3), dtype=np.uint8), (5, 5), 0)
@@ -188,5 +188,10 @@ def test_decode_part_is_the_box_of_decodes_array(orientation):
             x0, y0 = int(box[0] / draft), int(box[1] / draft)
             x1, y1 = min(whole.shape[1], math.ceil(box[2] / draft)), whole.shape[0]
             assert part.draft_factor == draft and part.size == (whole.shape[1], whole.shape[0])
-            assert part.crop == (x0, y0, x1, y1) and part.rgb.flags.c_contiguous
+            assert part.crop == (x0, y0, x1, y1) and rows_contiguous(part.rgb)
             assert np.array_equal(part.rgb, whole[y0:y1, x0:x1]), (orientation, target)
+            upright, _ = decode_upright(data, target)
+            # A box of an upright photo is a view of the decoded array; a turned one is copied.
+            assert np.shares_memory(decode_part(data, target, box, (upright, draft)).rgb, upright) == (
+                upright.flags.c_contiguous
+            ), (orientation, target)
