@@ -226,6 +226,21 @@ def test_the_running_median_is_scipys_wrapped_median_filter(shape, window):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("res", [0.02, 0.05, 0.055, 0.0625, 0.08, 0.1, 0.109, 0.2, 0.45, 2.0])
+def test_the_rims_rows_by_whole_numbers_are_its_millimetres(res):
+    """`_rim_rows` tests whole rows against two bounds instead of each row's distance in millimetres:
+    the same rows, the float rounding at the bounds included; none where no row fits (a coarse strip)."""
+    from model.frame_read import RIM_MM, _rows_within
+
+    rows = 60
+    lo, hi = _rows_within(RIM_MM, res, rows)
+    want = [d for d in range(rows + 1) if RIM_MM[0] <= d * res <= RIM_MM[1]]
+    assert [d for d in range(rows + 1) if lo <= d <= hi] == want
+    # 3 x 0.1 is 0.30000000000000004 in floats: outside (0.2, 0.3), as the distance test had it.
+    assert _rows_within((0.2, 0.3), 0.1, rows) == (2, 2)
+    assert _rows_within((0.25, 0.3), 1.0, rows) == (rows + 1, -1)
+
+
 def test_the_seam_follows_the_strongest_edge_and_prefers_staying_put():
     """`_seam`'s dynamic programme: a step edge that moves by two rows half-way is followed, and in a
     blank strip (a tie everywhere) the seam does not wander."""
