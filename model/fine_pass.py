@@ -309,7 +309,7 @@ def surface(zones: np.ndarray, res_mm: float) -> np.ndarray:
             out |= (cv2.distanceTransform(inside, cv2.DIST_L2, 3) > r).astype(np.uint8)
     if f < 1:
         out = cv2.resize(out, (zones.shape[1], zones.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return out.astype(bool)
+    return out.view(bool)  # 0/1 bytes: read as bool without copying the canvas-sized mask
 
 
 Scores = tuple[dict, dict, dict]  # per grid cell: coarse candidates, line response (mm), critical area
@@ -334,7 +334,7 @@ def tile_scores(
     f = line_filter_shrink(res_mm)
     gray = cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY) if gray is None else gray
     small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else gray
-    dev = cv2.resize(surf.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
+    dev = cv2.resize(surf.view(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
     lines = line_filter(small, dev, res_mm / f)  # dev: the surface; line_filter drops its outline too
     # A few hundred pixels of millions: OpenCV's scan finds them 5-10x faster than np.nonzero's.
     found = cv2.findNonZero(lines.view(np.uint8))

@@ -45,7 +45,8 @@ def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float 
     area = int(surface.sum())
     if area < MIN_SURFACE_PX:
         return None
-    blown = ((image.min(axis=2) >= BLOWN) & (surface > 0)).astype(np.uint8)
+    # Every channel at BLOWN or above (OpenCV's inRange: numpy's min over a 3-wide last axis took 2-3 ms).
+    blown = cv2.bitwise_and(cv2.inRange(image, (BLOWN,) * 3, (255,) * 3), surface)
     stats = cv2.connectedComponentsWithStats(blown, connectivity=8)[2]
     sizes = stats[1:, cv2.CC_STAT_AREA]
     return float(sizes[sizes >= MIN_BLOB_SHARE * area].sum() / area)
