@@ -421,7 +421,7 @@ def _decode_box(
     lb = Letterbox(
         scale=scale, pad_x=0, pad_y=0, width=dw, height=dh, draft_factor=draft, crop=(x0, y0, x1, y1)
     )
-    return crop, lb  # decode_part's copy, or the resized one: contiguous either way
+    return crop, lb  # decode_part's part (a view where the photo is upright) or the resized one
 
 
 def _rescaled(canvas: np.ndarray, lb: Letterbox, f: float) -> tuple[np.ndarray, Letterbox]:
