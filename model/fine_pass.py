@@ -199,10 +199,18 @@ class TilePlan:
 
 
 def _cells(points: np.ndarray, stride: int) -> dict[tuple[int, int], float]:
-    out: dict[tuple[int, int], float] = {}
-    for i, j in np.floor(np.asarray(points, float).reshape(-1, 2) / stride).astype(int):
-        out[(int(i), int(j))] = out.get((int(i), int(j)), 0.0) + 1.0
-    return out
+    """How many of `points` (N x 2, x y) fall in each grid cell (i, j) of `stride` pixels, cells with
+    none left out. Counted with one bincount over the cells' flat index: a real photo's busy screen
+    (a cracked one, a lit wallpaper) gives the line filter tens of thousands of pixels, and a Python
+    loop over them took over 100 ms."""
+    ij = np.floor(np.asarray(points, float).reshape(-1, 2) / stride).astype(np.int64)
+    if not len(ij):
+        return {}
+    low = ij.min(axis=0)
+    rel = ij - low
+    nj = int(rel[:, 1].max()) + 1
+    counts = np.bincount(rel[:, 0] * nj + rel[:, 1])
+    return {(int(k // nj + low[0]), int(k % nj + low[1])): float(counts[k]) for k in np.flatnonzero(counts)}
 
 
 def choose_cells(

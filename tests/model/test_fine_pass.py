@@ -288,6 +288,22 @@ def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale
         assert _worst_line_contrast(scale, cv2.INTER_LINEAR) < area - 2  # why not bilinear everywhere
 
 
+def test_cells_count_the_points_in_each_grid_cell():
+    """`_cells` (one bincount) counts points per grid cell exactly as a loop over them does, cells off
+    the canvas's origin and negative ones included, and none for no points."""
+    from model.fine_pass import _cells
+
+    rng = np.random.default_rng(5)
+    for n, low in ((0, 0.0), (1, 0.0), (7, 0.0), (5000, 0.0), (5000, -600.0)):
+        points = rng.uniform(low, 2000.0, (n, 2))
+        want: dict[tuple[int, int], float] = {}
+        for x, y in points:
+            key = (int(np.floor(x / 256)), int(np.floor(y / 256)))
+            want[key] = want.get(key, 0.0) + 1.0
+        assert _cells(points, 256) == want
+    assert _cells(np.array([[10.0, 300.0], [20.0, 310.0], [700.0, 5.0]]), 256) == {(0, 1): 2.0, (2, 0): 1.0}
+
+
 def test_the_line_filter_shrinks_by_whole_numbers_where_that_keeps_near_its_pixel_size():
     """A 12 MP phone's canvas (0.05-0.0625 mm a pixel) is shrunk by a half for the line filter, OpenCV's
     block average; coarser canvases to the filter's 0.1 mm as before, and from 0.1 mm not at all. A
