@@ -198,18 +198,20 @@ class TilePlan:
     proposed: int
 
 
-def _cells(points: np.ndarray, stride: int) -> dict[tuple[int, int], float]:
-    """How many of `points` (N x 2, x y) fall in each grid cell (i, j) of `stride` pixels, cells with
-    none left out. Counted with one bincount over the cells' flat index: a real photo's busy screen
-    (a cracked one, a lit wallpaper) gives the line filter tens of thousands of pixels, and a Python
-    loop over them took over 100 ms."""
+def _cells(
+    points: np.ndarray, stride: int, weights: np.ndarray | None = None
+) -> dict[tuple[int, int], float]:
+    """How many of `points` (N x 2, x y) fall in each grid cell (i, j) of `stride` pixels, or the sum of
+    their positive `weights`; cells with none left out. Summed with one bincount over the cells' flat
+    index: a real photo's busy screen (a cracked one, a lit wallpaper) gives the line filter tens of
+    thousands of pixels, and a Python loop over them took over 100 ms."""
     ij = np.floor(np.asarray(points, float).reshape(-1, 2) / stride).astype(np.int64)
     if not len(ij):
         return {}
     low = ij.min(axis=0)
     rel = ij - low
     nj = int(rel[:, 1].max()) + 1
-    counts = np.bincount(rel[:, 0] * nj + rel[:, 1])
+    counts = np.bincount(rel[:, 0] * nj + rel[:, 1], weights=weights)
     return {(int(k // nj + low[0]), int(k % nj + low[1])): float(counts[k]) for k in np.flatnonzero(counts)}
 
 
@@ -249,7 +251,7 @@ def line_filter(gray: np.ndarray, device: np.ndarray, px_mm: float) -> np.ndarra
     counts = cv2.calcHist([resp], [0], inner, [256], [0, 256]).ravel().astype(np.int64)
     if not counts.any():
         return np.zeros(inner.shape, bool)
-    med, mad = median_and_mad(counts=counts)
+    med, mad = median_and_mad(counts)
     # resp is an integer, so resp > t is resp > floor(t), which is what OpenCV's 8-bit threshold tests;
     # 0/1 bytes anded with the 0/1 mask, read as bool without a copy (a numpy comparison and `&` over
     # the canvas cost three passes and two temporaries).
@@ -257,12 +259,10 @@ def line_filter(gray: np.ndarray, device: np.ndarray, px_mm: float) -> np.ndarra
     return cv2.bitwise_and(above, inner).view(bool)
 
 
-def median_and_mad(values: np.ndarray | None = None, counts: np.ndarray | None = None) -> tuple[float, float]:
-    """`np.median` of uint8 `values` and the median of their absolute deviations from it, exactly as
-    `np.median` gives them, from a 256-bin histogram (or from `counts`, that histogram): linear time,
-    where `np.median`'s partition of a 12 MP photo's responses took 15 ms twice."""
-    if counts is None:
-        counts = np.bincount(np.asarray(values).ravel(), minlength=256)
+def median_and_mad(counts: np.ndarray) -> tuple[float, float]:
+    """`np.median` of uint8 values and the median of their absolute deviations from it, exactly as
+    `np.median` gives them, from the values' 256-bin histogram `counts`: linear time, where
+    `np.median`'s partition of a 12 MP photo's responses took 15 ms twice."""
     n = int(counts.sum())
     middle = ((n - 1) // 2, n // 2)  # the order statistics an even count averages
 
@@ -353,12 +353,7 @@ def tile_scores(
     sub, on = zones[::8, ::8], surf[::8, ::8]
     ys, xs = np.nonzero(on)
     weight = 1.0 + 9.0 * (sub[ys, xs] == 1 + list(Zone).index(Zone.SCREEN))
-    # Summed per cell with one bincount over the cells' flat index: a Python loop over the samples cost
-    # 40 ms on a 12 MP photo, np.unique over (i, j) pairs 20 ms.
-    ci, cj = (xs * 8) // stride, (ys * 8) // stride
-    ncols = int(ci.max()) + 1 if len(ci) else 1
-    sums = np.bincount(cj * ncols + ci, weights=weight)
-    crit = {(int(k % ncols), int(k // ncols)): float(sums[k]) for k in np.flatnonzero(sums)}
+    crit = _cells(np.stack([xs, ys], 1) * 8, stride, weight)
     return net, line, crit
 
 

@@ -243,7 +243,7 @@ def test_tiles_touching_by_a_side_or_a_corner_are_one_group():
 
 
 def test_the_line_filters_median_and_mad_are_numpys():
-    """`median_and_mad` (a histogram) gives exactly `np.median` and the median absolute deviation, odd
+    """`median_and_mad` (from a histogram) gives exactly `np.median` and the median absolute deviation, odd
     and even counts, spread and piled-up values alike."""
     from model.fine_pass import median_and_mad
 
@@ -259,7 +259,7 @@ def test_the_line_filters_median_and_mad_are_numpys():
     for v in samples:
         med = float(np.median(v.astype(np.float32)))
         mad = float(np.median(np.abs(v.astype(np.float32) - med)))
-        assert median_and_mad(v) == (med, mad)
+        assert median_and_mad(np.bincount(v, minlength=256)) == (med, mad)
 
 
 def _worst_line_contrast(scale: float, interpolation: int) -> int:
@@ -290,7 +290,7 @@ def test_the_canvas_shrink_keeps_a_one_pixel_line_as_the_area_average_does(scale
 
 def test_cells_count_the_points_in_each_grid_cell():
     """`_cells` (one bincount) counts points per grid cell exactly as a loop over them does, cells off
-    the canvas's origin and negative ones included, and none for no points."""
+    the canvas's origin and negative ones included, and none for no points; with weights, sums them."""
     from model.fine_pass import _cells
 
     rng = np.random.default_rng(5)
@@ -302,6 +302,9 @@ def test_cells_count_the_points_in_each_grid_cell():
             want[key] = want.get(key, 0.0) + 1.0
         assert _cells(points, 256) == want
     assert _cells(np.array([[10.0, 300.0], [20.0, 310.0], [700.0, 5.0]]), 256) == {(0, 1): 2.0, (2, 0): 1.0}
+    # With weights (tile scoring's screen-first area): each cell's sum of its points' weights.
+    weighted = _cells(np.array([[10.0, 300.0], [20.0, 310.0], [700.0, 5.0]]), 256, np.array([1.0, 10.0, 1.0]))
+    assert weighted == {(0, 1): 11.0, (2, 0): 1.0}
 
 
 def test_the_line_filter_shrinks_by_whole_numbers_where_that_keeps_near_its_pixel_size():
