@@ -29,7 +29,8 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
 the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
-listed, never counted on their own. A photo shows one glass side: `one_glass_side` keeps the judged
+listed, never counted on their own. `lines_on_cracked_glass` does the same to the scratches on glass a counted
+crack lies on: the network reads a crack's branches as scratches too. A photo shows one glass side: `one_glass_side` keeps the judged
 zones of the glass its view shows and of the glass most of its zone map says, not a sliver of the other.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
@@ -47,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS, ENCODER_S16, IMAGENET_S32, ZONE_CHANNELS
+from model.rules.engine import counted
 from model.taxonomy import ZONES_BY_VIEW, DefectType, DeviceKind, View, Zone
 
 CRACK = DEFECT_CHANNELS.index(DefectType.CRACK.value)
@@ -299,3 +301,28 @@ def judge_zone_damage(
             )
         )
     return out
+
+
+def lines_on_cracked_glass(
+    instances: Sequence[DefectInstance], glass: tuple[Zone, ...] = GLASS_ZONES
+) -> list[DefectInstance]:
+    """`instances` with every scratch on a glass zone that a counted crack lies on (`model.rules.engine.
+    counted`) turned into evidence of that crack: listed and drawn, never counted, not in the
+    probabilities.
+
+    Why: on cracked glass the coarse scratch map and the fine network both read the crack's branches
+    and splinters as scratches (real validation photos, session 42: 22 of the 107 graded with a cracked
+    glass zone listed 1-7 "scratches" beside the crack, fine and coarse alike), and the reasons then
+    said "1 crack and 7 scratches on the screen". In no standard can a scratch change the grade of
+    glass already cracked (Back Market: Unlistable; CTIA D and R2 C6 bound cracks, chips and dents
+    only), so the lines are the crack's evidence, as its fragments are. Only a counted crack: an
+    uncertain one (an MSD screen's zone crack at 0.25) lies on the very scratch the photo shows.
+    `glass`: the device's glass zones (`glass_zones`): a laptop lid's crack leaves its scratches as
+    they are."""
+    cracked = {i.zone for i in instances if i.type is DefectType.CRACK and i.zone in glass and counted(i)}
+    return [
+        i.model_copy(update={"role": "evidence"})
+        if i.type is DefectType.SCRATCH and i.zone in cracked and i.role == "defect"
+        else i
+        for i in instances
+    ]

@@ -14,7 +14,8 @@ into scratches on the frame of a front or back view.
 `photo_instances` is what serving, evaluation and calibration call for one photo: the coarse pass's
 instances (`model.postprocess.extract_instances`) and the fine pass's scratches, read off the coarse
 pass's cracks; a coarse scratch the fine pass found again gives way to the fine one (`merge_fine`), and
-a coarse frame scratch the frame reader found again to its line.
+a coarse frame scratch the frame reader found again to its line; scratches on glass a counted crack
+lies on are that crack's evidence (`model.damage.lines_on_cracked_glass`), in both paths.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from model.card import Thresholds
-from model.damage import GLASS_ZONES
+from model.damage import GLASS_ZONES, lines_on_cracked_glass
 from model.fine_pass import FRAME_VIEWS, FineMaps
 from model.frame_read import FrameLine
 from model.instances import DefectInstance, Measurement
@@ -354,7 +355,7 @@ def photo_instances(
         glass=glass,
     )
     if fine is None:
-        return coarse
+        return lines_on_cracked_glass(coarse, glass)
     # A line on a crack the coarse pass counts is that crack, not a scratch: the fine network learnt lines
     # and reads a crack's branches as scratches (on the synthetic validation photos, this removes 51 of
     # its 62 false scratches). Only cracks the grade counts (`model.rules.engine.counted`): the fragments
@@ -367,4 +368,5 @@ def photo_instances(
     frame = frame_instances(
         lines, fine.card.frame_z, scale, thresholds.min_instance_confidence, photo_index, view
     )
-    return merge_frame(merge_fine(coarse, found, fine), frame, lines, scale)
+    merged = merge_frame(merge_fine(coarse, found, fine), frame, lines, scale)
+    return lines_on_cracked_glass(merged, glass)

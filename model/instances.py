@@ -51,7 +51,8 @@ class DefectInstance(BaseModel):
     measurement: Measurement
     # "defect": graded by the rules. "evidence": a piece of a zone-level defect (a fragment of a crack
     # pattern whose zone was judged cracked as a whole, `model.damage`): drawn and listed as what the
-    # judgement rests on, never counted on its own, so one shattered screen is one crack in the reasons.
+    # judgement rests on, never counted on its own, so one shattered screen is one crack in the reasons;
+    # also a scratch on glass a counted crack lies on (`model.damage.lines_on_cracked_glass`).
     role: Literal["defect", "evidence"] = "defect"
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
 """Zone-level damage (`model.damage`): a shattered screen whose crack map breaks into faint fragments is
-one crack of the screen, with the zone model's probability; its fragments are evidence, not defects."""
+one crack of the screen, with the zone model's probability; its fragments, and the scratches on glass a counted
+crack lies on, are evidence, not defects."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from model.damage import (
     ZoneDamageModel,
     glass_zones,
     judge_zone_damage,
+    lines_on_cracked_glass,
     one_glass_side,
     zone_damage,
     zone_features,
 )
+from model.fine_instances import photo_instances
 from model.instances import mm
 from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
 from model.postprocess import Scale, extract_instances
@@ -324,3 +327,56 @@ def test_post_processing_judges_the_back_glass_only_where_it_is_more_than_a_sliv
     # 4 of 24 rows (its fragments read 0.89 by the back glass's model): a sliver, the screen's model decides
     assert judged_cracks(slice(24, 28)) == []
     assert [i.zone for i in judged_cracks(slice(4, 18))] == [Zone.SCREEN]  # mostly "back": judged too
+
+
+def test_scratches_on_glass_a_counted_crack_lies_on_are_its_evidence():
+    crack = mm("crack", "screen", 40.0, confidence=0.9)
+    on_screen = [mm("scratch", "screen", 5.0, confidence=c) for c in (0.9, 0.7, 0.3)]
+    elsewhere = [mm("scratch", "body", 5.0, confidence=0.9), mm("scratch", "frame", 5.0, confidence=0.9)]
+    chip = mm("chip", "screen", 1.0, confidence=0.9)
+    out = lines_on_cracked_glass([crack, *on_screen, *elsewhere, chip])
+    assert [i.role for i in out] == [
+        "defect",
+        "evidence",
+        "evidence",
+        "evidence",
+        "defect",
+        "defect",
+        "defect",
+    ]
+    # The reasons name the crack, not the crack's branches as scratches; the grade is the same.
+    before, after = grade([crack, *on_screen], "backmarket"), grade(out[:4], "backmarket")
+    assert before.grade == after.grade == "Unlistable"
+    assert any("scratch" in r for r in before.barred["Premium"])
+    assert after.barred["Premium"] == [r for r in after.barred["Premium"] if "scratch" not in r]
+    for standard in ("ctia", "r2"):  # cracked glass bounds cracks, chips and dents only
+        assert grade([crack, *on_screen], standard).grade == grade(out[:4], standard).grade
+
+
+def test_an_uncertain_crack_or_a_laptop_lid_leaves_its_scratches_counted():
+    scratch = mm("scratch", "screen", 5.0, confidence=0.9)
+    uncertain = mm("crack", "screen", 40.0, confidence=0.25)  # an MSD screen's zone crack, on its scratch
+    assert [i.role for i in lines_on_cracked_glass([uncertain, scratch])] == ["defect", "defect"]
+    evidence = mm("crack", "screen", 40.0, confidence=0.9).model_copy(update={"role": "evidence"})
+    assert [i.role for i in lines_on_cracked_glass([evidence, scratch])] == ["evidence", "defect"]
+    lid = [mm("crack", "body", 40.0, confidence=0.9), mm("scratch", "body", 5.0, confidence=0.9)]
+    assert [i.role for i in lines_on_cracked_glass(lid, glass_zones("laptop"))] == ["defect", "defect"]
+    assert [i.role for i in lines_on_cracked_glass(lid, glass_zones("phone"))] == ["defect", "evidence"]
+
+
+def test_photo_instances_turn_the_scratch_map_on_a_judged_screen_into_evidence():
+    defect, zone = _maps(0.3, 14)
+    defect[DEFECT_CHANNELS.index("scratch"), 20, 10:18] = 0.9  # a crack's branch the scratch map read
+    _, lb = letterbox(np.full((480, 480, 3), 200, np.uint8), SIZE)
+    scale = Scale("mm", 0.3, True, 480.0)
+    cut = {n: 0.5 for n in DEFECT_CHANNELS} | {"crack": 0.25}
+    outputs = {"defect_probs": defect, "zone_probs": zone}
+    plain = Thresholds(defect_pixel=cut, confidence_offset={"crack": -2.0})
+    judged = Thresholds(defect_pixel=cut, confidence_offset={"crack": -2.0}, zone_damage={"screen": MODEL})
+
+    def scratches(thresholds):
+        insts = photo_instances(outputs, lb, SIZE, thresholds, scale, view=View.FRONT)
+        return [i.role for i in insts if i.type is DefectType.SCRATCH]
+
+    assert scratches(plain) == ["defect"]  # no crack counted: the line is a scratch
+    assert scratches(judged) == ["evidence"]  # the screen judged cracked: the line is its evidence
