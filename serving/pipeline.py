@@ -20,6 +20,7 @@ on a photo that is not usable still count: they can only make a grade worse.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ class Device:
     length_mm: float | None = None
 
 
+def below(p: float, t: float) -> tuple[str, str]:
+    """`p` and `t` (p < t) written with the fewest decimals, from two, that show p below t: "0.96 < 0.96"
+    read as a mistake on a grade whose probability was 0.958."""
+    for d in (2, 3, 4):
+        if round(p, d) < round(t, d):
+            return f"{p:.{d}f}", f"{t:.{d}f}"
+    return f"{math.floor(p * 1e4) / 1e4:.4f}", f"{t:.4f}"
+
+
 @dataclass
 class PhotoResult:
     index: int
@@ -119,10 +129,8 @@ class DeviceGrading:
             if g.grade == UNGRADABLE:
                 out.append(f"{name}: ungradable, no usable photo of the device")
             elif g.probabilities[g.grade] < g.review_threshold:
-                out.append(
-                    f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f} "
-                    f"< {g.review_threshold:.2f}"
-                )
+                p, t = below(g.probabilities[g.grade], g.review_threshold)
+                out.append(f"{name}: top grade {g.grade} has probability {p} < {t}")
             if g.gradable and g.scale_decides:
                 out.append(
                     f"{name}: {g.grade} depends on the device's size, which is unknown (sizes estimated "

@@ -285,3 +285,30 @@ def test_a_grade_the_devices_unknown_size_decides_says_so_in_the_review_reasons(
         "backmarket: Unlistable depends on the device's size, which is unknown (sizes estimated from a "
         "typical one): give the device model, or check"
     ]
+
+
+def test_a_probability_just_under_the_review_threshold_reads_as_under_it():
+    """0.958 against 0.96 was written "0.96 < 0.96"; the reason now shows the digits that tell them apart."""
+    from model.instances import mm
+    from model.rules import grade
+    from serving.pipeline import Device, DeviceGrading, below
+
+    assert below(0.52, 0.96) == ("0.52", "0.96")
+    assert below(0.958, 0.96) == ("0.958", "0.960")
+    assert below(0.95999, 0.96) == ("0.9599", "0.9600")
+    result = grade([mm("scratch", "screen", 5.0, confidence=0.5)], "backmarket")
+    p = result.probabilities[result.grade]
+    just_above = result.model_copy(update={"review_threshold": p + 0.0005})
+    graded = DeviceGrading(
+        photos=[],
+        grades={"backmarket": just_above},
+        device=Device(),
+        model_version="t",
+        model_name="t",
+        model_sha256="0" * 64,
+    )
+    (reason,) = graded.review_reasons
+    shown, threshold = reason.removeprefix(f"backmarket: top grade {result.grade} has probability ").split(
+        " < "
+    )
+    assert float(shown) < float(threshold)
