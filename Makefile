@@ -13,7 +13,7 @@ STAMP_SERVE := $(VENV)/.installed-serve
 STAMP_ALL := $(VENV)/.installed-all
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: fine-model venv serve-venv run test lint format clean model manifests
+.PHONY: fine-model venv serve-venv run test lint format clean model manifests gpu-kit gpu-rehearsal
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -160,6 +160,14 @@ fine-model: $(STAMP_ALL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Training on a lent GPU (scripts/device_train.sh; docs/model-history.md, "How to train on a lent GPU"):
+# gpu-rehearsal runs it here first with the GPU image's packages only (a few minutes); gpu-kit makes the
+# .whl and .real the call carries and says whether the call fits what travels.
+gpu-rehearsal: $(STAMP_ALL)
+	bash scripts/rehearse_device_train.sh
+gpu-kit: $(STAMP_ALL)
+	$(BIN)/python scripts/gpu_kit.py
 
 # Ready-made manifests of the shared real photos (datasets/real/*.jsonl, committed). Each import's
 # report of skipped labels goes beside its manifest (*.import.txt): the sets have known bad labels.

