@@ -100,3 +100,22 @@ def test_synth_train_export_parity_evaluate(tmp_path):
     assert any(k.startswith("test_") for k in card.metrics) and any(
         k.startswith("val_") for k in card.metrics
     )
+    # The exported network back as a checkpoint (the bundled file is the only copy of its weights), and
+    # a run fine-tuning from it; an INT8 file is refused.
+    rebuilt = tmp_path / "rebuilt.pt"
+    r = runner.invoke(
+        app, ["rebuild-checkpoint", str(onnx_path), "--out", str(rebuilt), "--config", str(cfg)]
+    )
+    assert r.exit_code == 0 and "statistics restored" in r.output, r.output
+    r = runner.invoke(
+        app, ["rebuild-checkpoint", str(tmp_path / "m.int8.onnx"), "-o", str(rebuilt), "-c", str(cfg)]
+    )
+    assert r.exit_code == 2 and "INT8" in r.output, r.output
+    r = runner.invoke(
+        app,
+        [
+            *("train", "--config", str(cfg), "--set", f"init_weights={rebuilt}"),
+            *("--set", f"run_dir={tmp_path / 'tuned'}", "--set", "calibrate=false"),
+        ],
+    )
+    assert r.exit_code == 0 and (tmp_path / "tuned" / "best.pt").is_file(), r.output

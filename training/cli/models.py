@@ -1,7 +1,8 @@
 """The commands over model files: `refurbgrade train | calibrate | evaluate | export | quantize`, and
 `refurbgrade train-fine` (the fine pass's network on the fine stream's patches, `training.fine_train`),
 `refurbgrade export-fine` (that network as the fine file serving runs, `training.fine_package`),
-`refurbgrade fine-cut` (its heat cut chosen on whole validation photos, `training.fine_cut`).
+`refurbgrade fine-cut` (its heat cut chosen on whole validation photos, `training.fine_cut`),
+`refurbgrade rebuild-checkpoint` (an exported file's network as a checkpoint to fine-tune, `training.from_onnx`).
 
 Each maps its options onto plain functions (`training.train.run_training`,
 `training.calibrate.calibrate_model_file`, `training.evaluate.run_evaluation`, `training.packaging`)
@@ -385,6 +386,38 @@ def fine_cut(
         typer.echo(f"{path}: heat cut {card.heat_cut}, low {card.heat_low}, frame z {card.frame_z}")
 
 
+def rebuild_checkpoint(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an exported FP32 .onnx file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the checkpoint to write (.pt)")],
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", exists=True, dir_okay=False, help="training config: its train photos"),
+    ],
+    photos: Annotated[int, typer.Option("--photos", min=1, help="photos per train source")] = 16,
+) -> None:
+    """An exported model's network as a training checkpoint (`init_weights` starts a run from it): its
+    folded BatchNorms unfolded with statistics measured on the config's train photos, checked against
+    ONNX Runtime."""
+    from training.from_onnx import RebuildError, card_of, checkpoint_from_onnx
+    from training.packaging import sample_photos
+
+    cfg = load_cli_config(config)
+    try:
+        size = card_of(model).input_size
+        images = sample_photos(
+            [s.manifest for s in cfg.data.train if Path(s.manifest).is_file()], ("train",), photos, size
+        )
+        if len(images) == 0:
+            _refuse(f"{config}: its train sources hold no photos")
+        rep = checkpoint_from_onnx(model, out, images)
+    except RebuildError as exc:
+        _refuse(str(exc))
+    typer.echo(
+        f"wrote {out}: max |diff| against ONNX Runtime on {rep['photos']} photos "
+        f"{rep['max_diff_identity']:.1e} (BatchNorm identity), {rep['max_diff_statistics']:.1e} (statistics restored)"
+    )
+
+
 def register(app: typer.Typer) -> None:
     for name, command in (
         ("train", train),
@@ -395,5 +428,6 @@ def register(app: typer.Typer) -> None:
         ("quantize", quantize),
         ("export-fine", export_fine),
         ("fine-cut", fine_cut),
+        ("rebuild-checkpoint", rebuild_checkpoint),
     ):
         app.command(name)(command)
