@@ -7,7 +7,7 @@ folder.
 
 Counted defects (those the grade rests on, `counted` in the answer) are drawn in their type's colour
 with a thick outline, their box and a full label (type, size, confidence) on a solid background.
-Candidates (below the engine's cut) and evidence (fragments of a zone-level defect) are thin,
+Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked glass) are thin,
 translucent outlines; a candidate gets a short, dim label (type and confidence) only where there is
 room next to it. Labels never overlap: each is placed greedily, counted ones first (most confident
 first), at the first free spot around its box; a counted label with no free spot nearby goes to the

@@ -92,7 +92,8 @@ class DefectOut(BaseModel):
         "0.5, on a device that could be graded; the others are candidates, listed but not counted"
     )
     role: Literal["defect", "evidence"] = Field(
-        description="'evidence': a fragment of a zone-level defect listed beside it, never counted itself"
+        description="'evidence': a fragment of a zone-level defect, or a scratch on glass a counted crack "
+        "lies on, listed beside it, never counted itself"
     )
     box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in the photo's pixels")
     polygon: list[tuple[float, float]] = Field(description="the outline, (x, y) points in the photo's pixels")
