@@ -29,9 +29,10 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
 the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
-listed, never counted on their own. `lines_on_cracked_glass` does the same to the scratches on glass a counted
-crack lies on: the network reads a crack's branches as scratches too. A photo shows one glass side: `one_glass_side` keeps the judged
-zones of the glass its view shows and of the glass most of its zone map says, not a sliver of the other.
+listed, never counted on their own. `lines_on_cracked_glass` does the same to the scratches on glass a
+counted crack lies on: the network reads a crack's branches as scratches too. A photo shows one glass
+side: `one_glass_side` keeps the judged zones of the glass its view shows and of the glass most of its
+zone map says, not a sliver of the other.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
 """
@@ -311,7 +312,7 @@ def lines_on_cracked_glass(
     probabilities.
 
     Why: on cracked glass the coarse scratch map and the fine network both read the crack's branches
-    and splinters as scratches (real validation photos, session 42: 22 of the 107 graded with a cracked
+    and splinters as scratches (the real validation photos, 2026-12-06: 22 of the 107 graded with a cracked
     glass zone listed 1-7 "scratches" beside the crack, fine and coarse alike), and the reasons then
     said "1 crack and 7 scratches on the screen". In no standard can a scratch change the grade of
     glass already cracked (Back Market: Unlistable; CTIA D and R2 C6 bound cracks, chips and dents
