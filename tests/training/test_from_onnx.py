@@ -116,7 +116,7 @@ def test_the_checkpoint_loads_as_a_training_checkpoint_and_a_wrong_recipe_is_ref
         rebuild(wrong)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    with pytest.raises(RebuildError, match="junk.onnx: not an exported refurbgrade model"):
+    with pytest.raises(RebuildError, match=r"junk\.onnx: not an exported refurbgrade model"):
         rebuild(junk)
 
 
