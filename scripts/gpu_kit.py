@@ -23,6 +23,7 @@ minutes: it trains a few steps with only the image's packages and these wheels, 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -52,6 +53,17 @@ PLATFORMS = (
     "manylinux2014_x86_64",
     "manylinux1_x86_64",
 )
+
+
+def normalised(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name.lower())
+
+
+def image_packages(listing: Path = ROOT / "scripts" / "gpu_image_packages.txt") -> set[str]:
+    """The GPU image's distributions (`normalised`), from the listing's non-comment lines."""
+    lines = listing.read_text().splitlines()
+    return {normalised(x) for x in lines if x.strip() and not x.startswith("#")}
 
 
 def pinned(names=TRAVELS) -> list[str]:

@@ -22,17 +22,18 @@ echo "rehearsal in $WORK"
 # A Python with the image's packages only: a bare venv whose one .pth points at links to them.
 SITE_PACKAGES=$($VENV_PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 PYVER=$($VENV_PY -c "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')")
-"$VENV_PY" - "$SITE_PACKAGES" "$WORK/image" scripts/gpu_image_packages.txt <<'PYEOF'
-import re
+"$VENV_PY" - "$SITE_PACKAGES" "$WORK/image" <<'PYEOF'
 import sys
 from pathlib import Path
 
-site, farm, listing = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-norm = lambda n: re.sub(r"[-_.]+", "-", n.lower())  # noqa: E731
-image = {norm(x) for x in listing.read_text().splitlines() if x.strip() and not x.startswith("#")}
+sys.path.insert(0, "scripts")
+from gpu_kit import image_packages, normalised
+
+site, farm = Path(sys.argv[1]), Path(sys.argv[2])
+image = image_packages()
 farm.mkdir(parents=True)
 for info in site.glob("*.dist-info"):
-    if norm(info.name[: -len(".dist-info")].rsplit("-", 1)[0]) not in image:
+    if normalised(info.name[: -len(".dist-info")].rsplit("-", 1)[0]) not in image:
         continue
     tops = {info.name}
     record = info / "RECORD"

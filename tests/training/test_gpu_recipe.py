@@ -146,9 +146,8 @@ def test_every_distribution_training_imports_is_in_the_gpu_image_or_travels_as_a
     spec = importlib.util.spec_from_file_location("gpu_kit", root / "scripts" / "gpu_kit.py")
     kit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kit)
-    norm = lambda n: re.sub(r"[-_.]+", "-", n.lower())  # noqa: E731
-    listing = (root / "scripts" / "gpu_image_packages.txt").read_text().splitlines()
-    image = {norm(x) for x in listing if x.strip() and not x.startswith("#")}
+    norm = kit.normalised
+    image = kit.image_packages()
     assert {"torch", "opencv-python-headless", "scikit-image"} <= image and "pydantic" not in image
     code = (
         "import model.preprocess, training.synth, training.train, training.damage, refurbgrade.cli\n"
