@@ -28,7 +28,7 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
   synthetic cracked screens found 78% (68%).
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
-the fragments, its length their extent) and marks the fragments as `role="evidence"`: drawn and
+the fragments, its length how far they spread across the zone, 0 "not measured" without fragments) and marks the fragments as `role="evidence"`: drawn and
 listed, never counted on their own. `lines_on_cracked_glass` does the same to the scratches on glass a
 counted crack lies on: the network reads a crack's branches as scratches too. A photo shows one glass
 side: `one_glass_side` keeps the judged zones of the glass its view shows and of the glass most of its
@@ -214,6 +214,18 @@ def _extent_polygon(fragments: Sequence[DefectInstance]) -> list[tuple[float, fl
     return [(float(x), float(y)) for x, y in hull]
 
 
+def _extent(fragments: Sequence[DefectInstance], within: tuple[float, float, float, float] | None) -> float:
+    """How far a crack pattern spreads, in photo pixels: the greatest distance between two points of its
+    fragments' outlines, each held to `within` (the cracked zone's box: a crack on the screen ends at
+    the screen's edge, however far a fragment's outline runs onto the frame)."""
+    pts = np.array([p for f in fragments for p in (f.polygon or _box_corners(f.box))], np.float32)
+    if within is not None:
+        x0, y0, x1, y1 = within
+        pts = np.clip(pts, (x0, y0), (x1, y1)).astype(np.float32)
+    hull = cv2.convexHull(pts)[:, 0, :].astype(np.float64)
+    return float(np.sqrt(((hull[:, None, :] - hull[None, :, :]) ** 2).sum(-1)).max())
+
+
 def _box_corners(box) -> list[tuple[float, float]]:
     x0, y0, x1, y1 = box
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
@@ -250,10 +262,14 @@ def judge_zone_damage(
 ) -> list[DefectInstance]:
     """`instances` with the photo's glass crack fragments turned into evidence and, where a judged
     zone's probability of being cracked reaches `min_confidence`, one crack defect for it. Its box and
-    outline are the fragments' union (the zone's box when the map left no fragment); its length is the
-    union's diagonal (`per_px`: `units` per photo pixel), its width the widest fragment's. `cells`: how
-    many of the zone map's cells each judged zone has (`one_glass_side`; without it every judged zone
-    counts).
+    outline are the fragments' union; its length is how far they spread (`_extent`: the longest
+    distance across them, within the zone's box; `per_px`: `units` per photo pixel), its width the
+    widest fragment's. Where the map left no fragment (the glass is judged cracked from its look as a
+    whole: a web thumbnail's crack lines under the map's lowest cut) nothing was traced to measure:
+    the box and outline are the zone's, and the length and width are 0, "not measured", which no
+    limit reads as too long and the reasons do not quote (it was the zone box's diagonal, up to 145%
+    of the device's length: "the longest ≈217 mm" on a phone). `cells`: how many of the zone map's
+    cells each judged zone has (`one_glass_side`; without it every judged zone counts).
 
     A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
     judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows
@@ -284,11 +300,11 @@ def judge_zone_damage(
             box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
             polygon = _extent_polygon(fragments)
             width = max(f.measurement.width for f in fragments)
+            length = _extent(fragments, zone_box.get(judged_zone)) * per_px
         else:
-            box, width = zone_box[judged_zone], 0.0
+            box, width, length = zone_box[judged_zone], 0.0, 0.0
             polygon = _box_corners(box)
         x0, y0, x1, y1 = (float(v) for v in box)
-        length = math.hypot(x1 - x0, y1 - y0) * per_px
         out.append(
             DefectInstance(
                 type=DefectType.CRACK,

@@ -68,6 +68,9 @@ def _font(size: int):
 
 
 def _label(d: dict) -> str:
+    if d.get("length") == 0:
+        # not measured (a glass judged cracked as a whole, no line traced: model.damage)
+        return f"{d['type']} ({d['confidence']:.2f})"
     if d.get("length_mm") is not None:
         size = f"{d['length_mm']:.1f} mm"
     else:

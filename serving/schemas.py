@@ -101,7 +101,11 @@ class DefectOut(BaseModel):
         description="'mm' when the device's size is known (a catalogue `device_model`), 'relative' to the "
         "device's length otherwise"
     )
-    length: float = Field(description="the defect's length, in `units`")
+    length: float = Field(
+        description="the defect's length, in `units`; a crack judged on the glass as a whole: how far its "
+        "fragments spread across that glass; 0 where nothing was traced to measure (a glass judged cracked "
+        "from its look alone, no crack line found): not measured, never quoted in the reasons"
+    )
     width: float = Field(description="its width, in `units`")
     area: float = Field(description="its area, in `units` squared (mm²)")
     length_mm: float | None = Field(description="when the device's size is known")

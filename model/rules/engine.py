@@ -207,10 +207,14 @@ def _describe(c: _Compiled, sel: list[int], big: list[int], lim: Limit, grade_na
     what = " and ".join(plural(t, n) for t, n in by_type.items())
     zones = sorted({c.instances[i].zone for i in sel}, key=list(Zone).index)
     where = " and ".join(ZONE_WORDS[z] for z in zones)
-    estimated = any(c.sized[i].rel is not None for i in sel)
+    # A length of 0 was not measured (a glass judged cracked as a whole, no line traced: model.damage):
+    # the sentence quotes only sizes that were.
+    measured = [i for i in sel if c.sized[i].length > 0]
+    estimated = any(c.sized[i].rel is not None for i in measured)
     approx = "≈" if estimated else ""
-    longest = max(c.sized[i].length for i in sel)
-    found = f"{what} on the {where}, the longest {approx}{_fmt(longest)} mm"
+    found = f"{what} on the {where}"
+    if measured:
+        found += f", the longest {approx}{_fmt(max(c.sized[i].length for i in measured))} mm"
     breaches = {i: _breaches(lim, c.sized[i]) for i in big}
     too_wide = [i for i in big if "width" in breaches[i]]
     if too_wide:

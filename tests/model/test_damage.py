@@ -92,10 +92,13 @@ def test_faint_fragments_of_a_shattered_screen_become_one_counted_crack():
         crack.type is DefectType.CRACK and crack.zone is Zone.SCREEN and crack.confidence == pytest.approx(p)
     )
     assert p > 0.9
-    # Its box holds every fragment; its length is the union's diagonal, in mm.
+    # Its box holds every fragment; its length is how far they spread, in mm: never more than the box's
+    # diagonal, and at least as far as the two fragments farthest apart.
     x0, y0, x1, y1 = crack.box
     assert all(x0 <= f.box[0] and f.box[2] <= x1 and y0 <= f.box[1] and f.box[3] <= y1 for f in evidence)
-    assert crack.measurement.length == pytest.approx(np.hypot(x1 - x0, y1 - y0) * 0.3)
+    centres = np.array([[(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2] for f in evidence])
+    apart = max(np.hypot(*(a - b)) for a in centres for b in centres)
+    assert apart * 0.3 <= crack.measurement.length <= np.hypot(x1 - x0, y1 - y0) * 0.3 + 1e-6
     result = grade(out, "backmarket")
     assert result.grade == "Unlistable"
     assert result.barred["Fair"] == [
@@ -114,7 +117,7 @@ def test_a_zone_judged_intact_keeps_its_fragments_as_evidence_only():
     assert grade(out, "backmarket").grade == grade([scratch], "backmarket").grade
 
 
-def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box():
+def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box_and_no_length():
     p = {Zone.SCREEN: 0.8}
     out = judge_zone_damage(
         [], p, {Zone.SCREEN: (5.0, 6.0, 105.0, 206.0)}, "relative", 0.01, 0.05, 2, View.FRONT
@@ -122,6 +125,25 @@ def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box():
     (crack,) = out
     assert crack.box == (5.0, 6.0, 105.0, 206.0) and crack.photo_index == 2 and crack.view is View.FRONT
     assert crack.measurement.units == "relative" and crack.confidence == pytest.approx(0.8)
+    # Nothing was traced: not measured (it was the zone box's diagonal, 2.24 device lengths here), and
+    # the reasons quote no length for it.
+    assert crack.measurement.length == 0 and crack.measurement.width == 0
+    result = grade(out, "backmarket")
+    assert result.grade == "Unlistable"
+    assert result.barred["Fair"] == ["1 crack on the screen; Fair allows none"]
+
+
+def test_a_crack_patterns_length_is_its_spread_within_its_zone():
+    # Two fragments at opposite corners of an L, one running past the screen's box onto the frame.
+    a = mm("crack", "screen", 1.0, confidence=0.3, box=(0.0, 0.0, 10.0, 4.0))
+    b = mm("crack", "screen", 1.0, confidence=0.3, box=(0.0, 60.0, 4.0, 130.0))
+    screen = (0.0, 0.0, 60.0, 100.0)
+    out = judge_zone_damage([a, b], {Zone.SCREEN: 0.9}, {Zone.SCREEN: screen}, "mm", 0.5, 0.05)
+    (crack,) = [i for i in out if i.role == "defect"]
+    # Farthest apart within the screen: (10, 0) to (0, 100); the union box's diagonal would be
+    # hypot(10, 130), and the outline runs 30 px past the screen's edge.
+    assert crack.measurement.length == pytest.approx(np.hypot(10.0, 100.0) * 0.5, rel=1e-4)
+    assert crack.box == (0.0, 0.0, 10.0, 130.0)  # drawn where the fragments are
 
 
 def test_encoder_features_are_pooled_over_the_zones_cells_only():

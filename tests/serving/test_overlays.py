@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from serving.overlays import COLOURS, place_labels, render
+from serving.review.events import fold
 from tests.serving.conftest import encode
 from tests.serving.tiny_model import device_photo
 
@@ -102,3 +103,25 @@ def test_greedy_placement_falls_back_to_a_free_spot_for_what_must_show():
     assert all(s is not None for s in must) and any(away for _, away in must)
     rects = [(0.0, 0.0, 200.0, 20.0)] + [r for r, _ in filter(None, spots)]
     assert not any(_overlap(a, b) for a, b in itertools.combinations(rects, 2))
+
+
+def test_a_glass_judged_cracked_with_nothing_traced_shows_no_size():
+    """A zone crack without fragments has length 0, "not measured" (model.damage): its label and the
+    review page say so, and do not draw it as "0.0 mm"; a measured one keeps its size."""
+    photo = encode(device_photo(scratch=False))
+    whole = _defect(0, 300, 200, 0.97, "crack", counted=True, role="defect") | {
+        "length": 0.0,
+        "width": 0.0,
+        "area": 0.0,
+        "length_mm": 0.0,
+    }
+    measured = _defect(1, 300, 330, 0.9, "scratch", counted=True, role="defect")
+    texts = {lbl.defect: lbl.text for lbl in render(photo, [whole, measured]).labels}
+    assert texts == {0: "crack (0.97)", 1: "scratch 6.0 mm (0.90)"}
+    body = {
+        "grades": {"backmarket": {"grade": "Unlistable", "probabilities": {"Unlistable": 1.0}}},
+        "photos": [{"index": 0, "defects": [whole, measured]}],
+        "needs_review": False,
+    }
+    sizes = [d.size for d in fold(body, []).defects[0]]
+    assert sizes == ["not measured", "6.0 mm × 0.10 mm"]
