@@ -578,7 +578,7 @@ def oracle(
     from model.preprocess import prepare
     from model.rules import grade
     from training.dataset import build_targets, read_mask, true_crop_box, true_device_box
-    from training.metrics import gt_instances, instance_mask, length_errors, match_instances
+    from training.metrics import gt_instances, instance_mask, length_errors, match_instances, true_grades
 
     setting = setting or Setting()
     items = _graded_items(manifest)[start : start + limit]
@@ -598,7 +598,7 @@ def oracle(
         path = resolve(it.manifest, rec.image)
         native = float(rec.mm_per_px)
         natives.append(native)
-        truth = rec.grades["backmarket"]
+        truth = true_grades(rec)["backmarket"]
         kind = rec.device_kind or "phone"
         # (a) today's design: true device crop, 384 px, coverage at stride 4 (bench_model.py oracle --crop)
         cbox = true_crop_box(it, prepare(path, COARSE_SIZE)[1])
@@ -969,6 +969,7 @@ def _report(
     from bench_model import true_instances
 
     from model.rules import grade
+    from training.metrics import true_grades
 
     nat = sorted(natives)
     print(
@@ -1048,7 +1049,7 @@ def _report(
             )
             ok.append(
                 grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
-                == r.grades["backmarket"]
+                == true_grades(r)["backmarket"]
             )
         label = (
             "true widths" if not px else f"widths read at {px} mm/px (floor {CONTRAST_FLOOR_PX * px:.3f} mm)"

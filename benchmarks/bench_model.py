@@ -103,7 +103,14 @@ def oracle(
     from model.preprocess import prepare
     from model.rules import grade
     from training.dataset import build_targets, load_items, true_crop_box
-    from training.metrics import gt_instances, instance_mask, length_errors, match_instances, photo_scale
+    from training.metrics import (
+        gt_instances,
+        instance_mask,
+        length_errors,
+        match_instances,
+        photo_scale,
+        true_grades,
+    )
     from training.predict import Prediction
 
     # Every photo with a grade (clean ones too: a false defect costs a grade as much as a missed one).
@@ -152,7 +159,7 @@ def oracle(
                 )
                 pairs += length_errors(matches, ("scratch",))
                 kind = it.record.device_kind or "phone"
-                truth = it.record.grades["backmarket"]
+                truth = true_grades(it.record)["backmarket"]
                 graded_ok.append(grade(insts, "backmarket", device_kind=kind).grade == truth)
                 # Baseline in the same run: each component one instance (no stroke split).
                 t0 = time.perf_counter()
@@ -280,6 +287,7 @@ def true_instances(record, width_mm=lambda inst: inst.width_mm or 0.0, keep=lamb
 def observable(manifest: str) -> None:
     from model.manifest import read_manifest
     from model.rules import grade
+    from training.metrics import true_grades
 
     recs = [r for r in read_manifest(manifest) if r.grades.get("backmarket") and r.mm_per_px]
 
@@ -293,7 +301,7 @@ def observable(manifest: str) -> None:
             )
             ok.append(
                 grade(insts, "backmarket", device_kind=r.device_kind or "phone").grade
-                == r.grades["backmarket"]
+                == true_grades(r)["backmarket"]
             )
         return float(np.mean(ok))
 

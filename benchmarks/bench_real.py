@@ -4,10 +4,13 @@
         [-m MANIFEST ...] [--json OUT] [--shortcut]
 
 Every photo of the real sets' chosen split goes through serving's pipeline as `refurbgrade grade` runs
-it (`serving.pipeline.grade_device`, no device model given), as a device of its own. Truth is the
-photo's image-level crack label (phones_web, cracked_screens) or, for MSD's scratched / stained / oily
-screens (one defect class per photo, its data card says), "worn, not cracked". Printed per source and
-for all sources, for each model side by side (the `--compare` model is measured in the same run):
+it (`serving.pipeline.grade_device`, no device model given, the kind its manifest gives: a laptop is
+graded as a laptop, as `--device-kind laptop` grades it), as a device of its own. Truth is the photo's
+image-level crack label (phones_web, cracked_screens) or "worn, not cracked": MSD's scratched / stained
+/ oily screens (one defect class per photo, its data card says) and laptop_scratch's lids and bottom
+covers (scratches and stains, none cracked, says its data card; a photo with nothing annotated is worn
+or intact, listable either way). Printed per source and for all sources, for each model side by side
+(the `--compare` model is measured in the same run):
 
 - crack AUROC: the photo's crack score (its most confident crack defect, zone-level or not) for
   cracked against intact and worn photos;
@@ -50,7 +53,10 @@ DEFAULT_MANIFESTS = [
     ROOT / "datasets/real/phones_web.jsonl",
     ROOT / "datasets/real/cracked_screens.jsonl",
     ROOT / "datasets/real/msd.jsonl",
+    ROOT / "datasets/real/laptop_scratch.jsonl",
 ]
+# Sets whose every photo shows a worn surface and no cracked glass (their data cards).
+WORN_SOURCES = frozenset({"laptop_scratch"})
 STANDARD = "backmarket"  # the grade the Back Market measures read
 
 
@@ -70,13 +76,16 @@ class Graded:
 
 def truth_of(record) -> str | None:
     """ "cracked", "intact" (crack known absent, no other defect labelled) or "worn" (crack known absent,
-    a scratch, stain or smudge labelled: MSD's screens, whose manifest says crack: false)."""
+    a scratch, stain or smudge labelled: MSD's screens, whose manifest says crack: false; every photo of
+    a `WORN_SOURCES` set)."""
     from model.taxonomy import DefectType
 
     crack = record.image_labels.get(DefectType.CRACK)
     worn = any(v for k, v in record.image_labels.items() if k is not DefectType.CRACK)
     if crack:
         return "cracked"
+    if record.source in WORN_SOURCES:
+        return "worn"
     from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
 
     if crack is False or (record.source in EXCLUSIVE_LABEL_SOURCES and worn):
@@ -115,7 +124,8 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
         data = resolve(it.manifest, rec.image).read_bytes()
         if transform is not None:
             data = transform(data)
-        g = grade_device(run_direct, model, [data], device=Device(), standards=standards)
+        device = Device(kind=rec.device_kind) if rec.device_kind else Device()
+        g = grade_device(run_direct, model, [data], device=device, standards=standards)
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
         listable = None if grade.grade == "ungradable" else bool(grade.listable)

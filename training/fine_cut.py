@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model.rules import grade
 from training.dataset import load_manifest_args
-from training.metrics import photo_result
+from training.metrics import photo_result, true_grades
 from training.predict import load_predictor, predict
 
 CUTS = (0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
@@ -99,9 +99,10 @@ def cut_table(
             g = grade(res.instances, STANDARD, device_kind=rec.device_kind or "phone")
             photos[rec.source] += 1
             unlistable[rec.source] += not g.listable
-            if STANDARD in rec.grades:
+            truth = true_grades(rec)
+            if STANDARD in truth:
                 graded += 1
-                right += g.grade == rec.grades[STANDARD]
+                right += g.grade == truth[STANDARD]
         p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
         rows.append(
             {

@@ -241,6 +241,25 @@ def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> f
     return min(c["threshold"] for c in ok) if ok else 0.95
 
 
+def true_grades(record) -> dict[str, str]:
+    """A record's true grade per standard, under the rules as they are now. A generated photo stores
+    the grades the rules of its day gave its defects; every one of its defects is labelled with its
+    true size (`instances_complete`, each with `length_mm`), so its grades are those defects graded
+    again, exactly as the generator graded them (`training.synth.generator.grade_all`): a change of
+    the rules (Back Market 2026.12.2 let Fair have body scratches of any length) then needs no new
+    sets. Any other record (composites, real photos) keeps the grades it stores."""
+    if not record.grades or not record.instances_complete:
+        return dict(record.grades)
+    if any(i.length_mm is None or i.zone is None for i in record.instances):
+        return dict(record.grades)
+    from model.instances import mm
+    from model.rules import grade
+
+    insts = [mm(i.type, i.zone, i.length_mm, i.width_mm or 0.0, i.area_mm2) for i in record.instances]
+    kind = record.device_kind or "phone"
+    return {std: grade(insts, std, device_kind=kind).grade for std in record.grades}
+
+
 # A crack across a phone's screen: long enough that no limit on length lets it pass as a lesser defect.
 ONE_CRACK_MM = 40.0
 
@@ -293,7 +312,7 @@ def grade_devices(
     for device, photos in by_device.items():
         truth = {}
         for p in photos:
-            truth.update(p.pred.item.record.grades)
+            truth.update(true_grades(p.pred.item.record))
         cracked = [t for p in photos for t in zone_truth(p.pred.item.record).values()]
         real = not truth and listability and bool(cracked)
         if real:

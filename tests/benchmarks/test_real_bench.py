@@ -46,3 +46,19 @@ def test_the_table_gives_each_standard_and_all_together(bench):
     assert t["ctia: not sent to review"] == (0.25, 4)
     assert t["r2: not sent to review"] == (0.0, 4)
     assert t["without review, all standards"] == (0.25, 4)
+
+
+def test_a_laptop_lid_is_worn_and_a_labelled_crack_still_counts(bench):
+    """laptop_scratch's lids and covers are worn and uncracked (its data card), labelled or not; the
+    other sets' truth is their labels, as before."""
+    from model.manifest import ManifestRecord
+
+    def record(source, labels):
+        return ManifestRecord(image="a.jpg", device_id="d", split="val", source=source, image_labels=labels)
+
+    assert bench.truth_of(record("laptop_scratch", {"scratch": True})) == "worn"
+    assert bench.truth_of(record("laptop_scratch", {})) == "worn"  # nothing annotated: not cracked either
+    assert bench.truth_of(record("laptop_scratch", {"crack": True})) == "cracked"
+    assert bench.truth_of(record("msd", {"crack": False, "scratch": True})) == "worn"
+    assert bench.truth_of(record("phones_web", {"crack": False})) == "intact"
+    assert bench.truth_of(record("phones_web", {})) is None

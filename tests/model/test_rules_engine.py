@@ -173,16 +173,16 @@ def _rel(kind, zone, length, width, area):
 @pytest.mark.parametrize(
     ("instance", "device_kind", "decides"),
     [
-        # A laptop lid's stain of 0.0046 of its length squared: 443 mm² at the 310 mm reference, over
-        # Fair's 400 mm²; 323 mm² for a 264 mm laptop (Fair), 599 mm² for a 357 mm one.
-        (_rel("stain", "body", 0.12, 0.07, 0.0046), "laptop", True),
-        (_rel("stain", "body", 0.12, 0.07, 0.0046 / 3), "laptop", False),  # Fair at any length
+        # A laptop lid's dent of 0.034 of its length: 10.5 mm at the 310 mm reference, over Fair's
+        # 10 mm; 9.0 mm for a 264 mm laptop (Fair), 12.1 mm for a 357 mm one.
+        (_rel("dent", "body", 0.034, 0.01, 1e-4), "laptop", True),
+        (_rel("dent", "body", 0.02, 0.01, 1e-4), "laptop", False),  # 5.3-7.1 mm: Fair at any length
         (_rel("scratch", "body", 0.04, 0.001, 4e-5), "phone", False),  # 5.1-6.9 mm: Good throughout
         (_rel("scratch", "body", 0.045, 0.001, 4.5e-5), "phone", True),  # 5.7-7.8 mm: Good or Fair
         (_rel("crack", "screen", 0.01, 0.001, 1e-5), "phone", False),  # any crack: Unlistable
-        (mm("stain", "body", 38.0, 15.0, 443.0), "laptop", False),  # measured in mm: the size is known
+        (mm("dent", "body", 10.5, 4.0, 30.0), "laptop", False),  # measured in mm: the size is known
     ],
-    ids=["lid-stain-near-400", "lid-stain-small", "scratch-in-good", "scratch-near-7mm", "crack", "in-mm"],
+    ids=["lid-dent-near-10mm", "lid-dent-small", "scratch-in-good", "scratch-near-7mm", "crack", "in-mm"],
 )
 def test_a_grade_the_unknown_size_decides_goes_to_review(instance, device_kind, decides):
     """Without the device's model, sizes are estimated from a typical length; a grade that another

@@ -260,18 +260,18 @@ def test_overruling_one_standard_of_an_ungradable_grading_leaves_the_others_as_t
 
 
 def test_a_grade_the_devices_unknown_size_decides_says_so_in_the_review_reasons():
-    """A laptop lid's stain measured without the laptop's model, near Fair's area limit: the grading
-    goes to review, and the reason names the unknown size and the remedy."""
+    """A laptop lid's dent measured without the laptop's model, near Fair's 10 mm: the grading goes to
+    review, and the reason names the unknown size and the remedy."""
     from model.instances import DefectInstance, Measurement
     from model.rules import grade
     from serving.pipeline import Device, DeviceGrading
 
-    stain = DefectInstance(
-        type="stain",
+    dent = DefectInstance(
+        type="dent",
         zone="body",
-        measurement=Measurement(units="relative", length=0.12, width=0.07, area=0.0046),
+        measurement=Measurement(units="relative", length=0.034, width=0.01, area=1e-4),
     )
-    result = grade([stain], "backmarket", device_kind="laptop", review_threshold=0.0)
+    result = grade([dent], "backmarket", device_kind="laptop", review_threshold=0.0)
     graded = DeviceGrading(
         photos=[],
         grades={"backmarket": result},

@@ -12,10 +12,11 @@ import pytest
 
 from model.catalogue import lookup_device
 from model.instances import mm
-from model.manifest import read_manifest, resolve
+from model.manifest import LabelledInstance, ManifestRecord, read_manifest, resolve
 from model.postprocess import measure_component
 from model.rules import grade, list_standards
 from model.taxonomy import DefectType, PhotoQuality, View, Zone
+from training.metrics import true_grades
 from training.synth import SynthConfig, generate, make_sample
 from training.synth.defects import Placer, plan_blob, plan_scratch
 
@@ -170,6 +171,31 @@ def test_every_device_record_carries_the_rules_engine_grade_of_its_true_instance
         for std, g in r.grades.items():
             assert grade(insts, std, device_kind=r.device_kind).grade == g
         assert r.mm_per_px and r.device_model and r.view and r.instances_complete
+        assert true_grades(r) == r.grades  # what evaluation takes as the truth: the same, today
+
+
+def test_a_stored_grade_follows_the_rules_as_they_are_now_and_other_labels_stay():
+    """A set drawn under Back Market 2026.12.1 stored Unlistable for a 60 mm gouge on a laptop lid;
+    under 2026.12.2 that is Fair, and evaluation must judge the model against the grade the rules
+    give now, not the one stored. Labels that are not a complete set of true sizes stay."""
+    lid = LabelledInstance(
+        type="scratch", zone="body", mask="m.png", length_mm=60.0, width_mm=0.4, area_mm2=24.0
+    )
+    stored = {"backmarket": "Unlistable", "ctia": "D"}
+    drawn = ManifestRecord(
+        image="a.jpg",
+        device_id="d",
+        split="val",
+        source="synthetic",
+        device_kind="laptop",
+        instances=[lid],
+        instances_complete=True,
+        grades=stored,
+    )
+    assert true_grades(drawn) == {"backmarket": "Fair", "ctia": "D"}
+    composite = drawn.model_copy(update={"instances_complete": False})
+    unsized = drawn.model_copy(update={"instances": [lid.model_copy(update={"length_mm": None})]})
+    assert true_grades(composite) == stored and true_grades(unsized) == stored
 
 
 def test_files_masks_and_zones_are_consistent(small_run):

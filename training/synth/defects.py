@@ -495,15 +495,14 @@ def plan_device(
             else:
                 style = str(rng.choice(["spider", "corner", "long"], p=[0.45, 0.25, 0.3]))
                 plans.append(plan_crack(pl, z, style))
-        else:  # no glass in view (sides, laptop lids): damage beyond Fair
-            choice = rng.integers(3)
-            if choice == 0:
+        else:  # no glass in view (sides, laptop lids): damage beyond Fair, a large chip or dent
+            # (Back Market 2026.12.2: Fair has no length bound on body scratches, so the long gouges
+            # this also drew, 42-80 mm, are Fair now; the generator re-planned them until it drew these)
+            if rng.integers(2) == 0:
                 for _ in range(int(rng.integers(1, 3))):
                     plans.append(plan_chip(pl, Zone.FRAME, _u(rng, 5.5, 10)))
-            elif choice == 1:
-                plans.append(dent(side, _u(rng, 11, 25)))
             else:
-                scratches(int(rng.integers(1, 4)), 42.0, 80.0, 0.3, 0.8)
+                plans.append(dent(side, _u(rng, 11, 25)))
         scratches(int(rng.integers(0, 8)), 2.0, 20.0, 0.05, 0.5)
     return [p for p in plans if p is not None]
 
