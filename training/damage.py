@@ -45,6 +45,7 @@ from model.damage import (
     NEEDS,
     ZoneDamageModel,
     crack_stats_slice,
+    glass_zones,
     zone_features,
 )
 from model.taxonomy import DefectType, View, Zone
@@ -68,18 +69,20 @@ EXCLUSIVE_LABEL_SOURCES = frozenset({"msd"})
 
 
 def zone_truth(record) -> dict[Zone, bool]:
-    """Which glass zones of the photo are known cracked (True) or known intact (False)."""
+    """Which glass zones of the photo are known cracked (True) or known intact (False). Only zones that
+    are glass on the device (`model.damage.glass_zones`): a laptop's lid is metal or plastic, and no
+    zone model judges it in serving, so a lid known uncracked (laptop_scratch's, a synthetic laptop's
+    back) is no sample of a back glass."""
+    glass = glass_zones(record.device_kind)
     if record.instances_complete:
-        return {
-            z: any(i.type is DefectType.CRACK and i.zone is z for i in record.instances) for z in GLASS_ZONES
-        }
+        return {z: any(i.type is DefectType.CRACK and i.zone is z for i in record.instances) for z in glass}
     label = record.image_labels.get(DefectType.CRACK)
     if label is None and record.source in EXCLUSIVE_LABEL_SOURCES and any(record.image_labels.values()):
         label = False
     if label is None:
         return {}
     zone = Zone.BODY if record.view is View.BACK else Zone.SCREEN
-    return {zone: bool(label)}
+    return {zone: bool(label)} if zone in glass else {}
 
 
 # Sources whose defects the generator drew: `composite` puts synthetic defects on real MSD screens and

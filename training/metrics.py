@@ -149,15 +149,24 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         glass=glass_zones(pred.item.record.device_kind),
     )
     res = ScoredPhoto(pred, insts, scale_source=source)
-    if pred.item.record.instances_complete or pred.item.record.instances:
+    rec = pred.item.record
+    # Only photos with instance labels are matched: a photo with image labels alone (MSD, phones_web)
+    # would add false instances of the types it lacks and none of those it shows.
+    if rec.instances_complete or rec.instances:
         gts = gt_instances(pred, size)
         masks = [instance_mask(i, pred.lb, size) for i in insts]
-        res.matches = match_instances(insts, masks, gts, radius=stride)
-        if not pred.item.record.instances_complete:
-            # Incomplete labels: an unmatched prediction of an unannotated type is not known to be wrong.
-            annotated = {g.type for g in gts}
-            res.matches = [m for m in res.matches if m.gt is not None or m.type in annotated]
+        res.matches = judged(match_instances(insts, masks, gts, radius=stride), gts, rec)
     return res
+
+
+def judged(matches: list[Match], gts: list[GtInstance], record) -> list[Match]:
+    """The matches of a photo that say something. With incomplete labels an unmatched prediction of a
+    type nobody annotated on the photo is not known to be wrong, and is left out; of a type the photo is
+    known not to show (its image label False: laptop_scratch's lids are not cracked), it is wrong."""
+    if record.instances_complete:
+        return matches
+    annotated = {g.type for g in gts} | {t.value for t, present in record.image_labels.items() if not present}
+    return [m for m in matches if m.gt is not None or m.type in annotated]
 
 
 def prf(matches: list[Match]) -> dict[str, dict[str, float]]:

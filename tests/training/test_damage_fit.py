@@ -25,6 +25,15 @@ def test_truth_from_instances_image_labels_and_exclusive_sources():
     assert zone_truth(_record(image_labels={"scratch": True}, source="msd")) == {Zone.SCREEN: False}
     # Elsewhere a scratch label says nothing about cracks.
     assert zone_truth(_record(image_labels={"scratch": True}, source="laptop_scratch")) == {}
+    # A laptop's lid is not glass: known uncracked, it is still no sample of a back glass; its screen is.
+    lid = dict(device_kind="laptop", view="back", source="laptop_scratch")
+    assert zone_truth(_record(image_labels={"scratch": True, "crack": False}, **lid)) == {}
+    assert zone_truth(_record(instances=[], instances_complete=True, device_kind="laptop")) == {
+        Zone.SCREEN: False
+    }
+    assert zone_truth(_record(image_labels={"crack": False}, device_kind="laptop", view="front")) == {
+        Zone.SCREEN: False
+    }
 
 
 def test_truth_of_a_labelled_crack_on_the_back():

@@ -23,6 +23,7 @@ from training.metrics import (
     calibrated_rows,
     coverage_curve,
     ece,
+    judged,
     match_instances,
     pick_review_threshold,
     prf,
@@ -49,6 +50,25 @@ def test_matching_counts_tp_fp_fn_per_type():
     assert table["crack"]["fp"] == 1 and table["crack"]["precision"] == 0.0
     pair = next(m for m in matches if m.pred is not None and m.gt is not None)
     assert pair.gt.length_mm == 10.0 and pair.pred.measurement.length == 9.0
+
+
+def test_with_incomplete_labels_only_annotated_or_ruled_out_types_can_be_wrong():
+    """A lid photo with a scratch polygon: a stain found is not known to be wrong (nobody annotated
+    stains there), a crack found is, where the photo is known uncracked (laptop_scratch)."""
+    from model.manifest import ManifestRecord
+
+    gts = [GtInstance("scratch", _line_mask(5, 30), None)]
+    preds = [mm("scratch", "body", 9.0), mm("stain", "body", 3.0), mm("crack", "body", 3.0)]
+    masks = [_line_mask(6, 29, y=21), _line_mask(40, 60, y=50), _line_mask(40, 60, y=10)]
+    matches = match_instances(preds, masks, gts, radius=2)
+    base = dict(image="a.jpg", device_id="d", split="val", source="laptop_scratch")
+    unknown = ManifestRecord(**base, image_labels={"scratch": True})
+    uncracked = ManifestRecord(**base, image_labels={"scratch": True, "crack": False})
+    assert {m.type for m in judged(matches, gts, unknown)} == {"scratch"}
+    assert prf(judged(matches, gts, uncracked))["crack"]["fp"] == 1
+    assert "stain" not in prf(judged(matches, gts, uncracked))
+    complete = ManifestRecord(**base, instances_complete=True)
+    assert len(judged(matches, gts, complete)) == 3  # complete labels: every unmatched one is wrong
 
 
 def test_ece_and_coverage_curve():

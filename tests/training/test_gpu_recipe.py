@@ -101,6 +101,16 @@ def test_absent_types_in_a_class_map_are_known_negatives():
     assert draft.image_labels == {DefectType.SCRATCH: True, DefectType.CRACK: False}
 
 
+def test_committed_laptop_manifest_rules_out_cracks_where_a_photo_is_labelled():
+    from benchmarks.bench_real import truth_of
+
+    recs = read_manifest(Path(__file__).resolve().parents[2] / "datasets" / "real" / "laptop_scratch.jsonl")
+    labelled = [r for r in recs if r.instances]
+    assert labelled and all(r.image_labels.get(DefectType.CRACK) is False for r in labelled)
+    assert all(DefectType.CRACK not in r.image_labels for r in recs if not r.instances)  # nothing annotated
+    assert {truth_of(r) for r in recs} == {"worn"}
+
+
 def test_committed_msd_manifest_rules_out_cracks_and_the_benchmark_calls_it_worn():
     from benchmarks.bench_real import truth_of
 

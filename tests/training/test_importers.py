@@ -126,6 +126,29 @@ def test_yolo_boxes_in_a_detection_set(tmp_path):
     assert r.instances[0].polygon == [(80.0, 30.0), (120.0, 30.0), (120.0, 70.0), (80.0, 70.0)]
 
 
+def test_yolo_classes_rule_out_their_absent_types_unless_a_shape_shows_them(tmp_path):
+    """laptop_scratch's lids are not cracked: a photo with a scratch or stain polygon is a known
+    negative for crack; one with a crack polygon too keeps its crack; an unlabelled photo says nothing."""
+    src = tmp_path / "lids"
+    _write(src / "data.yaml", "path: ds\nnames: {0: scratch, 1: crack}\ntrain: images/train\n")
+    for name, label in (
+        ("s", "0 0.5 0.5 0.2 0.4\n"),
+        ("sc", "1 0.2 0.2 0.1 0.1\n0 0.5 0.5 0.2 0.4\n"),
+        ("e", ""),
+    ):
+        _jpg(src / "ds" / "images" / "train" / f"{name}.jpg", 200, 100)
+        _write(src / "ds" / "labels" / "train" / f"{name}.txt", label)
+    cmap = _write(
+        tmp_path / "lids.yaml", "scratch: {defect: scratch, zone: body, absent: [crack]}\ncrack: crack\n"
+    )
+    out = tmp_path / "lids.jsonl"
+    assert _cli("yolo", src, "--out", out, "--class-map", cmap)[0] == 0
+    labels = {Path(r.image).stem: r.image_labels for r in read_manifest(out)}
+    assert labels["s"] == {DefectType.SCRATCH: True, DefectType.CRACK: False}
+    assert labels["sc"] == {DefectType.SCRATCH: True, DefectType.CRACK: True}
+    assert labels["e"] == {}
+
+
 def test_yolo_label_map_pairs_renamed_images(tmp_path):
     src = tmp_path / "renamed"
     _write(src / "data.yaml", "names: [screen]\ntest: ../test/images\n")

@@ -54,6 +54,8 @@ def _instance_or_outline(
         return
     draft.instances.append(LabelledInstance(type=target.defect, zone=target.zone, polygon=polygon))
     draft.image_labels[target.defect] = True
+    for defect in target.absent:  # ruled out by the class (its set's data card), unless a shape shows it
+        draft.image_labels.setdefault(defect, False)
     if target.device_kind is not None:
         draft.device_kind = target.device_kind
 
