@@ -241,6 +241,22 @@ def test_grade_mix_is_honoured_and_the_default_is_not_mostly_pristine():
     assert got["Premium"] <= 16 and len(got) >= 4, got
 
 
+def test_an_unlistable_laptop_lid_is_drawn_with_structural_damage_not_long_scratches():
+    """Back Market 2026.12.2: Fair has no length bound on body scratches, so a lid the generator makes
+    Unlistable carries a large chip or dent; the long gouges it once drew for that would be Fair."""
+    cfg = SynthConfig(
+        seed=5, size=128, grade_mix={"Unlistable": 1.0}, quality_mix={PhotoQuality.USABLE: 1}, **BASE
+    )
+    lids = [
+        make_sample(cfg, i, spec=lookup_device("MacBook Air 13-inch (M2, 2022)"), view=View.BACK)
+        for i in range(6)
+    ]
+    for s in lids:
+        assert s.grades["backmarket"] == "Unlistable"
+        assert {p.type for p in s.plans} & {DefectType.CHIP, DefectType.DENT}
+        assert all(p.length_mm < 42.0 for p in s.plans if p.type is DefectType.SCRATCH)
+
+
 def test_unknown_grade_in_the_mix_is_an_error():
     with pytest.raises(ValueError, match="unknown grades"):
         SynthConfig(grade_mix={"Mint": 1.0}).grades_and_weights()
