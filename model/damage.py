@@ -28,10 +28,10 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
   synthetic cracked screens found 78% (68%).
 
 `judge_zone_damage` turns a zone's probability into one crack defect (its box and outline the union of
-the fragments, its length how far they spread across the zone, 0 "not measured" without fragments) and marks the fragments as `role="evidence"`: drawn and
-listed, never counted on their own. `lines_on_cracked_glass` does the same to the scratches on glass a
-counted crack lies on: the network reads a crack's branches as scratches too. A photo shows one glass
-side: `one_glass_side` keeps the judged zones of the glass its view shows and of the glass most of its
+the fragments, its length how far they spread across the zone, 0 "not measured" without fragments) and
+marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
+`lines_on_cracked_glass` does the same to the scratches on glass a counted crack lies on: the network
+reads a crack's branches as scratches too. A photo shows one glass side: `one_glass_side` keeps the judged zones of the glass its view shows and of the glass most of its
 zone map says, not a sliver of the other.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
