@@ -31,8 +31,9 @@ zone (`zone_features`), fitted on photos with image-level "cracked / not cracked
 the fragments, its length how far they spread across the zone, 0 "not measured" without fragments) and
 marks the fragments as `role="evidence"`: drawn and listed, never counted on their own.
 `lines_on_cracked_glass` does the same to the scratches on glass a counted crack lies on: the network
-reads a crack's branches as scratches too. A photo shows one glass side: `one_glass_side` keeps the judged zones of the glass its view shows and of the glass most of its
-zone map says, not a sliver of the other.
+reads a crack's branches as scratches too. A photo shows one glass side: `one_glass_side` keeps the
+judged zones of the glass its view shows and of the glass most of its zone map says, not a sliver of
+the other.
 
 Torch-free: serving and evaluation both apply it inside `model.postprocess.extract_instances`.
 """
