@@ -209,9 +209,13 @@ def zone_damage(
     return out
 
 
+def _outline_points(fragments: Sequence[DefectInstance]) -> np.ndarray:
+    """Every point of the fragments' outlines (a box's corners where one has no polygon), N x 2."""
+    return np.array([p for f in fragments for p in (f.polygon or _box_corners(f.box))], np.float32)
+
+
 def _extent_polygon(fragments: Sequence[DefectInstance]) -> list[tuple[float, float]]:
-    pts = np.array([p for f in fragments for p in (f.polygon or _box_corners(f.box))], np.float32)
-    hull = cv2.convexHull(pts)[:, 0, :]
+    hull = cv2.convexHull(_outline_points(fragments))[:, 0, :]
     return [(float(x), float(y)) for x, y in hull]
 
 
@@ -219,7 +223,7 @@ def _extent(fragments: Sequence[DefectInstance], within: tuple[float, float, flo
     """How far a crack pattern spreads, in photo pixels: the greatest distance between two points of its
     fragments' outlines, each held to `within` (the cracked zone's box: a crack on the screen ends at
     the screen's edge, however far a fragment's outline runs onto the frame)."""
-    pts = np.array([p for f in fragments for p in (f.polygon or _box_corners(f.box))], np.float32)
+    pts = _outline_points(fragments)
     if within is not None:
         x0, y0, x1, y1 = within
         pts = np.clip(pts, (x0, y0), (x1, y1)).astype(np.float32)

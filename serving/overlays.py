@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from model.preprocess import decode
-from serving.schemas import is_counted
+from serving.schemas import is_counted, is_measured
 
 COLOURS = {
     "scratch": (255, 196, 0),
@@ -68,8 +68,7 @@ def _font(size: int):
 
 
 def _label(d: dict) -> str:
-    if d.get("length") == 0:
-        # not measured (a glass judged cracked as a whole, no line traced: model.damage)
+    if not is_measured(d):
         return f"{d['type']} ({d['confidence']:.2f})"
     if d.get("length_mm") is not None:
         size = f"{d['length_mm']:.1f} mm"

@@ -34,6 +34,12 @@ def is_counted(d: dict) -> bool:
     )
 
 
+def is_measured(d: dict) -> bool:
+    """Whether a stored defect has a size: length 0 is "not measured" (a glass judged cracked as a
+    whole with no crack line traced, `model.damage.judge_zone_damage`), which is shown without one."""
+    return d.get("length") != 0
+
+
 _LINES = {t.value for t in LINEAR_DEFECT_TYPES}
 
 

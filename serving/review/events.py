@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from model.taxonomy import DefectType, Zone
 from serving.db import ApiKey, Grading, GradingEvent
-from serving.schemas import visibility_of
+from serving.schemas import is_measured, visibility_of
 
 GRADED = "graded"
 DISPUTED = "disputed"
@@ -142,8 +142,8 @@ def _mm(x: float) -> str:
 
 
 def _size(d: dict) -> str:
-    if d.get("length") == 0 and not d.get("width"):
-        return "not measured"  # a glass judged cracked as a whole, no line traced (model.damage)
+    if not is_measured(d):
+        return "not measured"
     if d.get("units") == "mm" or d.get("length_mm") is not None:
         length = d.get("length_mm", d.get("length"))
         return f"{length:.1f} mm × {_mm(d.get('width') or 0.0)} mm"
