@@ -59,11 +59,12 @@ def _take(param: torch.Tensor, value: np.ndarray, name: str) -> None:
         param.copy_(torch.from_numpy(value.copy()))
 
 
-def rebuild(path: str | Path) -> tuple[nn.Module, dict]:
+def rebuild(path: str | Path, card=None) -> tuple[nn.Module, dict]:
     """The card's network with the ONNX file's weights, each folded BatchNorm made identity plus its
-    bias (evaluation outputs as the file's). Returns (network in eval mode, the card's architecture)."""
+    bias (evaluation outputs as the file's). Returns (network in eval mode, the card's architecture).
+    `card`: the file's card where the caller has read it already."""
     path = Path(path)
-    card = card_of(path)
+    card = card or card_of(path)
     if card.quantized:
         raise RebuildError(f"{path}: an INT8 file; rebuild from its FP32 file")
     # The card writes the recipe as "NAME {overrides as JSON}" (`training.packaging.card_for_checkpoint`).
@@ -157,19 +158,19 @@ def _max_diff(net: nn.Module, onnx_out: dict[str, np.ndarray], images: np.ndarra
     return max(compare(_chunked(partial(torch_outputs, net), images), onnx_out).max_abs.values())
 
 
-def checkpoint_from_onnx(path: str | Path, out: str | Path, images: np.ndarray) -> dict:
+def checkpoint_from_onnx(path: str | Path, out: str | Path, images: np.ndarray, card=None) -> dict:
     """Write a checkpoint (`training.checkpoint` format; `init_weights` reads it) of the ONNX file's
     network, its BatchNorm statistics restored on `images`; both steps checked against ONNX Runtime on
-    them. Returns the report: photos, max |diff| before and after the statistics."""
+    them. Returns the report: photos, max |diff| before and after the statistics. `card`: as `rebuild`."""
     path, out = Path(path), Path(out)
-    net, arch = rebuild(path)
+    card = card or card_of(path)
+    net, arch = rebuild(path, card)
     onnx_out = _chunked(onnx_runner(path)[0], images)  # once: the file is the same for both checks
     before = _max_diff(net, onnx_out, images)
     restore_batch_statistics(net, images)
     after = _max_diff(net, onnx_out, images)
     if max(before, after) > PARITY:
         raise RebuildError(f"{path}: rebuilt network differs from ONNX Runtime by {max(before, after):.2g}")
-    card = card_of(path)
     state = {
         "format": CHECKPOINT_FORMAT,
         "model_name": arch["name"],

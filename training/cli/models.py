@@ -403,13 +403,16 @@ def rebuild_checkpoint(
 
     cfg = load_cli_config(config)
     try:
-        size = card_of(model).input_size
+        card = card_of(model)
         images = sample_photos(
-            [s.manifest for s in cfg.data.train if Path(s.manifest).is_file()], ("train",), photos, size
+            [s.manifest for s in cfg.data.train if Path(s.manifest).is_file()],
+            ("train",),
+            photos,
+            card.input_size,
         )
         if len(images) == 0:
             _refuse(f"{config}: its train sources hold no photos")
-        rep = checkpoint_from_onnx(model, out, images)
+        rep = checkpoint_from_onnx(model, out, images, card)
     except RebuildError as exc:
         _refuse(str(exc))
     typer.echo(
