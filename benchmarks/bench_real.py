@@ -1,11 +1,12 @@
 """Real-photo benchmark: what a refurbisher sees when each real photo is graded as one device.
 
     .venv/bin/python benchmarks/bench_real.py [--model PATH] [--compare PATH] [--split val]
-        [-m MANIFEST ...] [--json OUT] [--shortcut]
+        [-m MANIFEST ...] [--json OUT] [--shortcut] [--no-kind]
 
 Every photo of the real sets' chosen split goes through serving's pipeline as `refurbgrade grade` runs
 it (`serving.pipeline.grade_device`, no device model given, the kind its manifest gives: a laptop is
-graded as a laptop, as `--device-kind laptop` grades it), as a device of its own. Truth is the photo's
+graded as a laptop, as `--device-kind laptop` grades it; with `--no-kind`, as a user who names no kind
+grades it: the kind read from the photos, `model.device_kind`), as a device of its own. Truth is the photo's
 image-level crack label (phones_web, cracked_screens) or "worn, not cracked": MSD's scratched / stained
 / oily screens (one defect class per photo, its data card says) and laptop_scratch's lids and bottom
 covers (scratches and stains, none cracked, says its data card; a photo with nothing annotated is worn
@@ -21,6 +22,8 @@ or intact, listable either way). Printed per source and for all sources, for eac
 - graded without review (the grading's `needs_review` is off) and, of those, right on listable or not;
 - view accuracy where the manifest states the view (phones_web's "front" is its folder's default: the
   photos' own views are not labelled one by one);
+- with `--no-kind`, the kind read right where the manifest states it (laptop_scratch's lids and
+  cracked_screens' laptop displays: laptops; the rest phones);
 - every standard, as the API and the CLI grade by default: each one's grade right (a cracked photo
   may have the grades that standard gives cracked glass, CTIA's D and E say, an intact or worn one its
   listable grades: `training.metrics.cracked_grades`), the mean probability it gave its grade (a
@@ -72,6 +75,7 @@ class Graded:
     # Per standard: (grade right, the probability given to the grade, sent to review by that standard).
     standards: dict[str, tuple[bool, float, bool]] = field(default_factory=dict)
     reviewed_by_any: bool = True  # sent to a person by any standard (the default grading)
+    kind_ok: bool | None = None  # the kind read from the photos is the manifest's (`--no-kind` only)
 
 
 def truth_of(record) -> str | None:
@@ -105,14 +109,17 @@ def _barred(data: bytes) -> bytes:
     return buf.tobytes()
 
 
-def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | None = None) -> list[Graded]:
-    """Each item's photo graded as one device (`transform`: the photo's bytes changed first)."""
+def grade_photos(
+    model_path: Path, items, transform: Callable[[bytes], bytes] | None = None, given_kind: bool = True
+) -> list[Graded]:
+    """Each item's photo graded as one device (`transform`: the photo's bytes changed first), as the kind
+    its manifest gives, or without `given_kind` as the kind its photo shows."""
     from tqdm import tqdm
 
     from model.manifest import resolve
     from model.rules import list_standards
     from model.taxonomy import DefectType
-    from serving.pipeline import Device, grade_device, run_direct
+    from serving.pipeline import Device, grade_device, resolve_device, run_direct
     from serving.predictor import load_model
     from training.metrics import cracked_grades, listable_grades
 
@@ -124,7 +131,10 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
         data = resolve(it.manifest, rec.image).read_bytes()
         if transform is not None:
             data = transform(data)
-        device = Device(kind=rec.device_kind) if rec.device_kind else Device()
+        if given_kind:
+            device = Device(kind=rec.device_kind) if rec.device_kind else Device()
+        else:
+            device = resolve_device(None, None)
         g = grade_device(run_direct, model, [data], device=device, standards=standards)
         cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
@@ -151,6 +161,7 @@ def grade_photos(model_path: Path, items, transform: Callable[[bytes], bytes] | 
                 render,
                 per_standard,
                 g.needs_review,
+                None if given_kind or rec.device_kind is None else g.device.kind.value == rec.device_kind,
             )
         )
     return out
@@ -191,6 +202,7 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
                 (r.listable is True) == (r.truth != "cracked") for r in auto if r.listable is not None
             ),
             "view accuracy": _share(r.view_ok for r in rs),
+            "kind read right": _share(r.kind_ok for r in rs),
         }
         for std in sorted({s for r in rs for s in r.standards}):
             out[name] |= {
@@ -240,11 +252,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also grade phones_web's photos made 244 px and black-barred (the format shortcut)",
     )
+    ap.add_argument(
+        "--no-kind",
+        action="store_true",
+        help="grade without the manifest's device kind, as a user who names none (the photos decide)",
+    )
     args = ap.parse_args(argv)
     manifests = args.manifest or [m for m in DEFAULT_MANIFESTS if m.is_file()]
     items = [it for m in manifests for it in load_items(m, (args.split,)) if truth_of(it.record)]
     models = [args.model] + ([args.compare] if args.compare else [])
-    graded = {m: grade_photos(m, items) for m in models}
+    graded = {m: grade_photos(m, items, given_kind=not args.no_kind) for m in models}
     tables = {str(m): table(rows) for m, rows in graded.items()}
     print(f"{len(items)} real photos of split {args.split!r} from {', '.join(m.name for m in manifests)}")
     for source in tables[str(args.model)]:

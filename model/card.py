@@ -64,8 +64,9 @@ class Thresholds(BaseModel):
     # (`model.damage`), fitted on validation photos. A zone with one is judged as a whole: its crack
     # fragments become evidence and the zone gets one crack with that probability.
     zone_damage: dict[str, ZoneDamageModel] = Field(default_factory=dict)
-    # Per photo verdict ("view", "quality"): a probe on the encoder's features that replaces the
-    # network's head (`model.probes`), fitted on synthetic and real validation photos.
+    # Per photo verdict ("view", "quality", "kind"): a probe on the encoder's features that replaces the
+    # network's head, or for the device's kind adds an output (`model.probes`), fitted on synthetic and
+    # real photos.
     photo_probes: dict[str, PhotoProbe] = Field(default_factory=dict)
 
     @field_validator("photo_probes")

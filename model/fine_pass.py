@@ -167,6 +167,9 @@ class FineStage:
     # grading is the only one in flight, when the cores would otherwise wait on it. None: always
     # (offline grading and evaluation, one photo at a time).
     spare_cores: Callable[[], bool] | None = None
+    # The caller did not say what the device is: `model.inference.infer` sets `length_mm` to the typical
+    # length of the kind the photos show (`model.device_kind`) before the pass runs.
+    guess_kind: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +31,8 @@ import numpy as np
 
 from model.card import Thresholds
 from model.crop import crop_input, merge_outputs
+from model.detail import NOMINAL_LENGTH_MM
+from model.device_kind import guess_kind
 from model.fine_pass import FineMaps, FineStage, beside, fine_pass
 from model.preprocess import Letterbox, decode_upright, prepare_keeping_photo, to_nchw
 from model.probes import apply_probes
@@ -108,7 +110,8 @@ def infer(
 ) -> list[Inferred]:
     """Run the network on `frames` as `spec` says: the first pass, then the crop pass where a device
     was found, then the card's photo probes, then with `fine` the fine pass on each photo that shows
-    its device finely enough. `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not
+    its device finely enough (where `fine.guess_kind`, at the typical length of the kind the photos
+    show, `model.device_kind`). `cpu` (a semaphore, say) is held around the CPU-heavy crop step but not
     while `run` works, so concurrent requests waiting for a shared batch do not hold the cores."""
     early = _early_decodes(frames, fine)
     outputs = run([f.image for f in frames])
@@ -126,6 +129,8 @@ def infer(
     done = [with_probes(d, probes) for d in done] if probes else done
     if fine is None:
         return done
+    if fine.guess_kind and (guess := guess_kind([d.outputs for d in done])) is not None:
+        fine = replace(fine, length_mm=NOMINAL_LENGTH_MM[guess.kind])
     with cpu if cpu is not None else nullcontext():
         return [with_fine(d, fine, early.get(k)) for k, d in enumerate(done)]
 

@@ -1,4 +1,5 @@
-"""Photo-level verdicts read from the encoder: which view a photo shows, and whether it is usable.
+"""Photo-level verdicts read from the encoder: which view a photo shows, whether it is usable, and which
+kind of device it shows.
 
 The network's own view and quality heads learnt from synthetic photos only, and on real ones they
 fail in ways a person never would: a phone held with its display on is called a back view (its colours
@@ -11,6 +12,12 @@ log-probabilities are features too. `apply_probes` puts
 its distribution in place of the head's (`view_probs`, `quality_probs`), so everything downstream
 (the crop pass's merge excepted: it runs before) reads the probe's verdict without knowing of it.
 
+The device's kind has no head: its probe adds an output of its own, `KIND_OUTPUT` (a distribution over
+`DeviceKind`; the bundled probe tells a laptop from the rest, "phone"), which `model.device_kind` reads
+when the caller did not say what the device is. Graded
+as the default phone, a laptop's lid was judged as a phone's back glass (7 of the 15 validation lids
+Unlistable for a "crack on the back") and its scratches measured at half their size.
+
 Torch-free: `model.inference.infer` applies it for serving, evaluation and calibration alike.
 """
 
@@ -22,16 +29,22 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.outputs import ENCODER_S16, QUALITY_CLASSES, VIEW_CLASSES
+from model.taxonomy import DeviceKind
 
 # Each channel's mean and maximum over all cells of the frame, then the log of the network's own view
 # and quality distributions: the probe corrects the heads where real photos fool them and keeps them
 # where they are good (synthetic side views, say).
 POOL = "encoder_s16_frame_heads_v1"
 LOG_FLOOR = 1e-4
-# The verdicts a probe may replace: the card key, the output it replaces and that output's classes.
+# The network's own heads, whose log-probabilities are features.
+HEADS: tuple[str, ...] = ("view_probs", "quality_probs")
+KIND_OUTPUT = "kind_probs"  # the kind probe's output: no head gives it
+KIND_CLASSES: tuple[str, ...] = tuple(k.value for k in DeviceKind)
+# The verdicts a probe may give: the card key, the output it replaces (or adds) and that output's classes.
 VERDICTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "view": ("view_probs", VIEW_CLASSES),
     "quality": ("quality_probs", QUALITY_CLASSES),
+    "kind": (KIND_OUTPUT, KIND_CLASSES),
 }
 
 
@@ -42,10 +55,7 @@ def pooled_features(outputs: Mapping[str, np.ndarray]) -> np.ndarray | None:
     if f is None:
         return None
     v = np.asarray(f, dtype=np.float64).reshape(f.shape[0], -1)
-    heads = [
-        np.log(np.clip(np.asarray(outputs[name], np.float64), LOG_FLOOR, 1.0))
-        for name, _ in VERDICTS.values()
-    ]
+    heads = [np.log(np.clip(np.asarray(outputs[name], np.float64), LOG_FLOOR, 1.0)) for name in HEADS]
     return np.concatenate([v.mean(axis=1), v.max(axis=1), *heads])
 
 
@@ -112,8 +122,9 @@ def check_classes(probes: Mapping[str, PhotoProbe]) -> None:
 
 
 def apply_probes(outputs: dict[str, np.ndarray], probes: Mapping[str, PhotoProbe]) -> dict[str, np.ndarray]:
-    """`outputs` with each probed verdict's distribution replaced by its probe's (as float32, like the
-    network's); unchanged when there is no probe or the outputs lack the encoder's features."""
+    """`outputs` with each probed verdict's distribution replaced (or, for the kind, added) by its
+    probe's (as float32, like the network's); unchanged when there is no probe or the outputs lack the
+    encoder's features. Every probe reads the heads as the network gave them."""
     if not probes:
         return outputs
     f = pooled_features(outputs)
@@ -122,5 +133,5 @@ def apply_probes(outputs: dict[str, np.ndarray], probes: Mapping[str, PhotoProbe
     out = dict(outputs)
     for key, probe in probes.items():
         name, classes = VERDICTS[key]
-        out[name] = probe.distribution(f, classes, outputs[name]).astype(np.float32)
+        out[name] = probe.distribution(f, classes, outputs.get(name)).astype(np.float32)
     return out

@@ -54,6 +54,8 @@ def _record(files: list[Path], graded) -> dict:
         "rules_versions": {n: g.standard_version for n, g in graded.grades.items()},
         "model_version": graded.model_version,
         "scale": graded.scale_units,
+        "device_kind": graded.device.kind.value,
+        "device_kind_source": graded.device.kind_source,  # "photos": the kind was read from them
         "photos": photos,
         "photo": {"view": photos[0]["view"], "quality": photos[0]["quality"]},
         "defects": [d for p in photos for d in p["defects"]],

@@ -121,6 +121,7 @@ GRADING = {
     "external_ref": "SKU-4711",
     "device_model": "iPhone 13",
     "device_kind": "phone",
+    "device_kind_source": "catalogue",
     "scale": "mm",
     "needs_review": True,
     "review_reasons": ["backmarket: Good at 71%, below the review threshold 86%"],

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from model.card import ModelCard
 from model.catalogue import lookup_device
 from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
+from model.device_kind import guess_kind
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
@@ -74,6 +75,13 @@ class Device:
     kind: DeviceKind = DeviceKind.PHONE
     model_name: str | None = None  # the catalogue's name when known
     length_mm: float | None = None
+    # Who said what kind of device it is: "caller" (its device_kind, or a Device built with a kind),
+    # "catalogue" (its device_model), "photos" (the kind probe, `model.device_kind`: the caller said
+    # neither) or "default" (the caller said neither and the model cannot tell: a phone).
+    kind_source: str = "caller"
+
+
+KIND_UNSAID = "default"
 
 
 def below(p: float, t: float) -> tuple[str, str]:
@@ -177,8 +185,9 @@ def resolve_device(device_model: str | None, device_kind: str | None) -> Device:
             spec = lookup_device(device_model)
         except KeyError as exc:  # UnknownDeviceError, with suggestions in its message
             raise RequestError("unknown_device_model", str(exc)) from exc
-        return Device(kind=kind or spec.kind, model_name=spec.name, length_mm=spec.length)
-    return Device(kind=kind or DeviceKind.PHONE)
+        source = "caller" if kind else "catalogue"
+        return Device(kind=kind or spec.kind, model_name=spec.name, length_mm=spec.length, kind_source=source)
+    return Device(kind=kind) if kind else Device(kind_source=KIND_UNSAID)
 
 
 def resolve_standards(standard: str | None) -> list[str]:
@@ -374,7 +383,9 @@ def grade_device(
     `cpu_slot` (a semaphore, say) is held around the CPU-heavy steps but not while waiting for the model,
     so many concurrent requests do not thrash a few cores while their batch forms. `hold_pixels`: see
     `prepare_photos`. `spare_cores`: whether the fine pass may spread one photo's work over the cores
-    now (`FineStage.spare_cores`; None: always).
+    now (`FineStage.spare_cores`; None: always). A `device` whose kind nobody said (`resolve_device`
+    without a kind or a model) is graded as the kind its photos show (`model.device_kind`), and the
+    grading's device says so (`kind_source` "photos").
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
     # Spans (serving/tracing.py): nothing is created when tracing is off.
@@ -385,6 +396,8 @@ def grade_device(
     fine = fine_stage(model, device, spare_cores)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
         inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
+    if device.kind_source == KIND_UNSAID and (guess := guess_kind([i.outputs for i in inferred])):
+        device = replace(device, kind=guess.kind, kind_source="photos")
     views = list(views) if views is not None else [None] * len(datas)
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
         photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
@@ -413,7 +426,8 @@ def fine_stage(
     if model.fine is None:
         return None
     length = device.length_mm or NOMINAL_LENGTH_MM[device.kind]
-    return FineStage(model.fine.card, model.fine.run, length, spare_cores)
+    guess = device.kind_source == KIND_UNSAID  # the pass takes the length of the kind the photos show
+    return FineStage(model.fine.card, model.fine.run, length, spare_cores, guess_kind=guess)
 
 
 def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:

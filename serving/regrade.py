@@ -208,13 +208,15 @@ def _caller_views(body: dict, n: int) -> list:
     return views
 
 
-def _device(device_model: str | None, device_kind: str | None):
-    from serving.pipeline import Device, RequestError, resolve_device
+def _device(device_model: str | None, device_kind: str | None, kind_source: str | None = None):
+    from serving.pipeline import RequestError, resolve_device
 
+    if kind_source in ("photos", "default"):  # the caller did not say: the photos decide again
+        device_kind = None
     try:
         return resolve_device(device_model, device_kind)
     except RequestError:  # the catalogue no longer knows it: grade in relative units, as the API would
-        return resolve_device(None, device_kind) if device_kind else Device()
+        return resolve_device(None, device_kind)
 
 
 def regrade_one(model, blobs, row, photos: list, old: dict[str, str], standards: Sequence[str]) -> dict:
@@ -249,7 +251,7 @@ def regrade_one(model, blobs, row, photos: list, old: dict[str, str], standards:
             run_direct,
             model,
             datas,
-            device=_device(row.device_model, row.device_kind),
+            device=_device(row.device_model, row.device_kind, (row.body or {}).get("device_kind_source")),
             standards=asked,
             views=_caller_views(row.body or {}, len(datas)),
             filenames=[p.filename for p in photos],

@@ -263,6 +263,14 @@ class GradingOut(BaseModel):
     external_ref: str | None = Field(description="your reference, as sent")
     device_model: str | None = Field(description="the catalogue's name of the device model, if given")
     device_kind: str = _one_of(DeviceKind, "the kind of device")
+    device_kind_source: Literal["caller", "catalogue", "photos", "default"] | None = Field(
+        None,
+        description=(
+            "who said the device's kind: 'caller' (device_kind), 'catalogue' (device_model), 'photos' "
+            "(neither was given: the model read it from the photos; only a laptop is told from a phone), "
+            "'default' (neither, and the model could not tell: a phone). Absent on gradings stored before it"
+        ),
+    )
     scale: Literal["mm", "relative"] = Field(
         description="'mm' when the device's size is known, 'relative' to its length otherwise"
     )
@@ -456,6 +464,7 @@ def grading_body(
         "external_ref": external_ref,
         "device_model": g.device.model_name,
         "device_kind": g.device.kind.value,
+        "device_kind_source": g.device.kind_source,
         "scale": g.scale_units,
         "needs_review": g.needs_review,
         "review_reasons": g.review_reasons,

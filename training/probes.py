@@ -1,4 +1,5 @@
-"""Fitting the photo probes (`model.probes`): the view and the quality verdict from the encoder's features.
+"""Fitting the photo probes (`model.probes`): the view, the quality and the device-kind verdict from the
+encoder's features.
 
 Truth per photo:
 - view: the record's view (synthetic photos: the generator's; real sets: their manifest's, phones_web
@@ -6,7 +7,14 @@ Truth per photo:
   "back": its 18 laptops, each looked at, are closed lids and bottom covers, none opened);
 - quality: the record's quality where it has one (synthetic photos, and the faulty copies of real
   photos made by `training.synth.degrade`); a real photo without one is usable: each was labelled by
-  what a person could see on it.
+  what a person could see on it;
+- kind: "laptop" or not ("phone") from the record's device kind (synthetic photos: the generator's; real
+  sets: their manifest's, laptop_scratch's lids and covers and cracked_screens' laptop displays
+  laptops, the rest phones). A tablet counts as "phone": serving asks only whether the device is a
+  laptop (`model.device_kind`), a tablet's glass is judged as a phone's, and a three-way fit spent its
+  regularisation on telling synthetic tablets from phones (validation: a flatter laptop probability,
+  10 of the 15 real lids at 9 to 1 against 14 of 15 for the two-way fit). A photo without a kind (a
+  synthetic frame with no device) is left out.
 
 The photos with synthetic truth (the generator's) and the real ones weigh half each in the fit, and
 within each half every source the same (a faulty copy's source is its own, `phones_web_degraded`): the
@@ -25,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.probes import VERDICTS, PhotoProbe, pooled_features
-from model.taxonomy import PhotoQuality, View
+from model.taxonomy import DeviceKind, PhotoQuality, View
 from training.predict import Prediction
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -39,13 +47,18 @@ class Sample:
     features: np.ndarray
     label: str
     synthetic: bool  # the truth is the generator's
-    head: np.ndarray  # the network's own distribution over the verdict's classes
+    head: np.ndarray | None  # the network's own distribution over the verdict's classes (no head: None)
 
 
 def truth(record, verdict: str) -> str | None:
-    """The photo's true class for `verdict` ("view" or "quality"), None where unknown."""
+    """The photo's true class for `verdict` ("view", "quality" or "kind"), None where unknown."""
     if verdict == "view":
         return None if record.view is None else record.view.value
+    if verdict == "kind":
+        if record.device_kind is None:
+            return None
+        laptop = DeviceKind(record.device_kind) is DeviceKind.LAPTOP
+        return (DeviceKind.LAPTOP if laptop else DeviceKind.PHONE).value
     if record.quality is not None:
         return record.quality.value
     return None if record.source == "synthetic" else PhotoQuality.USABLE.value
@@ -58,7 +71,8 @@ def samples(preds: Sequence[Prediction], verdict: str) -> list[Sample]:
         f = None if label is None else pooled_features(p.outputs)
         if f is not None:
             rec = p.item.record
-            out.append(Sample(rec.source, f, label, rec.instances_complete, p.outputs[output]))
+            head = p.outputs.get(output)  # the kind has no head: its probe adds the output
+            out.append(Sample(rec.source, f, label, rec.instances_complete, head))
     return out
 
 

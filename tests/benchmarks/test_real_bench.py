@@ -46,6 +46,13 @@ def test_the_table_gives_each_standard_and_all_together(bench):
     assert t["ctia: not sent to review"] == (0.25, 4)
     assert t["r2: not sent to review"] == (0.0, 4)
     assert t["without review, all standards"] == (0.25, 4)
+    assert t["kind read right"][1] == 0  # the kinds were given: none read
+
+
+def test_the_kind_read_from_the_photos_is_scored_where_the_manifest_states_it(bench):
+    rows = [_row(bench, "worn", True, True, (True, 0.5, True), True) for _ in range(3)]
+    rows[0].kind_ok, rows[1].kind_ok = True, False  # the third photo's manifest names no kind
+    assert bench.table(rows)["all"]["kind read right"] == (0.5, 2)
 
 
 def test_a_laptop_lid_is_worn_and_a_labelled_crack_still_counts(bench):

@@ -102,3 +102,38 @@ def test_inference_applies_the_cards_probes():
     )
     done = infer([frame], spec, lambda images: [_outputs(-2.0) for _ in images])
     assert VIEW_CLASSES[int(done[0].outputs["view_probs"].argmax())] == "back"
+
+
+@pytest.mark.parametrize(("guess", "length"), [(True, 310.0), (False, 150.0)])
+def test_the_fine_pass_takes_the_length_of_the_kind_the_photos_show(monkeypatch, guess, length):
+    """Where nobody said what the device is, the tiles' pixel size comes from the kind the probe reads
+    (a laptop's typical 310 mm), not from the phone it was by default."""
+    from types import SimpleNamespace
+
+    import model.inference as inference
+    from model.fine_pass import FineStage
+    from model.preprocess import letterbox
+
+    d = 2 * C + len(VIEW_CLASSES) + len(QUALITY_CLASSES)
+    laptop = PhotoProbe(
+        classes=("laptop", "phone"),
+        mean=(0.0,) * d,
+        scale=(1.0,) * d,
+        weights=((5.0,) + (0.0,) * (d - 1), (0.0,) * d),
+        bias=(0.0, 0.0),
+        photos=10,
+    )
+    image = np.zeros((32, 32, 3), np.uint8)
+    frame = inference.Frame(image, letterbox(image, 32)[1])
+    spec = SimpleNamespace(
+        input_size=32,
+        crop_to_device=False,
+        thresholds=Thresholds(defect_pixel={}, photo_probes={"kind": laptop}),
+    )
+    seen = []
+    monkeypatch.setattr(
+        inference, "with_fine", lambda d, stage, whole=None: seen.append(stage.length_mm) or d
+    )
+    stage = FineStage(card=None, run=None, length_mm=150.0, guess_kind=guess)
+    inference.infer([frame], spec, lambda images: [_outputs(2.0) for _ in images], fine=stage)
+    assert seen == [length]

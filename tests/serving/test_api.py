@@ -30,6 +30,7 @@ def test_grading_measures_the_scratch_and_grades_every_standard(client, keys, jp
     assert r.headers["location"] == f"/v1/gradings/{body['id']}"
     assert set(body["grades"]) == {"backmarket", "ctia", "r2"}
     assert body["device_model"] == "iPhone 13" and body["scale"] == "mm"
+    assert (body["device_kind"], body["device_kind_source"]) == ("phone", "catalogue")
     photo = body["photos"][0]
     assert photo["quality"] == "usable" and photo["message"] == "usable" and photo["device_found"]
     (scratch,) = photo["defects"]
@@ -60,6 +61,8 @@ def test_clean_device_gets_the_best_grade(client, keys, clean_jpeg):
     assert body["grades"]["ctia"]["missing_views"] == []
     assert body["scale"] == "relative" and not body["needs_review"]
     assert body["photos"][0]["defects"] == []
+    # No kind, and a card without a kind probe: the default phone, said to be one
+    assert (body["device_kind"], body["device_kind_source"]) == ("phone", "default")
 
 
 def test_photo_without_a_device_is_flagged_not_refused(client, keys):

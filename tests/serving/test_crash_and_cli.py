@@ -183,6 +183,7 @@ def test_batch_grader_cli(tmp_path, model_path):
     for key in ("grades", "grade_probabilities", "needs_review", "reasons", "photo", "defects"):
         assert key in front
     assert front["photo"] == {"view": "front", "quality": "usable"}
+    assert (front["device_kind"], front["device_kind_source"]) == ("phone", "catalogue")
     (d,) = front["defects"]
     assert d["type"] == "scratch" and d["zone"] == "screen" and d["length_mm"] > 10 and len(d["box"]) == 4
     assert by_file["clean.jpg"]["grades"]["ctia"] == "A"
@@ -201,6 +202,7 @@ def test_batch_grader_cli(tmp_path, model_path):
     assert len(lines) == 2
     dev = next(x for x in lines if len(x["files"]) == 2)
     assert list(dev["grades"]) == ["ctia"] and len(dev["defects"]) == 1
+    assert dev["device_kind_source"] == "default"  # no kind given; the tiny card reads none
 
 
 def test_serve_refuses_to_start_without_a_model(tmp_path):

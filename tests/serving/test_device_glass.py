@@ -3,6 +3,8 @@ glass, a laptop's lid is not. The tiny model's card judges its screen cracked on
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from model.damage import ZoneDamageModel
@@ -44,3 +46,108 @@ def test_a_judged_crack_lands_on_glass_the_device_has(always_cracked, kind, view
     else:
         assert [(c.zone, round(c.confidence, 3)) for c in cracks] == [(cracked_zone, 0.993)]
         assert not g.grades["backmarket"].listable
+
+
+# The device's kind where the caller said none (`model.device_kind`): the card's kind probe reads the
+# encoder's features, which the tiny model has not, so the run adds a channel that says how much of a
+# laptop each photo is.
+META = {"filename": "lid.jpg", "content_type": "image/jpeg", "sha256": "0" * 64, "bytes": 1}
+
+
+def _kind_probe():
+    from model.outputs import QUALITY_CLASSES, VIEW_CLASSES
+    from model.probes import PhotoProbe
+
+    d = 2 + len(VIEW_CLASSES) + len(QUALITY_CLASSES)  # one channel's mean and max, then the heads
+    return PhotoProbe(
+        classes=("laptop", "phone"),
+        mean=(0.0,) * d,
+        scale=(1.0,) * d,
+        weights=((4.0,) + (0.0,) * (d - 1), (0.0,) * d),
+        bias=(0.0, 0.0),
+        photos=10,
+    )
+
+
+@pytest.fixture(scope="module")
+def kind_reading(tmp_path_factory):
+    cracked = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=5.0, photos=10, positives=5)
+    card = tiny_card()
+    thresholds = card.thresholds.model_copy(
+        update={"zone_damage": {"screen": cracked}, "photo_probes": {"kind": _kind_probe()}}
+    )
+    path = tmp_path_factory.mktemp("kind") / "m.onnx"
+    build_tiny_model(path, card.model_copy(update={"thresholds": thresholds}))
+    return load_model(path, intra_op_threads=1)
+
+
+def _run_saying(laptop_signal: float):
+    import numpy as np
+
+    from model.outputs import ENCODER_S16
+
+    def run(model, images):
+        outs = run_direct(model, images)
+        return [o | {ENCODER_S16: np.full((1, 2, 2), laptop_signal, np.float32)} for o in outs]
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("signal", "kind", "listable"),
+    [
+        (2.0, DeviceKind.LAPTOP, True),  # P(laptop) 0.9997: a lid, whose "crack" is no glass's
+        (0.3, DeviceKind.PHONE, False),  # 0.77: not at 9 to 1, so a phone's back glass, cracked
+    ],
+)
+def test_a_device_nobody_described_is_graded_as_the_kind_its_photos_show(
+    kind_reading, signal, kind, listable
+):
+    from serving.pipeline import resolve_device
+    from serving.schemas import grading_body
+
+    photo = encode(device_photo(scratch=False))
+    device = resolve_device(None, None)
+    assert device.kind_source == "default"
+    g = grade_device(
+        _run_saying(signal), kind_reading, [photo], device=device, standards=["backmarket"], views=[View.BACK]
+    )
+    assert (g.device.kind, g.device.kind_source) == (kind, "photos")
+    assert g.grades["backmarket"].listable is listable
+    said = grade_device(
+        _run_saying(signal),
+        kind_reading,
+        [photo],
+        device=resolve_device(None, "phone"),
+        standards=["backmarket"],
+        views=[View.BACK],
+    )
+    assert (said.device.kind, said.device.kind_source) == (DeviceKind.PHONE, "caller")  # the caller decides
+    assert not said.grades["backmarket"].listable
+    body = grading_body(
+        g, grading_id="x", created_at=datetime.now(UTC), tenant="t", external_ref=None, photo_meta=[META]
+    )
+    assert (body["device_kind"], body["device_kind_source"]) == (kind.value, "photos")
+
+
+def test_without_a_kind_probe_the_default_phone_stands(always_cracked):
+    from serving.pipeline import resolve_device
+
+    g = grade_device(
+        run_direct,
+        always_cracked,
+        [encode(device_photo(scratch=False))],
+        device=resolve_device(None, None),
+        standards=["backmarket"],
+        views=[View.BACK],
+    )
+    assert (g.device.kind, g.device.kind_source) == (DeviceKind.PHONE, "default")
+
+
+def test_resolve_device_says_who_named_the_kind():
+    from serving.pipeline import resolve_device
+
+    assert resolve_device(None, "laptop").kind_source == "caller"
+    assert resolve_device("iPhone 13", None).kind_source == "catalogue"
+    assert resolve_device("iPhone 13", "tablet").kind_source == "caller"
+    assert resolve_device(None, None).kind_source == "default"

@@ -189,3 +189,22 @@ def test_regrade_grades_with_the_fine_file_unless_the_setting_says_false(
     monkeypatch.setenv("REFURBGRADE_FINE_PASS", "maybe")
     bad = CliRunner().invoke(build(), ["regrade", "--model", str(new_model), "--out", str(tmp_path / "y")])
     assert bad.exit_code == 2 and "FINE_PASS" in bad.output.upper()
+
+
+@pytest.mark.parametrize(
+    ("stored_source", "source"),
+    [
+        ("photos", "default"),
+        ("default", "default"),
+        ("caller", "caller"),
+        (None, "caller"),
+    ],  # None: stored before
+)
+def test_a_kind_the_photos_gave_is_read_from_them_again(stored_source, source):
+    """A grading stored with the kind read from its photos (or the default) is graded again as its
+    photos show, not as the stored guess ("default": the photos decide); a kind the caller gave stands."""
+    from serving.regrade import _device
+
+    device = _device(None, "laptop", stored_source)
+    assert device.kind_source == source
+    assert device.kind.value == ("laptop" if source == "caller" else "phone")

@@ -28,6 +28,9 @@ def test_truth_of_each_verdict():
     real = _record(source="phones_web", view="front")
     assert truth(real, "view") == "front" and truth(real, "quality") == "usable"  # labelled by sight
     assert truth(_record(source="synthetic"), "quality") is None and truth(_record(), "view") is None
+    assert truth(_record(source="laptop_scratch", device_kind="laptop"), "kind") == "laptop"
+    assert truth(_record(source="synthetic", device_kind="tablet"), "kind") == "phone"  # not a laptop
+    assert truth(_record(source="synthetic"), "kind") is None  # a frame without a device
 
 
 def _pred(source, view, quality, rng, synthetic):
@@ -80,6 +83,37 @@ def test_fitted_probes_tell_the_view_and_a_faulty_photo_on_other_photos():
         rec = p.item.record
         assert VIEW_CLASSES[int(out["view_probs"].argmax())] == rec.view.value
         assert QUALITY_CLASSES[int(out["quality_probs"].argmax())] == truth(rec, "quality")
+
+
+def _kind_pred(source, kind, rng, synthetic):
+    """A photo whose third encoder channel tells a laptop from a phone."""
+    p = _pred(source, "back", None, rng, synthetic)
+    p.outputs[ENCODER_S16][2] += 2.0 if kind == "laptop" else -2.0
+    p.item.record = p.item.record.model_copy(update={"device_kind": kind})
+    return p
+
+
+def test_the_kind_probe_adds_the_kind_the_photos_show_and_leaves_the_heads():
+    from model.device_kind import guess_kind
+    from model.probes import KIND_OUTPUT
+
+    rng = np.random.default_rng(2)
+
+    def preds(n):
+        return [
+            _kind_pred(src, kind, rng, src == "synthetic")
+            for _ in range(n)
+            for src, kind in (("synthetic", "phone"), ("synthetic", "laptop"), ("phones_web", "phone"))
+        ] + [_kind_pred("laptop_scratch", "laptop", rng, False) for _ in range(n)]
+
+    probes, figures = fit_probes(preds(15), preds(5))
+    assert "kind" in probes and figures["kind"]["choice_accuracy"]["laptop_scratch"] == 1.0
+    lid, phone = _kind_pred("x", "laptop", rng, False), _kind_pred("x", "phone", rng, False)
+    out = apply_probes(lid.outputs, {"kind": probes["kind"]})
+    assert set(out) == set(lid.outputs) | {KIND_OUTPUT}
+    assert all(out[k] is lid.outputs[k] for k in lid.outputs)  # the heads are the network's still
+    assert guess_kind([out]).kind.value == "laptop"
+    assert guess_kind([apply_probes(phone.outputs, {"kind": probes["kind"]})]).kind.value == "phone"
 
 
 def test_degrade_makes_one_faulty_copy_per_photo_reproducibly(tmp_path):
