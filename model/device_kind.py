@@ -14,6 +14,10 @@ than the review a laptop taken for a phone gets. On the real validation photos (
 2026-12-06, session 44) 11 of the 15 lids reach it (all 15 are over 0.6) and none of the 163 phones
 (the highest 0.856). A tablet is never guessed: only synthetic tablets exist to learn one from, and no
 real photo to check it on.
+
+Where the photos show neither at 9 to 1, serving grades the device as the other kind too, and a grade
+that changes goes to review with the reason ("give device_kind"): a lid graded as a phone's back
+glass, sure of a crack on it, is then not a sure grading.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ LAPTOP_AT = 0.9
 class KindGuess:
     kind: DeviceKind
     laptop_probability: float  # the photos' mean probability of a laptop
+
+    @property
+    def sure(self) -> bool:
+        """Whether the photos show a laptop, or not one, at 9 to 1: otherwise a grade that the kind
+        decides goes to review (`serving.pipeline.grade_device`)."""
+        return not (1.0 - LAPTOP_AT < self.laptop_probability < LAPTOP_AT)
+
+    @property
+    def other(self) -> DeviceKind:
+        """The kind it was not graded as."""
+        return DeviceKind.PHONE if self.kind is DeviceKind.LAPTOP else DeviceKind.LAPTOP
 
 
 def guess_kind(outputs: Sequence[Mapping[str, np.ndarray]]) -> KindGuess | None:

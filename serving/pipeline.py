@@ -144,6 +144,11 @@ class DeviceGrading:
                     f"{name}: {g.grade} depends on the device's size, which is unknown (sizes estimated "
                     "from a typical one): give the device model, or check"
                 )
+            if g.gradable and g.kind_decides:
+                out.append(
+                    f"{name}: {g.grade} depends on what kind of device this is, which the photos do not "
+                    f"show for sure (graded as a {self.device.kind.value}): give device_kind, or check"
+                )
         # A missing view is a reason where it left a grade unsure (an upper bound, `model.rules.grade`).
         missing = sorted(
             {v for g in self.grades.values() if g.gradable and g.needs_review for v in g.missing_views}
@@ -396,7 +401,8 @@ def grade_device(
     fine = fine_stage(model, device, spare_cores)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
         inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
-    if device.kind_source == KIND_UNSAID and (guess := guess_kind([i.outputs for i in inferred])):
+    guess = guess_kind([i.outputs for i in inferred]) if device.kind_source == KIND_UNSAID else None
+    if guess is not None:
         device = replace(device, kind=guess.kind, kind_source="photos")
     views = list(views) if views is not None else [None] * len(datas)
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
@@ -408,6 +414,11 @@ def grade_device(
         grades = grade_instances(
             instances, standards, device, threshold, model.card.thresholds.grade_calibration, photos
         )
+    if guess is not None and not guess.sure:
+        with span("postprocess", {"photo.count": len(inferred), "kind": guess.other.value}), slot:
+            grades = _kind_decides(
+                grades, inferred, model, replace(device, kind=guess.other), views, threshold
+            )
     return DeviceGrading(
         photos=photos,
         grades=grades,
@@ -416,6 +427,33 @@ def grade_device(
         model_name=model.card.name,
         model_sha256=model.sha256,
     )
+
+
+def _kind_decides(
+    grades: dict[str, GradeResult],
+    inferred: Sequence[Inferred],
+    model: Model,
+    other: Device,
+    views: Sequence[View | None],
+    threshold: float,
+) -> dict[str, GradeResult]:
+    """`grades` with each grade that the device's kind decides sent to review (`kind_decides`): the
+    same photos analysed and graded as the `other` kind give another grade. Its fine maps are the ones
+    the pass made at the guessed kind's length (not run again: on a phone and a laptop alike a second
+    pass would read the same pixels)."""
+    photos = [analyse_photo(inf, model.card, other, k, views[k]) for k, inf in enumerate(inferred)]
+    alt = grade_instances(
+        [i for p in photos for i in p.instances],
+        list(grades),
+        other,
+        threshold,
+        model.card.thresholds.grade_calibration,
+        photos,
+    )
+    return {
+        n: g if alt[n].grade == g.grade else g.model_copy(update={"kind_decides": True, "needs_review": True})
+        for n, g in grades.items()
+    }
 
 
 def fine_stage(

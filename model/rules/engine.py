@@ -75,6 +75,9 @@ class GradeResult(BaseModel):
     # The grade hinges on the device's size, which is unknown: with sizes estimated from the reference
     # length, another length within `SCALE_RANGE` of it gives another grade (`_scale_decides`).
     scale_decides: bool = False
+    # The grade hinges on the device's kind, which its photos did not show at 9 to 1 (nobody named it):
+    # graded as the other kind, it gets another grade (`serving.pipeline.grade_device`).
+    kind_decides: bool = False
 
     @property
     def gradable(self) -> bool:

@@ -113,7 +113,13 @@ def test_a_device_nobody_described_is_graded_as_the_kind_its_photos_show(
         _run_saying(signal), kind_reading, [photo], device=device, standards=["backmarket"], views=[View.BACK]
     )
     assert (g.device.kind, g.device.kind_source) == (kind, "photos")
-    assert g.grades["backmarket"].listable is listable
+    bm = g.grades["backmarket"]
+    assert bm.listable is listable
+    # Not at 9 to 1 a phone either: graded as a laptop the back's crack is no glass's, so the grade
+    # hinges on the kind, and a person looks.
+    unsure = kind is DeviceKind.PHONE
+    assert bm.kind_decides is unsure and (bm.needs_review or not unsure)
+    assert any("depends on what kind of device" in r for r in g.review_reasons) is unsure
     said = grade_device(
         _run_saying(signal),
         kind_reading,
@@ -151,3 +157,20 @@ def test_resolve_device_says_who_named_the_kind():
     assert resolve_device("iPhone 13", None).kind_source == "catalogue"
     assert resolve_device("iPhone 13", "tablet").kind_source == "caller"
     assert resolve_device(None, None).kind_source == "default"
+
+
+def test_an_unsure_kind_that_does_not_change_the_grade_sends_nothing_to_review(kind_reading):
+    """A cracked screen is a cracked screen on a phone and on a laptop: the kind decides nothing."""
+    from serving.pipeline import resolve_device
+
+    g = grade_device(
+        _run_saying(0.3),
+        kind_reading,
+        [encode(device_photo(scratch=False))],
+        device=resolve_device(None, None),
+        standards=["backmarket"],
+        views=[View.FRONT],
+    )
+    bm = g.grades["backmarket"]
+    assert g.device.kind is DeviceKind.PHONE and not bm.listable and not bm.kind_decides
+    assert not any("depends on what kind of device" in r for r in g.review_reasons)
