@@ -111,7 +111,11 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
                 width=p["width"],
                 height=p["height"],
                 view=p["view"] if p.get("view_source") == "caller" else None,
-                device_kind=row.device_kind,
+                # A kind the caller or the catalogue gave is a label; one read from the photos (or the
+                # default phone) is the model's own guess, and the kind probe must not learn from it.
+                device_kind=None
+                if row.body.get("device_kind_source") in ("photos", "default")
+                else row.device_kind,
                 device_model=row.device_model,
                 instances=instances,
                 image_labels=image_labels,

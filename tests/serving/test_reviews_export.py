@@ -67,6 +67,7 @@ def test_export_writes_corrections_as_labels(client, reviewed, tmp_path, jpeg):
     dent = next(i for i in front.instances if i.type.value == "dent")
     assert dent.polygon == [(600, 100), (660, 100), (660, 160), (600, 160)] and dent.zone.value == "screen"
     assert front.view.value == "front" and back.view.value == "back"  # the caller's views are labels
+    assert front.device_kind.value == "phone"  # the catalogue's iPhone 13
     assert [i.type.value for i in back.instances] == ["stain"]
     # a verdict vouches for the whole defect list: every type labelled present or absent
     assert front.image_labels["crack"] and front.image_labels["dent"] and not front.image_labels["scratch"]
@@ -79,6 +80,7 @@ def test_export_writes_corrections_as_labels(client, reviewed, tmp_path, jpeg):
     confirmed = next(r for r in records if r.meta["grading_id"] == reviewed[1])
     assert confirmed.instances == [] and confirmed.image_labels["scratch"] is False  # marked false
     assert confirmed.grades and confirmed.meta["review_status"] == "confirmed"
+    assert confirmed.device_kind is None  # nobody said: the default phone is no label
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["photos"] == 3
     # the window: nothing reviewed after now
     later = export_reviews(
