@@ -25,7 +25,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
-from serving.summary import outcome, print_summary
+from serving.summary import kind_read, outcome, print_summary
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -155,6 +155,8 @@ def run_batch(
                     continue
                 rec = _record(kept, graded)
                 counts[outcome(rec["grades"], rec["needs_review"])] += 1
+                if read := kind_read(rec["device_kind"], rec["device_kind_source"]):
+                    counts[read] += 1
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
                 if overlays is not None:

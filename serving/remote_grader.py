@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from serving.summary import outcome, print_summary
+from serving.summary import kind_read, outcome, print_summary
 
 
 def _err(msg: str) -> None:
@@ -98,6 +98,8 @@ def run_remote(
                 continue
             grades = {n: g.grade for n, g in r.grading.grades.items()}
             counts[outcome(grades, r.grading.needs_review)] += 1
+            if read := kind_read(r.grading.device_kind, r.grading.device_kind_source):
+                counts[read] += 1
             rec = {"files": [str(f) for f in files_of], **r.grading.model_dump(mode="json")}
             out.write(json.dumps(rec) + "\n")
             out.flush()

@@ -14,8 +14,15 @@ def outcome(grades: dict[str, str], needs_review: bool) -> str:
     return "needs_review" if needs_review else "graded"
 
 
+def kind_read(kind: str, source: str | None) -> str | None:
+    """The count key of a device whose kind was read from its photos as other than the default phone."""
+    return f"read as {kind}" if source == "photos" and kind != "phone" else None
+
+
 def print_summary(counts: Counter, *, skipped_what: str = "files") -> None:
-    """One table: devices graded without review, needing review, ungradable, and what was skipped."""
+    """One table: devices graded without review, needing review, ungradable, and what was skipped; then
+    how many devices were graded as another kind than a phone because their photos showed one
+    (`kind_read`), so that a batch graded without --device-kind says it."""
     from rich.console import Console
     from rich.table import Table
 
@@ -23,4 +30,10 @@ def print_summary(counts: Counter, *, skipped_what: str = "files") -> None:
         "graded", "needs review", "ungradable", f"skipped ({skipped_what})", title="refurbgrade grade"
     )
     table.add_row(*(str(counts.get(k, 0)) for k in OUTCOMES))
-    Console(stderr=True, width=100).print(table)
+    console = Console(stderr=True, width=100)
+    console.print(table)
+    for key, n in sorted(counts.items()):
+        if key.startswith("read as ") and n:
+            kind = key.removeprefix("read as ")
+            what = f"{n} devices graded as {kind}s" if n > 1 else f"1 device graded as a {kind}"
+            console.print(f"{what}, read from the photos: give --device-kind to set the kind")
