@@ -1,7 +1,7 @@
 """Real photos graded again as another phone, light or upload would give them: do the decisions hold?
 
     .venv/bin/python benchmarks/bench_robustness.py [--model PATH] [--compare PATH] [--split val]
-        [--transforms NAME,NAME] [--json OUT]
+        [--transforms NAME,NAME] [--json OUT] [--no-kind]
 
 A refurbisher's photo is not a dataset's: it may be turned a quarter (held the other way, or its EXIF
 orientation lost on the way), taken in a dimmer or brighter room, resized or recompressed by an app. Each
@@ -16,6 +16,9 @@ per source for the measures that moved most), with the `--compare` model measure
   encoded; whites clip);
 - half size: half the width and height (INTER_AREA);
 - JPEG 40: recompressed at quality 40.
+
+With `--no-kind` every photo is graded as a user who names no device kind grades it (the kind read from
+the photos, `bench_real.py --no-kind`), and the kind read right is printed too.
 
 The transforms are fixed (no random draws), so two runs agree. `training.synth.jitter` draws the same
 kinds of change for the zone-damage fit's copies; its ranges, not these points, were chosen there.
@@ -95,6 +98,7 @@ MEASURES = (
     "graded without review",
     "of those, right on listable",
     "view accuracy",
+    "kind read right",  # with --no-kind only (n/a rows are not printed)
 )
 
 
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "--transforms", default=",".join(TRANSFORMS), help="comma-separated, of: " + ", ".join(TRANSFORMS)
     )
     ap.add_argument("--json", type=Path, help="write the tables here")
+    ap.add_argument("--no-kind", action="store_true", help="grade with no device kind: the photos decide")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.transforms.split(",") if n.strip()]
     unknown = [n for n in names if n not in TRANSFORMS]
@@ -122,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ["as is", *names]:
         transform = TRANSFORMS.get(name)
         tables[name] = {
-            str(m): bench_real.table(bench_real.grade_photos(m, items, transform)) for m in models
+            str(m): bench_real.table(bench_real.grade_photos(m, items, transform, not args.no_kind))
+            for m in models
         }
         print(f"\n{name}" + "".join(f" | {m.name}" for m in models))
         first = tables[name][str(args.model)]
