@@ -14,9 +14,9 @@ its distribution in place of the head's (`view_probs`, `quality_probs`), so ever
 
 The device's kind has no head: its probe adds an output of its own, `KIND_OUTPUT` (a distribution over
 `DeviceKind`; the bundled probe tells a laptop from the rest, "phone"), which `model.device_kind` reads
-when the caller did not say what the device is. Graded
-as the default phone, a laptop's lid was judged as a phone's back glass (7 of the 15 validation lids
-Unlistable for a "crack on the back") and its scratches measured at half their size.
+when the caller did not say what the device is. Graded as the default phone, a laptop's lid was judged
+as a phone's back glass (7 of the 15 validation lids Unlistable for a "crack on the back") and its
+scratches measured at half their size.
 
 Torch-free: `model.inference.infer` applies it for serving, evaluation and calibration alike.
 """
