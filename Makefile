@@ -103,6 +103,7 @@ model: $(STAMP_ALL)
 		-m datasets/real/laptop_scratch.jsonl -m datasets/real/msd.jsonl -m datasets/real/phones_web.jsonl
 	$(BIN)/python benchmarks/bench_model.py latency models/default.onnx models/default.int8.onnx
 	$(BIN)/python benchmarks/bench_real.py --split test
+	$(BIN)/python benchmarks/bench_real.py --split test --no-kind
 	$(BIN)/python benchmarks/bench_robustness.py --split test
 	$(BIN)/python benchmarks/bench_damage_cv.py --config runs/default_ft/config.yaml
 
