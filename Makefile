@@ -93,6 +93,10 @@ model: $(STAMP_ALL)
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --seed 505 --out $(SYNTH)/real_degraded
 	test -f $(SYNTH)/real_reformat/manifest.jsonl || $(BIN)/refurbgrade reformat datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --out $(SYNTH)/real_reformat
+	test -f $(SYNTH)/real_turned/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
+		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode quarter-turn --seed 7 --out $(SYNTH)/real_turned
+	test -f $(SYNTH)/real_darker/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
+		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode darker --seed 8 --out $(SYNTH)/real_darker
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(HOLDOUT) $(STAGE1)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE2)
 	$(BIN)/refurbgrade export runs/default_ft/best.pt --out models/default.onnx --int8

@@ -22,11 +22,12 @@ is for the image-level fit, and its device id ends in "-jitter" so it is grouped
 
     refurbgrade jitter datasets/real/phones_web.jsonl@train --out datasets/generated/real_jitter
 
-Not in the default config's zone-damage fit yet: fitted with these copies the bundled network's card
-found more cracks on every kind of photo but its recalibrated review threshold fell back to 0.95
+The mixed copies are not in the default config's zone-damage fit: fitted with them the bundled network's
+card found more cracks on every kind of photo but its recalibrated review threshold fell back to 0.95
 (docs/model-history.md, 2026-12-05 session 38). `--mode quarter-turn` and `--mode darker` make one kind
 of change alone: a quarter-turned copy and a 1 EV darker one of each photo, fitted together, gave the
-best real validation figures measured so far but moved the synthetic validation grades (session 39).
+best real validation figures measured (session 39), and are in the default config's zone-damage fit
+since session 44 (`make model` makes them; docs/model-history.md, 2026-12-06).
 
     refurbgrade jitter datasets/real/{phones_web,cracked_screens,msd}.jsonl --mode quarter-turn --seed 7 \
         --out datasets/generated/real_turned
