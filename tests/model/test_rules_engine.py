@@ -125,7 +125,10 @@ def test_reasons_say_what_was_found_and_what_the_grade_allows():
 
 def test_a_bar_is_worded_as_allowing_none():
     result = grade([mm("crack", "screen", 30.0)], "backmarket")
-    assert "1 crack on the screen, the longest 30.0 mm; Fair allows none" in result.barred["Fair"]
+    # A crack's size bounds no grade and is quoted nowhere (model.rules.engine._describe)
+    assert "1 crack on the screen; Fair allows none" in result.barred["Fair"]
+    result = grade([mm("scratch", "screen", 30.0, 0.6)], "backmarket")
+    assert any(r.startswith("1 scratch on the screen, the longest 30.0 mm") for r in result.barred["Fair"])
 
 
 def test_exact_probabilities_match_a_hand_computation():
