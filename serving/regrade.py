@@ -210,8 +210,9 @@ def _caller_views(body: dict, n: int) -> list:
 
 def _device(device_model: str | None, device_kind: str | None, kind_source: str | None = None):
     from serving.pipeline import RequestError, resolve_device
+    from serving.schemas import KIND_NOT_NAMED
 
-    if kind_source in ("photos", "default"):  # the caller did not say: the photos decide again
+    if kind_source in KIND_NOT_NAMED:  # the caller did not say: the photos decide again
         device_kind = None
     try:
         return resolve_device(device_model, device_kind)

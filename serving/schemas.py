@@ -254,6 +254,13 @@ class ErasureOut(PhotosErasedOut):
     photos: int = Field(description="how many photos the grading had (their hashes stay in the grading)")
 
 
+# Who named a grading's device kind (`serving.pipeline.Device.kind_source`).
+KindSource = Literal["caller", "catalogue", "photos", "default"]
+# Nobody did: the model read it from the photos, or could not and took a phone. Such a kind is no label
+# (`serving.review.export`) and a regrade reads it from the photos again (`serving.regrade`).
+KIND_NOT_NAMED: tuple[KindSource, ...] = ("photos", "default")
+
+
 class GradingOut(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -263,7 +270,7 @@ class GradingOut(BaseModel):
     external_ref: str | None = Field(description="your reference, as sent")
     device_model: str | None = Field(description="the catalogue's name of the device model, if given")
     device_kind: str = _one_of(DeviceKind, "the kind of device")
-    device_kind_source: Literal["caller", "catalogue", "photos", "default"] | None = Field(
+    device_kind_source: KindSource | None = Field(
         None,
         description=(
             "who said the device's kind: 'caller' (device_kind), 'catalogue' (device_model), 'photos' "

@@ -34,6 +34,7 @@ from model.taxonomy import DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
 from serving.review.events import PHOTOS_ERASED, REVIEW_KINDS, ReviewState, fold
+from serving.schemas import KIND_NOT_NAMED
 
 SOURCE = "review"
 LICENSE = "tenant photos, internal training use (review export)"
@@ -113,9 +114,7 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
                 view=p["view"] if p.get("view_source") == "caller" else None,
                 # A kind the caller or the catalogue gave is a label; one read from the photos (or the
                 # default phone) is the model's own guess, and the kind probe must not learn from it.
-                device_kind=None
-                if row.body.get("device_kind_source") in ("photos", "default")
-                else row.device_kind,
+                device_kind=None if row.body.get("device_kind_source") in KIND_NOT_NAMED else row.device_kind,
                 device_model=row.device_model,
                 instances=instances,
                 image_labels=image_labels,

@@ -41,6 +41,20 @@ def _view_probe(head_split=()) -> PhotoProbe:
     )
 
 
+def laptop_probe(channels: int, weight: float) -> PhotoProbe:
+    """A kind probe whose log-odds of a laptop are `weight` x the first encoder channel's mean, for
+    outputs with `channels` encoder channels (also used by tests/serving/test_device_glass.py)."""
+    d = 2 * channels + len(VIEW_CLASSES) + len(QUALITY_CLASSES)
+    return PhotoProbe(
+        classes=("laptop", "phone"),
+        mean=(0.0,) * d,
+        scale=(1.0,) * d,
+        weights=((weight,) + (0.0,) * (d - 1), (0.0,) * d),
+        bias=(0.0, 0.0),
+        photos=10,
+    )
+
+
 def test_pooled_features_are_each_channels_mean_and_max_then_the_heads_log_probabilities():
     out = _outputs(2.0)
     out[ENCODER_S16][1, 0, 0] = 8.0
@@ -114,15 +128,7 @@ def test_the_fine_pass_takes_the_length_of_the_kind_the_photos_show(monkeypatch,
     from model.fine_pass import FineStage
     from model.preprocess import letterbox
 
-    d = 2 * C + len(VIEW_CLASSES) + len(QUALITY_CLASSES)
-    laptop = PhotoProbe(
-        classes=("laptop", "phone"),
-        mean=(0.0,) * d,
-        scale=(1.0,) * d,
-        weights=((5.0,) + (0.0,) * (d - 1), (0.0,) * d),
-        bias=(0.0, 0.0),
-        photos=10,
-    )
+    laptop = laptop_probe(C, 5.0)
     image = np.zeros((32, 32, 3), np.uint8)
     frame = inference.Frame(image, letterbox(image, 32)[1])
     spec = SimpleNamespace(

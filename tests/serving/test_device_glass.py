@@ -11,6 +11,7 @@ from model.damage import ZoneDamageModel
 from model.taxonomy import DefectType, DeviceKind, View, Zone
 from serving.pipeline import Device, grade_device, run_direct
 from serving.predictor import load_model
+from tests.model.test_probes import laptop_probe
 from tests.serving.conftest import encode
 from tests.serving.tiny_model import build_tiny_model, device_photo, tiny_card
 
@@ -54,27 +55,12 @@ def test_a_judged_crack_lands_on_glass_the_device_has(always_cracked, kind, view
 META = {"filename": "lid.jpg", "content_type": "image/jpeg", "sha256": "0" * 64, "bytes": 1}
 
 
-def _kind_probe():
-    from model.outputs import QUALITY_CLASSES, VIEW_CLASSES
-    from model.probes import PhotoProbe
-
-    d = 2 + len(VIEW_CLASSES) + len(QUALITY_CLASSES)  # one channel's mean and max, then the heads
-    return PhotoProbe(
-        classes=("laptop", "phone"),
-        mean=(0.0,) * d,
-        scale=(1.0,) * d,
-        weights=((4.0,) + (0.0,) * (d - 1), (0.0,) * d),
-        bias=(0.0, 0.0),
-        photos=10,
-    )
-
-
 @pytest.fixture(scope="module")
 def kind_reading(tmp_path_factory):
     cracked = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=5.0, photos=10, positives=5)
     card = tiny_card()
     thresholds = card.thresholds.model_copy(
-        update={"zone_damage": {"screen": cracked}, "photo_probes": {"kind": _kind_probe()}}
+        update={"zone_damage": {"screen": cracked}, "photo_probes": {"kind": laptop_probe(1, 4.0)}}
     )
     path = tmp_path_factory.mktemp("kind") / "m.onnx"
     build_tiny_model(path, card.model_copy(update={"thresholds": thresholds}))
