@@ -6,7 +6,8 @@ API renders one on first request and keeps it in the blob store; the batch grade
 folder.
 
 Counted defects (those the grade rests on, `counted` in the answer) are drawn in their type's colour
-with a thick outline, their box and a full label (type, size, confidence) on a solid background.
+with a thick outline, their box and a full label (type, size, confidence; no size for a crack, as in the
+reasons) on a solid background.
 Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked glass) are thin,
 translucent outlines; a candidate gets a short, dim label (type and confidence) only where there is
 room next to it. Labels never overlap: each is placed greedily, counted ones first (most confident
@@ -68,7 +69,9 @@ def _font(size: int):
 
 
 def _label(d: dict) -> str:
-    if not is_measured(d):
+    # A crack's size is quoted on the photo no more than in the reasons (model.rules.engine._describe):
+    # the lines traced on real photos cover a part of a shattered glass, and its box shows where they are.
+    if not is_measured(d) or d["type"] == "crack":
         return f"{d['type']} ({d['confidence']:.2f})"
     if d.get("length_mm") is not None:
         size = f"{d['length_mm']:.1f} mm"
