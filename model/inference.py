@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +34,14 @@ from model.crop import crop_input, merge_outputs
 from model.detail import NOMINAL_LENGTH_MM
 from model.device_kind import guess_kind
 from model.fine_pass import FineMaps, FineStage, beside, fine_pass
-from model.preprocess import Letterbox, decode_upright, prepare_keeping_photo, to_nchw
+from model.preprocess import (
+    DecodeError,
+    Letterbox,
+    decode_upright,
+    decoded_pixels,
+    prepare_keeping_photo,
+    to_nchw,
+)
 from model.probes import apply_probes
 
 Outputs = dict[str, np.ndarray]  # one photo's network outputs by contract name, no batch axis
@@ -65,6 +72,8 @@ class Frame:
     letterbox: Letterbox
     decoded: np.ndarray | None = None  # the decoded photo, kept for the crop pass (None for a crop)
     source: bytes | str | Path | None = None  # the encoded photo, for the fine pass's own decode
+    # Its full-scale decode, started on a thread before the reduced one (`frame_photo(..., whole=True)`).
+    whole: Callable[[], tuple[np.ndarray, float]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -95,10 +104,12 @@ class Inferred:
         return self.frame.size
 
 
-def frame_photo(data: bytes | str | Path, size: int) -> Frame:
-    """Decode and letterbox one photo (raises `model.preprocess.DecodeError`)."""
+def frame_photo(data: bytes | str | Path, size: int, whole: bool = False) -> Frame:
+    """Decode and letterbox one photo (raises `model.preprocess.DecodeError`). `whole`: a large photo's
+    full-scale decode, for the fine pass, is started first on a thread of its own (`Frame.whole`)."""
+    early = _start_whole(data) if whole else None
     image, lb, decoded = prepare_keeping_photo(data, size)
-    return Frame(image, lb, decoded, data)
+    return Frame(image, lb, decoded, data, early)
 
 
 def infer(
@@ -142,16 +153,32 @@ def infer(
 EARLY_DECODE_PIXELS = 4_000_000
 
 
+def _start_whole(data: bytes | str | Path) -> Callable[[], tuple[np.ndarray, float]] | None:
+    """A large photo's full-scale decode started on a thread (None for a small photo). Started before
+    the reduced-scale decode rather than beside the coarse passes, it has a core to itself while that
+    decode runs: on 2 cores a 12 MP photo's fine pass then waits about 20 ms less for it
+    (docs/fine-pass.md, session 45)."""
+    try:
+        if decoded_pixels(data) < EARLY_DECODE_PIXELS:
+            return None
+    except DecodeError:
+        return None  # the reduced decode says what is wrong with the photo, as without this
+    return beside(lambda: decode_upright(data, None), "refurbgrade-decode")
+
+
 def _early_decodes(frames: Sequence[Frame], fine: FineStage | None) -> dict[int, Callable]:
-    """The full-scale decode of each large photo, started on a thread beside the coarse passes while
-    the cores have room (`FineStage.spare_cores`). Its result is used only where the fine pass reads
-    the photo at full scale, and is then exactly what the pass would have decoded."""
-    if fine is None or (fine.spare_cores is not None and not fine.spare_cores()):
+    """The full-scale decode of each large photo: the one its frame started (`frame_photo(...,
+    whole=True)`), else one started now on a thread beside the coarse passes while the cores have room
+    (`FineStage.spare_cores`). Its result is used only where the fine pass reads the photo at full
+    scale, and is then exactly what the pass would have decoded."""
+    if fine is None:
         return {}
-    out = {}
+    out = {k: f.whole for k, f in enumerate(frames) if f.whole is not None}
+    if fine.spare_cores is not None and not fine.spare_cores():
+        return out
     for k, f in enumerate(frames):
         w, h = f.original_size
-        if f.source is not None and w * h >= EARLY_DECODE_PIXELS:
+        if k not in out and f.source is not None and w * h >= EARLY_DECODE_PIXELS:
             out[k] = beside(lambda src=f.source: decode_upright(src, None), "refurbgrade-decode")
     return out
 

@@ -239,18 +239,20 @@ def prepare_photos(
     size: int,
     filenames: Sequence[str | None] = (),
     hold_pixels: HoldPixels | None = None,
+    whole: bool = False,
 ) -> list[Frame]:
     """Decode and letterbox a request's photos (`model.inference.frame_photo`), one after the other;
     raises PhotoError naming the first photo that cannot be decoded. `hold_pixels`: each photo reserves
-    what its header says decoding will hold, until it is decoded (and reduced)."""
+    what its header says decoding will hold, until it is decoded (and reduced). `whole`: each large
+    photo's full-scale decode for the fine pass starts first, beside its reduced one."""
     out = []
     for k, data in enumerate(datas):
         try:
             if hold_pixels is None:
-                out.append(frame_photo(data, size))
+                out.append(frame_photo(data, size, whole))
                 continue
             with hold_pixels(decoded_pixels(data, size * DETAIL)):
-                out.append(frame_photo(data, size))
+                out.append(frame_photo(data, size, whole))
         except DecodeError as exc:
             raise PhotoError(k, filenames[k] if k < len(filenames) else None, exc) from exc
     return out
@@ -393,12 +395,15 @@ def grade_device(
     grading's device says so (`kind_source` "photos").
     """
     slot = cpu_slot if cpu_slot is not None else nullcontext()
+    fine = fine_stage(model, device, spare_cores)
+    # A grading alone starts each large photo's full-scale decode before its reduced one, so that the
+    # decode the fine pass waits for has a core to itself while the reduced one runs (model.inference).
+    whole = fine is not None and (spare_cores is None or spare_cores())
     # Spans (serving/tracing.py): nothing is created when tracing is off.
     with span("decode", {"photo.count": len(datas), "photo.bytes": sum(map(len, datas))}), slot:
-        frames = prepare_photos(datas, model.input_size, filenames, hold_pixels)
+        frames = prepare_photos(datas, model.input_size, filenames, hold_pixels, whole)
     if on_decoded is not None:
         on_decoded()
-    fine = fine_stage(model, device, spare_cores)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
         inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
     guess = guess_kind([i.outputs for i in inferred]) if device.kind_source == KIND_UNSAID else None

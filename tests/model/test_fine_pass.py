@@ -398,7 +398,7 @@ def test_a_decode_started_early_gives_the_fine_pass_the_same_canvas():
 
 def test_large_photos_start_their_full_decode_early_only_with_cores_to_spare():
     from model.inference import _early_decodes
-    from model.preprocess import decode
+    from model.preprocess import DecodeError, decode
 
     def jpeg(w, h):
         buf = io.BytesIO()
@@ -416,6 +416,21 @@ def test_large_photos_start_their_full_decode_early_only_with_cores_to_spare():
     assert factor == 1.0
     assert _early_decodes(frames, FineStage(card, _dark_lines, LENGTH_MM, lambda: False)) == {}
     assert _early_decodes(frames, None) == {}
+
+    # Started with the frame, before its reduced decode (a grading alone, serving.pipeline): the same
+    # pixels, and used even when the cores are busy by the time the model has run (it is under way).
+    started = [frame_photo(big, SIZE, whole=True), frame_photo(small, SIZE, whole=True)]
+    assert started[0].whole is not None and started[1].whole is None
+    np.testing.assert_array_equal(started[0].image, frames[0].image)  # the frame itself unchanged
+    busy = _early_decodes(started, FineStage(card, _dark_lines, LENGTH_MM, lambda: False))
+    assert set(busy) == {0} and busy[0] is started[0].whole
+    arr, factor = busy[0]()
+    np.testing.assert_array_equal(arr, decode(big)[0])
+    assert factor == 1.0
+    with pytest.raises(DecodeError):  # a broken photo is refused as before, whatever the thread met
+        frame_photo(big[: len(big) // 3], SIZE, whole=True)
+    with pytest.raises(DecodeError):
+        frame_photo(b"not a photo", SIZE, whole=True)
 
 
 def test_a_tiles_window_is_the_padded_canvas_without_padding_it():

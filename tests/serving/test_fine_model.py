@@ -69,6 +69,13 @@ def test_grading_runs_the_fine_pass_on_a_fine_photo(with_fine):
     assert grading.model_version.endswith("+fine-0.0.1")
     for inst in grading.photos[0].instances:
         assert inst.measurement.contrast is None or 0.0 <= inst.measurement.contrast <= 1.0
+    # Alone (no spare_cores said), its 7.2 MP decode started before the reduced one; with busy cores
+    # none started early: the same grading either way.
+    busy = grade_device(
+        run_direct, model, [photo], device=device, standards=["backmarket"], spare_cores=lambda: False
+    )
+    assert busy.photos[0].instances == grading.photos[0].instances
+    assert busy.grades == grading.grades
     # A web-sized photo of the same device is too coarse: no fine pass.
     small = [frame_photo(encode(device_photo()), model.input_size)]
     (coarse,) = infer(
