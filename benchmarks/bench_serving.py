@@ -367,8 +367,10 @@ def run_variant(name: str, model_path: Path, overrides: dict[str, str], args, ph
     """One served model: in-process limit and service (latency, then throughput rounds), alternated."""
     from pydantic import TypeAdapter
 
+    from serving.memory import no_hugepage_hint
     from serving.predictor import load_model
 
+    no_hugepage_hint()  # as the service it is compared with does (serving/memory.py)
     cores = os.cpu_count() or 2
     # The in-process rows run what the service runs: without the fine network under --set FINE_PASS=false
     # (parsed as the service's settings parse it).

@@ -20,6 +20,7 @@ from serving.db import make_engine, migrate, session_factory
 from serving.deps import AppState
 from serving.limits import BodyLimitMiddleware
 from serving.logs import RequestLogMiddleware
+from serving.memory import no_hugepage_hint
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.predictor import ModelSlot, load_served_model
 from serving.retention import start_sweeper
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         s = settings or get_settings()
+        no_hugepage_hint()  # large arrays without the kernel's compaction stalls (serving/memory.py)
         tracing.configure(s)  # OpenTelemetry spans when an OTLP endpoint is set (issue 20); else nothing
         state = build_state(s, metrics)
         watcher = start_watcher(state, s.model_poll_s)  # the model activated on any replica (issue 20)

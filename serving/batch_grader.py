@@ -15,6 +15,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from serving.memory import no_hugepage_hint
 from serving.pipeline import (
     PhotoError,
     RequestError,
@@ -103,6 +104,7 @@ def run_batch(
     except ValidationError as exc:
         err(f"error: invalid settings: {settings_error_line(exc)}")
         return 2
+    no_hugepage_hint()  # large arrays without the kernel's compaction stalls (serving/memory.py)
     try:
         model = load_model(path, intra_op_threads=threads, fine=fine)
     except ValueError as exc:
