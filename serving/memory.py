@@ -9,8 +9,9 @@ gradings on 2 cores, a grading 430-480 ms instead of 160-175; without the hint, 
 stayed at 162-174 ms, kernel time at most 39 ms a grading (docs/fine-pass.md, session 45). The
 arrays are written once and dropped within the grading, so huge pages buy nothing back.
 
-So a process that grades (the service, the offline grader) turns the hint off when it starts, unless
-the operator set `NUMPY_MADVISE_HUGEPAGE` (NumPy's own switch, read at its import), whose choice stands.
+So a process that grades (the service, the offline grader, a re-grading worker) turns the hint off
+when it starts, unless the operator set `NUMPY_MADVISE_HUGEPAGE` (NumPy's own switch, read at its
+import), whose choice stands.
 """
 
 from __future__ import annotations

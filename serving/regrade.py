@@ -167,10 +167,12 @@ def job_model(path: str, threads: int, fine: bool = True):
     """The new model, loaded once per process: the command's check, the job's version and every
     partition a worker in the same process runs share it; `fine`: with the fine network beside it, as
     the service loads it unless REFURBGRADE_FINE_PASS is false."""
+    from serving.memory import no_hugepage_hint
     from serving.predictor import load_model
 
     key = (path, threads, fine)
     if key not in _MODELS:
+        no_hugepage_hint()  # a re-grading worker grades as the service does (serving/memory.py)
         _MODELS[key] = load_model(path, intra_op_threads=threads, fine=fine)
     return _MODELS[key]
 

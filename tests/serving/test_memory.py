@@ -54,3 +54,13 @@ def test_the_service_and_the_offline_grader_start_without_it(hint, monkeypatch, 
     )
     assert code == 2  # no model there: refused, after the switch
     assert multiarray._get_madvise_hugepage() is False
+
+
+def test_a_regrading_worker_loads_its_model_without_it(hint, monkeypatch, model_path):
+    from serving import regrade
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(regrade, "_MODELS", {})  # loaded afresh here, whatever other tests loaded
+    multiarray._set_madvise_hugepage(True)
+    assert regrade.job_model(str(model_path), 1, fine=False) is not None
+    assert multiarray._get_madvise_hugepage() is False
