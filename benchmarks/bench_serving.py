@@ -6,7 +6,9 @@ measured in the same run on the same cores.
 
 FP32 and INT8 in the same run: the FP32 model (REFURBGRADE_MODEL_PRECISION=fp32) and then its INT8 sibling
 (`default.int8.onnx`), each with its own in-process limit, side by side in one table. Targets (issue 20):
-p50 <= 80 ms for one 12 MP JPEG, throughput with 16 clients >= 92% of the in-process limit.
+p50 <= 80 ms for one 12 MP JPEG, throughput with 16 clients >= 92% of the in-process limit. A photo the
+fine pass reads (`--photo`: a device at 0.12 mm a pixel or finer) is held to issue 19's instead: p50 <=
+150 ms and >= 2.5x the naive baseline; the table says which applied.
 
 What it measures (one 12-megapixel JPEG per grading, 4000 x 3000, camera-like noise so it has a realistic
 size of a few MB):
@@ -377,6 +379,7 @@ def run_variant(name: str, model_path: Path, overrides: dict[str, str], args, ph
     fine = TypeAdapter(bool).validate_python(overrides.get("REFURBGRADE_FINE_PASS", "true"))
     model = load_model(model_path, intra_op_threads=cores, fine=fine)
     bench_in_process(photo, model, 1, 1)  # warm-up
+    fine_reads = reads_finely(photo, model)
     work = Path(tempfile.mkdtemp(prefix="refurbgrade-bench-"))
     port = _free_port()
     proc, token = start_server(model_path, work / "data", port, overrides)
@@ -408,6 +411,7 @@ def run_variant(name: str, model_path: Path, overrides: dict[str, str], args, ph
     n_in = max(sum(i["n"] for i, _ in rounds), 1)
     return {
         "served_model": served_model,
+        "fine_reads": fine_reads,
         "lat": lat,
         "base": base,
         "limit": sum(i["n"] for i, _ in rounds) / sum(i["elapsed"] for i, _ in rounds),
@@ -421,6 +425,24 @@ def run_variant(name: str, model_path: Path, overrides: dict[str, str], args, ph
         "cpu_cli": sum(lo["client_cpu"] * len(lo["times"]) for _, lo in rounds) / max(served, 1),
         "rss": rss,
     }
+
+
+def reads_finely(photo: bytes, model) -> bool:
+    """Whether `model`'s fine pass reads `photo` (the device shown finely enough, a fine network loaded)."""
+    from model.inference import frame_photo, infer
+    from serving.pipeline import Device, fine_stage, run_direct
+
+    stage = fine_stage(model, Device())
+    if stage is None:
+        return False
+    (inferred,) = infer(
+        [frame_photo(photo, model.input_size)], model.card, lambda ims: run_direct(model, ims), None, stage
+    )
+    return inferred.fine is not None
+
+
+# End-to-end targets: issue 20's for the coarse pass alone; issue 19's where the fine pass reads the photo.
+TARGETS = {False: ("issue 20", 0.080, 3.0), True: ("issue 19", 0.150, 2.5)}
 
 
 def httpx_json(url: str, token: str) -> dict:
@@ -487,13 +509,16 @@ def main() -> None:
     def ok(pred) -> str:
         return " ".join(("ok" if pred(r) else "MISSED") for r in results.values())
 
+    first = next(iter(results.values()))
+    issue, p50_target, speedup_target = TARGETS[first["fine_reads"]]
     rows = [
         ("served model file", cells(lambda r: r["served_model"]), "", ""),
+        ("fine pass reads the photo", cells(lambda r: "yes" if r["fine_reads"] else "no"), issue, ""),
         (
             f"e2e latency p50 ({args.pairs} sequential)",
             cells(lambda r: f"{1000 * pct(r['lat'], 50):.0f} ms"),
-            "<= 80 ms",
-            ok(lambda r: pct(r["lat"], 50) <= 0.080),
+            f"<= {1000 * p50_target:.0f} ms",
+            ok(lambda r: pct(r["lat"], 50) <= p50_target),
         ),
         ("e2e latency p99", cells(lambda r: f"{1000 * pct(r['lat'], 99):.0f} ms"), "", ""),
         (f"throughput, {args.clients} clients", cells(lambda r: f"{r['rps']:.2f} gradings/s"), "", ""),
@@ -526,21 +551,20 @@ def main() -> None:
         ),
         ("server peak RSS (VmHWM)", cells(lambda r: f"{r['rss']:.0f} MB"), "", ""),
     ]
-    first = next(iter(results.values()))
     if first["base"]:
         base = first["base"]
         b50 = min(pct(v, 50) for v in base.values())
         base_text = ", ".join(f"{t} thr {1000 * pct(v, 50):.0f}" for t, v in base.items())
         rows.insert(
-            3, ("naive baseline p50 (torch threads)", [f"{base_text} ms"] + [""] * (len(results) - 1), "", "")
+            4, ("naive baseline p50 (torch threads)", [f"{base_text} ms"] + [""] * (len(results) - 1), "", "")
         )
         rows.insert(
-            4,
+            5,
             (
                 "speed-up vs baseline (p50)",
                 cells(lambda r: f"{b50 / pct(r['lat'], 50):.1f}x"),
-                ">= 3x",
-                ok(lambda r: b50 / pct(r["lat"], 50) >= 3),
+                f">= {speedup_target:g}x",
+                ok(lambda r: b50 / pct(r["lat"], 50) >= speedup_target),
             ),
         )
     print()
