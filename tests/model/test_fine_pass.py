@@ -115,6 +115,30 @@ def test_a_hairline_is_found_in_the_tiles_and_measured_in_mm():
     assert xs.min() > 880 and xs.max() < 1320 and ys.min() > 790 and ys.max() < 810
 
 
+def test_a_card_that_does_not_fill_runs_only_the_proposed_tiles():
+    """Without evidence anywhere (no coarse candidate, no line), a card that fills spends its tiles on
+    the grade-critical zones; one with `fill_critical` off runs none, and still reads the photo."""
+    img = _photo()
+    x0, y0, x1, y1 = DEVICE
+    img[y0:y1, x0:x1] = 170  # the line painted over: a clean device
+    data = _png(img)
+    frame = frame_photo(data, SIZE)
+    outputs = _coarse(frame)
+    screen = ZONE_CHANNELS.index(Zone.SCREEN.value)
+    outputs["zone_probs"][screen] = outputs["zone_probs"][ZONE_CHANNELS.index(Zone.BODY.value)]
+    outputs["zone_probs"][ZONE_CHANNELS.index(Zone.BODY.value)] = 0.0  # a front view: its screen is critical
+    runs = {}
+    for fill in (True, False):
+        card = _card(max_tiles=3, heat_cut=0.5, fill_critical=fill)
+        fine = fine_pass(
+            outputs, frame.letterbox, SIZE, data, frame.original_size, FineStage(card, _dark_lines, LENGTH_MM)
+        )
+        runs[fill] = fine
+    assert runs[True] is not None and len(runs[True].tiles) == 3
+    assert runs[False] is None or len(runs[False].tiles) == 0
+    assert FineCard(name="old", version="0").fill_critical  # cards written before the field fill, as they did
+
+
 def test_a_photo_too_coarse_for_the_fine_pass_gets_none():
     small = cv2.resize(_photo(), (600, 400), interpolation=cv2.INTER_AREA)  # 0.2 mm per pixel
     data = _png(small)
