@@ -157,7 +157,7 @@ fine-model: $(STAMP_ALL)
 		--val $(FINE)/neg_real_val --val $(FINE)/pos_val --out runs/fine_light --minutes 40 --init runs/fine_pos/best.pt \
 		--lr 0.001 --head light
 	$(BIN)/refurbgrade export-fine --checkpoint runs/fine_light/best.pt --val $(FINE)/patches_val --val $(FINE)/neg_val \
-		--val $(FINE)/neg_real_val --out models/default.fine.onnx --heat-low 0.5 --max-tiles 6
+		--val $(FINE)/neg_real_val --out models/default.fine.onnx --heat-low 0.5 --max-tiles 6 --no-fill-critical
 	$(BIN)/refurbgrade fine-cut models/default.onnx -m $(FINE)/devices_val/manifest.jsonl@train,val,test \
 		-m datasets/real/msd.jsonl@val --cuts 0.99 --lows 0.5 --frame-zs 6,8,10,12,15 --write
 	$(BIN)/python benchmarks/bench_fine_net.py --checkpoint runs/fine_light/best.pt --compare runs/fine_pos/best.pt \

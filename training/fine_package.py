@@ -60,9 +60,11 @@ def package_fine(
     max_tiles: int = 8,
     limit: int | None = None,
     heat_low: float | None = None,
+    fill_critical: bool = False,
 ) -> FineCard:
     """Export `checkpoint` to `out` with the heat cut chosen on `val` (one fine-patch folder or several:
-    rendered patches and negatives); returns the card written."""
+    rendered patches and negatives); returns the card written. `fill_critical`: tiles left over go to
+    the grade-critical zones (`FineCard.fill_critical`; off since card 2026.12.06.1)."""
     net = load_fine_net(checkpoint)
     folders = [val] if isinstance(val, str | Path) else list(val)
     sets = [FinePatchDataset(v) for v in folders]
@@ -75,6 +77,7 @@ def package_fine(
         version=version,
         git_commit=git_commit(),
         max_tiles=max_tiles,
+        fill_critical=fill_critical,
         heat_cut=cut,
         heat_low=heat_low if heat_low is not None and heat_low < cut else None,
         metrics={

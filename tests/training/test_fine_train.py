@@ -209,6 +209,23 @@ def test_export_fine_picks_the_cut_on_validation_and_writes_a_card(patches, tmp_
 
     meta = ort.InferenceSession(str(tmp_path / "x.fine.onnx")).get_modelmeta().custom_metadata_map
     assert FineCard.from_metadata(meta) == card
+    assert not card.fill_critical  # the recipe's choice since card 2026.12.06.1, written into the card
+    out = CliRunner().invoke(
+        build(),
+        [
+            "export-fine",
+            "--checkpoint",
+            str(best),
+            "--val",
+            str(patches / "b"),
+            "--out",
+            str(tmp_path / "z.fine.onnx"),
+            "--fill-critical",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    meta = ort.InferenceSession(str(tmp_path / "z.fine.onnx")).get_modelmeta().custom_metadata_map
+    assert FineCard.from_metadata(meta).fill_critical
     out = CliRunner().invoke(
         build(),
         [

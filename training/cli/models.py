@@ -303,6 +303,13 @@ def export_fine(
         float | None,
         typer.Option("--heat-low", min=0.0, max=1.0, help="hysteresis: lines grow from the cut over this"),
     ] = None,
+    fill_critical: Annotated[
+        bool,
+        typer.Option(
+            "--fill-critical/--no-fill-critical",
+            help="spend the tiles nothing proposed on the screen and camera (off: measured no better)",
+        ),
+    ] = False,
 ) -> None:
     """Export a fine network with its card (heat cut chosen on validation patches), verified."""
     from model.export import ExportVerificationError
@@ -313,7 +320,15 @@ def export_fine(
     if not out.name.endswith(".fine.onnx"):
         _refuse(f"{out}: a fine file is named NAME.fine.onnx (serving finds it beside NAME.onnx)")
     try:
-        card = package_fine(checkpoint, [str(v) for v in val], out, version, max_tiles, heat_low=heat_low)
+        card = package_fine(
+            checkpoint,
+            [str(v) for v in val],
+            out,
+            version,
+            max_tiles,
+            heat_low=heat_low,
+            fill_critical=fill_critical,
+        )
     except (FileNotFoundError, ValueError) as exc:
         _refuse(str(exc))
     except ExportVerificationError as exc:
