@@ -232,7 +232,8 @@ def choose_cells(
 ) -> TilePlan:
     """Proposed cells: every cell with a coarse candidate or at least `min_line` of line response;
     ranked coarse evidence first, then line response; at most `k` (None: all). The budget left over goes
-    to the grade-critical zones' cells, most line response first, then most area."""
+    to the grade-critical zones' cells `crit`, most line response first, then most area (the pass hands
+    none where its card does not fill, `FineCard.fill_critical`)."""
     proposed = set(net) | {t for t, v in line.items() if v >= min_line}
     ranked = sorted(proposed, key=lambda t: (-net.get(t, 0.0), -line.get(t, 0.0), t))
     if k is None:
