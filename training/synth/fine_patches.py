@@ -30,7 +30,6 @@ import io
 import itertools
 import json
 import math
-import multiprocessing as mp
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from scipy.special import erf
 
 from training.synth.geometry import SHIFT, curve_of_length, polyline_length, to_cv
 from training.synth.photography import encode_jpeg
+from training.synth.pool import worker_pool
 
 MM_PER_PX = (0.03, 0.12)
 WIDTH_MM = (0.02, 0.4)
@@ -431,8 +431,7 @@ def _iter_patches(out_dir: Path, n: int, seed: int, size: int, workers: int) -> 
         _init_worker(out_dir, seed, size)
         yield from map(_work, range(n))
         return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(out_dir, seed, size)) as pool:
+    with worker_pool(workers, _init_worker, (out_dir, seed, size)) as pool:
         yield from pool.imap(_work, range(n), chunksize=8)
 
 

@@ -13,7 +13,6 @@ Output layout of `generate(...)` (paths in the manifest are relative to it):
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from training.synth.photography import (
     sensor,
     warp_layers,
 )
+from training.synth.pool import worker_pool
 
 # In every record's meta. 2 (2026-12-05): a gouge on a dark finish shows lighter (`defects._draw_scratch`).
 GENERATOR_VERSION = "2"
@@ -433,8 +433,7 @@ def iter_generate(
         for i in indices:
             yield ManifestRecord.model_validate_json(_work(i))
         return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, out_dir)) as pool:
+    with worker_pool(workers, _init_worker, (cfg, out_dir)) as pool:
         for js in pool.imap(_work, indices, chunksize=4):
             yield ManifestRecord.model_validate_json(js)
 
