@@ -176,6 +176,10 @@ class FineStage:
     # length of the kind the photos show (`model.device_kind`) before the pass runs.
     guess_kind: bool = False
 
+    def cores_free(self) -> bool:
+        """Whether a photo's work may go to a thread of its own now (`spare_cores`; None: always)."""
+        return self.spare_cores is None or self.spare_cores()
+
 
 @dataclass(frozen=True)
 class FineMaps:
@@ -538,7 +542,7 @@ def fine_pass(
     # both (`beside`): the scoring is single-threaded, which leaves the other core to the rim. Its
     # arguments are bound now: the fallback below rebinds the canvas's names.
     read_rim = partial(_frame_lines, outputs, gray, zones, res, clb, card)
-    if stage.spare_cores is None or stage.spare_cores():
+    if stage.cores_free():
         frame = beside(read_rim, "refurbgrade-rim")
     else:  # the cores are busy with other gradings: a thread more would only add switching
         lines = read_rim()

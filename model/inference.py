@@ -163,6 +163,11 @@ def _start_whole(data: bytes | str | Path) -> Callable[[], tuple[np.ndarray, flo
             return None
     except DecodeError:
         return None  # the reduced decode says what is wrong with the photo, as without this
+    return _decode_beside(data)
+
+
+def _decode_beside(data: bytes | str | Path) -> Callable[[], tuple[np.ndarray, float]]:
+    """The photo's full-scale decode (`decode_upright`) on a thread of its own; call the result to wait."""
     return beside(lambda: decode_upright(data, None), "refurbgrade-decode")
 
 
@@ -174,12 +179,12 @@ def _early_decodes(frames: Sequence[Frame], fine: FineStage | None) -> dict[int,
     if fine is None:
         return {}
     out = {k: f.whole for k, f in enumerate(frames) if f.whole is not None}
-    if fine.spare_cores is not None and not fine.spare_cores():
+    if not fine.cores_free():
         return out
     for k, f in enumerate(frames):
         w, h = f.original_size
         if k not in out and f.source is not None and w * h >= EARLY_DECODE_PIXELS:
-            out[k] = beside(lambda src=f.source: decode_upright(src, None), "refurbgrade-decode")
+            out[k] = _decode_beside(f.source)
     return out
 
 

@@ -398,7 +398,7 @@ def grade_device(
     fine = fine_stage(model, device, spare_cores)
     # A grading alone starts each large photo's full-scale decode before its reduced one, so that the
     # decode the fine pass waits for has a core to itself while the reduced one runs (model.inference).
-    whole = fine is not None and (spare_cores is None or spare_cores())
+    whole = fine is not None and fine.cores_free()
     # Spans (serving/tracing.py): nothing is created when tracing is off.
     with span("decode", {"photo.count": len(datas), "photo.bytes": sum(map(len, datas))}), slot:
         frames = prepare_photos(datas, model.input_size, filenames, hold_pixels, whole)
