@@ -207,35 +207,17 @@ def test_export_fine_picks_the_cut_on_validation_and_writes_a_card(patches, tmp_
     assert set(card.metrics) == {"val_centreline_precision", "val_centreline_recall", "val_centreline_f1"}
     import onnxruntime as ort
 
-    meta = ort.InferenceSession(str(tmp_path / "x.fine.onnx")).get_modelmeta().custom_metadata_map
-    assert FineCard.from_metadata(meta) == card
+    def card_of(path):
+        return FineCard.from_metadata(ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map)
+
+    def export(out, *extra):
+        args = ["export-fine", "--checkpoint", str(best), "--val", str(patches / "b"), "--out", str(out)]
+        return CliRunner().invoke(build(), [*args, *extra])
+
+    assert card_of(tmp_path / "x.fine.onnx") == card
     assert not card.fill_critical  # the recipe's choice since card 2026.12.06.1, written into the card
-    out = CliRunner().invoke(
-        build(),
-        [
-            "export-fine",
-            "--checkpoint",
-            str(best),
-            "--val",
-            str(patches / "b"),
-            "--out",
-            str(tmp_path / "z.fine.onnx"),
-            "--fill-critical",
-        ],
-    )
+    out = export(tmp_path / "z.fine.onnx", "--fill-critical")
     assert out.exit_code == 0, out.output
-    meta = ort.InferenceSession(str(tmp_path / "z.fine.onnx")).get_modelmeta().custom_metadata_map
-    assert FineCard.from_metadata(meta).fill_critical
-    out = CliRunner().invoke(
-        build(),
-        [
-            "export-fine",
-            "--checkpoint",
-            str(best),
-            "--val",
-            str(patches / "b"),
-            "--out",
-            str(tmp_path / "y.onnx"),
-        ],
-    )
+    assert card_of(tmp_path / "z.fine.onnx").fill_critical
+    out = export(tmp_path / "y.onnx")
     assert out.exit_code == 2 and "NAME.fine.onnx" in out.output
