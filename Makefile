@@ -105,6 +105,7 @@ model: $(STAMP_ALL)
 		--compare models/default.int8.onnx --split test \
 		-m $(SYNTH)/synth_test/manifest.jsonl@train,val,test -m datasets/real/cracked_screens.jsonl \
 		-m datasets/real/laptop_scratch.jsonl -m datasets/real/msd.jsonl -m datasets/real/phones_web.jsonl
+	cp models/default.calibration.json models/default_report/calibration.json  # the card's figures, committed
 	$(BIN)/python benchmarks/bench_model.py latency models/default.onnx models/default.int8.onnx
 	$(BIN)/python benchmarks/bench_real.py --split test
 	$(BIN)/python benchmarks/bench_real.py --split test --no-kind
