@@ -17,7 +17,8 @@ split.
 The rules count a crack from probability 0.5 on (`model.rules.engine.PRESENT_AT`), and a fit at even
 odds does not put its best decision there: MSD's scratched screens, never seen cracked, sit at 0.5-0.6.
 So the held-apart real photos (all held-apart photos where the real ones lack a class) choose the cut
-that best separates cracked from not (Youden's J, each source and class weighted as in the fit), and
+that best separates cracked from not (Youden's J, each source and class weighted as in the fit; where
+several cuts in a row do, the middle one, so the nearest photo of either class is as far from it), and
 the model's bias is shifted so that the cut is its 0.5: the order of the photos (AUROC) is unchanged,
 the counted cracks are the ones real photos chose.
 
@@ -198,15 +199,17 @@ def deciding(samples: Sequence[ZoneSample]) -> np.ndarray:
 
 def choose_cut(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     """The cut on `p` with the highest weighted Youden's J (true-positive minus false-positive rate),
-    the lowest such cut on ties; and that J."""
+    and that J. Where a run of cuts ties (no photo between them: a gap between the classes), its middle:
+    the lowest would put the decision against the last negative (a scratched screen at 0.49 counted
+    intact, at 0.51 cracked), the middle leaves both classes the same margin."""
     pos, neg = w * (y == 1), w * (y == 0)
-    best = (-2.0, 0.5)
-    for cut in CUTS:
-        hit = p >= cut
-        j = float(pos[hit].sum() / pos.sum() - neg[hit].sum() / neg.sum())
-        if j > best[0] + 1e-12:
-            best = (j, float(cut))
-    return best[1], best[0]
+    js = np.array([pos[p >= c].sum() / pos.sum() - neg[p >= c].sum() / neg.sum() for c in CUTS])
+    best = js.max()
+    top = np.flatnonzero(js >= best - 1e-12)
+    # the longest run of consecutive best cuts (the first on ties), and its middle
+    runs = np.split(top, np.flatnonzero(np.diff(top) > 1) + 1)
+    run = max(runs, key=len)
+    return float(CUTS[run[(len(run) - 1) // 2]]), float(best)
 
 
 def cross_fitted(

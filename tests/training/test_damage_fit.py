@@ -158,7 +158,8 @@ def test_the_chosen_cut_becomes_the_rules_half_and_keeps_the_order():
     p = np.array([0.9, 0.8, 0.7, 0.58, 0.55, 0.1, 0.05])
     y = np.array([1, 1, 1, 0, 0, 0, 0])
     cut, j = choose_cut(p, y, np.ones(len(p)))
-    assert cut == pytest.approx(0.59) and j == pytest.approx(1.0)
+    # every cut in 0.59-0.70 separates them: the middle of that run leaves both sides a margin
+    assert cut == pytest.approx(0.64) and j == pytest.approx(1.0)
     rng = np.random.default_rng(3)
     fit = _samples(rng, 80)
     # Held-apart negatives shifted towards the positives: the cut rises above 0.5.
@@ -175,6 +176,20 @@ def test_the_chosen_cut_becomes_the_rules_half_and_keeps_the_order():
     # The cut's photos are the counted ones: exactly those at or above the cut before the shift.
     unshifted = 1 / (1 + np.exp(-(np.log(probs / (1 - probs)) + np.log(fig["cut"] / (1 - fig["cut"])))))
     assert ((probs >= 0.5) == (unshifted >= fig["cut"] - 1e-9)).all()
+
+
+def test_a_cut_between_tied_runs_takes_the_longest_runs_middle():
+    """Two separate runs of cuts reach the best J: the longer run wins, and its middle is the cut."""
+    from training.damage import choose_cut
+
+    y = np.array([1, 1, 0, 0])
+    # Cuts 0.11-0.30 keep both positives and the negative at 0.35 (J 1 - 0.5); 0.31-0.35 lose a
+    # positive and keep that negative (J 0); 0.36-0.80 keep one positive and no negative (J 0.5).
+    cut, j = choose_cut(np.array([0.8, 0.3, 0.35, 0.1]), y, np.ones(4))
+    assert j == pytest.approx(0.5) and cut == pytest.approx(0.58)  # the middle of 0.36-0.80
+    # The top positive at 0.5: 0.36-0.50 is now the shorter run, and 0.11-0.30's middle is the cut.
+    cut, j = choose_cut(np.array([0.5, 0.3, 0.35, 0.1]), y, np.ones(4))
+    assert j == pytest.approx(0.5) and cut == pytest.approx(0.20)
 
 
 def test_real_photos_choose_the_cut_when_they_have_both_classes():
