@@ -97,6 +97,7 @@ model: $(STAMP_ALL)
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode quarter-turn --seed 7 --out $(SYNTH)/real_turned
 	test -f $(SYNTH)/real_darker/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode darker --seed 8 --out $(SYNTH)/real_darker
+	$(FINE_VAL_SETS)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(HOLDOUT) $(STAGE1)
 	$(BIN)/refurbgrade train --config $(CONFIG) --set calibrate=false $(STAGE2)
 	$(BIN)/refurbgrade export runs/default_ft/best.pt --out models/default.onnx --int8
@@ -125,6 +126,13 @@ model: $(STAMP_ALL)
 # validation photos best without losing scratch F1 (`--frame-zs`; 15 on these photos).
 # Its output, models/default.fine.onnx, is bundled and served beside the model (docs/fine-pass.md).
 FINE := $(SYNTH)/fine
+# The 12 MP validation devices the config's data.fine_val names: the grading of the devices the fine pass
+# reads is fitted on them (`calibrate`, model.card.FineGrading; 6 minutes a set). Seed 709 is held out.
+define FINE_VAL_SETS
+test -f $(FINE)/devices_val/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 708 --n 60 --out $(FINE)/devices_val
+	test -f $(FINE)/devices_val2/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 710 --n 60 --out $(FINE)/devices_val2
+	test -f $(FINE)/devices_val3/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 711 --n 60 --out $(FINE)/devices_val3
+endef
 fine-model: $(STAMP_ALL)
 	$(BIN)/python scripts/check_synth_current.py $(SYNTH)
 	test -f $(FINE)/patches_train/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 3000 --seed 11 --out $(FINE)/patches_train --workers 2
@@ -132,7 +140,7 @@ fine-model: $(STAMP_ALL)
 	test -f $(FINE)/patches_test/manifest.jsonl || $(BIN)/refurbgrade synth-fine --n 300 --seed 13 --out $(FINE)/patches_test --workers 2
 	test -f $(FINE)/devices_train/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 7101 --n 40 --out $(FINE)/devices_train
 	test -f $(FINE)/devices_train2/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 7102 --n 60 --out $(FINE)/devices_train2
-	test -f $(FINE)/devices_val/manifest.jsonl || $(BIN)/python benchmarks/bench_fine_oracle.py synth --seed 708 --n 60 --out $(FINE)/devices_val
+	$(FINE_VAL_SETS)
 	test -f $(FINE)/neg_train/manifest.jsonl || $(BIN)/refurbgrade fine-negatives -m $(FINE)/devices_train/manifest.jsonl \
 		--out $(FINE)/neg_train --per-photo 40 --seed 3
 	test -f $(FINE)/neg_real_train/manifest.jsonl || $(BIN)/refurbgrade fine-negatives -m datasets/real/msd.jsonl \
@@ -161,6 +169,7 @@ fine-model: $(STAMP_ALL)
 		--val $(FINE)/neg_real_val --out models/default.fine.onnx --heat-low 0.5 --max-tiles 6 --no-fill-critical
 	$(BIN)/refurbgrade fine-cut models/default.onnx -m $(FINE)/devices_val/manifest.jsonl@train,val,test \
 		-m datasets/real/msd.jsonl@val --cuts 0.99 --lows 0.5 --frame-zs 6,8,10,12,15 --write
+	$(BIN)/refurbgrade calibrate models/default.onnx --config $(CONFIG) --fine-grading-only
 	$(BIN)/python benchmarks/bench_fine_net.py --checkpoint runs/fine_light/best.pt --compare runs/fine_pos/best.pt \
 		--manifest $(FINE)/patches_test \
 		--train $(FINE)/patches_train --cut $$($(BIN)/python -c "import onnx,json;m=onnx.load('models/default.fine.onnx');print(json.loads({p.key:p.value for p in m.metadata_props}['refurbgrade.fine_card'])['heat_cut'])")

@@ -39,6 +39,21 @@ class Taxonomy(BaseModel):
     qualities: tuple[str, ...] = QUALITY_CLASSES
 
 
+class FineGrading(BaseModel):
+    """How far to trust the grade of a device the fine pass read (at least one of its photos showed the
+    device finely enough for native-resolution tiles, `model.fine_pass`): there the fine pass finds
+    hairlines the coarse pass cannot, so the rules grade differently, and a grade calibration fitted on
+    coarse gradings misdescribes it (ECE 0.22-0.24 on 12 MP synthetic devices against 0.05 at 512 px,
+    docs/fine-pass.md). Fitted on validation devices the fine pass read (`training.calibrate`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Per standard, as `Thresholds.grade_calibration`; a standard without one uses that.
+    grade_calibration: dict[str, GradeCalibration] = Field(default_factory=dict)
+    needs_review_below: float = Field(ge=0, le=1)
+    devices: int = Field(ge=0, description="validation devices the fine pass read, that it was fitted on")
+
+
 class Thresholds(BaseModel):
     """Decision thresholds, calibrated on validation data (never on test data)."""
 
@@ -60,6 +75,8 @@ class Thresholds(BaseModel):
     # validation devices (`model.rules.calibration`). A standard without one reports the rules'
     # probabilities as they are.
     grade_calibration: dict[str, GradeCalibration] = Field(default_factory=dict)
+    # The grade calibration and review threshold for devices the fine pass read (None: these above).
+    fine_grading: FineGrading | None = None
     # Per glass zone ("screen", "body"): P(the zone is cracked) from its whole crack map
     # (`model.damage`), fitted on validation photos. A zone with one is judged as a whole: its crack
     # fragments become evidence and the zone gets one crack with that probability.
@@ -74,6 +91,16 @@ class Thresholds(BaseModel):
     def _probed_verdicts(cls, value: dict[str, PhotoProbe]) -> dict[str, PhotoProbe]:
         check_classes(value)
         return value
+
+    def grading(self, fine: bool) -> tuple[dict[str, GradeCalibration], float]:
+        """The grade calibrations (by standard) and the review threshold for a device the fine pass read
+        (`fine`) or not."""
+        if fine and self.fine_grading is not None:
+            return (
+                {**self.grade_calibration, **self.fine_grading.grade_calibration},
+                self.fine_grading.needs_review_below,
+            )
+        return dict(self.grade_calibration), self.needs_review_below
 
     @field_validator("zone_damage")
     @classmethod

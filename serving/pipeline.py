@@ -136,6 +136,14 @@ class DeviceGrading:
         for name, g in self.grades.items():
             if g.grade == UNGRADABLE:
                 out.append(f"{name}: ungradable, no usable photo of the device")
+            elif g.probabilities[g.grade] < g.review_threshold >= 1.0:
+                # The card found no threshold that left 95% of such gradings right on validation
+                # (`Thresholds.fine_grading` on 12 MP photos today): "0.95 < 1.00" would read as a miss.
+                out.append(
+                    f"{name}: top grade {g.grade} has probability {g.probabilities[g.grade]:.2f}; on "
+                    "photos like these no probability was right often enough on validation, so every "
+                    "such grading is checked"
+                )
             elif g.probabilities[g.grade] < g.review_threshold:
                 p, t = below(g.probabilities[g.grade], g.review_threshold)
                 out.append(f"{name}: top grade {g.grade} has probability {p} < {t}")
@@ -413,16 +421,17 @@ def grade_device(
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
         photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
         sp.set_attribute("defect.count", sum(len(p.instances) for p in photos))
-    threshold = model.card.thresholds.needs_review_below if review_threshold is None else review_threshold
+    # A device the fine pass read is graded differently (it sees hairlines), so the card may trust its
+    # grades by a calibration of their own (`Thresholds.fine_grading`).
+    calibration, card_threshold = model.card.thresholds.grading(any(i.fine is not None for i in inferred))
+    threshold = card_threshold if review_threshold is None else review_threshold
     instances = [i for p in photos for i in p.instances]
     with span("rules", {"standards": ",".join(standards)}):
-        grades = grade_instances(
-            instances, standards, device, threshold, model.card.thresholds.grade_calibration, photos
-        )
+        grades = grade_instances(instances, standards, device, threshold, calibration, photos)
     if guess is not None and not guess.sure:
         with span("postprocess", {"photo.count": len(inferred), "kind": guess.other.value}), slot:
             grades = _kind_decides(
-                grades, inferred, model, replace(device, kind=guess.other), views, threshold
+                grades, inferred, model, replace(device, kind=guess.other), views, threshold, calibration
             )
     return DeviceGrading(
         photos=photos,
@@ -441,6 +450,7 @@ def _kind_decides(
     other: Device,
     views: Sequence[View | None],
     threshold: float,
+    calibration: Mapping[str, GradeCalibration],
 ) -> dict[str, GradeResult]:
     """`grades` with each grade that the device's kind decides sent to review (`kind_decides`): the
     same photos analysed and graded as the `other` kind give another grade. Its fine maps are the ones
@@ -452,7 +462,7 @@ def _kind_decides(
         list(grades),
         other,
         threshold,
-        model.card.thresholds.grade_calibration,
+        calibration,
         photos,
     )
     return {

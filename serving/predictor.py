@@ -297,7 +297,9 @@ def verify_grade_calibration(model: Model) -> None:
     """Each grade calibration in the card fits the standard of that name that serving grades with
     (same grades, best first): otherwise every grading would fail, so the file is refused up front."""
     known = set(list_standards())
-    for name, cal in model.card.thresholds.grade_calibration.items():
+    t = model.card.thresholds
+    fine = t.fine_grading.grade_calibration if t.fine_grading is not None else {}
+    for name, cal in [*t.grade_calibration.items(), *fine.items()]:
         if name not in known:
             raise ModelLoadError(f"{model.path}: grade calibration for unknown standard {name!r}")
         grades = load_standard(name).grade_names

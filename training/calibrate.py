@@ -13,6 +13,10 @@
    `MIN_CALIBRATION_DEVICES` of them), so a grade's probability means what it says.
 4. needs_review_below: the lowest (calibrated) top-grade probability at which the devices graded
    without review reach `TARGET_ACCURACY` on validation devices (0.8 without graded validation devices).
+5. Steps 3 and 4 apart for the devices the fine pass read (`model.card.FineGrading`): the fine pass
+   finds hairlines the coarse pass cannot, so its gradings err differently. Fitted on the validation
+   photos it read and on high-resolution validation devices (`fine_items`, config `data.fine_val`)
+   that take part in nothing else: the pixel cuts stay those of the photos serving mostly sees.
 
 `calibrate` returns the thresholds and the figures behind them; `calibrate_model_file` (re)calibrates
 a model file and stores the result where that kind of file keeps it: inside a checkpoint, or in an
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.card import Thresholds
+from model.card import FineGrading, Thresholds
 from model.outputs import DEFECT_CHANNELS
 from model.rules import fit_grade_calibration, list_standards, load_standard
 from training.checkpoint import attach_calibration, load_checkpoint
@@ -208,6 +212,63 @@ def review_thresholds(rows: list[dict], target: float = TARGET_ACCURACY) -> dict
     }
 
 
+def fine_read_rows(preds, thresholds: Thresholds, stride: int, probes=None) -> list[dict]:
+    """`grade_devices` rows (with listability) of the photos in `preds` that the fine pass read, each
+    device prefixed with its manifest so that two sets' device ids never merge. `probes`: photo probes
+    to apply first (where `predict` has not)."""
+    results = [photo_result(with_probes(p, probes) if probes else p, thresholds, stride) for p in preds]
+    rows = []
+    for manifest in sorted({str(r.pred.item.manifest) for r in results}):
+        mine = [r for r in results if str(r.pred.item.manifest) == manifest]
+        rows += [
+            {**row, "device": f"{manifest}:{row['device']}"}
+            for row in grade_devices(mine, list_standards(), listability=True)
+            if row["fine"]
+        ]
+    return rows
+
+
+def fit_gradings(thresholds: Thresholds, rows: list[dict]) -> tuple[dict, dict, dict]:
+    """Steps 3-5 on validation `rows` (`grade_devices`, listability), into `thresholds`: the grade
+    calibration and review threshold of the devices the fine pass read (`fine_grading`, where at least
+    `MIN_CALIBRATION_DEVICES` of them have a standard's grade), then those of every other device.
+    Returns the figures of the coarse grade calibration, its review threshold and the fine grading."""
+    thresholds.fine_grading, fine_fig = fit_fine_grading([r for r in rows if r.get("fine")])
+    if thresholds.fine_grading is not None:
+        rows = [r for r in rows if not r.get("fine")]
+    thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
+    rows = calibrated_rows(rows, thresholds.grade_calibration)
+    review_fig = {}
+    if rows:
+        picked = review_thresholds(rows)
+        thresholds.needs_review_below = max(picked.values())
+        review_fig = _review_figures(rows, picked)
+    return grade_fig, review_fig, fine_fig
+
+
+def fit_fine_grading(rows: list[dict]) -> tuple[FineGrading | None, dict]:
+    """The grading of the devices the fine pass read, from their validation `rows`, and its figures;
+    None (and no figures) where no standard has `MIN_CALIBRATION_DEVICES` of them."""
+    cal, grade_fig = calibrate_grades(rows) if rows else ({}, {})
+    if not cal:
+        return None, {}
+    rows = calibrated_rows(rows, {}, cal)
+    picked = review_thresholds(rows)
+    devices = len({r["device"] for r in rows})
+    grading = FineGrading(grade_calibration=cal, needs_review_below=max(picked.values()), devices=devices)
+    return grading, {"grades": grade_fig, "review": _review_figures(rows, picked)}
+
+
+def _review_figures(rows: list[dict], picked: dict[str, float]) -> dict:
+    correct = np.array([is_right(r) for r in rows], dtype=float)
+    return {
+        "threshold_by_kind": picked,
+        "devices": len({r["device"] for r in rows}),
+        "real_photos": len({r["device"] for r in rows if r.get("real")}),
+        "val_grade_accuracy": float(correct.mean()),
+    }
+
+
 def calibrate(
     model,
     val_items: list[Item],
@@ -216,6 +277,7 @@ def calibrate(
     crop_to_device: bool = False,
     damage_items: list[Item] | None = None,
     probe_items: list[Item] | None = None,
+    fine_items: list[Item] | None = None,
 ) -> dict:
     """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
     network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
@@ -223,7 +285,8 @@ def calibrate(
     grade accuracy. `crop_to_device`: calibrate on the crop-to-device second pass (`model.inference`).
     `damage_items`: photos to fit the zone-damage models on (`training.damage`), `probe_items` the photo
     probes (`training.probes`); the regularisation of both is chosen on `val_items`, and the grade
-    calibration is then fitted on the grades they lead to."""
+    calibration is then fitted on the grades they lead to. `fine_items`: high-resolution validation
+    devices for the fine pass's grade calibration only (`fit_gradings`)."""
     if isinstance(model, Predictor):
         predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
     else:
@@ -257,19 +320,11 @@ def calibrate(
     results = [photo_result(p, thresholds, stride) for p in preds]
     # Real photos known only to be cracked or not count too (set labels), as much as the synthetic devices.
     rows = grade_devices(results, list_standards(), listability=True)
-    thresholds.grade_calibration, grade_fig = calibrate_grades(rows)
-    rows = calibrated_rows(rows, thresholds.grade_calibration)
-    review_fig = {}
-    if rows:
-        correct = np.array([is_right(r) for r in rows], dtype=float)
-        picked = review_thresholds(rows)
-        thresholds.needs_review_below = max(picked.values())
-        review_fig = {
-            "threshold_by_kind": picked,
-            "devices": len({r["device"] for r in rows}),
-            "real_photos": len({r["device"] for r in rows if r.get("real")}),
-            "val_grade_accuracy": float(correct.mean()),
-        }
+    if fine_items:
+        rows += fine_read_rows(
+            predict(fine_items, predictor, batch_size), thresholds, stride, thresholds.photo_probes
+        )
+    grade_fig, review_fig, fine_fig = fit_gradings(thresholds, rows)
     return {
         "thresholds": thresholds.model_dump(mode="json"),
         "figures": {
@@ -280,6 +335,7 @@ def calibrate(
             "photo_probes": probe_fig,
             "grades": grade_fig,
             "review": review_fig,
+            "fine_grading": fine_fig,
         },
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
@@ -307,6 +363,7 @@ class ModelFile:
     val_sources: list[SourceConfig]  # the run's validation sources; an ONNX file knows none
     damage_sources: list[SourceConfig] = field(default_factory=list)  # the run's zone-damage photos
     probe_sources: list[SourceConfig] = field(default_factory=list)  # the run's photo-probe photos
+    fine_sources: list[SourceConfig] = field(default_factory=list)  # the run's data.fine_val
     alone: bool = False  # an INT8 file calibrated on its own outputs (`store_calibration`)
     damage_holdout: float = 0.0  # the run's data.damage_holdout (training.dataset.damage_fit_items)
 
@@ -325,12 +382,19 @@ def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
             )
         if alone and not card.quantized:
             raise QuantizedModelError(f"{path}: --alone is for an INT8 file; this one is FP32")
-        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [], [], alone)
+        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [], [], [], alone)
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
     data = run.data
     return ModelFile(
-        path, net, run.crop_to_device, data.val, data.damage, data.probes, damage_holdout=data.damage_holdout
+        path,
+        net,
+        run.crop_to_device,
+        data.val,
+        data.damage,
+        data.probes,
+        data.fine_val,
+        damage_holdout=data.damage_holdout,
     )
 
 
@@ -340,6 +404,7 @@ def calibrate_model_file(
     crop_to_device: bool | None = None,
     damage_items: list[Item] | None = None,
     probe_items: list[Item] | None = None,
+    fine_items: list[Item] | None = None,
 ) -> tuple[dict, list[Path]]:
     """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`:
     None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
@@ -350,9 +415,55 @@ def calibrate_model_file(
         model_file = open_model_file(model_file.path, model_file.alone)  # now with the encoder's features
     crop = model_file.crop_to_device if crop_to_device is None else crop_to_device
     cal = calibrate(
-        model_file.model, items, crop_to_device=crop, damage_items=damage_items, probe_items=probe_items
+        model_file.model,
+        items,
+        crop_to_device=crop,
+        damage_items=damage_items,
+        probe_items=probe_items,
+        fine_items=fine_items,
     )
     return cal, store_calibration(model_file.path, cal, model_file.alone)
+
+
+def calibrate_fine_grading(
+    path: str | Path, items: list[Item], fine_items: list[Item], batch_size: int = 8
+) -> tuple[dict, list[Path]]:
+    """Fit only the card's `fine_grading` (step 5) for an exported, calibrated ONNX file, its other
+    thresholds as they are: the photos of `items` (validation) and `fine_items` (high-resolution
+    validation devices) that the fine pass reads, graded as serving grades them with this card. Stores
+    it in the card (and its INT8 sibling's where that shares the thresholds) and in the calibration
+    JSON beside; returns the calibration and the files whose card changed. Refused (ValueError) for a
+    file without a fine network beside it or too few devices read."""
+    from model.export import read_card, update_card
+
+    path = Path(path)
+    predictor = open_model_file(path).model  # the card's thresholds, probes and crop pass: as serving
+    if predictor.fine_card is None:
+        raise ValueError(f"{path}: no fine network beside it, so no grading is read by the fine pass")
+    thresholds = predictor.thresholds.model_copy(deep=True)
+    preds = predict([*items, *fine_items], predictor, batch_size)
+    rows = fine_read_rows(preds, thresholds, predictor.mask_stride)
+    thresholds.fine_grading, figures = fit_fine_grading(rows)
+    if thresholds.fine_grading is None:
+        raise ValueError(
+            f"{path}: the fine pass read {len({r['device'] for r in rows})} validation devices; a grade "
+            f"calibration needs {MIN_CALIBRATION_DEVICES} of a standard's"
+        )
+    # The INT8 sibling follows where it shares the FP32 thresholds (not one calibrated on its own).
+    sibling = path.with_suffix(".int8.onnx")
+    shares = sibling.is_file() and read_card(sibling).thresholds == predictor.thresholds
+    cards = [path, sibling] if shares else [path]
+    for card_file in cards:
+        update_card(card_file, thresholds=thresholds.model_dump(mode="json"))
+    cal = {"thresholds": thresholds.model_dump(mode="json"), "figures": {"fine_grading": figures}}
+    beside = calibration_json(path)
+    if beside.is_file():  # the last calibration's figures stay, with this step's beside them
+        whole = json.loads(beside.read_text())
+        whole["thresholds"] = cal["thresholds"]
+        whole.setdefault("figures", {})["fine_grading"] = figures
+        cal = whole
+    beside.write_text(json.dumps(cal, indent=2))
+    return cal, cards
 
 
 def expose_features(path: Path) -> bool:
@@ -404,6 +515,22 @@ def summary(cal: dict) -> list[str]:
         lines.append(f"photo probe, {name}: fitted on {m['photos']} photos")
     for std, c in (t.get("grade_calibration") or {}).items():
         lines.append(f"grade calibration, {std} {c['standard_version']}: {c['devices']} validation devices")
+    return lines + fine_grading_summary(cal)
+
+
+def fine_grading_summary(cal: dict) -> list[str]:
+    """The lines of `summary` about the grading of the devices the fine pass read."""
+    fine = cal["thresholds"].get("fine_grading")
+    if not fine:
+        return ["devices the fine pass reads: graded as the others (no fine grading fitted)"]
+    picks = cal.get("figures", {}).get("fine_grading", {}).get("review", {}).get("threshold_by_kind", {})
+    by_kind = ", ".join(f"{k} {v:g}" for k, v in picks.items())
+    lines = [
+        f"devices the fine pass reads: {fine['devices']} validation devices, needs_review_below "
+        f"{fine['needs_review_below']:g}" + (f" (the higher of: {by_kind})" if by_kind else "")
+    ]
+    for std, c in fine["grade_calibration"].items():
+        lines.append(f"  grade calibration, {std}: {c['devices']} validation devices the fine pass read")
     return lines
 
 

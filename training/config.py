@@ -36,6 +36,10 @@ class DataConfig(Strict):
     # Photos with a known view or photo quality (synthetic, real, faulty copies of real photos), unseen
     # by training, on which calibration fits the photo probes (model.probes, training.probes).
     probes: list[SourceConfig] = []
+    # High-resolution validation devices (12 MP synthetic ones, `bench_fine_oracle.py synth`) on which
+    # calibration fits the grading of the devices the fine pass reads (model.card.FineGrading), and
+    # nothing else; never a test split.
+    fine_val: list[SourceConfig] = []
     damage_holdout: float = Field(
         default=0.0,
         ge=0,
@@ -209,6 +213,7 @@ def resolve_paths(cfg: TrainConfig, base: str | Path) -> TrainConfig:
             "val": fix(cfg.data.val),
             "damage": fix(cfg.data.damage),
             "probes": fix(cfg.data.probes),
+            "fine_val": fix(cfg.data.fine_val),
         }
     )
     return cfg.model_copy(

@@ -193,7 +193,8 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
         conf = np.array([r["confidence"] for r in sub])
         correct = np.array(t_idx) == np.array(p_idx)
         e, bins = ece(conf, correct.astype(float))
-        auto = conf >= thresholds.needs_review_below
+        # Each device against its own kind's threshold: a device the fine pass read has its own.
+        auto = conf >= np.array([thresholds.grading(bool(r.get("fine")))[1] for r in sub])
         rule_conf = np.array([r["rule_confidence"] for r in sub])
         rule_ece, rule_bins = ece(rule_conf, correct.astype(float))
         with warnings.catch_warnings():  # one grade only on both sides: kappa is undefined (nan, reported)
@@ -220,6 +221,8 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
             # person, and how often those grades are right.
             "auto_share": float(auto.mean()),
             "auto_accuracy": float(correct[auto].mean()) if auto.any() else float("nan"),
+            # Devices the fine pass read: graded by the card's fine grading where it has one.
+            "fine_share": float(np.mean([bool(r.get("fine")) for r in sub])),
         }
     return grades
 
@@ -279,7 +282,13 @@ def compute_metrics(
         res.pred = _Light(pred.item)  # drop arrays; grading needs only the record
         results.append(res)
 
-    rows = grade_devices(results, list_standards(), predictor.thresholds.grade_calibration)
+    t = predictor.thresholds
+    rows = grade_devices(
+        results,
+        list_standards(),
+        t.grade_calibration,
+        fine_calibration=t.fine_grading.grade_calibration if t.fine_grading is not None else None,
+    )
     metrics = {
         "n_photos": len(items),
         "model": str(model_path),

@@ -128,6 +128,7 @@ class ScoredPhoto:
     instances: list[DefectInstance]
     matches: list[Match] = field(default_factory=list)
     scale_source: str = ""
+    fine: bool = False  # the fine pass read the photo (`Thresholds.fine_grading` then grades its device)
 
 
 def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredPhoto:
@@ -137,6 +138,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
     scale, source = photo_scale(pred, size)
     view_probs = pred.outputs.get("view_probs")
     view = None if view_probs is None else View(VIEW_CLASSES[int(np.argmax(view_probs))])
+    fine = getattr(pred.inferred, "fine", None)
     insts = photo_instances(
         pred.outputs,
         pred.lb,
@@ -145,10 +147,10 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         scale,
         photo_index,
         view,
-        fine=getattr(pred.inferred, "fine", None),
+        fine=fine,
         glass=glass_zones(pred.item.record.device_kind),
     )
-    res = ScoredPhoto(pred, insts, scale_source=source)
+    res = ScoredPhoto(pred, insts, scale_source=source, fine=fine is not None)
     rec = pred.item.record
     # Only photos with instance labels are matched: a photo with image labels alone (MSD, phones_web)
     # would add false instances of the types it lacks and none of those it shows.
@@ -245,9 +247,11 @@ def selective_accuracy(confidence: np.ndarray, correct: np.ndarray, shares=(0.1,
 
 
 def pick_review_threshold(curve: list[dict], target_accuracy: float = 0.95) -> float:
-    """Lowest threshold (most coverage) whose accepted photos reach `target_accuracy`."""
+    """Lowest threshold (most coverage) whose accepted photos reach `target_accuracy`; where none
+    does, 1.0: every grading goes to review, since no threshold keeps the promise on validation (it
+    was 0.95, which let through the gradings above it however often they were wrong)."""
     ok = [c for c in curve if c["accuracy"] == c["accuracy"] and c["accuracy"] >= target_accuracy]
-    return min(c["threshold"] for c in ok) if ok else 0.95
+    return min(c["threshold"] for c in ok) if ok else 1.0
 
 
 def true_grades(record) -> dict[str, str]:
@@ -303,10 +307,12 @@ def grade_devices(
     standards: list[str],
     calibration: Mapping[str, GradeCalibration] | None = None,
     listability: bool = False,
+    fine_calibration: Mapping[str, GradeCalibration] | None = None,
 ) -> list[dict]:
     """One row per device with true grades, per standard: the predicted grade and its probability
-    (calibrated where `calibration`, the card's, has the standard; see `calibrated_rows`) and the
-    rules' own probabilities (`rule_probabilities`, what a calibration is fitted on).
+    (calibrated where `calibration`, the card's, has the standard, or `fine_calibration` for a device
+    the fine pass read, `"fine": True`; see `calibrated_rows`) and the rules' own probabilities
+    (`rule_probabilities`, what a calibration is fitted on).
 
     `listability`: also a row for each device known only to be cracked or not (real photos with an
     image-level crack label, `training.damage.zone_truth`), whose `true` is then the set of the
@@ -347,10 +353,11 @@ def grade_devices(
                     "confidence": g.probabilities[g.grade],
                     "rule_confidence": g.probabilities[g.grade],
                     "rule_probabilities": g.probabilities,
+                    "fine": any(getattr(p, "fine", False) for p in photos),
                     **({"real": True} if real else {}),
                 }
             )
-    return calibrated_rows(rows, calibration or {})
+    return calibrated_rows(rows, calibration or {}, fine_calibration)
 
 
 def is_right(row: dict) -> bool:
@@ -368,12 +375,19 @@ def real_weights(rows: list[dict]) -> list[float]:
     return [n_other / n_real if r.get("real") else 1.0 for r in rows]
 
 
-def calibrated_rows(rows: list[dict], calibration: Mapping[str, GradeCalibration]) -> list[dict]:
+def calibrated_rows(
+    rows: list[dict],
+    calibration: Mapping[str, GradeCalibration],
+    fine_calibration: Mapping[str, GradeCalibration] | None = None,
+) -> list[dict]:
     """`grade_devices` rows with `confidence` the calibrated probability of the predicted grade where
-    `calibration` has the standard (else the rules' own): no device is graded again."""
+    `calibration` has the standard (else the rules' own): no device is graded again. A row the fine
+    pass read (`"fine"`) takes `fine_calibration`'s where that has the standard, as serving does
+    (`model.card.Thresholds.grading`)."""
+    fine_calibration = fine_calibration or {}
     out = []
     for r in rows:
-        cal = calibration.get(r["standard"])
+        cal = (fine_calibration if r.get("fine") else {}).get(r["standard"]) or calibration.get(r["standard"])
         conf = cal.apply(r["rule_probabilities"])[r["pred"]] if cal is not None else r["rule_confidence"]
         out.append({**r, "confidence": conf})
     return out

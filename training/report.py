@@ -36,6 +36,20 @@ def headline(metrics: dict) -> dict[str, float]:
     return out
 
 
+def _fine_note(thresholds: dict, g: dict) -> str:
+    """What the review threshold sentence adds for the devices the fine pass read."""
+    fine = thresholds.get("fine_grading")
+    share = g.get("fine_share") or 0.0
+    if not share:
+        return ""
+    if not fine:
+        return f"; the fine pass read {_fmt(share)} of the devices, graded as the others"
+    return (
+        f"; {fine['needs_review_below']} and the fine pass's own grade calibration for the "
+        f"{_fmt(share)} of devices it read"
+    )
+
+
 def _fmt(x) -> str:
     if isinstance(x, float):
         return "n/a" if x != x else f"{x:.3f}"
@@ -137,7 +151,9 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
                 else " (the rules' probabilities; the card has no grade calibration for this standard)."
             ),
             "",
-            f"At the card's needs-review threshold ({metrics['thresholds'].get('needs_review_below')}): "
+            f"At the card's needs-review threshold ({metrics['thresholds'].get('needs_review_below')}"
+            + _fine_note(metrics["thresholds"], g)
+            + "): "
             f"{_fmt(g['auto_share'])} of devices graded without review, {_fmt(g['auto_accuracy'])} of those right. "
             "Accuracy of the most confident 10% / 25% / 50% of devices: "
             + " / ".join(_fmt(v) for v in g["selective_accuracy"].values())

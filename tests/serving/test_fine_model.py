@@ -150,3 +150,43 @@ def test_a_tiles_maps_do_not_depend_on_how_many_tiles_run_at_once(with_fine):
     assert np.asarray(one["covered"]).sum() > 0
     for name, value in one.items():
         np.testing.assert_allclose(np.asarray(together[name]), np.asarray(value), atol=1e-6, err_msg=name)
+
+
+def test_a_device_the_fine_pass_read_is_trusted_by_its_own_grading(with_fine, tmp_path):
+    """`Thresholds.fine_grading`: the grade calibration and review threshold of a device the fine pass
+    read; a device it did not read keeps the card's others."""
+    from model.export import update_card
+    from model.rules import GradeCalibration, load_standard
+
+    names = load_standard("backmarket").grade_names
+    k = len(names)
+    flat = GradeCalibration(  # "whatever the rules say, every grade is as likely": 1/k each
+        grades=names, matrix=tuple(tuple([1.0 / k] * k) for _ in names), devices=40, standard_version="x"
+    )
+    shutil.copy(with_fine, tmp_path / "tiny.onnx")
+    shutil.copy(with_fine.with_suffix(".fine.onnx"), tmp_path / "tiny.fine.onnx")
+    card = load_model(with_fine, intra_op_threads=1).card
+    device = resolve_device(None, "phone")
+    fine = {"grade_calibration": {"backmarket": flat}, "needs_review_below": 0.15, "devices": 40}
+
+    def graded(fine_grading: dict, photo: np.ndarray, **more):
+        thresholds = {**card.thresholds.model_dump(mode="json"), **more, "fine_grading": fine_grading}
+        update_card(tmp_path / "tiny.onnx", thresholds=thresholds)
+        model = load_model(tmp_path / "tiny.onnx", intra_op_threads=1)
+        return grade_device(run_direct, model, [encode(photo)], device=device, standards=["backmarket"])
+
+    large, small = device_photo(width=2400, height=3000), device_photo()
+    read = graded(fine, large, needs_review_below=0.6).grades["backmarket"]
+    assert read.review_threshold == 0.15
+    assert read.probabilities[read.grade] == pytest.approx(1.0 / k)  # the flat calibration, not the rules'
+    unread = graded(fine, small, needs_review_below=0.6).grades["backmarket"]
+    assert unread.review_threshold == 0.6
+    assert unread.probabilities[unread.grade] != pytest.approx(1.0 / k)
+    # Where no threshold kept the promise on validation (1.0), the reason says so, not "0.20 < 1.00".
+    checked = graded({**fine, "needs_review_below": 1.0}, large)
+    assert checked.grades["backmarket"].needs_review
+    (reason,) = [r for r in checked.review_reasons if r.startswith("backmarket: top grade")]
+    assert "no probability was right often enough on validation" in reason and "< 1.00" not in reason
+    # A fine grading for a standard serving does not know refuses the file, as the coarse one does.
+    with pytest.raises(ModelLoadError, match="nosuch"):
+        graded({**fine, "grade_calibration": {"nosuch": flat}}, small)

@@ -12,8 +12,10 @@ from model.postprocess import instance_confidence
 from training.calibrate import (
     MIN_CALIBRATION_DEVICES,
     calibrate_grades,
+    fine_grading_summary,
     fit_confidence,
     fit_confidences,
+    fit_gradings,
     grade_accuracy,
     pixel_thresholds,
     refine_for_grades,
@@ -82,6 +84,7 @@ def test_ece_and_coverage_curve():
     at_07 = next(c for c in curve if c["threshold"] == 0.7)
     assert at_07["coverage"] == 0.5 and at_07["accuracy"] == 0.9
     assert pick_review_threshold(curve, 0.85) == 0.62  # lowest cut whose accepted devices are >= 85% right
+    assert pick_review_threshold(curve, 0.95) == 1.0  # none reaches 95%: every grading to review
 
 
 def test_confidence_fit_softens_overconfident_instances():
@@ -230,6 +233,59 @@ def test_grade_calibration_corrects_overconfident_rules_and_needs_enough_devices
     assert ece(conf, correct)[0] < 0.1  # calibrated on one draw, right on another
     few, fig = calibrate_grades(_overconfident_rows(MIN_CALIBRATION_DEVICES - 1))
     assert few == {} and "fewer than" in fig["ctia"]["skipped"]
+
+
+def _certain_rows(n, right, standard="ctia", seed=0, **extra):
+    """Rows whose rules are always certain and right a share `right` of the time."""
+    rows = _overconfident_rows(n, standard, seed)
+    rng = np.random.default_rng(seed + 100)
+    for r in rows:
+        r["true"] = (
+            r["pred"] if rng.random() < right else next(g for g in r["rule_probabilities"] if g != r["pred"])
+        )
+        r.update(extra)
+    return rows
+
+
+def test_devices_the_fine_pass_read_get_a_grading_of_their_own():
+    from model.card import Thresholds
+
+    coarse = [{**r, "device": f"c{i}"} for i, r in enumerate(_certain_rows(200, 0.99, fine=False))]
+    fine = [{**r, "device": f"f{i}"} for i, r in enumerate(_certain_rows(80, 0.5, seed=3, fine=True))]
+    t = Thresholds(defect_pixel={"scratch": 0.5})
+    grade_fig, review_fig, fine_fig = fit_gradings(t, coarse + fine)
+    # Each calibration is fitted on its own devices only, and says how far to trust their grades.
+    assert t.grade_calibration["ctia"].devices == 200 and grade_fig["ctia"]["devices"] == 200
+    assert t.fine_grading is not None and t.fine_grading.devices == 80
+    assert t.fine_grading.grade_calibration["ctia"].devices == 80
+    diag = lambda cal: np.mean(np.diag(np.array(cal.matrix)))  # noqa: E731
+    assert diag(t.grade_calibration["ctia"]) > 0.9 > 0.6 > diag(t.fine_grading.grade_calibration["ctia"])
+    assert review_fig["devices"] == 200 and fine_fig["review"]["devices"] == 80
+    # Half right whatever the confidence: no threshold reaches 95% on them, so every one of their
+    # gradings goes to review (1.0); the others are nearly always right, so theirs is lower.
+    assert t.fine_grading.needs_review_below == 1.0 > t.needs_review_below
+    cal, threshold = t.grading(fine=True)
+    assert cal["ctia"] == t.fine_grading.grade_calibration["ctia"] and threshold == 1.0
+    assert t.grading(fine=False) == (t.grade_calibration, t.needs_review_below)
+    # Scored as serving scores them: a fine row by the fine calibration, another by the coarse one.
+    scored = calibrated_rows([coarse[0], fine[0]], t.grade_calibration, t.fine_grading.grade_calibration)
+    assert scored[0]["confidence"] > 0.9 > 0.7 > scored[1]["confidence"]
+    lines = fine_grading_summary(
+        {"thresholds": t.model_dump(mode="json"), "figures": {"fine_grading": fine_fig}}
+    )
+    assert "80 validation devices" in lines[0] and "needs_review_below 1" in lines[0]
+
+
+def test_too_few_fine_read_devices_are_graded_with_the_others():
+    from model.card import Thresholds
+
+    rows = _certain_rows(200, 0.9) + _certain_rows(MIN_CALIBRATION_DEVICES - 1, 0.5, seed=3, fine=True)
+    rows = [{**r, "device": f"d{i}"} for i, r in enumerate(rows)]
+    t = Thresholds(defect_pixel={"scratch": 0.5})
+    _, _, fine_fig = fit_gradings(t, rows)
+    assert t.fine_grading is None and fine_fig == {}
+    assert t.grade_calibration["ctia"].devices == 200 + MIN_CALIBRATION_DEVICES - 1
+    assert t.grading(fine=True) == t.grading(fine=False)
 
 
 def test_selective_accuracy_ranks_by_confidence_and_gains_nothing_from_ties():

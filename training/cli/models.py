@@ -103,13 +103,31 @@ def calibrate(
             "the run's or --config's data.probes; none: the network's own view and quality heads)",
         ),
     ] = None,
+    fine_val: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fine-val",
+            help="PATH@splits of high-resolution validation devices for the grading of the devices the "
+            "fine pass reads, and nothing else (default: the run's or --config's data.fine_val)",
+        ),
+    ] = None,
+    fine_grading_only: Annotated[
+        bool,
+        typer.Option(
+            "--fine-grading-only",
+            help="an exported .onnx file: fit only the grading of the devices the fine pass reads, "
+            "every other threshold in its card as it is",
+        ),
+    ] = False,
 ) -> None:
     """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
     them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
     from training.calibrate import (
         QuantizedModelError,
+        calibrate_fine_grading,
         calibrate_model_file,
         calibration_json,
+        fine_grading_summary,
         open_model_file,
         summary,
     )
@@ -129,11 +147,26 @@ def calibrate(
         )
         probe_sources = run_data.probes if run_data else target.probe_sources
         probe_items = load_manifest_args(probes, ("train",)) if probes else load_sources(probe_sources)
+        fine_sources = run_data.fine_val if run_data else target.fine_sources
+        fine_items = load_manifest_args(fine_val, ("val",)) if fine_val else load_sources(fine_sources)
     except (QuantizedModelError, FileNotFoundError) as exc:
         _refuse(str(exc))
     if not items:
         _refuse("no validation photos: give --manifest or --config")
-    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items)
+    if fine_grading_only:
+        if model.suffix != ".onnx":
+            _refuse(
+                f"{model}: --fine-grading-only is for an exported .onnx file (the fine pass runs beside one)"
+            )
+        try:
+            cal, cards = calibrate_fine_grading(model, items, fine_items)
+        except ValueError as exc:
+            _refuse(str(exc))
+        typer.echo(f"card updated in {' and '.join(map(str, cards))}")
+        for line in fine_grading_summary(cal):
+            typer.echo(line)
+        return
+    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items, fine_items)
     if cards:
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
     for line in summary(cal):
