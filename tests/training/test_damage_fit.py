@@ -85,7 +85,7 @@ def test_no_model_from_too_few_photos_of_a_class():
 def test_real_photos_known_only_cracked_or_not_give_set_labels_for_the_grade_calibration():
     from types import SimpleNamespace
 
-    from training.metrics import grade_devices, is_right, real_weights
+    from training.metrics import MAX_REAL_WEIGHT, grade_devices, is_right, real_weights
 
     def scored(device, labels, instances, source="phones_web"):
         record = _record(image_labels=labels, view="front", source=source).model_copy(
@@ -111,6 +111,9 @@ def test_real_photos_known_only_cracked_or_not_give_set_labels_for_the_grade_cal
     synthetic = [{"real": False}] * 6
     w = real_weights(list(rows.values()) + synthetic)
     assert sum(w[:4]) == pytest.approx(sum(w[4:]))
+    # A handful of real devices beside many synthetic ones: each weighs at most MAX_REAL_WEIGHT.
+    w = real_weights(list(rows.values()) + [{"real": False}] * 100)
+    assert w[:4] == [MAX_REAL_WEIGHT] * 4 and sum(w[:4]) < sum(w[4:])
 
 
 def test_a_cracked_real_photo_may_have_the_grades_each_standard_gives_cracked_glass():
