@@ -338,10 +338,12 @@ def photo_instances(
     view: View | None = None,
     fine: FineMaps | None = None,
     glass: tuple[Zone, ...] = GLASS_ZONES,
+    lit: bool = False,
 ) -> list[DefectInstance]:
     """Every measured instance of one photo: the coarse maps' (`extract_instances`), and where the fine
     pass ran (`fine`), its scratches in place of the coarse ones it covers. `glass`: the zones that are
-    glass on the device (`model.damage.glass_zones`)."""
+    glass on the device (`model.damage.glass_zones`). `lit`: the display is on (`model.display`): no
+    scratch is read on its screen, where the picture's own edges are what a scratch map finds."""
     coarse = extract_instances(
         outputs["defect_probs"],
         outputs["zone_probs"],
@@ -354,6 +356,8 @@ def photo_instances(
         features=feature_maps(outputs),
         glass=glass,
     )
+    if lit:
+        coarse = [i for i in coarse if not (i.type == DefectType.SCRATCH and i.zone == Zone.SCREEN)]
     if fine is None:
         return lines_on_cracked_glass(coarse, glass)
     # A line on a crack the coarse pass counts is that crack, not a scratch: the fine network learnt lines

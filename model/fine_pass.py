@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -200,6 +200,7 @@ class FineMaps:
     # Lines on the rim (`model.frame_read`) whose z reaches the card's frame_z_low, in the original
     # photo's pixels (`model.fine_instances.frame_instances` keeps those at frame_z).
     frame: tuple[FrameLine, ...] = ()
+    skipped: tuple[Zone, ...] = ()  # surfaces the pass did not read (a lit display's screen)
 
 
 @dataclass(frozen=True)
@@ -317,14 +318,15 @@ def canvas_zones(
     )
 
 
-def surface(zones: np.ndarray, res_mm: float) -> np.ndarray:
-    """Canvas pixels the fine pass reads: in a `SURFACE_ZONES` zone, more than `EDGE_MM` from its edge.
-    Worked out at `SURFACE_MM` per pixel (the zones come from a coarse map: finer adds nothing)."""
+def surface(zones: np.ndarray, res_mm: float, skip: Collection[Zone] = ()) -> np.ndarray:
+    """Canvas pixels the fine pass reads: in a `SURFACE_ZONES` zone (less `skip`), more than `EDGE_MM`
+    from its edge. Worked out at `SURFACE_MM` per pixel (the zones come from a coarse map: finer adds
+    nothing)."""
     f = min(1.0, res_mm / SURFACE_MM)
     small = cv2.resize(zones, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST) if f < 1 else zones
     out = np.zeros(small.shape, np.uint8)
     r = EDGE_MM / (res_mm / f)
-    for z in SURFACE_ZONES:
+    for z in (z for z in SURFACE_ZONES if z not in skip):
         inside = (small == 1 + list(Zone).index(z)).astype(np.uint8)
         if inside.any():
             out |= (cv2.distanceTransform(inside, cv2.DIST_L2, 3) > r).astype(np.uint8)
@@ -513,11 +515,13 @@ def fine_pass(
     original_size: tuple[int, int],
     stage: FineStage,
     whole: Callable[[], tuple[np.ndarray, float]] | None = None,
+    skip: Collection[Zone] = (),
 ) -> FineMaps | None:
     """One photo's fine pass after its coarse passes (`outputs` in the frame `lb`/`input_size`), from
     the encoded photo `source`; None when no device was found or the photo shows it too coarsely.
     `whole`: the photo decoded at full scale, started early (`model.inference.infer`): used where the
-    canvas needs the full scale, which is what the pass would decode."""
+    canvas needs the full scale, which is what the pass would decode. `skip`: surfaces not to read (a
+    lit display's screen, `model.display`): no tile goes there, and the coarse pass's findings stand."""
     card = stage.card
     zone_probs = outputs["zone_probs"]
     mask = device_mask(zone_probs)
@@ -547,11 +551,11 @@ def fine_pass(
     else:  # the cores are busy with other gradings: a thread more would only add switching
         lines = read_rim()
         frame = lambda: lines  # noqa: E731
-    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray, zones)
+    scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, gray, zones, skip)
     if choose_cells(*scores, None, card.line_min_mm).proposed > card.max_tiles and res < card.fallback_mm:
         canvas, clb = _rescaled(canvas, clb, res / card.fallback_mm)
         res, fallback = card.fallback_mm, True
-        scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card)
+        scores, zones, surf = _scores(outputs, lb, input_size, canvas, clb, res, card, skip=skip)
     net, line, crit = scores
     plan = choose_cells(net, line, crit if card.fill_critical else {}, card.max_tiles, card.line_min_mm)
     maps = run_tiles(canvas, plan.cells, card, stage.run)  # no cells (only the rim): maps that read zero
@@ -571,6 +575,7 @@ def fine_pass(
         proposed=plan.proposed,
         fallback=fallback,
         frame=frame,
+        skipped=tuple(z for z in SURFACE_ZONES if z in skip),
     )
 
 
@@ -629,13 +634,13 @@ def _frame_lines(outputs, gray, zones, res, clb: Letterbox, card: FineCard) -> t
 
 
 def _scores(
-    outputs, lb, input_size, canvas, clb, res, card, gray=None, zones=None
+    outputs, lb, input_size, canvas, clb, res, card, gray=None, zones=None, skip: Collection[Zone] = ()
 ) -> tuple[Scores, np.ndarray, np.ndarray]:
-    """The cells' scores, the canvas's zone map and the surface mask they were scored on. `gray` and
-    `zones`: the canvas in grey and its zone map, where the caller has them."""
+    """The cells' scores, the canvas's zone map and the surface mask they were scored on (its zones less
+    `skip`). `gray` and `zones`: the canvas in grey and its zone map, where the caller has them."""
     if zones is None:
         zones = canvas_zones(outputs["zone_probs"], lb, input_size, clb, canvas.shape[:2])
-    surf = surface(zones, res)
+    surf = surface(zones, res, skip)
     cands = _candidate_points(outputs, lb, input_size, clb, card.candidate_cut)
     h, w = canvas.shape[:2]
     cands = cands[(cands[:, 0] >= 0) & (cands[:, 1] >= 0) & (cands[:, 0] < w) & (cands[:, 1] < h)]

@@ -31,20 +31,27 @@ MIN_SURFACE_PX = 400  # less surface in view: nothing to judge
 SURFACE_OF_VIEW = {View.FRONT: Zone.SCREEN, View.BACK: Zone.BODY}
 
 
+def zone_pixels(image: np.ndarray, zone_probs: np.ndarray, zone: Zone) -> np.ndarray | None:
+    """The pixels of `image` (the frame the network saw, S x S x 3 RGB; its zone map `zone_probs`, Z x s x
+    s) in `zone`, less `EDGE_PX` at its outline, as a 0/1 uint8 mask; None with under `MIN_SURFACE_PX`."""
+    zones = cv2.resize(
+        zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
+    )
+    surface = (zones == ZONE_CHANNELS.index(zone.value)).astype(np.uint8)
+    surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
+    return surface if int(surface.sum()) >= MIN_SURFACE_PX else None
+
+
 def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float | None:
     """The share of `view`'s main surface in `image` (the frame the network saw, S x S x 3 RGB; its zone
     map `zone_probs`, Z x s x s) blown out; None for a view without one, or too little of it in view."""
     zone = SURFACE_OF_VIEW.get(view)
     if zone is None:
         return None
-    zones = cv2.resize(
-        zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
-    )
-    surface = (zones == ZONE_CHANNELS.index(zone.value)).astype(np.uint8)
-    surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
-    area = int(surface.sum())
-    if area < MIN_SURFACE_PX:
+    surface = zone_pixels(image, zone_probs, zone)
+    if surface is None:
         return None
+    area = int(surface.sum())
     # Every channel at BLOWN or above (OpenCV's inRange: numpy's min over a 3-wide last axis took 2-3 ms).
     blown = cv2.bitwise_and(cv2.inRange(image, (BLOWN,) * 3, (255,) * 3), surface)
     stats = cv2.connectedComponentsWithStats(blown, connectivity=8)[2]

@@ -33,7 +33,9 @@ from model.card import Thresholds
 from model.crop import crop_input, merge_outputs
 from model.detail import NOMINAL_LENGTH_MM
 from model.device_kind import guess_kind
+from model.display import is_lit, lit_share
 from model.fine_pass import FineMaps, FineStage, beside, fine_pass
+from model.outputs import VIEW_CLASSES
 from model.preprocess import (
     DecodeError,
     Letterbox,
@@ -43,6 +45,7 @@ from model.preprocess import (
     to_nchw,
 )
 from model.probes import apply_probes
+from model.taxonomy import View, Zone
 
 Outputs = dict[str, np.ndarray]  # one photo's network outputs by contract name, no batch axis
 # The network on letterboxed photos (each S x S x 3 uint8) -> one `Outputs` per photo, in order.
@@ -196,7 +199,13 @@ def with_fine(
     f = inferred.frame
     if f.source is None:
         return inferred
-    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage, whole)
+    # A lit display's picture has edges everywhere: the pass leaves its screen alone (model.display),
+    # and on a front view its "body" too, which there is a patch of the picture the zone map misread (a
+    # grey widget): a front view shows no back.
+    lit = is_lit(lit_share(f.image, inferred.outputs["zone_probs"]))
+    front = VIEW_CLASSES[int(np.argmax(inferred.outputs["view_probs"]))] == View.FRONT.value
+    skip = ((Zone.SCREEN, Zone.BODY) if front else (Zone.SCREEN,)) if lit else ()
+    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage, whole, skip)
     return inferred if maps is None else Inferred(f, inferred.outputs, maps)
 
 

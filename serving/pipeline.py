@@ -32,6 +32,7 @@ from model.catalogue import lookup_device
 from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.device_kind import guess_kind
+from model.display import display_advice, is_lit, lit_share
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
@@ -107,6 +108,7 @@ class PhotoResult:
     instances: list[DefectInstance] = field(default_factory=list)
     device_length_px: float | None = None  # the device's long side in photo pixels (model.detail)
     glare_share: float | None = None  # its main surface's share blown out (model.glare)
+    lit_share: float | None = None  # its screen's share showing a picture: the display is on (model.display)
 
     @property
     def usable(self) -> bool:
@@ -300,9 +302,11 @@ def analyse_photo(
         quality = PhotoQuality.NO_DEVICE
         q_conf = max(q_conf, float(q_probs[card.taxonomy.qualities.index(PhotoQuality.NO_DEVICE.value)]))
     instances: list[DefectInstance] = []
-    glare = None
+    glare = lit = None
     if scale.device_found:
         glare = blown_share(inferred.frame.image, outputs["zone_probs"], view_res)
+        if view_res is View.FRONT:
+            lit = lit_share(inferred.frame.image, outputs["zone_probs"])
         instances = photo_instances(
             outputs,
             inferred.letterbox,
@@ -313,6 +317,7 @@ def analyse_photo(
             view=view_res,
             fine=inferred.fine,
             glass=glass_zones(device.kind),
+            lit=is_lit(lit),
         )
     w, h = inferred.frame.original_size
     return PhotoResult(
@@ -328,6 +333,7 @@ def analyse_photo(
         instances=instances,
         device_length_px=scale.device_length_px,
         glare_share=glare,
+        lit_share=lit,
     )
 
 
@@ -356,6 +362,7 @@ def grade_instances(
         for advice in (
             detail_advice(p.index + 1, p.device_length_px, device.length_mm, device.kind),
             glare_advice(p.index + 1, p.glare_share, p.view),
+            display_advice(p.index + 1, p.lit_share),
         )
         if advice
     ]

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from model.damage import glass_zones
+from model.display import is_lit, lit_share
 from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
@@ -149,6 +150,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         view,
         fine=fine,
         glass=glass_zones(pred.item.record.device_kind),
+        lit=view is View.FRONT and is_lit(lit_share(pred.image, pred.outputs["zone_probs"])),
     )
     res = ScoredPhoto(pred, insts, scale_source=source, fine=fine is not None)
     rec = pred.item.record

@@ -1,0 +1,77 @@
+"""A lit display: a screen that shows a picture (wallpaper, icons, text), whose own edges no hairline
+can be told from. Torch-free.
+
+On real photos the fine pass read a lit display's icon edges, text and wallpaper detail as scratches:
+7 of the 16 intact phones_web train and val photos large enough for it got 2 to 26 "scratches" on the
+screen, and were graded Fair or Unlistable (docs/fine-pass.md, session 47). A grader looks for hairlines
+with the display off, under a reflected light, and so must the photo. So on a lit display the fine pass
+does not read the screen (`model.fine_pass`, its `skip` zones), no scratch the coarse pass finds on the
+screen is kept (`model.fine_instances.photo_instances`: 11 of phones_web's intact train and val photos
+with the display on were graded Fair or Unlistable for them), and the grading asks for a photo with the display
+off where the grade is one of the tiers hairlines decide (`display_advice`). Cracks, stains and the
+rest stand: a broken or marked screen shows through a picture.
+
+Lit means showing a picture in colour: a switched-off display is near-black glass that mirrors a room
+(its colours dim and grey), a lit one shows saturated colours. Measured on the coarse pass's frame (the
+device's crop where the card crops), the screen from the zone map less `model.glare.EDGE_PX` at its
+outline: the share of its pixels with HSV saturation and value both at least `COLOURFUL`, where those
+pixels hold at least two hues (one colour alone is a sticker or a mark on the glass). `LIT_SHARE` or
+more is lit. On the real photos above the lit ones measured 0.12-0.96 and every switched-off screen 0.05
+or less (the MSD screens: 0.02 or less); a lit display in white and grey (a settings page) is not
+caught, and its blown-out parts are glare's (`model.glare`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from model.glare import zone_pixels
+from model.taxonomy import Zone
+
+COLOURFUL = 0.35  # HSV saturation and value, 0-1, both at least this: a lit pixel of a picture
+LIT_SHARE = 0.1
+# A picture has several colours: the colourful pixels must hold at least two of six hue sectors, each
+# with `MIN_HUE_SHARE` of them. One colour alone is a thing on the glass (a coloured sticker, a red
+# mark), not a display; a display of a single colour has no edges for a scratch map to take.
+HUE_SECTORS = 6
+MIN_HUES = 2
+MIN_HUE_SHARE = 0.02
+
+
+def lit_share(image: np.ndarray, zone_probs: np.ndarray) -> float | None:
+    """The share of the screen in `image` (S x S x 3 RGB, the frame the network saw; `zone_probs` its
+    zone map) that shows a picture: its colourful pixels, where they hold `MIN_HUES` hues (else 0);
+    None with too little screen in view."""
+    screen = zone_pixels(image, zone_probs, Zone.SCREEN)
+    if screen is None:
+        return None
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    cut = round(COLOURFUL * 255)
+    lit = cv2.bitwise_and(cv2.inRange(hsv, (0, cut, cut), (180, 255, 255)), screen * 255)
+    n = cv2.countNonZero(lit)
+    if not n:
+        return 0.0
+    # OpenCV's hue runs 0-180: sectors of 30 degrees are 15 of its steps, centred on red (hue 0 and 180
+    # are one colour, so the sector that holds red straddles the wrap).
+    step = 180 // HUE_SECTORS
+    hue = (hsv[..., 0][lit > 0].astype(np.int32) + step // 2) % 180
+    hues = np.bincount(hue // step, minlength=HUE_SECTORS)
+    if int((hues >= MIN_HUE_SHARE * n).sum()) < MIN_HUES:
+        return 0.0
+    return float(n / int(screen.sum()))
+
+
+def is_lit(share: float | None) -> bool:
+    return share is not None and share >= LIT_SHARE
+
+
+def display_advice(photo_number: int, share: float | None) -> str | None:
+    """Retake advice for a photo whose display is lit (None otherwise). `photo_number` counts from 1."""
+    if not is_lit(share):
+        return None
+    return (
+        f"photo {photo_number}: the display is on ({share:.0%} of the screen shows a picture), and no "
+        "hairline on the screen can be told from the picture's own edges: the screen's top grades could "
+        "not be told apart; retake with the display off, at an angle to a light"
+    )

@@ -1,0 +1,117 @@
+"""A lit display (`model.display`): measured on the screen, kept out of the fine pass's surface, and
+answered with retake advice where a top tier is at stake."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from model.display import LIT_SHARE, display_advice, is_lit, lit_share
+from model.fine_pass import surface
+from model.instances import mm
+from model.taxonomy import DefectType, DeviceKind, Zone
+from serving.pipeline import Device, grade_instances
+from tests.model.test_detail import _photo
+from tests.model.test_glare import _frame
+
+
+def _lit(image: np.ndarray, box=(60, 40, 330, 340)) -> np.ndarray:
+    """`image` with a wallpaper of saturated colour stripes and dark gaps over the screen's `box`."""
+    x0, y0, x1, y1 = box
+    colours = np.array([(220, 40, 60), (30, 160, 230), (240, 200, 30), (10, 10, 10)], np.uint8)
+    rows = np.arange(y1 - y0) // 12 % len(colours)
+    image[y0:y1, x0:x1] = colours[rows][:, None, :]
+    return image
+
+
+def test_a_picture_on_the_screen_is_lit_and_a_dark_mirror_is_not():
+    image, probs = _frame()
+    assert lit_share(image, probs) == 0.0  # near-black glass
+    share = lit_share(_lit(image), probs)
+    assert share == pytest.approx(0.75, abs=0.03) and is_lit(share)  # three stripes of four are colour
+    # A room mirrored in dark glass: dim, grey, a colour cast; and a white page: neither is a picture.
+    image[40:340, 60:330] = (70, 60, 85)
+    assert lit_share(image, probs) < LIT_SHARE
+    image[40:340, 60:330] = (235, 235, 240)
+    assert lit_share(image, probs) < LIT_SHARE
+    # One colour alone is a thing on the glass (a red mark, a sticker), not a picture; red straddles
+    # the hue wrap (0 and 180) and is still one colour.
+    image[40:340, 60:330] = 25
+    image[150:230, 60:330] = (230, 0, 0)
+    image[230:260, 60:330] = (230, 0, 20)  # hue 177 in OpenCV's 0-180
+    assert lit_share(image, probs) == 0.0
+    assert lit_share(*_frame(screen=(100, 100, 124, 124))) is None  # too little screen to judge
+    assert not is_lit(None)
+
+
+def test_the_fine_pass_leaves_out_the_surfaces_it_is_told_to():
+    zones = np.zeros((400, 300), np.uint8)
+    zones[20:380, 20:140] = 1 + list(Zone).index(Zone.SCREEN)
+    zones[20:380, 160:280] = 1 + list(Zone).index(Zone.BODY)
+    both = surface(zones, 0.05)
+    assert both[200, 80] and both[200, 220]
+    no_screen = surface(zones, 0.05, skip=(Zone.SCREEN,))
+    assert not no_screen[:, :150].any() and (no_screen[:, 150:] == both[:, 150:]).all()
+    assert not surface(zones, 0.05, skip=(Zone.SCREEN, Zone.BODY)).any()
+
+
+def test_grading_asks_for_the_display_off_only_where_a_top_tier_is_at_stake():
+    assert display_advice(1, None) is None and display_advice(1, LIT_SHARE / 2) is None
+    text = display_advice(2, 0.66)
+    assert text.startswith("photo 2: the display is on (66% of the screen shows a picture)")
+    assert "retake with the display off" in text
+    device = Device(kind=DeviceKind.PHONE, length_mm=150.0)
+    lit = dataclasses.replace(_photo(0, 3000.0), lit_share=0.4)
+    graded = grade_instances([], ["backmarket"], device, 0.8, photos=[lit])["backmarket"]
+    assert graded.listable and [a for a in graded.advice if "display is on" in a]
+    dark = dataclasses.replace(lit, lit_share=0.01)
+    graded = grade_instances([], ["backmarket"], device, 0.8, photos=[dark])["backmarket"]
+    assert not [a for a in graded.advice if "display is on" in a]
+    crack = mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.99)
+    cracked = grade_instances([crack], ["backmarket"], device, 0.8, photos=[lit])["backmarket"]
+    assert not cracked.listable and not any("display is on" in a for a in cracked.advice)
+
+
+def test_the_fine_pass_is_told_to_leave_a_lit_screen_and_a_front_views_body(monkeypatch):
+    import cv2
+
+    import model.inference as inference
+    from model.outputs import VIEW_CLASSES
+
+    told = []
+    monkeypatch.setattr(inference, "fine_pass", lambda *args: told.append(args[-1]))
+
+    def run(image: np.ndarray, probs: np.ndarray, view: str) -> tuple:
+        data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+        frame = inference.frame_photo(data, image.shape[0])
+        views = np.eye(len(VIEW_CLASSES), dtype=np.float32)[VIEW_CLASSES.index(view)]
+        inference.with_fine(inference.Inferred(frame, {"zone_probs": probs, "view_probs": views}), None)
+        return told.pop()
+
+    image, probs = _frame()
+    assert run(image, probs, "front") == ()
+    lit = _lit(image.copy())
+    assert run(lit, probs, "front") == (Zone.SCREEN, Zone.BODY)
+    assert run(lit, probs, "back") == (Zone.SCREEN,)  # a back view's body is the back: read
+
+
+def test_no_scratch_is_read_on_a_lit_screen_and_everything_else_stands(monkeypatch):
+    import model.fine_instances as fi
+
+    found = [
+        mm(DefectType.SCRATCH, Zone.SCREEN, length=8.0, width=0.1, confidence=0.8),  # an icon's edge
+        mm(DefectType.SCRATCH, Zone.FRAME, length=5.0, width=0.1, confidence=0.8),
+        mm(DefectType.STAIN, Zone.SCREEN, length=6.0, width=4.0, confidence=0.9),
+        mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.99),
+    ]
+    monkeypatch.setattr(fi, "extract_instances", lambda *args, **kwargs: list(found))
+
+    def kept(lit: bool) -> list[tuple[DefectType, Zone]]:
+        outputs = {"defect_probs": None, "zone_probs": None}  # read by the stand-in only
+        out = fi.photo_instances(outputs, None, 384, None, None, lit=lit)
+        return sorted((i.type, i.zone) for i in out)
+
+    assert kept(False) == sorted((i.type, i.zone) for i in found)
+    assert kept(True) == sorted((i.type, i.zone) for i in found[1:])
