@@ -138,7 +138,7 @@ class DeviceGrading:
         for name, g in self.grades.items():
             if g.grade == UNGRADABLE:
                 out.append(f"{name}: ungradable, no usable photo of the device")
-            elif g.probabilities[g.grade] < g.review_threshold >= 1.0:
+            elif g.review_threshold >= 1.0 and g.probabilities[g.grade] < g.review_threshold:
                 # The card found no threshold that left 95% of such gradings right on validation
                 # (`Thresholds.fine_grading` on 12 MP photos today): "0.95 < 1.00" would read as a miss.
                 out.append(
