@@ -182,6 +182,7 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
     from sklearn.metrics import cohen_kappa_score
 
     grades = {}
+    below = {fine: thresholds.grading(fine)[1] for fine in (False, True)}
     for std in sorted({r["standard"] for r in rows}):
         names = load_standard(std).grade_names
         sub = [r for r in rows if r["standard"] == std]
@@ -194,7 +195,7 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
         correct = np.array(t_idx) == np.array(p_idx)
         e, bins = ece(conf, correct.astype(float))
         # Each device against its own kind's threshold: a device the fine pass read has its own.
-        auto = conf >= np.array([thresholds.grading(bool(r.get("fine")))[1] for r in sub])
+        auto = conf >= np.array([below[bool(r.get("fine"))] for r in sub])
         rule_conf = np.array([r["rule_confidence"] for r in sub])
         rule_ece, rule_bins = ece(rule_conf, correct.astype(float))
         with warnings.catch_warnings():  # one grade only on both sides: kappa is undefined (nan, reported)
@@ -283,12 +284,7 @@ def compute_metrics(
         results.append(res)
 
     t = predictor.thresholds
-    rows = grade_devices(
-        results,
-        list_standards(),
-        t.grade_calibration,
-        fine_calibration=t.fine_grading.grade_calibration if t.fine_grading is not None else None,
-    )
+    rows = grade_devices(results, list_standards(), t.grading(False)[0], fine_calibration=t.grading(True)[0])
     metrics = {
         "n_photos": len(items),
         "model": str(model_path),

@@ -395,12 +395,12 @@ def calibrated_rows(
 ) -> list[dict]:
     """`grade_devices` rows with `confidence` the calibrated probability of the predicted grade where
     `calibration` has the standard (else the rules' own): no device is graded again. A row the fine
-    pass read (`"fine"`) takes `fine_calibration`'s where that has the standard, as serving does
-    (`model.card.Thresholds.grading`)."""
-    fine_calibration = fine_calibration or {}
+    pass read (`"fine"`) takes `fine_calibration` instead where one is given: a card's is
+    `model.card.Thresholds.grading(fine=True)`, which falls back to the others standard by standard."""
     out = []
     for r in rows:
-        cal = (fine_calibration if r.get("fine") else {}).get(r["standard"]) or calibration.get(r["standard"])
+        by_standard = fine_calibration if r.get("fine") and fine_calibration is not None else calibration
+        cal = by_standard.get(r["standard"])
         conf = cal.apply(r["rule_probabilities"])[r["pred"]] if cal is not None else r["rule_confidence"]
         out.append({**r, "confidence": conf})
     return out
