@@ -25,8 +25,9 @@ or intact, listable either way). Printed per source and for all sources, for eac
 - with `--no-kind`, the kind read right where the manifest states it (laptop_scratch's lids and
   cracked_screens' laptop displays: laptops; the rest phones);
 - every standard, as the API and the CLI grade by default: each one's grade right (a cracked photo
-  may have the grades that standard gives cracked glass, CTIA's D and E say, an intact or worn one its
-  listable grades: `training.metrics.cracked_grades`), the mean probability it gave its grade (a
+  may have the grades that standard gives cracked glass, CTIA's D and E say; a worn one its listable
+  grades; an intact one those better than cracked glass, CTIA's A to C: `training.metrics.
+  truth_grades`), the mean probability it gave its grade (a
   calibrated grade's mean probability is near its share right), and the share that standard does not
   send to review; and the share of photos graded without review by all standards together.
 
@@ -58,8 +59,6 @@ DEFAULT_MANIFESTS = [
     ROOT / "datasets/real/msd.jsonl",
     ROOT / "datasets/real/laptop_scratch.jsonl",
 ]
-# Sets whose every photo shows a worn surface and no cracked glass (their data cards).
-WORN_SOURCES = frozenset({"laptop_scratch"})
 STANDARD = "backmarket"  # the grade the Back Market measures read
 
 
@@ -79,22 +78,10 @@ class Graded:
 
 
 def truth_of(record) -> str | None:
-    """ "cracked", "intact" (crack known absent, no other defect labelled) or "worn" (crack known absent,
-    a scratch, stain or smudge labelled: MSD's screens, whose manifest says crack: false; every photo of
-    a `WORN_SOURCES` set)."""
-    from model.taxonomy import DefectType
+    """ "cracked", "worn" or "intact" (`training.metrics.real_truth`)."""
+    from training.metrics import real_truth
 
-    crack = record.image_labels.get(DefectType.CRACK)
-    worn = any(v for k, v in record.image_labels.items() if k is not DefectType.CRACK)
-    if crack:
-        return "cracked"
-    if record.source in WORN_SOURCES:
-        return "worn"
-    from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
-
-    if crack is False or (record.source in EXCLUSIVE_LABEL_SOURCES and worn):
-        return "worn" if worn else "intact"
-    return None
+    return real_truth(record)
 
 
 def _barred(data: bytes) -> bytes:
@@ -121,7 +108,7 @@ def grade_photos(
     from model.taxonomy import DefectType
     from serving.pipeline import Device, grade_device, resolve_device, run_direct
     from serving.predictor import load_model
-    from training.metrics import cracked_grades, listable_grades
+    from training.metrics import truth_grades
 
     model = load_model(model_path, intra_op_threads=2)
     standards = list_standards()  # the API's and the CLI's default: every bundled standard
@@ -144,7 +131,7 @@ def grade_photos(
         truth = truth_of(rec)
         per_standard = {
             s: (
-                r.grade in (cracked_grades(s) if truth == "cracked" else listable_grades(s)),
+                r.grade in truth_grades(s, truth),
                 r.probabilities.get(r.grade, 0.0),
                 r.needs_review,
             )

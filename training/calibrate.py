@@ -425,42 +425,59 @@ def calibrate_model_file(
     return cal, store_calibration(model_file.path, cal, model_file.alone)
 
 
-def calibrate_fine_grading(
-    path: str | Path, items: list[Item], fine_items: list[Item], batch_size: int = 8
+def calibrate_gradings(
+    path: str | Path,
+    items: list[Item],
+    fine_items: list[Item],
+    batch_size: int = 8,
+    fine_only: bool = False,
 ) -> tuple[dict, list[Path]]:
-    """Fit only the card's `fine_grading` (step 5) for an exported, calibrated ONNX file, its other
-    thresholds as they are: the photos of `items` (validation) and `fine_items` (high-resolution
-    validation devices) that the fine pass reads, graded as serving grades them with this card. Stores
-    it in the card (and its INT8 sibling's where that shares the thresholds) and in the calibration
-    JSON beside; returns the calibration and the files whose card changed. Refused (ValueError) for a
-    file without a fine network beside it or too few devices read."""
+    """Fit only the card's gradings (steps 3-5: each standard's grade calibration, `needs_review_below`
+    and the fine pass's `fine_grading`) for an exported, calibrated ONNX file, its other thresholds (cuts,
+    confidences, zone damage, probes) as they are; with `fine_only`, only `fine_grading` (step 5). The
+    photos of `items` (validation) and `fine_items` (high-resolution validation devices, which count
+    only for the fine grading) are graded as serving grades them with this card: what a change of the
+    rules or of the truth the gradings are fitted on needs, in minutes rather than a whole calibration.
+    Stores the result in the card (and its INT8 sibling's where that shares the thresholds) and in the
+    calibration JSON beside; returns the calibration and the files whose card changed. Refused
+    (ValueError) for `fine_only` on a file without a fine network beside it, or too few devices read."""
     from model.export import read_card, update_card
 
     path = Path(path)
     predictor = open_model_file(path).model  # the card's thresholds, probes and crop pass: as serving
-    if predictor.fine_card is None:
+    if fine_only and predictor.fine_card is None:
         raise ValueError(f"{path}: no fine network beside it, so no grading is read by the fine pass")
     thresholds = predictor.thresholds.model_copy(deep=True)
-    preds = predict([*items, *fine_items], predictor, batch_size)
-    rows = fine_read_rows(preds, thresholds, predictor.mask_stride)
-    thresholds.fine_grading, figures = fit_fine_grading(rows)
-    if thresholds.fine_grading is None:
-        raise ValueError(
-            f"{path}: the fine pass read {len({r['device'] for r in rows})} validation devices; a grade "
-            f"calibration needs {MIN_CALIBRATION_DEVICES} of a standard's"
-        )
+    stride = predictor.mask_stride
+    fine_items = fine_items if predictor.fine_card is not None else []
+    if fine_only:
+        rows = fine_read_rows(predict([*items, *fine_items], predictor, batch_size), thresholds, stride)
+        thresholds.fine_grading, fine_fig = fit_fine_grading(rows)
+        if thresholds.fine_grading is None:
+            raise ValueError(
+                f"{path}: the fine pass read {len({r['device'] for r in rows})} validation devices; a grade "
+                f"calibration needs {MIN_CALIBRATION_DEVICES} of a standard's"
+            )
+        figures = {"fine_grading": fine_fig}
+    else:  # as `calibrate` builds its rows once its thresholds are fitted
+        results = [photo_result(p, thresholds, stride) for p in predict(items, predictor, batch_size)]
+        rows = grade_devices(results, list_standards(), listability=True)
+        if fine_items:
+            rows += fine_read_rows(predict(fine_items, predictor, batch_size), thresholds, stride)
+        grade_fig, review_fig, fine_fig = fit_gradings(thresholds, rows)
+        figures = {"grades": grade_fig, "review": review_fig, "fine_grading": fine_fig}
     # The INT8 sibling follows where it shares the FP32 thresholds (not one calibrated on its own).
     sibling = path.with_suffix(".int8.onnx")
     shares = sibling.is_file() and read_card(sibling).thresholds == predictor.thresholds
     cards = [path, sibling] if shares else [path]
     for card_file in cards:
         update_card(card_file, thresholds=thresholds.model_dump(mode="json"))
-    cal = {"thresholds": thresholds.model_dump(mode="json"), "figures": {"fine_grading": figures}}
+    cal = {"thresholds": thresholds.model_dump(mode="json"), "figures": figures}
     beside = calibration_json(path)
-    if beside.is_file():  # the last calibration's figures stay, with this step's beside them
+    if beside.is_file():  # the last calibration's other figures stay, with this step's beside them
         whole = json.loads(beside.read_text())
         whole["thresholds"] = cal["thresholds"]
-        whole.setdefault("figures", {})["fine_grading"] = figures
+        whole.setdefault("figures", {}).update(figures)
         cal = whole
     beside.write_text(json.dumps(cal, indent=2))
     return cal, cards

@@ -281,10 +281,52 @@ ONE_CRACK_MM = 40.0
 
 @cache
 def listable_grades(standard: str) -> tuple[str, ...]:
-    """The grades a device known only to be intact (no cracked glass) may have: the listable ones."""
+    """The grades a worn device known not to be cracked may have: the listable ones (CTIA's D and R2's C6
+    too, which their standards give long scratches, heavy dents and chips as well as cracked glass)."""
     from model.rules import load_standard
 
     return tuple(g.name for g in load_standard(standard).grades if g.listable)
+
+
+@cache
+def uncracked_grades(standard: str) -> tuple[str, ...]:
+    """The grades a device known to be intact (no cracked glass, no wear labelled) may have: those better
+    than `cracked_grades`. Not the listable grades: CTIA's D and R2's C6 are listable, but on a photo
+    that shows neither a crack nor wear they are wrong, and counting them right let the grade
+    calibration move a real intact phone's A towards D (0.8 of its mass, fitted on the real photos
+    alone): the likelihood of a set label cannot tell A from D, so nothing held the split."""
+    from model.rules import load_standard
+
+    std = load_standard(standard)
+    return std.grade_names[: std.index(cracked_grades(standard)[0])]
+
+
+# Real sets whose every photo shows a worn surface and no cracked glass (their data cards say so).
+WORN_SOURCES = frozenset({"laptop_scratch"})
+
+
+def real_truth(record) -> str | None:
+    """What a real photo's labels say of its device: "cracked"; "worn" (crack known absent, a scratch,
+    stain or smudge labelled: MSD's screens; every photo of a `WORN_SOURCES` set); "intact" (crack known
+    absent, nothing else labelled); None (no crack label)."""
+    from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
+
+    crack = record.image_labels.get(DefectType.CRACK)
+    worn = any(v for k, v in record.image_labels.items() if k is not DefectType.CRACK)
+    if crack:
+        return "cracked"
+    if record.source in WORN_SOURCES:
+        return "worn"
+    if crack is False or (record.source in EXCLUSIVE_LABEL_SOURCES and worn):
+        return "worn" if worn else "intact"
+    return None
+
+
+def truth_grades(standard: str, truth: str) -> tuple[str, ...]:
+    """The grades `standard` may give a real device whose labels say `truth` (`real_truth`)."""
+    if truth == "cracked":
+        return cracked_grades(standard)
+    return listable_grades(standard) if truth == "worn" else uncracked_grades(standard)
 
 
 @cache  # calibration asks once per real device and standard; the bundled standards do not change
@@ -318,7 +360,7 @@ def grade_devices(
 
     `listability`: also a row for each device known only to be cracked or not (real photos with an
     image-level crack label, `training.damage.zone_truth`), whose `true` is then the set of the
-    standard's grades it may have (`cracked_grades`, or `listable_grades`), with `"real": True`."""
+    standard's grades it may have (`truth_grades`: cracked, worn or intact), with `"real": True`."""
     from model.rules import grade
     from training.damage import zone_truth
 
@@ -333,9 +375,11 @@ def grade_devices(
         cracked = [t for p in photos for t in zone_truth(p.pred.item.record).values()]
         real = not truth and listability and bool(cracked)
         if real:
-            crack = any(cracked)
+            # Cracked if any photo's glass is; else worn if any photo shows wear; else intact.
+            labels = {real_truth(p.pred.item.record) for p in photos}
+            kind_of = "cracked" if any(cracked) else "worn" if "worn" in labels else "intact"
             for std in standards:
-                truth[std] = cracked_grades(std) if crack else listable_grades(std)
+                truth[std] = truth_grades(std, kind_of)
         if not truth:
             continue
         kind = next(

@@ -136,8 +136,42 @@ def test_a_cracked_real_photo_may_have_the_grades_each_standard_gives_cracked_gl
     assert cracked_grades("backmarket") == ("Unlistable",)
     assert cracked_grades("ctia") == ("D", "E")
     assert cracked_grades("r2") == ("C6", "C7")
-    # A phone known to be intact may have any listable grade (CTIA's D for heavy dents too), not E.
+    # A worn phone may have any listable grade (CTIA's D for long scratches or heavy dents too), not E.
     assert listable_grades("ctia") == ("A", "B", "C", "D")
+
+
+def test_an_intact_real_photo_may_not_have_the_grades_of_cracked_glass():
+    """An intact phone (crack known absent, nothing else labelled) graded CTIA D or R2 C6 is wrong: those
+    are the grades of cracked glass; a worn one (MSD's scratched screen) may have them (a long scratch
+    is D under CTIA)."""
+    from types import SimpleNamespace
+
+    from training.metrics import grade_devices, is_right, real_truth, truth_grades, uncracked_grades
+
+    assert uncracked_grades("ctia") == ("A", "B", "C")
+    assert uncracked_grades("r2") == ("C2", "C3", "C4", "C5")
+    assert uncracked_grades("backmarket") == ("Premium", "Excellent", "Good", "Fair")
+    intact = _record(image_labels={"crack": False}, view="front", source="phones_web")
+    worn = _record(image_labels={"scratch": True}, view="front", source="msd")
+    assert [real_truth(r) for r in (intact, worn)] == ["intact", "worn"]
+    assert real_truth(_record(image_labels={"crack": True}, source="phones_web")) == "cracked"
+    assert real_truth(_record(source="phones_web")) is None
+    assert truth_grades("ctia", "worn") == ("A", "B", "C", "D")
+
+    def graded(record, device):
+        # a long screen scratch: CTIA D (over C's 7 mm), R2 worse than C5
+        photo = SimpleNamespace(
+            pred=SimpleNamespace(
+                item=SimpleNamespace(record=record.model_copy(update={"device_id": device}))
+            ),
+            instances=[mm("scratch", "screen", 30.0, 0.3)],
+        )
+        return {r["standard"]: r for r in grade_devices([photo], ["ctia"], listability=True)}["ctia"]
+
+    on_intact, on_worn = graded(intact, "intact"), graded(worn, "worn")
+    assert on_intact["pred"] == on_worn["pred"] == "D"
+    assert on_intact["true"] == ("A", "B", "C") and not is_right(on_intact)
+    assert is_right(on_worn)
 
 
 def test_the_review_threshold_holds_for_synthetic_devices_and_real_photos_apart():

@@ -1,6 +1,7 @@
 """`refurbgrade calibrate --fine-grading-only`: the grading of the devices the fine pass reads fitted
-on an exported file's card (`training.calibrate.calibrate_fine_grading`), every other threshold as it
-was; refused for a file the fine pass never runs beside."""
+on an exported file's card (`training.calibrate.calibrate_gradings`), every other threshold as it
+was; refused for a file the fine pass never runs beside. `--gradings-only`: every grading (each
+standard's grade calibration and review threshold, the fine pass's too), the cuts as they were."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def test_fine_grading_needs_a_fine_network_and_enough_devices(tiny, tmp_path, mo
     r = runner.invoke(build(), args)
     assert r.exit_code == 2 and "read 2 validation devices" in r.output
     assert read_card(tiny).thresholds.fine_grading is None  # nothing stored on a refusal
+
+
+def test_gradings_only_refits_every_grading_and_leaves_the_cuts(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr("training.calibrate.MIN_CALIBRATION_DEVICES", 3)
+    _with_fine(tiny)
+    before = read_card(tiny).thresholds
+    fine = _photos(tmp_path / "fine", 4, 2400, 3000)
+    small = _photos(tmp_path / "small", 5, 800, 600)  # the coarse grading's devices
+    r = runner.invoke(build(), ["calibrate", str(tiny), "-m", small, "--fine-val", fine, "--gradings-only"])
+    assert r.exit_code == 0, r.output
+    assert "grade calibration, backmarket" in r.output and "needs_review_below" in r.output
+    after = read_card(tiny).thresholds
+    assert before.grade_calibration == {}  # the tiny card had none: this step fitted it
+    assert after.grade_calibration["backmarket"].devices == 5
+    assert after.fine_grading is not None and after.fine_grading.devices == 4
+    kept = {"grade_calibration", "needs_review_below", "fine_grading"}
+    assert after.model_dump(exclude=kept) == before.model_dump(exclude=kept)  # cuts, confidences, zones
+    beside = json.loads(tiny.with_suffix(".calibration.json").read_text())
+    assert beside["figures"]["grades"]["backmarket"]["devices"] == 5
+    assert beside["figures"]["review"]["devices"] == 5
+
+
+def test_one_only_flag_at_a_time(tiny, tmp_path):
+    small = _photos(tmp_path / "small", 2, 800, 600)
+    r = runner.invoke(
+        build(), ["calibrate", str(tiny), "-m", small, "--gradings-only", "--fine-grading-only"]
+    )
+    assert r.exit_code == 2 and "not both" in r.output

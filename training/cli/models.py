@@ -119,12 +119,20 @@ def calibrate(
             "every other threshold in its card as it is",
         ),
     ] = False,
+    gradings_only: Annotated[
+        bool,
+        typer.Option(
+            "--gradings-only",
+            help="an exported .onnx file: fit only the grade calibrations and review thresholds (the "
+            "fine pass's grading too), every cut, confidence and zone model in its card as it is",
+        ),
+    ] = False,
 ) -> None:
     """(Re)calibrate thresholds on validation data. A checkpoint keeps them inside; an .onnx file gets
     them in its card (and so does its .int8.onnx sibling, which shares the FP32 thresholds)."""
     from training.calibrate import (
         QuantizedModelError,
-        calibrate_fine_grading,
+        calibrate_gradings,
         calibrate_model_file,
         calibration_json,
         fine_grading_summary,
@@ -153,17 +161,18 @@ def calibrate(
         _refuse(str(exc))
     if not items:
         _refuse("no validation photos: give --manifest or --config")
-    if fine_grading_only:
+    if fine_grading_only and gradings_only:
+        _refuse("give --fine-grading-only or --gradings-only, not both")
+    if fine_grading_only or gradings_only:
+        flag = "--fine-grading-only" if fine_grading_only else "--gradings-only"
         if model.suffix != ".onnx":
-            _refuse(
-                f"{model}: --fine-grading-only is for an exported .onnx file (the fine pass runs beside one)"
-            )
+            _refuse(f"{model}: {flag} is for an exported .onnx file, calibrated (its card's cuts stay)")
         try:
-            cal, cards = calibrate_fine_grading(model, items, fine_items)
+            cal, cards = calibrate_gradings(model, items, fine_items, fine_only=fine_grading_only)
         except ValueError as exc:
             _refuse(str(exc))
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
-        for line in fine_grading_summary(cal):
+        for line in fine_grading_summary(cal) if fine_grading_only else summary(cal):
             typer.echo(line)
         return
     cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items, fine_items)
