@@ -32,12 +32,12 @@ from model.catalogue import lookup_device
 from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.device_kind import guess_kind
-from model.display import display_advice, is_lit, lit_share
+from model.display import display_advice, is_lit
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
 from model.glare import blown_share, glare_advice
-from model.inference import Frame, Inferred, batched, frame_photo, infer
+from model.inference import Frame, Inferred, batched, frame_photo, infer, screen_lit
 from model.instances import DefectInstance
 from model.postprocess import estimate_scale
 from model.preprocess import DETAIL, DecodeError, decoded_pixels
@@ -306,7 +306,7 @@ def analyse_photo(
     if scale.device_found:
         glare = blown_share(inferred.frame.image, outputs["zone_probs"], view_res)
         if view_res is View.FRONT:
-            lit = lit_share(inferred.frame.image, outputs["zone_probs"])
+            lit = screen_lit(inferred)
         instances = photo_instances(
             outputs,
             inferred.letterbox,

@@ -132,6 +132,14 @@ class ScoredPhoto:
     fine: bool = False  # the fine pass read the photo (`Thresholds.fine_grading` then grades its device)
 
 
+def _lit(pred) -> float:
+    """The photo's screen lit share, as the fine pass's step measured it where it did (evaluation's
+    light stand-in for a prediction keeps no `Inferred`)."""
+    inferred = getattr(pred, "inferred", None)
+    lit = getattr(inferred, "lit", None)
+    return lit if lit is not None else lit_share(pred.image, pred.outputs["zone_probs"])
+
+
 def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredPhoto:
     """`pred` through serving's post-processing at `thresholds`, matched to its true instances. The
     view is the network's, as serving takes it when the caller names none (zones follow the view)."""
@@ -150,7 +158,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
         view,
         fine=fine,
         glass=glass_zones(pred.item.record.device_kind),
-        lit=view is View.FRONT and is_lit(lit_share(pred.image, pred.outputs["zone_probs"])),
+        lit=view is View.FRONT and is_lit(_lit(pred)),
     )
     res = ScoredPhoto(pred, insts, scale_source=source, fine=fine is not None)
     rec = pred.item.record

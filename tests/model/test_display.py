@@ -97,6 +97,27 @@ def test_the_fine_pass_is_told_to_leave_a_lit_screen_and_a_front_views_body(monk
     assert run(lit, probs, "back") == (Zone.SCREEN,)  # a back view's body is the back: read
 
 
+def test_the_lit_share_is_measured_once_a_photo(monkeypatch):
+    """The fine pass's step keeps the share it measured; the post-processing reads it from there."""
+    import cv2
+
+    import model.inference as inference
+    from model.outputs import VIEW_CLASSES
+
+    monkeypatch.setattr(inference, "fine_pass", lambda *args: None)
+    image, probs = _frame()
+    lit = _lit(image.copy())
+    data = cv2.imencode(".png", cv2.cvtColor(lit, cv2.COLOR_RGB2BGR))[1].tobytes()
+    frame = inference.frame_photo(data, lit.shape[0])
+    views = np.eye(len(VIEW_CLASSES), dtype=np.float32)[VIEW_CLASSES.index("front")]
+    done = inference.with_fine(inference.Inferred(frame, {"zone_probs": probs, "view_probs": views}), None)
+    assert done.lit == pytest.approx(lit_share(frame.image, probs)) and is_lit(done.lit)
+    measured = []
+    monkeypatch.setattr(inference, "lit_share", lambda *a: measured.append(a) or 0.0)
+    assert inference.screen_lit(done) == done.lit and not measured  # kept, not measured again
+    assert inference.screen_lit(dataclasses.replace(done, lit=None)) == 0.0 and len(measured) == 1
+
+
 def test_no_scratch_is_read_on_a_lit_screen_and_everything_else_stands(monkeypatch):
     import model.fine_instances as fi
 
