@@ -39,6 +39,7 @@ from training.metrics import (
     coverage_curve,
     ece,
     grade_devices,
+    is_right,
     length_errors,
     photo_result,
     prf,
@@ -228,6 +229,36 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
     return grades
 
 
+def real_grade_metrics(rows: list[dict], thresholds: Thresholds, source_of: dict[str, str]) -> dict:
+    """Per real source (and "all"), per standard, from `grade_devices` rows with set labels (real photos
+    known only to be cracked, worn or intact: `training.metrics.truth_grades`): the devices, the share
+    whose grade is one of its set, the mean probability given to the grade, and at the card's review
+    threshold the share graded without review and how often those are right. The probability is the
+    grade's, the share right its set's: where a set holds several grades (an intact phone may be CTIA A,
+    B or C) a calibrated probability is below the share right, never above it."""
+    below = {fine: thresholds.grading(fine)[1] for fine in (False, True)}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[source_of[r["device"]]].append(r)
+        groups["all"].append(r)
+    out: dict[str, dict] = {}
+    for src in sorted(groups, key=lambda s: (s == "all", s)):
+        out[src] = {}
+        for std in sorted({r["standard"] for r in groups[src]}):
+            sub = [r for r in groups[src] if r["standard"] == std]
+            right = np.array([is_right(r) for r in sub])
+            conf = np.array([r["confidence"] for r in sub])
+            auto = conf >= np.array([below[bool(r.get("fine"))] for r in sub])
+            out[src][std] = {
+                "devices": len(sub),
+                "right": float(right.mean()),
+                "mean_probability": float(conf.mean()),
+                "auto_share": float(auto.mean()),
+                "auto_right": float(right[auto].mean()) if auto.any() else float("nan"),
+            }
+    return out
+
+
 def photo_row(pred: Prediction, res: ScoredPhoto, peak: np.ndarray) -> dict:
     """One photos.jsonl line, for error analysis."""
     rec = pred.item.record
@@ -284,7 +315,16 @@ def compute_metrics(
         results.append(res)
 
     t = predictor.thresholds
-    rows = grade_devices(results, list_standards(), t.grading(False)[0], fine_calibration=t.grading(True)[0])
+    # Real photos known only to be cracked or not are graded too (set labels), and reported apart.
+    rows = grade_devices(
+        results,
+        list_standards(),
+        t.grading(False)[0],
+        listability=True,
+        fine_calibration=t.grading(True)[0],
+    )
+    real_rows, rows = [r for r in rows if r.get("real")], [r for r in rows if not r.get("real")]
+    source_of = {r.pred.item.record.device_id: r.pred.item.record.source for r in results}
     metrics = {
         "n_photos": len(items),
         "model": str(model_path),
@@ -299,6 +339,7 @@ def compute_metrics(
         "scratch_length": scratch_length_metrics(matches),
         "image_auroc": auroc.result(),
         "grades": grade_metrics(rows, predictor.thresholds),
+        "real_grades": real_grade_metrics(real_rows, predictor.thresholds, source_of),
         "ms_per_photo": float(np.median(predictor.seconds) * 1000) if predictor.seconds else float("nan"),
         "thresholds": _summarised(predictor.thresholds.model_dump(mode="json")),
         "crop_to_device": predictor.crop_to_device,

@@ -184,6 +184,26 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
             "",
             f"![confusion](confusion_{std}.png) ![reliability](reliability_{std}.png) ![coverage](coverage_{std}.png)",
         ]
+    real = metrics.get("real_grades") or {}
+    if real:
+        lines += [
+            "",
+            "## Grades on real photos, per source (set labels)",
+            "",
+            "Each real photo graded as one device. Its labels say only cracked, worn or intact, so a grade is "
+            "right when it is one its set allows (cracked: the grades of cracked glass; worn: any listable "
+            "grade; intact: those better than cracked glass). The mean probability is the grade's own: where "
+            "a set allows several grades it sits below the share right.",
+            "",
+            "| source | standard | devices | right | mean probability | graded without review | of those right |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {src} | {std} | {g['devices']} | {_fmt(g['right'])} | {_fmt(g['mean_probability'])} | "
+            f"{_fmt(g['auto_share'])} | {_fmt(g['auto_right'])} |"
+            for src, by_std in real.items()
+            for std, g in by_std.items()
+        ]
     lines += [
         "",
         "## Thresholds used (from the model card / checkpoint calibration)",

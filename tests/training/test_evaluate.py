@@ -149,6 +149,7 @@ def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
 def test_evaluate_report_on_a_toy_model(tmp_path):
     from training.config import load_config
     from training.evaluate import run_evaluation
+    from training.report import write_report
     from training.toydata import write_toy_manifest
     from training.train import run_training
 
@@ -181,6 +182,46 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
     assert (tmp_path / "rep" / "confusion_backmarket.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert saved["n_photos"] == m["n_photos"] and (tmp_path / "rep" / "photos.jsonl").exists()
+    # The toy set's "real" photos (image labels only) are graded against their set labels, apart.
+    real = m["real_grades"]
+    assert set(real) == {"toy_real", "all"} and real["all"]["backmarket"]["devices"] > 0
+    assert "## Grades on real photos, per source" in report and "| toy_real | backmarket |" in report
+    real = {"phones_web": {"ctia": {"devices": 3, "right": 2 / 3, "mean_probability": 0.75,
+                                    "auto_share": 1 / 3, "auto_right": 1.0}}}  # fmt: skip
+    again = write_report({**m, "real_grades": real}, tmp_path / "rep2", "toy").read_text()
+    assert "| phones_web | ctia | 3 | 0.667 | 0.750 | 0.333 | 1.000 |" in again
+
+
+def test_real_photos_are_reported_per_source_against_their_set_labels(tmp_path):
+    """Rows of real photos known only to be cracked or intact: right when the grade is in the set, the
+    probability the grade's own, and the review threshold each row's kind's (the fine one for a device
+    the fine pass read)."""
+    from model.card import FineGrading
+    from training.evaluate import real_grade_metrics
+    from training.predict import default_thresholds
+
+    def row(device, pred, true, confidence, fine=False):
+        return {"device": device, "standard": "ctia", "pred": pred, "true": true,
+                "confidence": confidence, "real": True, "fine": fine}  # fmt: skip
+
+    fine = FineGrading(grade_calibration={}, needs_review_below=1.0, devices=1)
+    thresholds = default_thresholds().model_copy(update={"needs_review_below": 0.9, "fine_grading": fine})
+    rows = [
+        row("w1", "D", ("D", "E"), 0.95),  # cracked, sure: without review, right
+        row("w2", "A", ("D", "E"), 0.5),  # a crack missed: reviewed
+        row("w3", "A", ("A", "B", "C"), 0.8),  # intact: right, reviewed (0.8 < 0.9)
+        row("m1", "D", ("A", "B", "C", "D"), 0.97, fine=True),  # worn, read finely: the fine threshold 1.0
+    ]
+    source_of = {"w1": "phones_web", "w2": "phones_web", "w3": "phones_web", "m1": "msd"}
+    out = real_grade_metrics(rows, thresholds, source_of)
+    assert list(out) == ["msd", "phones_web", "all"]
+    web = out["phones_web"]["ctia"]
+    assert web["devices"] == 3 and web["right"] == pytest.approx(2 / 3)
+    assert web["mean_probability"] == pytest.approx((0.95 + 0.5 + 0.8) / 3)
+    assert web["auto_share"] == pytest.approx(1 / 3) and web["auto_right"] == 1.0
+    msd = out["msd"]["ctia"]
+    assert msd["right"] == 1.0 and msd["auto_share"] == 0.0 and msd["auto_right"] != msd["auto_right"]
+    assert out["all"]["ctia"]["devices"] == 4
 
 
 def test_grade_refinement_moves_a_bad_cut_and_never_loses_accuracy(tmp_path):
