@@ -316,13 +316,22 @@ WORN_SOURCES = frozenset({"laptop_scratch"})
 def real_truth(record) -> str | None:
     """What a real photo's labels say of its device: "cracked"; "worn" (crack known absent, a scratch,
     stain or smudge labelled: MSD's screens; every photo of a `WORN_SOURCES` set); "intact" (crack known
-    absent, nothing else labelled); None (no crack label)."""
-    from training.damage import EXCLUSIVE_LABEL_SOURCES  # one class a photo: scratched is not cracked
+    absent, nothing else labelled); None where they say nothing a grade can be checked against: no crack
+    label; a photo of no device (a generated one, `quality` no_device); or a composite's drawn wear (real
+    screens and lids with generated stains and scratches, `GENERATED_DEFECT_SOURCES`), whose sizes the
+    labels do not give: a drawn stain over 25 mm² on a screen is rightly Unlistable under Back Market's
+    Fair, so "listable" would count those gradings wrong."""
+    from model.taxonomy import PhotoQuality
+    from training.damage import EXCLUSIVE_LABEL_SOURCES, GENERATED_DEFECT_SOURCES
 
     crack = record.image_labels.get(DefectType.CRACK)
     worn = any(v for k, v in record.image_labels.items() if k is not DefectType.CRACK)
+    if record.quality is PhotoQuality.NO_DEVICE:
+        return None
     if crack:
         return "cracked"
+    if record.source in GENERATED_DEFECT_SOURCES:
+        return None
     if record.source in WORN_SOURCES:
         return "worn"
     if crack is False or (record.source in EXCLUSIVE_LABEL_SOURCES and worn):
@@ -368,7 +377,8 @@ def grade_devices(
 
     `listability`: also a row for each device known only to be cracked or not (real photos with an
     image-level crack label, `training.damage.zone_truth`), whose `true` is then the set of the
-    standard's grades it may have (`truth_grades`: cracked, worn or intact), with `"real": True`."""
+    standard's grades it may have (`truth_grades`: cracked, worn or intact), with `"real": True`; none
+    for a device whose labels give nothing to check a grade against (`real_truth` None)."""
     from model.rules import grade
     from training.damage import zone_truth
 
@@ -383,9 +393,16 @@ def grade_devices(
         cracked = [t for p in photos for t in zone_truth(p.pred.item.record).values()]
         real = not truth and listability and bool(cracked)
         if real:
-            # Cracked if any photo's glass is; else worn if any photo shows wear; else intact.
+            # Cracked if any photo is; else no row where a photo's labels give nothing a grade can be
+            # checked against (`real_truth`: no device, a composite's drawn wear); else worn if any
+            # photo shows wear; else intact.
             labels = {real_truth(p.pred.item.record) for p in photos}
-            kind_of = "cracked" if any(cracked) else "worn" if "worn" in labels else "intact"
+            if "cracked" in labels:
+                kind_of = "cracked"
+            elif None in labels:
+                continue
+            else:
+                kind_of = "worn" if "worn" in labels else "intact"
             for std in standards:
                 truth[std] = truth_grades(std, kind_of)
         if not truth:

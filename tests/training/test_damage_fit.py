@@ -157,6 +157,12 @@ def test_an_intact_real_photo_may_not_have_the_grades_of_cracked_glass():
     assert real_truth(_record(image_labels={"crack": True}, source="phones_web")) == "cracked"
     assert real_truth(_record(source="phones_web")) is None
     assert truth_grades("ctia", "worn") == ("A", "B", "C", "D")
+    # Nothing a grade can be checked against: a photo of no device; a composite's drawn wear (its
+    # sizes unknown: a large drawn stain is rightly Unlistable); a composite's drawn crack still is one.
+    assert real_truth(_record(image_labels={"crack": False}, quality="no_device")) is None
+    drawn = _record(image_labels={"crack": False, "stain": True}, view="front", source="composite")
+    assert real_truth(drawn) is None
+    assert real_truth(drawn.model_copy(update={"image_labels": {"crack": True}})) == "cracked"
 
     def graded(record, device):
         # a long screen scratch: CTIA D (over C's 7 mm), R2 worse than C5
@@ -169,6 +175,8 @@ def test_an_intact_real_photo_may_not_have_the_grades_of_cracked_glass():
         return {r["standard"]: r for r in grade_devices([photo], ["ctia"], listability=True)}["ctia"]
 
     on_intact, on_worn = graded(intact, "intact"), graded(worn, "worn")
+    with pytest.raises(KeyError):  # no row for the composite
+        graded(drawn, "drawn")
     assert on_intact["pred"] == on_worn["pred"] == "D"
     assert on_intact["true"] == ("A", "B", "C") and not is_right(on_intact)
     assert is_right(on_worn)
