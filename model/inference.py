@@ -212,7 +212,7 @@ def with_fine(
     return Inferred(f, inferred.outputs, inferred.fine if maps is None else maps, share)
 
 
-def screen_lit(inferred: Inferred) -> float:
+def screen_lit(inferred: Inferred) -> float | None:
     """The photo's screen lit share (`model.display.lit_share`), measured once: where the fine pass's
     step measured it, its value (about 1.3 ms a photo, which a front view otherwise paid twice)."""
     if inferred.lit is not None:

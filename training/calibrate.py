@@ -228,6 +228,17 @@ def fine_read_rows(preds, thresholds: Thresholds, stride: int, probes=None) -> l
     return rows
 
 
+def grading_rows(preds, fine_preds, thresholds: Thresholds, stride: int, probes=None) -> list[dict]:
+    """The validation rows steps 3-5 are fitted on (`fit_gradings`): every device of `preds`, real photos
+    known only to be cracked or not too (set labels, as much as the synthetic devices), and those of
+    `fine_preds` (high-resolution validation devices) that the fine pass read (`fine_read_rows`, with
+    `probes` applied first where `predict` has not)."""
+    rows = grade_devices(
+        [photo_result(p, thresholds, stride) for p in preds], list_standards(), listability=True
+    )
+    return rows + fine_read_rows(fine_preds, thresholds, stride, probes)
+
+
 def fit_gradings(thresholds: Thresholds, rows: list[dict]) -> tuple[dict, dict, dict]:
     """Steps 3-5 on validation `rows` (`grade_devices`, listability), into `thresholds`: the grade
     calibration and review threshold of the devices the fine pass read (`fine_grading`, where at least
@@ -317,13 +328,8 @@ def calibrate(
         )
         # What follows grades as serving will: with the probes' views and quality verdicts.
         preds = [with_probes(p, thresholds.photo_probes) for p in preds]
-    results = [photo_result(p, thresholds, stride) for p in preds]
-    # Real photos known only to be cracked or not count too (set labels), as much as the synthetic devices.
-    rows = grade_devices(results, list_standards(), listability=True)
-    if fine_items:
-        rows += fine_read_rows(
-            predict(fine_items, predictor, batch_size), thresholds, stride, thresholds.photo_probes
-        )
+    fine_preds = predict(fine_items, predictor, batch_size) if fine_items else ()
+    rows = grading_rows(preds, fine_preds, thresholds, stride, thresholds.photo_probes)
     grade_fig, review_fig, fine_fig = fit_gradings(thresholds, rows)
     return {
         "thresholds": thresholds.model_dump(mode="json"),
@@ -459,11 +465,9 @@ def calibrate_gradings(
                 f"calibration needs {MIN_CALIBRATION_DEVICES} of a standard's"
             )
         figures = {"fine_grading": fine_fig}
-    else:  # as `calibrate` builds its rows once its thresholds are fitted
-        results = [photo_result(p, thresholds, stride) for p in predict(items, predictor, batch_size)]
-        rows = grade_devices(results, list_standards(), listability=True)
-        if fine_items:
-            rows += fine_read_rows(predict(fine_items, predictor, batch_size), thresholds, stride)
+    else:  # as `calibrate` does once its thresholds are fitted (`predict` applied the card's probes)
+        fine_preds = predict(fine_items, predictor, batch_size) if fine_items else ()
+        rows = grading_rows(predict(items, predictor, batch_size), fine_preds, thresholds, stride)
         grade_fig, review_fig, fine_fig = fit_gradings(thresholds, rows)
         figures = {"grades": grade_fig, "review": review_fig, "fine_grading": fine_fig}
     # The INT8 sibling follows where it shares the FP32 thresholds (not one calibrated on its own).

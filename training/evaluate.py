@@ -177,13 +177,20 @@ def scratch_length_metrics(matches: list[Match]) -> dict:
     }
 
 
+def without_review(rows: list[dict], thresholds: Thresholds) -> np.ndarray:
+    """Which of `rows` the card grades without review: each device against its own kind's threshold
+    (a device the fine pass read has its own, `Thresholds.grading`)."""
+    below = {fine: thresholds.grading(fine)[1] for fine in (False, True)}
+    conf = np.array([r["confidence"] for r in rows])
+    return conf >= np.array([below[bool(r.get("fine"))] for r in rows])
+
+
 def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
     """Per standard, from `grade_devices` rows: accuracy, kappa, calibration and what the card's
     needs-review threshold does."""
     from sklearn.metrics import cohen_kappa_score
 
     grades = {}
-    below = {fine: thresholds.grading(fine)[1] for fine in (False, True)}
     for std in sorted({r["standard"] for r in rows}):
         names = load_standard(std).grade_names
         sub = [r for r in rows if r["standard"] == std]
@@ -195,8 +202,7 @@ def grade_metrics(rows: list[dict], thresholds: Thresholds) -> dict[str, dict]:
         conf = np.array([r["confidence"] for r in sub])
         correct = np.array(t_idx) == np.array(p_idx)
         e, bins = ece(conf, correct.astype(float))
-        # Each device against its own kind's threshold: a device the fine pass read has its own.
-        auto = conf >= np.array([below[bool(r.get("fine"))] for r in sub])
+        auto = without_review(sub, thresholds)
         rule_conf = np.array([r["rule_confidence"] for r in sub])
         rule_ece, rule_bins = ece(rule_conf, correct.astype(float))
         with warnings.catch_warnings():  # one grade only on both sides: kappa is undefined (nan, reported)
@@ -236,7 +242,6 @@ def real_grade_metrics(rows: list[dict], thresholds: Thresholds, source_of: dict
     threshold the share graded without review and how often those are right. The probability is the
     grade's, the share right its set's: where a set holds several grades (an intact phone may be CTIA A,
     B or C) a calibrated probability is below the share right, never above it."""
-    below = {fine: thresholds.grading(fine)[1] for fine in (False, True)}
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[source_of[r["device"]]].append(r)
@@ -248,7 +253,7 @@ def real_grade_metrics(rows: list[dict], thresholds: Thresholds, source_of: dict
             sub = [r for r in groups[src] if r["standard"] == std]
             right = np.array([is_right(r) for r in sub])
             conf = np.array([r["confidence"] for r in sub])
-            auto = conf >= np.array([below[bool(r.get("fine"))] for r in sub])
+            auto = without_review(sub, thresholds)
             out[src][std] = {
                 "devices": len(sub),
                 "right": float(right.mean()),

@@ -132,7 +132,7 @@ class ScoredPhoto:
     fine: bool = False  # the fine pass read the photo (`Thresholds.fine_grading` then grades its device)
 
 
-def _lit(pred) -> float:
+def _lit(pred) -> float | None:
     """The photo's screen lit share, as the fine pass's step measured it where it did (evaluation's
     light stand-in for a prediction keeps no `Inferred`)."""
     inferred = getattr(pred, "inferred", None)
