@@ -29,7 +29,7 @@ import numpy as np
 
 from model.card import Thresholds
 from model.damage import GLASS_ZONES, judge_zone_damage, zone_damage
-from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
+from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box, mask_outline
 from model.instances import DefectInstance, Measurement
 from model.outputs import DEFECT_CHANNELS
 from model.plane import DevicePlane
@@ -421,5 +421,6 @@ def extract_instances(
             view,
             glass,
             {z: int(m.sum()) for z, m in masks.items()},
+            {z: mask_outline(m, lb, input_size) for z, m in masks.items()},
         )
     return out

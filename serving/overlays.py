@@ -6,7 +6,7 @@ API renders one on first request and keeps it in the blob store; the batch grade
 folder.
 
 Counted defects (those the grade rests on, `counted` in the answer) are drawn in their type's colour
-with a thick outline, their box and a full label (type, size, confidence; no size for a crack, as in the
+with a thick outline, their box when they are small (`BOX_BELOW`) and a full label (type, size, confidence; no size for a crack, as in the
 reasons) on a solid background.
 Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked glass) are thin,
 translucent outlines; a candidate gets a short, dim label (type and confidence) only where there is
@@ -39,6 +39,10 @@ COLOURS = {
 }
 CANDIDATE_ALPHA = 120  # of 255: candidates' outlines and labels show through to the photo
 LABEL_BG = (0, 0, 0)
+# A counted defect's box is drawn round its outline when the box is under this share of the overlay's
+# longer side: it marks where a small defect is. A large one (a cracked glass zone's outline, a tilted
+# phone's screen) is its own mark, and its box round it was a second frame taking in the table.
+BOX_BELOW = 0.25
 
 Rect = tuple[float, float, float, float]
 
@@ -201,7 +205,9 @@ def render(photo: bytes, defects: Sequence[dict], max_side: int = 1280) -> Rende
         pts = polygon(defects[k])
         if len(pts) >= 3:
             draw.polygon(pts, outline=colour, width=2 * line)
-        draw.rectangle(scaled_box(defects[k]), outline=colour, width=line)
+        box = scaled_box(defects[k])
+        if len(pts) < 3 or max(box[2] - box[0], box[3] - box[1]) < BOX_BELOW * max(width, height):
+            draw.rectangle(box, outline=colour, width=line)
 
     # Labels: a legend first, then counted labels, then candidates' where there is room.
     legend = f"{len(counted)} counted" + (f", {len(others)} not counted (faint)" if others else "")

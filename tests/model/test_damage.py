@@ -133,16 +133,36 @@ def test_a_zone_judged_cracked_without_fragments_gets_the_zones_box_and_no_lengt
 
 
 def test_a_crack_patterns_length_is_its_spread_within_its_zone():
-    # Two fragments at opposite corners of an L, one running past the screen's box onto the frame.
-    a = mm("crack", "screen", 1.0, confidence=0.3, box=(0.0, 0.0, 10.0, 4.0))
+    # Two fragments at opposite corners of a V, one running past the screen's box onto the frame.
+    a = mm("crack", "screen", 1.0, confidence=0.3, box=(30.0, 0.0, 40.0, 4.0))
     b = mm("crack", "screen", 1.0, confidence=0.3, box=(0.0, 60.0, 4.0, 130.0))
     screen = (0.0, 0.0, 60.0, 100.0)
     out = judge_zone_damage([a, b], {Zone.SCREEN: 0.9}, {Zone.SCREEN: screen}, "mm", 0.5, 0.05)
     (crack,) = [i for i in out if i.role == "defect"]
-    # Farthest apart within the screen: (10, 0) to (0, 100); the union box's diagonal would be
-    # hypot(10, 130), and the outline runs 30 px past the screen's edge.
-    assert crack.measurement.length == pytest.approx(np.hypot(10.0, 100.0) * 0.5, rel=1e-4)
-    assert crack.box == (0.0, 0.0, 10.0, 130.0)  # drawn where the fragments are
+    # Farthest apart within the screen: (40, 0) to (0, 100); the union box's diagonal would be
+    # hypot(40, 130), and the outline runs 30 px past the screen's edge.
+    assert crack.measurement.length == pytest.approx(np.hypot(40.0, 100.0) * 0.5, rel=1e-4)
+    # They spread over 40 x 130 of the screen's 60 x 100, over TRACED_SHARE: drawn where they are.
+    assert crack.box == (0.0, 0.0, 40.0, 130.0)
+
+
+def test_a_few_lines_traced_in_a_corner_of_a_glass_judged_cracked_draw_the_glass():
+    # A screen judged shattered from its look, one short line traced by the home button (a Galaxy of
+    # the real validation photos): the crack is drawn as the screen's outline, not as a box round that
+    # line, which said the damage was there alone. Its length is still what was traced.
+    line = mm("crack", "screen", 1.0, confidence=0.06, box=(40.0, 180.0, 44.0, 196.0))
+    screen = (5.0, 6.0, 105.0, 206.0)
+    outline = [(10.0, 6.0), (105.0, 10.0), (100.0, 206.0), (5.0, 200.0)]  # a tilted screen's hull
+    out = judge_zone_damage(
+        [line], {Zone.SCREEN: 0.99}, {Zone.SCREEN: screen}, "mm", 0.5, 0.05, outlines={Zone.SCREEN: outline}
+    )
+    (crack,) = [i for i in out if i.role == "defect"]
+    assert crack.polygon == outline and crack.box == (5.0, 6.0, 105.0, 206.0)
+    assert crack.measurement.length == pytest.approx(np.hypot(4.0, 16.0) * 0.5, rel=1e-4)
+    # Without an outline, the zone's box.
+    out = judge_zone_damage([line], {Zone.SCREEN: 0.99}, {Zone.SCREEN: screen}, "mm", 0.5, 0.05)
+    (crack,) = [i for i in out if i.role == "defect"]
+    assert crack.box == screen and len(crack.polygon) == 4
 
 
 def test_encoder_features_are_pooled_over_the_zones_cells_only():
@@ -222,7 +242,8 @@ def test_the_judged_crack_is_on_the_glass_the_view_shows_and_takes_every_glass_f
         View.BACK,
     )
     assert [i.role for i in out] == ["evidence", "defect", "defect"]  # a chipped frame is not glass
-    assert out[2].zone is Zone.BODY and out[2].box == on_back.box and out[2].confidence == pytest.approx(0.9)
+    assert out[2].zone is Zone.BODY and out[2].confidence == pytest.approx(0.9)
+    assert out[2].box == (0, 0, 100, 100)  # its one fragment covers 1% of the glass: the glass is drawn
 
 
 def test_a_laptops_lid_is_not_glass_its_screen_is():
@@ -401,3 +422,43 @@ def test_photo_instances_turn_the_scratch_map_on_a_judged_screen_into_evidence()
 
     assert scratches(plain) == ["defect"]  # no crack counted: the line is a scratch
     assert scratches(judged) == ["evidence"]  # the screen judged cracked: the line is its evidence
+
+
+def test_post_processing_draws_a_crack_judged_from_a_few_faint_lines_as_the_screens_outline():
+    defect, zone = _maps(0.0, 0)
+    defect[CRACK, 26, 9:12] = 0.3  # one short faint line in the screen's bottom-left corner
+    photo = np.full((480, 480, 3), 200, np.uint8)
+    _, lb = letterbox(photo, SIZE)
+    cut = {n: 0.5 for n in DEFECT_CHANNELS} | {"crack": 0.25}
+    sure = ZoneDamageModel(weights=(0.0, 0.0, 0.0, 0.0), bias=8.0, photos=100, positives=50)
+    judged = Thresholds(defect_pixel=cut, zone_damage={"screen": sure})
+    out = extract_instances(defect, zone, lb, judged, Scale("mm", 0.3, True, 480.0), SIZE, view=View.FRONT)
+    (crack,) = [i for i in out if i.role == "defect"]
+    (line,) = [i for i in out if i.role == "evidence"]
+    # The screen is mask cells x 8..24, y 4..28 of 32 on a 128 px input of a 480 px photo: 15 px cells.
+    assert crack.box == pytest.approx((120.0, 60.0, 360.0, 420.0))
+    assert len(crack.polygon) == 4 and line.box[2] - line.box[0] < 0.25 * 240
+    assert crack.measurement.length > 0  # what was traced is still measured
+
+
+def test_a_zones_outline_is_its_largest_regions_hull_in_the_photo():
+    from model.geometry import mask_box, mask_outline
+
+    _, lb = letterbox(np.zeros((480, 480, 3), np.uint8), SIZE)
+    mask = np.zeros((CELLS, CELLS), bool)
+    for y in range(4, 28):  # a screen leaning right: each row one cell further
+        mask[y, 8 + (y - 4) // 3 : 20 + (y - 4) // 3] = True
+    mask[0, 0] = True  # a stray cell far away
+    hull = np.array(mask_outline(mask, lb, SIZE))
+    x0, y0 = hull.min(axis=0)
+    x1, y1 = hull.max(axis=0)
+    assert (x0, y0, x1, y1) == pytest.approx((120.0, 60.0, 405.0, 420.0))  # the stray cell left out
+    assert mask_box(mask, lb, SIZE)[:2] == pytest.approx((0.0, 0.0))  # where the box takes it in
+    # A hull, not a box: the leaning screen's top-right and bottom-left corners are not in it.
+    import cv2
+
+    inside = max(
+        cv2.pointPolygonTest(hull.astype(np.float32)[:, None, :], p, False)
+        for p in ((400.0, 70.0), (125.0, 415.0))
+    )
+    assert inside < 0

@@ -129,3 +129,33 @@ def test_a_glass_judged_cracked_with_nothing_traced_shows_no_size():
     }
     sizes = [d.size for d in fold(body, []).defects[0]]
     assert sizes == ["not measured", "6.0 mm × 0.10 mm"]
+
+
+def test_a_large_outline_is_drawn_without_a_box_round_it_and_a_small_defect_with_one():
+    """A cracked glass zone's outline (a tilted screen) is its own mark: no box round it taking in the
+    table. A small defect keeps its box, which shows where it is."""
+    photo = encode(device_photo(scratch=False))
+    w, h = Image.open(io.BytesIO(photo)).size
+    tilted = [[0.3 * w, 0.1 * h], [0.9 * w, 0.3 * h], [0.7 * w, 0.9 * h], [0.1 * w, 0.7 * h]]
+    glass = _defect(0, 0, 0, 0.99, "crack", counted=True, role="defect") | {
+        "polygon": tilted,
+        "box": [0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h],
+    }
+    small = _defect(1, 0.05 * w, 0.85 * h, 0.9, "scratch", counted=True, role="defect")
+    small["polygon"] = [
+        [small["box"][0] + 10, small["box"][1] + 4],
+        [small["box"][2] - 10, small["box"][3] - 4],
+    ]
+    rendered = render(photo, [glass, small])
+    out = np.asarray(Image.open(io.BytesIO(rendered.png)).convert("RGB")).astype(int)
+    scale = out.shape[1] / w
+
+    def near(colour, x, y, r=3) -> bool:
+        x, y = round(x * scale), round(y * scale)
+        patch = out[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1]
+        return bool((np.abs(patch - np.array(colour)).sum(axis=-1) < 60).any())
+
+    red, yellow = COLOURS["crack"], COLOURS["scratch"]
+    assert near(red, 0.6 * w, 0.2 * h)  # on the outline's top edge
+    assert not near(red, 0.8 * w, 0.9 * h)  # the box's bottom edge, off the outline: not drawn
+    assert near(yellow, (small["box"][0] + small["box"][2]) / 2, small["box"][3])  # the small one's box
