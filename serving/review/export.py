@@ -5,11 +5,16 @@ every grading that got a review event in the time window), `photos/<sha256><ext>
 `refurbgrade reviews export` and the admin API call (`GET /v1/reviews/export`, a zip) both use it.
 
 What becomes a label (the grading's state after its events, `events.fold`):
-- instances: every defect still standing on the photo — the model's defects not marked false (with the
-  reviewer's type where it was changed) and the boxes reviewers drew — as polygons in photo pixels;
-- image_labels: once a reviewer gave a verdict (confirmed or overruled), they vouch for the whole
-  defect list, so every defect type gets a present/absent label; before a verdict, only the types a
-  reviewer touched (a false defect of a type with nothing left says "absent");
+- instances: what a reviewer vouches for, as polygons in photo pixels: the model's defects that counted
+  for the grade and were not marked false, those whose type a reviewer changed, and the boxes
+  reviewers drew. Not the candidates and evidence nobody touched (a scratch at confidence 0.06 beside
+  the grade, a shattered screen's faint fragments): a verdict on the grade says nothing of them. A
+  glass judged cracked as a whole (`model.damage`) is a label at image level only: its outline is the
+  glass's or its fragments' hull, and filled as a crack mask it would teach the crack map that a
+  whole screen is crack;
+- image_labels: once a reviewer gave a verdict (confirmed or overruled), every defect type gets a
+  present/absent label, except a type with only untouched candidates or evidence (unknown); before a
+  verdict, only the types a reviewer touched (a false defect of a type with nothing left says "absent");
 - grades: the grade per standard after the verdict (overruled or confirmed), none without a verdict.
 `instances_complete` stays false: the model's polygons are not pixel-exact, so pixels outside them
 are only negatives for the types that have an instance (the training loss's rule).
@@ -34,7 +39,7 @@ from model.taxonomy import DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
 from serving.review.events import PHOTOS_ERASED, REVIEW_KINDS, ReviewState, fold
-from serving.schemas import KIND_NOT_NAMED
+from serving.schemas import KIND_NOT_NAMED, is_counted
 
 SOURCE = "review"
 LICENSE = "tenant photos, internal training use (review export)"
@@ -93,14 +98,23 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
     for p in row.body["photos"]:
         idx = p["index"]
         kept = [d for d in state.defects.get(idx, []) if d.status == "kept" and d.photo == idx]
+        stored = {f"p{idx}-d{k}": d for k, d in enumerate(p["defects"])}
+        whole = {f"p{idx}-d{k}" for k in _judged_as_a_whole(p["defects"])}
         instances = []
+        present: set[str] = set()
         for d in kept:
+            model_d = stored.get(d.id) if d.origin == "model" else None
+            if model_d is not None and d.original_type is None and not is_counted(model_d):
+                continue  # a candidate or evidence nobody vouched for
+            present.add(d.type)
+            if model_d is not None and d.original_type is None and d.id in whole:
+                continue  # labelled at image level: its outline is the glass's, not the crack's pixels
             poly = d.polygon if len(d.polygon) >= 3 else _box_polygon(d.box)
             instances.append(
                 LabelledInstance(type=d.type, zone=d.zone, polygon=[(float(x), float(y)) for x, y in poly])
             )
-        present = {d.type for d in kept}
-        labelled_types = {t.value for t in DefectType} if verdict else touched.get(idx, set())
+        unsure = {d.type for d in kept} - present  # only candidates or evidence: nobody said either way
+        labelled_types = {t.value for t in DefectType} - unsure if verdict else touched.get(idx, set())
         image_labels = {DefectType(t): t in present for t in sorted(labelled_types)}
         records.append(
             ManifestRecord(
@@ -126,6 +140,19 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
             )
         )
     return records
+
+
+def _judged_as_a_whole(defects: list[dict]) -> set[int]:
+    """The indices of a photo's stored defects that are a glass zone judged cracked as a whole (`model.damage.judge_zone_damage`):
+    a counted crack on a photo whose crack fragments are its evidence, or with no line traced at all
+    (length 0). Post-processing turns every glass crack fragment into evidence once it judges a glass
+    zone, so on such a photo no counted crack is a traced line."""
+    traced = any(d["type"] == "crack" and d.get("role") == "evidence" for d in defects)
+    return {
+        k
+        for k, d in enumerate(defects)
+        if d["type"] == "crack" and d.get("role", "defect") == "defect" and (traced or d.get("length") == 0)
+    }
 
 
 def _box_polygon(box) -> list[tuple[float, float]]:

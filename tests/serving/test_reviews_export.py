@@ -206,3 +206,51 @@ def test_closed_loop_grade_overrule_export_train_one_epoch(client, keys, jpeg, c
     assert history[0]["train_defect_bce"] > 0 and torch.isfinite(torch.tensor(history[0]["train_loss"]))
     _net, ckpt = load_checkpoint(ckpt_path)
     assert ckpt["config"]["data"]["train"][0]["manifest"] == str(manifest)
+
+
+def _stored(kind: str, conf: float, role: str, box, length: float = 5.0) -> dict:
+    x0, y0, x1, y1 = box
+    return {
+        "type": kind,
+        "zone": "screen",
+        "confidence": conf,
+        "role": role,
+        "box": list(box),
+        "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+        "units": "mm",
+        "length": length,
+        "width": 0.1,
+        "area": 0.5,
+        "length_mm": length,
+    }
+
+
+def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outline(
+    client, keys, jpeg, tmp_path
+):
+    """A confirmed shattered screen: its crack, judged on the glass as a whole and drawn as the screen's
+    outline, is a crack label at image level, not a screen-sized crack mask; its faint fragments and a
+    candidate scratch nobody touched are no labels, and scratch is left unknown; a candidate the
+    reviewer retyped is theirs."""
+    gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
+    svc = client.app.state.svc
+    with svc.sessions() as s:
+        row = s.get(Grading, gid)
+        body = json.loads(json.dumps(row.body))
+        body["photos"][0]["defects"] = [
+            _stored("crack", 0.99, "defect", (50, 40, 750, 560)),  # the glass judged cracked
+            _stored("crack", 0.06, "evidence", (400, 500, 420, 540)),  # the one fragment traced
+            _stored("scratch", 0.12, "defect", (100, 100, 140, 104)),  # a candidate
+            _stored("dent", 0.2, "defect", (10, 10, 30, 30)),  # a candidate the reviewer retypes
+        ]
+        row.body = body
+        s.commit()
+        who = _auditor(s)
+        events.retype_defect(s, s.get(Grading, gid), who, "p0-d3", "chip", None)
+        events.confirm(s, s.get(Grading, gid), who, "", None)
+    export_reviews(svc.sessions, svc.blobs, tmp_path, datetime.now(UTC) - timedelta(hours=1))
+    (rec,) = read_manifest(tmp_path / "manifest.jsonl")
+    assert [i.type.value for i in rec.instances] == ["chip"]  # the retyped candidate alone is a polygon
+    assert rec.image_labels["crack"] is True and rec.image_labels["chip"] is True
+    assert "scratch" not in rec.image_labels  # only a candidate: nobody said either way
+    assert rec.image_labels["stain"] is False and rec.image_labels["dent"] is False
