@@ -142,14 +142,18 @@ def _mm(x: float) -> str:
 
 
 def _size(d: dict) -> str:
+    """A stored defect's size for people. A crack's is what its lines traced ("traced 7.7% of length"):
+    on real photos they are often a small part of a glass judged cracked as a whole, which the page
+    outlines whole (`model.damage.judge_zone_damage`), and the reasons quote no crack's size."""
     if not is_measured(d):
         return "not measured"
+    traced = "traced " if d.get("type") == "crack" else ""
     if d.get("units") == "mm" or d.get("length_mm") is not None:
         length = d.get("length_mm", d.get("length"))
-        return f"{length:.1f} mm × {_mm(d.get('width') or 0.0)} mm"
+        return f"{traced}{length:.1f} mm × {_mm(d.get('width') or 0.0)} mm"
     if d.get("length_rel") is not None or d.get("units") == "relative":
         rel = d.get("length_rel", d.get("length")) or 0.0
-        return f"{100 * rel:.1f}% of length"
+        return f"{traced}{100 * rel:.1f}% of length"
     return ""
 
 

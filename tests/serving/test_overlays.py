@@ -124,11 +124,12 @@ def test_a_glass_judged_cracked_with_nothing_traced_shows_no_size():
     assert texts == {0: "crack (0.97)", 1: "scratch 6.0 mm (0.90)", 2: "crack (0.88)"}
     body = {
         "grades": {"backmarket": {"grade": "Unlistable", "probabilities": {"Unlistable": 1.0}}},
-        "photos": [{"index": 0, "defects": [whole, measured]}],
+        "photos": [{"index": 0, "defects": [whole, measured, traced]}],
         "needs_review": False,
     }
     sizes = [d.size for d in fold(body, []).defects[0]]
-    assert sizes == ["not measured", "6.0 mm × 0.10 mm"]
+    # A crack's size on the review page is what its lines traced, not the crack's.
+    assert sizes == ["not measured", "6.0 mm × 0.10 mm", "traced 7.0 mm × 0.10 mm"]
 
 
 def test_a_large_outline_is_drawn_without_a_box_round_it_and_a_small_defect_with_one():
