@@ -271,6 +271,39 @@ def _erased_placeholder(width: int, height: int) -> str:
     return "data:image/svg+xml," + quote(svg)
 
 
+def marker_spots(
+    boxes: list[tuple[float, float, float, float]], r: float, width: float, height: float
+) -> list[tuple[float, float]]:
+    """Centres of the numbered markers of a photo's defects (`boxes`, in page order, `r` their radius),
+    none overlapping another where there is room: each at the first free spot of its box's corners, then its edges' middles, then rings
+    further out from its top-left corner, kept inside the photo; counted defects come first in page
+    order, so their markers stay where they are when the candidates are shown. A marker with no free
+    spot near its box keeps its top-left corner. Why: markers sat on each box's top-left corner, and
+    on an MSD screen's scratch two candidates' numbers covered each other."""
+    placed: list[tuple[float, float]] = []
+
+    def free(x: float, y: float) -> bool:
+        return all((x - px) ** 2 + (y - py) ** 2 >= (2 * r) ** 2 for px, py in placed)
+
+    for x0, y0, x1, y1 in boxes:
+        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+        tries = [(x0, y0), (x1, y0), (x0, y1), (x1, y1), (mx, y0), (x1, my), (mx, y1), (x0, my)]
+        for ring in range(1, 4):
+            d, n = 2 * r * ring, 8 * ring
+            tries += [
+                (x0 + d * math.cos(2 * math.pi * k / n), y0 + d * math.sin(2 * math.pi * k / n))
+                for k in range(n)
+            ]
+        spot = (x0, y0)
+        for x, y in tries:
+            x, y = min(max(x, r), width - r), min(max(y, r), height - r)
+            if free(x, y):
+                spot = (x, y)
+                break
+        placed.append(spot)
+    return placed
+
+
 def _counts(d: events.Defect, stored: list[dict]) -> str:
     """'counted' (the grade rests on it; a reviewer's added defect too), 'candidate' (listed, below the
     cut or an ungraded type) or 'evidence' (a fragment of a zone-level defect)."""
@@ -310,6 +343,7 @@ def grading_page(
             key=lambda d: (d.origin == "reviewer", counts[d.id] != "counted", -(d.confidence or 0.0)),
         )
         numbers.update({d.id: str(k) for k, d in enumerate(defects, 1)})
+        marker = max(p["width"], p["height"]) / 45
         photos.append(
             {
                 **p,
@@ -318,7 +352,14 @@ def grading_page(
                 "defects": defects,
                 "counts": counts,
                 "n_candidates": sum(1 for c in counts.values() if c != "counted"),
-                "marker": max(p["width"], p["height"]) / 45,
+                "marker": marker,
+                "spots": dict(
+                    zip(
+                        (d.id for d in defects),
+                        marker_spots([d.box for d in defects], marker, p["width"], p["height"]),
+                        strict=True,
+                    )
+                ),
             }
         )
     msg = request.query_params.get("msg", "")

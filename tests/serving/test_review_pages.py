@@ -3,6 +3,8 @@ filters and pages, a grading's page, and every review action as an append-only e
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 
 import pytest
@@ -451,3 +453,19 @@ def test_calibrated_gradings_say_so_and_the_queue_shows_the_given_grades_probabi
         )  # backmarket only
         queue = client.get("/review/queue").text
         assert '<span class="low">30%</span>' in queue and "70%" not in queue
+
+
+def test_markers_of_defects_piled_on_one_spot_do_not_overlap():
+    """Numbered markers sat on each box's top-left corner: on an MSD screen, two candidates' numbers
+    covered each other. Now each takes the first free spot near its box, inside the photo, in page
+    order (the counted first, so showing the candidates moves none of theirs)."""
+    from serving.review.pages import marker_spots
+
+    r = 10.0
+    boxes = [(100.0, 100.0, 104.0, 140.0)] * 6 + [(0.0, 0.0, 30.0, 5.0), (300.0, 50.0, 400.0, 60.0)]
+    spots = marker_spots(boxes, r, 640, 480)
+    assert all(math.dist(a, b) >= 2 * r for a, b in itertools.combinations(spots, 2))
+    assert all(r <= x <= 640 - r and r <= y <= 480 - r for x, y in spots)
+    assert spots[0] == (100.0, 100.0) and spots[-1] == (300.0, 50.0)  # where there is room: its corner
+    assert all(math.dist(s, (100.0, 100.0)) <= 6 * r + 1e-6 for s in spots[:6])  # near its box
+    assert marker_spots(boxes[:2], r, 640, 480) == spots[:2]  # later markers move no earlier one
