@@ -69,9 +69,10 @@ def glass_zones(kind: DeviceKind | str | None) -> tuple[Zone, ...]:
 
 MIN_ZONE_CELLS = 24  # fewer mask cells of the zone: too little glass in view to judge it
 # A zone crack's fragments are drawn as the crack where their box covers at least this share of the
-# zone's box; under it, the zone's outline is. On the real validation photos (2026-12-06) 60 of the 75
-# zone cracks with fragments had them cover under 25% (most under 2%: one line by the home button of a
-# screen shattered edge to edge), while those over it spread across the glass.
+# zone's box; under it, the zone's outline is. Of the 117 real validation photos (phones_web and
+# cracked_screens, 2026-12-06) with a zone crack, 52 had no fragment and 54 of the other 65 had them
+# cover under 25% (most under 2%: one line by the home button of a screen shattered edge to edge),
+# while those over it spread across the glass.
 TRACED_SHARE = 0.25
 TOP_SHARE = 0.02  # the top 2% of the zone's cells (at least one): a pattern's strongest part
 LOW_CUT = 0.15  # a cell "touched" by the crack map, far below any instance cut
