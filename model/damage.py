@@ -69,10 +69,10 @@ def glass_zones(kind: DeviceKind | str | None) -> tuple[Zone, ...]:
 
 MIN_ZONE_CELLS = 24  # fewer mask cells of the zone: too little glass in view to judge it
 # A zone crack's fragments are drawn as the crack where their box covers at least this share of the
-# zone's box; under it, the zone's outline is. Of the 117 real validation photos (phones_web and
-# cracked_screens, 2026-12-06) with a zone crack, 52 had no fragment and 54 of the other 65 had them
-# cover under 25% (most under 2%: one line by the home button of a screen shattered edge to edge),
-# while those over it spread across the glass.
+# zone's box; under it, the zone's outline is (`judge_zone_damage`). Of the 117 real validation photos
+# (phones_web and cracked_screens, 2026-12-06) with a zone crack, 52 had no fragment and 54 of the
+# other 65 had them cover under 25% (most under 2%: one line by the home button of a screen shattered
+# edge to edge).
 TRACED_SHARE = 0.25
 TOP_SHARE = 0.02  # the top 2% of the zone's cells (at least one): a pattern's strongest part
 LOW_CUT = 0.15  # a cell "touched" by the crack map, far below any instance cut
@@ -290,9 +290,14 @@ def judge_zone_damage(
     Its box and outline, what the overlay draws, are the fragments' union where they spread over at
     least `TRACED_SHARE` of the zone's box, and otherwise the zone's outline (`outlines`, the zone
     map's region in the photo, `model.geometry.mask_outline`; without it the zone's box): the traced
-    lines are then a corner of a pattern judged from the glass as a whole, and a box around them
-    said the crack was there alone (a Galaxy's screen shattered edge to edge drawn as a box round one
-    fragment by the home button).
+    lines are then a corner of a glass judged cracked as a whole, and a box round them said the crack
+    was there alone (a Galaxy's screen shattered edge to edge drawn as a box round one line by the
+    home button). The fragments stay listed as evidence, and the overlay draws those the crack map is
+    sure of in full colour (`serving.overlays`), so a single impact's spider is still shown where it
+    is. Why not their union when one is sure: on real photos the sure ones are as often a corner of a
+    shattered glass (a Galaxy S3 cracked from its top left, its one sure line by the home button) as
+    on generated ones they are the whole crack, and the crack map touches about 2% of the glass in
+    both, so nothing in the maps tells the two apart.
 
     A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
     judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows

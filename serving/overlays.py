@@ -9,7 +9,8 @@ Counted defects (those the grade rests on, `counted` in the answer) are drawn in
 with a thick outline, their box when they are small (`BOX_BELOW`) and a full label (type, size, confidence; no size for a crack, as in the
 reasons) on a solid background.
 Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked glass) are thin,
-translucent outlines; a candidate gets a short, dim label (type and confidence) only where there is
+translucent outlines (a crack fragment at the engine's cut or above, thin and opaque: where a glass
+outlined whole was seen cracked); a candidate gets a short, dim label (type and confidence) only where there is
 room next to it. Labels never overlap: each is placed greedily, counted ones first (most confident
 first), at the first free spot around its box; a counted label with no free spot nearby goes to the
 nearest free spot in the photo with a leader line. A legend in a corner says how many of each there
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from model.preprocess import decode
+from model.rules.engine import PRESENT_AT
 from serving.schemas import is_counted, is_measured
 
 COLOURS = {
@@ -70,6 +72,18 @@ def _font(size: int):
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType
         return ImageFont.load_default()
+
+
+def is_sure_evidence(d: dict) -> bool:
+    """A crack fragment kept as evidence (`role`) that the model is sure of: traced at the confidence a
+    crack of its own would count from. A glass judged cracked as a whole is outlined whole when its
+    lines cover a corner of it (`model.damage.judge_zone_damage`), and these show where in it the crack
+    was traced. Not a scratch on cracked glass (evidence too): drawn opaque it would read as a scratch."""
+    return (
+        d.get("role") == "evidence"
+        and d.get("type") == "crack"
+        and (d.get("confidence") or 0.0) >= PRESENT_AT
+    )
 
 
 def _label(d: dict) -> str:
@@ -186,16 +200,19 @@ def render(photo: bytes, defects: Sequence[dict], max_side: int = 1280) -> Rende
     def polygon(d: dict) -> list[tuple[float, float]]:
         return [(x * to_img, y * to_img) for x, y in d.get("polygon") or []]
 
-    # Candidates and evidence: thin translucent outlines, under everything else.
+    # Candidates and evidence: thin translucent outlines, under everything else; evidence the model is
+    # sure of (a traced line of a glass judged cracked as a whole, drawn whole) thin but opaque.
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     faint = ImageDraw.Draw(layer)
     for k in others:
-        colour = (*COLOURS.get(defects[k]["type"], (255, 255, 255)), CANDIDATE_ALPHA)
+        sure = is_sure_evidence(defects[k])
+        colour = (*COLOURS.get(defects[k]["type"], (255, 255, 255)), 255 if sure else CANDIDATE_ALPHA)
+        thin = line if sure else 1
         pts = polygon(defects[k])
         if len(pts) >= 3:
-            faint.polygon(pts, outline=colour, width=1)
+            faint.polygon(pts, outline=colour, width=thin)
         else:
-            faint.rectangle(scaled_box(defects[k]), outline=colour, width=1)
+            faint.rectangle(scaled_box(defects[k]), outline=colour, width=thin)
     base = img.convert("RGBA")
     base.alpha_composite(layer)
     img = base.convert("RGB")

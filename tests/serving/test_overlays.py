@@ -160,3 +160,30 @@ def test_a_large_outline_is_drawn_without_a_box_round_it_and_a_small_defect_with
     assert near(red, 0.6 * w, 0.2 * h)  # on the outline's top edge
     assert not near(red, 0.8 * w, 0.9 * h)  # the box's bottom edge, off the outline: not drawn
     assert near(yellow, (small["box"][0] + small["box"][2]) / 2, small["box"][3])  # the small one's box
+
+
+def test_a_crack_fragment_the_model_is_sure_of_is_drawn_opaque_inside_the_glass_outline():
+    """A glass judged cracked as a whole is outlined whole; its fragment traced at 0.9 (a single impact's
+    spider) shows where, in full colour, while a faint one (0.06) and a scratch on the cracked glass stay
+    translucent."""
+    photo = encode(device_photo(scratch=False))
+    w, h = Image.open(io.BytesIO(photo)).size
+    glass = _defect(0, 0, 0, 0.99, "crack", counted=True, role="defect") | {
+        "polygon": [[0.1 * w, 0.1 * h], [0.9 * w, 0.1 * h], [0.9 * w, 0.9 * h], [0.1 * w, 0.9 * h]],
+        "box": [0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h],
+    }
+    sure = _defect(1, 0.3 * w, 0.3 * h, 0.9, "crack", counted=False, role="evidence")
+    faint = _defect(2, 0.3 * w, 0.6 * h, 0.06, "crack", counted=False, role="evidence")
+    line = _defect(3, 0.6 * w, 0.6 * h, 0.8, "scratch", counted=False, role="evidence")
+    out = np.asarray(Image.open(io.BytesIO(render(photo, [glass, sure, faint, line]).png)).convert("RGB"))
+    scale = out.shape[1] / w
+
+    def pixel(x, y):
+        return out[round(y * scale), round(x * scale)].astype(int)
+
+    red = np.array(COLOURS["crack"])
+    # The left edge of each fragment's polygon, half way down it.
+    edge = [(d["box"][0], (d["box"][1] + d["box"][3]) / 2) for d in (sure, faint, line)]
+    assert np.abs(pixel(*edge[0]) - red).sum() < 30  # opaque red
+    assert np.abs(pixel(*edge[1]) - red).sum() > 60  # blended with the photo
+    assert np.abs(pixel(*edge[2]) - np.array(COLOURS["scratch"])).sum() > 60
