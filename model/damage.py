@@ -294,10 +294,10 @@ def judge_zone_damage(
     was there alone (a Galaxy's screen shattered edge to edge drawn as a box round one line by the
     home button). The fragments stay listed as evidence, and the overlay draws those the crack map is
     sure of in full colour (`serving.overlays`), so a single impact's spider is still shown where it
-    is. Why not their union when one is sure: on real photos the sure ones are as often a corner of a
-    shattered glass (a Galaxy S3 cracked from its top left, its one sure line by the home button) as
-    on generated ones they are the whole crack, and the crack map touches about 2% of the glass in
-    both, so nothing in the maps tells the two apart.
+    is. Why not their union when one is sure: on generated impacts that is the whole crack, but on real
+    photos a sure line is often a corner of a shattered glass (9 of the 54 of `TRACED_SHARE`'s count had
+    one: a Galaxy S3 cracked from its top left, its sure line by the home button), and the crack map
+    touches about 2% of the glass in both, so nothing in the maps tells the two apart.
 
     A photo shows one glass side: every crack fragment on glass is evidence once a glass zone is
     judged, whichever glass zone the view put it on, and the crack is put on the glass the view shows
