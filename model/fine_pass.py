@@ -443,7 +443,17 @@ def _decode_box(
 
 
 def _rescaled(canvas: np.ndarray, lb: Letterbox, f: float) -> tuple[np.ndarray, Letterbox]:
-    """The canvas at `f` times its pixel density (f < 1: coarser)."""
+    """The canvas at `f` times its pixel density (f < 1: coarser).
+
+    Where `f` is 1/k for a whole k (the fallback from 0.05 to 0.1 mm a pixel: 1/2), the canvas is first
+    cut to whole blocks of k x k pixels (at most k - 1 pixels off its right and bottom, inside the
+    device box's millimetre of margin): OpenCV's area average then takes its whole-factor path, each
+    output pixel the mean of one block, in 1 ms instead of 20-40 ms for a 6 MP canvas (an odd width
+    made the ratio 2029/1014, the general path, and shifted pixels by up to one at the far edge)."""
+    k = round(1 / f)
+    if k > 1 and abs(k * f - 1) < 1e-9 and min(canvas.shape[:2]) >= k:
+        h, w = (canvas.shape[0] // k) * k, (canvas.shape[1] // k) * k
+        canvas = canvas[:h, :w]
     nh, nw = max(1, round(canvas.shape[0] * f)), max(1, round(canvas.shape[1] * f))
     small = cv2.resize(canvas, (nw, nh), interpolation=cv2.INTER_AREA)
     return small, Letterbox(
