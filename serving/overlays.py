@@ -6,15 +6,15 @@ API renders one on first request and keeps it in the blob store; the batch grade
 folder.
 
 Counted defects (those the grade rests on, `counted` in the answer) are drawn in their type's colour
-with a thick outline, their box when they are small (`BOX_BELOW`) and a full label (type, size, confidence; no size for a crack, as in the
-reasons) on a solid background.
-Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked glass) are thin,
-translucent outlines (a crack fragment at the engine's cut or above, thin and opaque: where a glass
-outlined whole was seen cracked); a candidate gets a short, dim label (type and confidence) only where there is
-room next to it. Labels never overlap: each is placed greedily, counted ones first (most confident
-first), at the first free spot around its box; a counted label with no free spot nearby goes to the
-nearest free spot in the photo with a leader line. A legend in a corner says how many of each there
-are.
+with a thick outline, their box when they are small (`BOX_BELOW`) and a full label (type, size,
+confidence; no size for a crack, as in the reasons) on a solid background.
+Candidates (below the engine's cut) and evidence (fragments of a zone-level defect, lines on cracked
+glass) are thin, translucent outlines (a crack fragment at the engine's cut or above, thin and opaque:
+where a glass outlined whole was seen cracked); a candidate gets a short, dim label (type and
+confidence) only where there is room next to it. Labels never overlap: each is placed greedily,
+counted ones first (most confident first), at the first free spot around its box; a counted label with
+no free spot nearby goes to the nearest free spot in the photo with a leader line. A legend in a
+corner says how many of each there are.
 """
 
 from __future__ import annotations

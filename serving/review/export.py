@@ -33,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from model.damage import GLASS_ZONES
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from model.rules.schema import UNGRADABLE
 from model.taxonomy import DefectType
@@ -143,15 +144,20 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
 
 
 def _judged_as_a_whole(defects: list[dict]) -> set[int]:
-    """The indices of a photo's stored defects that are a glass zone judged cracked as a whole (`model.damage.judge_zone_damage`):
-    a counted crack on a photo whose crack fragments are its evidence, or with no line traced at all
-    (length 0). Post-processing turns every glass crack fragment into evidence once it judges a glass
-    zone, so on such a photo no counted crack is a traced line."""
+    """The indices of a photo's stored defects that are a glass zone judged cracked as a whole
+    (`model.damage.judge_zone_damage`): a crack on glass on a photo whose crack fragments are evidence,
+    or with no line traced at all (length 0). Post-processing turns every glass crack fragment into
+    evidence once it judges a glass zone, so on such a photo no crack on glass is a traced line; a
+    crack on the frame stays one."""
+    glass = {z.value for z in GLASS_ZONES}
     traced = any(d["type"] == "crack" and d.get("role") == "evidence" for d in defects)
     return {
         k
         for k, d in enumerate(defects)
-        if d["type"] == "crack" and d.get("role", "defect") == "defect" and (traced or d.get("length") == 0)
+        if d["type"] == "crack"
+        and d.get("role", "defect") == "defect"
+        and d.get("zone") in glass
+        and (traced or d.get("length") == 0)
     }
 
 

@@ -274,12 +274,13 @@ def _erased_placeholder(width: int, height: int) -> str:
 def marker_spots(
     boxes: list[tuple[float, float, float, float]], r: float, width: float, height: float
 ) -> list[tuple[float, float]]:
-    """Centres of the numbered markers of a photo's defects (`boxes`, in page order, `r` their radius),
-    none overlapping another where there is room: each at the first free spot of its box's corners, then its edges' middles, then rings
-    further out from its top-left corner, kept inside the photo; counted defects come first in page
-    order, so their markers stay where they are when the candidates are shown. A marker with no free
-    spot near its box keeps its top-left corner. Why: markers sat on each box's top-left corner, and
-    on an MSD screen's scratch two candidates' numbers covered each other."""
+    """Centres of the numbered markers of a photo's defects (`boxes`, in page order, `r` their
+    radius), none overlapping another where there is room: each at the first free spot of its box's
+    corners, then its edges' middles, then rings further out from its top-left corner, kept inside the
+    photo; counted defects come first in page order, so their markers stay where they are when the
+    candidates are shown. A marker with no free spot near its box keeps its top-left corner. Why:
+    markers sat on each box's top-left corner, and on an MSD screen's scratch two candidates' numbers
+    covered each other."""
     placed: list[tuple[float, float]] = []
 
     def free(x: float, y: float) -> bool:

@@ -208,11 +208,11 @@ def test_closed_loop_grade_overrule_export_train_one_epoch(client, keys, jpeg, c
     assert ckpt["config"]["data"]["train"][0]["manifest"] == str(manifest)
 
 
-def _stored(kind: str, conf: float, role: str, box, length: float = 5.0) -> dict:
+def _stored(kind: str, conf: float, role: str, box, length: float = 5.0, zone: str = "screen") -> dict:
     x0, y0, x1, y1 = box
     return {
         "type": kind,
-        "zone": "screen",
+        "zone": zone,
         "confidence": conf,
         "role": role,
         "box": list(box),
@@ -231,7 +231,7 @@ def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outlin
     """A confirmed shattered screen: its crack, judged on the glass as a whole and drawn as the screen's
     outline, is a crack label at image level, not a screen-sized crack mask; its faint fragments and a
     candidate scratch nobody touched are no labels, and scratch is left unknown; a candidate the
-    reviewer retyped is theirs."""
+    reviewer retyped is theirs, and a crack traced on the frame (not glass) keeps its polygon."""
     gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
     svc = client.app.state.svc
     with svc.sessions() as s:
@@ -242,6 +242,7 @@ def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outlin
             _stored("crack", 0.06, "evidence", (400, 500, 420, 540)),  # the one fragment traced
             _stored("scratch", 0.12, "defect", (100, 100, 140, 104)),  # a candidate
             _stored("dent", 0.2, "defect", (10, 10, 30, 30)),  # a candidate the reviewer retypes
+            _stored("crack", 0.8, "defect", (0, 100, 8, 400), zone="frame"),  # a traced crack, not glass
         ]
         row.body = body
         s.commit()
@@ -250,7 +251,11 @@ def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outlin
         events.confirm(s, s.get(Grading, gid), who, "", None)
     export_reviews(svc.sessions, svc.blobs, tmp_path, datetime.now(UTC) - timedelta(hours=1))
     (rec,) = read_manifest(tmp_path / "manifest.jsonl")
-    assert [i.type.value for i in rec.instances] == ["chip"]  # the retyped candidate alone is a polygon
+    # The retyped candidate and the frame's traced crack are polygons; the glass's outline is not.
+    assert sorted((i.type.value, i.zone.value) for i in rec.instances) == [
+        ("chip", "screen"),
+        ("crack", "frame"),
+    ]
     assert rec.image_labels["crack"] is True and rec.image_labels["chip"] is True
     assert "scratch" not in rec.image_labels  # only a candidate: nobody said either way
     assert rec.image_labels["stain"] is False and rec.image_labels["dent"] is False
