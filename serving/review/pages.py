@@ -18,6 +18,7 @@ from model.rules.schema import UNGRADABLE
 from serving.db import Grading
 from serving.deps import StateDep
 from serving.impact import standing_impact
+from serving.overlays import BOX_BELOW
 from serving.review import events, queue
 from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see_other
 from serving.review.sessions import Reviewer
@@ -272,30 +273,37 @@ def _erased_placeholder(width: int, height: int) -> str:
 
 
 def marker_spots(
-    boxes: list[tuple[float, float, float, float]], r: float, width: float, height: float
+    boxes: list[tuple[float, float, float, float]],
+    r: float,
+    width: float,
+    height: float,
+    firsts: list[tuple[float, float] | None] | None = None,
 ) -> list[tuple[float, float]]:
     """Centres of the numbered markers of a photo's defects (`boxes`, in page order, `r` their
     radius), none overlapping another where there is room: each at the first free spot of its box's
     corners, then its edges' middles, then rings further out from its top-left corner, kept inside the
     photo; counted defects come first in page order, so their markers stay where they are when the
-    candidates are shown. A marker with no free spot near its box keeps its top-left corner. Why:
+    candidates are shown. A marker with no free spot near its box keeps its first spot. Why:
     markers sat on each box's top-left corner, and on an MSD screen's scratch two candidates' numbers
-    covered each other."""
+    covered each other. `firsts`: a spot to try before the box's (an outline drawn without its box:
+    its point nearest the box's top-left corner, so the marker sits on the outline)."""
     placed: list[tuple[float, float]] = []
 
     def free(x: float, y: float) -> bool:
         return all((x - px) ** 2 + (y - py) ** 2 >= (2 * r) ** 2 for px, py in placed)
 
-    for x0, y0, x1, y1 in boxes:
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        tries = [(x0, y0), (x1, y0), (x0, y1), (x1, y1), (mx, y0), (x1, my), (mx, y1), (x0, my)]
+        first = (firsts or [None] * len(boxes))[k]
+        tries = [first] if first is not None else []
+        tries += [(x0, y0), (x1, y0), (x0, y1), (x1, y1), (mx, y0), (x1, my), (mx, y1), (x0, my)]
         for ring in range(1, 4):
             d, n = 2 * r * ring, 8 * ring
             tries += [
-                (x0 + d * math.cos(2 * math.pi * k / n), y0 + d * math.sin(2 * math.pi * k / n))
-                for k in range(n)
+                (x0 + d * math.cos(2 * math.pi * j / n), y0 + d * math.sin(2 * math.pi * j / n))
+                for j in range(n)
             ]
-        spot = (x0, y0)
+        spot = tries[0]
         for x, y in tries:
             x, y = min(max(x, r), width - r), min(max(y, r), height - r)
             if free(x, y):
@@ -345,6 +353,20 @@ def grading_page(
         )
         numbers.update({d.id: str(k) for k, d in enumerate(defects, 1)})
         marker = max(p["width"], p["height"]) / 45
+        # Outlines a quarter of the photo or larger (a glass judged cracked as a whole, a tilted phone's
+        # screen) are their own mark: their dashed box would frame the table around them (the
+        # overlay's `BOX_BELOW`), and their marker sits on the outline, at its point nearest the box's
+        # top-left corner, not on that corner off the device.
+        big = {
+            d.id
+            for d in defects
+            if len(d.polygon) >= 3
+            and max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= BOX_BELOW * max(p["width"], p["height"])
+        }
+        firsts = [
+            min(d.polygon, key=lambda xy, d=d: math.dist(xy, d.box[:2])) if d.id in big else None
+            for d in defects
+        ]
         photos.append(
             {
                 **p,
@@ -354,10 +376,11 @@ def grading_page(
                 "counts": counts,
                 "n_candidates": sum(1 for c in counts.values() if c != "counted"),
                 "marker": marker,
+                "big": big,
                 "spots": dict(
                     zip(
                         (d.id for d in defects),
-                        marker_spots([d.box for d in defects], marker, p["width"], p["height"]),
+                        marker_spots([d.box for d in defects], marker, p["width"], p["height"], firsts),
                         strict=True,
                     )
                 ),

@@ -469,3 +469,43 @@ def test_markers_of_defects_piled_on_one_spot_do_not_overlap():
     assert spots[0] == (100.0, 100.0) and spots[-1] == (300.0, 50.0)  # where there is room: its corner
     assert all(math.dist(s, (100.0, 100.0)) <= 6 * r + 1e-6 for s in spots[:6])  # near its box
     assert marker_spots(boxes[:2], r, 640, 480) == spots[:2]  # later markers move no earlier one
+
+
+def test_a_glass_outlined_whole_is_marked_big_and_its_dashed_box_hidden(auditor, graded):
+    """A crack outlined as the whole screen (a glass judged cracked as a whole) is its own mark on the
+    page, as on the overlay: its dashed box would frame the table round a tilted phone, and its
+    number sits on the outline. A small defect keeps its box."""
+    import json
+
+    gid = graded["id"]
+    with auditor.app.state.svc.sessions() as s:
+        row = s.get(Grading, gid)
+        body = json.loads(json.dumps(row.body))
+        w, h = body["photos"][0]["width"], body["photos"][0]["height"]
+        glass = [[0.3 * w, 0.1 * h], [0.9 * w, 0.3 * h], [0.7 * w, 0.9 * h], [0.1 * w, 0.7 * h]]
+        small = [[10, 10], [40, 10], [40, 14], [10, 14]]
+        base = {"zone": "screen", "role": "defect", "units": "relative", "length": 0.1, "width": 0.0}
+        body["photos"][0]["defects"] = [
+            base
+            | {
+                "type": "crack",
+                "confidence": 0.99,
+                "polygon": glass,
+                "box": [0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h],
+            },
+            base | {"type": "scratch", "confidence": 0.9, "polygon": small, "box": [10, 10, 40, 14]},
+        ]
+        row.body = body
+        s.commit()
+    html = auditor.get(f"/review/gradings/{gid}").text
+    marks = re.findall(r'<g class="defect ([^"]*)" id="mark-(p0-d\d)">', html)
+    classes = {mark: cls.split() for cls, mark in marks}
+    assert "big" in classes["p0-d0"] and "big" not in classes["p0-d1"]
+    # Its marker sits on the outline (the vertex nearest its box's top-left corner), not off the device.
+    cx, cy = (
+        float(v)
+        for v in re.search(r'id="mark-p0-d0">.*?<circle cx="([\d.]+)" cy="([\d.]+)"', html, re.S).groups()
+    )
+    assert (cx, cy) == pytest.approx((0.3 * w, 0.1 * h))
+    css = auditor.get("/review/static/review.css").text
+    assert ".defect.big .box { display: none; }" in css
