@@ -9,9 +9,11 @@ What becomes a label (the grading's state after its events, `events.fold`):
   for the grade and were not marked false, those whose type a reviewer changed, and the boxes
   reviewers drew. Not the candidates and evidence nobody touched (a scratch at confidence 0.06 beside
   the grade, a shattered screen's faint fragments): a verdict on the grade says nothing of them. A
-  glass judged cracked as a whole (`model.damage`) is a label at image level only: its outline is the
-  glass's or its fragments' hull, and filled as a crack mask it would teach the crack map that a
-  whole screen is crack;
+  glass judged cracked as a whole (`model.damage`) is a label at image level only, whatever type a
+  reviewer gave it: its outline is the glass's or its fragments' hull, and filled as a crack mask it
+  would teach the crack map that a whole screen is crack. So is a box a reviewer drew round a scratch
+  or a crack: filled, it would teach a line's map a blob (a dent's, a chip's or a stain's box is kept:
+  a blob in a box is near enough);
 - image_labels: once a reviewer gave a verdict (confirmed or overruled), every defect type gets a
   present/absent label, except a type with only untouched candidates or evidence (unknown); before a
   verdict, only the types a reviewer touched (a false defect of a type with nothing left says "absent");
@@ -36,13 +38,14 @@ from sqlalchemy.orm import sessionmaker
 from model.damage import GLASS_ZONES
 from model.manifest import LabelledInstance, ManifestRecord, write_manifest
 from model.rules.schema import UNGRADABLE
-from model.taxonomy import DefectType
+from model.taxonomy import LINEAR_DEFECT_TYPES, DefectType
 from serving.blobs import BlobStore
 from serving.db import Grading, GradingEvent
 from serving.review.events import PHOTOS_ERASED, REVIEW_KINDS, ReviewState, fold
 from serving.schemas import KIND_NOT_NAMED, is_counted
 
 SOURCE = "review"
+LINES = {t.value for t in LINEAR_DEFECT_TYPES}
 LICENSE = "tenant photos, internal training use (review export)"
 _EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff"}
 _BY_TYPE = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/heic": ".heic"}
@@ -108,8 +111,10 @@ def records_for(row: Grading, state: ReviewState, val_fraction: float = 0.0) -> 
             if model_d is not None and d.original_type is None and not is_counted(model_d):
                 continue  # a candidate or evidence nobody vouched for
             present.add(d.type)
-            if model_d is not None and d.original_type is None and d.id in whole:
+            if d.id in whole:
                 continue  # labelled at image level: its outline is the glass's, not the crack's pixels
+            if d.origin == "reviewer" and d.type in LINES:
+                continue  # a box round a line: labelled at image level, not filled as the line's pixels
             poly = d.polygon if len(d.polygon) >= 3 else _box_polygon(d.box)
             instances.append(
                 LabelledInstance(type=d.type, zone=d.zone, polygon=[(float(x), float(y)) for x, y in poly])

@@ -259,3 +259,33 @@ def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outlin
     assert rec.image_labels["crack"] is True and rec.image_labels["chip"] is True
     assert "scratch" not in rec.image_labels  # only a candidate: nobody said either way
     assert rec.image_labels["stain"] is False and rec.image_labels["dent"] is False
+
+
+def test_a_box_drawn_round_a_line_and_a_retyped_glass_outline_are_image_labels(client, keys, jpeg, tmp_path):
+    """A reviewer's box round a missed crack, filled, would teach the crack map a blob; a glass outlined
+    whole and retyped by a reviewer is still the glass's outline. Both are labels at image level; a
+    box round a dent is kept as its polygon."""
+    gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
+    svc = client.app.state.svc
+    with svc.sessions() as s:
+        row = s.get(Grading, gid)
+        body = json.loads(json.dumps(row.body))
+        body["photos"][0]["defects"] = [
+            _stored("crack", 0.99, "defect", (50, 40, 750, 560), length=0.0),  # the glass, nothing traced
+        ]
+        row.body = body
+        s.commit()
+        who = _auditor(s)
+        events.retype_defect(s, s.get(Grading, gid), who, "p0-d0", "stain", None)
+        events.add_defect(
+            s, s.get(Grading, gid), who, 0, "crack", "screen", (100, 100, 300, 130), "missed", None
+        )
+        events.add_defect(s, s.get(Grading, gid), who, 0, "dent", "frame", (600, 20, 640, 60), "", None)
+        events.confirm(s, s.get(Grading, gid), who, "", None)
+    export_reviews(svc.sessions, svc.blobs, tmp_path, datetime.now(UTC) - timedelta(hours=1))
+    (rec,) = read_manifest(tmp_path / "manifest.jsonl")
+    assert [(i.type.value, i.polygon) for i in rec.instances] == [
+        ("dent", [(600, 20), (640, 20), (640, 60), (600, 60)])
+    ]
+    assert rec.image_labels["crack"] and rec.image_labels["stain"] and rec.image_labels["dent"]
+    assert rec.image_labels["scratch"] is False
