@@ -214,3 +214,20 @@ def post_grading(client, token, photos, data=None, headers=None):
         data=data or {},
         headers={"Authorization": f"Bearer {token}", **(headers or {})},
     )
+
+
+def store_defects(client, grading_id: str, defects: list[dict]) -> dict:
+    """Replace the stored defects of a grading's first photo (the tiny model finds only red bars):
+    the gradings a review or an export reads, made to show a shattered screen, candidates, evidence.
+    Returns the photo as stored."""
+    import json
+
+    from serving.db import Grading
+
+    with client.app.state.svc.sessions() as s:
+        row = s.get(Grading, grading_id)
+        body = json.loads(json.dumps(row.body))
+        body["photos"][0]["defects"] = defects
+        row.body = body  # a new object: SQLAlchemy's JSON column sees the change
+        s.commit()
+        return body["photos"][0]

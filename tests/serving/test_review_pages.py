@@ -3,14 +3,16 @@ filters and pages, a grading's page, and every review action as an append-only e
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import re
 
 import pytest
+from PIL import Image
 
 from serving.db import Grading, GradingEvent
-from tests.serving.conftest import pg_and_sqlite, post_grading
+from tests.serving.conftest import pg_and_sqlite, post_grading, store_defects
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 VERSION = re.compile(r'name="version" value="(\d+)"')
@@ -471,21 +473,19 @@ def test_markers_of_defects_piled_on_one_spot_do_not_overlap():
     assert marker_spots(boxes[:2], r, 640, 480) == spots[:2]  # later markers move no earlier one
 
 
-def test_a_glass_outlined_whole_is_marked_big_and_its_dashed_box_hidden(auditor, graded):
+def test_a_glass_outlined_whole_is_marked_big_and_its_dashed_box_hidden(auditor, graded, jpeg):
     """A crack outlined as the whole screen (a glass judged cracked as a whole) is its own mark on the
     page, as on the overlay: its dashed box would frame the table round a tilted phone, and its
     number sits on the outline. A small defect keeps its box."""
-    import json
-
     gid = graded["id"]
-    with auditor.app.state.svc.sessions() as s:
-        row = s.get(Grading, gid)
-        body = json.loads(json.dumps(row.body))
-        w, h = body["photos"][0]["width"], body["photos"][0]["height"]
-        glass = [[0.3 * w, 0.1 * h], [0.9 * w, 0.3 * h], [0.7 * w, 0.9 * h], [0.1 * w, 0.7 * h]]
-        small = [[10, 10], [40, 10], [40, 14], [10, 14]]
-        base = {"zone": "screen", "role": "defect", "units": "relative", "length": 0.1, "width": 0.0}
-        body["photos"][0]["defects"] = [
+    w, h = Image.open(io.BytesIO(jpeg)).size
+    glass = [[0.3 * w, 0.1 * h], [0.9 * w, 0.3 * h], [0.7 * w, 0.9 * h], [0.1 * w, 0.7 * h]]
+    small = [[10, 10], [40, 10], [40, 14], [10, 14]]
+    base = {"zone": "screen", "role": "defect", "units": "relative", "length": 0.1, "width": 0.0}
+    stored = store_defects(
+        auditor,
+        gid,
+        [
             base
             | {
                 "type": "crack",
@@ -494,9 +494,9 @@ def test_a_glass_outlined_whole_is_marked_big_and_its_dashed_box_hidden(auditor,
                 "box": [0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h],
             },
             base | {"type": "scratch", "confidence": 0.9, "polygon": small, "box": [10, 10, 40, 14]},
-        ]
-        row.body = body
-        s.commit()
+        ],
+    )
+    assert (stored["width"], stored["height"]) == (w, h)
     html = auditor.get(f"/review/gradings/{gid}").text
     marks = re.findall(r'<g class="defect ([^"]*)" id="mark-(p0-d\d)">', html)
     classes = {mark: cls.split() for cls, mark in marks}

@@ -14,7 +14,7 @@ from model.manifest import read_manifest, resolve
 from serving.db import ApiKey, Grading, GradingEvent
 from serving.review import events
 from serving.review.export import export_reviews
-from tests.serving.conftest import Keys, pg_and_sqlite, post_grading
+from tests.serving.conftest import Keys, pg_and_sqlite, post_grading, store_defects
 
 H = Keys.h
 
@@ -233,19 +233,19 @@ def test_a_verdict_vouches_for_what_counted_not_for_candidates_or_a_glass_outlin
     candidate scratch nobody touched are no labels, and scratch is left unknown; a candidate the
     reviewer retyped is theirs, and a crack traced on the frame (not glass) keeps its polygon."""
     gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
-    svc = client.app.state.svc
-    with svc.sessions() as s:
-        row = s.get(Grading, gid)
-        body = json.loads(json.dumps(row.body))
-        body["photos"][0]["defects"] = [
+    store_defects(
+        client,
+        gid,
+        [
             _stored("crack", 0.99, "defect", (50, 40, 750, 560)),  # the glass judged cracked
             _stored("crack", 0.06, "evidence", (400, 500, 420, 540)),  # the one fragment traced
             _stored("scratch", 0.12, "defect", (100, 100, 140, 104)),  # a candidate
             _stored("dent", 0.2, "defect", (10, 10, 30, 30)),  # a candidate the reviewer retypes
             _stored("crack", 0.8, "defect", (0, 100, 8, 400), zone="frame"),  # a traced crack, not glass
-        ]
-        row.body = body
-        s.commit()
+        ],
+    )
+    svc = client.app.state.svc
+    with svc.sessions() as s:
         who = _auditor(s)
         events.retype_defect(s, s.get(Grading, gid), who, "p0-d3", "chip", None)
         events.confirm(s, s.get(Grading, gid), who, "", None)
@@ -266,15 +266,10 @@ def test_a_box_drawn_round_a_line_and_a_retyped_glass_outline_are_image_labels(c
     whole and retyped by a reviewer is still the glass's outline. Both are labels at image level; a
     box round a dent is kept as its polygon."""
     gid = post_grading(client, keys.a, [("p.jpg", jpeg, "image/jpeg")]).json()["id"]
+    # The glass judged cracked, nothing traced.
+    store_defects(client, gid, [_stored("crack", 0.99, "defect", (50, 40, 750, 560), length=0.0)])
     svc = client.app.state.svc
     with svc.sessions() as s:
-        row = s.get(Grading, gid)
-        body = json.loads(json.dumps(row.body))
-        body["photos"][0]["defects"] = [
-            _stored("crack", 0.99, "defect", (50, 40, 750, 560), length=0.0),  # the glass, nothing traced
-        ]
-        row.body = body
-        s.commit()
         who = _auditor(s)
         events.retype_defect(s, s.get(Grading, gid), who, "p0-d0", "stain", None)
         events.add_defect(
