@@ -74,6 +74,13 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def is_own_mark(polygon: Sequence, box: Sequence[float], width: float, height: float) -> bool:
+    """Whether a defect's outline is its own mark, drawn without its box: an outline (3 points or more)
+    whose box's longer side is at least `BOX_BELOW` of the picture's (`width`, `height`, in the units of
+    `box`). The overlay and the review page draw by this one rule."""
+    return len(polygon) >= 3 and max(box[2] - box[0], box[3] - box[1]) >= BOX_BELOW * max(width, height)
+
+
 def is_sure_evidence(d: dict) -> bool:
     """A crack fragment kept as evidence (`role`) that the model is sure of: traced at the confidence a
     crack of its own would count from. A glass judged cracked as a whole is outlined whole when its
@@ -223,7 +230,7 @@ def render(photo: bytes, defects: Sequence[dict], max_side: int = 1280) -> Rende
         if len(pts) >= 3:
             draw.polygon(pts, outline=colour, width=2 * line)
         box = scaled_box(defects[k])
-        if len(pts) < 3 or max(box[2] - box[0], box[3] - box[1]) < BOX_BELOW * max(width, height):
+        if not is_own_mark(pts, box, width, height):
             draw.rectangle(box, outline=colour, width=line)
 
     # Labels: a legend first, then counted labels, then candidates' where there is room.

@@ -18,7 +18,7 @@ from model.rules.schema import UNGRADABLE
 from serving.db import Grading
 from serving.deps import StateDep
 from serving.impact import standing_impact
-from serving.overlays import BOX_BELOW
+from serving.overlays import is_own_mark
 from serving.review import events, queue
 from serving.review.html import FLASH, PACKAGE, error_page, page, safe_next, see_other
 from serving.review.sessions import Reviewer
@@ -294,8 +294,7 @@ def marker_spots(
 
     for k, (x0, y0, x1, y1) in enumerate(boxes):
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        first = (firsts or [None] * len(boxes))[k]
-        tries = [first] if first is not None else []
+        tries = [firsts[k]] if firsts and firsts[k] is not None else []
         tries += [(x0, y0), (x1, y0), (x0, y1), (x1, y1), (mx, y0), (x1, my), (mx, y1), (x0, my)]
         for ring in range(1, 4):
             d, n = 2 * r * ring, 8 * ring
@@ -354,15 +353,10 @@ def grading_page(
         numbers.update({d.id: str(k) for k, d in enumerate(defects, 1)})
         marker = max(p["width"], p["height"]) / 45
         # Outlines a quarter of the photo or larger (a glass judged cracked as a whole, a tilted phone's
-        # screen) are their own mark: their dashed box would frame the table around them (the
-        # overlay's `BOX_BELOW`), and their marker sits on the outline, at its point nearest the box's
-        # top-left corner, not on that corner off the device.
-        big = {
-            d.id
-            for d in defects
-            if len(d.polygon) >= 3
-            and max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= BOX_BELOW * max(p["width"], p["height"])
-        }
+        # screen) are their own mark: their dashed box would frame the table around them (the overlay's
+        # rule, `serving.overlays.is_own_mark`), and their marker sits on the outline, at its point
+        # nearest the box's top-left corner, not on that corner off the device.
+        big = {d.id for d in defects if is_own_mark(d.polygon, d.box, p["width"], p["height"])}
         firsts = [
             min(d.polygon, key=lambda xy, d=d: math.dist(xy, d.box[:2])) if d.id in big else None
             for d in defects
