@@ -189,6 +189,29 @@ def load_matching(net: FineNet, state: dict[str, Tensor]) -> list[str]:
     return [k for k in own if k not in kept]
 
 
+INIT_TILES = 64  # training patches an exported file's BatchNorm statistics are restored on
+
+
+def _init_state(init: str, train_ds: Dataset, progress: bool) -> dict[str, Tensor]:
+    """The weights `--init` names: a `train-fine` checkpoint's, or an exported fine file's rebuilt
+    (`training.fine_from_onnx`; the bundled network is the only copy of its weights)."""
+    if not init.endswith(".onnx"):
+        return torch.load(init, map_location="cpu", weights_only=False)["model"]
+    from training.fine_from_onnx import rebuilt_fine_net  # imports this module
+
+    sets = train_ds.datasets if isinstance(train_ds, ConcatDataset) else [train_ds]
+    every = [(d, i) for d in sets for i in range(len(d))]
+    picked = every[:: max(1, len(every) // INIT_TILES)][:INIT_TILES]  # whole patches, as they are on disk
+    tiles = np.stack([d.load(i)[0].transpose(2, 0, 1) for d, i in picked])
+    net, rep = rebuilt_fine_net(init, tiles)
+    if progress:
+        print(
+            f"--init {init}: {rep['head']} network {rep['version']} rebuilt, max |diff| against ONNX Runtime "
+            f"{rep['max_diff_statistics']:.1e} on {rep['tiles']} training patches"
+        )
+    return net.state_dict()
+
+
 def _folders(folders: str | list[str], **kwargs) -> Dataset:
     """One fine-patch folder's dataset, or several concatenated."""
     if isinstance(folders, str | Path):
@@ -204,16 +227,16 @@ def run_fine_training(cfg: FineTrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     train_ds = _folders(cfg.train, augment=True, crop=cfg.crop, seed=cfg.seed)
     val_ds = _folders(cfg.val)
     train_dl = DataLoader(train_ds, batch_size=cfg.batch, shuffle=True, drop_last=len(train_ds) > cfg.batch)
     val_dl = DataLoader(val_ds, batch_size=cfg.batch)
     net = FineNet(pretrained=cfg.pretrained, encoder=cfg.encoder, head=cfg.head)
     if cfg.init and not cfg.resume:
-        fresh = load_matching(net, torch.load(cfg.init, map_location="cpu", weights_only=False)["model"])
+        fresh = load_matching(net, _init_state(cfg.init, train_ds, cfg.progress))
         if fresh and cfg.progress:
             tqdm.write(f"--init {cfg.init}: {len(fresh)} tensors of another shape or head start fresh")
+    out.mkdir(parents=True, exist_ok=True)  # after --init: a file refused leaves no empty run folder
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, best, history, spent = 0, math.inf, [], 0.0
     last = out / "last.pt"

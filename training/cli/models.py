@@ -297,7 +297,11 @@ def train_fine(
     batch: Annotated[int, typer.Option("--batch", min=1)] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
     init: Annotated[
-        Path | None, typer.Option("--init", help="start from this checkpoint's weights (fresh schedule)")
+        Path | None,
+        typer.Option(
+            "--init",
+            help="start from this checkpoint's weights, or an exported NAME.fine.onnx's rebuilt (fresh schedule)",
+        ),
     ] = None,
     lr: Annotated[float, typer.Option("--lr", help="peak learning rate")] = 2e-3,
     head: Annotated[
