@@ -8,7 +8,7 @@ position instead: the same architecture exported again gives the same graph, its
 same order, and a fresh network whose every convolution is filled with its own index (BatchNorms the
 identity) says, through its own export, which module each convolution node is. The file's weights then
 go into those modules, each folded BatchNorm becomes the identity plus the folded bias, and
-`training.from_onnx.restore_batch_statistics` gives it the statistics of what reaches it on real tiles:
+`training.from_onnx.restore_batch_statistics` gives it the statistics of what reaches it on training patches:
 the same function in evaluation mode, and batches normalised about where the network learnt them in
 training mode. Checked against ONNX Runtime before and after the statistics. `training.fine_train` calls
 it for `train-fine --init models/default.fine.onnx`.
