@@ -9,7 +9,8 @@ does not read the screen (`model.fine_pass`, its `skip` zones), no scratch the c
 screen is kept (`model.fine_instances.photo_instances`: 11 of phones_web's intact train and val photos
 with the display on were graded Fair or Unlistable for them), and the grading asks for a photo with the display
 off where the grade is one of the tiers hairlines decide (`display_advice`). Cracks, stains and the
-rest stand: a broken or marked screen shows through a picture.
+rest stand: a broken or marked screen shows through a picture. A crack counted on a lit screen in a
+grading sent to review asks for the same photo (`lit_crack_advice`): a wallpaper's edges can be one.
 
 Lit means showing a picture in colour: a switched-off display is near-black glass that mirrors a room
 (its colours dim and grey), a lit one shows saturated colours. Measured on the coarse pass's frame (the
@@ -74,4 +75,17 @@ def display_advice(photo_number: int, share: float | None) -> str | None:
         f"photo {photo_number}: the display is on ({share:.0%} of the screen shows a picture), and no "
         "hairline on the screen can be told from the picture's own edges: the screen's top grades could "
         "not be told apart; retake with the display off, at an angle to a light"
+    )
+
+
+def lit_crack_advice(photo_number: int, share: float | None) -> str | None:
+    """Retake advice for a lit display whose photo counted a crack on the screen, for a grading sent to
+    review (None where the display is not lit). A wallpaper's long curved edges read as a crack: 5 of
+    the 7 real intact train and validation phones graded Unlistable showed one (docs/model-history.md,
+    session 50); the same screen with the display off shows a real crack and no picture."""
+    if not is_lit(share):
+        return None
+    return (
+        f"photo {photo_number}: the display is on ({share:.0%} of the screen shows a picture), and a "
+        "picture's own lines can read as a crack: retake with the display off to confirm it"
     )

@@ -32,7 +32,7 @@ from model.catalogue import lookup_device
 from model.damage import glass_zones
 from model.detail import NOMINAL_LENGTH_MM, detail_advice
 from model.device_kind import guess_kind
-from model.display import display_advice, is_lit
+from model.display import display_advice, is_lit, lit_crack_advice
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
@@ -42,8 +42,8 @@ from model.instances import DefectInstance
 from model.postprocess import estimate_scale
 from model.preprocess import DETAIL, DecodeError, decoded_pixels
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
-from model.rules.engine import UNGRADABLE
-from model.taxonomy import QUALITY_MESSAGES, DeviceKind, PhotoQuality, View
+from model.rules.engine import UNGRADABLE, counted
+from model.taxonomy import QUALITY_MESSAGES, DefectType, DeviceKind, PhotoQuality, View, Zone
 from serving.predictor import Model
 from serving.tracing import span
 
@@ -366,6 +366,20 @@ def grade_instances(
         )
         if advice
     ]
+    # A crack counted on a lit screen may be the picture's own lines (model.display): where the grading
+    # goes to a person anyway, the photo that would settle it is one with the display off.
+    cracked = {
+        i.photo_index
+        for i in instances
+        if i.type is DefectType.CRACK and i.zone is Zone.SCREEN and counted(i)
+    }
+    lit_cracks = [
+        advice
+        for p in photos or ()
+        if p.usable and p.index in cracked
+        for advice in (lit_crack_advice(p.index + 1, p.lit_share),)
+        if advice
+    ]
     out = {}
     for name in standards:
         result = grade(
@@ -379,6 +393,8 @@ def grade_instances(
         )
         if coarse and result.listable:
             result = result.model_copy(update={"advice": [*result.advice, *coarse]})
+        if lit_cracks and result.needs_review and not result.listable and result.gradable:
+            result = result.model_copy(update={"advice": [*result.advice, *lit_cracks]})
         out[name] = result
     return out
 

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from model.display import LIT_SHARE, display_advice, is_lit, lit_share
+from model.display import LIT_SHARE, display_advice, is_lit, lit_crack_advice, lit_share
 from model.fine_pass import surface
 from model.instances import mm
 from model.taxonomy import DefectType, DeviceKind, Zone
@@ -72,6 +72,32 @@ def test_grading_asks_for_the_display_off_only_where_a_top_tier_is_at_stake():
     crack = mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.99)
     cracked = grade_instances([crack], ["backmarket"], device, 0.8, photos=[lit])["backmarket"]
     assert not cracked.listable and not any("display is on" in a for a in cracked.advice)
+
+
+def test_a_crack_on_a_lit_screen_sent_to_review_asks_for_the_display_off():
+    """A wallpaper's curved edges read as a crack (5 of 7 real intact phones graded Unlistable): where
+    the grading goes to a person, the advice names the photo and asks for it with the display off."""
+    assert lit_crack_advice(1, LIT_SHARE / 2) is None and lit_crack_advice(1, None) is None
+    device = Device(kind=DeviceKind.PHONE, length_mm=150.0)
+    lit = dataclasses.replace(_photo(0, 3000.0), lit_share=0.4)
+    dark = dataclasses.replace(_photo(1, 3000.0), lit_share=0.01)
+    unsure = mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.6)
+
+    def advice(instances, photos, threshold=1.0):  # 1.0: every grading goes to review
+        graded = grade_instances(instances, ["backmarket"], device, threshold, photos=photos)["backmarket"]
+        return graded, [a for a in graded.advice if "can read as a crack" in a]
+
+    graded, asked = advice([unsure], [lit, dark])
+    assert not graded.listable and graded.needs_review
+    assert asked == [lit_crack_advice(1, 0.4)] and asked[0].startswith("photo 1: the display is on (40%")
+    assert "retake with the display off" in asked[0]
+    assert advice([unsure], [dataclasses.replace(lit, lit_share=0.01), dark])[1] == []  # display off
+    on_dark = unsure.model_copy(update={"photo_index": 1})
+    assert advice([on_dark], [lit, dark])[1] == []  # the crack is on the dark photo's screen
+    candidate = unsure.model_copy(update={"confidence": 0.3})  # not counted: no crack to confirm
+    assert advice([candidate], [lit, dark])[1] == []
+    sure, asked = advice([unsure], [lit, dark], threshold=0.0)  # not sent to review: nothing to settle
+    assert not sure.needs_review and asked == []
 
 
 def test_the_fine_pass_is_told_to_leave_a_lit_screen_and_a_front_views_body(monkeypatch):
