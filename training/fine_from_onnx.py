@@ -33,7 +33,7 @@ from torch import nn
 from model.export import export_fine_onnx
 from model.fine_network import HEADS, FineNet
 from model.fine_pass import FineCard
-from training.from_onnx import PARITY, RebuildError, restore_batch_statistics
+from training.from_onnx import PARITY, RebuildError, identity_plus, restore_batch_statistics
 
 ENCODERS = ("lite0", "tiny")  # model.fine_network.FineNet's
 
@@ -46,9 +46,9 @@ def _conv_weights(m: onnx.ModelProto, biases: bool = True) -> list[tuple[np.ndar
     for node in m.graph.node:
         if node.op_type != "Conv":
             continue
-        w = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
-        if w is None:
+        if node.input[1] not in inits:
             raise RebuildError(f"Conv {node.name}: its weight is not an initializer")
+        w = numpy_helper.to_array(inits[node.input[1]])
         b = None
         if biases and len(node.input) > 2 and node.input[2]:
             if node.input[2] not in inits:
@@ -89,12 +89,9 @@ def _order(net: FineNet, card: FineCard) -> list[int]:
             c.weight.fill_(float(i + 1))
             if c.bias is not None:
                 c.bias.zero_()
-        for bn in net.modules():
-            if isinstance(bn, nn.BatchNorm2d):  # identity: the folded weight stays i + 1 exactly
-                bn.weight.fill_(1.0)
-                bn.bias.zero_()
-                bn.running_mean.zero_()
-                bn.running_var.fill_(1.0 - bn.eps)
+    for bn in net.modules():
+        if isinstance(bn, nn.BatchNorm2d):  # identity: the folded weight stays i + 1 exactly
+            identity_plus(bn, np.zeros(bn.num_features, np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "probe.onnx"
         tiles = np.zeros((1, 3, card.tile_px, card.tile_px), np.uint8)
@@ -142,10 +139,7 @@ def rebuild_fine(path: str | Path) -> tuple[FineNet, FineCard]:
             bn = next((mod for mod in modules[pos + 1 :] if isinstance(mod, nn.BatchNorm2d)), None)
             if bn is None or bn.num_features != w.shape[0] or b is None:
                 raise RebuildError(f"{path}: convolution {j} has no BatchNorm of {w.shape[0]} to unfold")
-            bn.weight.fill_(1.0)
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0 - bn.eps)
-            bn.bias.copy_(torch.from_numpy(b.copy()))
+            identity_plus(bn, b)
     return net.eval(), card
 
 

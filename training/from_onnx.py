@@ -59,6 +59,16 @@ def _take(param: torch.Tensor, value: np.ndarray, name: str) -> None:
         param.copy_(torch.from_numpy(value.copy()))
 
 
+def identity_plus(bn: nn.BatchNorm2d, bias: np.ndarray, name: str = "bias") -> None:
+    """`bn` made the identity plus `bias` in evaluation mode: what is left of a BatchNorm the exporter
+    folded into the convolution before it (its scale went into the weights, its shift into `bias`)."""
+    with torch.no_grad():
+        bn.weight.fill_(1.0)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0 - bn.eps)  # + eps in the normalisation: a scale of exactly 1
+    _take(bn.bias, bias, name)
+
+
 def rebuild(path: str | Path, card=None) -> tuple[nn.Module, dict]:
     """The card's network with the ONNX file's weights, each folded BatchNorm made identity plus its
     bias (evaluation outputs as the file's). Returns (network in eval mode, the card's architecture).
@@ -92,11 +102,7 @@ def rebuild(path: str | Path, card=None) -> tuple[nn.Module, dict]:
                     raise RebuildError(
                         f"{mname}: a folded bias but no BatchNorm of {mod.weight.shape[0]} after it"
                     )
-                with torch.no_grad():
-                    bn.weight.fill_(1.0)
-                    bn.running_mean.zero_()
-                    bn.running_var.fill_(1.0 - bn.eps)
-                _take(bn.bias, inits[f"{key}_bias"], f"{key}_bias")
+                identity_plus(bn, inits[f"{key}_bias"], f"{key}_bias")
                 rebuilt.add(id(bn))
                 used.add(f"{key}_bias")
     for bname, buf in net.named_buffers():
