@@ -122,7 +122,8 @@ def synth(
     from model.manifest import write_manifest
     from training.synth.generator import SynthConfig, iter_generate
 
-    cfg = SynthConfig(seed=seed, size=size, p_composite=0.0, grade_mix=grade_mix or {})
+    # measure_shown: each defect's photo_step, how much the photo shows it (`training.synth.shown`)
+    cfg = SynthConfig(seed=seed, size=size, p_composite=0.0, grade_mix=grade_mix or {}, measure_shown=True)
     out_dir = Path(out)
     with mock.patch("training.synth.generator.choose_pose", _close_pose(fill)):
         records = []

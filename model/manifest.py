@@ -34,6 +34,9 @@ class LabelledInstance(BaseModel):
     length_mm: float | None = Field(default=None, ge=0)
     width_mm: float | None = Field(default=None, ge=0)
     area_mm2: float | None = Field(default=None, ge=0)
+    # Synthetic photos made with `measure_shown`: how much the photo shows the defect, grey levels of
+    # luma (the photo against its clean twin, `training.synth.shown`); None where not measured.
+    photo_step: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _has_shape(self) -> LabelledInstance:

@@ -43,6 +43,8 @@ class GtInstance:
     type: str
     mask: np.ndarray  # bool, model-input frame
     length_mm: float | None
+    zone: str | None = None
+    photo_step: float | None = None  # how much the photo shows it (`training.synth.shown`), if measured
 
 
 def gt_instances(pred, size: int) -> list[GtInstance]:
@@ -56,7 +58,8 @@ def gt_instances(pred, size: int) -> list[GtInstance]:
             cv2.fillPoly(layer, [polygon_to_model(inst.polygon, pred.lb)], 1)
             mask = layer.astype(bool)
         if mask.any():
-            out.append(GtInstance(inst.type.value, mask, inst.length_mm))
+            zone = inst.zone.value if inst.zone is not None else None
+            out.append(GtInstance(inst.type.value, mask, inst.length_mm, zone, inst.photo_step))
     return out
 
 

@@ -77,6 +77,14 @@ def synth(
             "(real photos and particle splashes: display-on hard negatives)",
         ),
     ] = "gradient",
+    measure_shown: Annotated[
+        bool,
+        typer.Option(
+            "--measure-shown",
+            help="also record how much each photo shows each defect (its photo_step, grey levels: the "
+            "photo against the device photographed without defects); the photos are unchanged",
+        ),
+    ] = False,
     gallery: Annotated[
         Path | None,
         typer.Option(
@@ -99,6 +107,7 @@ def synth(
             composite_splits=tuple(x.strip() for x in composite_splits.split(",") if x.strip()),
             crack_style=crack_style,
             wallpapers=wallpapers,
+            measure_shown=measure_shown,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -12,6 +12,7 @@ Output layout of `generate(...)` (paths in the manifest are relative to it):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from training.synth.photography import (
     warp_layers,
 )
 from training.synth.pool import worker_pool
+from training.synth.shown import photo_steps
 
 # In every record's meta. 2 (2026-12-05): a gouge on a dark finish shows lighter (`defects._draw_scratch`).
 GENERATOR_VERSION = "2"
@@ -97,6 +99,10 @@ class SynthConfig(BaseModel):
     # What a lit screen shows: "gradient" keeps every existing seed's photos unchanged; "busy" draws real
     # photos and particle splashes (devices._busy_wallpaper), the display-on hard negatives
     wallpapers: Literal["gradient", "busy"] = "gradient"
+    # Photograph each procedural device again without its defects and record how much the photo shows
+    # each one (`training.synth.shown`: the instance's `photo_step`). The photos are unchanged; the
+    # light, warp and sensor run twice, so it is on only for the sets evaluation reads it from.
+    measure_shown: bool = False
 
     @field_validator("grade_mix", "quality_mix", "kind_mix", "view_mix", "aspect_mix", "split_mix")
     @classmethod
@@ -172,6 +178,8 @@ class Sample:
     device_id: str | None = None
     device_kind: DeviceKind | None = None
     image_labels: dict = field(default_factory=dict)
+    # Per plan, how much the photo shows it (`training.synth.shown`); None: not measured.
+    photo_steps: list[float] | None = None
 
 
 def _out_size(rng: np.random.Generator, cfg: SynthConfig) -> tuple[int, int]:
@@ -297,15 +305,25 @@ def make_sample(
     else:
         plans, _ = plan_for_grade(flat, rng, cfg, target)
     light_angle = float(rng.uniform(-math.pi, math.pi))
+    # The clean twin (`measure_shown`): the flat device before its defects (a chip cuts the outline, so
+    # every layer), lit and photographed with copies of the random stream taken at the same points.
+    twin = copy.deepcopy(flat) if cfg.measure_shown else None
     draw_defects(flat, plans, rng, light_angle)
+    light_rng = copy.deepcopy(rng) if twin is not None else None
     meta.update(light_flat(flat, rng, light_angle))
 
     hmat = pose.homography(flat)
     dev_rgb, alpha, zone = warp_layers(flat, hmat, out_w, out_h)
     cast_shadow(bg, alpha, rng, light_angle)
     img = cv2.add(scale3(bg, 1.0 - alpha), dev_rgb)  # dev_rgb is premultiplied by alpha
+    sensor_rng = copy.deepcopy(rng) if twin is not None else None
     image, smeta = sensor(img, rng, quality, scale)
     meta.update(smeta)
+    clean = None
+    if twin is not None:
+        light_flat(twin, light_rng, light_angle)
+        twin_rgb, twin_alpha, _ = warp_layers(twin, hmat, out_w, out_h)
+        clean, _ = sensor(cv2.add(scale3(bg, 1.0 - twin_alpha), twin_rgb), sensor_rng, quality, scale)
 
     masks, kept = [], []
     for plan in plans:
@@ -313,6 +331,7 @@ def make_sample(
         if m.any():  # the device is always whole in frame: this only guards against degenerate shapes
             masks.append(m)
             kept.append(plan)
+    steps = photo_steps(image, clean, masks) if clean is not None else None
     screen_polys = []
     if flat.screen_poly is not None:
         screen_polys.append(
@@ -348,6 +367,7 @@ def make_sample(
         screen_polygons=screen_polys,
         meta=meta,
         jpeg_quality=jpeg_q,
+        photo_steps=steps,
     )
 
 
@@ -376,6 +396,8 @@ def write_sample(sample: Sample, out_dir: Path, index: int, seed: int) -> Manife
                 "width_mm": round(plan.width_mm, 4),
                 "area_mm2": round(plan.area_mm2, 4),
             }
+        if sample.photo_steps is not None:
+            sizes["photo_step"] = sample.photo_steps[k]
         instances.append(LabelledInstance(type=plan.type, zone=plan.zone, mask=rel, **sizes))
     zone_rel = None
     if sample.zone is not None:
