@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -33,9 +34,12 @@ def photo_steps(photo: np.ndarray, clean: np.ndarray, masks: Sequence[np.ndarray
     it, grey levels rounded to 0.1; `photo` and `clean` are H x W x 3 uint8 RGB. 0.0 for an empty mask."""
     if photo.shape != clean.shape:
         raise ValueError(f"photo {photo.shape} and its clean twin {clean.shape} differ in size")
-    diff = np.abs(photo.astype(np.float32) @ _LUMA - clean.astype(np.float32) @ _LUMA)
     out = []
     for m in masks:
-        on = diff[np.asarray(m) > 0]
-        out.append(round(float(np.percentile(on, PERCENTILE)), 1) if on.size else 0.0)
+        # Only the mask's box: a 12 MP photo's whole luma difference took most of a second.
+        x, y, w, h = cv2.boundingRect((np.asarray(m) > 0).view(np.uint8))
+        box = (slice(y, y + h), slice(x, x + w))
+        on = np.asarray(m)[box] > 0
+        diff = np.abs(photo[box][on].astype(np.float32) @ _LUMA - clean[box][on].astype(np.float32) @ _LUMA)
+        out.append(round(float(np.percentile(diff, PERCENTILE)), 1) if diff.size else 0.0)
     return out
