@@ -10,7 +10,8 @@ Why: a label no camera shows cannot be found, and the frame's scratch recall (is
 frame reader for lines the photo does not hold (docs/fine-pass.md, session 51). The bands: under 3 grey
 levels is within a photo's noise; 3-8 is faint even to a person looking for it; "shown" is 8 or more.
 Photos without a `photo_step` on their instances are refused with the manifest named: make them again
-with `refurbgrade synth --measure-shown` (the fine validation sets of `make fine-model` have it).
+with `refurbgrade synth --measure-shown` (`make fine-model` makes its fine validation sets with it,
+but keeps a set that is already there: delete one made before 2026-12-06 to have it made again).
 """
 
 from __future__ import annotations
