@@ -144,7 +144,7 @@ def oracle(
                 _, lb = prepare(resolve(it.manifest, it.record.image), size, box)
                 outputs = {"defect_probs": defect, "zone_probs": zone_probs}
                 pred = Prediction(it, Inferred(Frame(t["image"], lb), outputs))
-                scale, _ = photo_scale(pred, size)
+                scale, _ = photo_scale(pred, size, it.record.view)  # the oracle knows the view
                 t0 = time.perf_counter()
                 insts = extract_instances(defect, zone_probs, lb, thresholds, scale, size)
                 ms_split.append((time.perf_counter() - t0) * 1e3)

@@ -47,9 +47,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from model.frame_read import FrameLine, read_frame
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
 from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES
+from model.plane import view_share
 from model.postprocess import estimate_scale
 from model.preprocess import Letterbox, decode_part
-from model.taxonomy import DefectType, View, Zone
+from model.taxonomy import DefectType, DeviceKind, View, Zone
 from model.tiled_map import TiledMap, tiled
 
 T = TypeVar("T")
@@ -162,7 +163,8 @@ FineRun = Callable[[np.ndarray], dict[str, np.ndarray]]
 @dataclass(frozen=True)
 class FineStage:
     """What `model.inference.infer` needs to run the fine pass: the network, its card, and the device's
-    length in mm (the catalogue's, or a typical one for its kind: it only sets the tiles' pixel size)."""
+    length in mm (the catalogue's, or a typical one for its kind: it only sets the tiles' pixel size),
+    its kind and its catalogue name (which side a side view shows, `model.plane.view_share`)."""
 
     card: FineCard
     run: FineRun
@@ -175,6 +177,8 @@ class FineStage:
     # The caller did not say what the device is: `model.inference.infer` sets `length_mm` to the typical
     # length of the kind the photos show (`model.device_kind`) before the pass runs.
     guess_kind: bool = False
+    kind: DeviceKind = DeviceKind.PHONE
+    model_name: str | None = None
 
     def cores_free(self) -> bool:
         """Whether a photo's work may go to a thread of its own now (`spare_cores`; None: always)."""
@@ -537,7 +541,9 @@ def fine_pass(
     mask = device_mask(zone_probs)
     if mask.sum() < MIN_DEVICE_CELLS:
         return None
-    scale = estimate_scale(zone_probs, lb, input_size, stage.length_mm)
+    view = VIEW_CLASSES[int(np.argmax(outputs["view_probs"]))]
+    share = view_share(view, stage.kind, stage.model_name)  # a phone's top edge shows its width
+    scale = estimate_scale(zone_probs, lb, input_size, stage.length_mm, share)
     native = scale.per_px  # mm per original pixel
     if native > card.coarsest_mm:
         return None

@@ -147,7 +147,7 @@ def infer(
     if fine is None:
         return done
     if fine.guess_kind and (guess := guess_kind([d.outputs for d in done])) is not None:
-        fine = replace(fine, length_mm=NOMINAL_LENGTH_MM[guess.kind])
+        fine = replace(fine, length_mm=NOMINAL_LENGTH_MM[guess.kind], kind=guess.kind, model_name=None)
     with cpu if cpu is not None else nullcontext():
         return [with_fine(d, fine, early.get(k)) for k, d in enumerate(done)]
 

@@ -18,18 +18,22 @@ A homography keeps lines and tangency, so those lines are the images of the shar
 `DevicePlane` maps photo pixels to mm on the device and measures through the mapping: a polyline's
 length (each straight piece maps to a straight piece, so that is exact), and the local scale (the
 Jacobian) along a direction or per unit area, for what is measured in pixels and not as points.
-`plane_size_mm` is which of the catalogue's outer dimensions a view shows.
+`plane_size_mm` is which of the catalogue's outer dimensions a view shows, and `view_share` the long side
+a view shows as a share of the device's length: the length every photo's scale is given in
+(`model.postprocess.estimate_scale`) is the device's longest side, which a phone's top or bottom edge
+does not show (it runs along the width, half the length).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
 
-from model.catalogue import DeviceSpec
+from model.catalogue import DeviceSpec, UnknownDeviceError, devices, lookup_device
 from model.taxonomy import DeviceKind, View
 
 # Each side's direction is fitted to the middle of the side (this share of it): rounded corners bend
@@ -59,6 +63,32 @@ def plane_size_mm(spec: DeviceSpec, view: View | str | None) -> tuple[float, flo
         along_length = not along_length
     side = spec.length if along_length else spec.width
     return max(side, spec.depth), min(side, spec.depth)
+
+
+def view_share(view: View | str | None, kind: DeviceKind | str, model_name: str | None = None) -> float:
+    """The long side a photo of `view` shows (`plane_size_mm`), as a share of the device's length: 1 for
+    the front and the back, about 0.48 for a phone's top or bottom edge, 0.72 for a tablet's, 0.70 for a
+    laptop's left or right side. Of the catalogue's `model_name` where it names one, else the median
+    over the catalogue's devices of `kind` (sizes measured without a named model are typical too)."""
+    view = View(view) if view is not None else View.FRONT
+    if view in (View.FRONT, View.BACK):
+        return 1.0
+    if model_name:
+        try:
+            spec = lookup_device(model_name)
+        except UnknownDeviceError:
+            spec = None
+        if spec is not None:
+            return plane_size_mm(spec, view)[0] / spec.length
+    return _typical_share(view, DeviceKind(kind))
+
+
+@cache
+def _typical_share(view: View, kind: DeviceKind) -> float:
+    specs = [s for s in devices() if s.kind is kind]
+    if not specs:
+        return 1.0
+    return float(np.median([plane_size_mm(s, view)[0] / s.length for s in specs]))
 
 
 def _largest_contour(mask: np.ndarray) -> np.ndarray | None:

@@ -63,7 +63,7 @@ class Scale:
     units: Literal["mm", "relative"]
     per_px: float  # mm per original pixel, or device lengths per original pixel
     device_found: bool
-    device_length_px: float | None = None  # in original pixels
+    device_length_px: float | None = None  # the device's length in original pixels (`estimate_scale`)
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
@@ -72,13 +72,22 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
 
 
 def estimate_scale(
-    zone_probs: np.ndarray, lb: Letterbox, input_size: int, device_length_mm: float | None
+    zone_probs: np.ndarray,
+    lb: Letterbox,
+    input_size: int,
+    device_length_mm: float | None,
+    share: float = 1.0,
 ) -> Scale:
     """Scale of the original photo from the device's outline in the zone map.
 
     The device's long side in pixels is the long side of the minimum-area rectangle around its
     outline (robust to rotation). Without a known length, sizes are relative to the device length;
     without a device, to the photo's longer side (and `device_found` is False).
+
+    `share`: the long side the photo shows, as a share of the device's length (`model.plane.view_share`
+    of its view): 1 for the front and the back; a phone's top edge shows its width, about half its
+    length, and measured against the length every size on it read twice too long.
+    `device_length_px` is the device's length at the photo's scale (the long side shown over `share`).
     """
     mask = device_mask(zone_probs)
     h = zone_probs.shape[1]
@@ -89,10 +98,10 @@ def estimate_scale(
     pts = np.argwhere(mask)[:, ::-1].astype(np.float32) * to_model
     (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
     long_model = max(rw, rh) + to_model  # + one cell: argwhere gives cell corners, not extents
-    long_px = long_model / lb.scale * lb.draft_factor
+    length_px = long_model / lb.scale * lb.draft_factor / share
     if device_length_mm:
-        return Scale("mm", device_length_mm / long_px, True, long_px)
-    return Scale("relative", 1.0 / long_px, True, long_px)
+        return Scale("mm", device_length_mm / length_px, True, length_px)
+    return Scale("relative", 1.0 / length_px, True, length_px)
 
 
 def _logit(p: float) -> float:

@@ -51,7 +51,7 @@ def main() -> None:
             continue
         # The reader's own lines, measured as serving measures them (not the coarse pass's frame scratches).
         view = View(VIEW_CLASSES[int(np.argmax(p.outputs["view_probs"]))])
-        scale, _ = photo_scale(p, p.size)
+        scale, _ = photo_scale(p, p.size, view)
         found = frame_instances(frame_lines(fine, view), fine.card.frame_z, scale, 0.0)
         if not found:
             continue

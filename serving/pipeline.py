@@ -39,6 +39,7 @@ from model.fine_pass import FineStage
 from model.glare import blown_share, glare_advice
 from model.inference import Frame, Inferred, batched, frame_photo, infer, screen_lit
 from model.instances import DefectInstance
+from model.plane import view_share
 from model.postprocess import estimate_scale
 from model.preprocess import DETAIL, DecodeError, decoded_pixels
 from model.rules import GradeCalibration, GradeResult, grade, list_standards, load_standard
@@ -106,7 +107,8 @@ class PhotoResult:
     quality_confidence: float
     device_found: bool
     instances: list[DefectInstance] = field(default_factory=list)
-    device_length_px: float | None = None  # the device's long side in photo pixels (model.detail)
+    # The device's length at the photo's scale (model.detail); a side view shows a shorter side of it.
+    device_length_px: float | None = None
     glare_share: float | None = None  # its main surface's share blown out (model.glare)
     lit_share: float | None = None  # its screen's share showing a picture: the display is on (model.display)
 
@@ -278,7 +280,6 @@ def analyse_photo(
     """One photo's network outputs -> its verdict and measured defects (with the fine pass's scratches
     where it ran)."""
     outputs, size = inferred.outputs, inferred.size
-    scale = estimate_scale(outputs["zone_probs"], inferred.letterbox, size, device.length_mm)
     view_probs = outputs["view_probs"]
     if view is None:
         k = int(np.argmax(view_probs))
@@ -286,6 +287,9 @@ def analyse_photo(
     else:
         k = card.taxonomy.views.index(view.value)
         view_res, view_source, view_conf = view, "caller", 1.0
+    # Measured against the side the view shows: a phone's top edge is its width, not its length.
+    share = view_share(view_res, device.kind, device.model_name)
+    scale = estimate_scale(outputs["zone_probs"], inferred.letterbox, size, device.length_mm, share)
     q_probs = outputs["quality_probs"]
     q = int(np.argmax(q_probs))
     quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
@@ -503,7 +507,9 @@ def fine_stage(
         return None
     length = device.length_mm or NOMINAL_LENGTH_MM[device.kind]
     guess = device.kind_source == KIND_UNSAID  # the pass takes the length of the kind the photos show
-    return FineStage(model.fine.card, model.fine.run, length, spare_cores, guess_kind=guess)
+    return FineStage(
+        model.fine.card, model.fine.run, length, spare_cores, guess, device.kind, device.model_name
+    )
 
 
 def run_direct(model: Model, images: Sequence[np.ndarray], max_batch: int = 8) -> list[dict[str, np.ndarray]]:

@@ -29,6 +29,7 @@ from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
 from model.outputs import VIEW_CLASSES
+from model.plane import view_share
 from model.postprocess import Scale, estimate_scale
 from model.preprocess import Letterbox
 from model.rules.calibration import GradeCalibration
@@ -71,14 +72,19 @@ def instance_mask(inst: DefectInstance, lb: Letterbox, size: int) -> np.ndarray:
     return layer.astype(bool)
 
 
-def photo_scale(pred, size: int) -> tuple[Scale, str]:
+def photo_scale(pred, size: int, view: View | None = None) -> tuple[Scale, str]:
+    """The photo's scale as serving measures it for the device its record names, against the side
+    `view` shows (`model.plane.view_share`; the network's view, as `photo_result` grades it)."""
     rec = pred.item.record
     length = catalogue_length(rec)
+    kind = rec.device_kind or "phone"
     if length is not None:
-        return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, length), "catalogue"
+        share = view_share(view, kind, rec.device_model)
+        return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, length, share), "catalogue"
     if rec.mm_per_px:
         return Scale("mm", rec.mm_per_px, True), "true"
-    return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, None), "relative"
+    share = view_share(view, kind)
+    return estimate_scale(pred.outputs["zone_probs"], pred.lb, size, None, share), "relative"
 
 
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:
@@ -147,9 +153,9 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
     """`pred` through serving's post-processing at `thresholds`, matched to its true instances. The
     view is the network's, as serving takes it when the caller names none (zones follow the view)."""
     size = pred.size  # the frame the outputs are in
-    scale, source = photo_scale(pred, size)
     view_probs = pred.outputs.get("view_probs")
     view = None if view_probs is None else View(VIEW_CLASSES[int(np.argmax(view_probs))])
+    scale, source = photo_scale(pred, size, view)
     fine = getattr(pred.inferred, "fine", None)
     insts = photo_instances(
         pred.outputs,

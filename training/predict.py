@@ -98,6 +98,16 @@ def fine_runner(path: Path, threads: int = 2) -> tuple[FineCard, FineRun]:
     return card, run
 
 
+def fine_stage(predictor, item: Item) -> FineStage:
+    """The fine pass for one item's photo as serving runs it for the device its record names."""
+    rec = item.record
+    kind = DeviceKind(rec.device_kind or "phone")
+    name = rec.device_model if catalogue_length(rec) is not None else None
+    return FineStage(
+        predictor.fine_card, predictor.fine_run, device_length_mm(item), kind=kind, model_name=name
+    )
+
+
 def device_length_mm(item: Item) -> float:
     """The device's length as serving takes it: the catalogue's for a named model, else typical."""
     rec = item.record
@@ -159,8 +169,7 @@ def predict(items: Sequence[Item], predictor: Predictor, batch_size: int = 8) ->
         if predictor.fine_card is not None and predictor.fine_run is not None:
             t0 = time.perf_counter()
             inferred = [
-                with_fine(inf, FineStage(predictor.fine_card, predictor.fine_run, device_length_mm(it)))
-                for it, inf in zip(chunk, inferred, strict=True)
+                with_fine(inf, fine_stage(predictor, it)) for it, inf in zip(chunk, inferred, strict=True)
             ]
             spent += time.perf_counter() - t0
         # Latency is per photo: all passes of the batch, over its photos.

@@ -15,9 +15,10 @@ from model.fine_instances import merge_fine, photo_instances
 from model.fine_pass import FineCard, FineStage, choose_cells, fine_pass, fine_sibling
 from model.inference import Inferred, frame_photo, with_fine
 from model.instances import DefectInstance, Measurement
-from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
+from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES, ZONE_CHANNELS
+from model.plane import view_share
 from model.postprocess import estimate_scale
-from model.taxonomy import DefectType, Zone
+from model.taxonomy import DefectType, DeviceKind, View, Zone
 
 SIZE, STRIDE = 128, 4
 LENGTH_MM = 100.0  # the device's long side: 2000 px -> 0.05 mm per pixel
@@ -113,6 +114,21 @@ def test_a_hairline_is_found_in_the_tiles_and_measured_in_mm():
     # The polygon is in the photo's pixels, along the drawn line.
     xs, ys = np.asarray(s.polygon).T
     assert xs.min() > 880 and xs.max() < 1320 and ys.min() > 790 and ys.max() < 810
+
+
+def test_the_pass_measures_a_side_view_against_the_side_it_shows():
+    """The same 2000 px of device as a phone's top edge (its width, about half its length): about
+    0.024 mm a pixel, fine enough for a card that a 0.05 mm back is too coarse for."""
+    data = _png(_photo())
+    frame = frame_photo(data, SIZE)
+    card = _card(max_tiles=4, heat_cut=0.5, coarsest_mm=0.04, fine_mm=0.02)
+    stage = FineStage(card, _dark_lines, LENGTH_MM, kind=DeviceKind.PHONE)
+    back = _coarse(frame)
+    assert fine_pass(back, frame.letterbox, SIZE, data, frame.original_size, stage) is None
+    top = dict(back, view_probs=np.eye(len(VIEW_CLASSES), dtype=np.float32)[VIEW_CLASSES.index("top")])
+    fine = fine_pass(top, frame.letterbox, SIZE, data, frame.original_size, stage)
+    share = view_share(View.TOP, DeviceKind.PHONE)
+    assert fine is not None and fine.mm_per_px == pytest.approx(0.05 * share, rel=0.05)
 
 
 def test_a_card_that_does_not_fill_runs_only_the_proposed_tiles():

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from model.card import Thresholds
-from model.catalogue import lookup_device
+from model.catalogue import devices, lookup_device
 from model.outputs import DEFECT_CHANNELS, ZONE_CHANNELS
-from model.plane import DevicePlane, device_quad, fit_device_plane, plane_size_mm
+from model.plane import DevicePlane, device_quad, fit_device_plane, plane_size_mm, view_share
 from model.postprocess import Scale, extract_instances
 from model.preprocess import Letterbox
 from model.strokes import split_strokes
-from model.taxonomy import View
+from model.taxonomy import DeviceKind, View
 
 SIDE = 600  # photo pixels
 
@@ -128,8 +128,26 @@ def test_plane_size_follows_the_view():
     assert plane_size_mm(phone, "top") == (phone.width, phone.depth)
 
 
+def test_view_share_is_the_shown_side_over_the_length():
+    phone = lookup_device("iPhone 15")
+    for view in (View.FRONT, View.BACK, None, View.LEFT, View.RIGHT):
+        assert view_share(view, DeviceKind.PHONE, phone.name) == 1.0
+    assert view_share("top", "phone", phone.name) == pytest.approx(phone.width / phone.length)
+    assert view_share(View.BOTTOM, "phone", "iphone 15") == pytest.approx(phone.width / phone.length)
+    laptop = next(s for s in devices() if s.kind is DeviceKind.LAPTOP)
+    assert view_share(View.TOP, "laptop", laptop.name) == 1.0  # a laptop's back edge is its length
+    assert view_share(View.LEFT, "laptop", laptop.name) == pytest.approx(laptop.width / laptop.length)
+
+
+def test_view_share_without_a_known_model_is_the_kind_s_typical_one():
+    phones = [s.width / s.length for s in devices() if s.kind is DeviceKind.PHONE]
+    typical = view_share(View.TOP, DeviceKind.PHONE)
+    assert min(phones) <= typical <= max(phones) and typical == pytest.approx(float(np.median(phones)))
+    assert view_share(View.TOP, DeviceKind.PHONE, "no such phone 9000") == typical
+    assert view_share(View.RIGHT, DeviceKind.TABLET) == 1.0
+
+
 def test_plane_size_matches_the_generator_s_plane():
-    from model.catalogue import devices
     from training.synth.devices import sample_design
 
     rng = np.random.default_rng(0)

@@ -51,6 +51,15 @@ def test_scale_from_device_outline():
     assert scale.per_px == pytest.approx(0.5)
 
 
+def test_scale_of_a_side_view_is_against_the_side_it_shows():
+    # The same outline as a phone's top edge, which shows its width: half its length here.
+    scale = estimate_scale(_zones(), IDENTITY, SIZE, device_length_mm=160.0, share=0.5)
+    assert scale.per_px == pytest.approx(80.0 / 320.0)  # 80 mm of width over the 320 px it spans
+    assert scale.device_length_px == pytest.approx(640.0)  # the whole length, at the photo's scale
+    relative = estimate_scale(_zones(), IDENTITY, SIZE, device_length_mm=None, share=0.5)
+    assert relative.per_px == pytest.approx(0.5 / 320.0)  # still in device lengths
+
+
 def test_scale_maps_through_the_letterbox_and_draft_factor():
     lb = Letterbox(scale=0.1, pad_x=0, pad_y=0, width=3840, height=3840, draft_factor=2.0)
     scale = estimate_scale(_zones(), lb, SIZE, device_length_mm=160.0)

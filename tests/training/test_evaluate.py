@@ -359,3 +359,31 @@ def test_the_reports_thresholds_note_long_weight_vectors_instead_of_listing_them
         and out["cuts"] == [0.1, 0.2]
         and out["defect_pixel"] == {"crack": 0.25}
     )
+
+
+def test_evaluation_measures_a_side_view_against_the_side_it_shows():
+    """`photo_scale` (evaluation's) as serving's: a phone's top edge is its width."""
+    from types import SimpleNamespace
+
+    from model.catalogue import lookup_device
+    from model.preprocess import Letterbox
+    from model.taxonomy import View, Zone
+    from training.metrics import photo_scale
+
+    size = 128
+    zones = np.zeros((1 + len(Zone), size // 4, size // 4), np.float32)
+    zones[0] = 1.0
+    zones[0, 14:18, 2:30] = 0.0
+    zones[1 + list(Zone).index(Zone.FRAME), 14:18, 2:30] = 1.0
+    record = SimpleNamespace(device_model="iPhone 15", device_kind="phone", mm_per_px=None)
+    pred = SimpleNamespace(
+        item=SimpleNamespace(record=record),
+        outputs={"zone_probs": zones},
+        lb=Letterbox(scale=1.0, pad_x=0, pad_y=0, width=size, height=size),
+    )
+    phone = lookup_device("iPhone 15")
+    left, source = photo_scale(pred, size, View.LEFT)
+    top, _ = photo_scale(pred, size, View.TOP)
+    assert source == "catalogue"
+    assert top.per_px / left.per_px == pytest.approx(phone.width / phone.length)
+    assert photo_scale(pred, size)[0].per_px == left.per_px  # no view: the front's
