@@ -56,6 +56,35 @@ def test_each_defect_counts_in_its_zone_band_and_shown(bench):
     ]
 
 
+def test_photos_count_in_their_view_group_and_in_all(bench):
+    assert [bench.view_group(v) for v in ("front", "back", "top", "left", None)] == [
+        "front",
+        "back",
+        "side",
+        "side",
+        "unknown",
+    ]
+    photos = [
+        {"view": "front", "right": True, "found": 2, "true": 3, "false": 1, "errors": [0.1, 0.3]},
+        {"view": "side", "right": False, "found": 1, "true": 4, "false": 2, "errors": [1.0]},
+        {"view": "side", "right": None, "found": 0, "true": 1, "false": 0, "errors": []},
+    ]
+    t = bench.by_view(photos)
+    assert t["front"] == {
+        "photos": 1,
+        "right": 1,
+        "graded": 1,
+        "found": 2,
+        "true": 3,
+        "false": 1,
+        "median_length_error": pytest.approx(0.2),
+    }
+    assert (t["side"]["photos"], t["side"]["right"], t["side"]["graded"]) == (2, 0, 1)
+    assert (t["side"]["found"], t["side"]["true"], t["side"]["false"]) == (1, 5, 2)
+    assert t["all"]["graded"] == 2 and t["all"]["true"] == 8
+    assert t["all"]["median_length_error"] == pytest.approx(0.3)
+
+
 def test_a_set_made_without_measuring_is_refused_by_name(bench, tmp_path):
     path = generate(SynthConfig(seed=1, size=128, **BASE), 3, tmp_path / "plain", progress=False)
     with pytest.raises(SystemExit, match=r"plain/manifest\.jsonl.*--measure-shown"):
@@ -77,3 +106,7 @@ def test_a_measured_set_prints_its_table(bench, tmp_path, capsys):
     found, true = table["all"]["all"]
     assert true == len(steps) and 0 <= found <= true
     assert table["all"].get("shown", [0, 0])[1] == sum(s >= bench.SHOWN_AT for s in steps)
+    views = json.loads(out.read_text())["by_view"]
+    assert views["all"]["photos"] == 6 and views["all"]["true"] == len(steps)
+    assert views["all"]["found"] == found
+    assert sum(v["photos"] for g, v in views.items() if g != "all") == 6
