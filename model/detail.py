@@ -28,21 +28,29 @@ def device_mm_per_px(length_px: float, length_mm: float | None, kind: DeviceKind
 
 
 def detail_advice(
-    photo_number: int, length_px: float | None, length_mm: float | None, kind: DeviceKind
+    photo_number: int,
+    length_px: float | None,
+    length_mm: float | None,
+    kind: DeviceKind,
+    share: float = 1.0,
 ) -> str | None:
     """Retake advice for a photo whose device is too coarse for the hairline tiers (None when it is fine
-    enough or no device was measured). `photo_number` counts from 1, as people do."""
+    enough or no device was measured). `photo_number` counts from 1, as people do. `length_px`: the
+    device's length at the photo's scale (`Scale.device_length_px`); `share`: the long side the photo
+    shows, as a share of that length (`model.plane.view_share`: a phone's top edge shows its width),
+    which is what the advice counts pixels along."""
     if not length_px:
         return None
     per_px, estimated = device_mm_per_px(length_px, length_mm, kind)
     if per_px <= FINE_MM_PER_PX:
         return None
     mm = length_mm if length_mm else NOMINAL_LENGTH_MM[kind]
-    want = mm / FINE_MM_PER_PX
+    want = mm * share / FINE_MM_PER_PX
     about = "about " if estimated else ""
+    along = "along its length" if share >= 1.0 else "along the edge the photo shows"
     return (
-        f"photo {photo_number}: the device spans {length_px:.0f} px ({about}{per_px:.2f} mm a pixel), too "
-        f"coarse for the hairline scratches that separate the top grades (they need {FINE_MM_PER_PX} mm a "
-        f"pixel): those grades could not be told apart; retake closer, the device filling the frame "
-        f"({about}{want:.0f} px along its length)"
+        f"photo {photo_number}: the device spans {length_px * share:.0f} px ({about}{per_px:.2f} mm a "
+        f"pixel), too coarse for the hairline scratches that separate the top grades (they need "
+        f"{FINE_MM_PER_PX} mm a pixel): those grades could not be told apart; retake closer, the device "
+        f"filling the frame ({about}{want:.0f} px {along})"
     )

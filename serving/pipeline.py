@@ -364,7 +364,13 @@ def grade_instances(
         for p in photos or ()
         if p.usable
         for advice in (
-            detail_advice(p.index + 1, p.device_length_px, device.length_mm, device.kind),
+            detail_advice(
+                p.index + 1,
+                p.device_length_px,
+                device.length_mm,
+                device.kind,
+                view_share(p.view, device.kind, device.model_name),
+            ),
             glare_advice(p.index + 1, p.glare_share, p.view),
             display_advice(p.index + 1, p.lit_share),
         )

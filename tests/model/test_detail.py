@@ -26,6 +26,14 @@ def test_advice_only_for_photos_coarser_than_the_fine_pass_needs():
     assert "about 0.25 mm" in detail_advice(1, 600, None, DeviceKind.PHONE)  # estimated length: "about"
 
 
+def test_advice_on_a_side_view_counts_pixels_along_the_edge_it_shows():
+    # A 150 mm phone's top edge (its width, half its length) over 300 px: 0.25 mm a pixel.
+    text = detail_advice(3, 600, 150.0, DeviceKind.PHONE, share=0.5)
+    assert text.startswith("photo 3: the device spans 300 px (0.25 mm a pixel)")
+    assert "(938 px along the edge the photo shows)" in text  # 75 mm at 0.08 mm a pixel
+    assert detail_advice(3, 150.0 / FINE_MM_PER_PX, 150.0, DeviceKind.PHONE, share=0.5) is None
+
+
 def _photo(
     index: int,
     length_px: float | None,
