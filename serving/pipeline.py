@@ -514,7 +514,13 @@ def fine_stage(
     length = device.length_mm or NOMINAL_LENGTH_MM[device.kind]
     guess = device.kind_source == KIND_UNSAID  # the pass takes the length of the kind the photos show
     return FineStage(
-        model.fine.card, model.fine.run, length, spare_cores, guess, device.kind, device.model_name
+        model.fine.card,
+        model.fine.run,
+        length,
+        spare_cores,
+        guess_kind=guess,
+        kind=device.kind,
+        model_name=device.model_name,
     )
 
 
