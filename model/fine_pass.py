@@ -530,18 +530,22 @@ def fine_pass(
     stage: FineStage,
     whole: Callable[[], tuple[np.ndarray, float]] | None = None,
     skip: Collection[Zone] = (),
+    view: View | None = None,
 ) -> FineMaps | None:
     """One photo's fine pass after its coarse passes (`outputs` in the frame `lb`/`input_size`), from
     the encoded photo `source`; None when no device was found or the photo shows it too coarsely.
     `whole`: the photo decoded at full scale, started early (`model.inference.infer`): used where the
     canvas needs the full scale, which is what the pass would decode. `skip`: surfaces not to read (a
-    lit display's screen, `model.display`): no tile goes there, and the coarse pass's findings stand."""
+    lit display's screen, `model.display`): no tile goes there, and the coarse pass's findings stand.
+    `view`: the photo's view as the caller says it (None: the network's), which sets the side its
+    scale is measured against and whether the rim is read."""
     card = stage.card
+    if view is None:
+        view = View(VIEW_CLASSES[int(np.argmax(outputs["view_probs"]))])
     zone_probs = outputs["zone_probs"]
     mask = device_mask(zone_probs)
     if mask.sum() < MIN_DEVICE_CELLS:
         return None
-    view = VIEW_CLASSES[int(np.argmax(outputs["view_probs"]))]
     share = view_share(view, stage.kind, stage.model_name)  # a phone's top edge shows its width
     scale = estimate_scale(zone_probs, lb, input_size, stage.length_mm, share)
     native = scale.per_px  # mm per original pixel
@@ -561,7 +565,7 @@ def fine_pass(
     # needs the canvas and its zone map, nothing the tile scoring or the tiles give, so it runs beside
     # both (`beside`): the scoring is single-threaded, which leaves the other core to the rim. Its
     # arguments are bound now: the fallback below rebinds the canvas's names.
-    read_rim = partial(_frame_lines, outputs, gray, zones, res, clb, card)
+    read_rim = partial(_frame_lines, view, gray, zones, res, clb, card)
     if stage.cores_free():
         frame = beside(read_rim, "refurbgrade-rim")
     else:  # the cores are busy with other gradings: a thread more would only add switching
@@ -627,13 +631,10 @@ def beside(work: Callable[[], T], name: str = "refurbgrade-beside") -> Callable[
 FRAME_VIEWS = (View.FRONT, View.BACK)
 
 
-def _frame_lines(outputs, gray, zones, res, clb: Letterbox, card: FineCard) -> tuple[FrameLine, ...]:
-    """The rim's lines (`model.frame_read`) of a front or back view, as the network sees the view, in
-    the original photo's pixels; none where the card does not read the frame."""
-    if card.frame_z is None:
-        return ()
-    view_probs = outputs.get("view_probs")
-    if view_probs is None or View(VIEW_CLASSES[int(np.argmax(view_probs))]) not in FRAME_VIEWS:
+def _frame_lines(view: View, gray, zones, res, clb: Letterbox, card: FineCard) -> tuple[FrameLine, ...]:
+    """The rim's lines (`model.frame_read`) of a front or back `view`, in the original photo's pixels;
+    none where the card does not read the frame."""
+    if card.frame_z is None or view not in FRAME_VIEWS:
         return ()
     z_low = card.frame_z if card.frame_z_low is None else min(card.frame_z_low, card.frame_z)
     per_canvas_px = clb.draft_factor / clb.scale  # original pixels a canvas pixel

@@ -124,6 +124,7 @@ def infer(
     run: Run,
     cpu: AbstractContextManager | None = None,
     fine: FineStage | None = None,
+    views: Sequence[View | None] | None = None,
 ) -> list[Inferred]:
     """Run the network on `frames` as `spec` says: the first pass, then the crop pass where a device
     was found, then the card's photo probes, then with `fine` the fine pass on each photo that shows
@@ -149,7 +150,7 @@ def infer(
     if fine.guess_kind and (guess := guess_kind([d.outputs for d in done])) is not None:
         fine = replace(fine, length_mm=NOMINAL_LENGTH_MM[guess.kind], kind=guess.kind, model_name=None)
     with cpu if cpu is not None else nullcontext():
-        return [with_fine(d, fine, early.get(k)) for k, d in enumerate(done)]
+        return [with_fine(d, fine, early.get(k), views[k] if views else None) for k, d in enumerate(done)]
 
 
 # Photos from this many pixels on have their full-scale decode started beside the coarse passes: a
@@ -195,20 +196,27 @@ def _early_decodes(frames: Sequence[Frame], fine: FineStage | None) -> dict[int,
 
 
 def with_fine(
-    inferred: Inferred, stage: FineStage, whole: Callable[[], tuple[np.ndarray, float]] | None = None
+    inferred: Inferred,
+    stage: FineStage,
+    whole: Callable[[], tuple[np.ndarray, float]] | None = None,
+    view: View | None = None,
 ) -> Inferred:
     """`inferred` with its fine pass's maps (unchanged where the photo gets none); `whole`: the photo's
-    full-scale decode where it was started early."""
+    full-scale decode where it was started early; `view`: the photo's view as the caller says it (None:
+    the network's), as the grading takes it."""
     f = inferred.frame
     if f.source is None:
         return inferred
+    if view is None:
+        view = View(VIEW_CLASSES[int(np.argmax(inferred.outputs["view_probs"]))])
     # A lit display's picture has edges everywhere: the pass leaves its screen alone (model.display),
     # and on a front view its "body" too, which there is a patch of the picture the zone map misread (a
     # grey widget): a front view shows no back.
     share = screen_lit(inferred)
-    front = VIEW_CLASSES[int(np.argmax(inferred.outputs["view_probs"]))] == View.FRONT.value
-    skip = ((Zone.SCREEN, Zone.BODY) if front else (Zone.SCREEN,)) if is_lit(share) else ()
-    maps = fine_pass(inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage, whole, skip)
+    skip = ((Zone.SCREEN, Zone.BODY) if view is View.FRONT else (Zone.SCREEN,)) if is_lit(share) else ()
+    maps = fine_pass(
+        inferred.outputs, f.letterbox, f.size, f.source, f.original_size, stage, whole, skip, view
+    )
     return Inferred(f, inferred.outputs, inferred.fine if maps is None else maps, share)
 
 

@@ -445,12 +445,13 @@ def grade_device(
         frames = prepare_photos(datas, model.input_size, filenames, hold_pixels, whole)
     if on_decoded is not None:
         on_decoded()
+    views = list(views) if views is not None else [None] * len(datas)
     with span("model", {"model.version": model.version, "photo.count": len(frames)}):
-        inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine)
+        # The fine pass reads each photo as the view the grading takes it for (the caller's, if said).
+        inferred = infer(frames, model.card, lambda images: run(model, images), slot, fine, views)
     guess = guess_kind([i.outputs for i in inferred]) if device.kind_source == KIND_UNSAID else None
     if guess is not None:
         device = replace(device, kind=guess.kind, kind_source="photos")
-    views = list(views) if views is not None else [None] * len(datas)
     with span("postprocess", {"photo.count": len(inferred)}) as sp, slot:
         photos = [analyse_photo(inf, model.card, device, k, views[k]) for k, inf in enumerate(inferred)]
         sp.set_attribute("defect.count", sum(len(p.instances) for p in photos))

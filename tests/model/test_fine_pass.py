@@ -129,6 +129,11 @@ def test_the_pass_measures_a_side_view_against_the_side_it_shows():
     fine = fine_pass(top, frame.letterbox, SIZE, data, frame.original_size, stage)
     share = view_share(View.TOP, DeviceKind.PHONE)
     assert fine is not None and fine.mm_per_px == pytest.approx(0.05 * share, rel=0.05)
+    # The caller's view over the network's: a photo the caller calls its top edge, the network its back.
+    said = fine_pass(back, frame.letterbox, SIZE, data, frame.original_size, stage, view=View.TOP)
+    assert said is not None and said.mm_per_px == pytest.approx(fine.mm_per_px)
+    assert with_fine(Inferred(frame, back), stage, view=View.TOP).fine.mm_per_px == fine.mm_per_px
+    assert with_fine(Inferred(frame, back), stage).fine is None
 
 
 def test_a_card_that_does_not_fill_runs_only_the_proposed_tiles():

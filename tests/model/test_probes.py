@@ -138,7 +138,7 @@ def test_the_fine_pass_takes_the_length_of_the_kind_the_photos_show(monkeypatch,
     )
     seen = []
     monkeypatch.setattr(
-        inference, "with_fine", lambda d, stage, whole=None: seen.append(stage.length_mm) or d
+        inference, "with_fine", lambda d, stage, whole=None, view=None: seen.append(stage.length_mm) or d
     )
     stage = FineStage(card=None, run=None, length_mm=150.0, guess_kind=guess)
     inference.infer([frame], spec, lambda images: [_outputs(2.0) for _ in images], fine=stage)

@@ -13,6 +13,7 @@ from model.export import export_fine_onnx
 from model.fine_network import FineNet
 from model.fine_pass import FineCard
 from model.inference import frame_photo, infer
+from model.taxonomy import View
 from serving.pipeline import fine_stage, grade_device, resolve_device, run_direct
 from serving.predictor import ModelLoadError, load_model
 from tests.serving.conftest import encode
@@ -82,6 +83,28 @@ def test_grading_runs_the_fine_pass_on_a_fine_photo(with_fine):
         small, model.card, lambda images: run_direct(model, images), None, fine_stage(model, device)
     )
     assert coarse.fine is None
+
+
+def test_the_fine_pass_reads_each_photo_as_the_view_the_caller_says(with_fine, monkeypatch):
+    import model.inference as inference
+
+    seen = []
+    real = inference.fine_pass
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("view", args[8] if len(args) > 8 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "fine_pass", spy)
+    model = load_model(with_fine, intra_op_threads=1)
+    photo = encode(device_photo(width=2400, height=3000))
+    device = resolve_device(None, "phone")
+    graded = grade_device(
+        run_direct, model, [photo, photo], device=device, standards=["backmarket"], views=[View.TOP, None]
+    )
+    assert seen[0] is View.TOP  # the caller's
+    assert seen[1] is graded.photos[1].view  # the network's, as the grading took it
+    assert graded.photos[0].view is View.TOP
 
 
 def test_the_service_serves_the_fine_pass_unless_told_not_to(with_fine, settings):
