@@ -11,7 +11,7 @@ import pytest
 from model.display import LIT_SHARE, display_advice, is_lit, lit_crack_advice, lit_share
 from model.fine_pass import surface
 from model.instances import mm
-from model.taxonomy import DefectType, DeviceKind, Zone
+from model.taxonomy import DefectType, DeviceKind, View, Zone
 from serving.pipeline import Device, grade_instances
 from tests.model.test_detail import _photo
 from tests.model.test_glare import _frame
@@ -107,13 +107,15 @@ def test_the_fine_pass_is_told_to_leave_a_lit_screen_and_a_front_views_body(monk
     from model.outputs import VIEW_CLASSES
 
     told = []
-    monkeypatch.setattr(inference, "fine_pass", lambda *args: told.append(args[-1]))
+    # fine_pass(outputs, lb, size, source, original_size, stage, whole, skip, view): the skip it is told.
+    monkeypatch.setattr(inference, "fine_pass", lambda *args: told.append(args[7]))
 
-    def run(image: np.ndarray, probs: np.ndarray, view: str) -> tuple:
+    def run(image: np.ndarray, probs: np.ndarray, view: str, said: View | None = None) -> tuple:
         data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
         frame = inference.frame_photo(data, image.shape[0])
         views = np.eye(len(VIEW_CLASSES), dtype=np.float32)[VIEW_CLASSES.index(view)]
-        inference.with_fine(inference.Inferred(frame, {"zone_probs": probs, "view_probs": views}), None)
+        inferred = inference.Inferred(frame, {"zone_probs": probs, "view_probs": views})
+        inference.with_fine(inferred, None, view=said)
         return told.pop()
 
     image, probs = _frame()
@@ -121,6 +123,7 @@ def test_the_fine_pass_is_told_to_leave_a_lit_screen_and_a_front_views_body(monk
     lit = _lit(image.copy())
     assert run(lit, probs, "front") == (Zone.SCREEN, Zone.BODY)
     assert run(lit, probs, "back") == (Zone.SCREEN,)  # a back view's body is the back: read
+    assert run(lit, probs, "back", said=View.FRONT) == (Zone.SCREEN, Zone.BODY)  # the caller's view
 
 
 def test_the_lit_share_is_measured_once_a_photo(monkeypatch):
