@@ -34,7 +34,7 @@ MIN_DEVICE_PX = 400  # less device in view: nothing to judge, the verdict stands
 MAX_BLOWN_SHARE = 0.02
 MAX_DARK_SHARE = 0.3
 MIN_P95 = 80
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> luma (Rec. 601), 0-255
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def device_exposure(image: np.ndarray, zone_probs: np.ndarray) -> DeviceExposure
     if int(device.sum()) < MIN_DEVICE_PX:
         return None
     pixels = image[device]
-    luma = pixels.astype(np.float32) @ _LUMA
+    luma = pixels.astype(np.float32) @ LUMA_WEIGHTS
     return DeviceExposure(
         blown=float((pixels.min(axis=1) >= BLOWN).mean()),
         dark=float((luma <= DARK_LUMA).mean()),

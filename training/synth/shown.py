@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+from model.exposure import LUMA_WEIGHTS
+
 PERCENTILE = 90.0
 
 
@@ -40,6 +41,9 @@ def photo_steps(photo: np.ndarray, clean: np.ndarray, masks: Sequence[np.ndarray
         x, y, w, h = cv2.boundingRect((np.asarray(m) > 0).view(np.uint8))
         box = (slice(y, y + h), slice(x, x + w))
         on = np.asarray(m)[box] > 0
-        diff = np.abs(photo[box][on].astype(np.float32) @ _LUMA - clean[box][on].astype(np.float32) @ _LUMA)
+        diff = np.abs(
+            photo[box][on].astype(np.float32) @ LUMA_WEIGHTS
+            - clean[box][on].astype(np.float32) @ LUMA_WEIGHTS
+        )
         out.append(round(float(np.percentile(diff, PERCENTILE)), 1) if diff.size else 0.0)
     return out
