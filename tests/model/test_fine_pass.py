@@ -273,6 +273,38 @@ def test_an_outline_meets_a_mask_in_its_box_as_on_the_whole_canvas():
     assert answers == {True, False}  # both outcomes were tried
 
 
+def test_outlines_grown_only_within_boxes_are_those_grown_on_the_whole_canvas():
+    """A zone crack's outline spans the screen; the fine pass grows it only in its tile groups' boxes
+    (`canvas_raster(..., within)`): inside each box the same pixels as growing the whole canvas, outside
+    them none, boxes off the canvas's edges included."""
+    from model.fine_instances import canvas_raster
+
+    _, _, fine = _fine_maps()
+    h, w = fine.heat.shape
+    rng = np.random.default_rng(1)
+    x0, y0, x1, y1 = DEVICE
+    grow_mm = 8 * fine.mm_per_px  # an 8 px disc
+    grown_somewhere = False
+    for _ in range(20):
+        insts = [
+            _line_instance(rng.uniform(x0, x1), rng.uniform(y0, y1), half=float(rng.uniform(5, 300)))
+            for _ in range(int(rng.integers(1, 4)))
+        ]
+        whole = canvas_raster(insts, fine, grow_mm)
+        boxes = []
+        for _ in range(3):
+            bx, by = int(rng.integers(-20, w)), int(rng.integers(-20, h))
+            boxes.append((bx, by, bx + int(rng.integers(1, w // 3)), by + int(rng.integers(1, h // 3))))
+        part = canvas_raster(insts, fine, grow_mm, within=boxes)
+        inside = np.zeros((h, w), bool)
+        for bx0, by0, bx1, by1 in boxes:
+            inside[max(by0, 0) : by1, max(bx0, 0) : bx1] = True
+        assert np.array_equal(part[inside], whole[inside])
+        assert not part[~inside].any()
+        grown_somewhere |= bool(part[inside].any() and (whole & ~canvas_raster(insts, fine, 0.0)).any())
+    assert grown_somewhere  # the boxes met grown outlines, not only empty canvas
+
+
 def test_tiles_touching_by_a_side_or_a_corner_are_one_group():
     """fine_instances reads the maps group by group: a line can cross from a tile into any tile that
     touches it, corners included (8-connected lines), and never into one that does not."""
