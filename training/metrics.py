@@ -46,11 +46,12 @@ class GtInstance:
     length_mm: float | None
     zone: str | None = None
     photo_step: float | None = None  # how much the photo shows it (`training.synth.shown`), if measured
+    index: int | None = None  # its place in the record's instances
 
 
 def gt_instances(pred, size: int) -> list[GtInstance]:
     out = []
-    for inst in pred.item.record.instances:
+    for k, inst in enumerate(pred.item.record.instances):
         if inst.mask is not None:
             m = (read_mask(resolve(pred.item.manifest, inst.mask)) > 0).astype(np.uint8)
             mask = letterbox_mask(m, pred.lb, size).astype(bool)
@@ -60,7 +61,7 @@ def gt_instances(pred, size: int) -> list[GtInstance]:
             mask = layer.astype(bool)
         if mask.any():
             zone = inst.zone.value if inst.zone is not None else None
-            out.append(GtInstance(inst.type.value, mask, inst.length_mm, zone, inst.photo_step))
+            out.append(GtInstance(inst.type.value, mask, inst.length_mm, zone, inst.photo_step, k))
     return out
 
 
