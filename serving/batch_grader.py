@@ -26,7 +26,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
-from serving.summary import kind_read, outcome, print_summary
+from serving.summary import device_line, kind_read, outcome, print_summary
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -123,6 +123,7 @@ def run_batch(
     out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
     skipped = len(missing)
     counts: Counter = Counter()
+    devices = []
     n_photos = sum(len(u) for u in units)
     try:
         with tqdm(total=n_photos, unit="photo", file=sys.stderr, disable=None) as bar:
@@ -157,6 +158,16 @@ def run_batch(
                     continue
                 rec = _record(kept, graded)
                 counts[outcome(rec["grades"], rec["needs_review"])] += 1
+                devices.append(
+                    device_line(
+                        Path(rec["file"]).name,
+                        rec["grades"],
+                        rec["grade_probabilities"],
+                        rec["reasons"],
+                        rec["needs_review"],
+                        rec["advice"],
+                    )
+                )
                 if read := kind_read(rec["device_kind"], rec["device_kind_source"]):
                     counts[read] += 1
                 out.write(json.dumps(rec) + "\n")
@@ -172,5 +183,5 @@ def run_batch(
         if jsonl is not None:
             out.close()
     counts["skipped"] = skipped
-    print_summary(counts)
+    print_summary(counts, devices=devices)
     return 1 if skipped else 0

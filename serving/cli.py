@@ -185,8 +185,9 @@ def grade(
 ) -> None:
     """Grade photos here, or through a running service with --server; bad files are skipped.
 
-    Each photo is a device unless --device-per-folder; one JSON line per device, and a table of the
-    outcomes (graded, needs review, ungradable, skipped) on stderr at the end."""
+    Each photo is a device unless --device-per-folder; one JSON line per device, and on stderr at the
+    end each device's grades and why (up to 30 devices), then the outcomes (graded, needs review,
+    ungradable, skipped)."""
     import os
 
     _check_standards(standard)

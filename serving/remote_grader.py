@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from serving.summary import kind_read, outcome, print_summary
+from serving.summary import device_line, kind_read, outcome, print_summary
 
 
 def _err(msg: str) -> None:
@@ -72,6 +72,7 @@ def run_remote(
     units += list(groups.values())
     devices = [Device(list(u), source=str(u[0])) for u in units]
     counts: Counter = Counter(skipped=len(missing))
+    lines = []  # each graded device's row of the summary (`serving.summary.device_line`)
     out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
     try:
         with Client(server, api_key) as client:
@@ -98,6 +99,17 @@ def run_remote(
                 continue
             grades = {n: g.grade for n, g in r.grading.grades.items()}
             counts[outcome(grades, r.grading.needs_review)] += 1
+            name = files_of[0].name if len(files_of) == 1 else files_of[0].parent.name
+            lines.append(
+                device_line(
+                    name,
+                    grades,
+                    {n: g.probabilities for n, g in r.grading.grades.items()},
+                    {n: g.reasons for n, g in r.grading.grades.items()},
+                    r.grading.needs_review,
+                    {n: g.advice for n, g in r.grading.grades.items()},
+                )
+            )
             if read := kind_read(r.grading.device_kind, r.grading.device_kind_source):
                 counts[read] += 1
             rec = {"files": [str(f) for f in files_of], **r.grading.model_dump(mode="json")}
@@ -106,5 +118,5 @@ def run_remote(
     finally:
         if jsonl is not None:
             out.close()
-    print_summary(counts)
+    print_summary(counts, devices=lines)
     return 1 if counts["skipped"] else 0

@@ -275,6 +275,10 @@ def test_cli_grades_through_a_server(live, photos, tmp_path):
     assert r.stderr.count("missing.jpg") == 1 and f"skipped {missing}: no such file or folder" in r.stderr
     assert f"skipped {d / 'broken.jpg'}: " in r.stderr and "(not_an_image)" in r.stderr
     assert "needs review" in r.stderr and "skipped (files)" in r.stderr  # the summary table
+    # The device's row, named by its folder, with the service's grade in the first standard's column.
+    g = line.grades["backmarket"]
+    assert "devices" in r.stderr and "│ dev " in r.stderr
+    assert f"{g.grade} ({g.probabilities[g.grade]:.2f})" in r.stderr
 
     r = subprocess.run(
         [*args, "--api-key", "rg_nope_nope"], cwd=ROOT, env=env, capture_output=True, text=True

@@ -188,6 +188,11 @@ def test_batch_grader_cli(tmp_path, model_path):
     assert d["type"] == "scratch" and d["zone"] == "screen" and d["length_mm"] > 10 and len(d["box"]) == 4
     assert by_file["clean.jpg"]["grades"]["ctia"] == "A"
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["back.png", "clean.png", "front.png"]
+    # A person at the terminal reads each device's grades on stderr, with why it is not one grade better.
+    clean = by_file["clean.jpg"]["grades"]
+    assert "devices" in r.stderr and "front.jpg" in r.stderr and "clean.jpg" in r.stderr
+    assert f"│ {clean['backmarket']} (" in r.stderr
+    assert "scratch on the screen" in r.stderr  # the front's screen scratch bars the grade above it
 
     # without --model: REFURBGRADE_MODEL_PATH, as for the service
     args = args[: args.index("--model")]
