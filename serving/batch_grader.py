@@ -26,7 +26,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
-from serving.summary import device_line, kind_read, outcome, print_summary
+from serving.summary import device_line, keep_line, kind_read, outcome, print_summary
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -158,7 +158,8 @@ def run_batch(
                     continue
                 rec = _record(kept, graded)
                 counts[outcome(rec["grades"], rec["needs_review"])] += 1
-                devices.append(
+                keep_line(
+                    devices,
                     device_line(
                         Path(rec["file"]).name,
                         rec["grades"],
@@ -166,7 +167,7 @@ def run_batch(
                         rec["reasons"],
                         rec["needs_review"],
                         rec["advice"],
-                    )
+                    ),
                 )
                 if read := kind_read(rec["device_kind"], rec["device_kind_source"]):
                     counts[read] += 1

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from serving.summary import device_line, kind_read, outcome, print_summary
+from serving.summary import device_line, keep_line, kind_read, outcome, print_summary
 
 
 def _err(msg: str) -> None:
@@ -100,7 +100,8 @@ def run_remote(
             grades = {n: g.grade for n, g in r.grading.grades.items()}
             counts[outcome(grades, r.grading.needs_review)] += 1
             name = files_of[0].name if len(files_of) == 1 else files_of[0].parent.name
-            lines.append(
+            keep_line(
+                lines,
                 device_line(
                     name,
                     grades,
@@ -108,7 +109,7 @@ def run_remote(
                     {n: g.reasons for n, g in r.grading.grades.items()},
                     r.grading.needs_review,
                     {n: g.advice for n, g in r.grading.grades.items()},
-                )
+                ),
             )
             if read := kind_read(r.grading.device_kind, r.grading.device_kind_source):
                 counts[read] += 1

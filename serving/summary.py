@@ -72,6 +72,13 @@ def kind_read(kind: str, source: str | None) -> str | None:
     return f"read as {kind}" if source == "photos" and kind != "phone" else None
 
 
+def keep_line(devices: list[DeviceLine], line: DeviceLine) -> None:
+    """`line` added to `devices` while the table can still show them all: a batch of a million devices
+    keeps `MAX_DEVICE_ROWS` + 1 (enough to know the table is left out), not a million."""
+    if len(devices) <= MAX_DEVICE_ROWS:
+        devices.append(line)
+
+
 def print_devices(devices: Sequence[DeviceLine], console) -> None:
     """The table of devices (`device_line`), or for more than `MAX_DEVICE_ROWS` a line saying where
     they are."""
@@ -80,7 +87,7 @@ def print_devices(devices: Sequence[DeviceLine], console) -> None:
     if not devices:
         return
     if len(devices) > MAX_DEVICE_ROWS:
-        console.print(f"{len(devices)} devices: each one's grades and reasons are in the JSON lines")
+        console.print(f"over {MAX_DEVICE_ROWS} devices: each one's grades and reasons are in the JSON lines")
         return
     standards = list(devices[0].grades)
     table = Table("device", *standards, "review", "why", title="devices")
