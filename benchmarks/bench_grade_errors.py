@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from model.rules import grade
-    from model.rules.engine import _resolve, counted
+    from model.rules import grade, load_standard
+    from model.rules.engine import counted
     from training.dataset import load_manifest_args
     from training.metrics import photo_result, true_grades
     from training.predict import load_predictor, predict
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     items = [it for it in load_manifest_args(args.manifest, ("val",)) if it.record.instances_complete]
     if not items:
         sys.exit(f"no synthetic photos (complete instance labels) in {args.manifest}")
-    order = list(_resolve(STANDARD).grade_names)
+    order = list(load_standard(STANDARD).grade_names)
     predictor = load_predictor(args.model, fine=True)
     rows = []
     for pred in tqdm(predict(items, predictor), total=len(items), desc="photos"):
