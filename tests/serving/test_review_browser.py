@@ -170,6 +170,9 @@ def test_a_reviewer_overrules_a_disputed_grade_in_the_browser(world, browser):
     expect(page.get_by_role("heading", name="iPhone 13")).to_be_visible()
     img = page.locator("#stage-0 img")
     expect(img).to_be_visible()
+    # Visible is laid out, not yet decoded: wait for the photo itself (a loaded CI machine took longer
+    # than the check, and read naturalWidth 0), then check it is the stored photo at its full size.
+    page.wait_for_function("document.querySelector('#stage-0 img').complete")
     assert page.evaluate("document.querySelector('#stage-0 img').naturalWidth") == 800
     outline = page.locator("#stage-0 .defect").first
     expect(outline).to_be_visible()
