@@ -122,24 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         kind = rec.device_kind or "phone"
         res = photo_result(pred, predictor.thresholds, predictor.mask_stride)
         graded = grade(res.instances, STANDARD, device_kind=kind).grade
-        if graded not in order:  # ungradable: no defect decides it
-            rows.append(
-                {
-                    "image": str(rec.image),
-                    "manifest": str(pred.item.manifest),
-                    "truth": truth,
-                    "graded": graded,
-                    "direction": "ungradable",
-                    "causes": [],
-                }
-            )
-            continue
         matched = {id(m.pred): m.gt is not None for m in res.matches if m.pred is not None}
         found: dict[int, bool] = {}
         for m in res.matches:
             if m.pred is not None and m.gt is not None:
                 found[m.gt.index] = found.get(m.gt.index, False) or counted(m.pred)
-        if graded == truth:
+        if graded not in order:  # ungradable: no defect decides it
+            direction, causes = "ungradable", []
+        elif graded == truth:
             direction, causes = "right", []
         elif order.index(graded) > order.index(truth):
             direction, causes = "stricter", stricter_causes(res.instances, matched, kind, graded, order)

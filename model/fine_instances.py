@@ -162,16 +162,19 @@ def tile_groups(tiles: Sequence[tuple[int, int, int, int]]) -> list[list[tuple[i
     return list(groups.values())
 
 
-def group_boxes(fine: FineMaps) -> list[tuple[int, int, int, int]]:
-    """The box (x0, y0, x1, y1, exclusive, within the canvas) of each group of `fine`'s tiles that touch
-    (`tile_groups`): where its maps are read."""
+def group_boxes(fine: FineMaps) -> list[tuple[list[tuple[int, int, int, int]], tuple[int, int, int, int]]]:
+    """Each group of `fine`'s tiles that touch (`tile_groups`) with its box (x0, y0, x1, y1, exclusive,
+    within the canvas): where its maps are read."""
     h, w = fine.heat.shape
     return [
         (
-            min(t[0] for t in g),
-            min(t[1] for t in g),
-            min(max(t[2] for t in g), w),
-            min(max(t[3] for t in g), h),
+            g,
+            (
+                min(t[0] for t in g),
+                min(t[1] for t in g),
+                min(max(t[2] for t in g), w),
+                min(max(t[3] for t in g), h),
+            ),
         )
         for g in tile_groups(fine.tiles)
     ]
@@ -261,7 +264,7 @@ def fine_instances(
                 )
 
     found: list[tuple[tuple[int, int], DefectInstance]] = []
-    for group, (gx0, gy0, gx1, gy1) in zip(tile_groups(fine.tiles), group_boxes(fine), strict=True):
+    for group, (gx0, gy0, gx1, gy1) in group_boxes(fine):
         here = (slice(gy0, gy1), slice(gx0, gx1))
         mine = np.zeros((gy1 - gy0, gx1 - gx0), bool)  # this group's tiles only: boxes may overlap
         for x0, y0, x1, y1 in group:
@@ -300,11 +303,13 @@ def merge_fine(
     coarse pass resolves. On 60 high-resolution synthetic validation photos, replacing every coarse
     scratch in the tiles left 5 of the 32 body scratches 0.2 mm or wider there found; the coarse pass
     alone finds 27 of the 42 body scratches that wide (docs/fine-pass.md)."""
-    # The fine scratches lie in the tiles, so their outlines grown by r lie in the tile groups' boxes
-    # widened by r: the mask is exact everywhere.
-    r = round(MERGE_MM / maps.mm_per_px)
-    around = [(x0 - r, y0 - r, x1 + r, y1 + r) for x0, y0, x1, y1 in group_boxes(maps)]
-    near = canvas_raster(fine, maps, MERGE_MM, around) if fine else None
+    near = None
+    if fine:
+        # The fine scratches lie in the tiles, so their outlines grown by r lie in the tile groups'
+        # boxes widened by r: the mask is exact everywhere.
+        r = round(MERGE_MM / maps.mm_per_px)
+        around = [(x0 - r, y0 - r, x1 + r, y1 + r) for _, (x0, y0, x1, y1) in group_boxes(maps)]
+        near = canvas_raster(fine, maps, MERGE_MM, around)
 
     def refound(inst: DefectInstance) -> bool:
         return near is not None and in_fine_tiles(inst, maps) and _touches(inst, maps, near)
@@ -421,7 +426,7 @@ def photo_instances(
     # 0.25, whose outline spans its long scratch) lie on the very scratch the fine pass measures.
     cracks = [i for i in coarse if i.type == DefectType.CRACK and counted(i)]
     # Read only in the tiles (`fine_instances`): a zone crack's outline spans the screen.
-    exclude = canvas_raster(cracks, fine, MERGE_MM, group_boxes(fine)) if cracks else None
+    exclude = canvas_raster(cracks, fine, MERGE_MM, [b for _, b in group_boxes(fine)]) if cracks else None
     found = fine_instances(fine, scale, thresholds.min_instance_confidence, photo_index, view, exclude)
     lines = frame_lines(fine, view)
     frame = frame_instances(

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model.frame_read import FrameLine, read_frame
 from model.geometry import MIN_DEVICE_CELLS, device_mask, mask_box
-from model.outputs import DEFECT_CHANNELS, VIEW_CLASSES
+from model.outputs import DEFECT_CHANNELS, network_view
 from model.plane import view_share
 from model.postprocess import estimate_scale
 from model.preprocess import Letterbox, decode_part
@@ -540,8 +540,7 @@ def fine_pass(
     `view`: the photo's view as the caller says it (None: the network's), which sets the side its
     scale is measured against and whether the rim is read."""
     card = stage.card
-    if view is None:
-        view = View(VIEW_CLASSES[int(np.argmax(outputs["view_probs"]))])
+    view = view if view is not None else network_view(outputs)
     zone_probs = outputs["zone_probs"]
     mask = device_mask(zone_probs)
     if mask.sum() < MIN_DEVICE_CELLS:

@@ -35,7 +35,7 @@ from model.detail import NOMINAL_LENGTH_MM
 from model.device_kind import guess_kind
 from model.display import is_lit, lit_share
 from model.fine_pass import FineMaps, FineStage, beside, fine_pass
-from model.outputs import VIEW_CLASSES
+from model.outputs import network_view
 from model.preprocess import (
     DecodeError,
     Letterbox,
@@ -207,8 +207,7 @@ def with_fine(
     f = inferred.frame
     if f.source is None:
         return inferred
-    if view is None:
-        view = View(VIEW_CLASSES[int(np.argmax(inferred.outputs["view_probs"]))])
+    view = view if view is not None else network_view(inferred.outputs)
     # A lit display's picture has edges everywhere: the pass leaves its screen alone (model.display),
     # and on a front view its "body" too, which there is a patch of the picture the zone map misread (a
     # grey widget): a front view shows no back.

@@ -7,6 +7,8 @@ the model's input resolution divided by `MASK_STRIDE`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from model.taxonomy import DefectType, PhotoQuality, View, Zone
 
 INPUT_NAME = "image"  # uint8 RGB, NCHW, letterboxed to the model's input size
@@ -46,3 +48,10 @@ FEATURE_STRIDES: dict[str, int] = {ENCODER_S16: 16, IMAGENET_S32: 32}
 def feature_maps(outputs) -> dict:
     """The optional feature outputs among one photo's (or one batch's) `outputs`."""
     return {k: outputs[k] for k in FEATURE_OUTPUTS if k in outputs}
+
+
+def network_view(outputs) -> View | None:
+    """One photo's view as the network (and the card's probes, where `infer` applied them) reads it: its
+    most likely `view_probs` class; None where the outputs have no view."""
+    probs = outputs.get("view_probs")
+    return None if probs is None else View(VIEW_CLASSES[int(np.argmax(probs))])

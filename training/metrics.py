@@ -28,7 +28,7 @@ from model.display import is_lit, lit_share
 from model.fine_instances import photo_instances
 from model.instances import DefectInstance
 from model.manifest import resolve
-from model.outputs import VIEW_CLASSES
+from model.outputs import network_view
 from model.plane import view_share
 from model.postprocess import Scale, estimate_scale
 from model.preprocess import Letterbox
@@ -154,8 +154,7 @@ def photo_result(pred, thresholds, stride: int, photo_index: int = 0) -> ScoredP
     """`pred` through serving's post-processing at `thresholds`, matched to its true instances. The
     view is the network's, as serving takes it when the caller names none (zones follow the view)."""
     size = pred.size  # the frame the outputs are in
-    view_probs = pred.outputs.get("view_probs")
-    view = None if view_probs is None else View(VIEW_CLASSES[int(np.argmax(view_probs))])
+    view = network_view(pred.outputs)
     scale, source = photo_scale(pred, size, view)
     fine = getattr(pred.inferred, "fine", None)
     insts = photo_instances(
