@@ -26,7 +26,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
-from serving.summary import device_line, keep_line, kind_read, outcome, print_summary
+from serving.summary import device_line, keep_line, kind_read, outcome, print_summary, reviewed_by
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -48,6 +48,8 @@ def _record(files: list[Path], graded) -> dict:
         "grades": {n: g.grade for n, g in graded.grades.items()},
         "grade_probabilities": {n: g.probabilities for n, g in graded.grades.items()},
         "needs_review": graded.needs_review,
+        # Each standard's own flag: the device goes to review when any of them sends it.
+        "needs_review_by_standard": {n: g.needs_review for n, g in graded.grades.items()},
         "review_reasons": graded.review_reasons,
         "reasons": {n: g.barred for n, g in graded.grades.items()},
         "advice": {n: g.advice for n, g in graded.grades.items()},
@@ -157,7 +159,9 @@ def run_batch(
                 if not kept:
                     continue
                 rec = _record(kept, graded)
-                counts[outcome(rec["grades"], rec["needs_review"])] += 1
+                counts[status := outcome(rec["grades"], rec["needs_review"])] += 1
+                if status != "ungradable":
+                    counts.update(reviewed_by(rec["needs_review_by_standard"]))
                 keep_line(
                     devices,
                     device_line(
@@ -165,7 +169,7 @@ def run_batch(
                         rec["grades"],
                         rec["grade_probabilities"],
                         rec["reasons"],
-                        rec["needs_review"],
+                        rec["needs_review_by_standard"],
                         rec["advice"],
                     ),
                 )
@@ -184,5 +188,5 @@ def run_batch(
         if jsonl is not None:
             out.close()
     counts["skipped"] = skipped
-    print_summary(counts, devices=devices)
+    print_summary(counts, devices=devices, standards=standards)
     return 1 if skipped else 0

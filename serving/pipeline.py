@@ -161,11 +161,18 @@ class DeviceGrading:
                     f"{name}: {g.grade} depends on what kind of device this is, which the photos do not "
                     f"show for sure (graded as a {self.device.kind.value}): give device_kind, or check"
                 )
-        # A missing view is a reason where it left a grade unsure (an upper bound, `model.rules.grade`).
-        missing = sorted(
-            {v for g in self.grades.values() if g.gradable and g.needs_review for v in g.missing_views}
-        )
-        out += [f"no usable {v} photo: graded without it" for v in missing]
+        # A missing view is a reason where it left a grade unsure (an upper bound, `model.rules.grade`),
+        # said with the standards it left unsure: a shattered front is Back Market's last grade whatever
+        # the back shows, CTIA's D and R2's C6 are not (its back may make them E and C7).
+        unsure: dict[str, list[str]] = {}
+        for name, g in self.grades.items():
+            if g.gradable and g.needs_review:
+                for v in g.missing_views:
+                    unsure.setdefault(v, []).append(name)
+        out += [
+            f"no usable {v} photo: graded without it ({', '.join(names)}: it could show worse)"
+            for v, names in sorted(unsure.items())
+        ]
         # An unusable photo matters where it left a grade unsure (through the views it did not show);
         # then it says why. A sure grade (a shattered screen, whatever the rest) needs no person for it.
         if out:  # photos numbered as people count them, like the advice

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from serving.summary import device_line, keep_line, kind_read, outcome, print_summary
+from serving.summary import device_line, keep_line, kind_read, outcome, print_summary, reviewed_by
 
 
 def _err(msg: str) -> None:
@@ -73,6 +73,7 @@ def run_remote(
     devices = [Device(list(u), source=str(u[0])) for u in units]
     counts: Counter = Counter(skipped=len(missing))
     lines = []  # each graded device's row of the summary (`serving.summary.device_line`)
+    graded_to: dict[str, None] = {}  # the standards the server graded to, in its order
     out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
     try:
         with Client(server, api_key) as client:
@@ -98,7 +99,11 @@ def run_remote(
                 counts["skipped"] += len(files_of)
                 continue
             grades = {n: g.grade for n, g in r.grading.grades.items()}
-            counts[outcome(grades, r.grading.needs_review)] += 1
+            review = {n: g.needs_review for n, g in r.grading.grades.items()}
+            graded_to.update(dict.fromkeys(grades))
+            counts[status := outcome(grades, r.grading.needs_review)] += 1
+            if status != "ungradable":
+                counts.update(reviewed_by(review))
             name = files_of[0].name if len(files_of) == 1 else files_of[0].parent.name
             keep_line(
                 lines,
@@ -107,7 +112,7 @@ def run_remote(
                     grades,
                     {n: g.probabilities for n, g in r.grading.grades.items()},
                     {n: g.reasons for n, g in r.grading.grades.items()},
-                    r.grading.needs_review,
+                    review,
                     {n: g.advice for n, g in r.grading.grades.items()},
                 ),
             )
@@ -119,5 +124,5 @@ def run_remote(
     finally:
         if jsonl is not None:
             out.close()
-    print_summary(counts, devices=lines)
+    print_summary(counts, devices=lines, standards=list(graded_to))
     return 1 if counts["skipped"] else 0

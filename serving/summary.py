@@ -2,9 +2,14 @@
 device's grades and why (for a batch small enough to read), then the outcomes.
 
 The JSON lines on stdout (or `--jsonl`) are for programs; a person who grades a few photos at a terminal
-reads these: per device its grade and probability per standard, whether it goes to review, and why it
-is not one grade better (the first standard's reason for the grade above its own, as the answer's
+reads these: per device its grade and probability per standard, which standards send it to review, and
+why it is not one grade better (the first standard's reason for the grade above its own, as the answer's
 `reasons` give it), or why it has no grade.
+
+A device goes to review when any standard it was graded to sends it there, and the standards promise
+differently: CTIA's E (damage inside the display) is never told from a photo, so every cracked phone
+graded to CTIA goes to a person while Back Market's Unlistable (0.97) does not. "yes" for every row
+told a refurbisher nothing; the review column and the count under the outcomes name the standards.
 """
 
 from __future__ import annotations
@@ -25,8 +30,20 @@ class DeviceLine:
 
     name: str
     grades: dict[str, tuple[str, float]]  # per standard: its grade and that grade's probability
-    needs_review: bool
+    review: tuple[str, ...]  # the standards that send it to review (none: graded without)
     why: str
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.review)
+
+    @property
+    def review_cell(self) -> str:
+        """The review column: "no", "all" (every standard of the row), or the standards that send it."""
+        if not self.review:
+            return "no"
+        every = len(self.grades) > 1 and set(self.review) == set(self.grades)
+        return "all" if every else ", ".join(self.review)
 
 
 def device_line(
@@ -34,11 +51,12 @@ def device_line(
     grades: Mapping[str, str],
     probabilities: Mapping[str, Mapping[str, float]],
     reasons: Mapping[str, Mapping[str, Sequence[str]]],
-    needs_review: bool,
+    review: Mapping[str, bool],
     advice: Mapping[str, Sequence[str]] | None = None,
 ) -> DeviceLine:
     """A device's row from its answer: `reasons` per standard, better grade -> why it was barred (in the
-    standard's order, best first; "ungradable" -> why there is no grade). An ungradable device's why is
+    standard's order, best first; "ungradable" -> why there is no grade); `review` per standard, whether
+    it sends the device to review (the answer's `needs_review` of each grade). An ungradable device's why is
     the first standard's first `advice` where it has one: the photo's verdict ("photo 1: too blurry,
     retake ..."), which says more than "no usable photo"."""
     first = next(iter(grades), None)
@@ -55,7 +73,7 @@ def device_line(
     return DeviceLine(
         name,
         {n: (g, float((probabilities.get(n) or {}).get(g, 0.0))) for n, g in grades.items()},
-        needs_review,
+        tuple(n for n in grades if review.get(n)),
         why,
     )
 
@@ -65,6 +83,12 @@ def outcome(grades: dict[str, str], needs_review: bool) -> str:
     if grades and all(g == "ungradable" for g in grades.values()):
         return "ungradable"
     return "needs_review" if needs_review else "graded"
+
+
+def reviewed_by(review: Mapping[str, bool]) -> list[str]:
+    """The count keys of the standards that send a device to review (`print_summary` says how many
+    devices each sent)."""
+    return [f"review by {n}" for n, r in review.items() if r]
 
 
 def kind_read(kind: str, source: str | None) -> str | None:
@@ -96,17 +120,22 @@ def print_devices(devices: Sequence[DeviceLine], console) -> None:
             f"{g} ({p:.2f})" if g != UNGRADABLE else g
             for g, p in (d.grades.get(n, ("-", 0.0)) for n in standards)
         ]
-        table.add_row(d.name, *cells, "yes" if d.needs_review else "no", d.why)
+        table.add_row(d.name, *cells, d.review_cell, d.why)
     console.print(table)
 
 
 def print_summary(
-    counts: Counter, *, skipped_what: str = "files", devices: Sequence[DeviceLine] = ()
+    counts: Counter,
+    *,
+    skipped_what: str = "files",
+    devices: Sequence[DeviceLine] = (),
+    standards: Sequence[str] = (),
 ) -> None:
     """The table of `devices` (`print_devices`), then one table: devices graded without review, needing
-    review, ungradable, and what was skipped; then how many devices were graded as another kind than a
-    phone because their photos showed one (`kind_read`), so that a batch graded without --device-kind
-    says it."""
+    review, ungradable, and what was skipped; then, where graded to more than one of `standards`, how
+    many devices each sent to review (`reviewed_by`'s counts); then how many devices were graded as another
+    kind than a phone because their photos showed one (`kind_read`), so that a batch graded without
+    --device-kind says it."""
     from rich.console import Console
     from rich.table import Table
 
@@ -117,6 +146,10 @@ def print_summary(
     )
     table.add_row(*(str(counts.get(k, 0)) for k in OUTCOMES))
     console.print(table)
+    graded = counts.get("graded", 0) + counts.get("needs_review", 0)
+    if len(standards) > 1 and counts.get("needs_review", 0):
+        each = ", ".join(f"{n} {counts.get(f'review by {n}', 0)}" for n in standards)
+        console.print(f"sent to review, of {graded} graded devices, by standard: {each}")
     for key, n in sorted(counts.items()):
         if key.startswith("read as ") and n:
             kind = key.removeprefix("read as ")

@@ -182,6 +182,9 @@ def test_batch_grader_cli(tmp_path, model_path):
     front = by_file["front.jpg"]
     for key in ("grades", "grade_probabilities", "needs_review", "reasons", "photo", "defects"):
         assert key in front
+    # Each standard's own review flag; the device's is any of them.
+    assert set(front["needs_review_by_standard"]) == set(front["grades"])
+    assert front["needs_review"] == any(front["needs_review_by_standard"].values())
     assert front["photo"] == {"view": "front", "quality": "usable"}
     assert (front["device_kind"], front["device_kind_source"]) == ("phone", "catalogue")
     (d,) = front["defects"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from serving.summary import MAX_DEVICE_ROWS, device_line, keep_line, kind_read, outcome, print_summary
+from serving.summary import (
+    MAX_DEVICE_ROWS,
+    device_line,
+    keep_line,
+    kind_read,
+    outcome,
+    print_summary,
+    reviewed_by,
+)
 
 PROBS = {"Premium": 0.1, "Good": 0.2, "Fair": 0.6, "Unlistable": 0.1}
 
@@ -41,25 +49,27 @@ def test_a_device_row_says_why_it_is_not_one_grade_better():
         },
         "ctia": {"A": ["ctia's reason"]},
     }
-    line = device_line("front.jpg", {"backmarket": "Fair", "ctia": "B"}, {"backmarket": PROBS}, reasons, True)
+    grades = {"backmarket": "Fair", "ctia": "B"}
+    sent = {"backmarket": True, "ctia": True}
+    line = device_line("front.jpg", grades, {"backmarket": PROBS}, reasons, sent)
     assert line.why == "1 scratch on the screen, the longest 8 mm; Good allows none"  # the grade just above
     assert line.grades == {"backmarket": ("Fair", 0.6), "ctia": ("B", 0.0)}  # no probabilities: 0
     assert line.needs_review
-    top = device_line("a.jpg", {"backmarket": "Premium"}, {"backmarket": PROBS}, {"backmarket": {}}, False)
+    top = device_line("a.jpg", {"backmarket": "Premium"}, {"backmarket": PROBS}, {"backmarket": {}}, {})
     assert top.why == "nothing counted against the top grade"
     # No grade: the photo's verdict from the advice, else the reason under "ungradable".
     none = {"backmarket": {"ungradable": ["no usable photo of the device: nothing to grade from"]}}
     told = {"backmarket": ["photo 1: too blurry, retake it in focus", "send a front and a back photo"]}
-    dark = device_line("b.jpg", {"backmarket": "ungradable"}, {}, none, True, told)
+    dark = device_line("b.jpg", {"backmarket": "ungradable"}, {}, none, sent, told)
     assert dark.why == "photo 1: too blurry, retake it in focus"
-    assert device_line("b.jpg", {"backmarket": "ungradable"}, {}, none, True).why.startswith(
+    assert device_line("b.jpg", {"backmarket": "ungradable"}, {}, none, sent).why.startswith(
         "no usable photo"
     )
 
 
 def test_the_devices_table_lists_a_few_devices_and_only_counts_many(capsys):
     rows = [
-        device_line(f"p{k}.jpg", {"backmarket": "Fair"}, {"backmarket": PROBS}, {"backmarket": {}}, False)
+        device_line(f"p{k}.jpg", {"backmarket": "Fair"}, {"backmarket": PROBS}, {"backmarket": {}}, {})
         for k in range(3)
     ]
     print_summary(Counter({"graded": 3}), devices=rows)
@@ -73,3 +83,31 @@ def test_the_devices_table_lists_a_few_devices_and_only_counts_many(capsys):
     err = capsys.readouterr().err
     assert f"over {MAX_DEVICE_ROWS} devices: each one's grades and reasons are in the JSON lines" in err
     assert "p0.jpg" not in err
+
+
+def test_the_review_column_and_the_counts_name_the_standards_that_send_a_device_to_review(capsys):
+    """Graded to every standard, as by default, a cracked phone goes to review for CTIA alone (its E, damage
+    inside the display, no photo tells): the row says "ctia", not "yes", and the count under the
+    outcomes says how many devices each standard sent."""
+    grades = {"backmarket": "Unlistable", "ctia": "D", "r2": "C6"}
+    probs = {"backmarket": {"Unlistable": 0.97}, "ctia": {"D": 0.93}, "r2": {"C6": 0.97}}
+    reasons = {"backmarket": {"Fair": ["1 crack on the screen; Fair allows none"]}}
+    flags = [
+        {"backmarket": False, "ctia": True, "r2": False},  # a shattered screen
+        {"backmarket": True, "ctia": True, "r2": True},  # an intact front, its back not shown
+        {"backmarket": False, "ctia": False, "r2": False},
+    ]
+    rows = [device_line(f"p{k}.jpg", grades, probs, reasons, f) for k, f in enumerate(flags)]
+    assert [r.review_cell for r in rows] == ["ctia", "all", "no"]
+    assert [r.needs_review for r in rows] == [True, True, False]
+    alone = device_line("q.jpg", {"ctia": "D"}, probs, {}, {"ctia": True})
+    assert alone.review_cell == "ctia"  # one standard: its name, not "all"
+    counts = Counter({"graded": 1, "needs_review": 2})
+    for f in flags:
+        counts.update(reviewed_by(f))
+    print_summary(counts, devices=rows, standards=list(grades))
+    err = capsys.readouterr().err
+    assert "│ ctia " in err and "│ all " in err
+    assert "sent to review, of 3 graded devices, by standard: backmarket 1, ctia 2, r2 1" in err
+    print_summary(Counter({"graded": 1, "needs_review": 1, "review by ctia": 1}), standards=["ctia"])
+    assert "by standard" not in capsys.readouterr().err  # one standard: the outcomes say it all
