@@ -28,27 +28,54 @@ EDGE_PX = 10
 MIN_BLOB_SHARE = 0.005
 GLARE_SHARE = 0.02
 MIN_SURFACE_PX = 400  # less surface in view: nothing to judge
+# From this share on, the photo shows its view's main surface no more than a side photo does (a blank
+# display lit white, a product shot's white screen): it is read for the rest of the device, and the
+# view counts as not seen (`model.rules.grade`'s `glimpsed`): our choice, most of the glass.
+HIDDEN_SHARE = 0.5
 SURFACE_OF_VIEW = {View.FRONT: Zone.SCREEN, View.BACK: Zone.BODY}
 
 
-def zone_pixels(image: np.ndarray, zone_probs: np.ndarray, zone: Zone) -> np.ndarray | None:
+def surface_zones(zone_probs: np.ndarray, view: View, glass: tuple[Zone, ...] = ()) -> tuple[Zone, ...]:
+    """The zones of the zone map `zone_probs` that are `view`'s main surface: its own (`SURFACE_OF_VIEW`;
+    none for a side view), and with it another of the device's `glass` zones where the map gives that
+    one more cells. A photo shows one glass side (as `model.damage.one_glass_side` says of cracks): a
+    blank display lit white is "back" on the zone map of 4 real front photos (phones_web's product
+    shots), its "screen" a sliver at the top."""
+    own = SURFACE_OF_VIEW.get(view)
+    if own is None:
+        return ()
+    labels = zone_probs.argmax(axis=0)
+    cells = {z: int((labels == ZONE_CHANNELS.index(z.value)).sum()) for z in {own, *glass}}
+    if own not in glass:
+        return (own,)
+    return (own, *(z for z in glass if z != own and cells[z] > cells[own]))
+
+
+def zone_pixels(
+    image: np.ndarray, zone_probs: np.ndarray, zone: Zone | tuple[Zone, ...]
+) -> np.ndarray | None:
     """The pixels of `image` (the frame the network saw, S x S x 3 RGB; its zone map `zone_probs`, Z x s x
-    s) in `zone`, less `EDGE_PX` at its outline, as a 0/1 uint8 mask; None with under `MIN_SURFACE_PX`."""
+    s) in `zone` (or any of several), less `EDGE_PX` at its outline, as a 0/1 uint8 mask; None with under
+    `MIN_SURFACE_PX`."""
     zones = cv2.resize(
         zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
     )
-    surface = (zones == ZONE_CHANNELS.index(zone.value)).astype(np.uint8)
+    wanted = [ZONE_CHANNELS.index(z.value) for z in ((zone,) if isinstance(zone, Zone) else zone)]
+    surface = np.isin(zones, wanted).astype(np.uint8)
     surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
     return surface if int(surface.sum()) >= MIN_SURFACE_PX else None
 
 
-def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float | None:
-    """The share of `view`'s main surface in `image` (the frame the network saw, S x S x 3 RGB; its zone
-    map `zone_probs`, Z x s x s) blown out; None for a view without one, or too little of it in view."""
-    zone = SURFACE_OF_VIEW.get(view)
-    if zone is None:
+def blown_share(
+    image: np.ndarray, zone_probs: np.ndarray, view: View, glass: tuple[Zone, ...] = ()
+) -> float | None:
+    """The share of `view`'s main surface (`surface_zones`, with the device's `glass` zones) in `image`
+    (the frame the network saw, S x S x 3 RGB; its zone map `zone_probs`, Z x s x s) blown out; None for
+    a view without one, or too little of it in view."""
+    zones = surface_zones(zone_probs, view, glass)
+    if not zones:
         return None
-    surface = zone_pixels(image, zone_probs, zone)
+    surface = zone_pixels(image, zone_probs, zones)
     if surface is None:
         return None
     area = int(surface.sum())
@@ -57,6 +84,12 @@ def blown_share(image: np.ndarray, zone_probs: np.ndarray, view: View) -> float 
     stats = cv2.connectedComponentsWithStats(blown, connectivity=8)[2]
     sizes = stats[1:, cv2.CC_STAT_AREA]
     return float(sizes[sizes >= MIN_BLOB_SHARE * area].sum() / area)
+
+
+def surface_hidden(share: float | None) -> bool:
+    """Whether a photo whose main surface is `share` blown out (`blown_share`) shows too little of it to
+    grade it: `HIDDEN_SHARE` or more."""
+    return share is not None and share >= HIDDEN_SHARE
 
 
 def glare_advice(photo_number: int, share: float | None, view: View) -> str | None:

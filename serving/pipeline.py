@@ -36,7 +36,7 @@ from model.display import display_advice, is_lit, lit_crack_advice
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
-from model.glare import blown_share, glare_advice
+from model.glare import blown_share, glare_advice, surface_hidden, surface_zones
 from model.inference import Frame, Inferred, batched, frame_photo, infer, screen_lit
 from model.instances import DefectInstance
 from model.plane import view_share
@@ -115,6 +115,12 @@ class PhotoResult:
     @property
     def usable(self) -> bool:
         return self.quality is PhotoQuality.USABLE
+
+    @property
+    def surface_hidden(self) -> bool:
+        """Its view's main surface mostly blown out (`model.glare.surface_hidden`): read for the rest of
+        the device, the view not seen."""
+        return surface_hidden(self.glare_share)
 
     @property
     def message(self) -> str:
@@ -302,7 +308,8 @@ def analyse_photo(
     quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
     if quality is PhotoQuality.BAD_EXPOSURE and scale.device_found:
         # "Too dark or blown out" is about the device, not a white sheet behind it (model/exposure.py).
-        exposure = device_exposure(inferred.frame.image, outputs["zone_probs"])
+        surface = surface_zones(outputs["zone_probs"], view_res, glass_zones(device.kind))
+        exposure = device_exposure(inferred.frame.image, outputs["zone_probs"], surface)
         if exposure is not None and exposure.well_exposed:
             # The next verdict the probe gives, among those a found device can have.
             ruled_out = {PhotoQuality.BAD_EXPOSURE.value, PhotoQuality.NO_DEVICE.value}
@@ -315,7 +322,7 @@ def analyse_photo(
     instances: list[DefectInstance] = []
     glare = lit = None
     if scale.device_found:
-        glare = blown_share(inferred.frame.image, outputs["zone_probs"], view_res)
+        glare = blown_share(inferred.frame.image, outputs["zone_probs"], view_res, glass_zones(device.kind))
         if view_res is View.FRONT:
             lit = screen_lit(inferred)
         instances = photo_instances(
@@ -361,7 +368,8 @@ def grade_instances(
     grade and which views are missing, the others' messages become retake advice (None: instances
     alone, as the rules CLI grades them)."""
     calibration = calibration or {}
-    views = None if photos is None else {p.view for p in photos if p.usable}
+    views = None if photos is None else {p.view for p in photos if p.usable and not p.surface_hidden}
+    glimpsed = {p.view for p in photos or () if p.usable and p.surface_hidden}
     retakes = [f"photo {p.index + 1}: {p.message}" for p in photos or () if not p.usable]
     # Usable photos too coarse for the hairline tiers ask for a closer one (model.detail), and those
     # whose surface glare blows out for another (model.glare); said only where the grade is one of
@@ -407,6 +415,7 @@ def grade_instances(
             calibration=calibration.get(name),
             views=views,
             retakes=retakes,
+            glimpsed=glimpsed,
         )
         if coarse and result.listable:
             result = result.model_copy(update={"advice": [*result.advice, *coarse]})

@@ -311,6 +311,7 @@ def grade(
     calibration: GradeCalibration | None = None,
     views: Collection[View | str] | None = None,
     retakes: Sequence[str] = (),
+    glimpsed: Collection[View | str] = (),
 ) -> GradeResult:
     """Grade one device from the instances found on all its photos. `calibration` (the model card's
     for this standard) turns the probabilities into how often each grade is right on validation
@@ -319,11 +320,15 @@ def grade(
     `views`: the views of the device's usable photos (None: not known, grade the instances as given).
     None at all gives `UNGRADABLE`; a required view missing is said (`missing_views`, advice) and sends
     the grading to review. `retakes`: what to do about the photos that could not be used (the
-    pipeline's verdicts, "photo 2: too blurry, retake ..."), added to the advice."""
+    pipeline's verdicts, "photo 2: too blurry, retake ..."), added to the advice. `glimpsed`: views
+    of usable photos that hid their main surface (a front photo whose screen is blown out white,
+    `model.glare.surface_hidden`): the device is graded from what they show, as from a side photo,
+    but the view is not seen."""
     std = _resolve(standard)
     kind = DeviceKind(device_kind)
     threshold = std.review_threshold if review_threshold is None else review_threshold
     seen = None if views is None else {View(v) for v in views}
+    shown = None if seen is None else seen | {View(v) for v in glimpsed}  # some of the device in view
     c = _compile(instances, std, kind)
     insts = c.instances
     if calibration is not None and calibration.grades != std.grade_names:
@@ -334,7 +339,7 @@ def grade(
     present = np.array([i.confidence >= present_at for i in insts], dtype=bool)
     g = int(c.best_grade(present[None, :])[0])
     last = len(std.grades) - 1
-    if seen is not None and not seen and g < last:
+    if shown is not None and not shown and g < last:
         # No usable photo: nothing proves a better grade. Only damage that forces the last grade even
         # on photos that could not be used (a shattered screen in a dark photo) still decides it.
         return ungradable(std, kind, threshold, retakes)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.glare import EDGE_PX, GLARE_SHARE, blown_share, glare_advice
+from model.glare import EDGE_PX, GLARE_SHARE, HIDDEN_SHARE, blown_share, glare_advice, surface_zones
 from model.instances import mm
+from model.rules import load_standard
 from model.taxonomy import DefectType, DeviceKind, View, Zone
 from serving.pipeline import Device, grade_instances
 from tests.model.test_detail import _photo
@@ -83,3 +84,45 @@ def test_grading_asks_for_a_photo_without_glare_only_where_a_top_tier_is_at_stak
     crack = mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.99)
     cracked = grade_instances([crack], ["backmarket"], device, 0.8, photos=photos)["backmarket"]
     assert not cracked.listable and not any("glare" in a for a in cracked.advice)
+
+
+def test_the_glass_a_photo_shows_is_its_views_and_the_glass_the_map_gives_most():
+    """A photo shows one glass side: a blank white display the zone map calls "back" on a front photo is
+    still the front's surface; a sliver of the other label is not."""
+    glass = (Zone.SCREEN, Zone.BODY)
+    image, probs = _frame(screen=(60, 40, 330, 80), body=(60, 80, 330, 340))  # mostly "body"
+    assert surface_zones(probs, View.FRONT, glass) == (Zone.SCREEN, Zone.BODY)
+    assert surface_zones(probs, View.BACK, glass) == (Zone.BODY,)
+    assert surface_zones(probs, View.FRONT) == (Zone.SCREEN,)  # no glass said: the view's own zone
+    assert surface_zones(probs, View.FRONT, (Zone.SCREEN,)) == (Zone.SCREEN,)  # a laptop: a metal lid
+    assert surface_zones(probs, View.LEFT, glass) == ()
+    image[40:340, 60:330] = 255  # the whole display lit white
+    assert blown_share(image, probs, View.FRONT) == pytest.approx(1.0)  # the sliver alone: all white
+    assert blown_share(image, probs, View.FRONT, glass) == pytest.approx(1.0)
+    image[40:80, 60:330] = 25  # the sliver dark again: the share is the glass's, not the sliver's
+    share = blown_share(image, probs, View.FRONT, glass)
+    assert HIDDEN_SHARE < share < 1.0
+
+
+def test_a_view_whose_surface_is_hidden_grades_the_rest_and_goes_to_review():
+    """A front photo whose screen is mostly blown out is read as a side photo would be: the device gets
+    the grade of what it shows, the front counts as not seen (review, and the advice asks for it)."""
+    device = Device(kind=DeviceKind.PHONE, length_mm=150.0)
+    photos = [_photo(0, 3000.0, glare=HIDDEN_SHARE), _photo(1, 3000.0, view=View.BACK, glare=0.0)]
+    assert photos[0].surface_hidden and not photos[1].surface_hidden
+    graded = grade_instances([], ["backmarket"], device, 0.5, photos=photos)["backmarket"]
+    assert graded.gradable and graded.listable and graded.missing_views == ["front"] and graded.needs_review
+    assert any(a.startswith("no usable front photo") for a in graded.advice)
+    assert any(
+        a.startswith("photo 1: glare (or a display lit white) blows out 50% of the screen")
+        for a in graded.advice
+    )
+    alone = grade_instances([], ["backmarket"], device, 0.5, photos=photos[:1])["backmarket"]
+    assert alone.gradable and alone.needs_review and alone.missing_views == ["front", "back"]
+    # What the hidden screen cannot hide: a crack the photo shows anyway is the last grade, sure.
+    crack = mm(DefectType.CRACK, Zone.SCREEN, length=40.0, width=0.5, confidence=0.99)
+    cracked = grade_instances([crack], ["backmarket"], device, 0.5, photos=photos[:1])["backmarket"]
+    assert cracked.grade == load_standard("backmarket").grade_names[-1] and not cracked.needs_review
+    # Under the share, the view is seen as before.
+    seen = [_photo(0, 3000.0, glare=HIDDEN_SHARE / 2), photos[1]]
+    assert grade_instances([], ["backmarket"], device, 0.5, photos=seen)["backmarket"].missing_views == []
