@@ -8,14 +8,10 @@ validation and fit sets (docs/model-history.md, session 39): cracked phones on w
 blown out, retake in even light") is about is the device: whether its own pixels are clipped white or
 sunk in black, where no defect can be seen.
 
-So the verdict stands only where the device is, and not on the glass the view is about: a front view's
-screen lit white (a blank display, a product shot's white screen) or blown out by a reflected light is
-glare (`model.glare`: the photo is read, the glass's tiers are not decided there, and a retake is asked
-for), not a photo too bright to read. Measured on the frame the network saw (the device's
+So the verdict stands only where the device is: measured on the frame the network saw (the device's
 crop where the card crops) over the device the zone map outlines (`model.geometry.device_mask`) less `EDGE_PX` at the outline (the coarse
 map runs a few pixels onto the background), the device is well exposed when under `MAX_BLOWN_SHARE`
-of it is clipped white (all three channels at `BLOWN` or more, off the view's main surface grown by
-`EDGE_PX`), under `MAX_DARK_SHARE` of it is near
+of it is clipped white (all three channels at `BLOWN` or more), under `MAX_DARK_SHARE` of it is near
 black (luma at most `DARK_LUMA`), and its brightest parts (the 95th luma percentile) reach `MIN_P95`.
 Otherwise, or with too little device in view to judge, the verdict stands. The cuts were chosen on the
 probes' fit photos and checked on the validation photos (real photos, their faulty copies and
@@ -30,8 +26,6 @@ import cv2
 import numpy as np
 
 from model.geometry import device_mask
-from model.outputs import ZONE_CHANNELS
-from model.taxonomy import Zone
 
 BLOWN = 250  # all three channels at least this: clipped white (as model.glare)
 DARK_LUMA = 20  # at most this luma (0-255): near black
@@ -54,30 +48,18 @@ class DeviceExposure:
         return self.blown < MAX_BLOWN_SHARE and self.dark < MAX_DARK_SHARE and self.p95 >= MIN_P95
 
 
-def device_exposure(
-    image: np.ndarray, zone_probs: np.ndarray, surface: tuple[Zone, ...] = ()
-) -> DeviceExposure | None:
+def device_exposure(image: np.ndarray, zone_probs: np.ndarray) -> DeviceExposure | None:
     """The exposure of the device in `image` (the frame the network saw, S x S x 3 RGB uint8; its zone
-    map `zone_probs`, Z x s x s); None with less than `MIN_DEVICE_PX` of device in view. `surface`: the
-    zones of the view's main surface (`model.glare.surface_zones`), whose clipped white is glare, not
-    exposure: the blown share counts the clipped pixels off it (still a share of the whole device)."""
+    map `zone_probs`, Z x s x s); None with less than `MIN_DEVICE_PX` of device in view."""
     cells = device_mask(zone_probs).astype(np.uint8)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2)
     device = cv2.resize(cells, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-    device = cv2.erode(device, disc) > 0
+    device = cv2.erode(device, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2)) > 0
     if int(device.sum()) < MIN_DEVICE_PX:
         return None
     pixels = image[device]
     luma = pixels.astype(np.float32) @ LUMA_WEIGHTS
-    clipped = pixels.min(axis=1) >= BLOWN
-    if surface:
-        wanted = [ZONE_CHANNELS.index(z.value) for z in surface]
-        glass = np.isin(zone_probs.argmax(axis=0), wanted).astype(np.uint8)
-        glass = cv2.dilate(cv2.resize(glass, image.shape[1::-1], interpolation=cv2.INTER_NEAREST), disc) > 0
-        # Still a share of the whole device: a photo the glass's glare does not clip is judged as before.
-        clipped &= ~glass[device]
     return DeviceExposure(
-        blown=float(clipped.mean()),
+        blown=float((pixels.min(axis=1) >= BLOWN).mean()),
         dark=float((luma <= DARK_LUMA).mean()),
         p95=float(np.percentile(luma, 95)),
     )

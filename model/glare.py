@@ -40,7 +40,9 @@ def surface_zones(zone_probs: np.ndarray, view: View, glass: tuple[Zone, ...] = 
     none for a side view), and with it another of the device's `glass` zones where the map gives that
     one more cells. A photo shows one glass side (as `model.damage.one_glass_side` says of cracks): a
     blank display lit white is "back" on the zone map of 4 real front photos (phones_web's product
-    shots), its "screen" a sliver at the top."""
+    shots), its "screen" a sliver at the top. (Those four stay `bad_exposure`: `model.exposure` judges
+    the whole device, since off its glass a phone is a frame a few pixels wide, too little to tell a
+    white display from a washed-out photo.)"""
     own = SURFACE_OF_VIEW.get(view)
     if own is None:
         return ()

@@ -36,7 +36,7 @@ from model.display import display_advice, is_lit, lit_crack_advice
 from model.exposure import device_exposure
 from model.fine_instances import photo_instances
 from model.fine_pass import FineStage
-from model.glare import blown_share, glare_advice, surface_hidden, surface_zones
+from model.glare import blown_share, glare_advice, surface_hidden
 from model.inference import Frame, Inferred, batched, frame_photo, infer, screen_lit
 from model.instances import DefectInstance
 from model.plane import view_share
@@ -308,8 +308,7 @@ def analyse_photo(
     quality, q_conf = PhotoQuality(card.taxonomy.qualities[q]), float(q_probs[q])
     if quality is PhotoQuality.BAD_EXPOSURE and scale.device_found:
         # "Too dark or blown out" is about the device, not a white sheet behind it (model/exposure.py).
-        surface = surface_zones(outputs["zone_probs"], view_res, glass_zones(device.kind))
-        exposure = device_exposure(inferred.frame.image, outputs["zone_probs"], surface)
+        exposure = device_exposure(inferred.frame.image, outputs["zone_probs"])
         if exposure is not None and exposure.well_exposed:
             # The next verdict the probe gives, among those a found device can have.
             ruled_out = {PhotoQuality.BAD_EXPOSURE.value, PhotoQuality.NO_DEVICE.value}
