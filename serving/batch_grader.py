@@ -26,7 +26,7 @@ from serving.pipeline import (
 )
 from serving.predictor import load_model
 from serving.schemas import defect_out
-from serving.summary import device_line, keep_line, kind_read, outcome, print_summary, reviewed_by
+from serving.summary import device_line, print_summary, tally
 
 
 def _record(files: list[Path], graded) -> dict:
@@ -159,22 +159,17 @@ def run_batch(
                 if not kept:
                     continue
                 rec = _record(kept, graded)
-                counts[status := outcome(rec["grades"], rec["needs_review"])] += 1
-                if status != "ungradable":
-                    counts.update(reviewed_by(rec["needs_review_by_standard"]))
-                keep_line(
-                    devices,
-                    device_line(
-                        Path(rec["file"]).name,
-                        rec["grades"],
-                        rec["grade_probabilities"],
-                        rec["reasons"],
-                        rec["needs_review_by_standard"],
-                        rec["advice"],
-                    ),
+                line = device_line(
+                    Path(rec["file"]).name,
+                    rec["grades"],
+                    rec["grade_probabilities"],
+                    rec["reasons"],
+                    rec["needs_review_by_standard"],
+                    rec["advice"],
                 )
-                if read := kind_read(rec["device_kind"], rec["device_kind_source"]):
-                    counts[read] += 1
+                tally(
+                    counts, devices, line, rec["needs_review"], rec["device_kind"], rec["device_kind_source"]
+                )
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
                 if overlays is not None:

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from serving.summary import device_line, keep_line, kind_read, outcome, print_summary, reviewed_by
+from serving.summary import device_line, print_summary, tally
 
 
 def _err(msg: str) -> None:
@@ -98,26 +98,24 @@ def run_remote(
                 _err(f"skipped {where} ({err.code})")
                 counts["skipped"] += len(files_of)
                 continue
-            grades = {n: g.grade for n, g in r.grading.grades.items()}
-            review = {n: g.needs_review for n, g in r.grading.grades.items()}
+            grades = r.grading.grades
             graded_to.update(dict.fromkeys(grades))
-            counts[status := outcome(grades, r.grading.needs_review)] += 1
-            if status != "ungradable":
-                counts.update(reviewed_by(review))
-            name = files_of[0].name if len(files_of) == 1 else files_of[0].parent.name
-            keep_line(
-                lines,
-                device_line(
-                    name,
-                    grades,
-                    {n: g.probabilities for n, g in r.grading.grades.items()},
-                    {n: g.reasons for n, g in r.grading.grades.items()},
-                    review,
-                    {n: g.advice for n, g in r.grading.grades.items()},
-                ),
+            line = device_line(
+                files_of[0].name if len(files_of) == 1 else files_of[0].parent.name,
+                {n: g.grade for n, g in grades.items()},
+                {n: g.probabilities for n, g in grades.items()},
+                {n: g.reasons for n, g in grades.items()},
+                {n: g.needs_review for n, g in grades.items()},
+                {n: g.advice for n, g in grades.items()},
             )
-            if read := kind_read(r.grading.device_kind, r.grading.device_kind_source):
-                counts[read] += 1
+            tally(
+                counts,
+                lines,
+                line,
+                r.grading.needs_review,
+                r.grading.device_kind,
+                r.grading.device_kind_source,
+            )
             rec = {"files": [str(f) for f in files_of], **r.grading.model_dump(mode="json")}
             out.write(json.dumps(rec) + "\n")
             out.flush()

@@ -85,12 +85,6 @@ def outcome(grades: dict[str, str], needs_review: bool) -> str:
     return "needs_review" if needs_review else "graded"
 
 
-def reviewed_by(review: Mapping[str, bool]) -> list[str]:
-    """The count keys of the standards that send a device to review (`print_summary` says how many
-    devices each sent)."""
-    return [f"review by {n}" for n, r in review.items() if r]
-
-
 def kind_read(kind: str, source: str | None) -> str | None:
     """The count key of a device whose kind was read from its photos as other than the default phone."""
     return f"read as {kind}" if source == "photos" and kind != "phone" else None
@@ -101,6 +95,27 @@ def keep_line(devices: list[DeviceLine], line: DeviceLine) -> None:
     keeps `MAX_DEVICE_ROWS` + 1 (enough to know the table is left out), not a million."""
     if len(devices) <= MAX_DEVICE_ROWS:
         devices.append(line)
+
+
+def tally(
+    counts: Counter,
+    lines: list[DeviceLine],
+    line: DeviceLine,
+    needs_review: bool,
+    kind: str,
+    kind_source: str | None,
+) -> None:
+    """One graded device counted, offline and through a server alike: its outcome (`outcome`, with the
+    device's `needs_review`), each standard that sent a gradable one to review ("review by <name>",
+    which `print_summary` reports), its kind where read from the photos (`kind_read`); and its row kept
+    (`keep_line`)."""
+    status = outcome({n: g for n, (g, _) in line.grades.items()}, needs_review)
+    counts[status] += 1
+    if status != "ungradable":
+        counts.update(f"review by {n}" for n in line.review)
+    if read := kind_read(kind, kind_source):
+        counts[read] += 1
+    keep_line(lines, line)
 
 
 def print_devices(devices: Sequence[DeviceLine], console) -> None:
@@ -133,7 +148,7 @@ def print_summary(
 ) -> None:
     """The table of `devices` (`print_devices`), then one table: devices graded without review, needing
     review, ungradable, and what was skipped; then, where graded to more than one of `standards`, how
-    many devices each sent to review (`reviewed_by`'s counts); then how many devices were graded as another
+    many devices each sent to review (`tally`'s counts); then how many devices were graded as another
     kind than a phone because their photos showed one (`kind_read`), so that a batch graded without
     --device-kind says it."""
     from rich.console import Console

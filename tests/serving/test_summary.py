@@ -12,7 +12,7 @@ from serving.summary import (
     kind_read,
     outcome,
     print_summary,
-    reviewed_by,
+    tally,
 )
 
 PROBS = {"Premium": 0.1, "Good": 0.2, "Fair": 0.6, "Unlistable": 0.1}
@@ -102,9 +102,16 @@ def test_the_review_column_and_the_counts_name_the_standards_that_send_a_device_
     assert [r.needs_review for r in rows] == [True, True, False]
     alone = device_line("q.jpg", {"ctia": "D"}, probs, {}, {"ctia": True})
     assert alone.review_cell == "ctia"  # one standard: its name, not "all"
-    counts = Counter({"graded": 1, "needs_review": 2})
-    for f in flags:
-        counts.update(reviewed_by(f))
+    counts, kept = Counter(), []
+    for row in rows:
+        tally(counts, kept, row, row.needs_review, "phone", "caller")
+    assert counts["graded"] == 1 and counts["needs_review"] == 2 and kept == rows
+    # A device no standard could grade is counted as such, and by no standard's review; a kind read from
+    # its photos is counted too.
+    none = device_line("u.jpg", dict.fromkeys(grades, "ungradable"), {}, {}, dict.fromkeys(grades, True))
+    other = Counter()
+    tally(other, [], none, True, "laptop", "photos")
+    assert other == Counter({"ungradable": 1, "read as laptop": 1})
     print_summary(counts, devices=rows, standards=list(grades))
     err = capsys.readouterr().err
     assert "│ ctia " in err and "│ all " in err
