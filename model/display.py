@@ -44,7 +44,7 @@ def lit_share(image: np.ndarray, zone_probs: np.ndarray) -> float | None:
     """The share of the screen in `image` (S x S x 3 RGB, the frame the network saw; `zone_probs` its
     zone map) that shows a picture: its colourful pixels, where they hold `MIN_HUES` hues (else 0);
     None with too little screen in view."""
-    screen = zone_pixels(image, zone_probs, Zone.SCREEN)
+    screen = zone_pixels(image, zone_probs, (Zone.SCREEN,))
     if screen is None:
         return None
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)

@@ -46,24 +46,21 @@ def surface_zones(zone_probs: np.ndarray, view: View, glass: tuple[Zone, ...] = 
     own = SURFACE_OF_VIEW.get(view)
     if own is None:
         return ()
-    labels = zone_probs.argmax(axis=0)
-    cells = {z: int((labels == ZONE_CHANNELS.index(z.value)).sum()) for z in {own, *glass}}
     if own not in glass:
         return (own,)
+    labels = zone_probs.argmax(axis=0)
+    cells = {z: int((labels == ZONE_CHANNELS.index(z.value)).sum()) for z in glass}
     return (own, *(z for z in glass if z != own and cells[z] > cells[own]))
 
 
-def zone_pixels(
-    image: np.ndarray, zone_probs: np.ndarray, zone: Zone | tuple[Zone, ...]
-) -> np.ndarray | None:
+def zone_pixels(image: np.ndarray, zone_probs: np.ndarray, zones: tuple[Zone, ...]) -> np.ndarray | None:
     """The pixels of `image` (the frame the network saw, S x S x 3 RGB; its zone map `zone_probs`, Z x s x
-    s) in `zone` (or any of several), less `EDGE_PX` at its outline, as a 0/1 uint8 mask; None with under
+    s) in any of `zones`, less `EDGE_PX` at its outline, as a 0/1 uint8 mask; None with under
     `MIN_SURFACE_PX`."""
-    zones = cv2.resize(
+    labels = cv2.resize(
         zone_probs.argmax(axis=0).astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST
     )
-    wanted = [ZONE_CHANNELS.index(z.value) for z in ((zone,) if isinstance(zone, Zone) else zone)]
-    surface = np.isin(zones, wanted).astype(np.uint8)
+    surface = np.isin(labels, [ZONE_CHANNELS.index(z.value) for z in zones]).astype(np.uint8)
     surface = cv2.erode(surface, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1,) * 2))
     return surface if int(surface.sum()) >= MIN_SURFACE_PX else None
 
