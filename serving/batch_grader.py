@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from serving.memory import no_hugepage_hint
+from serving.photo_batch import Batch
 from serving.pipeline import (
     PhotoError,
     RequestError,
@@ -67,16 +68,10 @@ def _record(files: list[Path], graded) -> dict:
 
 
 def run_batch(
+    batch: Batch,
     *,
-    paths: list[Path],
-    files: list[tuple[Path, Path]],
-    standard: str | None,
-    device_model: str | None,
-    device_kind: str | None,
-    jsonl: Path | None,
-    overlays: Path | None,
-    device_per_folder: bool,
-    model_path: Path | None,
+    overlays: Path | None = None,
+    model_path: Path | None = None,
     threads: int = 2,
 ) -> int:
     from pydantic import ValidationError
@@ -88,12 +83,12 @@ def run_batch(
         tqdm.write(msg, file=sys.stderr)
 
     try:
-        device = resolve_device(device_model, device_kind)
-        standards = resolve_standards(standard)
+        device = resolve_device(batch.device_model, batch.device_kind)
+        standards = resolve_standards(batch.standard)
     except RequestError as exc:
         err(f"error: {exc}")
         return 2
-    missing = [p for p in paths if not p.exists()]
+    missing = batch.missing()
     for p in missing:
         err(f"skipped {p}: no such file or folder")
     path = model_path or Path(
@@ -112,76 +107,62 @@ def run_batch(
     except ValueError as exc:
         err(f"error: {exc}")
         return 2
-    groups: dict[Path, list[Path]] = defaultdict(list)
-    units: list[list[Path]] = []
-    for f, folder in files:
-        if device_per_folder:
-            groups[folder].append(f)
-        else:
-            units.append([f])
-    units += list(groups.values())
+    units = batch.devices()
     if overlays is not None:
         overlays.mkdir(parents=True, exist_ok=True)
-    out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
     skipped = len(missing)
     counts: Counter = Counter()
     devices = []
     n_photos = sum(len(u) for u in units)
-    try:
-        with tqdm(total=n_photos, unit="photo", file=sys.stderr, disable=None) as bar:
-            for unit in units:
-                datas, kept = [], []
-                for f in unit:
-                    try:
-                        datas.append(f.read_bytes())
-                        kept.append(f)
-                    except OSError as exc:
-                        err(f"skipped {f}: cannot read: {exc.strerror}")
-                        skipped += 1
-                        bar.update(1)
-                # A bad photo is dropped from its device and the rest graded.
-                while kept:
-                    try:
-                        graded = grade_device(
-                            run_direct,
-                            model,
-                            datas,
-                            device=device,
-                            standards=standards,
-                            filenames=[str(f) for f in kept],
-                        )
-                        break
-                    except PhotoError as exc:
-                        err(f"skipped {kept[exc.index]}: {exc.code}: {str(exc).split(': ', 1)[-1]}")
-                        skipped += 1
-                        bar.update(1)
-                        del kept[exc.index], datas[exc.index]
-                if not kept:
-                    continue
-                rec = _record(kept, graded)
-                line = device_line(
-                    Path(rec["file"]).name,
-                    rec["grades"],
-                    rec["grade_probabilities"],
-                    rec["reasons"],
-                    rec["needs_review_by_standard"],
-                    rec["advice"],
-                )
-                tally(
-                    counts, devices, line, rec["needs_review"], rec["device_kind"], rec["device_kind_source"]
-                )
-                out.write(json.dumps(rec) + "\n")
-                out.flush()
-                if overlays is not None:
-                    from serving.overlays import render_overlay
+    with batch.output() as out, tqdm(total=n_photos, unit="photo", file=sys.stderr, disable=None) as bar:
+        for unit in units:
+            datas, kept = [], []
+            for f in unit:
+                try:
+                    datas.append(f.read_bytes())
+                    kept.append(f)
+                except OSError as exc:
+                    err(f"skipped {f}: cannot read: {exc.strerror}")
+                    skipped += 1
+                    bar.update(1)
+            # A bad photo is dropped from its device and the rest graded.
+            while kept:
+                try:
+                    graded = grade_device(
+                        run_direct,
+                        model,
+                        datas,
+                        device=device,
+                        standards=standards,
+                        filenames=[str(f) for f in kept],
+                    )
+                    break
+                except PhotoError as exc:
+                    err(f"skipped {kept[exc.index]}: {exc.code}: {str(exc).split(': ', 1)[-1]}")
+                    skipped += 1
+                    bar.update(1)
+                    del kept[exc.index], datas[exc.index]
+            if not kept:
+                continue
+            rec = _record(kept, graded)
+            line = device_line(
+                Path(rec["file"]).name,
+                rec["grades"],
+                rec["grade_probabilities"],
+                rec["reasons"],
+                rec["needs_review_by_standard"],
+                rec["advice"],
+            )
+            tally(counts, devices, line, rec["needs_review"], rec["device_kind"], rec["device_kind_source"])
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            if overlays is not None:
+                from serving.overlays import render_overlay
 
-                    for f, data, photo in zip(kept, datas, rec["photos"], strict=True):
-                        name = f"{f.parent.name}__{f.stem}.png" if device_per_folder else f"{f.stem}.png"
-                        (overlays / name).write_bytes(render_overlay(data, photo["defects"]))
-                bar.update(len(kept))
-    finally:
-        if jsonl is not None:
-            out.close()
+                for f, data, photo in zip(kept, datas, rec["photos"], strict=True):
+                    name = f"{f.parent.name}__{f.stem}.png" if batch.device_per_folder else f"{f.stem}.png"
+                    (overlays / name).write_bytes(render_overlay(data, photo["defects"]))
+            bar.update(len(kept))
     counts["skipped"] = skipped
     print_summary(counts, devices=devices, standards=standards)
     return 1 if skipped else 0

@@ -128,19 +128,6 @@ def serve(
     uvicorn.Server(config).run()
 
 
-def _photo_files(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """(file, its device group folder) for every file under `paths`."""
-    out = []
-    for p in paths:
-        if not p.exists():
-            continue  # reported once, as missing, by the grader
-        if p.is_dir():
-            out += [(f, f.parent) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")]
-        else:
-            out.append((p, p.parent))
-    return out
-
-
 def _check_standards(standard: str | None) -> None:
     """Unknown standard names fail at once, with the closest bundled ones."""
     import difflib
@@ -191,25 +178,22 @@ def grade(
     import os
 
     _check_standards(standard)
+    from serving.photo_batch import Batch
+
+    batch = Batch(
+        tuple(paths),
+        standard=standard,
+        device_model=device_model,
+        device_kind=device_kind,
+        jsonl=jsonl,
+        device_per_folder=device_per_folder,
+    )
     if server is not None:
         if not api_key:
             _fail("--server needs --api-key (or REFURBGRADE_API_KEY)")
         from serving.remote_grader import run_remote
 
-        raise typer.Exit(
-            run_remote(
-                server=server,
-                api_key=api_key,
-                paths=paths,
-                files=_photo_files(paths),
-                standard=standard,
-                device_model=device_model,
-                device_kind=device_kind,
-                jsonl=jsonl,
-                device_per_folder=device_per_folder,
-                concurrency=concurrency,
-            )
-        )
+        raise typer.Exit(run_remote(batch, server=server, api_key=api_key, concurrency=concurrency))
     from serving.settings import DEFAULT_MODEL_PATH
 
     path = model or Path(os.environ.get("REFURBGRADE_MODEL_PATH") or DEFAULT_MODEL_PATH)
@@ -221,18 +205,7 @@ def grade(
         _fail(f"the bundled model {path} does not exist: pass --model or set REFURBGRADE_MODEL_PATH")
     from serving.batch_grader import run_batch
 
-    code = run_batch(
-        paths=paths,
-        files=_photo_files(paths),
-        standard=standard,
-        device_model=device_model,
-        device_kind=device_kind,
-        jsonl=jsonl,
-        overlays=overlays,
-        device_per_folder=device_per_folder,
-        model_path=path,
-        threads=threads,
-    )
+    code = run_batch(batch, overlays=overlays, model_path=path, threads=threads)
     raise typer.Exit(code)
 
 

@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from serving.photo_batch import Batch
 from serving.summary import device_line, print_summary, tally
 
 
@@ -30,19 +31,7 @@ def _named(message: str, files: list[Path]) -> str:
     return f"{files[0] if len(files) == 1 else files[0].parent}: {message}"
 
 
-def run_remote(
-    *,
-    server: str,
-    api_key: str,
-    paths: list[Path],
-    files: list[tuple[Path, Path]],
-    standard: str | None,
-    device_model: str | None,
-    device_kind: str | None,
-    jsonl: Path | None,
-    device_per_folder: bool,
-    concurrency: int,
-) -> int:
+def run_remote(batch: Batch, *, server: str, api_key: str, concurrency: int) -> int:
     try:
         from refurbgrade.client import ApiError, Client, Device
     except ImportError as exc:
@@ -51,31 +40,24 @@ def run_remote(
             "pip install 'refurbgrade[client]'"
         )
         return 2
-    if device_model:  # the bundled catalogue, as the server has it: one error up front, not one per device
+    if (
+        batch.device_model
+    ):  # the bundled catalogue, as the server has it: one error up front, not one per device
         from model.catalogue import lookup_device
 
         try:
-            lookup_device(device_model)
+            lookup_device(batch.device_model)
         except KeyError as exc:
             _err(f"error: --device-model: {exc}")
             return 2
-    missing = [p for p in paths if not p.exists()]
+    missing = batch.missing()
     for p in missing:
         _err(f"skipped {p}: no such file or folder")
-    groups: dict[Path, list[Path]] = {}
-    units: list[list[Path]] = []
-    for f, folder in files:
-        if device_per_folder:
-            groups.setdefault(folder, []).append(f)
-        else:
-            units.append([f])
-    units += list(groups.values())
-    devices = [Device(list(u), source=str(u[0])) for u in units]
+    devices = [Device(list(u), source=str(u[0])) for u in batch.devices()]
     counts: Counter = Counter(skipped=len(missing))
     lines = []  # each graded device's row of the summary (`serving.summary.device_line`)
     graded_to: dict[str, None] = {}  # the standards the server graded to, in its order
-    out = jsonl.open("w", encoding="utf-8") if jsonl is not None else sys.stdout
-    try:
+    with batch.output() as out:
         with Client(server, api_key) as client:
             try:  # a wrong URL or key is one line, before any photo is sent
                 client.list(limit=1)
@@ -86,9 +68,9 @@ def run_remote(
                 devices,
                 concurrency=concurrency,
                 progress=sys.stderr.isatty(),
-                device_model=device_model,
-                device_kind=device_kind,
-                standard=standard,
+                device_model=batch.device_model,
+                device_kind=batch.device_kind,
+                standard=batch.standard,
             )
         for r in results:
             files_of = [Path(p) for p in r.device.photos]
@@ -119,8 +101,5 @@ def run_remote(
             rec = {"files": [str(f) for f in files_of], **r.grading.model_dump(mode="json")}
             out.write(json.dumps(rec) + "\n")
             out.flush()
-    finally:
-        if jsonl is not None:
-            out.close()
     print_summary(counts, devices=lines, standards=list(graded_to))
     return 1 if counts["skipped"] else 0

@@ -183,21 +183,12 @@ def test_gradings_stored_before_contrasts_load_and_display(client, keys, graded)
 
 def test_the_batch_grader_lists_contrast_and_visibility(tmp_path, model_path, jpeg, fine_contrast):
     from serving.batch_grader import run_batch
+    from serving.photo_batch import Batch
 
     (tmp_path / "back.jpg").write_bytes(jpeg)
     out = tmp_path / "out.jsonl"
-    code = run_batch(
-        paths=[tmp_path / "back.jpg"],
-        files=[(tmp_path / "back.jpg", tmp_path)],
-        standard="backmarket",
-        device_model="iPhone 13",
-        device_kind=None,
-        jsonl=out,
-        overlays=None,
-        device_per_folder=False,
-        model_path=model_path,
-        threads=1,
-    )
+    batch = Batch((tmp_path / "back.jpg",), standard="backmarket", device_model="iPhone 13", jsonl=out)
+    code = run_batch(batch, model_path=model_path, threads=1)
     assert code == 0
     (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
     (d,) = rec["defects"]

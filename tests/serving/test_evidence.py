@@ -199,23 +199,14 @@ def test_a_reviewer_sees_the_counted_defects_and_overrules_ungradable_to_a_grade
 
 def test_the_batch_grader_writes_ungradable_and_counted(tmp_path, model_path):
     from serving.batch_grader import run_batch
+    from serving.photo_batch import Batch
 
     (tmp_path / "in").mkdir()
     for name, img in [("table.png", no_device()), ("front.png", scratched_with_candidate())]:
         (tmp_path / "in" / name).write_bytes(encode(img, "PNG"))
     out = tmp_path / "grades.jsonl"
-    files = [(f, f.parent) for f in sorted((tmp_path / "in").iterdir())]
     code = run_batch(
-        paths=[tmp_path / "in"],
-        files=files,
-        standard=None,
-        device_model=None,
-        device_kind=None,
-        jsonl=out,
-        overlays=tmp_path / "ov",
-        device_per_folder=False,
-        model_path=model_path,
-        threads=1,
+        Batch((tmp_path / "in",), jsonl=out), overlays=tmp_path / "ov", model_path=model_path, threads=1
     )
     assert code == 0
     recs = {r["file"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.read_text().splitlines())}

@@ -134,16 +134,15 @@ def test_the_offline_grader_reads_the_same_setting(with_fine, tmp_path, monkeypa
     import json
 
     from serving.batch_grader import run_batch
+    from serving.photo_batch import Batch
 
     photo = tmp_path / "phone.jpg"
     photo.write_bytes(encode(device_photo(width=2400, height=3000)))
 
     def version() -> str:
         out = tmp_path / "out.jsonl"
-        rc = run_batch(
-            paths=[photo], files=[(photo, tmp_path)], standard="backmarket", device_model=None, device_kind="phone",
-            jsonl=out, overlays=None, device_per_folder=False, model_path=with_fine, threads=1,
-        )  # fmt: skip
+        batch = Batch((photo,), standard="backmarket", device_kind="phone", jsonl=out)
+        rc = run_batch(batch, model_path=with_fine, threads=1)
         assert rc == 0, rc
         return json.loads(out.read_text().splitlines()[0])["model_version"]
 
@@ -151,11 +150,8 @@ def test_the_offline_grader_reads_the_same_setting(with_fine, tmp_path, monkeypa
     monkeypatch.setenv("REFURBGRADE_FINE_PASS", "false")
     assert "+fine" not in version()
     monkeypatch.setenv("REFURBGRADE_FINE_PASS", "maybe")  # refused, as the service refuses it
-    rc = run_batch(
-        paths=[photo], files=[(photo, tmp_path)], standard="backmarket", device_model=None,
-        device_kind="phone", jsonl=tmp_path / "x.jsonl", overlays=None, device_per_folder=False,
-        model_path=with_fine, threads=1,
-    )  # fmt: skip
+    batch = Batch((photo,), standard="backmarket", device_kind="phone", jsonl=tmp_path / "x.jsonl")
+    rc = run_batch(batch, model_path=with_fine, threads=1)
     assert rc == 2
 
 

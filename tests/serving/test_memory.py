@@ -35,23 +35,14 @@ def test_the_service_and_the_offline_grader_start_without_it(hint, monkeypatch, 
 
     from serving.app import create_app
     from serving.batch_grader import run_batch
+    from serving.photo_batch import Batch
 
     monkeypatch.delenv(ENV, raising=False)
     multiarray._set_madvise_hugepage(True)
     with TestClient(create_app(settings)):
         assert multiarray._get_madvise_hugepage() is False
     multiarray._set_madvise_hugepage(True)
-    code = run_batch(
-        paths=[],
-        files=[],
-        standard=None,
-        device_model=None,
-        device_kind=None,
-        jsonl=None,
-        overlays=None,
-        device_per_folder=False,
-        model_path=tmp_path / "missing.onnx",
-    )
+    code = run_batch(Batch(()), model_path=tmp_path / "missing.onnx")
     assert code == 2  # no model there: refused, after the switch
     assert multiarray._get_madvise_hugepage() is False
 
