@@ -16,7 +16,8 @@ Lit means showing a picture in colour: a switched-off display is near-black glas
 (its colours dim and grey), a lit one shows saturated colours. Measured on the coarse pass's frame (the
 device's crop where the card crops), the screen from the zone map less `model.glare.EDGE_PX` at its
 outline: the share of its pixels with HSV saturation and value both at least `COLOURFUL`, where those
-pixels hold at least two hues (one colour alone is a sticker or a mark on the glass). `LIT_SHARE` or
+pixels hold at least two hues, or one hue over at least `ONE_HUE_SHARE` of the screen (less of one
+colour is a sticker or a mark on the glass, or a coloured room mirrored in dark glass). `LIT_SHARE` or
 more is lit. On the real photos above the lit ones measured 0.12-0.96 and every switched-off screen 0.05
 or less (the MSD screens: 0.02 or less); a lit display in white and grey (a settings page) is not
 caught, and its blown-out parts are glare's (`model.glare`).
@@ -34,16 +35,23 @@ COLOURFUL = 0.35  # HSV saturation and value, 0-1, both at least this: a lit pix
 LIT_SHARE = 0.1
 # A picture has several colours: the colourful pixels must hold at least two of six hue sectors, each
 # with `MIN_HUE_SHARE` of them. One colour alone is a thing on the glass (a coloured sticker, a red
-# mark), not a display; a display of a single colour has no edges for a scratch map to take.
+# mark) or a room's colour mirrored in dark glass, not a display, unless it covers `ONE_HUE_SHARE` of
+# the screen: a wallpaper in shades of one hue (the blue curves of many phones' defaults) is a picture
+# whose edges read as scratches. On the real train and validation photos (phones_web, cracked_screens,
+# MSD; /tmp script, docs/model-history.md session 55) one hue covered 0.67-1.0 of 13 lit displays
+# (two of them intact devices graded Fair for "scratches" on the wallpaper), 0.62-0.65 of an orange
+# phone back the view probe took for a front, and at most 0.45 of dark glass mirroring a red or a
+# patterned cloth; every MSD screen is off (0.003 or less).
 HUE_SECTORS = 6
 MIN_HUES = 2
 MIN_HUE_SHARE = 0.02
+ONE_HUE_SHARE = 0.5
 
 
 def lit_share(image: np.ndarray, zone_probs: np.ndarray) -> float | None:
     """The share of the screen in `image` (S x S x 3 RGB, the frame the network saw; `zone_probs` its
-    zone map) that shows a picture: its colourful pixels, where they hold `MIN_HUES` hues (else 0);
-    None with too little screen in view."""
+    zone map) that shows a picture: its colourful pixels, where they hold `MIN_HUES` hues or cover
+    `ONE_HUE_SHARE` of it (else 0); None with too little screen in view."""
     screen = zone_pixels(image, zone_probs, (Zone.SCREEN,))
     if screen is None:
         return None
@@ -58,9 +66,10 @@ def lit_share(image: np.ndarray, zone_probs: np.ndarray) -> float | None:
     step = 180 // HUE_SECTORS
     hue = (hsv[..., 0][lit > 0].astype(np.int32) + step // 2) % 180
     hues = np.bincount(hue // step, minlength=HUE_SECTORS)
-    if int((hues >= MIN_HUE_SHARE * n).sum()) < MIN_HUES:
+    share = n / int(screen.sum())
+    if int((hues >= MIN_HUE_SHARE * n).sum()) < MIN_HUES and share < ONE_HUE_SHARE:
         return 0.0
-    return float(n / int(screen.sum()))
+    return float(share)
 
 
 def is_lit(share: float | None) -> bool:

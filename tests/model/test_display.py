@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from model.display import LIT_SHARE, display_advice, is_lit, lit_crack_advice, lit_share
+from model.display import LIT_SHARE, ONE_HUE_SHARE, display_advice, is_lit, lit_crack_advice, lit_share
 from model.fine_pass import surface
 from model.instances import mm
 from model.taxonomy import DefectType, DeviceKind, View, Zone
@@ -42,6 +42,13 @@ def test_a_picture_on_the_screen_is_lit_and_a_dark_mirror_is_not():
     image[150:230, 60:330] = (230, 0, 0)
     image[230:260, 60:330] = (230, 0, 20)  # hue 177 in OpenCV's 0-180
     assert lit_share(image, probs) == 0.0
+    # ... unless it covers half the screen or more: a wallpaper in shades of one blue is a picture.
+    shade = np.linspace(120, 250, 300).astype(np.uint8)[:, None]
+    image[40:340, 60:330, 0] = 20
+    image[40:340, 60:330, 1] = shade // 3
+    image[40:340, 60:330, 2] = shade
+    share = lit_share(image, probs)
+    assert is_lit(share) and share > ONE_HUE_SHARE
     assert lit_share(*_frame(screen=(100, 100, 124, 124))) is None  # too little screen to judge
     assert not is_lit(None)
 
