@@ -33,6 +33,8 @@ def test_each_transform_does_what_its_name_says(bench):
     assert (
         out["quarter turn"].shape == (320, 240, 3) and out["quarter turn"][:, -20:].mean() > 200
     )  # top -> right
+    other = out["other quarter turn"]
+    assert other.shape == (320, 240, 3) and other[:, :20].mean() > 200  # top -> left
     assert out["half turn"].shape == rgb.shape and out["half turn"][-20:].mean() > 200
     # The EXIF turn is undone by the decode: the photo as it was, less a JPEG generation.
     assert out["EXIF turn"].shape == rgb.shape and np.abs(out["EXIF turn"].astype(int) - rgb).mean() < 3
