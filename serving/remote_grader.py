@@ -40,9 +40,8 @@ def run_remote(batch: Batch, *, server: str, api_key: str, concurrency: int) -> 
             "pip install 'refurbgrade[client]'"
         )
         return 2
-    if (
-        batch.device_model
-    ):  # the bundled catalogue, as the server has it: one error up front, not one per device
+    # The bundled catalogue, as the server has it: one error up front, not one per device.
+    if batch.device_model:
         from model.catalogue import lookup_device
 
         try:
