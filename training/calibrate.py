@@ -318,7 +318,8 @@ def calibrate(
     if damage_items:
         from training.damage import fit_all_zones
 
-        damage_preds = list(predict(damage_items, predictor, batch_size))
+        # Streamed: the fit keeps each photo's features, not its outputs (about a megabyte a photo).
+        damage_preds = predict(damage_items, predictor, batch_size)
         thresholds.zone_damage, damage_fig = fit_all_zones(damage_preds, preds)
     if probe_items:
         from training.probes import fit_probes

@@ -34,6 +34,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -103,16 +104,29 @@ class ZoneSample:
 
 def zone_samples(preds: Iterable[Prediction], zone: Zone, kind: str = CRACK_MAP) -> list[ZoneSample]:
     """The photos whose truth for `zone` is known and that show enough of it."""
-    out = []
+    return sample_sets(preds, (kind,), (zone,))[kind][zone]
+
+
+def sample_sets(
+    preds: Iterable[Prediction], kinds: Sequence[str], zones: Sequence[Zone] = GLASS_ZONES
+) -> dict[str, dict[Zone, list[ZoneSample]]]:
+    """`zone_samples` of every kind and zone, in one pass over `preds`: a generator is read once and no
+    photo's outputs are kept, only its features (a calibration's thousands of fit photos held as whole
+    outputs took about a megabyte each)."""
+    out: dict[str, dict[Zone, list[ZoneSample]]] = {k: {z: [] for z in zones} for k in kinds}
     for p in preds:
-        truth = zone_truth(p.item.record).get(zone)
-        if truth is None:
-            continue
-        f = zone_features(p.outputs, zone, kind)
-        if f is not None:
-            rec = p.item.record
-            generated = rec.instances_complete or rec.source in GENERATED_DEFECT_SOURCES
-            out.append(ZoneSample(rec.source, f, truth, generated, device_group(rec)))
+        rec = p.item.record
+        truth = zone_truth(rec)
+        generated = rec.instances_complete or rec.source in GENERATED_DEFECT_SOURCES
+        for zone in zones:
+            if truth.get(zone) is None:
+                continue
+            for kind in kinds:
+                f = zone_features(p.outputs, zone, kind)
+                if f is not None:
+                    out[kind][zone].append(
+                        ZoneSample(rec.source, f, truth[zone], generated, device_group(rec))
+                    )
     return out
 
 
@@ -252,9 +266,10 @@ def out_of_fold_log_loss(fit: Sequence[ZoneSample], choose: Sequence[ZoneSample]
 
 
 def fit_all_zones(
-    fit_preds: Sequence[Prediction], choose_preds: Sequence[Prediction]
+    fit_preds: Iterable[Prediction], choose_preds: Sequence[Prediction]
 ) -> tuple[dict[str, ZoneDamageModel], dict]:
-    """A model per glass zone that has enough labelled photos, and the figures of each fit.
+    """A model per glass zone that has enough labelled photos, and the figures of each fit. `fit_preds`
+    may be a generator (`training.predict.predict`): it is read once, keeping features, not outputs.
 
     Where more than one kind of features is on offer (`feature_kinds`), each zone takes the one whose
     cross-fitted log-loss over its fit photos (the real ones where they hold both classes,
@@ -264,9 +279,13 @@ def fit_all_zones(
     glass's 179 synthetic photos, too few for 452 features, once kept the two-way pooling
     (docs/model-history.md)."""
     models, figures = {}, defaultdict(dict)
-    kinds = feature_kinds(fit_preds)
+    preds = iter(fit_preds)
+    first = next(preds, None)
+    kinds = feature_kinds([first] if first is not None else [])
+    fit = sample_sets(chain([first] if first is not None else [], preds), kinds)
+    choose = sample_sets(choose_preds, kinds)
     for zone in GLASS_ZONES:
-        samples = {k: (zone_samples(fit_preds, zone, k), zone_samples(choose_preds, zone, k)) for k in kinds}
+        samples = {k: (fit[k][zone], choose[k][zone]) for k in kinds}
         losses = {k: out_of_fold_log_loss(*samples[k], k) for k in kinds} if len(kinds) > 1 else {}
         kind = min(losses, key=losses.get) if losses else kinds[0]
         model, fig = fit_zone_damage(*samples[kind], kind)

@@ -13,7 +13,8 @@ from training.damage import ZoneSample, cross_fitted, fit_zone_damage, source_we
 
 
 def _record(**kw) -> ManifestRecord:
-    return ManifestRecord(image="x.png", device_id="d", split="train", source=kw.pop("source", "s"), **kw)
+    device = kw.pop("device_id", "d")
+    return ManifestRecord(image="x.png", device_id=device, split="train", source=kw.pop("source", "s"), **kw)
 
 
 def test_truth_from_instances_image_labels_and_exclusive_sources():
@@ -307,7 +308,13 @@ def test_each_zone_takes_the_features_that_generalise_best_out_of_fold(monkeypat
     monkeypatch.setattr(damage, "out_of_fold_log_loss", fake_loss)
     monkeypatch.setattr(damage, "feature_kinds", lambda preds: (JOINT, JOINT_V2))
     rng = np.random.default_rng(4)
-    monkeypatch.setattr(damage, "zone_samples", lambda preds, zone, kind: _samples(rng, 40))
+    monkeypatch.setattr(
+        damage,
+        "sample_sets",
+        lambda preds, kinds, zones=damage.GLASS_ZONES: {
+            k: {z: _samples(rng, 40) for z in zones} for k in kinds
+        },
+    )
     models, figures = damage.fit_all_zones([object()], [object()])
     assert {m.features for m in models.values()} == {JOINT_V2}
     assert figures["screen"]["kind_out_of_fold_log_loss"] == {JOINT: 0.4, JOINT_V2: 0.3}
@@ -379,3 +386,38 @@ def test_the_imagenet_features_are_offered_only_where_the_file_gives_them():
     assert feature_kinds([pred()]) == (CRACK_MAP,)
     assert feature_kinds([pred("encoder_s16")]) == (JOINT, JOINT_V2)
     assert feature_kinds([pred("encoder_s16", "imagenet_s32")]) == (JOINT, JOINT_V2, JOINT_V3)
+
+
+def test_the_fit_photos_are_read_once_and_their_outputs_not_kept():
+    """Calibration hands `fit_all_zones` the `predict` generator: thousands of photos' outputs held in a
+    list took about a megabyte each. A one-shot iterator fits the same models as the list."""
+    from types import SimpleNamespace
+
+    from training.damage import fit_all_zones
+
+    rng = np.random.default_rng(6)
+
+    def pred(k: int):
+        cracked = k % 2 == 0
+        zone = np.zeros((5, 16, 16))
+        zone[0] = 1
+        zone[0, 2:14, 3:13], zone[1, 2:14, 3:13] = 0, 1  # a front photo's screen
+        defect = np.zeros((6, 16, 16))
+        defect[2, 2:14, 3:13] = rng.uniform(0.3, 0.9) if cracked else rng.uniform(0.0, 0.2)
+        rec = _record(source="web", image_labels={"crack": cracked}, view="front", device_id=f"web:d{k}")
+        return SimpleNamespace(
+            item=SimpleNamespace(record=rec), outputs={"zone_probs": zone, "defect_probs": defect}
+        )
+
+    fit, choose = [pred(k) for k in range(60)], [pred(k) for k in range(60, 90)]
+    consumed = []
+
+    def once():
+        for p in fit:
+            consumed.append(p)
+            yield p
+
+    from_list, fig_list = fit_all_zones(fit, choose)
+    from_generator, fig_generator = fit_all_zones(once(), choose)
+    assert len(consumed) == len(fit)  # one pass
+    assert set(from_list) == {"screen"} and from_generator == from_list and fig_generator == fig_list
