@@ -324,9 +324,7 @@ def calibrate(
     if probe_items:
         from training.probes import fit_probes
 
-        thresholds.photo_probes, probe_fig = fit_probes(
-            list(predict(probe_items, predictor, batch_size)), preds
-        )
+        thresholds.photo_probes, probe_fig = fit_probes(predict(probe_items, predictor, batch_size), preds)
         # What follows grades as serving will: with the probes' views and quality verdicts.
         preds = [with_probes(p, thresholds.photo_probes) for p in preds]
     fine_preds = predict(fine_items, predictor, batch_size) if fine_items else ()

@@ -27,7 +27,7 @@ the side views to the network's head (`PhotoProbe.head_split`): no real photo sh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,15 +64,26 @@ def truth(record, verdict: str) -> str | None:
     return None if record.source == "synthetic" else PhotoQuality.USABLE.value
 
 
-def samples(preds: Sequence[Prediction], verdict: str) -> list[Sample]:
-    out, output = [], VERDICTS[verdict][0]
+def samples(preds: Iterable[Prediction], verdict: str) -> list[Sample]:
+    return sample_sets(preds)[verdict]
+
+
+def sample_sets(preds: Iterable[Prediction]) -> dict[str, list[Sample]]:
+    """`samples` of every verdict, in one pass over `preds`: a generator is read once and no photo's
+    outputs are kept, only its pooled features (held whole, a prediction is about 1.6 MB)."""
+    out: dict[str, list[Sample]] = {v: [] for v in VERDICTS}
     for p in preds:
-        label = truth(p.item.record, verdict)
-        f = None if label is None else pooled_features(p.outputs)
-        if f is not None:
-            rec = p.item.record
-            head = p.outputs.get(output)  # the kind has no head: its probe adds the output
-            out.append(Sample(rec.source, f, label, rec.instances_complete, head))
+        rec = p.item.record
+        labels = {v: truth(rec, v) for v in VERDICTS}
+        if all(label is None for label in labels.values()):
+            continue
+        f = pooled_features(p.outputs)
+        if f is None:
+            continue
+        for verdict, label in labels.items():
+            if label is not None:
+                head = p.outputs.get(VERDICTS[verdict][0])  # the kind has no head: its probe adds it
+                out[verdict].append(Sample(rec.source, f, label, rec.instances_complete, head))
     return out
 
 
@@ -142,13 +153,15 @@ def fit_probe(
 
 
 def fit_probes(
-    fit_preds: Sequence[Prediction], choose_preds: Sequence[Prediction]
+    fit_preds: Iterable[Prediction], choose_preds: Sequence[Prediction]
 ) -> tuple[dict[str, PhotoProbe], dict]:
     """A probe per verdict (`model.probes.VERDICTS`) that has enough labelled photos, and the figures of
-    each fit; none when the model file does not expose the encoder's features."""
+    each fit; none when the model file does not expose the encoder's features. `fit_preds` may be a
+    generator (`training.predict.predict`): it is read once."""
     probes, figures = {}, {}
+    fit, choose = sample_sets(fit_preds), sample_sets(choose_preds)
     for verdict in VERDICTS:
-        probe, fig = fit_probe(samples(fit_preds, verdict), samples(choose_preds, verdict), verdict)
+        probe, fig = fit_probe(fit[verdict], choose[verdict], verdict)
         figures[verdict] = fig
         if probe is not None:
             probes[verdict] = probe

@@ -70,6 +70,23 @@ def test_synthetic_and_real_photos_weigh_half_each_and_each_source_alike_within(
     assert w[msd].sum() == pytest.approx(w[web].sum())
 
 
+def test_the_probe_photos_are_read_once_and_fit_as_from_a_list():
+    """Calibration hands `fit_probes` the `predict` generator (a held prediction is about 1.6 MB)."""
+    rng = np.random.default_rng(3)
+    fit, choose = _preds(rng, 30), _preds(rng, 15)
+    consumed = []
+
+    def once():
+        for p in fit:
+            consumed.append(p)
+            yield p
+
+    from_list = fit_probes(fit, choose)
+    from_generator = fit_probes(once(), choose)
+    assert len(consumed) == len(fit) and set(from_list[0]) == {"view", "quality"}
+    assert from_generator == from_list
+
+
 def test_fitted_probes_tell_the_view_and_a_faulty_photo_on_other_photos():
     rng = np.random.default_rng(1)
     probes, figures = fit_probes(_preds(rng, 40), _preds(rng, 20))
