@@ -95,6 +95,9 @@ model: $(STAMP_ALL)
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --out $(SYNTH)/real_reformat
 	test -f $(SYNTH)/real_turned/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode quarter-turn --seed 7 --out $(SYNTH)/real_turned
+	test -f $(SYNTH)/real_turned_other/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
+		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode other-quarter-turn --seed 7 \
+		--out $(SYNTH)/real_turned_other
 	test -f $(SYNTH)/real_darker/manifest.jsonl || $(BIN)/refurbgrade jitter datasets/real/phones_web.jsonl \
 		datasets/real/cracked_screens.jsonl datasets/real/msd.jsonl --mode darker --seed 8 --out $(SYNTH)/real_darker
 	$(FINE_VAL_SETS)

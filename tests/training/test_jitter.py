@@ -65,6 +65,12 @@ def test_a_single_change_mode_makes_that_change_alone():
         assert out.shape == (300, 400, 3) and quality == PLAIN_QUALITY  # turned, never shrunk
         assert out[150, 200].tolist() == [128, 128, 128]  # the light as it was
     assert turns == {1, 3}  # a quarter either way, never upright or upside down
+    # The same draw with "other-quarter-turn": the photo turned the other way, so both are in a fit.
+    for k in range(12):
+        one = jitter_photo(rgb, np.random.default_rng([5, k]), "quarter-turn")
+        other = jitter_photo(rgb, np.random.default_rng([5, k]), "other-quarter-turn")
+        assert one[2]["turns"] + other[2]["turns"] == 4
+        np.testing.assert_array_equal(other[0], np.rot90(one[0], 2))
     out, quality, draw = jitter_photo(rgb, np.random.default_rng(0), "darker")
     assert out.shape == rgb.shape and draw == {"turns": 0, "gain": DARKER, "scale": 1.0, "quality": quality}
     assert out[200, 150, 0] == exposure_lut(DARKER)[128] < 128 and out[10, 10, 0] == exposure_lut(DARKER)[200]

@@ -274,7 +274,9 @@ def jitter(
     mode: Annotated[
         str,
         typer.Option(
-            "--mode", help="mixed: all four changes drawn; quarter-turn or darker (1 EV): that change alone"
+            "--mode",
+            help="mixed: all four changes drawn; quarter-turn or darker (1 EV): that change alone; "
+            "other-quarter-turn: each photo turned the other way from quarter-turn's copy (same seed)",
         ),
     ] = "mixed",
 ) -> None:

@@ -27,10 +27,15 @@ card found more cracks on every kind of photo but its recalibrated review thresh
 (docs/model-history.md, 2026-12-05 session 38). `--mode quarter-turn` and `--mode darker` make one kind
 of change alone: a quarter-turned copy and a 1 EV darker one of each photo, fitted together, gave the
 best real validation figures measured (session 39), and are in the default config's zone-damage fit
-since session 44 (`make model` makes them; docs/model-history.md, 2026-12-06).
+since session 44 (`make model` makes them; docs/model-history.md, 2026-12-06). `--mode other-quarter-turn`
+with the same seed turns each photo the other way from `quarter-turn`'s copy, so that every photo is in
+the fit turned both ways (session 56: one random way left MSD's worn screens called cracked when turned
+the way their copy was not).
 
     refurbgrade jitter datasets/real/{phones_web,cracked_screens,msd}.jsonl --mode quarter-turn --seed 7 \
         --out datasets/generated/real_turned
+    refurbgrade jitter datasets/real/{phones_web,cracked_screens,msd}.jsonl --mode other-quarter-turn \
+        --seed 7 --out datasets/generated/real_turned_other
     refurbgrade jitter datasets/real/{phones_web,cracked_screens,msd}.jsonl --mode darker --seed 8 \
         --out datasets/generated/real_darker
 """
@@ -55,7 +60,7 @@ MAX_SIDE = 2048  # originals larger than this are shrunk first: the network read
 SUFFIX = "-jitter"
 # One kind of change a copy instead of all four (`jitter_photo`): the quarter-turned and the 1 EV darker
 # copies measured in docs/model-history.md (session 39).
-MODES = ("mixed", "quarter-turn", "darker")
+MODES = ("mixed", "quarter-turn", "other-quarter-turn", "darker")
 DARKER = 0.5  # 1 EV, as `benchmarks/bench_robustness.py`'s "-1 EV"
 PLAIN_QUALITY = 92
 
@@ -74,15 +79,17 @@ def jitter_photo(
 ) -> tuple[np.ndarray, int, dict]:
     """`rgb` (H x W x 3 uint8) turned, re-exposed and shrunk by one draw of `rng`; returns the copy, the
     JPEG quality to save it at and the draw (for the manifest). `mode` (`MODES`): "mixed" draws all
-    four; "quarter-turn" only turns, a quarter either way, and "darker" only darkens, by `DARKER`
-    (each saved at `PLAIN_QUALITY`, nothing else changed)."""
+    four; "quarter-turn" only turns, a quarter either way, "other-quarter-turn" the other way from
+    "quarter-turn" with the same `rng`, and "darker" only darkens, by `DARKER` (each saved at
+    `PLAIN_QUALITY`, nothing else changed)."""
     if mode == "mixed":
         turns = int(rng.integers(4))
         gain = float(np.exp(rng.uniform(np.log(GAIN[0]), np.log(GAIN[1]))))
         scale = float(rng.uniform(*SCALE))
         quality = int(rng.integers(QUALITY[0], QUALITY[1] + 1))
     elif mode in MODES:
-        turns = int(rng.choice([1, 3])) if mode == "quarter-turn" else 0
+        turns = int(rng.choice([1, 3])) if mode in ("quarter-turn", "other-quarter-turn") else 0
+        turns = 4 - turns if mode == "other-quarter-turn" else turns
         gain, scale, quality = (DARKER if mode == "darker" else 1.0), 1.0, PLAIN_QUALITY
     else:
         raise ValueError(f"unknown jitter mode {mode!r}: one of {', '.join(MODES)}")
