@@ -61,7 +61,8 @@ test: $(STAMP_ALL) lint
 # damage photos (benchmarks/bench_damage_cv.py).
 # NOTE: models/default.onnx is not yet from this recipe (docs/model-history.md, 2026-12-04: the first GPU
 # run was not bundled); its network came from the three CPU stages of training/configs/default.yaml at
-# 460a3e0, its card from the `calibrate` line of `model` below, on this config.
+# 460a3e0, its card from the `calibrate` line of `model` below, on this config as it was before session
+# 56 added real_turned_other to data.damage (not refitted with it: docs/model-history.md, session 56).
 # Two training stages (recipe of 2026-12-04): (1) the whole network from encoder block 2 on, 24 epochs of
 # 4000 draws, batches of 32: ~6 min on one H200 (scripts/device_train.sh runs it on a lent GPU), many
 # hours on 2 CPU cores (add `--set optim.time_budget_minutes=N` to STAGE1 there); (2) from stage 1's best
