@@ -318,7 +318,7 @@ def calibrate(
     if damage_items:
         from training.damage import fit_all_zones
 
-        # Streamed: the fit keeps each photo's features, not its outputs (about a megabyte a photo).
+        # Streamed: the fit keeps each photo's features, not its outputs (1.6 MB a photo held whole).
         damage_preds = predict(damage_items, predictor, batch_size)
         thresholds.zone_damage, damage_fig = fit_all_zones(damage_preds, preds)
     if probe_items:

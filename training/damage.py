@@ -112,7 +112,7 @@ def sample_sets(
 ) -> dict[str, dict[Zone, list[ZoneSample]]]:
     """`zone_samples` of every kind and zone, in one pass over `preds`: a generator is read once and no
     photo's outputs are kept, only its features (a calibration's thousands of fit photos held as whole
-    outputs took about a megabyte each)."""
+    outputs took about 1.6 MB each)."""
     out: dict[str, dict[Zone, list[ZoneSample]]] = {k: {z: [] for z in zones} for k in kinds}
     for p in preds:
         rec = p.item.record
