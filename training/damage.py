@@ -34,7 +34,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 
@@ -118,15 +118,14 @@ def sample_sets(
         rec = p.item.record
         truth = zone_truth(rec)
         generated = rec.instances_complete or rec.source in GENERATED_DEFECT_SOURCES
+        group = device_group(rec)
         for zone in zones:
             if truth.get(zone) is None:
                 continue
             for kind in kinds:
                 f = zone_features(p.outputs, zone, kind)
                 if f is not None:
-                    out[kind][zone].append(
-                        ZoneSample(rec.source, f, truth[zone], generated, device_group(rec))
-                    )
+                    out[kind][zone].append(ZoneSample(rec.source, f, truth[zone], generated, group))
     return out
 
 
@@ -280,9 +279,9 @@ def fit_all_zones(
     (docs/model-history.md)."""
     models, figures = {}, defaultdict(dict)
     preds = iter(fit_preds)
-    first = next(preds, None)
-    kinds = feature_kinds([first] if first is not None else [])
-    fit = sample_sets(chain([first] if first is not None else [], preds), kinds)
+    head = list(islice(preds, 1))  # the first photo says which outputs the file gives
+    kinds = feature_kinds(head)
+    fit = sample_sets(chain(head, preds), kinds)
     choose = sample_sets(choose_preds, kinds)
     for zone in GLASS_ZONES:
         samples = {k: (fit[k][zone], choose[k][zone]) for k in kinds}

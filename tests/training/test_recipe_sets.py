@@ -23,7 +23,7 @@ def _generated_manifests(node) -> set[str]:
                 found |= _generated_manifests(value)
         return found
     if isinstance(node, list):
-        return set().union(*(_generated_manifests(v) for v in node)) if node else set()
+        return set().union(*(_generated_manifests(v) for v in node))
     return set()
 
 
