@@ -11,14 +11,6 @@ import importlib
 
 import typer
 
-app = typer.Typer(
-    name="refurbgrade",
-    help="Cosmetic grading of used devices from photos: defect model + versioned grading rules.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
 
 def _version(value: bool) -> None:
     if value:
@@ -31,7 +23,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _options(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version"
@@ -45,6 +36,20 @@ COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "serving.c
 
 
 def build() -> typer.Typer:
+    """A new app with every package's commands.
+
+    New on each call: registering onto one module-level app made every call add the whole command
+    set again, and Typer converts every registered command on each invocation, so a process that
+    built the app many times (the test suite: about 60 times) spent seconds per command on it.
+    """
+    app = typer.Typer(
+        name="refurbgrade",
+        help="Cosmetic grading of used devices from photos: defect model + versioned grading rules.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.callback()(_options)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

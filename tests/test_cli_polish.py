@@ -37,3 +37,16 @@ def test_devices_list_and_search():
 def test_unknown_standard_suggests_the_closest():
     r = runner.invoke(build(), ["standards", "show", "ctai"], terminal_width=200)
     assert r.exit_code == 2 and "did you mean ctia?" in r.output
+
+
+def test_each_build_is_a_new_app_with_one_copy_of_each_command():
+    # One shared app registered onto again by every build() gathered every command once per call,
+    # and Typer converts them all on each invocation: tests got seconds slower per command.
+    first, second = build(), build()
+    assert first is not second
+    names = [c.name or c.callback.__name__ for c in second.registered_commands]
+    groups = [g.name for g in second.registered_groups]
+    assert len(names) == len(set(names)) and len(groups) == len(set(groups))
+    assert len(second.registered_commands) == len(first.registered_commands) > 20
+    r = runner.invoke(second, ["--version"])
+    assert r.exit_code == 0 and r.stdout.startswith("refurbgrade")
