@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines or in CI
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(history: list[dict], out: Path) -> None:
@@ -20,9 +21,15 @@ def plot_history(history: list[dict], out: Path) -> None:
         (axes[0] if k.endswith("loss") else axes[1]).plot(epochs, ys, marker="o", label=k)
     axes[0].set_title("losses")
     axes[1].set_title("validation metrics")
-    for ax in axes:
+    for ax, what in zip(
+        axes, ("no losses logged", "no validation metrics (a run without validation data)"), strict=True
+    ):
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+        else:  # say so rather than leave an empty frame
+            ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
