@@ -190,8 +190,11 @@ def render(photo: bytes, defects: Sequence[dict], max_side: int = 1280) -> Rende
         )
     to_img = scale / draft  # original-photo pixels -> overlay pixels
     width, height = img.size
-    line = max(2, width // 400)
-    font = _font(max(12, width // 60))
+    # Sized on the long side, not the width: a portrait phone photo is shown fitted to its height,
+    # and width // 60 gave its labels 13 px on a 1280 px tall overlay.
+    side = max(width, height)
+    line = max(2, side // 400)
+    font = _font(max(12, side // 60))
     small = _font(max(10, round(font.size * 0.8)) if hasattr(font, "size") else 10)
     pad = max(2, line)
 

@@ -187,3 +187,17 @@ def test_a_crack_fragment_the_model_is_sure_of_is_drawn_opaque_inside_the_glass_
     assert np.abs(pixel(*edge[0]) - red).sum() < 30  # opaque red
     assert np.abs(pixel(*edge[1]) - red).sum() > 60  # blended with the photo
     assert np.abs(pixel(*edge[2]) - np.array(COLOURS["scratch"])).sum() > 60
+
+
+def test_a_portrait_photo_gets_labels_as_large_as_the_same_photo_landscape():
+    """Labels are sized on the photo's long side: a portrait phone photo, shown fitted to its height,
+    used to get labels sized on its narrow width (13 px on a 1280 px tall overlay)."""
+    landscape = device_photo(1200, 800, scratch=False)
+    portrait = np.ascontiguousarray(np.rot90(landscape))
+    heights = []
+    for rgb in (landscape, portrait):
+        h, w = rgb.shape[:2]
+        scratch = _defect(0, w * 0.4, h * 0.4, 0.9, "scratch", counted=True, role="defect")
+        label = render(encode(rgb), [scratch]).labels[0]
+        heights.append(label.rect[3] - label.rect[1])
+    assert heights[0] == heights[1] and heights[0] >= 20
