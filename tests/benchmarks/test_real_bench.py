@@ -69,3 +69,16 @@ def test_a_laptop_lid_is_worn_and_a_labelled_crack_still_counts(bench):
     assert bench.truth_of(record("msd", {"crack": False, "scratch": True})) == "worn"
     assert bench.truth_of(record("phones_web", {"crack": False})) == "intact"
     assert bench.truth_of(record("phones_web", {})) is None
+
+
+def test_shares_print_their_wilson_interval_and_the_auroc_none(bench):
+    # 34 of 34: the point is 1.0, but 34 photos cannot tell it from 0.90 (Wilson 0.898-1.0).
+    low, high = bench.wilson(1.0, 34)
+    assert 0.89 < low < 0.91 and high == pytest.approx(1.0)
+    low, high = bench.wilson(0.5, 100)
+    assert low == pytest.approx(0.404, abs=0.002) and high == pytest.approx(0.596, abs=0.002)
+    assert bench._fmt((0.5, 100), interval=True) == "0.500 (100; 0.40-0.60)"
+    assert bench._fmt((0.5, 100)) == "0.500 (100)"
+    assert bench._fmt((float("nan"), 0), interval=True) == "n/a (0)"
+    assert bench.is_share("intact graded listable") and bench.is_share("backmarket: grade right")
+    assert not bench.is_share("crack AUROC") and not bench.is_share("backmarket: mean probability")
