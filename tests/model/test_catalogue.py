@@ -49,3 +49,16 @@ def test_unknown_model_suggests_close_matches():
     assert "did you mean" in str(info.value)
     with pytest.raises(UnknownDeviceError):
         lookup_device("Nokia 3310")
+
+
+def test_the_older_models_refurbishers_sell_most_are_known_and_kept_apart():
+    # iPhone X, XS and XR differ by one letter; the X and XS share their size, the XR does not.
+    assert lookup_device("iPhone X").name == "iPhone X" and lookup_device("iphone 10").name == "iPhone X"
+    assert lookup_device("iPhone XS").name == "iPhone XS"
+    assert lookup_device("iPhone XR").length == pytest.approx(150.9) != lookup_device("iPhone X").length
+    assert lookup_device("iPhone XS Max").width == pytest.approx(77.4)
+    assert lookup_device("iPhone SE 2020").name == "iPhone SE (2nd generation)"
+    assert lookup_device("iPhone SE 2022").name == "iPhone SE (3rd generation)"
+    assert lookup_device("iPhone 8").length == pytest.approx(138.4)
+    assert lookup_device("Galaxy S20 Plus").name == "Galaxy S20+"
+    assert lookup_device("Samsung Galaxy S10e").depth == pytest.approx(7.9)

@@ -383,3 +383,15 @@ def test_a_gouge_shows_on_any_finish(finish):
     step = float(region[19:22, 40:160].mean()) - finish
     assert abs(step) >= 0.12
     assert (step > 0) == (finish < 0.3)  # lighter on dark finishes, darker on light ones
+
+
+def test_the_generator_draws_only_its_own_devices_so_catalogue_additions_change_no_set():
+    from model.catalogue import devices
+    from training.synth.devices import GENERATOR_DEVICES, pick_spec
+
+    catalogue = [d.name for d in devices()]
+    assert GENERATOR_DEVICES.issubset(catalogue)
+    assert set(catalogue) - GENERATOR_DEVICES >= {"iPhone X", "Galaxy S20"}  # added for users, not drawn
+    rng = np.random.default_rng(0)
+    drawn = Counter(pick_spec(rng).name for _ in range(3000))
+    assert set(drawn) == GENERATOR_DEVICES  # every one of its devices, nothing else

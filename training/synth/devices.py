@@ -127,8 +127,81 @@ class Flat:
         return w / 2.0, h / 2.0
 
 
+# The devices generator 2 draws from: the catalogue as it was when generator 2 was written
+# (model/data/devices.yaml 2026.11.0). Models added to the catalogue since (older iPhones and Galaxy S
+# models, 2026.12.0) are for users naming their device; drawing them too would change every synthetic
+# set of a seed, and with it every baseline, so the next generator version takes them.
+GENERATOR_DEVICES = frozenset(
+    {
+        "iPhone 16 Pro Max",
+        "iPhone 16 Pro",
+        "iPhone 16 Plus",
+        "iPhone 16",
+        "iPhone 15 Pro Max",
+        "iPhone 15 Pro",
+        "iPhone 15 Plus",
+        "iPhone 15",
+        "iPhone 14 Pro Max",
+        "iPhone 14 Pro",
+        "iPhone 14 Plus",
+        "iPhone 14",
+        "iPhone 13 Pro Max",
+        "iPhone 13 Pro",
+        "iPhone 13",
+        "iPhone 13 mini",
+        "iPhone 12 Pro Max",
+        "iPhone 12 Pro",
+        "iPhone 12",
+        "iPhone 12 mini",
+        "iPhone 11 Pro Max",
+        "iPhone 11 Pro",
+        "iPhone 11",
+        "iPhone SE (3rd generation)",
+        "iPhone XR",
+        "Galaxy S24 Ultra",
+        "Galaxy S24+",
+        "Galaxy S24",
+        "Galaxy S23 Ultra",
+        "Galaxy S23+",
+        "Galaxy S23",
+        "Galaxy S22 Ultra",
+        "Galaxy S22",
+        "Galaxy S21",
+        "Galaxy S21 FE",
+        "Galaxy A55 5G",
+        "Galaxy A54 5G",
+        "Galaxy A53 5G",
+        "Galaxy A35 5G",
+        "Galaxy A34 5G",
+        "Galaxy A15",
+        "Galaxy A14",
+        "Pixel 8 Pro",
+        "Pixel 8",
+        "Pixel 8a",
+        "Pixel 7 Pro",
+        "Pixel 7",
+        "Pixel 7a",
+        "Pixel 6 Pro",
+        "Pixel 6",
+        "iPad (10th generation)",
+        "iPad (9th generation)",
+        "iPad Air (5th generation)",
+        "iPad Pro 11-inch (4th generation)",
+        "iPad Pro 12.9-inch (6th generation)",
+        "iPad mini (6th generation)",
+        "MacBook Air 13-inch (M1, 2020)",
+        "MacBook Air 13-inch (M2, 2022)",
+        "MacBook Air 15-inch (M2, 2023)",
+        "MacBook Pro 13-inch (M2, 2022)",
+        "MacBook Pro 14-inch (M3, 2023)",
+        "MacBook Pro 16-inch (M3, 2023)",
+    }
+)
+
+
 def pick_spec(rng: np.random.Generator, kind: DeviceKind | None = None) -> DeviceSpec:
-    specs = [d for d in devices() if kind is None or d.kind is kind]
+    """A device of the generator's own list (`GENERATOR_DEVICES`), in catalogue order."""
+    specs = [d for d in devices() if d.name in GENERATOR_DEVICES and (kind is None or d.kind is kind)]
     return specs[int(rng.integers(len(specs)))]
 
 
