@@ -11,7 +11,8 @@ image-level crack label (phones_web, cracked_screens) or "worn, not cracked": MS
 / oily screens (one defect class per photo, its data card says) and laptop_scratch's lids and bottom
 covers (scratches and stains, none cracked, says its data card; a photo with nothing annotated is worn
 or intact, listable either way). Printed per source and for all sources, for each model side by side
-(the `--compare` model is measured in the same run):
+(the `--compare` model is measured in the same run, and then the two compared photo by photo: the
+photos only one of them gets right, with the exact McNemar p-value):
 
 - crack AUROC: the photo's crack score (its most confident crack defect, zone-level or not) for
   cracked against intact and worn photos;
@@ -201,6 +202,37 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
     return out
 
 
+def _right_on_listable(r: Graded) -> bool:
+    """Listable for an intact or worn photo, not listable for a cracked one; `ungradable` is wrong."""
+    return r.listable is not None and r.listable == (r.truth != "cracked")
+
+
+# Per-photo measures for the paired comparison: whether each photo came out right.
+PAIRED: dict[str, Callable[[Graded], bool]] = {
+    "right on listable": _right_on_listable,
+    f"{STANDARD} grade right": lambda r: r.standards[STANDARD][0] if STANDARD in r.standards else False,
+    "right without review": lambda r: not r.reviewed and _right_on_listable(r),
+}
+
+
+def paired(rows: list[Graded], other: list[Graded]) -> dict[str, tuple[int, int, float]]:
+    """Two models on the same photos (in the same order): per measure, the photos only the first gets
+    right, those only the second gets right, and the exact McNemar p-value (two-sided binomial test
+    on the photos they disagree on). Whether a change is material is read here: a few photos either
+    way on a few hundred are within chance."""
+    from scipy.stats import binomtest
+
+    if [(r.source, r.truth) for r in rows] != [(r.source, r.truth) for r in other]:
+        raise ValueError("paired: the two lists are not the same photos in the same order")
+    out = {}
+    for name, right in PAIRED.items():
+        only_first = sum(right(a) and not right(b) for a, b in zip(rows, other, strict=True))
+        only_second = sum(right(b) and not right(a) for a, b in zip(rows, other, strict=True))
+        n = only_first + only_second
+        out[name] = (only_first, only_second, float(binomtest(only_first, n).pvalue) if n else 1.0)
+    return out
+
+
 def shortcut_table(model_path: Path, items, rows: list[Graded]) -> dict[str, dict[str, float]]:
     """The format-shortcut check (docs/data.md): phones_web photos as they were graded (`rows`, in the
     order of `items`) and again made 244 px and black-barred. A crack score that rises on barred intact
@@ -280,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                 _fmt(tables[str(m)][source][measure], interval=is_share(measure)) for m in models
             )
             print(f"  {measure:<30} {cells}")
+    if args.compare:
+        print(f"\npaired, all sources: photos only {args.model.name} / only {args.compare.name} gets right")
+        for measure, (a, b, p) in paired(graded[args.model], graded[args.compare]).items():
+            print(f"  {measure:<30} {a} / {b} (exact McNemar p {p:.2f})")
     if args.shortcut:
         for m in models:
             print(f"\nformat shortcut, phones_web, {m.name}: crack score of photos as they are vs barred")

@@ -82,3 +82,26 @@ def test_shares_print_their_wilson_interval_and_the_auroc_none(bench):
     assert bench._fmt((float("nan"), 0), interval=True) == "n/a (0)"
     assert bench.is_share("intact graded listable") and bench.is_share("backmarket: grade right")
     assert not bench.is_share("crack AUROC") and not bench.is_share("backmarket: mean probability")
+
+
+def test_two_models_are_compared_photo_by_photo(bench):
+    def photo(truth, listable, reviewed=True):
+        return bench.Graded("phones_web", truth, 0.5, listable, reviewed, None)
+
+    # The first model gets two intact photos right that the second calls Unlistable, and one cracked
+    # photo wrong that the second gets right; one ungradable photo is wrong for both.
+    first = [
+        photo("intact", True, False),
+        photo("intact", True),
+        photo("cracked", True),
+        photo("intact", None),
+    ]
+    second = [photo("intact", False), photo("intact", False), photo("cracked", False), photo("intact", None)]
+    table = bench.paired(first, second)
+    only_first, only_second, p = table["right on listable"]
+    assert (only_first, only_second) == (2, 1) and p == pytest.approx(1.0)  # 3 disagreements: chance
+    assert table["right without review"][:2] == (1, 0)
+    nine = [photo("intact", True)] * 9
+    assert bench.paired(nine, [photo("intact", False)] * 9)["right on listable"][2] == pytest.approx(2 / 2**9)
+    with pytest.raises(ValueError, match="same photos"):
+        bench.paired(first, second[::-1])
