@@ -7,7 +7,8 @@ A refurbisher's photo is not a dataset's: it may be turned a quarter (held the o
 orientation lost on the way), taken in a dimmer or brighter room, resized or recompressed by an app. Each
 real photo of the split (`bench_real.py`'s sets and truth) is graded through serving's pipeline as it is
 and after each transform below, and `bench_real.py`'s figures are printed for each (all sources, then
-per source for the measures that moved most), with the `--compare` model measured in the same run:
+per source for the measures that moved most), with the `--compare` model measured in the same run (and
+then, every condition pooled, the photos only one of the two gets right: `bench_real.paired`):
 
 - quarter turn, other quarter turn, half turn: the pixels turned clockwise, counter-clockwise or
   upside down (no EXIF tag): a phone held either way. The two quarter turns differ: MSD's worn screens
@@ -128,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     models = [args.model] + ([args.compare] if args.compare else [])
     print(f"{len(items)} real photos of split {args.split!r}; models: {', '.join(str(m) for m in models)}")
     tables: dict[str, dict[str, dict]] = {}
+    pooled: dict[Path, list] = {m: [] for m in models}  # every condition's gradings, for the paired count
     for name in ["as is", *names]:
         transform = TRANSFORMS.get(name)
-        tables[name] = {
-            str(m): bench_real.table(bench_real.grade_photos(m, items, transform, not args.no_kind))
-            for m in models
-        }
+        graded = {m: bench_real.grade_photos(m, items, transform, not args.no_kind) for m in models}
+        for m in models:
+            pooled[m] += graded[m]
+        tables[name] = {str(m): bench_real.table(graded[m]) for m in models}
         print(f"\n{name}" + "".join(f" | {m.name}" for m in models))
         first = tables[name][str(args.model)]
         for source in first:
@@ -142,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                 if not cells.startswith("n/a"):
                     print(f"  {source:<16} {measure:<30} {cells}")
         sys.stdout.flush()
+    if args.compare:
+        # One photo's copies are not independent of each other: read p as a guide, not a test.
+        print(
+            f"\npaired, every condition pooled: photos only {args.model.name} / only {args.compare.name} right"
+        )
+        for measure, (a, b, p) in bench_real.paired(pooled[args.model], pooled[args.compare]).items():
+            print(f"  {measure:<30} {a} / {b} (exact McNemar p {p:.2f}, copies of one photo counted apart)")
     if args.json:
         args.json.write_text(json.dumps(tables, indent=2))
     return 0
