@@ -67,7 +67,7 @@ def test_kind_averages_follow_their_stated_derivation():
         ("iPhone 12", "phone", 50.9, 0.162, False),  # 70 x 0.83 - 7.2 = 50.9
         ("iPhone 11", "phone", 49.7, 0.194, False),  # 72 x 0.79 - 7.2 = 49.68
         ("Galaxy S24", "phone", 48.4, 0.167, True),  # phone average: 68.7 x 0.81 - 7.2 = 48.447
-        (None, "phone", 48.4, 0.191, True),
+        (None, "phone", 48.4, 0.188, True),
         (None, "tablet", 42.0, 0.478, True),  # 61.9 x 0.78 - 6.3 = 41.982
         ("MacBook Air 13-inch (M1, 2020)", "laptop", 158.3, 1.29, True),  # 193 x 0.943 - 23.7 = 158.299
     ],
