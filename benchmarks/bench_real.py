@@ -12,7 +12,8 @@ image-level crack label (phones_web, cracked_screens) or "worn, not cracked": MS
 covers (scratches and stains, none cracked, says its data card; a photo with nothing annotated is worn
 or intact, listable either way). Printed per source and for all sources, for each model side by side
 (the `--compare` model is measured in the same run, and then the two compared photo by photo: the
-photos only one of them gets right, with the exact McNemar p-value):
+photos only one of them gets right, with the exact McNemar p-value); each share with its 95% Wilson
+interval, since a split holds a few dozen photos of a kind:
 
 - crack AUROC: the photo's crack score (its most confident crack defect, zone-level or not) for
   cracked against intact and worn photos;
