@@ -161,6 +161,11 @@ def _share(xs) -> tuple[float, int]:
     return (float(np.mean(xs)) if xs else float("nan")), len(xs)
 
 
+def _right_on_listable(r: Graded) -> bool:
+    """Listable for an intact or worn photo, not listable for a cracked one; `ungradable` is wrong."""
+    return r.listable is not None and r.listable == (r.truth != "cracked")
+
+
 def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
     """Per source and for all: each measure as (value, photos it was measured on)."""
     from sklearn.metrics import roc_auc_score
@@ -188,7 +193,7 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             "worn graded Unlistable": _share(r.listable is False for r in rs if r.truth == "worn"),
             "graded without review": _share(not r.reviewed for r in rs),
             "of those, right on listable": _share(
-                (r.listable is True) == (r.truth != "cracked") for r in auto if r.listable is not None
+                _right_on_listable(r) for r in auto if r.listable is not None
             ),
             "view accuracy": _share(r.view_ok for r in rs),
             "kind read right": _share(r.kind_ok for r in rs),
@@ -201,11 +206,6 @@ def table(rows: list[Graded]) -> dict[str, dict[str, tuple[float, int]]]:
             }
         out[name]["without review, all standards"] = _share(not r.reviewed_by_any for r in rs)
     return out
-
-
-def _right_on_listable(r: Graded) -> bool:
-    """Listable for an intact or worn photo, not listable for a cracked one; `ungradable` is wrong."""
-    return r.listable is not None and r.listable == (r.truth != "cracked")
 
 
 # Per-photo measures for the paired comparison: whether each photo came out right.
@@ -227,8 +227,9 @@ def paired(rows: list[Graded], other: list[Graded]) -> dict[str, tuple[int, int,
         raise ValueError("paired: the two lists are not the same photos in the same order")
     out = {}
     for name, right in PAIRED.items():
-        only_first = sum(right(a) and not right(b) for a, b in zip(rows, other, strict=True))
-        only_second = sum(right(b) and not right(a) for a, b in zip(rows, other, strict=True))
+        first, second = [right(r) for r in rows], [right(r) for r in other]
+        only_first = sum(a and not b for a, b in zip(first, second, strict=True))
+        only_second = sum(b and not a for a, b in zip(first, second, strict=True))
         n = only_first + only_second
         out[name] = (only_first, only_second, float(binomtest(only_first, n).pvalue) if n else 1.0)
     return out
