@@ -8,6 +8,7 @@ has no torch, can still run every serving command.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import typer
 
@@ -35,6 +36,44 @@ def _options(
 COMMAND_MODULES = ("model.cli", "serving.cli", "serving.cli_reviews", "serving.cli_regrade", "training.cli")
 
 
+def reflow(doc: str) -> str:
+    """A docstring with each paragraph on one line, for Typer to wrap to the terminal.
+
+    Typer 0.29's help keeps the line breaks of every paragraph after the first, so a docstring wrapped
+    at this code's 100 columns printed ragged in an 80-column terminal (a short line after every full
+    one). A line starting "- " stays a line of its own (a list), and a paragraph starting with Click's
+    no-rewrap mark (a backspace) stays as written; what follows a form feed (Click's "help ends
+    here") is left out, as Typer would.
+    """
+    paragraphs = inspect.cleandoc(doc).partition("\f")[0].strip().split("\n\n")
+    out = []
+    for paragraph in paragraphs:
+        if paragraph.startswith("\b"):
+            out.append(paragraph)
+            continue
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            text = line.strip()
+            if lines and not text.startswith("- "):
+                lines[-1] = f"{lines[-1]} {text}"
+            else:
+                lines.append(text)
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _reflow_helps(app: typer.Typer) -> None:
+    """Every command's help (from its docstring, where it gives none) through `reflow`, subcommands too;
+    the same on each call, so the packages' module-level sub-apps can go through it again."""
+    for info in app.registered_commands:
+        doc = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if doc:
+            info.help = reflow(doc)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_helps(group.typer_instance)
+
+
 def build() -> typer.Typer:
     """A new app with every package's commands.
 
@@ -59,6 +98,7 @@ def build() -> typer.Typer:
                 continue
             raise
         module.register(app)
+    _reflow_helps(app)
     return app
 
 
