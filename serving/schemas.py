@@ -331,12 +331,11 @@ class GradingPage(BaseModel):
     offset: int = Field(description="gradings skipped before this page")
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(ModelRef):
+    """A model file as the models routes describe it: what a grading records of it, and more."""
+
     model_config = ConfigDict(protected_namespaces=())
 
-    name: str = Field(description="the model's name, from its model card")
-    version: str = Field(description="the model's version")
-    sha256: str = Field(description="SHA-256 of the model file, hex")
     path: str = Field(description="the file's name in the models folder")
     input_size: int = Field(description="the side in pixels the model reads photos at")
     architecture: str = Field(description="the network, in words")
