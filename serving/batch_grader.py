@@ -152,6 +152,7 @@ def run_batch(
                 rec["reasons"],
                 rec["needs_review_by_standard"],
                 rec["advice"],
+                rec["review_reasons"],
             )
             tally(counts, devices, line, rec["needs_review"], rec["device_kind"], rec["device_kind_source"])
             out.write(json.dumps(rec) + "\n")

@@ -88,6 +88,7 @@ def run_remote(batch: Batch, *, server: str, api_key: str, concurrency: int) -> 
                 {n: g.reasons for n, g in grades.items()},
                 {n: g.needs_review for n, g in grades.items()},
                 {n: g.advice for n, g in grades.items()},
+                r.grading.review_reasons,
             )
             tally(
                 counts,

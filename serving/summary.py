@@ -4,7 +4,8 @@ device's grades and why (for a batch small enough to read), then the outcomes.
 The JSON lines on stdout (or `--jsonl`) are for programs; a person who grades a few photos at a terminal
 reads these: per device its grade and probability per standard, which standards send it to review, and
 why it is not one grade better (the first standard's reason for the grade above its own, as the answer's
-`reasons` give it), or why it has no grade.
+`reasons` give it), or why it has no grade; and for a device sent to review, the first of the answer's
+`review_reasons` (the review column alone said which standards, never why).
 
 A device goes to review when any standard it was graded to sends it there, and the standards promise
 differently: CTIA's E (damage inside the display) is never told from a photo, so every cracked phone
@@ -32,6 +33,7 @@ class DeviceLine:
     grades: dict[str, tuple[str, float]]  # per standard: its grade and that grade's probability
     review: tuple[str, ...]  # the standards that send it to review (none: graded without)
     why: str
+    to_review: str = ""  # why it goes to review: the answer's first review reason, and how many more
 
     @property
     def needs_review(self) -> bool:
@@ -45,6 +47,11 @@ class DeviceLine:
         every = len(self.grades) > 1 and set(self.review) == set(self.grades)
         return "all" if every else ", ".join(self.review)
 
+    @property
+    def why_cell(self) -> str:
+        """The why column: why not a better grade (or no grade), then why a person should look."""
+        return f"{self.why}\nreview: {self.to_review}" if self.to_review else self.why
+
 
 def device_line(
     name: str,
@@ -53,12 +60,15 @@ def device_line(
     reasons: Mapping[str, Mapping[str, Sequence[str]]],
     review: Mapping[str, bool],
     advice: Mapping[str, Sequence[str]] | None = None,
+    review_reasons: Sequence[str] = (),
 ) -> DeviceLine:
     """A device's row from its answer: `reasons` per standard, better grade -> why it was barred (in the
     standard's order, best first; "ungradable" -> why there is no grade); `review` per standard, whether
     it sends the device to review (the answer's `needs_review` of each grade). An ungradable device's why is
     the first standard's first `advice` where it has one: the photo's verdict ("photo 1: too blurry,
-    retake ..."), which says more than "no usable photo"."""
+    retake ..."), which says more than "no usable photo". `review_reasons`: the answer's, of which the row
+    keeps the first (with how many more the JSON holds) where a standard graded the device and sends it
+    to review; an ungradable device's why already says what is wrong."""
     first = next(iter(grades), None)
     why = ""
     if first is not None:
@@ -70,11 +80,17 @@ def device_line(
             why = next(iter(list(barred.values())[-1]), "")  # the grade just above this one's first reason
         else:
             why = "nothing counted against the top grade"
+    sent = tuple(n for n in grades if review.get(n))
+    to_review = ""
+    if sent and review_reasons and any(g != UNGRADABLE for g in grades.values()):
+        more = len(review_reasons) - 1
+        to_review = review_reasons[0] + (f" (+{more} more in the JSON)" if more else "")
     return DeviceLine(
         name,
         {n: (g, float((probabilities.get(n) or {}).get(g, 0.0))) for n, g in grades.items()},
-        tuple(n for n in grades if review.get(n)),
+        sent,
         why,
+        to_review,
     )
 
 
@@ -135,7 +151,7 @@ def print_devices(devices: Sequence[DeviceLine], console) -> None:
             f"{g} ({p:.2f})" if g != UNGRADABLE else g
             for g, p in (d.grades.get(n, ("-", 0.0)) for n in standards)
         ]
-        table.add_row(d.name, *cells, d.review_cell, d.why)
+        table.add_row(d.name, *cells, d.review_cell, d.why_cell)
     console.print(table)
 
 

@@ -279,6 +279,10 @@ def test_cli_grades_through_a_server(live, photos, tmp_path):
     g = line.grades["backmarket"]
     assert "devices" in r.stderr and "│ dev " in r.stderr
     assert f"{g.grade} ({g.probabilities[g.grade]:.2f})" in r.stderr
+    # And why a person should look (the tiny model is never sure): the service's first review reason.
+    assert line.needs_review
+    flat = " ".join(r.stderr.replace("│", " ").split())
+    assert f"review: {' '.join(line.review_reasons[0].split())[:40]}" in flat
 
     r = subprocess.run(
         [*args, "--api-key", "rg_nope_nope"], cwd=ROOT, env=env, capture_output=True, text=True

@@ -118,3 +118,46 @@ def test_the_review_column_and_the_counts_name_the_standards_that_send_a_device_
     assert "sent to review, of 3 graded devices, by standard: backmarket 1, ctia 2, r2 1" in err
     print_summary(Counter({"graded": 1, "needs_review": 1, "review by ctia": 1}), standards=["ctia"])
     assert "by standard" not in capsys.readouterr().err  # one standard: the outcomes say it all
+
+
+def test_a_device_row_sent_to_review_says_why(capsys):
+    """The review column names the standards; the why column now also says what sends the device there:
+    the answer's first review reason, and how many more its JSON line holds."""
+    reasons_to_review = [
+        "backmarket: top grade Premium has probability 0.52 < 0.94",
+        "no usable back photo: graded without it (backmarket: it could show worse)",
+    ]
+    sent = device_line(
+        "front.jpg",
+        {"backmarket": "Premium"},
+        {"backmarket": PROBS},
+        {},
+        {"backmarket": True},
+        None,
+        reasons_to_review,
+    )
+    assert sent.to_review == "backmarket: top grade Premium has probability 0.52 < 0.94 (+1 more in the JSON)"
+    assert sent.why_cell == (
+        "nothing counted against the top grade\nreview: backmarket: top grade Premium has probability "
+        "0.52 < 0.94 (+1 more in the JSON)"
+    )
+    one = device_line(
+        "f.jpg", {"backmarket": "Fair"}, {}, {}, {"backmarket": True}, None, reasons_to_review[:1]
+    )
+    assert one.to_review == reasons_to_review[0]
+    # Not sent to review, or not graded at all (its why already says what is wrong): nothing added.
+    kept = device_line("g.jpg", {"backmarket": "Fair"}, {}, {}, {"backmarket": False}, None, [])
+    assert kept.to_review == "" and kept.why_cell == kept.why
+    none = device_line(
+        "u.jpg",
+        {"backmarket": "ungradable"},
+        {},
+        {},
+        {"backmarket": True},
+        None,
+        ["backmarket: ungradable, no usable photo of the device"],
+    )
+    assert none.to_review == "" and none.why_cell == none.why
+    print_summary(Counter({"needs_review": 1}), devices=[sent])
+    err = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert "review: backmarket: top grade Premium has probability 0.52 < 0.94" in err
