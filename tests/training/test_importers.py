@@ -271,6 +271,7 @@ def test_imagefolder_and_csv(tmp_path):
     out = tmp_path / "f.jsonl"
     code, text = _cli("imagefolder", src, "--out", out, "--class-map", cmap)
     assert code == 1 and "x3.jpg: unknown class 'mystery'" in text
+    assert f"unknown classes, labels skipped: 'mystery' (1); not in the class map {cmap}." in text
     recs = {Path(r.image).name: r for r in read_manifest(out)}
     assert recs["x1.jpg"].image_labels == {DefectType.SCRATCH: True}
     assert recs["x2.jpg"].instances_complete and not any(recs["x2.jpg"].image_labels.values())
@@ -283,6 +284,30 @@ def test_imagefolder_and_csv(tmp_path):
     assert code == 1 and f"{table}:3: unknown class 'gone'" in text
     (r,) = read_manifest(tmp_path / "c.jsonl")
     assert r.image_labels == {DefectType.SMUDGE: True}
+
+
+def test_an_import_without_a_class_map_says_which_classes_need_one(tmp_path):
+    """A folder of "cracked" and "intact" photos, imported without --class-map, imported nothing and said
+    only "unknown class" once a photo: the end now names the classes, how many each cost, and the map
+    that imports them."""
+    src = tmp_path / "folders"
+    for k in range(3):
+        _jpg(src / "cracked" / f"c{k}.jpg")
+    _jpg(src / "intact" / "i0.jpg")
+    _jpg(src / "scratch" / "s0.jpg")  # a defect name: known without a map
+    out = tmp_path / "f.jsonl"
+    code, text = _cli("imagefolder", src, "--out", out, "--split", "regroup")
+    assert code == 1
+    assert "unknown classes, labels skipped: 'cracked' (3), 'intact' (1); not defect names (scratch," in text
+    assert "Give --class-map FILE" in text and "'intact: {defect: crack, present: false}'" in text
+    (r,) = read_manifest(out)
+    assert r.image_labels == {DefectType.SCRATCH: True}
+    # Nothing unknown: no hint.
+    cmap = _write(
+        tmp_path / "m.yaml", "cracked: crack\nintact: {defect: crack, present: false}\nscratch: scratch\n"
+    )
+    code, text = _cli("imagefolder", src, "--out", out, "--class-map", cmap, "--split", "regroup")
+    assert code == 0 and "unknown classes" not in text and len(read_manifest(out)) == 5
 
 
 def test_csv_split_group_and_meta_columns(tmp_path):

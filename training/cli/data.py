@@ -216,6 +216,8 @@ def import_command(
     console.print(f"{importing.summary(result)} -> {out}")
     if result.issues:
         problems.print(f"{len(result.issues)} problem(s): the labels or images named above were skipped")
+        if hint := importing.unknown_classes_hint(result, cmap):
+            problems.print(hint)
         if not allow_skips:
             raise typer.Exit(1)
 

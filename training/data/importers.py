@@ -102,7 +102,7 @@ def apply_image_labels(result: ImportResult, table_path: Path, src: Path, cmap: 
             continue
         target = cmap.get(name)
         if target is None:
-            result.skip(table_path, lineno, f"unknown class {name!r}: label skipped")
+            result.unknown_class(name, table_path, lineno, f"unknown class {name!r}: label skipped")
             continue
         apply_target(d, target)
 
@@ -122,7 +122,12 @@ def import_imagefolder(src: Path, cmap: ClassMap) -> ImportResult:
             target = cmap.get(class_dir.name)
             for img in _images_in(class_dir):
                 if target is None:
-                    result.skip(img, None, f"unknown class {class_dir.name!r} (folder name): image skipped")
+                    result.unknown_class(
+                        class_dir.name,
+                        img,
+                        None,
+                        f"unknown class {class_dir.name!r} (folder name): image skipped",
+                    )
                     continue
                 if target.ignore:
                     continue
@@ -167,7 +172,7 @@ def import_csv(
         name = row[1]
         target = cmap.get(name)
         if target is None:
-            result.skip(src, lineno, f"unknown class {name!r}: row skipped")
+            result.unknown_class(name, src, lineno, f"unknown class {name!r}: row skipped")
             continue
         if target.ignore:
             continue
@@ -316,8 +321,11 @@ def import_yolo(src: Path, cmap: ClassMap, label_map: Path | None = None) -> Imp
                 continue
             target = cmap.get(names[cls])
             if target is None:
-                result.skip(
-                    lab, lineno, f"unknown class {names[cls]!r} (not in the class map): label skipped"
+                result.unknown_class(
+                    names[cls],
+                    lab,
+                    lineno,
+                    f"unknown class {names[cls]!r} (not in the class map): label skipped",
                 )
                 continue
             if len(nums) % 2 or len(nums) < 4:
@@ -418,7 +426,7 @@ def import_voc(src: Path, cmap: ClassMap) -> ImportResult:
             name = obj.value("name") or ""
             target = cmap.get(name)
             if target is None:
-                result.skip(xml_path, obj.line, f"unknown class {name!r}: object skipped")
+                result.unknown_class(name, xml_path, obj.line, f"unknown class {name!r}: object skipped")
                 continue
             poly_node, box = obj.find("polygon"), obj.find("bndbox")
             try:
@@ -499,7 +507,7 @@ def import_coco(src: Path, cmap: ClassMap, images_dir: Path | None = None) -> Im
             target = cmap.get(name) if name is not None else None
             if target is None:
                 label = name if name is not None else f"category id {a.get('category_id')}"
-                result.skip(*where, f"unknown class {label!r}: annotation skipped")
+                result.unknown_class(label, *where, f"unknown class {label!r}: annotation skipped")
                 continue
             seg = a.get("segmentation")
             if isinstance(seg, list) and seg and isinstance(seg[0], list):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,9 +147,17 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)  # worth saying, but nothing was skipped
     license: str | None = None
     records: list[ManifestRecord] = field(default_factory=list)
+    # Class names no target was found for, and how many labels (or images) each cost: the hint at the end
+    # of an import says which to put in a class map (`unknown_classes_hint`).
+    unknown_classes: Counter = field(default_factory=Counter)
 
     def skip(self, file: str | Path, line: int | None, message: str) -> None:
         self.issues.append(Issue(str(file), line, message))
+
+    def unknown_class(self, name: str, file: str | Path, line: int | None, message: str) -> None:
+        """A label (or image) skipped for its class `name`, which the class map has no target for."""
+        self.unknown_classes[name] += 1
+        self.skip(file, line, message)
 
 
 def image_size(
@@ -280,6 +289,26 @@ def finalise(result: ImportResult, out: Path, opts: RecordOptions) -> list[Manif
 def write(result: ImportResult, out: Path, opts: RecordOptions) -> Path:
     write_manifest(out, finalise(result, out, opts))
     return out
+
+
+def unknown_classes_hint(result: ImportResult, cmap: ClassMap) -> str | None:
+    """What to do about the classes no target was found for (None when there were none): which they are,
+    and the class map that would import them. Without a map only the taxonomy's defect names are known,
+    so a folder of "cracked" and "intact" photos imported nothing and said only "unknown class" 16 times."""
+    if not result.unknown_classes:
+        return None
+    names = ", ".join(f"{name!r} ({n})" for name, n in result.unknown_classes.most_common())
+    where = (
+        f"not in the class map {cmap.source}"
+        if cmap.targets
+        else f"not defect names ({', '.join(t.value for t in DefectType)}), the only classes known without "
+        "a class map"
+    )
+    return (
+        f"unknown classes, labels skipped: {names}; {where}. Give --class-map FILE, a YAML mapping of each "
+        "class name to a target, e.g. 'cracked: crack' and 'intact: {defect: crack, present: false}' "
+        "(docs/data.md); 'ignore' leaves a class out"
+    )
 
 
 def summary(result: ImportResult) -> str:
