@@ -222,6 +222,14 @@ def image_level_only(rec: ManifestRecord) -> bool:
     return not rec.instances and not rec.screen_polygons and rec.zone_mask is None
 
 
+def has_zone_truth(rec) -> bool:
+    """Whether a photo's zones are known beyond the letterbox padding `build_targets` marks background:
+    a zone mask, screen outlines, or no device at all. A real photo labelled only cracked or intact has
+    none, and an evaluation that scored its padding alone reported a zone mIoU of 0.5 for a folder of
+    such photos (background 1.0 on the padding, screen 0 for a predicted cell or two there)."""
+    return rec.zone_mask is not None or bool(rec.screen_polygons) or rec.quality is PhotoQuality.NO_DEVICE
+
+
 def build_targets(
     item: Item,
     size: int,

@@ -32,7 +32,7 @@ from model.card import Thresholds
 from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_CHANNELS
 from model.rules import list_standards, load_standard
 from model.taxonomy import PhotoQuality
-from training.dataset import IGNORE, build_targets, load_manifest_args
+from training.dataset import IGNORE, build_targets, has_zone_truth, load_manifest_args
 from training.metrics import (
     Match,
     ScoredPhoto,
@@ -305,7 +305,8 @@ def compute_metrics(
         t = build_targets(pred.item, pred.size, pred.lb.crop)  # the frame the outputs are in
         probs = pred.outputs["defect_probs"]
         pixel_iou.add(probs, _pool(t["defects"], stride), t["pixel_valid"])  # coverage, as trained
-        zone_iou.add(pred.outputs["zone_probs"], t["zone"][stride // 2 :: stride, stride // 2 :: stride])
+        if has_zone_truth(rec):  # not a photo whose only known zone is the letterbox padding
+            zone_iou.add(pred.outputs["zone_probs"], t["zone"][stride // 2 :: stride, stride // 2 :: stride])
         if rec.view:
             view_ok.append(VIEW_CLASSES[int(pred.outputs["view_probs"].argmax())] == rec.view.value)
         if rec.quality:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -147,9 +148,10 @@ def test_pixel_thresholds_pick_the_cut_whose_instances_match_best(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_report_on_a_toy_model(tmp_path):
+    from model.manifest import read_manifest, write_manifest
     from training.config import load_config
     from training.evaluate import run_evaluation
-    from training.report import write_report
+    from training.report import headline, write_report
     from training.toydata import write_toy_manifest
     from training.train import run_training
 
@@ -190,6 +192,22 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
                                     "auto_share": 1 / 3, "auto_right": 1.0}}}  # fmt: skip
     again = write_report({**m, "real_grades": real}, tmp_path / "rep2", "toy").read_text()
     assert "| phones_web | ctia | 3 | 0.667 | 0.750 | 0.333 | 1.000 |" in again
+    # Zones are scored only where they are known: the synthetic photos here; a set of real photos
+    # labelled only cracked or not has no zone truth, so no zone mIoU (its letterbox padding gave 0.5).
+    assert m["zone_miou"] == m["zone_miou"] and "zone_miou" in headline(m)
+    only_real = toy.parent / "real_only.jsonl"  # beside the toy's images, which its paths name
+    labels_only = [r for r in read_manifest(toy) if r.source == "toy_real" and not r.screen_polygons]
+    assert labels_only and all(r.zone_mask is None for r in labels_only)
+    wide = []  # made wider than tall, as most photos are, so that the letterbox pads them
+    for r in labels_only:
+        img = cv2.imread(str(toy.parent / r.image))
+        name = r.image.replace(".jpg", "_wide.jpg")
+        cv2.imwrite(str(toy.parent / name), img[: img.shape[0] * 2 // 3])
+        wide.append(r.model_copy(update={"image": name, "height": img.shape[0] * 2 // 3}))
+    write_manifest(only_real, wide)
+    r = run_evaluation(best, [str(only_real)], tmp_path / "rep3", splits=("train", "val", "test"))
+    assert r["zone_miou"] != r["zone_miou"] and not r["zone_iou"] and "zone_miou" not in headline(r)
+    assert "Zone mIoU n/a" in (tmp_path / "rep3" / "report.md").read_text()
 
 
 def test_real_photos_are_reported_per_source_against_their_set_labels(tmp_path):
