@@ -192,6 +192,8 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
                                     "auto_share": 1 / 3, "auto_right": 1.0}}}  # fmt: skip
     again = write_report({**m, "real_grades": real}, tmp_path / "rep2", "toy").read_text()
     assert "| phones_web | ctia | 3 | 0.667 | 0.750 | 0.333 | 1.000 |" in again
+    # Each photo scored twice: by its peak pixel, and by what the rules see (the same photos and labels).
+    assert set(m["image_auroc_graded"]) == set(m["image_auroc"]) and "as graded" in report
     # Zones are scored only where they are known: the synthetic photos here; a set of real photos
     # labelled only cracked or not has no zone truth, so no zone mIoU (its letterbox padding gave 0.5).
     assert m["zone_miou"] == m["zone_miou"] and "zone_miou" in headline(m)
@@ -405,3 +407,20 @@ def test_evaluation_measures_a_side_view_against_the_side_it_shows():
     assert source == "catalogue"
     assert top.per_px / left.per_px == pytest.approx(phone.width / phone.length)
     assert photo_scale(pred, size)[0].per_px == left.per_px  # no view: the front's
+
+
+def test_a_photo_is_scored_as_graded_by_its_strongest_defect_of_each_type_not_its_evidence():
+    from model.outputs import DEFECT_CHANNELS
+    from training.evaluate import graded_scores
+
+    scores = graded_scores(
+        [
+            mm("crack", "screen", 20, confidence=0.3),
+            mm("crack", "screen", 60, confidence=0.8),  # the zone's crack: the rules see this one
+            mm("crack", "screen", 5, confidence=0.99, role="evidence"),  # a fragment of it: not graded on
+            mm("scratch", "screen", 9, confidence=0.4),
+        ]
+    )
+    got = dict(zip(DEFECT_CHANNELS, scores.tolist(), strict=True))
+    assert got["crack"] == pytest.approx(0.8) and got["scratch"] == pytest.approx(0.4)
+    assert got["chip"] == 0.0 and got["stain"] == 0.0
