@@ -39,6 +39,16 @@ def headline(metrics: dict) -> dict[str, float]:
     return out
 
 
+def _auroc_table(auroc: dict[str, dict], title: str, intro: str = "") -> list[str]:
+    """An image-level AUROC section (none without a source and type that has both classes)."""
+    if not auroc:
+        return []
+    head = ["", f"## Image-level AUROC{title}", ""]
+    head += [intro, ""] if intro else []
+    head += ["| source / type | AUROC | photos | positives |", "| --- | --- | --- | --- |"]
+    return head + [f"| {k} | {_fmt(v['auroc'])} | {v['n']} | {v['positives']} |" for k, v in auroc.items()]
+
+
 def _per_zone(iou: dict[str, float]) -> str:
     """Each zone's IoU in brackets, or nothing where no photo's zones were known."""
     return f" ({', '.join(f'{k} {v:.3f}' for k, v in iou.items())})" if iou else ""
@@ -135,33 +145,13 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
         # The issue's target is a 15% median error: the band shows which scratches meet it.
         plots.plot_measured_vs_true(sl["pairs"], 0.15, "scratch length", report_dir / "length_error.png")
         lines += ["", "![length error](length_error.png)"]
-    if metrics["image_auroc"]:
-        lines += [
-            "",
-            "## Image-level AUROC (score = highest pixel probability of the type)",
-            "",
-            "| source / type | AUROC | photos | positives |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {k} | {_fmt(v['auroc'])} | {v['n']} | {v['positives']} |"
-            for k, v in metrics["image_auroc"].items()
-        ]
-    if metrics.get("image_auroc_graded"):
-        lines += [
-            "",
-            "## Image-level AUROC, as graded (score = the highest confidence of a defect of the type)",
-            "",
-            "What the rules see: a glass zone's crack is the zone-damage model's probability, not the crack "
-            "map's peak pixel (`benchmarks/bench_real.py` scores photos so).",
-            "",
-            "| source / type | AUROC | photos | positives |",
-            "| --- | --- | --- | --- |",
-        ]
-        lines += [
-            f"| {k} | {_fmt(v['auroc'])} | {v['n']} | {v['positives']} |"
-            for k, v in metrics["image_auroc_graded"].items()
-        ]
+    lines += _auroc_table(metrics["image_auroc"], " (score = highest pixel probability of the type)")
+    lines += _auroc_table(
+        metrics.get("image_auroc_graded", {}),
+        ", as graded (score = the highest confidence of a defect of the type)",
+        "What the rules see: a glass zone's crack is the zone-damage model's probability, not the crack "
+        "map's peak pixel (`benchmarks/bench_real.py` scores photos so).",
+    )
     for std, g in metrics["grades"].items():
         lines += [
             "",
