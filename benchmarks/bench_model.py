@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,6 +71,10 @@ def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, f
 
 
 def latency(paths: list[str], threads: int, runs: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_line  # a sibling script's module: the machine these times are of
+
+    print(cpu_line())
     results = {}
     for p in paths:
         results[p] = time_onnx(p, threads, runs)

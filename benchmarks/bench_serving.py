@@ -488,6 +488,10 @@ def main() -> None:
     model_path = ensure_model(args.model, Path(tempfile.gettempdir()) / "refurbgrade-bench-models")
     int8_path = None if args.no_int8 else (args.int8 or int8_sibling_of(model_path))
     load0 = os.getloadavg()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from machine import cpu_line  # a sibling script's module: the machine these times are of
+
+    print(cpu_line(), flush=True)
     print(
         f"cores: {cores}  photo: {size} JPEG, {len(photo) / 1e6:.1f} MB  model: {model_path}"
         f"{f' and {int8_path}' if int8_path else ''}  load average at start: {load0[0]:.2f} {load0[1]:.2f}",
