@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,8 +70,7 @@ def time_onnx(path: str | Path, threads: int = 2, runs: int = 50) -> dict[str, f
 
 
 def latency(paths: list[str], threads: int, runs: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from machine import cpu_line  # a sibling script's module: the machine these times are of
+    from training.machine import cpu_line  # the machine these times are of
 
     print(cpu_line())
     results = {}

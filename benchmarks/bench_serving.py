@@ -488,8 +488,7 @@ def main() -> None:
     model_path = ensure_model(args.model, Path(tempfile.gettempdir()) / "refurbgrade-bench-models")
     int8_path = None if args.no_int8 else (args.int8 or int8_sibling_of(model_path))
     load0 = os.getloadavg()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from machine import cpu_line  # a sibling script's module: the machine these times are of
+    from training.machine import cpu_line  # the machine these times are of
 
     print(cpu_line(), flush=True)
     print(

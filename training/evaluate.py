@@ -33,6 +33,7 @@ from model.outputs import DEFECT_CHANNELS, QUALITY_CLASSES, VIEW_CLASSES, ZONE_C
 from model.rules import list_standards, load_standard
 from model.taxonomy import PhotoQuality
 from training.dataset import IGNORE, build_targets, has_zone_truth, load_manifest_args
+from training.machine import cpu_line
 from training.metrics import (
     Match,
     ScoredPhoto,
@@ -365,6 +366,7 @@ def compute_metrics(
         "grades": grade_metrics(rows, predictor.thresholds),
         "real_grades": real_grade_metrics(real_rows, predictor.thresholds, source_of),
         "ms_per_photo": float(np.median(predictor.seconds) * 1000) if predictor.seconds else float("nan"),
+        "machine": cpu_line(),  # what ms_per_photo is of: the same file ran 3.5x slower on another CPU
         "thresholds": _summarised(predictor.thresholds.model_dump(mode="json")),
         "crop_to_device": predictor.crop_to_device,
     }

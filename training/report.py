@@ -227,6 +227,7 @@ def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | No
         "",
         f"Inference: median {_fmt(metrics['ms_per_photo'])} ms per photo in batches of 8 during this run "
         "(see benchmarks/bench_model.py for controlled timings)" + _passes(metrics),
+        *([f"Machine: {metrics['machine'].removeprefix('cpu: ')}."] if metrics.get("machine") else []),
     ]
     path = report_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""The line the timing benchmarks start with (benchmarks/machine.py): which CPU, and the vector
+"""The line the timing benchmarks start with (training/machine.py): which CPU, and the vector
 instructions that decide how fast ONNX Runtime runs there."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ XEON = "model name : Intel Xeon\ncpu MHz : 2900.0\nflags : avx2 fma avx512f avx5
 
 
 def test_the_cpu_line_names_the_cpu_and_its_vector_instructions():
-    machine = load_bench("machine")
+    from training import machine
+
     line = machine.cpu_line(EPYC)
     assert line.startswith("cpu: AMD EPYC, 1996 MHz, avx2 fma, ") and line.endswith(
         " cores"

@@ -192,6 +192,8 @@ def test_evaluate_report_on_a_toy_model(tmp_path):
                                     "auto_share": 1 / 3, "auto_right": 1.0}}}  # fmt: skip
     again = write_report({**m, "real_grades": real}, tmp_path / "rep2", "toy").read_text()
     assert "| phones_web | ctia | 3 | 0.667 | 0.750 | 0.333 | 1.000 |" in again
+    # The inference time says which machine it is of.
+    assert m["machine"].startswith("cpu: ") and "\nMachine: " in report
     # Each photo scored twice: by its peak pixel, and by what the rules see (the same photos and labels).
     assert set(m["image_auroc_graded"]) == set(m["image_auroc"]) and "as graded" in report
     # Zones are scored only where they are known: the synthetic photos here; a set of real photos

@@ -5,7 +5,8 @@ Speeds move with the CPU more than with anything measured here: the same network
 photo on 2026-12-04 and 115.6 ms on 2026-12-07, on another machine (2 cores of a 2.0 GHz EPYC with AVX2
 but no AVX-512), where INT8 was also slower than FP32 (docs/operations.md, "Benchmarks"). The earlier
 machines' CPUs were not recorded, so those figures cannot be told apart by machine; the benchmarks that
-time things print this line first.
+time things print this line first, and an evaluation report says which machine its inference times are of.
+Torch-free.
 """
 
 from __future__ import annotations
