@@ -106,11 +106,14 @@ def grade_photos(
     from tqdm import tqdm
 
     from model.manifest import resolve
+    from model.outputs import DEFECT_CHANNELS
     from model.rules import list_standards
-    from model.taxonomy import DefectType
     from serving.pipeline import Device, grade_device, resolve_device, run_direct
     from serving.predictor import load_model
+    from training.evaluate import graded_scores
     from training.metrics import truth_grades
+
+    crack = DEFECT_CHANNELS.index("crack")
 
     model = load_model(model_path, intra_op_threads=2)
     standards = list_standards()  # the API's and the CLI's default: every bundled standard
@@ -125,7 +128,6 @@ def grade_photos(
         else:
             device = resolve_device(None, None)
         g = grade_device(run_direct, model, [data], device=device, standards=standards)
-        cracks = [i.confidence for i in g.instances if i.type is DefectType.CRACK and i.role == "defect"]
         grade = g.grades[STANDARD]
         listable = None if grade.grade == "ungradable" else bool(grade.listable)
         view_ok = None if rec.view is None else g.photos[0].view == rec.view
@@ -143,7 +145,7 @@ def grade_photos(
             Graded(
                 rec.source,
                 truth,
-                max(cracks, default=0.0),
+                float(graded_scores(g.instances)[crack]),  # what the rules see, as `evaluate` scores it
                 listable,
                 grade.needs_review,  # Back Market's own flag: what the measures above were set for
                 view_ok,

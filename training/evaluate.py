@@ -158,12 +158,12 @@ class ImageAUROC:
 
 
 def graded_scores(instances) -> np.ndarray:
-    """Per defect channel, the highest confidence among the photo's defects of that type (0 without one),
-    as `benchmarks/bench_real.py` scores a photo: what the rules see. The peak pixel is not what grades a
+    """Per defect channel, the highest confidence among the photo's defects of that type (0 without one):
+    what the rules see, and how `benchmarks/bench_real.py` scores a photo too. The peak pixel is not what grades a
     glass zone: its crack is the zone-damage model's probability (`model.damage`), with the crack map's
     fragments as evidence. On phones_web's 128 validation photos the two rank cracked phones above
     intact ones with an AUROC of 0.82 and 0.99."""
-    out = np.zeros(len(DEFECT_CHANNELS), np.float32)
+    out = np.zeros(len(DEFECT_CHANNELS))  # float64: the confidences as given, no ties made by rounding
     for inst in instances:
         if inst.role == "defect":
             k = DEFECT_CHANNELS.index(inst.type.value)
