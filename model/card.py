@@ -146,6 +146,9 @@ class ModelCard(BaseModel):
     mask_stride: int = Field(gt=0)
     # Run a second pass on the device's crop (model.inference); the thresholds were calibrated that way.
     crop_to_device: bool = False
+    # With the crop pass: a device lying wide is turned long side up for it (`model.crop.upright_turns`);
+    # the thresholds were calibrated that way too.
+    crop_upright: bool = False
     # Outputs beyond the contract that the file has (`model.outputs.FEATURE_OUTPUTS`).
     feature_outputs: tuple[str, ...] = ()
     taxonomy: Taxonomy = Field(default_factory=Taxonomy)

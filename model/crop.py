@@ -7,6 +7,15 @@ network runs twice: on the whole photo, then on the box around the device its zo
 device at up to `MAX_GAIN` times the magnification); the first keeps the photo-level verdicts (view,
 photo quality), which are about the photo as a whole. `merge_outputs` makes that split.
 
+When the card also asks for it (`crop_upright`), a device lying wider than tall in the first pass
+(`upright_turns`) is turned a quarter for the crop pass, so the network sees it long side up, and its
+maps and features are turned back (`turned_back`) so that everything downstream reads them in the
+crop's frame as before. Why: the zone-damage model and the photo probes read the encoder's features
+(ImageNet's, frozen), which are not invariant to a quarter turn; the same worn screen read landscape
+and portrait gave different crack calls (docs/model-history.md, sessions 55 and 56: the quarter-turned
+real photos). Turned upright, a phone held either way reaches them upright or upside down, never
+sideways.
+
 `model.inference` runs the two passes for serving, evaluation and calibration alike. Torch-free.
 """
 
@@ -26,6 +35,9 @@ MIN_GAIN = 1.15
 MAX_GAIN = 3.0
 # Outputs taken from the first (whole-photo) pass; the maps come from the crop.
 PHOTO_LEVEL = ("view_probs", "quality_probs")
+# A device whose box in the first pass is wider than tall by this ratio is turned upright for the crop
+# pass: a phone lies about 2:1, a tilted one or a square-ish tablet stays as it is.
+UPRIGHT_RATIO = 1.15
 
 
 def device_box(
@@ -73,6 +85,35 @@ def crop_input(
     """The second pass's input for a photo (decoded as for `lb`), or None when it needs none."""
     box = device_box(zone_probs, lb, input_size)
     return None if box is None else letterbox(decoded, input_size, lb.draft_factor, box)
+
+
+def upright_turns(zone_probs: np.ndarray, ratio: float = UPRIGHT_RATIO) -> int:
+    """Quarter turns (counter-clockwise, `np.rot90`'s k) that stand the device of a first pass's zone
+    map long side up: 1 where its cells' box is wider than tall by `ratio`, else 0 (no device: 0)."""
+    mask = device_mask(zone_probs)
+    if mask.sum() < MIN_DEVICE_CELLS:
+        return 0
+    ys, xs = np.nonzero(mask)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    return 1 if width > ratio * height else 0
+
+
+def turned(image: np.ndarray, turns: int) -> np.ndarray:
+    """A letterboxed input (S x S x 3) turned `turns` quarters counter-clockwise."""
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def turned_back(outputs: dict[str, np.ndarray], turns: int) -> dict[str, np.ndarray]:
+    """One photo's outputs from an input `turned` by `turns`, in the unturned input's frame: every map
+    (C x H x W: defect and zone maps, the encoder's features) turned back; the photo-level
+    distributions are unchanged. The input is square and its side a multiple of every map's stride,
+    so each map cell goes back to exactly the cell it came from."""
+    if not turns:
+        return outputs
+    return {
+        k: np.ascontiguousarray(np.rot90(v, -turns, axes=(1, 2))) if v.ndim == 3 else v
+        for k, v in outputs.items()
+    }
 
 
 def merge_outputs(whole: dict[str, np.ndarray], crop: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,7 +7,8 @@ steps between a decoded photo and the maps post-processing reads cannot drift ap
    keeping the decoded photo for step 3;
 2. the first pass of the network on the whole photo;
 3. when the card says `crop_to_device`: the device's box in the first pass's zone map
-   (`model.crop.device_box`), that box letterboxed at the input size, and a second pass on it;
+   (`model.crop.device_box`), that box letterboxed at the input size, and a second pass on it (with
+   `crop_upright`, a device lying wide turned long side up for it and its maps turned back);
 4. the merge: the crop's maps, the whole photo's photo-level verdicts (`model.crop.merge_outputs`);
 5. the card's photo probes (`model.probes`), where it has them: the view and quality verdicts read from
    the encoder's features in place of the network's heads;
@@ -30,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from model.card import Thresholds
-from model.crop import crop_input, merge_outputs
+from model.crop import crop_input, merge_outputs, turned, turned_back, upright_turns
 from model.detail import NOMINAL_LENGTH_MM
 from model.device_kind import guess_kind
 from model.display import is_lit, lit_share
@@ -62,6 +63,9 @@ class PassSpec(Protocol):
 
     @property
     def crop_to_device(self) -> bool: ...
+
+    @property
+    def crop_upright(self) -> bool: ...
 
     @property
     def thresholds(self) -> Thresholds: ...
@@ -139,10 +143,12 @@ def infer(
     if spec.crop_to_device:
         with cpu if cpu is not None else nullcontext():
             crops = {k: c for k, d in enumerate(done) if (c := crop_frame(d, spec.input_size)) is not None}
+            up = spec.crop_upright
+            turns = {k: upright_turns(done[k].outputs["zone_probs"]) if up else 0 for k in crops}
         if crops:
-            crop_outputs = run([c.image for c in crops.values()])
+            crop_outputs = run([turned(c.image, turns[k]) for k, c in crops.items()])
             for (k, crop), out in zip(crops.items(), crop_outputs, strict=True):
-                done[k] = Inferred(crop, merge_outputs(done[k].outputs, out))
+                done[k] = Inferred(crop, merge_outputs(done[k].outputs, turned_back(out, turns[k])))
     probes = spec.thresholds.photo_probes
     done = [with_probes(d, probes) for d in done] if probes else done
     if fine is None:

@@ -214,7 +214,7 @@ def choose_model_file(path: str | Path, precision: str = "auto") -> ModelChoice:
         return fp32("its parity check against FP32 failed: " + "; ".join(parity.problems))
     if parity.fp32_version != card.version:
         return fp32(f"it was checked against FP32 version {parity.fp32_version}, this file is {card.version}")
-    if int8_card.crop_to_device != card.crop_to_device:
+    if (int8_card.crop_to_device, int8_card.crop_upright) != (card.crop_to_device, card.crop_upright):
         return fp32("its crop pass differs from the FP32 file's (recalibrate both)")
     if int8_card.thresholds != card.thresholds and not int8_card.calibrated_alone:
         return fp32("its thresholds or calibration differ from the FP32 file's (recalibrate both)")

@@ -289,6 +289,7 @@ def calibrate(
     damage_items: list[Item] | None = None,
     probe_items: list[Item] | None = None,
     fine_items: list[Item] | None = None,
+    crop_upright: bool | None = None,
 ) -> dict:
     """Calibrated thresholds (as a dict for the card) and the figures behind them. `model`: a torch
     network, or a `Predictor` (an exported ONNX file, say), whose own thresholds are ignored.
@@ -297,11 +298,18 @@ def calibrate(
     `damage_items`: photos to fit the zone-damage models on (`training.damage`), `probe_items` the photo
     probes (`training.probes`); the regularisation of both is chosen on `val_items`, and the grade
     calibration is then fitted on the grades they lead to. `fine_items`: high-resolution validation
-    devices for the fine pass's grade calibration only (`fit_gradings`)."""
+    devices for the fine pass's grade calibration only (`fit_gradings`). `crop_upright`: the crop pass
+    turns a device lying wide upright (`model.crop`); None keeps the `Predictor`'s (a torch network's:
+    no)."""
     if isinstance(model, Predictor):
-        predictor = replace(model, thresholds=default_thresholds(), crop_to_device=crop_to_device)
+        upright = model.crop_upright if crop_upright is None else crop_upright
+        predictor = replace(
+            model, thresholds=default_thresholds(), crop_to_device=crop_to_device, crop_upright=upright
+        )
     else:
-        predictor = torch_predictor(model, default_thresholds(), crop_to_device=crop_to_device)
+        predictor = torch_predictor(
+            model, default_thresholds(), crop_to_device=crop_to_device, crop_upright=bool(crop_upright)
+        )
     stride = predictor.mask_stride
     preds = list(predict(val_items, predictor, batch_size))
     pixel, pixel_fig = pixel_thresholds(preds, stride)
@@ -344,6 +352,7 @@ def calibrate(
         },
         "n_photos": len(preds),
         "crop_to_device": predictor.crop_to_device,
+        "crop_upright": predictor.crop_upright,
     }
 
 
@@ -371,6 +380,7 @@ class ModelFile:
     fine_sources: list[SourceConfig] = field(default_factory=list)  # the run's data.fine_val
     alone: bool = False  # an INT8 file calibrated on its own outputs (`store_calibration`)
     damage_holdout: float = 0.0  # the run's data.damage_holdout (training.dataset.damage_fit_items)
+    crop_upright: bool = False  # the crop pass turns a device lying wide upright, as the run or card says
 
 
 def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
@@ -387,7 +397,17 @@ def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
             )
         if alone and not card.quantized:
             raise QuantizedModelError(f"{path}: --alone is for an INT8 file; this one is FP32")
-        return ModelFile(path, load_predictor(path), card.crop_to_device, [], [], [], [], alone)
+        return ModelFile(
+            path,
+            load_predictor(path),
+            card.crop_to_device,
+            [],
+            [],
+            [],
+            [],
+            alone,
+            crop_upright=card.crop_upright,
+        )
     net, ckpt = load_checkpoint(path)
     run = TrainConfig.model_validate(ckpt["config"])
     data = run.data
@@ -400,6 +420,7 @@ def open_model_file(path: str | Path, alone: bool = False) -> ModelFile:
         data.probes,
         data.fine_val,
         damage_holdout=data.damage_holdout,
+        crop_upright=run.crop_upright,
     )
 
 
@@ -410,9 +431,11 @@ def calibrate_model_file(
     damage_items: list[Item] | None = None,
     probe_items: list[Item] | None = None,
     fine_items: list[Item] | None = None,
+    crop_upright: bool | None = None,
 ) -> tuple[dict, list[Path]]:
-    """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`:
-    None keeps the file's own setting. Returns the calibration and the ONNX files whose card changed."""
+    """`calibrate` a model file on `items` and store the result (`store_calibration`). `crop_to_device`,
+    `crop_upright`: None keeps the file's own setting. Returns the calibration and the ONNX files whose
+    card changed."""
     if not isinstance(model_file, ModelFile):
         model_file = open_model_file(model_file)
     wants_features = damage_items or probe_items
@@ -426,6 +449,7 @@ def calibrate_model_file(
         damage_items=damage_items,
         probe_items=probe_items,
         fine_items=fine_items,
+        crop_upright=model_file.crop_upright if crop_upright is None else crop_upright,
     )
     return cal, store_calibration(model_file.path, cal, model_file.alone)
 
@@ -571,6 +595,7 @@ def store_calibration(path: str | Path, cal: dict, alone: bool = False) -> list[
     changes = {
         "thresholds": cal["thresholds"],
         "crop_to_device": cal["crop_to_device"],
+        "crop_upright": cal.get("crop_upright", False),
         "calibrated_alone": alone,
     }
     cards = [path] if alone else [p for p in (path, path.with_suffix(".int8.onnx")) if p.is_file()]

@@ -119,6 +119,11 @@ class TrainConfig(Strict):
         default=False,
         description="infer with a second pass on the device crop (model.inference): calibration and the card",
     )
+    crop_upright: bool = Field(
+        default=False,
+        description="with crop_to_device: a device lying wide is turned long side up for the crop pass "
+        "(model.crop.upright_turns): calibration and the card",
+    )
     early_stopping_patience: int | None = Field(default=5, gt=0, description="epochs without val improvement")
     # What picks best.pt (and early stopping): the validation loss (lower is better), or the defect maps'
     # soft IoU on validation (higher is better). The 2026-12-04 GPU run showed why the second exists: its

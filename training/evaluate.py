@@ -369,6 +369,7 @@ def compute_metrics(
         "machine": cpu_line(),  # what ms_per_photo is of: the same file ran 3.5x slower on another CPU
         "thresholds": _summarised(predictor.thresholds.model_dump(mode="json")),
         "crop_to_device": predictor.crop_to_device,
+        "crop_upright": predictor.crop_upright,
     }
     return metrics, photos, rows
 

@@ -63,6 +63,7 @@ def card_for_checkpoint(
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else default_thresholds()
     # The card runs the model the way its thresholds were calibrated.
     crop = bool(cal.get("crop_to_device", cfg.crop_to_device)) if cal else cfg.crop_to_device
+    upright = bool(cal.get("crop_upright", cfg.crop_upright)) if cal else cfg.crop_upright
     card_metrics = {k: float(v) for k, v in ckpt["history"][-1].items() if k.startswith("val_") and v == v}
     if metrics_file is not None:
         card_metrics |= card_test_metrics(json.loads(metrics_file.read_text()))
@@ -73,6 +74,7 @@ def card_for_checkpoint(
         input_size=net.input_size,
         mask_stride=net.mask_stride,
         crop_to_device=crop,
+        crop_upright=upright,
         thresholds=thresholds,
         metrics=card_metrics,
         training_data_hash=ckpt.get("training_data_hash", "unknown"),

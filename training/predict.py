@@ -39,6 +39,7 @@ class Predictor:
     kind: str  # "torch" or "onnx"
     name: str
     crop_to_device: bool = False
+    crop_upright: bool = False  # the crop pass turns a device lying wide upright (`model.crop`)
     seconds: list[float] = field(default_factory=list)  # per photo, each batch: all passes of it
     fine_card: FineCard | None = None  # the fine network beside an ONNX file, and its runner
     fine_run: FineRun | None = None
@@ -49,7 +50,11 @@ def default_thresholds() -> Thresholds:
 
 
 def torch_predictor(
-    net, thresholds: Thresholds | None = None, name: str = "model", crop_to_device: bool = False
+    net,
+    thresholds: Thresholds | None = None,
+    name: str = "model",
+    crop_to_device: bool = False,
+    crop_upright: bool = False,
 ) -> Predictor:
     from training.checkpoint import torch_runner
 
@@ -61,6 +66,7 @@ def torch_predictor(
         "torch",
         name,
         crop_to_device,
+        crop_upright,
     )
 
 
@@ -73,7 +79,14 @@ def onnx_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Pre
     run, meta = onnx_runner(path, threads)
     card = ModelCard.from_metadata(meta, source=str(path))
     pred = Predictor(
-        run, card.input_size, card.mask_stride, card.thresholds, "onnx", path.name, card.crop_to_device
+        run,
+        card.input_size,
+        card.mask_stride,
+        card.thresholds,
+        "onnx",
+        path.name,
+        card.crop_to_device,
+        card.crop_upright,
     )
     sibling = fine_sibling(path)
     if fine and sibling.is_file():
@@ -123,7 +136,9 @@ def load_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Pre
     net, ckpt = load_checkpoint(path)
     cal = ckpt.get("calibration")
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
-    return torch_predictor(net, thresholds, path.name, bool(ckpt["config"].get("crop_to_device", False)))
+    run = ckpt["config"]
+    crop = bool(run.get("crop_to_device", False))
+    return torch_predictor(net, thresholds, path.name, crop, bool(run.get("crop_upright", False)))
 
 
 @dataclass(frozen=True)

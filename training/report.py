@@ -77,7 +77,8 @@ def _fmt(x) -> str:
 def _passes(metrics: dict) -> str:
     if not metrics.get("crop_to_device"):
         return "."
-    return ", both passes: whole photo, then the device crop."
+    upright = " (turned long side up where it lies wide)" if metrics.get("crop_upright") else ""
+    return f", both passes: whole photo, then the device crop{upright}."
 
 
 def write_report(metrics: dict, report_dir: Path, title: str, compare: dict | None = None) -> Path:

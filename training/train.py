@@ -277,6 +277,7 @@ def run_training(cfg: TrainConfig) -> Path:
             best_net,
             val_items,
             crop_to_device=cfg.crop_to_device,
+            crop_upright=cfg.crop_upright,
             damage_items=damage_fit_items(load_sources(cfg.data.damage), cfg.data.damage_holdout),
             probe_items=load_sources(cfg.data.probes),
         )

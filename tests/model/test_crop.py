@@ -9,7 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from model.crop import CROP_MARGIN, MAX_GAIN, crop_input, device_box, merge_outputs
+from model.crop import (
+    CROP_MARGIN,
+    MAX_GAIN,
+    UPRIGHT_RATIO,
+    crop_input,
+    device_box,
+    merge_outputs,
+    turned,
+    turned_back,
+    upright_turns,
+)
 from model.outputs import ZONE_CHANNELS
 from model.preprocess import decode_for, letterbox
 from training.dataset import (
@@ -139,3 +149,31 @@ def test_device_crop_draws_crop_where_the_device_is_known(tmp_path):
     fallback = ManifestDataset(no_zone, SIZE, device_crop=1.0)[0]["image"]
     assert fallback.shape == (3, SIZE, SIZE)
     assert np.array_equal(fallback, ManifestDataset(no_zone, SIZE)[0]["image"])
+
+
+def test_upright_turns_stands_only_a_device_lying_wide():
+    assert upright_turns(_zone_map((2, 10, 30, 20))) == 1  # 28 x 10 cells: lying wide
+    assert upright_turns(_zone_map((10, 2, 20, 30))) == 0  # standing
+    side = 20
+    assert upright_turns(_zone_map((0, 0, int(side * UPRIGHT_RATIO), side))) == 0  # not wider than the ratio
+    assert upright_turns(_zone_map((0, 0, int(side * UPRIGHT_RATIO) + 1, side))) == 1
+    assert upright_turns(_zone_map(None)) == 0  # no device
+
+
+def test_turned_back_undoes_turned_on_every_map_and_leaves_verdicts():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    up = turned(image, 1)
+    assert up.flags["C_CONTIGUOUS"] and np.array_equal(up[0, :], image[:, -1])  # counter-clockwise
+
+    # Maps made from the turned input by block means (as a network's cells), turned back, are the
+    # maps of the input as it lay.
+    def maps(im):
+        m = im[..., 0].astype(np.float32).reshape(CELLS, STRIDE, CELLS, STRIDE).mean(axis=(1, 3))
+        return {"defect_probs": m[None], "view_probs": np.array([0.25, 0.75])}
+
+    back = turned_back(maps(up), 1)
+    assert np.array_equal(back["defect_probs"], maps(image)["defect_probs"])
+    assert np.array_equal(back["view_probs"], [0.25, 0.75])
+    assert turned_back(maps(image), 0)["defect_probs"] is not None
+    assert turned(image, 0) is image

@@ -85,7 +85,10 @@ def test_the_crop_pass_runs_on_photos_with_a_device_and_keeps_the_first_pass_ver
     net = FakeNet(slot)
     frames = _frames(True, False, True)
     done = infer(
-        frames, SimpleNamespace(input_size=SIZE, crop_to_device=True, thresholds=NO_PROBES), net, slot
+        frames,
+        SimpleNamespace(input_size=SIZE, crop_to_device=True, crop_upright=False, thresholds=NO_PROBES),
+        net,
+        slot,
     )
     assert net.calls == [3, 2]  # all photos, then the two with a device
     assert slot.entered == 1  # the crop step, not the network
@@ -100,6 +103,79 @@ def test_the_crop_pass_runs_on_photos_with_a_device_and_keeps_the_first_pass_ver
         corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], float) * STRIDE
         (x0, y0), (x1, y1) = d.letterbox.to_original(corners)
         assert abs(x0 - 300) < 12 and abs(x1 - 500) < 12 and abs(y0 - 100) < 12 and abs(y1 - 500) < 12
+
+
+class PoolNet:
+    """Maps that turn with their input, as a network's should: zones and a defect map from the darkness
+    of each 4 x 4 block, a "feature" map at stride 16 that is the block's mean red, and a view that
+    says how the input lay (its top half darker than its left half: 1). Every input is kept."""
+
+    def __init__(self):
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, images):
+        out = []
+        for im in images:
+            self.seen.append(im)
+            grey = im.mean(axis=2)
+            dark = grey.reshape(SIZE // STRIDE, STRIDE, SIZE // STRIDE, STRIDE).mean(axis=(1, 3)) < 100
+            dark = dark.astype(np.float32)
+            zone = np.zeros((len(ZONE_CHANNELS), *dark.shape), np.float32)
+            zone[0], zone[1] = 1 - dark, dark
+            red = im[..., 0].reshape(SIZE // 16, 16, SIZE // 16, 16).mean(axis=(1, 3))[None]
+            tall = float(grey[: SIZE // 2].mean() < grey[:, : SIZE // 2].mean())
+            out.append(
+                {
+                    "defect_probs": dark[None],
+                    "zone_probs": zone,
+                    "encoder_s16": red.astype(np.float32),
+                    "view_probs": np.array([tall, 1 - tall]),
+                }
+            )
+        return out
+
+
+def _wide_photo() -> np.ndarray:
+    """A device lying wide (500 x 200 px) in an 800 x 600 photo, its left end lighter than its right:
+    a network that sees it turned upright finds it taller than wide."""
+    img = np.full((600, 800, 3), 240, np.uint8)
+    img[200:400, 150:650] = 20
+    img[200:400, 150:250] = (90, 10, 10)
+    return img
+
+
+def _spec(upright: bool) -> SimpleNamespace:
+    return SimpleNamespace(input_size=SIZE, crop_to_device=True, crop_upright=upright, thresholds=NO_PROBES)
+
+
+def test_a_device_lying_wide_is_turned_upright_for_the_crop_pass_and_its_maps_turned_back():
+    rgb = _wide_photo()
+    frame = Frame(*letterbox(rgb, SIZE), rgb)
+    plain, up = PoolNet(), PoolNet()
+    (as_is,) = infer([frame], _spec(False), plain)
+    (turned,) = infer([frame], _spec(True), up)
+    # The crop pass saw the device long side up: the same crop, turned a quarter counter-clockwise.
+    crop_seen = up.seen[1]
+    assert np.array_equal(crop_seen, np.rot90(plain.seen[1]))
+    ys, xs = np.nonzero(crop_seen.mean(axis=2) < 100)
+    assert np.ptp(ys) > 1.5 * np.ptp(xs)
+    # Its maps and features came back in the crop's frame, cell for cell (this net turns with its
+    # input): what post-processing reads is what it read without the turn.
+    assert turned.letterbox == as_is.letterbox and np.array_equal(turned.frame.image, as_is.frame.image)
+    for name in ("defect_probs", "zone_probs", "encoder_s16"):
+        assert np.array_equal(turned.outputs[name], as_is.outputs[name]), name
+    # The photo-level verdict is still the whole photo's, never the turned crop's.
+    assert np.array_equal(turned.outputs["view_probs"], as_is.outputs["view_probs"])
+
+
+def test_a_device_standing_upright_is_not_turned():
+    net = PoolNet()
+    frames = _frames(True)  # 200 x 400 px: taller than wide
+    infer(frames, _spec(True), net)
+    assert len(net.seen) == 2
+    plain = PoolNet()
+    infer(frames, _spec(False), plain)
+    assert np.array_equal(net.seen[1], plain.seen[1])
 
 
 def test_a_network_that_loses_photos_is_an_error():

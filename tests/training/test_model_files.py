@@ -26,14 +26,20 @@ from training.packaging import NoPhotosError, card_for_checkpoint, card_test_met
 from training.toydata import write_toy_manifest
 
 
-def _calibration(cut: float, crop: bool) -> dict:
+def _calibration(cut: float, crop: bool, upright: bool = False) -> dict:
     """A calibration as `training.calibrate.calibrate` returns it, with recognisable thresholds."""
     th = Thresholds(
         defect_pixel=dict.fromkeys(DEFECT_CHANNELS, cut),
         confidence_temperature={"scratch": 2.0},
         needs_review_below=0.7,
     )
-    return {"thresholds": th.model_dump(mode="json"), "figures": {}, "n_photos": 3, "crop_to_device": crop}
+    return {
+        "thresholds": th.model_dump(mode="json"),
+        "figures": {},
+        "n_photos": 3,
+        "crop_to_device": crop,
+        "crop_upright": upright,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +72,19 @@ def test_card_carries_the_checkpoints_calibration_and_its_crop_pass(tmp_path, to
     assert (card.name, card.version, card.input_size, card.mask_stride) == ("phones", "1.2.3", 64, 4)
     assert card.architecture.startswith("tiny ")
     assert card.metrics == {"val_loss": 0.5}  # train_* and undefined (nan) figures stay out
+    assert card.crop_upright is False
+
+
+def test_a_crop_pass_calibrated_upright_stays_upright_in_the_card_and_the_onnx_file(tmp_path, toy):
+    cal = _calibration(0.2, crop=True, upright=True)
+    net, ckpt = load_checkpoint(_checkpoint(tmp_path / "best.pt", toy, calibration=cal))
+    card = card_for_checkpoint(ckpt, net, "1.0.0", "m")
+    assert card.crop_upright is True
+    export_verified(net, tmp_path / "m.onnx", card.model_copy(update={"crop_upright": False}), [str(toy)])
+    assert read_card(tmp_path / "m.onnx").crop_upright is False
+    store_calibration(tmp_path / "m.onnx", cal)  # what `refurbgrade calibrate --crop-upright` stores
+    assert read_card(tmp_path / "m.onnx").crop_upright is True
+    assert open_model_file(tmp_path / "m.onnx").crop_upright is True  # and a recalibration keeps
 
 
 def test_uncalibrated_card_has_default_thresholds_the_runs_crop_pass_and_evaluates_test_figures(

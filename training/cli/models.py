@@ -79,6 +79,13 @@ def calibrate(
             help="calibrate with the device-crop second pass (default: as the run / card says)",
         ),
     ] = None,
+    crop_upright: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop-upright/--no-crop-upright",
+            help="the crop pass turns a device lying wide long side up (default: as the run / card says)",
+        ),
+    ] = None,
     damage: Annotated[
         list[str] | None,
         typer.Option(
@@ -175,7 +182,9 @@ def calibrate(
         for line in fine_grading_summary(cal) if fine_grading_only else summary(cal):
             typer.echo(line)
         return
-    cal, cards = calibrate_model_file(target, items, crop_to_device, damage_items, probe_items, fine_items)
+    cal, cards = calibrate_model_file(
+        target, items, crop_to_device, damage_items, probe_items, fine_items, crop_upright
+    )
     if cards:
         typer.echo(f"card updated in {' and '.join(map(str, cards))}")
     for line in summary(cal):
