@@ -136,9 +136,9 @@ def load_predictor(path: str | Path, threads: int = 2, fine: bool = True) -> Pre
     net, ckpt = load_checkpoint(path)
     cal = ckpt.get("calibration")
     thresholds = Thresholds.model_validate(cal["thresholds"]) if cal else None
-    run = ckpt["config"]
-    crop = bool(run.get("crop_to_device", False))
-    return torch_predictor(net, thresholds, path.name, crop, bool(run.get("crop_upright", False)))
+    cfg = ckpt["config"]
+    crop = bool(cfg.get("crop_to_device", False))
+    return torch_predictor(net, thresholds, path.name, crop, bool(cfg.get("crop_upright", False)))
 
 
 @dataclass(frozen=True)
