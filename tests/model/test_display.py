@@ -8,7 +8,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from model.display import LIT_SHARE, ONE_HUE_SHARE, display_advice, is_lit, lit_crack_advice, lit_share
+from model.display import (
+    LIT_SHARE,
+    ONE_HUE_SHARE,
+    WHITE_SHARE,
+    WHITE_VALUE,
+    display_advice,
+    is_lit,
+    lit_crack_advice,
+    lit_share,
+)
 from model.fine_pass import surface
 from model.instances import mm
 from model.taxonomy import DefectType, DeviceKind, View, Zone
@@ -31,10 +40,8 @@ def test_a_picture_on_the_screen_is_lit_and_a_dark_mirror_is_not():
     assert lit_share(image, probs) == 0.0  # near-black glass
     share = lit_share(_lit(image), probs)
     assert share == pytest.approx(0.75, abs=0.03) and is_lit(share)  # three stripes of four are colour
-    # A room mirrored in dark glass: dim, grey, a colour cast; and a white page: neither is a picture.
+    # A room mirrored in dark glass: dim, grey, a colour cast: not a picture.
     image[40:340, 60:330] = (70, 60, 85)
-    assert lit_share(image, probs) < LIT_SHARE
-    image[40:340, 60:330] = (235, 235, 240)
     assert lit_share(image, probs) < LIT_SHARE
     # One colour alone is a thing on the glass (a red mark, a sticker), not a picture; red straddles
     # the hue wrap (0 and 180) and is still one colour.
@@ -53,6 +60,26 @@ def test_a_picture_on_the_screen_is_lit_and_a_dark_mirror_is_not():
     assert not is_lit(None)
 
 
+def test_a_display_lit_white_is_lit_and_a_bright_mirror_or_a_white_sticker_is_not():
+    image, probs = _frame()
+    x0, y0, x1, y1 = 60, 40, 330, 340  # the screen's box (`_lit`'s)
+    image[y0:y1, x0:x1] = (235, 235, 240)  # a settings page: white, no colour
+    image[y0 + 100 : y0 + 104, x0 + 40 : x1 - 40] = 30  # a line of dark text
+    share = lit_share(image, probs)
+    assert is_lit(share) and share >= WHITE_SHARE
+    # A brightly mirrored room in dark glass is grey, not white: under WHITE_VALUE.
+    image[y0:y1, x0:x1] = round(WHITE_VALUE * 255) - 25
+    assert lit_share(image, probs) == 0.0
+    # A pale colour is not white: over WHITE_SATURATION (and one hue on a fifth of the screen is no picture).
+    image[y0:y1, x0:x1] = 20
+    image[y0 : y0 + 60, x0:x1] = (250, 170, 170)
+    assert lit_share(image, probs) == 0.0
+    # White under half the screen (a label, a reflection's patch) is not a display lit white.
+    image[y0:y1, x0:x1] = 20
+    image[y0 : y0 + 120, x0:x1] = 250
+    assert lit_share(image, probs) == 0.0
+
+
 def test_the_fine_pass_leaves_out_the_surfaces_it_is_told_to():
     zones = np.zeros((400, 300), np.uint8)
     zones[20:380, 20:140] = 1 + list(Zone).index(Zone.SCREEN)
@@ -67,7 +94,7 @@ def test_the_fine_pass_leaves_out_the_surfaces_it_is_told_to():
 def test_grading_asks_for_the_display_off_only_where_a_top_tier_is_at_stake():
     assert display_advice(1, None) is None and display_advice(1, LIT_SHARE / 2) is None
     text = display_advice(2, 0.66)
-    assert text.startswith("photo 2: the display is on (66% of the screen shows a picture)")
+    assert text.startswith("photo 2: the display is on (lit over 66% of the screen)")
     assert "retake with the display off" in text
     device = Device(kind=DeviceKind.PHONE, length_mm=150.0)
     lit = dataclasses.replace(_photo(0, 3000.0), lit_share=0.4)
@@ -96,7 +123,7 @@ def test_a_crack_on_a_lit_screen_sent_to_review_asks_for_the_display_off():
 
     graded, asked = advice([unsure], [lit, dark])
     assert not graded.listable and graded.needs_review
-    assert asked == [lit_crack_advice(1, 0.4)] and asked[0].startswith("photo 1: the display is on (40%")
+    assert asked == [lit_crack_advice(1, 0.4)] and asked[0].startswith("photo 1: the display is on (lit over 40%")
     assert "retake with the display off" in asked[0]
     assert advice([unsure], [dataclasses.replace(lit, lit_share=0.01), dark])[1] == []  # display off
     on_dark = unsure.model_copy(update={"photo_index": 1})
