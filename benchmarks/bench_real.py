@@ -77,6 +77,7 @@ class Graded:
     standards: dict[str, tuple[bool, float, bool]] = field(default_factory=dict)
     reviewed_by_any: bool = True  # sent to a person by any standard (the default grading)
     kind_ok: bool | None = None  # the kind read from the photos is the manifest's (`--no-kind` only)
+    grade: str = ""  # the Back Market grade given
 
 
 def truth_of(record) -> str | None:
@@ -153,6 +154,7 @@ def grade_photos(
                 per_standard,
                 g.needs_review,
                 None if given_kind or rec.device_kind is None else g.device.kind.value == rec.device_kind,
+                grade.grade,
             )
         )
     return out
