@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", type=Path, help="write the painted photos here")
     ap.add_argument("--json", type=Path, help="write the tables here")
     args = ap.parse_args(argv)
-    levels = [int(v) for v in args.levels.split(",")]
+    try:
+        levels = [int(v) for v in args.levels.split(",")]
+    except ValueError:
+        ap.error(f"--levels: grey levels 0-255, comma-separated, not {args.levels!r}")
+    if not all(0 <= v <= 255 for v in levels):
+        ap.error(f"--levels: grey levels 0-255, comma-separated, not {args.levels!r}")
     manifests = [m for m in bench_real.DEFAULT_MANIFESTS if m.is_file()]
     items = [
         it

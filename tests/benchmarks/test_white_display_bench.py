@@ -37,3 +37,10 @@ def test_a_screen_too_small_in_the_photo_is_not_painted(bench):
     rgb, _ = _phone()
     tiny = np.array([(190, 290), (210, 290), (210, 310), (190, 310)], float)
     assert bench.painted(rgb, tiny, 255) is None
+
+
+@pytest.mark.parametrize("levels", ["abc", "238,300"])
+def test_levels_that_are_not_grey_levels_are_refused(bench, capsys, levels):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--levels", levels])
+    assert exc.value.code == 2 and "--levels: grey levels 0-255" in capsys.readouterr().err
