@@ -29,8 +29,10 @@ where `WHITE_SHARE` of it is white: HSV value at least `WHITE_VALUE` and saturat
 `WHITE_SATURATION`. A switched-off display is dark glass: on the real train and validation photos
 every MSD screen was white over 3% of it at most; the phones and renders over 0.5 were drawings,
 renders and phones with a white display (the screen from the bundled network's zone map; /tmp
-script). Its blown-out parts are glare's too (`model.glare`). `benchmarks/bench_white_display.py`
-paints the screens of the real photos of a split so.
+script). A switched-off glass mirroring a white light over half of it counts so too: no hairline can be
+seen on it either, and the retake (display off, at an angle to the light) is the same. Its blown-out
+parts are glare's too (`model.glare`). `benchmarks/bench_white_display.py` paints the screens of the
+real photos of a split so.
 """
 
 from __future__ import annotations
