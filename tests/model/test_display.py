@@ -123,7 +123,9 @@ def test_a_crack_on_a_lit_screen_sent_to_review_asks_for_the_display_off():
 
     graded, asked = advice([unsure], [lit, dark])
     assert not graded.listable and graded.needs_review
-    assert asked == [lit_crack_advice(1, 0.4)] and asked[0].startswith("photo 1: the display is on (lit over 40%")
+    assert asked == [lit_crack_advice(1, 0.4)] and asked[0].startswith(
+        "photo 1: the display is on (lit over 40%"
+    )
     assert "retake with the display off" in asked[0]
     assert advice([unsure], [dataclasses.replace(lit, lit_share=0.01), dark])[1] == []  # display off
     on_dark = unsure.model_copy(update={"photo_index": 1})
