@@ -150,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     for it in tqdm(items, desc="painting", leave=False):
         data = resolve(it.manifest, it.record.image).read_bytes()
         outline = screen_outline(outliner, data)
-        rgb = decode(data)[0] if outline is not None else None
-        paints = {lv: painted(rgb, outline, lv) for lv in levels} if rgb is not None else {}
-        if not paints or any(p is None for p in paints.values()):
+        if outline is None:
+            continue
+        rgb = decode(data)[0]
+        paints = {lv: painted(rgb, outline, lv) for lv in levels}
+        if any(p is None for p in paints.values()):
             continue
         kept.append(it)
         digest = hashlib.sha256(data).hexdigest()
