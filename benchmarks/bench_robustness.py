@@ -19,7 +19,16 @@ then, every condition pooled, the photos only one of the two gets right: `bench_
 - -1 EV, +0.5 EV: the exposure halved, or raised by half a stop, in linear light (sRGB decoded, scaled,
   encoded; whites clip);
 - half size: half the width and height (INTER_AREA);
-- JPEG 40: recompressed at quality 40.
+- JPEG 40: recompressed at quality 40;
+- warm light, cool light: a white balance the phone did not correct, in linear light (a tungsten room's
+  orange: red x1.2, blue x0.75; a shade or fluorescent blue: red x0.85, blue x1.2);
+- sensor noise: a dim room's grain at the photo's own pixels (luminance sd 6 levels, colour sd 3),
+  drawn from the photo's bytes so two runs agree;
+- soft focus: a Gaussian blur of sd 1/600 of the long side, two thirds of a pixel of what the network
+  reads (a photo a person still grades, visibly soft);
+- tilted: the phone leaning back from the camera: the top edge a fifth narrower than the bottom and the
+  photo a tenth shorter (a perspective warp, `training.synth.jitter.tilt`; what it uncovers is the
+  median colour of the photo's outer ring, the table).
 
 With `--no-kind` every photo is graded as a user who names no device kind grades it (the kind read from
 the photos, `bench_real.py --no-kind`), and the kind read right is printed too.
@@ -35,6 +44,7 @@ import argparse
 import io
 import json
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -47,6 +57,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_real  # noqa: E402  (a sibling script, not a package)
 
 QUALITY = 92  # transformed photos are saved at this JPEG quality (but "JPEG 40")
+NOISE_LUMA, NOISE_CHROMA = 6.0, 3.0  # "sensor noise": sd in sRGB levels, grey and per channel
+BLUR_PER_SIDE = 600  # "soft focus": the blur's sd is the long side over this
+TILT_NARROWING = 0.2  # "tilted": the top edge's share lost (the height loses half that)
 
 
 def _decoded(data: bytes) -> np.ndarray:
@@ -83,6 +96,38 @@ def _exif_turn(data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _white_balance(red: float, blue: float):
+    def apply(data: bytes) -> bytes:
+        from training.synth.jitter import exposure_lut
+
+        rgb = _decoded(data).copy()
+        for channel, gain in ((0, red), (2, blue)):
+            rgb[..., channel] = cv2.LUT(rgb[..., channel], exposure_lut(gain))
+        return _encoded(rgb)
+
+    return apply
+
+
+def _noise(data: bytes) -> bytes:
+    rgb = _decoded(data).astype(np.float32)
+    rng = np.random.default_rng(zlib.crc32(data))  # fixed per photo: two runs grade the same copy
+    h, w = rgb.shape[:2]
+    grain = rng.normal(0.0, NOISE_LUMA, (h, w, 1)) + rng.normal(0.0, NOISE_CHROMA, (h, w, 3))
+    return _encoded(np.clip(rgb + grain, 0, 255).astype(np.uint8))
+
+
+def _soft_focus(data: bytes) -> bytes:
+    from training.synth.jitter import soften
+
+    return _encoded(soften(_decoded(data), BLUR_PER_SIDE))
+
+
+def _tilted(data: bytes) -> bytes:
+    from training.synth.jitter import tilt
+
+    return _encoded(tilt(_decoded(data), TILT_NARROWING))
+
+
 TRANSFORMS = {
     "quarter turn": lambda d: _encoded(np.rot90(_decoded(d), -1)),
     "other quarter turn": lambda d: _encoded(np.rot90(_decoded(d), 1)),
@@ -94,6 +139,11 @@ TRANSFORMS = {
         cv2.resize(_decoded(d), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     ),
     "JPEG 40": lambda d: _encoded(_decoded(d), 40),
+    "warm light": _white_balance(1.2, 0.75),
+    "cool light": _white_balance(0.85, 1.2),
+    "sensor noise": _noise,
+    "soft focus": _soft_focus,
+    "tilted": _tilted,
 }
 MEASURES = (
     "crack AUROC",

@@ -19,8 +19,12 @@ from training.synth.jitter import (
     PLAIN_QUALITY,
     QUALITY,
     SCALE,
+    SOFT_PER_SIDE,
+    TILT_NARROWING,
     exposure_lut,
     jitter_photo,
+    table_colour,
+    tilt,
 )
 
 
@@ -76,6 +80,48 @@ def test_a_single_change_mode_makes_that_change_alone():
     assert out[200, 150, 0] == exposure_lut(DARKER)[128] < 128 and out[10, 10, 0] == exposure_lut(DARKER)[200]
     with pytest.raises(ValueError, match="sideways"):
         jitter_photo(rgb, np.random.default_rng(0), "sideways")
+
+
+def test_a_tilt_narrows_the_far_edge_and_uncovers_the_table():
+    rgb = np.full((400, 300, 3), 60, np.uint8)  # the table
+    rgb[40:360, 40:260] = 200  # the device, a bright rectangle
+    assert table_colour(rgb) == (60.0, 60.0, 60.0)
+    for side, (far, near) in {
+        0: ("top", "bottom"),
+        1: ("right", "left"),
+        2: ("bottom", "top"),
+        3: ("left", "right"),
+    }.items():
+        out = tilt(rgb, 0.25, side)
+        assert out.shape == rgb.shape
+        mask = out[..., 0] > 130
+        # The device's extent across its far edge against its near edge, each measured 12 px inside it.
+        rows, cols = np.nonzero(mask)
+        edges = {
+            "top": mask[rows.min() + 12].sum(),
+            "bottom": mask[rows.max() - 12].sum(),
+            "left": mask[:, cols.min() + 12].sum(),
+            "right": mask[:, cols.max() - 12].sum(),
+        }
+        assert edges[far] < 0.9 * edges[near], (side, edges)
+        # What the warp uncovered along the far side is the table's colour, not black.
+        strip = {"top": out[:5], "bottom": out[-5:], "left": out[:, :5], "right": out[:, -5:]}[far]
+        assert abs(float(strip.mean()) - 60) < 3
+
+
+def test_the_tilted_and_soft_modes_draw_within_their_ranges():
+    rgb = np.full((400, 300, 3), 60, np.uint8)
+    rgb[:, 150:] = 200  # a hard vertical edge
+    sides = set()
+    for k in range(16):
+        out, quality, draw = jitter_photo(rgb, np.random.default_rng([3, k]), "tilted")
+        sides.add(draw["tilt_side"])
+        assert out.shape == rgb.shape and quality == PLAIN_QUALITY and draw["turns"] == 0
+        assert TILT_NARROWING[0] <= draw["tilt_narrowing"] <= TILT_NARROWING[1]
+        soft, quality, draw = jitter_photo(rgb, np.random.default_rng([3, k]), "soft")
+        assert soft.shape == rgb.shape and SOFT_PER_SIDE[0] <= draw["blur_per_side"] <= SOFT_PER_SIDE[1]
+        assert np.abs(np.diff(soft[200, :, 0].astype(int))).max() < 140  # the step spread (was 140)
+    assert sides == {0, 1, 2, 3}
 
 
 def test_cli_copies_labelled_photos_with_their_labels_and_group_and_refuses_test(tmp_path):

@@ -277,7 +277,7 @@ def jitter(
         str,
         typer.Option(
             "--mode",
-            help="mixed: all four changes drawn; quarter-turn or darker (1 EV): that change alone; "
+            help="mixed: all four changes drawn; quarter-turn, darker (1 EV), tilted or soft: that change alone; "
             "other-quarter-turn: each photo turned the other way from quarter-turn's copy (same seed)",
         ),
     ] = "mixed",

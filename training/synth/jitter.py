@@ -30,7 +30,9 @@ best real validation figures measured (session 39), and are in the default confi
 since session 44 (`make model` makes them; docs/model-history.md, 2026-12-06). `--mode other-quarter-turn`
 with the same seed turns each photo the other way from `quarter-turn`'s copy, so that every photo is in
 the fit turned both ways (session 56: one random way left MSD's worn screens called cracked when turned
-the way their copy was not).
+the way their copy was not). `--mode tilted` leans the device away from the camera along a side drawn
+from four (`tilt`), and `--mode soft` puts it out of focus (`soften`): `bench_robustness.py`'s "tilted"
+and "soft focus" found MSD's worn validation screens called cracked (session 61).
 
     refurbgrade jitter datasets/real/{phones_web,cracked_screens,msd}.jsonl --mode quarter-turn --seed 7 \
         --out datasets/generated/real_turned
@@ -60,8 +62,15 @@ MAX_SIDE = 2048  # originals larger than this are shrunk first: the network read
 SUFFIX = "-jitter"
 # One kind of change a copy instead of all four (`jitter_photo`): the quarter-turned and the 1 EV darker
 # copies measured in docs/model-history.md (session 39).
-MODES = ("mixed", "quarter-turn", "other-quarter-turn", "darker")
+MODES = ("mixed", "quarter-turn", "other-quarter-turn", "darker", "tilted", "soft")
 DARKER = 0.5  # 1 EV, as `benchmarks/bench_robustness.py`'s "-1 EV"
+# "tilted": the device leaning away from the camera along a side drawn from four; the far edge is
+# narrower by a share drawn from this, the photo shorter along the lean by half that (bench_robustness's
+# "tilted" is one point of it: 0.2, the top).
+TILT_NARROWING = (0.08, 0.25)
+# "soft": a Gaussian blur whose sd is the long side over a number drawn log-uniformly from this (0.3 to
+# 0.85 of a pixel of what the network reads at 384 px; bench_robustness's "soft focus" is 600).
+SOFT_PER_SIDE = (450.0, 1300.0)
 PLAIN_QUALITY = 92
 
 
@@ -74,13 +83,49 @@ def exposure_lut(gain: float) -> np.ndarray:
     return np.round(srgb * 255.0).astype(np.uint8)
 
 
+def table_colour(rgb: np.ndarray) -> tuple[float, float, float]:
+    """The median colour of the photo's outer ring (a fiftieth of its short side deep): the table the
+    device lies on, which a tilt uncovers."""
+    h, w = rgb.shape[:2]
+    m = max(1, min(h, w) // 50)
+    ring = np.concatenate([rgb[:m], rgb[-m:], rgb[:, :m].swapaxes(0, 1), rgb[:, -m:].swapaxes(0, 1)], axis=1)
+    return tuple(float(v) for v in np.median(ring.reshape(-1, 3), axis=0))
+
+
+def tilt(rgb: np.ndarray, narrowing: float, side: int = 0) -> np.ndarray:
+    """`rgb` as the camera sees it with the device leaning away along `side` (0 top, 1 right, 2 bottom, 3
+    left: the far edge): a perspective warp that makes that edge `narrowing` of its length narrower
+    and the photo `narrowing / 2` shorter along the lean, the same size; what it uncovers is
+    `table_colour`."""
+    img = np.ascontiguousarray(np.rot90(rgb, side))  # the far edge to the top
+    h, w = img.shape[:2]
+    inset, drop = narrowing / 2 * w, narrowing / 2 * h
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[inset, drop], [w - inset, drop], [w, h], [0, h]])
+    warped = cv2.warpPerspective(
+        img,
+        cv2.getPerspectiveTransform(src, dst),
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=table_colour(img),
+    )
+    return np.ascontiguousarray(np.rot90(warped, -side))
+
+
+def soften(rgb: np.ndarray, per_side: float) -> np.ndarray:
+    """`rgb` out of focus: a Gaussian blur of sd its long side over `per_side`."""
+    return cv2.GaussianBlur(rgb, (0, 0), max(rgb.shape[:2]) / per_side)
+
+
 def jitter_photo(
     rgb: np.ndarray, rng: np.random.Generator, mode: str = "mixed"
 ) -> tuple[np.ndarray, int, dict]:
     """`rgb` (H x W x 3 uint8) turned, re-exposed and shrunk by one draw of `rng`; returns the copy, the
     JPEG quality to save it at and the draw (for the manifest). `mode` (`MODES`): "mixed" draws all
     four; "quarter-turn" only turns, a quarter either way, "other-quarter-turn" the other way from
-    "quarter-turn" with the same `rng`, and "darker" only darkens, by `DARKER` (each saved at
+    "quarter-turn" with the same `rng`, "darker" only darkens, by `DARKER`, "tilted" only tilts
+    (`tilt`, a side and a narrowing drawn) and "soft" only blurs (`soften`) (each saved at
     `PLAIN_QUALITY`, nothing else changed)."""
     if mode == "mixed":
         turns = int(rng.integers(4))
@@ -100,6 +145,14 @@ def jitter_photo(
         size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     draw = {"turns": turns, "gain": round(gain, 3), "scale": round(scale, 3), "quality": quality}
+    if mode == "tilted":
+        side, narrowing = int(rng.integers(4)), float(rng.uniform(*TILT_NARROWING))
+        img = tilt(img, narrowing, side)
+        draw.update(tilt_side=side, tilt_narrowing=round(narrowing, 3))
+    elif mode == "soft":
+        per_side = float(np.exp(rng.uniform(np.log(SOFT_PER_SIDE[0]), np.log(SOFT_PER_SIDE[1]))))
+        img = soften(img, per_side)
+        draw.update(blur_per_side=round(per_side, 1))
     return img, quality, draw
 
 
